@@ -1,0 +1,30 @@
+// The system OpenSSL 3 headers, plus shims for the macros Swift cannot call.
+#ifndef C_OPENSSL_H
+#define C_OPENSSL_H
+
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <openssl/pem.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+
+long COpenSSL_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version);
+long COpenSSL_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version);
+long COpenSSL_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *cert);
+long COpenSSL_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode);
+long COpenSSL_SSL_set_tlsext_host_name(SSL *ssl, const char *name);
+long COpenSSL_SSL_CTX_set_mode(SSL_CTX *ctx, long mode);
+long COpenSSL_BIO_get_mem_data(BIO *bio, char **data);
+size_t COpenSSL_BIO_ctrl_pending(BIO *bio);
+long COpenSSL_BIO_set_mem_eof_return(BIO *bio, int value);
+int COpenSSL_sk_GENERAL_NAME_num(const GENERAL_NAMES *names);
+const GENERAL_NAME *COpenSSL_sk_GENERAL_NAME_value(const GENERAL_NAMES *names, int index);
+void COpenSSL_GENERAL_NAMES_free(GENERAL_NAMES *names);
+int COpenSSL_sk_X509_num(const STACK_OF(X509) *certs);
+X509 *COpenSSL_sk_X509_value(const STACK_OF(X509) *certs, int index);
+int COpenSSL_SSL_CTX_get_ex_new_index(void);
+int COpenSSL_SSL_get_ex_new_index(void);
+
+#endif

@@ -1,0 +1,2 @@
+import SidecarCore
+print("control-plane \(MeshVersion.current)")

@@ -1,0 +1,2 @@
+import SidecarCore
+print("sidecar \(MeshVersion.current)")
