@@ -54,10 +54,22 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Test-only helpers shared by both test targets: certificates minted at test time,
+        // in-memory channel pumping, free ports, child processes.
+        .target(
+            name: "MeshTestSupport",
+            dependencies: [
+                "SidecarCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            path: "Tests/MeshTestSupport"
+        ),
         .testTarget(
             name: "SidecarCoreTests",
             dependencies: [
                 "SidecarCore",
+                "MeshTestSupport",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -67,6 +79,7 @@ let package = Package(
             name: "MeshIntegrationTests",
             dependencies: [
                 "SidecarCore",
+                "MeshTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -1,3 +1,5 @@
+#define _GNU_SOURCE
+#include <time.h>
 #include "COpenSSL.h"
 
 long COpenSSL_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) { return SSL_CTX_set_min_proto_version(ctx, version); }
@@ -16,3 +18,21 @@ int COpenSSL_sk_X509_num(const STACK_OF(X509) *certs) { return sk_X509_num(certs
 X509 *COpenSSL_sk_X509_value(const STACK_OF(X509) *certs, int index) { return sk_X509_value(certs, index); }
 int COpenSSL_SSL_CTX_get_ex_new_index(void) { return SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
 int COpenSSL_SSL_get_ex_new_index(void) { return SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
+
+const unsigned char *COpenSSL_GENERAL_NAME_uri(const GENERAL_NAME *name, int *length) {
+    if (name == NULL || name->type != GEN_URI) return NULL;
+    *length = ASN1_STRING_length(name->d.uniformResourceIdentifier);
+    return ASN1_STRING_get0_data(name->d.uniformResourceIdentifier);
+}
+
+static long long asn1_time_to_unix(const ASN1_TIME *t) {
+    struct tm tm;
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) return 0;
+    return (long long)timegm(&tm);
+}
+
+long long COpenSSL_X509_not_before(const X509 *cert) { return asn1_time_to_unix(X509_get0_notBefore(cert)); }
+long long COpenSSL_X509_not_after(const X509 *cert) { return asn1_time_to_unix(X509_get0_notAfter(cert)); }
+unsigned long COpenSSL_ERR_GET_LIB(unsigned long code) { return (unsigned long)ERR_GET_LIB(code); }
+unsigned long COpenSSL_ERR_GET_REASON(unsigned long code) { return (unsigned long)ERR_GET_REASON(code); }
+void COpenSSL_SSL_CTX_set_mesh_options(SSL_CTX *ctx) { SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION); }

@@ -26,5 +26,14 @@ int COpenSSL_sk_X509_num(const STACK_OF(X509) *certs);
 X509 *COpenSSL_sk_X509_value(const STACK_OF(X509) *certs, int index);
 int COpenSSL_SSL_CTX_get_ex_new_index(void);
 int COpenSSL_SSL_get_ex_new_index(void);
+/// The URI of a GENERAL_NAME when it is a URI SAN, else NULL.
+const unsigned char *COpenSSL_GENERAL_NAME_uri(const GENERAL_NAME *name, int *length);
+/// notBefore / notAfter of a certificate as Unix seconds (0 when unreadable).
+long long COpenSSL_X509_not_before(const X509 *cert);
+long long COpenSSL_X509_not_after(const X509 *cert);
+/// No renegotiation, no compression (option bits are macros Swift cannot import).
+void COpenSSL_SSL_CTX_set_mesh_options(SSL_CTX *ctx);
+unsigned long COpenSSL_ERR_GET_LIB(unsigned long code);
+unsigned long COpenSSL_ERR_GET_REASON(unsigned long code);
 
 #endif

@@ -1,0 +1,272 @@
+import COpenSSL
+import NIOCore
+
+/// What a finished handshake established, handed to later handlers in `TLSEvent.handshakeCompleted`.
+public struct TLSHandshakeInfo: Sendable, Equatable {
+    /// The SPIFFE ID of the peer's verified leaf, if it carries one.
+    public let peerIdentity: SPIFFEID?
+    /// The negotiated ALPN protocol, if any.
+    public let negotiatedProtocol: String?
+    /// The SNI the client sent (server side) or we sent (client side).
+    public let serverName: String?
+    /// Whether the session was resumed from an earlier one.
+    public let resumed: Bool
+    /// `TLSv1.3`, `TLSv1.2`.
+    public let protocolVersion: String
+    /// The peer leaf's notAfter (Unix seconds), if it presented one.
+    public let peerCertificateNotAfter: Int64?
+}
+
+/// One TLS session over OpenSSL's `SSL*` with two memory BIOs: ciphertext from the network is
+/// written into the read BIO, ciphertext to send is drained from the write BIO. No I/O of its
+/// own; `TLSHandler` drives it on one event loop. Owns the `SSL*` and frees it in `deinit`.
+final class TLSConnection {
+    enum HandshakeResult {
+        case complete
+        case wantMoreData
+        case failed(TLSError)
+    }
+
+    enum ReadResult {
+        case data(ByteBuffer)
+        case wantMoreData
+        case closeNotify
+        case failed(TLSError)
+    }
+
+    let context: TLSContext
+    let peerIdentityPolicy: PeerIdentityPolicy
+    /// Client: key of the session cache (server name + address).
+    let sessionKey: String?
+    private let ssl: OpaquePointer
+    private let readBIO: OpaquePointer
+    private let writeBIO: OpaquePointer
+    private var verifyFailure: TLSError?
+
+    private static let exDataIndex: Int32 = COpenSSL_SSL_get_ex_new_index()
+
+    init(
+        context: TLSContext, serverName: String?, peerIdentity: PeerIdentityPolicy?, sessionKey: String?
+    ) throws(TLSError) {
+        ERR_clear_error()
+        guard let ssl = SSL_new(context.context), let readBIO = BIO_new(BIO_s_mem()),
+            let writeBIO = BIO_new(BIO_s_mem())
+        else {
+            throw TLSError(.other, OpenSSLErrorQueue.drainedDescription(fallback: "SSL_new failed"))
+        }
+        self.context = context
+        self.ssl = ssl
+        self.readBIO = readBIO
+        self.writeBIO = writeBIO
+        self.peerIdentityPolicy = peerIdentity ?? context.configuration.peerIdentity
+        self.sessionKey = context.role == .client ? (sessionKey ?? serverName) : nil
+        // An empty read BIO means "retry later", not end of file.
+        _ = COpenSSL_BIO_set_mem_eof_return(readBIO, -1)
+        SSL_set_bio(ssl, readBIO, writeBIO)
+        SSL_set_ex_data(ssl, Self.exDataIndex, Unmanaged.passUnretained(self).toOpaque())
+        switch context.role {
+        case .client:
+            SSL_set_connect_state(ssl)
+            if let serverName, !serverName.isEmpty {
+                _ = COpenSSL_SSL_set_tlsext_host_name(ssl, serverName)
+            }
+            if !context.alpnWire.isEmpty {
+                _ = context.alpnWire.withUnsafeBufferPointer {
+                    SSL_set_alpn_protos(ssl, $0.baseAddress, UInt32($0.count))
+                }
+            }
+            if let key = self.sessionKey, let session = context.sessionCache?.session(for: key) {
+                _ = SSL_set_session(ssl, session.session)
+            }
+        case .server:
+            SSL_set_accept_state(ssl)
+        }
+    }
+
+    deinit {
+        SSL_free(ssl)  // frees both BIOs too
+    }
+
+    /// The connection whose `SSL*` this is; only valid inside an OpenSSL callback that runs
+    /// during a call on that connection.
+    static func from(ssl: OpaquePointer) -> TLSConnection? {
+        guard let raw = SSL_get_ex_data(ssl, exDataIndex) else { return nil }
+        return Unmanaged<TLSConnection>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    // MARK: Ciphertext in and out
+
+    func receive(_ buffer: ByteBuffer) {
+        buffer.withUnsafeReadableBytes { bytes in
+            guard bytes.count > 0 else { return }
+            _ = BIO_write(readBIO, bytes.baseAddress, Int32(bytes.count))
+        }
+    }
+
+    var hasPendingOutput: Bool { COpenSSL_BIO_ctrl_pending(writeBIO) > 0 }
+
+    /// Ciphertext OpenSSL produced since the last call, in one buffer; nil when none.
+    func takeOutput(allocator: ByteBufferAllocator) -> ByteBuffer? {
+        let pending = Int(COpenSSL_BIO_ctrl_pending(writeBIO))
+        guard pending > 0 else { return nil }
+        var buffer = allocator.buffer(capacity: pending)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { pointer in
+            Int(max(0, BIO_read(writeBIO, pointer.baseAddress, Int32(pending))))
+        }
+        return buffer
+    }
+
+    // MARK: Handshake
+
+    func handshake() -> HandshakeResult {
+        ERR_clear_error()
+        let result = SSL_do_handshake(ssl)
+        if result == 1 {
+            // Resumed sessions skip the verify callback: check the identity policy again here.
+            if SSL_session_reused(ssl) == 1, let refusal = resumedIdentityRefusal() {
+                return .failed(refusal)
+            }
+            return .complete
+        }
+        switch SSL_get_error(ssl, result) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            return .wantMoreData
+        default:
+            return .failed(classifyFailure(duringHandshake: true))
+        }
+    }
+
+    var handshakeInfo: TLSHandshakeInfo {
+        var alpnPointer: UnsafePointer<UInt8>?
+        var alpnLength: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &alpnPointer, &alpnLength)
+        let alpn = alpnPointer.map { String(decoding: UnsafeBufferPointer(start: $0, count: Int(alpnLength)), as: UTF8.self) }
+        let serverName = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name).map { String(cString: $0) }
+        let peer = peerCertificate
+        return TLSHandshakeInfo(
+            peerIdentity: peer?.spiffeID,
+            negotiatedProtocol: alpn,
+            serverName: serverName,
+            resumed: SSL_session_reused(ssl) == 1,
+            protocolVersion: String(cString: SSL_get_version(ssl)),
+            peerCertificateNotAfter: peer?.notAfter
+        )
+    }
+
+    var peerCertificate: TLSCertificate? {
+        SSL_get0_peer_certificate(ssl).map { TLSCertificate(borrowing: $0) }
+    }
+
+    // MARK: Application data
+
+    /// Decrypts what is available, up to about `limit` bytes.
+    func read(allocator: ByteBufferAllocator, limit: Int = 16 * 1024) -> ReadResult {
+        ERR_clear_error()
+        var buffer = allocator.buffer(capacity: limit)
+        var result: Int32 = 0
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: limit) { pointer in
+            result = SSL_read(ssl, pointer.baseAddress, Int32(min(pointer.count, Int(Int32.max))))
+            return result > 0 ? Int(result) : 0
+        }
+        if result > 0 { return .data(buffer) }
+        switch SSL_get_error(ssl, result) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            return .wantMoreData
+        case SSL_ERROR_ZERO_RETURN:
+            return .closeNotify
+        default:
+            return .failed(classifyFailure(duringHandshake: false))
+        }
+    }
+
+    /// Encrypts all of `buffer` into the write BIO (which grows as needed).
+    func write(_ buffer: ByteBuffer) throws(TLSError) {
+        ERR_clear_error()
+        let failure: TLSError? = buffer.withUnsafeReadableBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let chunk = Int32(min(bytes.count - offset, 1 << 30))
+                let written = SSL_write(ssl, bytes.baseAddress! + offset, chunk)
+                if written <= 0 {
+                    return TLSError(.other, OpenSSLErrorQueue.drainedDescription(fallback: "SSL_write failed"))
+                }
+                offset += Int(written)
+            }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+
+    /// Queues our close_notify alert.
+    func shutdown() {
+        ERR_clear_error()
+        _ = SSL_shutdown(ssl)
+        ERR_clear_error()
+    }
+
+    // MARK: Failure reasons
+
+    func recordVerifyFailure(x509Error: Int32) {
+        let reason: TLSFailureReason
+        switch x509Error {
+        case X509_V_ERR_CERT_HAS_EXPIRED: reason = .expired
+        case X509_V_ERR_CERT_NOT_YET_VALID: reason = .notYetValid
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT,
+            X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN, X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT,
+            X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE, X509_V_ERR_CERT_SIGNATURE_FAILURE:
+            reason = .untrustedIssuer
+        default: reason = .invalidCertificate
+        }
+        let text = String(cString: X509_verify_cert_error_string(Int(x509Error)))
+        if verifyFailure == nil { verifyFailure = TLSError(reason, "peer certificate: \(text)") }
+    }
+
+    func recordIdentityRefusal(_ reason: TLSFailureReason, presented: SPIFFEID?) {
+        let shown = presented?.description ?? "no SPIFFE ID"
+        verifyFailure = TLSError(reason, "peer presented \(shown), which this connection does not accept")
+    }
+
+    private func resumedIdentityRefusal() -> TLSError? {
+        let identity = peerCertificate?.spiffeID
+        guard let reason = peerIdentityPolicy.evaluate(identity) else { return nil }
+        context.sessionCache.map { cache in sessionKey.map { cache.removeSession(for: $0) } }
+        return TLSError(reason, "resumed session's peer \(identity?.description ?? "has no SPIFFE ID"), not accepted")
+    }
+
+    private func classifyFailure(duringHandshake: Bool) -> TLSError {
+        let entries = OpenSSLErrorQueue.drain()
+        let detail = entries.isEmpty ? "connection failed" : entries.map(\.text).joined(separator: "; ")
+        if let verifyFailure { return verifyFailure }
+        guard let first = entries.first, first.library == UInt(ERR_LIB_SSL) else {
+            return TLSError(.other, detail)
+        }
+        switch Int32(first.reason) {
+        case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+            return TLSError(.peerNoCertificate, "peer sent no certificate")
+        case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+            return TLSError(.peerNoCertificate, "peer requires a certificate and we sent none")
+        case SSL_R_UNSUPPORTED_PROTOCOL, SSL_R_TLSV1_ALERT_PROTOCOL_VERSION, SSL_R_NO_PROTOCOLS_AVAILABLE,
+            SSL_R_WRONG_SSL_VERSION:
+            return TLSError(.protocolVersion, detail)
+        case SSL_R_WRONG_VERSION_NUMBER, SSL_R_HTTP_REQUEST, SSL_R_HTTPS_PROXY_REQUEST,
+            SSL_R_PACKET_LENGTH_TOO_LONG, SSL_R_RECORD_LENGTH_MISMATCH, SSL_R_UNKNOWN_PROTOCOL,
+            SSL_R_UNEXPECTED_RECORD, SSL_R_UNEXPECTED_MESSAGE, SSL_R_RECORD_TOO_SMALL:
+            return TLSError(duringHandshake ? .notTLS : .other, detail)
+        case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+            return TLSError(.untrustedIssuer, "peer does not trust our certificate's issuer")
+        case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+            return TLSError(.expired, "peer says our certificate expired")
+        case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE, SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN,
+            SSL_R_TLSV1_ALERT_ACCESS_DENIED, SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+            return TLSError(.peerRejected, "peer refused our certificate: \(detail)")
+        case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
+            return TLSError(.peerRejected, "peer aborted the handshake (it may not accept our identity): \(detail)")
+        case SSL_R_CERTIFICATE_VERIFY_FAILED:
+            let result = Int32(SSL_get_verify_result(ssl))
+            recordVerifyFailure(x509Error: result)
+            return verifyFailure ?? TLSError(.invalidCertificate, detail)
+        default:
+            return TLSError(.other, detail)
+        }
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+import MeshTestSupport
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import SidecarCore
+
+/// Every way a peer must be refused at handshake, each asserting the typed reason.
+@Suite struct TLSRefusalTests {
+    static let pki = TestPKI()
+    static let otherPKI = TestPKI(commonName: "another CA")
+    static let web = pki.issue(service: "web")
+    static let payments = pki.issue(service: "payments")
+
+    func handshake(client: TLSConfiguration, server: TLSConfiguration, expecting: PeerIdentityPolicy? = nil)
+        throws -> InMemoryTLSPair
+    {
+        let pair = try InMemoryTLSPair(
+            clientContext: TLSContext(configuration: client, role: .client),
+            serverContext: TLSContext(configuration: server, role: .server),
+            clientPeerIdentity: expecting)
+        try pair.connect()
+        return pair
+    }
+
+    func expectRefused(_ pair: InMemoryTLSPair) {
+        #expect(pair.serverRecorder.handshakeInfo == nil || pair.clientRecorder.handshakeInfo == nil)
+        #expect(!pair.server.isActive || !pair.client.isActive)
+        #expect(pair.serverRecorder.receivedString.isEmpty)
+    }
+
+    @Test func clientWithoutCertificate() throws {
+        let pair = try handshake(client: Self.web.configuration(presentCertificate: false), server: Self.payments.configuration())
+        defer { pair.tearDown() }
+        expectRefused(pair)
+        #expect(pair.serverRecorder.tlsErrors.map(\.reason) == [.peerNoCertificate])
+        #expect(pair.clientRecorder.tlsErrors.map(\.reason) == [.peerNoCertificate])
+    }
+
+    @Test func clientCertificateFromAnotherCA() throws {
+        var stranger = Self.otherPKI.issue(service: "web")
+        stranger.trustPEM = Self.pki.rootPEM  // it trusts us; we do not trust its issuer
+        let pair = try handshake(client: stranger.configuration(), server: Self.payments.configuration())
+        defer { pair.tearDown() }
+        expectRefused(pair)
+        #expect(pair.serverRecorder.tlsErrors.map(\.reason) == [.untrustedIssuer])
+        #expect(pair.clientRecorder.tlsErrors.map(\.reason) == [.untrustedIssuer])
+    }
+
+    @Test func serverCertificateFromAnotherCA() throws {
+        var stranger = Self.otherPKI.issue(service: "payments")
+        stranger.trustPEM = Self.pki.rootPEM
+        let pair = try handshake(client: Self.web.configuration(), server: stranger.configuration())
+        defer { pair.tearDown() }
+        expectRefused(pair)
+        #expect(pair.clientRecorder.tlsErrors.map(\.reason) == [.untrustedIssuer])
+    }
+
+    @Test func expiredClientCertificate() throws {
+        let expired = Self.pki.issue(service: "web", notBefore: Date().addingTimeInterval(-7200), lifetime: 3600)
+        let pair = try handshake(client: expired.configuration(), server: Self.payments.configuration())
+        defer { pair.tearDown() }
+        expectRefused(pair)
+        #expect(pair.serverRecorder.tlsErrors.map(\.reason) == [.expired])
+    }
+
+    @Test func notYetValidServerCertificate() throws {
+        let early = Self.pki.issue(service: "payments", notBefore: Date().addingTimeInterval(3600))
+        let pair = try handshake(client: Self.web.configuration(), server: early.configuration())
+        defer { pair.tearDown() }
+        expectRefused(pair)
+        #expect(pair.clientRecorder.tlsErrors.map(\.reason) == [.notYetValid])
+    }
+
+    @Test func wrongSPIFFEIDIsRefusedByTheClient() throws {
+        let orders = Self.pki.issue(service: "orders")
+        let pair = try handshake(
+            client: Self.web.configuration(), server: orders.configuration(),
+            expecting: .exactly([SPIFFEID.service("payments")!]))
+        defer { pair.tearDown() }
+        expectRefused(pair)
+        #expect(pair.clientRecorder.tlsErrors.map(\.reason) == [.identityMismatch])
+        #expect(pair.clientRecorder.tlsErrors.first?.detail.contains("spiffe://mesh.local/service/orders") == true)
+        // The server hears about it through the alert.
+        #expect(pair.serverRecorder.tlsErrors.map(\.reason) == [.peerRejected])
+    }
+
+    @Test func foreignTrustDomainIsRefusedByTheServer() throws {
+        let foreign = Self.pki.issue(service: "web", trustDomain: "other.org")
+        let pair = try handshake(client: foreign.configuration(), server: Self.payments.configuration())
+        defer { pair.tearDown() }
+        expectRefused(pair)
+        #expect(pair.serverRecorder.tlsErrors.map(\.reason) == [.foreignTrustDomain])
+    }
+
+    @Test func tls12OnlyClientAgainstTls13Server() throws {
+        let pair = try handshake(
+            client: Self.web.configuration(minimumVersion: .tls12, maximumVersion: .tls12),
+            server: Self.payments.configuration())
+        defer { pair.tearDown() }
+        expectRefused(pair)
+        #expect(pair.serverRecorder.tlsErrors.map(\.reason) == [.protocolVersion])
+        #expect(pair.clientRecorder.tlsErrors.map(\.reason) == [.protocolVersion])
+    }
+
+    @Test func tls12IsAvailableWhenConfigured() throws {
+        let pair = try handshake(
+            client: Self.web.configuration(minimumVersion: .tls12, maximumVersion: .tls12),
+            server: Self.payments.configuration(minimumVersion: .tls12, maximumVersion: .tls13))
+        defer { pair.tearDown() }
+        #expect(pair.serverRecorder.handshakeInfo?.protocolVersion == "TLSv1.2")
+        #expect(pair.serverRecorder.handshakeInfo?.peerIdentity?.serviceName == "web")
+    }
+
+    @Test(arguments: [
+        Array("GET / HTTP/1.1\r\nHost: payments\r\n\r\n".utf8),
+        [UInt8](repeating: 0, count: 64),
+        (0..<600).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) },
+        [0x16, 0x03, 0x01, 0xFF, 0xFF] + [UInt8](repeating: 0x41, count: 40),
+    ])
+    func garbageInsteadOfClientHelloClosesWithoutCrash(bytes: [UInt8]) throws {
+        let context = try TLSContext(configuration: Self.payments.configuration(), role: .server)
+        let channel = EmbeddedChannel()
+        let recorder = EventRecorder()
+        try channel.pipeline.syncOperations.addHandler(TLSHandler(context: context))
+        try channel.pipeline.syncOperations.addHandler(recorder)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.writeInbound(ByteBuffer(bytes: bytes))
+        if channel.isActive {
+            // A plausible record header announcing more bytes: the peer then goes away.
+            channel.pipeline.fireChannelInactive()
+        }
+        #expect(recorder.received.readableBytes == 0)
+        #expect(recorder.tlsErrors.count == 1)
+        let reason = recorder.tlsErrors.first?.reason
+        #expect(reason == .notTLS || reason == .closedDuringHandshake || reason == .protocolVersion)
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+    }
+}
+
