@@ -62,6 +62,7 @@ let package = Package(
                 "SidecarCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/MeshTestSupport"
         ),

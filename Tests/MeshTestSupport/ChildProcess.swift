@@ -1,0 +1,107 @@
+import Foundation
+
+/// Runs real programs (`openssl`, `curl`, our own binaries) for interop tests. Output goes to
+/// files, so a chatty child never blocks on a full pipe.
+public final class ChildProcess: @unchecked Sendable {
+    public let process = Process()
+    private let stdoutURL: URL
+    private let stderrURL: URL
+    private let stdinPipe = Pipe()
+
+    public init(_ arguments: [String], environment: [String: String]? = nil, directory: String? = nil) throws {
+        let scratch = FileManager.default.temporaryDirectory
+        stdoutURL = scratch.appendingPathComponent("child-\(UUID().uuidString).out")
+        stderrURL = scratch.appendingPathComponent("child-\(UUID().uuidString).err")
+        FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+        FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
+        process.standardError = try FileHandle(forWritingTo: stderrURL)
+        process.standardInput = stdinPipe
+        try process.run()
+    }
+
+    public func write(_ text: String) {
+        stdinPipe.fileHandleForWriting.write(Data(text.utf8))
+    }
+
+    public func closeInput() {
+        try? stdinPipe.fileHandleForWriting.close()
+    }
+
+    public var stdout: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
+    public var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+    public var isRunning: Bool { process.isRunning }
+
+    /// Waits for exit up to `timeout`; kills the child past it. Returns the exit status.
+    @discardableResult
+    public func wait(timeout: Duration = .seconds(30)) async -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        return process.terminationStatus
+    }
+
+    public func terminate() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(at: stdoutURL)
+        try? FileManager.default.removeItem(at: stderrURL)
+    }
+
+    /// Runs to completion with `input` on stdin.
+    public static func run(
+        _ arguments: [String], input: String? = nil, timeout: Duration = .seconds(30), directory: String? = nil
+    ) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let child = try ChildProcess(arguments, directory: directory)
+        if let input { child.write(input) }
+        child.closeInput()
+        let status = await child.wait(timeout: timeout)
+        let result = (status, child.stdout, child.stderr)
+        child.terminate()
+        return result
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds or `timeout` passes: the only way tests wait.
+public func eventually(
+    timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
+) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return try await condition()
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1 (for programs that cannot take port 0).
+public func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
+    guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
