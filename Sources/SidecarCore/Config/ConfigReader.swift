@@ -74,7 +74,7 @@ final class ConfigReader {
         }
         guard range.contains(value) else {
             let bounds = range.upperBound == Int.max
-                ? "must be at least \(range.lowerBound)" : "out of range \(range.lowerBound)..\(range.upperBound)"
+                ? "below the minimum of \(range.lowerBound)" : "out of range \(range.lowerBound)..\(range.upperBound)"
             report("\(value) is \(bounds)", path: path, at: node)
             return nil
         }
