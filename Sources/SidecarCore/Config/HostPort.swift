@@ -41,7 +41,9 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
                 return .failure(.init("has an invalid host \"\(host)\""))
             }
         }
-        guard let port = Int(portText), portText.allSatisfy(\.isASCII) else {
+        guard (1...5).contains(portText.count), portText.allSatisfy({ $0.isASCII && $0.isNumber }),
+              let port = Int(portText)
+        else {
             return .failure(.init("has an invalid port \"\(portText)\""))
         }
         guard (0...65535).contains(port) else {

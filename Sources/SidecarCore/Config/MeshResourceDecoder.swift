@@ -104,7 +104,11 @@ public enum MeshResourceDecoder {
             return ConfigIssue(file: file, path: "", message: "invalid YAML: \(error)")
         }
         func issue(_ problem: String, _ context: YamlError.Context?, _ mark: Mark?) -> ConfigIssue {
-            let detail = context.map { " \($0.text)" } ?? ""
+            // libyaml's context says what was open ("while parsing a flow mapping") and where.
+            var detail = context.map { " \($0.text)" } ?? ""
+            if let context, let mark, context.mark.line != mark.line {
+                detail += " started at line \(context.mark.line)"
+            }
             return ConfigIssue(file: file, line: mark?.line, column: mark?.column, path: "",
                                message: "invalid YAML: \(problem)\(detail)")
         }

@@ -82,13 +82,24 @@ import Testing
         #expect(found.first?.hasPrefix("web.yaml:4: invalid YAML: mapping values are not allowed") == true, "\(found)")
 
         let unclosed = "service: web\ninbound: { app: 127.0.0.1:8080\ntls: {}\n"
-        let unclosedIssues = issues(unclosed)
-        #expect(unclosedIssues.count == 1)
-        #expect(unclosedIssues.first?.hasPrefix("web.yaml:") == true)
-        #expect(unclosedIssues.first?.contains("invalid YAML") == true)
+        #expect(issues(unclosed) == [
+            "web.yaml:3: invalid YAML: did not find expected ',' or '}' while parsing a flow mapping started at line 2"
+        ])
 
         let duplicateKey = ConfigFixtures.sidecar("service: api\n")
         #expect(issues(duplicateKey).first?.contains(#"duplicate key "service""#) == true)
+    }
+
+    @Test func twoListenersOnOneAddress() {
+        let yaml = ConfigFixtures.sidecar("admin: { listen: 0.0.0.0:15006 }\n")
+        #expect(issues(yaml) == ["web.yaml:1: admin.listen: 0.0.0.0:15006 is already used by inbound.listen"])
+    }
+
+    @Test func controlPlaneAddressMustBeHTTPS() {
+        let yaml = "service: web\ninbound: { app: 127.0.0.1:8080 }\ncontrolPlane: { address: http://cp:15010, tokenFile: t }\n"
+        #expect(issues(yaml) == [
+            #"web.yaml:3: controlPlane.address: "http://cp:15010" is not a control plane address (https://host:port)"#
+        ])
     }
 
     @Test func emptyOrNonMappingDocument() {

@@ -45,6 +45,7 @@ import Testing
         ("127.0.0.1", "needs a port, as in 127.0.0.1:8080"),
         ("127.0.0.1:65536", "has port 65536 out of range 0..65535"),
         ("127.0.0.1:http", "has an invalid port \"http\""),
+        ("127.0.0.1:+80", "has an invalid port \"+80\""),
         ("256.0.0.1:80", "has an invalid host \"256.0.0.1\""),
         ("::1:80", "needs brackets around an IPv6 address, as in [::1]:8080"),
         ("[::1:80", "has no closing \"]\""),
