@@ -15,7 +15,7 @@ extension MeshResource {
         let common = Common(map, readsName: kind != .service)
         let resource: MeshResource
         switch kind {
-        case .service: resource = .service(Service.decode(map, common: common))
+        case .service: resource = .service(MeshService.decode(map, common: common))
         case .instance: resource = .instance(Instance.decode(map, common: common))
         case .route: resource = .route(Route.decode(map, common: common))
         case .trafficPolicy: resource = .trafficPolicy(TrafficPolicy.decode(map, common: common))
@@ -65,11 +65,11 @@ extension MappingReader {
     }
 }
 
-extension Service {
-    static func decode(_ map: MappingReader, common: MeshResource.Common) -> Service {
+extension MeshService {
+    static func decode(_ map: MappingReader, common: MeshResource.Common) -> MeshService {
         // A Service is named by `name` itself: it has no `service` key.
         let name = map.required("name").flatMap { map.reader.serviceName($0, path: map.childPath("name")) }
-        return Service(
+        return MeshService(
             name: name ?? "",
             resourceVersion: common.resourceVersion,
             appProtocol: map.oneOf("protocol") ?? .http,

@@ -2,7 +2,7 @@
 ///
 /// The unit of `apply`, `get`, `delete` and of a sidecar's static `resources:` list.
 public enum MeshResource: Sendable, Equatable {
-    case service(Service)
+    case service(MeshService)
     case instance(Instance)
     case route(Route)
     case trafficPolicy(TrafficPolicy)

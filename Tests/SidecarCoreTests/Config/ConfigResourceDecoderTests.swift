@@ -51,7 +51,7 @@ import Testing
             service: "payments", defaultAction: .deny,
             allow: [.init(from: ["web"], methods: ["GET", "POST"], pathPrefix: "/pay")])))
         #expect(resources[3] == .instance(Instance(service: "payments", address: "127.0.0.1", port: 16006, labels: ["version": "v1"])))
-        #expect(resources[4] == .service(Service(name: "payments", appProtocol: .http)))
+        #expect(resources[4] == .service(MeshService(name: "payments", appProtocol: .http)))
     }
 
     @Test func minimalResourcesGetTheDocumentedDefaults() throws {
@@ -152,7 +152,7 @@ import Testing
 
     @Test func emptyDocumentsAreSkipped() throws {
         let resources = try MeshResourceDecoder.decodeDocuments(yaml: "---\n# nothing\n---\nkind: Service\nname: a\n---\n")
-        #expect(resources == [.service(Service(name: "a"))])
+        #expect(resources == [.service(MeshService(name: "a"))])
     }
 
     @Test func kindWordsFromTheCommandLine() {

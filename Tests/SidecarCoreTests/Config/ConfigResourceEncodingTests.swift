@@ -57,7 +57,7 @@ import Testing
 
     @Test func jsonInputWithTabsAndErrorsWithLines() throws {
         let json = "{\n\t\"kind\": \"Service\",\n\t\"name\": \"payments\",\n\t\"protocol\": \"tcp\"\n}"
-        #expect(try MeshResourceDecoder.decodeJSON(json) == [.service(Service(name: "payments", appProtocol: .tcp))])
+        #expect(try MeshResourceDecoder.decodeJSON(json) == [.service(MeshService(name: "payments", appProtocol: .tcp))])
 
         let bad = "{\n  \"kind\": \"Instance\",\n  \"service\": \"payments\",\n  \"address\": \"10.0.0.1\",\n  \"port\": \"80\"\n}"
         let error = #expect(throws: ConfigError.self) { try MeshResourceDecoder.decodeJSON(bad, fileName: "body") }

@@ -104,3 +104,13 @@ import Testing
         }
     }
 }
+
+@Suite struct SidecarConfigurationEncodingTests {
+    @Test func yamlAndJSONRoundTrip() throws {
+        let config = try SidecarConfiguration.decode(yaml: ConfigFixtures.webYAML, fileName: "web.yaml", baseDirectory: "/etc/mesh")
+        #expect(config.tls?.certificate == "/etc/mesh/certs/web.pem")
+        #expect(try SidecarConfiguration.decode(yaml: config.yaml) == config)
+        #expect(try SidecarConfiguration.decode(yaml: config.json) == config)
+        #expect(config.json.hasPrefix(#"{"service":"web","inbound":{"listen":"127.0.0.1:15006","app":"127.0.0.1:8080","protocol":"http"}"#))
+    }
+}

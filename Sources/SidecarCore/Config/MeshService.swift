@@ -1,9 +1,13 @@
-/// A `Service` resource: a named destination in the registry and the protocol its app speaks.
+/// A `Service` resource (`kind: Service`): a named destination in the registry and the
+/// protocol its app speaks.
+///
+/// Named `MeshService`, not `Service`, so it never shadows swift-service-lifecycle's `Service`
+/// protocol, which every long-running part of SidecarCore conforms to.
 ///
 /// The name is the service's identity everywhere: the `Host` callers use, the SPIFFE ID
 /// `spiffe://<trust-domain>/service/<name>`, and the key of its Route, TrafficPolicy and
 /// AuthorizationPolicy.
-public struct Service: Sendable, Equatable {
+public struct MeshService: Sendable, Equatable {
     public var name: String
     public var resourceVersion: String?
     /// Default `http`.
