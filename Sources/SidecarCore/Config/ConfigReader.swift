@@ -162,6 +162,33 @@ final class ConfigReader {
         return elements.compactMap { string($0.node, path: $0.path) }
     }
 
+    // MARK: Size
+
+    /// Most nodes a document may expand to. Aliases are expanded by sharing, so a few lines of
+    /// `&a [*b, *b, …]` can stand for billions of nodes ("billion laughs"); walking those
+    /// would hang the control plane. Real configs are far below this.
+    static let maxNodes = 200_000
+
+    /// An issue if `root` expands to more than `maxNodes` nodes; stops counting at the limit.
+    static func sizeIssue(_ root: Node, file: String?) -> ConfigIssue? {
+        var budget = maxNodes
+        var stack = [root]
+        while let node = stack.popLast() {
+            budget -= 1
+            if budget < 0 {
+                return ConfigIssue(file: file, line: root.mark?.line, column: root.mark?.column, path: "",
+                                   message: "document too large: more than \(maxNodes) values (after expanding aliases)")
+            }
+            switch node {
+            case .mapping(let mapping):
+                for (key, value) in mapping { stack.append(key); stack.append(value) }
+            case .sequence(let sequence): stack.append(contentsOf: sequence)
+            case .scalar, .alias: break
+            }
+        }
+        return nil
+    }
+
     // MARK: Describing
 
     /// The resolved tag: what a plain scalar reads as (`int`, `float`, `bool`, `null`, `str`).

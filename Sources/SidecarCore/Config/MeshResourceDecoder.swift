@@ -19,6 +19,9 @@ public enum MeshResourceDecoder {
             throw ConfigError(issueForYAMLError(error, file: fileName))
         }
         var decoded: [DecodedResource] = []
+        for root in roots {
+            if let issue = ConfigReader.sizeIssue(root, file: fileName) { throw ConfigError(issue) }
+        }
         for (index, root) in roots.enumerated() where !ConfigReader.isNull(root) {
             let label = documentLabel(index: index, root: root)
             let start = reader.issues.count
@@ -48,6 +51,7 @@ public enum MeshResourceDecoder {
         guard let root, !ConfigReader.isNull(root) else {
             throw ConfigError(ConfigIssue(file: fileName, path: "", message: "expected a resource object, got nothing"))
         }
+        if let issue = ConfigReader.sizeIssue(root, file: fileName) { throw ConfigError(issue) }
         var decoded: [DecodedResource] = []
         if let elements = root.sequence {
             for (index, element) in elements.enumerated() {

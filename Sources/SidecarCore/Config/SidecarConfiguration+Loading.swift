@@ -31,6 +31,7 @@ extension SidecarConfiguration {
         guard let root, !ConfigReader.isNull(root) else {
             throw ConfigError(ConfigIssue(file: fileName, path: "", message: "the file is empty; it needs at least service, inbound and tls or controlPlane"))
         }
+        if let issue = ConfigReader.sizeIssue(root, file: fileName) { throw ConfigError(issue) }
         guard let map = reader.mapping(root, path: "") else { throw reader.error() ?? ConfigError(issues: []) }
         let configuration = decode(map, baseDirectory: baseDirectory)
         map.finish()
@@ -138,12 +139,28 @@ extension SidecarConfiguration {
         }
         for (path, address) in listeners where address.port != 0 {
             if let first = seen[address] {
-                map.reader.report("\(address) is already used by \(first)", path: path, at: map.node)
+                map.reader.report("\(address) is already used by \(first)", path: path, at: node(at: path, in: map.node))
             } else {
                 seen[address] = path
             }
         }
     }
+}
+
+/// The node at a dotted path like `outbound.tcp[0].listen`, for its line; the root if absent.
+private func node(at path: String, in root: Node) -> Node {
+    var current = root
+    for component in path.split(separator: ".") {
+        let parts = component.split(separator: "[")
+        guard let key = parts.first, let next = current[String(key)] else { return root }
+        current = next
+        for index in parts.dropFirst() {
+            guard let position = Int(index.dropLast()), let items = current.sequence, items.indices.contains(position)
+            else { return root }
+            current = items[position]
+        }
+    }
+    return current
 }
 
 extension MappingReader {

@@ -92,7 +92,7 @@ import Testing
 
     @Test func twoListenersOnOneAddress() {
         let yaml = ConfigFixtures.sidecar("admin: { listen: 0.0.0.0:15006 }\n")
-        #expect(issues(yaml) == ["web.yaml:1: admin.listen: 0.0.0.0:15006 is already used by inbound.listen"])
+        #expect(issues(yaml) == ["web.yaml:4: admin.listen: 0.0.0.0:15006 is already used by inbound.listen"])
     }
 
     @Test func controlPlaneAddressMustBeHTTPS() {

@@ -150,6 +150,15 @@ import Testing
         #expect((found.first?.split(separator: ":")[1]).flatMap { Int($0) }.map { $0 >= 5 } == true, "\(found)")
     }
 
+    @Test func aliasBombIsRefusedNotWalked() {
+        var yaml = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for level in 1...9 {
+            let refs = Array(repeating: "*a\(level - 1)", count: 10).joined(separator: ", ")
+            yaml += "a\(level): &a\(level) [\(refs)]\n"
+        }
+        #expect(issues(yaml) == ["apply.yaml:1: document too large: more than 200000 values (after expanding aliases)"])
+    }
+
     @Test func emptyDocumentsAreSkipped() throws {
         let resources = try MeshResourceDecoder.decodeDocuments(yaml: "---\n# nothing\n---\nkind: Service\nname: a\n---\n")
         #expect(resources == [.service(MeshService(name: "a"))])
