@@ -1,0 +1,186 @@
+import Foundation
+import Yams
+
+/// Loading and validating a sidecar bootstrap file; every problem comes back in one
+/// `ConfigError`, each issue naming file, line and key path.
+extension SidecarConfiguration {
+    /// Reads and decodes the file at `path`; relative paths inside resolve against its directory.
+    public static func load(contentsOf path: String) throws(ConfigError) -> SidecarConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(ConfigIssue(file: path, path: "", message: "cannot read the file: \(error.localizedDescription)"))
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        return try decode(yaml: text, fileName: path, baseDirectory: directory)
+    }
+
+    /// Decodes bootstrap YAML; `baseDirectory` is where relative file paths point from
+    /// (empty: leave them relative to the working directory).
+    public static func decode(
+        yaml: String, fileName: String? = nil, baseDirectory: String = ""
+    ) throws(ConfigError) -> SidecarConfiguration {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch {
+            throw ConfigError(MeshResourceDecoder.issueForYAMLError(error, file: fileName))
+        }
+        let reader = ConfigReader(file: fileName)
+        guard let root, !ConfigReader.isNull(root) else {
+            throw ConfigError(ConfigIssue(file: fileName, path: "", message: "the file is empty; it needs at least service, inbound and tls or controlPlane"))
+        }
+        if let issue = ConfigReader.sizeIssue(root, file: fileName) { throw ConfigError(issue) }
+        guard let map = reader.mapping(root, path: "") else { throw reader.error() ?? ConfigError(issues: []) }
+        let configuration = decode(map, baseDirectory: baseDirectory)
+        map.finish()
+        if let error = reader.error() { throw error }
+        return configuration
+    }
+
+    private static func decode(_ map: MappingReader, baseDirectory: String) -> SidecarConfiguration {
+        let reader = map.reader
+        let service = map.serviceName() ?? ""
+        var inbound = Inbound(app: HostPort(host: "127.0.0.1", port: 0))
+        if let inboundMap = map.mapping("inbound", required: true) {
+            inbound.listen = inboundMap.hostPort("listen") ?? MeshDefaults.inboundListen
+            inbound.app = inboundMap.hostPort("app", required: true) ?? inbound.app
+            inbound.appProtocol = inboundMap.oneOf("protocol") ?? .http
+            inboundMap.finish()
+        }
+        var outbound = Outbound()
+        if let outboundMap = map.mapping("outbound") {
+            outbound.listen = outboundMap.hostPort("listen") ?? MeshDefaults.outboundListen
+            for element in outboundMap.list("tcp") ?? [] {
+                guard let tcpMap = reader.mapping(element.node, path: element.path) else { continue }
+                let listen = tcpMap.hostPort("listen", required: true)
+                let upstream = tcpMap.serviceName()
+                if let listen, let upstream {
+                    outbound.tcp.append(TCPUpstream(listen: listen, service: upstream))
+                }
+                tcpMap.finish()
+            }
+            outboundMap.finish()
+        }
+        var adminListen = MeshDefaults.adminListen
+        if let adminMap = map.mapping("admin") {
+            adminListen = adminMap.hostPort("listen") ?? MeshDefaults.adminListen
+            adminMap.finish()
+        }
+        var trustDomain = MeshDefaults.trustDomain
+        if let node = map.optional("trustDomain"), let text = reader.string(node, path: "trustDomain") {
+            if HostPort.isHostName(text) && text == text.lowercased() {
+                trustDomain = text
+            } else {
+                reader.report("\"\(text)\" is not a trust domain (a lowercase DNS name, e.g. mesh.local)",
+                              path: "trustDomain", at: node)
+            }
+        }
+        let tls = decodeTLS(map, baseDirectory: baseDirectory)
+        let controlPlane = decodeControlPlane(map, baseDirectory: baseDirectory)
+        if !map.has("tls") && !map.has("controlPlane") {
+            reader.report("needs tls (static mode: cert, key, trustBundle) or controlPlane (dynamic mode: address, tokenFile)",
+                          path: "", at: map.node)
+        }
+        var decoded: [MeshResourceDecoder.DecodedResource] = []
+        for element in map.list("resources") ?? [] {
+            if let resource = MeshResource.decode(element.node, path: element.path, reader: reader) {
+                decoded.append(.init(resource: resource, label: element.path, node: element.node))
+            }
+        }
+        MeshResourceDecoder.checkUnique(decoded, reader: reader)
+        let configuration = SidecarConfiguration(
+            service: service, inbound: inbound, outbound: outbound, adminListen: adminListen,
+            trustDomain: trustDomain, tls: tls, controlPlane: controlPlane, resources: decoded.map(\.resource))
+        checkDistinctListeners(configuration, map: map)
+        return configuration
+    }
+
+    private static func decodeTLS(_ map: MappingReader, baseDirectory: String) -> TLSFiles? {
+        guard let tlsMap = map.mapping("tls") else { return nil }
+        defer { tlsMap.finish() }
+        let cert = tlsMap.filePath("cert", baseDirectory: baseDirectory)
+        let key = tlsMap.filePath("key", baseDirectory: baseDirectory)
+        let bundle = tlsMap.filePath("trustBundle", baseDirectory: baseDirectory)
+        guard let cert, let key, let bundle else { return nil }
+        return TLSFiles(certificate: cert, privateKey: key, trustBundle: bundle)
+    }
+
+    private static func decodeControlPlane(_ map: MappingReader, baseDirectory: String) -> ControlPlane? {
+        guard let controlMap = map.mapping("controlPlane") else { return nil }
+        defer { controlMap.finish() }
+        var address: String?
+        if let node = controlMap.required("address"),
+           let text = map.reader.string(node, path: controlMap.childPath("address")) {
+            let rest = text.hasPrefix("https://") ? String(text.dropFirst("https://".count)) : nil
+            if let rest, case .success = HostPort.parse(rest.hasSuffix("/") ? String(rest.dropLast()) : rest) {
+                address = text
+            } else {
+                map.reader.report("\"\(text)\" is not a control plane address (https://host:port)",
+                                  path: controlMap.childPath("address"), at: node)
+            }
+        }
+        let tokenFile = controlMap.filePath("tokenFile", baseDirectory: baseDirectory)
+        guard let address, let tokenFile else { return nil }
+        return ControlPlane(address: address, tokenFile: tokenFile)
+    }
+
+    /// Two listeners on one address would fail at bind time with a less helpful message.
+    private static func checkDistinctListeners(_ configuration: SidecarConfiguration, map: MappingReader) {
+        var seen: [HostPort: String] = [:]
+        var listeners: [(String, HostPort)] = [
+            ("inbound.listen", configuration.inbound.listen),
+            ("outbound.listen", configuration.outbound.listen),
+            ("admin.listen", configuration.adminListen),
+        ]
+        for (index, upstream) in configuration.outbound.tcp.enumerated() {
+            listeners.append(("outbound.tcp[\(index)].listen", upstream.listen))
+        }
+        for (path, address) in listeners where address.port != 0 {
+            if let first = seen[address] {
+                map.reader.report("\(address) is already used by \(first)", path: path, at: node(at: path, in: map.node))
+            } else {
+                seen[address] = path
+            }
+        }
+    }
+}
+
+/// The node at a dotted path like `outbound.tcp[0].listen`, for its line; the root if absent.
+private func node(at path: String, in root: Node) -> Node {
+    var current = root
+    for component in path.split(separator: ".") {
+        let parts = component.split(separator: "[")
+        guard let key = parts.first, let next = current[String(key)] else { return root }
+        current = next
+        for index in parts.dropFirst() {
+            guard let position = Int(index.dropLast()), let items = current.sequence, items.indices.contains(position)
+            else { return root }
+            current = items[position]
+        }
+    }
+    return current
+}
+
+extension MappingReader {
+    /// A required file path, resolved against `baseDirectory` when relative.
+    func filePath(_ key: String, baseDirectory: String) -> String? {
+        guard let text = string(key, required: true) else { return nil }
+        guard !text.isEmpty else {
+            reader.report("is empty (a file path)", path: childPath(key), at: optional(key))
+            return nil
+        }
+        return SidecarConfiguration.resolve(path: text, against: baseDirectory)
+    }
+}
+
+extension SidecarConfiguration {
+    /// `certs/web.pem` against `/etc/mesh` is `/etc/mesh/certs/web.pem`; absolute paths stay.
+    static func resolve(path: String, against baseDirectory: String) -> String {
+        guard !path.hasPrefix("/"), !baseDirectory.isEmpty else { return path }
+        let base = baseDirectory.hasSuffix("/") ? String(baseDirectory.dropLast()) : baseDirectory
+        let relative = path.hasPrefix("./") ? String(path.dropFirst(2)) : path
+        return "\(base)/\(relative)"
+    }
+}

@@ -1,0 +1,100 @@
+/// The sidecar's bootstrap file (`sidecar --config web.yaml`): which service it fronts, where
+/// it listens, how it gets its identity (static `tls` files or a `controlPlane`), and in static
+/// mode the resources it would otherwise receive.
+///
+/// Immutable once loaded; every file path is already resolved against the config file's
+/// directory. At least one of `tls` and `controlPlane` is set.
+public struct SidecarConfiguration: Sendable, Equatable {
+    /// Inbound: mTLS from other sidecars, handed to the app on localhost.
+    public struct Inbound: Sendable, Equatable {
+        public var listen: HostPort
+        public var app: HostPort
+        public var appProtocol: AppProtocol
+
+        public init(listen: HostPort = MeshDefaults.inboundListen, app: HostPort, appProtocol: AppProtocol = .http) {
+            self.listen = listen
+            self.app = app
+            self.appProtocol = appProtocol
+        }
+    }
+
+    /// Outbound: the local app's HTTP proxy, plus one local port per L4 upstream.
+    public struct Outbound: Sendable, Equatable {
+        public var listen: HostPort
+        public var tcp: [TCPUpstream]
+
+        public init(listen: HostPort = MeshDefaults.outboundListen, tcp: [TCPUpstream] = []) {
+            self.listen = listen
+            self.tcp = tcp
+        }
+    }
+
+    /// A local port whose connections are carried, as bytes, to `service`.
+    public struct TCPUpstream: Sendable, Equatable {
+        public var listen: HostPort
+        public var service: String
+
+        public init(listen: HostPort, service: String) {
+            self.listen = listen
+            self.service = service
+        }
+    }
+
+    /// Static mode: PEM files made by any CA.
+    public struct TLSFiles: Sendable, Equatable {
+        public var certificate: String
+        public var privateKey: String
+        public var trustBundle: String
+
+        public init(certificate: String, privateKey: String, trustBundle: String) {
+            self.certificate = certificate
+            self.privateKey = privateKey
+            self.trustBundle = trustBundle
+        }
+    }
+
+    /// Dynamic mode: where the control plane is and the join token proving our service.
+    public struct ControlPlane: Sendable, Equatable {
+        /// `https://host:port`.
+        public var address: String
+        public var tokenFile: String
+
+        public init(address: String, tokenFile: String) {
+            self.address = address
+            self.tokenFile = tokenFile
+        }
+    }
+
+    public var service: String
+    public var inbound: Inbound
+    public var outbound: Outbound
+    public var adminListen: HostPort
+    public var trustDomain: String
+    public var tls: TLSFiles?
+    public var controlPlane: ControlPlane?
+    /// Static mode's resources (also allowed beside a control plane as a starting point).
+    public var resources: [MeshResource]
+
+    public init(
+        service: String,
+        inbound: Inbound,
+        outbound: Outbound = Outbound(),
+        adminListen: HostPort = MeshDefaults.adminListen,
+        trustDomain: String = MeshDefaults.trustDomain,
+        tls: TLSFiles? = nil,
+        controlPlane: ControlPlane? = nil,
+        resources: [MeshResource] = []
+    ) {
+        self.service = service
+        self.inbound = inbound
+        self.outbound = outbound
+        self.adminListen = adminListen
+        self.trustDomain = trustDomain
+        self.tls = tls
+        self.controlPlane = controlPlane
+        self.resources = resources
+    }
+
+    /// `spiffe://<trust-domain>/service/<service>`: the identity this sidecar presents.
+    public var spiffeID: String { "spiffe://\(trustDomain)/service/\(service)" }
+}
