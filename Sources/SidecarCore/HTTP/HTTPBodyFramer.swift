@@ -91,15 +91,10 @@ public struct HTTPBodyFramer: Sendable {
             state = .remaining(remaining - n)
             return Progress(bodyBytes: n, isComplete: false)
         case .chunked(var machine):
-            state = .complete  // not left holding a second copy of the machine while it mutates
-            do {
-                let n = try machine.consume(raw)
-                if !machine.isDone { state = .chunked(machine) }
-                return Progress(bodyBytes: n, isComplete: machine.isDone)
-            } catch {
-                state = .chunked(machine)
-                throw error
-            }
+            // On a throw the state is left as it was: the connection cannot be framed any more.
+            let n = try machine.consume(raw)
+            state = machine.isDone ? .complete : .chunked(machine)
+            return Progress(bodyBytes: n, isComplete: machine.isDone)
         case .untilClose:
             return Progress(bodyBytes: raw.count, isComplete: false)
         }

@@ -123,6 +123,9 @@ extension HTTPHeadParser {
         let nameRange = content.lowerBound..<nameEnd
         let known = HTTPKnownHeader.classify(UnsafeRawBufferPointer(rebasing: raw[nameRange]))
         try rules.add(known, head: raw, value: valueStart..<valueEnd)
+        if fields.isEmpty {
+            fields.reserveCapacity(16)  // one allocation for a typical head instead of five
+        }
         fields.append(
             HTTPHeaderField(
                 lineStart: UInt32(content.lowerBound),

@@ -7,7 +7,9 @@ import NIOCore
 /// returns `nil` until the head's final empty line has arrived, then consumes exactly the head
 /// (leaving the body and any pipelined bytes in the buffer) and returns it as a slice of the
 /// buffer's storage. Between calls the caller may append bytes and discard bytes already read,
-/// but must not move the reader index over a head in progress.
+/// but must not move the reader index over a head in progress. The returned head shares the
+/// buffer's storage: drop it (after forwarding or rewriting) before the next read is appended,
+/// or that append copies the buffer.
 ///
 /// Decisions worth knowing (all stricter than "be liberal in what you accept"):
 /// - line endings are CRLF only; bare LF and bare CR anywhere in a head are refused;
