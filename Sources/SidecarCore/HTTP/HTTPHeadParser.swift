@@ -20,6 +20,20 @@ import NIOCore
 /// - field framing rules are in `HTTPFramingRules`.
 /// After a thrown error the parser is reset, but the connection's bytes cannot be framed any
 /// more: answer with `error.status` and close.
+///
+/// A proxy handler drives it together with `HTTPBodyFramer` and `HTTPHeadWriter`:
+///
+///     cumulation.writeImmutableBuffer(read)
+///     while true {
+///         if framer == nil {
+///             guard let head = try parser.parseRequest(&cumulation) else { break }
+///             writer.write(head, adding: [requestID], into: &out)   // or forward head.headers.bytes
+///             framer = HTTPBodyFramer(framing: head.framing.body)
+///         }
+///         let (body, done) = try framer!.readBody(from: &cumulation)
+///         if let body { out.writeImmutableBuffer(body) }                // raw bytes, chunked included
+///         if done { framer = nil } else { break }
+///     }
 public struct HTTPHeadParser: Sendable {
     /// Bounds on what one head may cost.
     public struct Limits: Sendable, Hashable {

@@ -82,7 +82,7 @@ import Testing
     @Test func noBodyIsCompleteAtOnce() throws {
         var none = HTTPBodyFramer(framing: .none)
         #expect(try none.consume(ByteBuffer(string: "GET")) == .init(bodyBytes: 0, isComplete: true))
-        var zero = HTTPBodyFramer(framing: .contentLength(0))
+        let zero = HTTPBodyFramer(framing: .contentLength(0))
         #expect(zero.isComplete)
     }
 }
