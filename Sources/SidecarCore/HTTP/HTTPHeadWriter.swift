@@ -1,0 +1,89 @@
+import NIOCore
+
+/// Serialises a parsed head for the next hop: the start line and every kept header line are
+/// copied from the original bytes (no `String` per header), dropped fields are skipped, and
+/// added lines are appended as bytes before the final CRLF.
+///
+/// Build one per listener (its removal list is configuration) and call `write` per message.
+/// Adding a line *sets* it: any received field of the same name is dropped first, so a caller
+/// cannot smuggle in its own `x-mesh-caller`. Content-Length, Transfer-Encoding and Trailer
+/// are always kept, because the body is relayed with its original framing. The writer does
+/// not decide connection reuse: to ask the next hop to close, add `connection: close`.
+/// If the result would equal the input, the caller may forward `head.headers.bytes` instead.
+public struct HTTPHeadWriter: Sendable {
+    /// Header names dropped from every head (ASCII case-insensitive).
+    public var removedNames: [String]
+    /// Drop hop-by-hop fields: Connection, Keep-Alive, Proxy-Connection, TE, Upgrade,
+    /// Proxy-Authorization, Proxy-Authenticate and every name listed in Connection.
+    public var stripHopByHop: Bool
+    /// When a head asks for an upgrade (`framing.upgrade`), keep its `Upgrade` field and write
+    /// `connection: upgrade`, so that a relayed WebSocket handshake survives.
+    public var relayUpgrade: Bool
+
+    public init(removing removedNames: [String] = [], stripHopByHop: Bool = true, relayUpgrade: Bool = false) {
+        self.removedNames = removedNames
+        self.stripHopByHop = stripHopByHop
+        self.relayUpgrade = relayUpgrade
+    }
+
+    /// Writes `head`, modified, to `buffer`.
+    public func write(_ head: HTTPRawRequestHead, adding extra: [HTTPHeaderLine] = [], into buffer: inout ByteBuffer) {
+        write(head.headers, upgrade: head.framing.upgrade, adding: extra, into: &buffer)
+    }
+
+    /// Writes `head`, modified, to `buffer`.
+    public func write(_ head: HTTPRawResponseHead, adding extra: [HTTPHeaderLine] = [], into buffer: inout ByteBuffer) {
+        write(head.headers, upgrade: head.framing.upgrade, adding: extra, into: &buffer)
+    }
+
+    private func write(_ headers: HTTPRawHeaders, upgrade: Bool, adding extra: [HTTPHeaderLine], into buffer: inout ByteBuffer) {
+        let keepUpgrade = relayUpgrade && upgrade && stripHopByHop
+        var extraLength = 2
+        for line in extra { extraLength += line.wireLength }
+        if keepUpgrade { extraLength += 21 }
+        buffer.reserveCapacity(minimumWritableBytes: headers.bytes.readableBytes + extraLength)
+
+        headers.bytes.withUnsafeReadableBytes { raw in
+            let headerEnd = raw.count - 2  // before the final empty line's CRLF
+            var runStart = 0  // start line onwards: copied in runs of kept lines
+            for field in headers.fields where !keeps(field, raw, keepUpgrade: keepUpgrade, extra: extra) {
+                buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart..<Int(field.lineStart)]))
+                runStart = Int(field.lineEnd)
+            }
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart..<headerEnd]))
+        }
+        if keepUpgrade {
+            buffer.writeStaticString("connection: upgrade\r\n")
+        }
+        for line in extra {
+            buffer.writeString(line.name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(line.value)
+            buffer.writeStaticString("\r\n")
+        }
+        buffer.writeStaticString("\r\n")
+    }
+
+    private func keeps(
+        _ field: HTTPHeaderField,
+        _ raw: UnsafeRawBufferPointer,
+        keepUpgrade: Bool,
+        extra: [HTTPHeaderLine]
+    ) -> Bool {
+        if field.known == .contentLength || field.known == .transferEncoding {
+            return true  // the body is relayed with this framing; never re-frame it by accident
+        }
+        if stripHopByHop && field.isHopByHop && !(keepUpgrade && field.known == .upgrade) {
+            return false
+        }
+        if removedNames.isEmpty && extra.isEmpty { return true }
+        let name = UnsafeRawBufferPointer(rebasing: raw[field.nameRange])
+        for removed in removedNames where HTTPGrammar.equalsIgnoringCase(name, removed) {
+            return false
+        }
+        for line in extra where HTTPGrammar.equalsIgnoringCase(name, line.name) {
+            return false
+        }
+        return true
+    }
+}
