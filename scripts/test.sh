@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, then runs every unit and integration test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh
+swift build --build-tests
+swift test --skip-build --parallel "$@"
