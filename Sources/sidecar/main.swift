@@ -1,2 +1,102 @@
+import ArgumentParser
+import Logging
+import NIOCore
 import SidecarCore
-print("sidecar \(MeshVersion.current)")
+
+/// `sidecar`: the per-service proxy. Argument parsing and wiring only.
+@main
+struct SidecarCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sidecar",
+        abstract: "The mesh sidecar: mTLS, routing and policy beside one service instance.",
+        discussion: """
+            The local app sends plain HTTP to the outbound port (as a proxy, or with the service as Host);
+            other sidecars reach this one over mTLS on the inbound port. See DESIGN.md for the config shape.
+            """,
+        version: MeshVersion.current,
+        subcommands: [Run.self, Validate.self],
+        defaultSubcommand: Run.self
+    )
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "run", abstract: "Run the sidecar (the default when no subcommand is given).")
+
+        @Option(name: .long, help: "The sidecar config file (YAML).")
+        var config: String
+
+        @Option(name: .long, help: "Event loop threads; defaults to one per core.")
+        var workers: Int?
+
+        @Option(name: .long, help: "On SIGTERM, how long in-flight requests may finish (e.g. 30s, 500ms).")
+        var drainTimeout: String = "30s"
+
+        @Option(name: .long, help: "JSON access log on stdout: on or off.")
+        var accessLog: String = "on"
+
+        mutating func run() async throws {
+            LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+            guard let drain = MeshDuration(parsing: drainTimeout) else {
+                throw ValidationError("--drain-timeout: \"\(drainTimeout)\" is not a duration (use 30s, 500ms)")
+            }
+            guard accessLog == "on" || accessLog == "off" else {
+                throw ValidationError("--access-log: use on or off")
+            }
+            if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
+            let options = Sidecar.Options(
+                workers: workers ?? System.coreCount, drainTimeout: drain.timeAmount, accessLog: accessLog == "on")
+            do {
+                try await Sidecar(configPath: config, options: options).run()
+            } catch let error as ConfigError {
+                FileHandleError.print(error.description)
+                throw ExitCode(2)
+            } catch let error as Sidecar.StartupError {
+                FileHandleError.print("sidecar: \(error.description)")
+                throw ExitCode(2)
+            } catch let error as TLSConfigurationError {
+                FileHandleError.print("sidecar: \(error.description)")
+                throw ExitCode(2)
+            }
+        }
+    }
+
+    struct Validate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check a sidecar config file; print every error with its line and exit non-zero.")
+
+        @Option(name: .long, help: "The sidecar config file (YAML).")
+        var config: String
+
+        func run() throws {
+            do {
+                let configuration = try SidecarConfiguration.load(contentsOf: config)
+                _ = try Sidecar.prepare(configuration)
+                print("\(config): ok (service \(configuration.service), \(configuration.resources.count) resources)")
+            } catch let error as ConfigError {
+                FileHandleError.print(error.description)
+                throw ExitCode(1)
+            } catch {
+                FileHandleError.print("\(config): \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+enum FileHandleError {
+    static func print(_ text: String) {
+        var stream = StandardError()
+        Swift.print(text, to: &stream)
+    }
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        var bytes = Array(string.utf8)
+        _ = bytes.withUnsafeMutableBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -31,12 +31,28 @@ public struct HTTPHeadWriter: Sendable {
         write(head.headers, upgrade: head.framing.upgrade, adding: extra, into: &buffer)
     }
 
+    /// Writes the request with a new request-target (a proxy turning absolute-form
+    /// `http://payments/pay` into origin-form `/pay`); the rest as `write(_:adding:into:)`.
+    /// `target` must already be a valid request-target (no spaces or controls).
+    public func write(
+        _ head: HTTPRawRequestHead, target: String, adding extra: [HTTPHeaderLine] = [], into buffer: inout ByteBuffer
+    ) {
+        buffer.writeString(head.methodName)
+        buffer.writeStaticString(" ")
+        buffer.writeString(target)
+        buffer.writeStaticString(head.version == .http1_0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
+        write(head.headers, upgrade: head.framing.upgrade, adding: extra, skippingStartLine: true, into: &buffer)
+    }
+
     /// Writes `head`, modified, to `buffer`.
     public func write(_ head: HTTPRawResponseHead, adding extra: [HTTPHeaderLine] = [], into buffer: inout ByteBuffer) {
         write(head.headers, upgrade: head.framing.upgrade, adding: extra, into: &buffer)
     }
 
-    private func write(_ headers: HTTPRawHeaders, upgrade: Bool, adding extra: [HTTPHeaderLine], into buffer: inout ByteBuffer) {
+    private func write(
+        _ headers: HTTPRawHeaders, upgrade: Bool, adding extra: [HTTPHeaderLine], skippingStartLine: Bool = false,
+        into buffer: inout ByteBuffer
+    ) {
         let keepUpgrade = relayUpgrade && upgrade && stripHopByHop
         var extraLength = 2
         for line in extra { extraLength += line.wireLength }
@@ -46,6 +62,11 @@ public struct HTTPHeadWriter: Sendable {
         headers.bytes.withUnsafeReadableBytes { raw in
             let headerEnd = raw.count - 2  // before the final empty line's CRLF
             var runStart = 0  // start line onwards: copied in runs of kept lines
+            if skippingStartLine {
+                var index = 0
+                while index + 1 < raw.count, !(raw[index] == 13 && raw[index + 1] == 10) { index += 1 }
+                runStart = min(index + 2, headerEnd)
+            }
             for field in headers.fields where !keeps(field, raw, keepUpgrade: keepUpgrade, extra: extra) {
                 buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart..<Int(field.lineStart)]))
                 runStart = Int(field.lineEnd)

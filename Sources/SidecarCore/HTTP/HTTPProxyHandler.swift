@@ -1,0 +1,482 @@
+import NIOCore
+
+/// Proxies HTTP/1.1 on one downstream connection by forwarding bytes: it parses only each
+/// request head's framing, rewrites the head (hop-by-hop headers, request id, trace context,
+/// caller identity), then relays body bytes as `ByteBuffer` slices to an upstream connection
+/// on the same event loop, and the upstream's response back the same way. One exchange at a
+/// time; pipelined requests wait in the cumulation buffer with reads paused.
+///
+/// Outbound (the app's proxy port) routes by `Host` or absolute-form target to a destination
+/// service and opens mTLS to one of its sidecars; inbound (after `TLSHandler`) authorizes the
+/// verified caller and hands the request to the local app. Errors become responses in one
+/// place (`ProxyError`). Flushes once per read batch in both directions.
+final class HTTPProxyHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum Direction {
+        case outbound
+        case inbound(app: HostPort)
+    }
+
+    enum Phase {
+        case idle
+        case connecting
+        case forwardingRequest
+        case awaitingResponse
+        case tunnel
+        case closed
+    }
+
+    private let direction: Direction
+    private let loop: ProxyLoopState
+    private let accessLog: AccessLog
+    private var context: ChannelHandlerContext?
+    private var parser = HTTPHeadParser()
+    private var cumulation: ByteBuffer?
+    private var phase = Phase.idle
+    private var exchange: ProxyExchange?
+    private var callerService: String?
+    private var pendingRead = false
+    private var upstreamNeedsFlush = false
+    private var upstreamWritable = true
+
+    init(direction: Direction, loop: ProxyLoopState, accessLog: AccessLog) {
+        self.direction = direction
+        self.loop = loop
+        self.accessLog = accessLog
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        loop.connectionOpened(self)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        loop.connectionClosed(self)
+        self.context = nil
+    }
+
+    /// Graceful drain: close now when idle, else after the current response (with `connection: close`).
+    func beginDrain() {
+        guard let context else { return }
+        if let exchange {
+            exchange.closeAfterResponse = true
+        } else if phase == .idle, (cumulation?.readableBytes ?? 0) == 0 {
+            phase = .closed
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: Downstream events
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted(let info) = event as? TLSEvent {
+            callerService = info.peerIdentity?.serviceName
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if cumulation == nil || cumulation!.readableBytes == 0 {
+            cumulation = bytes
+        } else {
+            cumulation!.writeBuffer(&bytes)
+        }
+        processInput(context: context)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushUpstream()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if wantsDownstreamBytes {
+            context.read()
+        } else {
+            pendingRead = true
+        }
+    }
+
+    private var wantsDownstreamBytes: Bool {
+        switch phase {
+        case .idle: return (cumulation?.readableBytes ?? 0) < 64 * 1024
+        case .forwardingRequest, .tunnel: return upstreamWritable
+        case .connecting, .awaitingResponse, .closed: return false
+        }
+    }
+
+    private func resumeReadingIfWanted() {
+        guard pendingRead, wantsDownstreamBytes, let context else { return }
+        pendingRead = false
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        exchange?.upstream?.setReadsPaused(!context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        phase = .closed
+        if let exchange {
+            exchange.timeout?.cancel()
+            if let upstream = exchange.upstream {
+                upstream.owner = nil
+                upstream.channel?.close(promise: nil)
+                if let address = exchange.upstreamAddress { loop.requestFinished(address) }
+            }
+            self.exchange = nil
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // TLS failures are counted by the listener; a broken downstream just closes.
+        context.close(promise: nil)
+    }
+
+    // MARK: Request side
+
+    private func processInput(context: ChannelHandlerContext) {
+        while true {
+            switch phase {
+            case .idle:
+                guard var buffer = cumulation, buffer.readableBytes > 0 else { return }
+                let head: HTTPRawRequestHead?
+                do {
+                    head = try parser.parseRequest(&buffer)
+                } catch {
+                    cumulation = nil
+                    respondWithoutExchange(ProxyError.badRequest(error), context: context)
+                    return
+                }
+                cumulation = buffer
+                guard let head else { return }
+                parser = HTTPHeadParser()
+                startExchange(head, context: context)
+            case .forwardingRequest:
+                forwardRequestBody(context: context)
+                if phase == .forwardingRequest { return }
+            case .tunnel:
+                if let bytes = cumulation, bytes.readableBytes > 0, let upstream = exchange?.upstream?.channel {
+                    cumulation = nil
+                    exchange?.bytesReceived += bytes.readableBytes
+                    upstream.write(bytes, promise: nil)
+                    upstreamNeedsFlush = true
+                }
+                return
+            case .connecting, .awaitingResponse, .closed:
+                return
+            }
+        }
+    }
+
+    private func startExchange(_ head: HTTPRawRequestHead, context: ChannelHandlerContext) {
+        let requestID = head.headers.firstValue(named: "x-request-id") ?? RequestIdentifiers.requestID()
+        var target = head.target
+        var authority = head.headers.firstValue(named: "host") ?? ""
+        if target.hasPrefix("http://") {
+            let rest = target.dropFirst(7)
+            let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+            authority = String(rest[..<slash])
+            target = slash == rest.endIndex ? "/" : String(rest[slash...])
+        }
+        let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
+        let peer: String
+        switch direction {
+        case .outbound: peer = String(authority.split(separator: ":").first ?? "")
+        case .inbound: peer = callerService ?? "unknown"
+        }
+        let exchange = ProxyExchange(
+            method: head.method, methodName: head.methodName, authority: authority, path: path,
+            requestID: requestID, peer: peer, closeAfterResponse: !head.framing.keepAlive || loop.draining,
+            framing: head.framing.body)
+        exchange.upgradeRequested = head.framing.upgrade
+        self.exchange = exchange
+
+        if head.method == .CONNECT || target.hasPrefix("https://") {
+            fail(exchange, ProxyError(.badRequest, "CONNECT and https:// targets are not proxied; send plain HTTP"),
+                 context: context)
+            return
+        }
+        var extra: [HTTPHeaderLine] = []
+        if !head.headers.contains("x-request-id") {
+            extra.append(try! HTTPHeaderLine(name: "x-request-id", value: requestID))
+        }
+        if !head.headers.contains("traceparent") {
+            extra.append(try! HTTPHeaderLine(name: "traceparent", value: RequestIdentifiers.traceparent()))
+        }
+        var removed: [String] = []
+        var rewritten = context.channel.allocator.buffer(capacity: head.byteCount + 160)
+        switch direction {
+        case .outbound:
+            let hops = head.headers.firstValue(named: "x-mesh-hops").flatMap { Int($0) } ?? 0
+            guard hops < 8 else {
+                fail(exchange, ProxyError(.loopDetected, "request crossed \(hops) sidecars; refusing a routing loop"),
+                     context: context)
+                return
+            }
+            guard let destination = loop.table.destination(forHost: Substring(authority)) else {
+                fail(exchange, ProxyError(.noRoute, "no service \"\(peer)\" in the mesh"), context: context)
+                return
+            }
+            guard let rule = destination.rule(path: Substring(path), method: head.methodName, header: { head.headers.firstValue(named: $0) })
+            else {
+                fail(exchange, ProxyError(.noRoute, "no route of \(destination.service) matches \(head.methodName) \(path)"),
+                     context: context)
+                return
+            }
+            exchange.route = (destination, rule)
+            removed = ["x-mesh-hops"] + rule.requestHeaders.remove
+            extra.append(try! HTTPHeaderLine(name: "x-mesh-hops", value: String(hops + 1)))
+            for (name, value) in rule.requestHeaders.set.sorted(by: { $0.key < $1.key }) {
+                if let line = try? HTTPHeaderLine(name: name, value: value) { extra.append(line) }
+            }
+            HTTPHeadWriter(removing: removed, relayUpgrade: true).write(head, target: target, adding: extra, into: &rewritten)
+            exchange.rewrittenHead = rewritten
+            exchange.timeout = context.eventLoop.scheduleTask(in: rule.timeout.timeAmount) { [weak self] in
+                self?.requestTimedOut(exchange, after: rule.timeout)
+            }
+            connectOutbound(exchange, context: context)
+        case .inbound(let app):
+            guard Authorizer.allows(loop.table.authorization, caller: callerService, method: head.methodName, path: Substring(path))
+            else {
+                fail(exchange, ProxyError(.forbidden, "\(callerService ?? "an unidentified caller") may not \(head.methodName) \(path)"),
+                     context: context)
+                return
+            }
+            extra.append(try! HTTPHeaderLine(name: "x-mesh-caller", value: callerService ?? "unknown"))
+            HTTPHeadWriter(removing: ["x-mesh-caller"], relayUpgrade: true).write(head, adding: extra, into: &rewritten)
+            exchange.rewrittenHead = rewritten
+            lease(exchange, key: .init(address: app, service: nil), connectTimeout: .seconds(5), context: context)
+        }
+    }
+
+    private func connectOutbound(_ exchange: ProxyExchange, context: ChannelHandlerContext) {
+        guard let (destination, rule) = exchange.route else { return }
+        guard let endpoint = loop.pickEndpoint(destination, rule: rule, excluding: exchange.triedEndpoints) else {
+            fail(exchange, ProxyError(.noHealthyEndpoint, "service \(destination.service) has no healthy endpoint"),
+                 context: context)
+            return
+        }
+        exchange.triedEndpoints.insert(endpoint.address)
+        lease(exchange, key: .init(address: endpoint.address, service: destination.service),
+              connectTimeout: destination.policy.connectTimeout.timeAmount, context: context)
+    }
+
+    private func lease(
+        _ exchange: ProxyExchange, key: ProxyLoopState.PoolKey, connectTimeout: TimeAmount, context: ChannelHandlerContext
+    ) {
+        phase = .connecting
+        exchange.poolKey = key
+        exchange.attempts += 1
+        loop.lease(key, connectTimeout: connectTimeout).whenComplete { [weak self] result in
+            guard let self, self.exchange === exchange, self.phase == .connecting, let context = self.context else {
+                if case .success(let upstream) = result { upstream.channel?.close(promise: nil) }
+                return
+            }
+            switch result {
+            case .success(let upstream):
+                self.connected(upstream, exchange: exchange, context: context)
+            case .failure(let error):
+                let proxyError = error as? ProxyError ?? ProxyError(.connectFailed, "\(error)")
+                // A failed connect never reached the upstream: always safe to try another endpoint.
+                if proxyError.cause == .connectFailed, let route = exchange.route,
+                    exchange.attempts < max(route.rule.retries.attempts, 1),
+                    route.destination.endpoints.count > exchange.triedEndpoints.count
+                {
+                    self.connectOutbound(exchange, context: context)
+                } else {
+                    self.fail(exchange, proxyError, context: context)
+                }
+            }
+        }
+    }
+
+    private func connected(_ upstream: UpstreamHandler, exchange: ProxyExchange, context: ChannelHandlerContext) {
+        guard let channel = upstream.channel, let head = exchange.rewrittenHead else { return }
+        exchange.upstream = upstream
+        exchange.rewrittenHead = nil
+        upstream.begin(owner: self, method: exchange.method)
+        upstream.setReadsPaused(!context.channel.isWritable)
+        if let address = exchange.upstreamAddress { loop.requestStarted(address) }
+        upstreamWritable = channel.isWritable
+        channel.write(head, promise: nil)
+        upstreamNeedsFlush = true
+        phase = exchange.requestComplete ? .awaitingResponse : .forwardingRequest
+        processInput(context: context)
+        flushUpstream()
+        resumeReadingIfWanted()
+    }
+
+    private func forwardRequestBody(context: ChannelHandlerContext) {
+        guard let exchange, let channel = exchange.upstream?.channel else { return }
+        guard var buffer = cumulation, buffer.readableBytes > 0 else { return }
+        do {
+            let (body, complete) = try exchange.requestFramer.readBody(from: &buffer)
+            cumulation = buffer
+            if let body, body.readableBytes > 0 {
+                exchange.bytesReceived += body.readableBytes
+                channel.write(body, promise: nil)
+                upstreamNeedsFlush = true
+            }
+            if complete {
+                exchange.requestComplete = true
+                phase = .awaitingResponse
+            }
+        } catch {
+            exchange.upstream?.owner = nil
+            channel.close(promise: nil)
+            exchange.closeAfterResponse = true
+            fail(exchange, ProxyError.badRequest(error), context: context)
+        }
+    }
+
+    private func flushUpstream() {
+        guard upstreamNeedsFlush else { return }
+        upstreamNeedsFlush = false
+        exchange?.upstream?.channel?.flush()
+    }
+
+    // MARK: Response side (called by UpstreamHandler on this loop)
+
+    func upstreamResponseHead(_ head: HTTPRawResponseHead, final: Bool) {
+        guard let context, let exchange else { return }
+        var buffer = context.channel.allocator.buffer(capacity: head.byteCount + 64)
+        guard final else {
+            HTTPHeadWriter().write(head, into: &buffer)
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            return
+        }
+        exchange.responseStarted = true
+        exchange.status = head.status
+        if head.framing.body == .untilClose { exchange.closeAfterResponse = true }
+        var extra: [HTTPHeaderLine] = []
+        var removed: [String] = []
+        if case .outbound = direction, let rule = exchange.route?.rule {
+            removed = rule.responseHeaders.remove
+            for (name, value) in rule.responseHeaders.set.sorted(by: { $0.key < $1.key }) {
+                if let line = try? HTTPHeaderLine(name: name, value: value) { extra.append(line) }
+            }
+        }
+        let tunnel = head.framing.body == .tunnel
+        if exchange.closeAfterResponse && !tunnel {
+            extra.append(try! HTTPHeaderLine(name: "connection", value: "close"))
+        }
+        HTTPHeadWriter(removing: removed, relayUpgrade: tunnel).write(head, adding: extra, into: &buffer)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        if tunnel {
+            exchange.timeout?.cancel()
+            phase = .tunnel
+            processInput(context: context)
+            flushUpstream()
+            resumeReadingIfWanted()
+        }
+    }
+
+    func upstreamBody(_ body: ByteBuffer) {
+        guard let context, let exchange else { return }
+        exchange.bytesSent += body.readableBytes
+        context.write(wrapOutboundOut(body), promise: nil)
+    }
+
+    func upstreamReadComplete() {
+        context?.flush()
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {
+        upstreamWritable = writable
+        if writable { resumeReadingIfWanted() }
+    }
+
+    func upstreamResponseEnd(reusable: Bool) {
+        guard let context, let exchange else { return }
+        exchange.timeout?.cancel()
+        if let address = exchange.upstreamAddress { loop.requestFinished(address) }
+        if let upstream = exchange.upstream, let key = exchange.poolKey {
+            if reusable && exchange.requestComplete && phase != .tunnel {
+                loop.release(upstream, key: key)
+            } else {
+                upstream.owner = nil
+                upstream.channel?.close(promise: nil)
+            }
+        }
+        finishExchange(exchange, status: exchange.status, context: context)
+    }
+
+    func upstreamFailed(_ error: ProxyError, responseStarted: Bool) {
+        guard let context, let exchange else { return }
+        exchange.timeout?.cancel()
+        if let address = exchange.upstreamAddress { loop.requestFinished(address) }
+        exchange.upstream = nil
+        if responseStarted {
+            exchange.errorCause = error.cause
+            accessLog.record(exchange, status: exchange.status)
+            self.exchange = nil
+            context.close(promise: nil)
+        } else {
+            if !exchange.requestComplete { exchange.closeAfterResponse = true }
+            fail(exchange, error, context: context)
+        }
+    }
+
+    private func requestTimedOut(_ exchange: ProxyExchange, after timeout: MeshDuration) {
+        guard self.exchange === exchange, let context else { return }
+        if let upstream = exchange.upstream {
+            upstream.owner = nil
+            upstream.channel?.close(promise: nil)
+            if let address = exchange.upstreamAddress { loop.requestFinished(address) }
+            exchange.upstream = nil
+        }
+        if exchange.responseStarted {
+            exchange.errorCause = .timeout
+            accessLog.record(exchange, status: exchange.status)
+            self.exchange = nil
+            context.close(promise: nil)
+        } else {
+            if !exchange.requestComplete { exchange.closeAfterResponse = true }
+            fail(exchange, ProxyError(.timeout, "no response within \(timeout)"), context: context)
+        }
+    }
+
+    // MARK: Endings
+
+    /// Answers the current exchange with a sidecar-made error response.
+    private func fail(_ exchange: ProxyExchange, _ error: ProxyError, context: ChannelHandlerContext) {
+        exchange.timeout?.cancel()
+        exchange.errorCause = error.cause
+        // A request whose body was not read cannot be followed by another on this connection.
+        if !exchange.requestComplete { exchange.closeAfterResponse = true }
+        let response = error.response(
+            closing: exchange.closeAfterResponse, requestID: exchange.requestID, allocator: context.channel.allocator)
+        exchange.bytesSent += response.readableBytes
+        context.write(wrapOutboundOut(response), promise: nil)
+        finishExchange(exchange, status: error.status, context: context)
+    }
+
+    private func finishExchange(_ exchange: ProxyExchange, status: Int, context: ChannelHandlerContext) {
+        accessLog.record(exchange, status: status)
+        self.exchange = nil
+        if exchange.closeAfterResponse || phase == .tunnel {
+            phase = .closed
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.flush()
+        phase = .idle
+        processInput(context: context)
+        resumeReadingIfWanted()
+    }
+
+    /// A malformed head: answer and close (the stream's framing can no longer be trusted).
+    private func respondWithoutExchange(_ error: ProxyError, context: ChannelHandlerContext) {
+        phase = .closed
+        let response = error.response(closing: true, requestID: nil, allocator: context.channel.allocator)
+        context.writeAndFlush(wrapOutboundOut(response)).whenComplete { _ in context.close(promise: nil) }
+    }
+}

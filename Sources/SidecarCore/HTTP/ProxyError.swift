@@ -1,0 +1,84 @@
+import NIOCore
+
+/// Every response the sidecar makes itself, in one taxonomy (DESIGN.md "Errors the sidecar
+/// makes"): a cause word for `x-mesh-error` and access logs, a status, and a detail line.
+public struct ProxyError: Error, Sendable, Equatable {
+    public enum Cause: String, Sendable, CaseIterable {
+        case noRoute = "no-route"
+        case noHealthyEndpoint = "no-healthy-endpoint"
+        case connectFailed = "connect-failed"
+        case tlsFailed = "tls-failed"
+        case upstreamReset = "upstream-reset"
+        case timeout = "timeout"
+        case circuitOpen = "circuit-open"
+        case rateLimited = "rate-limited"
+        case forbidden = "forbidden"
+        case badRequest = "bad-request"
+        case headersTooLarge = "headers-too-large"
+        case loopDetected = "loop-detected"
+        case faultInjected = "fault-injected"
+
+        public var status: Int {
+            switch self {
+            case .noRoute: return 404
+            case .noHealthyEndpoint, .connectFailed, .circuitOpen: return 503
+            case .tlsFailed, .upstreamReset: return 502
+            case .timeout: return 504
+            case .rateLimited: return 429
+            case .forbidden: return 403
+            case .badRequest: return 400
+            case .headersTooLarge: return 431
+            case .loopDetected: return 508
+            case .faultInjected: return 503
+            }
+        }
+    }
+
+    public let cause: Cause
+    public let status: Int
+    public let detail: String
+
+    public init(_ cause: Cause, _ detail: String, status: Int? = nil) {
+        self.cause = cause
+        self.status = status ?? cause.status
+        self.detail = detail
+    }
+
+    /// A malformed request, with the status the parser chose (400, 431, 501, 505).
+    static func badRequest(_ error: HTTPParserError) -> ProxyError {
+        ProxyError(error.status == 431 ? .headersTooLarge : .badRequest, error.detail, status: error.status)
+    }
+
+    /// The whole response: `x-mesh-error: <cause>` and the body `mesh: <cause>: <detail>`.
+    func response(closing: Bool, requestID: String?, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let body = "mesh: \(cause.rawValue): \(detail)\n"
+        var buffer = allocator.buffer(capacity: 160 + body.utf8.count)
+        buffer.writeString("HTTP/1.1 \(status) \(Self.reasonPhrase(status))\r\n")
+        buffer.writeString("x-mesh-error: \(cause.rawValue)\r\n")
+        buffer.writeStaticString("content-type: text/plain; charset=utf-8\r\n")
+        buffer.writeString("content-length: \(body.utf8.count)\r\n")
+        if let requestID { buffer.writeString("x-request-id: \(requestID)\r\n") }
+        if closing { buffer.writeStaticString("connection: close\r\n") }
+        buffer.writeStaticString("\r\n")
+        buffer.writeString(body)
+        return buffer
+    }
+
+    static func reasonPhrase(_ status: Int) -> String {
+        switch status {
+        case 400: return "Bad Request"
+        case 403: return "Forbidden"
+        case 404: return "Not Found"
+        case 408: return "Request Timeout"
+        case 429: return "Too Many Requests"
+        case 431: return "Request Header Fields Too Large"
+        case 501: return "Not Implemented"
+        case 502: return "Bad Gateway"
+        case 503: return "Service Unavailable"
+        case 504: return "Gateway Timeout"
+        case 505: return "HTTP Version Not Supported"
+        case 508: return "Loop Detected"
+        default: return "Error"
+        }
+    }
+}

@@ -1,0 +1,69 @@
+import NIOCore
+
+/// One request/response through the proxy: what was asked, where it went, how it ended.
+/// Owned by the downstream connection's `HTTPProxyHandler`; lives on its event loop.
+final class ProxyExchange {
+    let method: HTTPRequestMethod
+    let methodName: String
+    let authority: String
+    let path: String
+    let requestID: String
+    let start: NIODeadline
+    /// The peer label: destination service (outbound) or calling service (inbound).
+    let peer: String
+    var closeAfterResponse: Bool
+    var requestFramer: HTTPBodyFramer
+    var requestComplete = false
+    var upstream: UpstreamHandler?
+    var poolKey: ProxyLoopState.PoolKey?
+    var rewrittenHead: ByteBuffer?
+    var responseStarted = false
+    var status = 0
+    var bytesReceived = 0
+    var bytesSent = 0
+    var timeout: Scheduled<Void>?
+    var errorCause: ProxyError.Cause?
+    var attempts = 0
+    var triedEndpoints: Set<HostPort> = []
+    var route: (destination: RouteTable.Destination, rule: RouteRule)?
+    var upgradeRequested = false
+
+    init(
+        method: HTTPRequestMethod, methodName: String, authority: String, path: String, requestID: String,
+        peer: String, closeAfterResponse: Bool, framing: HTTPBodyFraming
+    ) {
+        self.method = method
+        self.methodName = methodName
+        self.authority = authority
+        self.path = path
+        self.requestID = requestID
+        self.peer = peer
+        self.closeAfterResponse = closeAfterResponse
+        self.requestFramer = HTTPBodyFramer(framing: framing)
+        self.start = .now()
+        self.requestComplete = framing == .none
+    }
+
+    var upstreamAddress: HostPort? { poolKey?.address }
+}
+
+/// Request ids and W3C trace context made without Foundation.
+enum RequestIdentifiers {
+    static func hex(_ byteCount: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(byteCount * 2)
+        var word: UInt64 = 0
+        for index in 0..<byteCount {
+            if index % 8 == 0 { word = generator.next() }
+            let byte = UInt8(truncatingIfNeeded: word >> (8 * UInt64(index % 8)))
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func requestID() -> String { hex(16) }
+    static func traceparent() -> String { "00-\(hex(16))-\(hex(8))-01" }
+}

@@ -1,0 +1,100 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// One listening socket of the sidecar (outbound HTTP, inbound mTLS) run as a lifecycle
+/// `Service`: binds on start; on graceful shutdown stops accepting, lets every connection
+/// finish its current exchange (answered with `connection: close`), and closes what is
+/// still open when the drain time runs out.
+final class ProxyListener: Service, Sendable {
+    enum Kind: Sendable {
+        case outbound
+        case inbound(app: HostPort, tls: TLSContextStore)
+    }
+
+    let name: String
+    let address: HostPort
+    let kind: Kind
+    let group: EventLoopGroup
+    let loops: ProxyLoops
+    let drainTimeout: TimeAmount
+    let accessLog: Bool
+    let logger: Logger
+    let bound: ListenerAddressBox
+
+    init(
+        name: String, address: HostPort, kind: Kind, group: EventLoopGroup, loops: ProxyLoops,
+        drainTimeout: TimeAmount, accessLog: Bool, logger: Logger, bound: ListenerAddressBox
+    ) {
+        self.name = name
+        self.address = address
+        self.kind = kind
+        self.group = group
+        self.loops = loops
+        self.drainTimeout = drainTimeout
+        self.accessLog = accessLog
+        self.logger = logger
+        self.bound = bound
+    }
+
+    func run() async throws {
+        let loops = self.loops
+        let kind = self.kind
+        let logger = self.logger
+        let log: AccessLog
+        let direction: HTTPProxyHandler.Direction
+        switch kind {
+        case .outbound:
+            log = AccessLog(enabled: accessLog, direction: "outbound")
+            direction = .outbound
+        case .inbound(let app, _):
+            log = AccessLog(enabled: accessLog, direction: "inbound")
+            direction = .inbound(app: app)
+        }
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 1024)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.autoRead, value: true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let state = loops.state(for: channel.eventLoop)
+                    if case .inbound(_, let tls) = kind {
+                        try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls.current))
+                        try channel.pipeline.syncOperations.addHandler(TLSErrorLogger(logger: logger))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(
+                        HTTPProxyHandler(direction: direction, loop: state, accessLog: log))
+                }
+            }
+            .bind(host: address.host, port: address.port).get()
+        let local = channel.localAddress
+        bound.set(local?.port ?? address.port)
+        logger.info("listening", metadata: ["listener": "\(name)", "address": "\(local.map { "\($0)" } ?? "?")"])
+
+        await withGracefulShutdownHandler {
+            try? await channel.closeFuture.get()
+        } onGracefulShutdown: {
+            channel.close(promise: nil)
+        }
+        // Drain: the socket no longer accepts; let open connections finish.
+        try? await channel.closeFuture.get()
+        await loops.drain(timeout: drainTimeout)
+        logger.info("stopped", metadata: ["listener": "\(name)"])
+    }
+}
+
+/// Logs inbound handshake failures (plain bytes, wrong CA, expired) and passes them on.
+final class TLSErrorLogger: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let logger: Logger
+    init(logger: Logger) { self.logger = logger }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let error = error as? TLSError {
+            logger.notice("inbound TLS refused", metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)"])
+        }
+        context.fireErrorCaught(error)
+    }
+}

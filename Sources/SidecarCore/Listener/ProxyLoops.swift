@@ -1,0 +1,71 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The per-event-loop proxy states, made once at start (one per loop) and looked up once per
+/// accepted connection. Swapping the route table sends it to each loop, so requests read it
+/// without a lock.
+final class ProxyLoops: Sendable {
+    private let states: [ObjectIdentifier: ProxyLoopState]
+    let all: [ProxyLoopState]
+
+    init(group: EventLoopGroup, table: RouteTable, clientTLS: TLSContextStore?) {
+        var states: [ObjectIdentifier: ProxyLoopState] = [:]
+        var all: [ProxyLoopState] = []
+        for loop in group.makeIterator() {
+            let state = ProxyLoopState(eventLoop: loop, table: table, clientTLS: clientTLS)
+            states[ObjectIdentifier(loop)] = state
+            all.append(state)
+        }
+        self.states = states
+        self.all = all
+    }
+
+    func state(for loop: EventLoop) -> ProxyLoopState {
+        guard let state = states[ObjectIdentifier(loop)] else {
+            preconditionFailure("event loop outside the sidecar's group")
+        }
+        return state
+    }
+
+    /// Installs a new route table on every loop.
+    func replaceTable(_ table: RouteTable) {
+        for state in all {
+            state.eventLoop.execute { state.replaceTable(table) }
+        }
+    }
+
+    /// Asks every connection to finish, then waits (bounded) until none is open.
+    func drain(timeout: TimeAmount) async {
+        for state in all {
+            try? await state.eventLoop.submit { state.beginDrain() }.get()
+        }
+        let deadline = NIODeadline.now() + timeout
+        while NIODeadline.now() < deadline {
+            var open = 0
+            for state in all {
+                open += (try? await state.eventLoop.submit { state.openConnections }.get()) ?? 0
+            }
+            if open == 0 { return }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Open downstream connections and in-flight requests, for /clusters and tests.
+    func snapshot() async -> (connections: Int, idleUpstreams: Int) {
+        var connections = 0
+        var idle = 0
+        for state in all {
+            let (c, i) = (try? await state.eventLoop.submit { (state.openConnections, state.idleCount) }.get()) ?? (0, 0)
+            connections += c
+            idle += i
+        }
+        return (connections, idle)
+    }
+}
+
+/// The port a listener actually bound (port 0 in tests), readable from any thread.
+final class ListenerAddressBox: Sendable {
+    private let port = NIOLockedValueBox<Int?>(nil)
+    func set(_ value: Int) { port.withLockedValue { $0 = value } }
+    var value: Int? { port.withLockedValue { $0 } }
+}

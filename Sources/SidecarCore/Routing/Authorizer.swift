@@ -1,0 +1,18 @@
+/// Decides whether a caller (the SPIFFE service name from its verified certificate) may make a
+/// request to this sidecar's service under its AuthorizationPolicy. No policy allows everyone.
+enum Authorizer {
+    static func allows(
+        _ policy: AuthorizationPolicy?, caller: String?, method: String, path: Substring
+    ) -> Bool {
+        guard let policy else { return true }
+        for rule in policy.allow {
+            if !rule.from.isEmpty {
+                guard let caller, rule.from.contains(caller) || rule.from.contains("*") else { continue }
+            }
+            if !rule.methods.isEmpty, !rule.methods.contains(method) { continue }
+            if let prefix = rule.pathPrefix, !path.hasPrefix(prefix) { continue }
+            return true
+        }
+        return policy.defaultAction == .allow
+    }
+}

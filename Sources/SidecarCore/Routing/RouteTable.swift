@@ -1,0 +1,93 @@
+/// The immutable routing view of one config snapshot: for every destination service its
+/// ordered rules, healthy endpoints and traffic policy, plus this sidecar's own inbound
+/// authorization. Rebuilt whole from each snapshot, never patched; each event loop holds the
+/// current one, so a request reads it without a lock.
+public struct RouteTable: Sendable {
+    /// One destination the local app may call.
+    public struct Destination: Sendable {
+        public let service: String
+        public let rules: [RouteRule]
+        public let endpoints: [Endpoint]
+        public let policy: TrafficPolicy
+    }
+
+    /// A sidecar inbound that serves the destination service.
+    public struct Endpoint: Sendable, Hashable {
+        public let address: HostPort
+        public let labels: [String: String]
+
+        public func matches(_ subset: [String: String]) -> Bool {
+            subset.allSatisfy { labels[$0.key] == $0.value }
+        }
+    }
+
+    public let localService: String
+    public let trustDomain: String
+    public let destinations: [String: Destination]
+    public let authorization: AuthorizationPolicy?
+    public let version: Int
+
+    public init(localService: String, trustDomain: String, resources: [MeshResource], version: Int = 1) {
+        self.localService = localService
+        self.trustDomain = trustDomain
+        self.version = version
+        var routes: [String: Route] = [:]
+        var policies: [String: TrafficPolicy] = [:]
+        var endpoints: [String: [Endpoint]] = [:]
+        var known: Set<String> = []
+        var authorization: AuthorizationPolicy?
+        for resource in resources {
+            switch resource {
+            case .route(let route):
+                routes[route.service] = route
+                known.insert(route.service)
+            case .trafficPolicy(let policy):
+                policies[policy.service] = policy
+            case .instance(let instance):
+                known.insert(instance.service)
+                if instance.health == .healthy {
+                    endpoints[instance.service, default: []].append(
+                        Endpoint(address: instance.endpoint, labels: instance.labels))
+                }
+            case .service(let service):
+                known.insert(service.name)
+            case .authorizationPolicy(let policy):
+                if policy.service == localService { authorization = policy }
+            }
+        }
+        var destinations: [String: Destination] = [:]
+        for service in known {
+            destinations[service] = Destination(
+                service: service,
+                rules: routes[service]?.rules ?? [RouteRule()],
+                endpoints: endpoints[service] ?? [],
+                policy: policies[service] ?? .default(service: service))
+        }
+        self.destinations = destinations
+        self.authorization = authorization
+    }
+
+    /// The destination named by a `Host` (or proxy-form authority): `payments`,
+    /// `payments.mesh`, `payments:80`.
+    public func destination(forHost host: Substring) -> Destination? {
+        var name = host
+        if let colon = name.lastIndex(of: ":"), !name.hasSuffix("]") { name = name[..<colon] }
+        if name.hasSuffix(".mesh") { name = name.dropLast(5) }
+        return destinations[String(name).lowercased()]
+    }
+}
+
+extension RouteTable.Destination {
+    /// The first rule whose path, method and headers match; nil means 404 `no-route`.
+    func rule(path: Substring, method: String, header: (String) -> String?) -> RouteRule? {
+        rules.first { rule in
+            let match = rule.match
+            switch match.path {
+            case .prefix(let prefix): if !path.hasPrefix(prefix) { return false }
+            case .exact(let exact): if path != exact[...] { return false }
+            }
+            if let expected = match.method, expected != method { return false }
+            return match.headers.allSatisfy { header($0.key) == $0.value }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import UnixSignals
+
+/// The table of contents of a running sidecar: builds every part from the configuration
+/// (TLS contexts, the route table, one proxy state per event loop, the outbound and inbound
+/// listeners, config reload) and runs them as one `ServiceGroup` that drains on SIGTERM.
+///
+/// Start here to follow a request: `ProxyListener` accepts, `HTTPProxyHandler` routes and
+/// relays, `ProxyLoopState` balances and pools, `UpstreamHandler` reads the response.
+public final class Sidecar: Sendable {
+    public struct Options: Sendable {
+        public var workers: Int
+        public var drainTimeout: TimeAmount
+        public var accessLog: Bool
+
+        public init(workers: Int = System.coreCount, drainTimeout: TimeAmount = .seconds(30), accessLog: Bool = true) {
+            self.workers = workers
+            self.drainTimeout = drainTimeout
+            self.accessLog = accessLog
+        }
+    }
+
+    /// A configuration that cannot run: a message naming the file and what to fix.
+    public struct StartupError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public let configPath: String
+    public let options: Options
+    private let logger: Logger
+
+    public init(configPath: String, options: Options, logger: Logger = Logger(label: "sidecar")) {
+        self.configPath = configPath
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Loads and checks everything that can be checked without binding sockets.
+    public static func prepare(_ configuration: SidecarConfiguration) throws -> (
+        server: TLSContext, client: TLSContext, table: RouteTable
+    ) {
+        guard let files = configuration.tls else {
+            throw StartupError(description: "dynamic mode (controlPlane) is not available in this build yet: give `tls:` files (static mode)")
+        }
+        if !configuration.outbound.tcp.isEmpty {
+            throw StartupError(description: "outbound.tcp (L4 upstreams) is not available in this build yet")
+        }
+        let tls = TLSConfiguration.mesh(
+            certificateChain: .file(files.certificate), privateKey: .file(files.privateKey),
+            trustRoots: .file(files.trustBundle), trustDomain: configuration.trustDomain)
+        let server = try TLSContext(configuration: tls, role: .server)
+        let client = try TLSContext(configuration: tls, role: .client)
+        let expected = SPIFFEID.service(configuration.service, trustDomain: configuration.trustDomain)
+        let presented = server.leafCertificate?.spiffeID
+        guard presented == expected else {
+            throw StartupError(description: "\(files.certificate): the certificate carries \(presented?.description ?? "no SPIFFE ID"), but this sidecar is \(expected?.description ?? configuration.service)")
+        }
+        let table = RouteTable(
+            localService: configuration.service, trustDomain: configuration.trustDomain,
+            resources: configuration.resources)
+        return (server, client, table)
+    }
+
+    public func run() async throws {
+        let configuration = try SidecarConfiguration.load(contentsOf: configPath)
+        let (server, client, table) = try Self.prepare(configuration)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.workers))
+        let serverTLS = TLSContextStore(server)
+        let clientTLS = TLSContextStore(client)
+        let loops = ProxyLoops(group: group, table: table, clientTLS: clientTLS)
+        let outbound = ProxyListener(
+            name: "outbound", address: configuration.outbound.listen, kind: .outbound, group: group, loops: loops,
+            drainTimeout: options.drainTimeout, accessLog: options.accessLog, logger: logger,
+            bound: ListenerAddressBox())
+        let inbound = ProxyListener(
+            name: "inbound", address: configuration.inbound.listen,
+            kind: .inbound(app: configuration.inbound.app, tls: serverTLS), group: group, loops: loops,
+            drainTimeout: options.drainTimeout, accessLog: options.accessLog, logger: logger,
+            bound: ListenerAddressBox())
+        let reloader = ConfigReloader(
+            configPath: configPath, current: configuration, loops: loops, serverTLS: serverTLS, clientTLS: clientTLS,
+            logger: logger)
+        let group_ = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: outbound), .init(service: inbound),
+                    .init(service: reloader, successTerminationBehavior: .ignore),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        logger.info("sidecar starting", metadata: ["service": "\(configuration.service)", "workers": "\(options.workers)"])
+        try await group_.run()
+        try await group.shutdownGracefully()
+    }
+}
+
+/// Reloads the static config on SIGHUP: a valid file swaps the route table and certificates
+/// atomically for new requests and connections; an invalid one is logged and ignored.
+final class ConfigReloader: Service, Sendable {
+    let configPath: String
+    let loops: ProxyLoops
+    let serverTLS: TLSContextStore
+    let clientTLS: TLSContextStore
+    let logger: Logger
+
+    init(
+        configPath: String, current: SidecarConfiguration, loops: ProxyLoops, serverTLS: TLSContextStore,
+        clientTLS: TLSContextStore, logger: Logger
+    ) {
+        self.configPath = configPath
+        self.loops = loops
+        self.serverTLS = serverTLS
+        self.clientTLS = clientTLS
+        self.logger = logger
+    }
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        var version = 1
+        for await _ in signals.cancelOnGracefulShutdown() {
+            do {
+                let configuration = try SidecarConfiguration.load(contentsOf: configPath)
+                let (server, client, table) = try Sidecar.prepare(configuration)
+                version += 1
+                serverTLS.replace(with: server)
+                clientTLS.replace(with: client)
+                loops.replaceTable(RouteTable(
+                    localService: table.localService, trustDomain: table.trustDomain,
+                    resources: configuration.resources, version: version))
+                logger.info("configuration reloaded", metadata: ["version": "\(version)"])
+            } catch {
+                logger.error("reload refused, keeping the running configuration: \(error)")
+            }
+        }
+    }
+}

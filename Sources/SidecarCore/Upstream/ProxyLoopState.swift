@@ -1,0 +1,173 @@
+import NIOCore
+import NIOPosix
+
+/// Everything one event loop's proxy handlers share: the current route table, the pool of
+/// idle upstream connections, in-flight counts for least-request balancing. Confined to its
+/// event loop (one per loop, made at start), so the hot path takes no lock and never hops:
+/// upstream connections are opened on the same loop as the downstream connection.
+final class ProxyLoopState: @unchecked Sendable {
+    struct PoolKey: Hashable {
+        let address: HostPort
+        /// The destination service whose identity the peer must present (nil: plain app).
+        let service: String?
+    }
+
+    let eventLoop: EventLoop
+    private(set) var table: RouteTable
+    let clientTLS: TLSContextStore?
+    var draining = false
+    private var idle: [PoolKey: [UpstreamHandler]] = [:]
+    private var inFlight: [HostPort: Int] = [:]
+    private var roundRobin: [String: Int] = [:]
+    private var random = SystemRandomNumberGenerator()
+    let maxIdlePerEndpoint = 64
+
+    init(eventLoop: EventLoop, table: RouteTable, clientTLS: TLSContextStore?) {
+        self.eventLoop = eventLoop
+        self.table = table
+        self.clientTLS = clientTLS
+    }
+
+    /// Installs a new snapshot; requests already routed keep what they chose.
+    func replaceTable(_ table: RouteTable) {
+        eventLoop.assertInEventLoop()
+        self.table = table
+    }
+
+    // MARK: Downstream connections (for drain)
+
+    private var connections: [ObjectIdentifier: HTTPProxyHandler] = [:]
+    var openConnections: Int { connections.count }
+
+    func connectionOpened(_ handler: HTTPProxyHandler) { connections[ObjectIdentifier(handler)] = handler }
+    func connectionClosed(_ handler: HTTPProxyHandler) { connections[ObjectIdentifier(handler)] = nil }
+
+    /// Stops reusing connections and asks every downstream connection to finish and close.
+    func beginDrain() {
+        eventLoop.assertInEventLoop()
+        draining = true
+        closeIdle()
+        for handler in connections.values { handler.beginDrain() }
+    }
+
+    // MARK: Load balancing
+
+    /// Picks an endpoint of `destination` for `rule`: a backend subset by weight, then
+    /// least-request power-of-two-choices (or round robin) among its endpoints.
+    func pickEndpoint(
+        _ destination: RouteTable.Destination, rule: RouteRule, excluding: Set<HostPort> = []
+    ) -> RouteTable.Endpoint? {
+        let subset = pickSubset(rule.backends)
+        var candidates = destination.endpoints.filter { $0.matches(subset) && !excluding.contains($0.address) }
+        if candidates.isEmpty {
+            candidates = destination.endpoints.filter { $0.matches(subset) }
+        }
+        guard !candidates.isEmpty else { return nil }
+        if candidates.count == 1 { return candidates[0] }
+        switch destination.policy.loadBalancer {
+        case .roundRobin:
+            let next = roundRobin[destination.service, default: 0]
+            roundRobin[destination.service] = next &+ 1
+            return candidates[next % candidates.count]
+        case .leastRequest:
+            let first = Int.random(in: 0..<candidates.count, using: &random)
+            var second = Int.random(in: 0..<(candidates.count - 1), using: &random)
+            if second >= first { second += 1 }
+            let a = candidates[first], b = candidates[second]
+            return inFlight[a.address, default: 0] <= inFlight[b.address, default: 0] ? a : b
+        }
+    }
+
+    private func pickSubset(_ backends: [WeightedBackend]) -> [String: String] {
+        guard backends.count > 1 else { return backends.first?.subset ?? [:] }
+        let total = backends.reduce(0) { $0 + $1.weight }
+        guard total > 0 else { return backends[0].subset }
+        var ticket = Int.random(in: 0..<total, using: &random)
+        for backend in backends {
+            if ticket < backend.weight { return backend.subset }
+            ticket -= backend.weight
+        }
+        return backends[backends.count - 1].subset
+    }
+
+    func requestStarted(_ address: HostPort) { inFlight[address, default: 0] += 1 }
+    func requestFinished(_ address: HostPort) { inFlight[address, default: 0] -= 1 }
+    func inFlightCount(_ address: HostPort) -> Int { inFlight[address, default: 0] }
+
+    // MARK: Connection pool
+
+    /// An idle keep-alive connection to `key`, or a new one on this loop.
+    func lease(_ key: PoolKey, connectTimeout: TimeAmount) -> EventLoopFuture<UpstreamHandler> {
+        while var list = idle[key], let handler = list.popLast() {
+            idle[key] = list
+            if !handler.isClosed, handler.channel?.isActive == true {
+                return eventLoop.makeSucceededFuture(handler)
+            }
+        }
+        return connect(key, connectTimeout: connectTimeout)
+    }
+
+    /// Returns a connection whose response ended cleanly and that may carry another request.
+    func release(_ handler: UpstreamHandler, key: PoolKey) {
+        guard !draining, !handler.isClosed, idle[key, default: []].count < maxIdlePerEndpoint else {
+            handler.channel?.close(promise: nil)
+            return
+        }
+        idle[key, default: []].append(handler)
+        handler.onClose = { [weak self, weak handler] in
+            guard let self, let handler else { return }
+            self.idle[key]?.removeAll { $0 === handler }
+        }
+    }
+
+    /// Closes every idle connection (drain, shutdown).
+    func closeIdle() {
+        for handler in idle.values.joined() { handler.channel?.close(promise: nil) }
+        idle.removeAll()
+    }
+
+    var idleCount: Int { idle.values.reduce(0) { $0 + $1.count } }
+
+    private func connect(_ key: PoolKey, connectTimeout: TimeAmount) -> EventLoopFuture<UpstreamHandler> {
+        let tls: TLSHandler?
+        if let service = key.service {
+            guard let clientTLS, let expected = SPIFFEID.service(service, trustDomain: table.trustDomain) else {
+                return eventLoop.makeFailedFuture(ProxyError(.tlsFailed, "no client TLS identity configured"))
+            }
+            do {
+                tls = try TLSHandler(
+                    context: clientTLS.current, serverName: service, peerIdentity: .exactly([expected]),
+                    sessionKey: "\(service)@\(key.address)")
+            } catch {
+                return eventLoop.makeFailedFuture(ProxyError(.tlsFailed, "\(error)"))
+            }
+        } else {
+            tls = nil
+        }
+        let upstream = UpstreamHandler()
+        let tlsBox = NIOLoopBound(tls, eventLoop: eventLoop)
+        let upstreamBox = NIOLoopBound(upstream, eventLoop: eventLoop)
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls = tlsBox.value { try channel.pipeline.syncOperations.addHandler(tls) }
+                    try channel.pipeline.syncOperations.addHandler(upstreamBox.value)
+                }
+            }
+            .connect(host: key.address.host, port: key.address.port)
+            .map { _ in upstreamBox.value }
+            .flatMapErrorThrowing { error in
+                throw ProxyError(.connectFailed, "connect to \(key.address) failed: \(Self.describe(error))")
+            }
+    }
+
+    private static func describe(_ error: Error) -> String {
+        if let error = error as? ChannelError, case .connectTimeout(let timeout) = error {
+            return "timed out after \(timeout.nanoseconds / 1_000_000) ms"
+        }
+        if let error = error as? IOError { return error.description }
+        return "\(error)"
+    }
+}

@@ -1,0 +1,186 @@
+import NIOCore
+
+/// The last handler of an upstream connection (to a peer sidecar, or to the local app): parses
+/// each response's framing and hands head, body slices and end to the proxy handler that
+/// leased the connection, by direct calls on the shared event loop (no hop, no copy).
+///
+/// Between leases it sits idle in the loop's pool; a response byte that arrives while idle,
+/// or a close, makes the connection unusable and it leaves the pool.
+final class UpstreamHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// The proxy handler whose request is on this connection; nil while pooled.
+    var owner: HTTPProxyHandler?
+    private(set) var channel: Channel?
+    private var parser = HTTPHeadParser()
+    private var cumulation: ByteBuffer?
+    private var framer: HTTPBodyFramer?
+    private var requestMethod: HTTPRequestMethod = .GET
+    private var responseKeepAlive = true
+    private var sawResponseHead = false
+    private var tunnelling = false
+    private var tlsError: TLSError?
+    private var readsPaused = false
+    private var pendingRead = false
+    private(set) var isClosed = false
+    /// Called once when the channel closes (the pool forgets it).
+    var onClose: (() -> Void)?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        channel = context.channel
+    }
+
+    /// A new request starts on this connection.
+    func begin(owner: HTTPProxyHandler, method: HTTPRequestMethod) {
+        self.owner = owner
+        self.requestMethod = method
+        self.framer = nil
+        self.sawResponseHead = false
+        self.responseKeepAlive = true
+        self.parser = HTTPHeadParser()
+    }
+
+    /// Stops (or resumes) reading from the upstream while the downstream cannot take more.
+    func setReadsPaused(_ paused: Bool) {
+        readsPaused = paused
+        if !paused, pendingRead, let channel {
+            pendingRead = false
+            channel.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if readsPaused {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        guard let owner else {
+            // Bytes on an idle keep-alive connection: it is no longer usable.
+            context.close(promise: nil)
+            return
+        }
+        if tunnelling {
+            owner.upstreamBody(bytes)
+            return
+        }
+        if cumulation == nil || cumulation!.readableBytes == 0 {
+            cumulation = bytes
+        } else {
+            var incoming = bytes
+            cumulation!.writeBuffer(&incoming)
+        }
+        process(owner: owner, context: context)
+    }
+
+    private func process(owner: HTTPProxyHandler, context: ChannelHandlerContext) {
+        while var buffer = cumulation, buffer.readableBytes > 0 {
+            if framer == nil {
+                let head: HTTPRawResponseHead?
+                do {
+                    head = try parser.parseResponse(&buffer, requestMethod: requestMethod)
+                } catch {
+                    cumulation = nil
+                    fail(context: context, ProxyError(.upstreamReset, "upstream sent a malformed response: \(error.detail)"))
+                    return
+                }
+                cumulation = buffer
+                guard let head else { return }
+                parser = HTTPHeadParser()
+                if head.isInformational {
+                    owner.upstreamResponseHead(head, final: false)
+                    continue
+                }
+                sawResponseHead = true
+                responseKeepAlive = head.framing.keepAlive
+                owner.upstreamResponseHead(head, final: true)
+                if head.framing.body == .tunnel {
+                    tunnelling = true
+                    if let rest = cumulation, rest.readableBytes > 0 { owner.upstreamBody(rest) }
+                    cumulation = nil
+                    return
+                }
+                framer = HTTPBodyFramer(framing: head.framing.body)
+                buffer = cumulation!
+            }
+            do {
+                let (body, complete) = try framer!.readBody(from: &buffer)
+                cumulation = buffer
+                if let body, body.readableBytes > 0 { owner.upstreamBody(body) }
+                guard complete else { return }
+            } catch {
+                cumulation = nil
+                fail(context: context, ProxyError(.upstreamReset, "upstream body framing: \(error.detail)"))
+                return
+            }
+            finish(reusable: responseKeepAlive && (cumulation?.readableBytes ?? 0) == 0)
+            return
+        }
+    }
+
+    private func finish(reusable: Bool) {
+        let owner = self.owner
+        self.owner = nil
+        self.framer = nil
+        cumulation = nil
+        if !reusable { channel?.close(promise: nil) }
+        owner?.upstreamResponseEnd(reusable: reusable && !isClosed)
+    }
+
+    private func fail(context: ChannelHandlerContext, _ error: ProxyError) {
+        let owner = self.owner
+        self.owner = nil
+        context.close(promise: nil)
+        owner?.upstreamFailed(error, responseStarted: sawResponseHead)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        owner?.upstreamReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        owner?.upstreamWritabilityChanged(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let error = error as? TLSError { tlsError = error }
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        isClosed = true
+        onClose?()
+        onClose = nil
+        guard let owner else { return }
+        if tunnelling {
+            self.owner = nil
+            owner.upstreamResponseEnd(reusable: false)
+            return
+        }
+        if var framer, sawResponseHead, (try? framer.endOfInput()) != nil {
+            self.framer = framer
+            finish(reusable: false)
+            return
+        }
+        self.owner = nil
+        let error: ProxyError
+        if let tlsError {
+            error = ProxyError(.tlsFailed, "mTLS to the upstream failed: \(tlsError.reason.rawValue): \(tlsError.detail)")
+        } else if sawResponseHead {
+            error = ProxyError(.upstreamReset, "upstream closed in the middle of the response")
+        } else {
+            error = ProxyError(.upstreamReset, "upstream closed the connection before responding")
+        }
+        owner.upstreamFailed(error, responseStarted: sawResponseHead)
+    }
+
+    /// The TLS failure seen on this connection, if any (for connect-time errors).
+    var handshakeError: TLSError? { tlsError }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import MeshTestSupport
+import NIOCore
+import NIOPosix
+import SidecarCore
+import Testing
+
+/// Two real sidecars (web → payments) from static config, with real app servers and `curl`:
+/// the DESIGN.md static example, end to end over mTLS.
+@Suite(.serialized) final class MeshDataPlaneTests {
+    let directory = TemporaryDirectory()
+    let pki = TestPKI()
+    var webSidecar: SidecarProcess!
+    var paymentsSidecar: SidecarProcess!
+    var paymentsApp: TestHTTPApp!
+    var webApp: TestHTTPApp!
+    let ports: (webOut: Int, webIn: Int, webAdmin: Int, payOut: Int, payIn: Int, payAdmin: Int, dead: Int)
+
+    init() async throws {
+        ports = (try freeLoopbackPort(), try freeLoopbackPort(), try freeLoopbackPort(), try freeLoopbackPort(),
+                 try freeLoopbackPort(), try freeLoopbackPort(), try freeLoopbackPort())
+        let certs = directory.url.appendingPathComponent("certs")
+        try FileManager.default.createDirectory(at: certs, withIntermediateDirectories: true)
+        try pki.issue(service: "web").write(to: certs, name: "web")
+        try pki.issue(service: "payments").write(to: certs, name: "payments")
+        try pki.issue(service: "orders").write(to: certs, name: "orders")
+        paymentsApp = try await TestHTTPApp(name: "payments")
+        webApp = try await TestHTTPApp(name: "web")
+
+        webSidecar = try SidecarProcess(configYAML: """
+            service: web
+            inbound:  { listen: 127.0.0.1:\(ports.webIn), app: 127.0.0.1:\(webApp.port) }
+            outbound: { listen: 127.0.0.1:\(ports.webOut) }
+            admin:    { listen: 127.0.0.1:\(ports.webAdmin) }
+            tls:      { cert: certs/web.pem, key: certs/web.key, trustBundle: certs/ca.pem }
+            resources:
+              - kind: Instance
+                service: payments
+                address: 127.0.0.1
+                port: \(ports.payIn)
+                labels: { version: v1 }
+              - kind: Route
+                service: payments
+                rules:
+                  - match: { pathPrefix: /pay/slow }
+                    timeout: 500ms
+                  - match: { pathPrefix: /pay }
+                    timeout: 20s
+                    retries: { attempts: 3, perTryTimeout: 500ms }
+                    backends: [ { subset: { version: v1 }, weight: 100 } ]
+                  - match: { pathPrefix: / }
+              - kind: Instance          # presents payments' certificate, not orders'
+                service: orders
+                address: 127.0.0.1
+                port: \(ports.payIn)
+              - kind: Instance          # nothing listens here
+                service: ghost
+                address: 127.0.0.1
+                port: \(ports.dead)
+            """, in: directory, name: "web")
+        paymentsSidecar = try SidecarProcess(configYAML: """
+            service: payments
+            inbound:  { listen: 127.0.0.1:\(ports.payIn), app: 127.0.0.1:\(paymentsApp.port) }
+            outbound: { listen: 127.0.0.1:\(ports.payOut) }
+            admin:    { listen: 127.0.0.1:\(ports.payAdmin) }
+            tls:      { cert: certs/payments.pem, key: certs/payments.key, trustBundle: certs/ca.pem }
+            resources:
+              - kind: AuthorizationPolicy
+                service: payments
+                default: deny
+                allow: [ { from: [ web ], methods: [ GET, POST ], pathPrefix: /pay } ]
+            """, in: directory, name: "payments")
+        let webUp = await webSidecar.waitUntilListening(ports: [ports.webOut, ports.webIn])
+        let paymentsUp = await paymentsSidecar.waitUntilListening(ports: [ports.payOut, ports.payIn])
+        #expect(webUp, "web sidecar did not start: \(webSidecar.logs)")
+        #expect(paymentsUp, "payments sidecar did not start: \(paymentsSidecar.logs)")
+    }
+
+    deinit {
+        webSidecar?.stop()
+        paymentsSidecar?.stop()
+        directory.remove()
+    }
+
+    var proxy: [String] { ["-x", "http://127.0.0.1:\(ports.webOut)"] }
+
+    @Test func getThroughTheMeshCarriesTheCallerIdentity() async throws {
+        let response = try await curl(proxy + ["http://payments/pay?x=1"])
+        #expect(response.status == 200, "\(response.stderr) \(webSidecar.logs)")
+        #expect(response.body.contains("app=payments"))
+        #expect(response.body.contains("caller=web"))
+        #expect(response.body.contains("path=/pay?x=1"))
+        #expect(response.body.contains("traceparent=yes"))
+        #expect(response.headers["x-app"] == "payments")
+        let viaHost = try await curl(["-H", "Host: payments.mesh", "http://127.0.0.1:\(ports.webOut)/pay"])
+        #expect(viaHost.status == 200)
+        #expect(viaHost.body.contains("caller=web"))
+    }
+
+    @Test func callerHeaderFromOutsideIsReplaced() async throws {
+        let response = try await curl(proxy + ["-H", "x-mesh-caller: admin", "http://payments/pay"])
+        #expect(response.status == 200)
+        #expect(response.body.contains("caller=web "))
+        #expect(!response.body.contains("admin"))
+    }
+
+    @Test func aTenMebibytePostStreamsThroughIntact() async throws {
+        let file = directory.url.appendingPathComponent("body.bin")
+        var bytes = [UInt8](repeating: 0, count: 10 * 1024 * 1024)
+        var checksum: UInt32 = 0
+        for index in bytes.indices {
+            bytes[index] = UInt8(truncatingIfNeeded: index &* 7 &+ index >> 12)
+            checksum = checksum &* 31 &+ UInt32(bytes[index])
+        }
+        try Data(bytes).write(to: file)
+        let response = try await curl(proxy + ["-H", "Expect:", "--data-binary", "@\(file.path)", "http://payments/pay"])
+        #expect(response.status == 200, "\(response.stderr)")
+        #expect(response.body.contains("method=POST"))
+        #expect(response.body.contains("body-bytes=\(bytes.count) checksum=\(checksum)"))
+        let chunked = try await curl(proxy + ["-H", "Transfer-Encoding: chunked", "--data-binary", "@\(file.path)", "http://payments/pay"])
+        #expect(chunked.status == 200)
+        #expect(chunked.body.contains("body-bytes=\(bytes.count) checksum=\(checksum)"))
+    }
+
+    @Test func keepAliveReusesOneUpstreamConnectionFor100Requests() async throws {
+        let before = paymentsApp.connections
+        let urls = (0..<100).flatMap { ["-o", "/dev/null", "http://payments/pay/\($0)"] }
+        let result = try await ChildProcess.run(["curl", "-sS", "-w", "%{http_code}\n"] + proxy + urls)
+        #expect(result.stdout.split(separator: "\n").filter { $0 == "200" }.count == 100, "\(result.stdout) \(result.stderr) \(webSidecar.accessLog.suffix(600)) \(paymentsSidecar.accessLog.suffix(600))")
+        #expect(paymentsApp.connections - before <= 1)
+        #expect(paymentsSidecar.accessLog.components(separatedBy: "\"direction\":\"inbound\"").count >= 101)
+    }
+
+    @Test func unknownHostIsNoRoute() async throws {
+        let response = try await curl(proxy + ["http://nowhere/pay"])
+        #expect(response.status == 404)
+        #expect(response.headers["x-mesh-error"] == "no-route")
+        #expect(response.body.hasPrefix("mesh: no-route: "))
+    }
+
+    @Test func authorizationPolicyDeniesOtherPaths() async throws {
+        let response = try await curl(proxy + ["http://payments/admin"])
+        #expect(response.status == 403)
+        #expect(response.headers["x-mesh-error"] == "forbidden")
+        #expect(response.body.contains("web may not GET /admin"))
+        let delete = try await curl(proxy + ["-X", "DELETE", "http://payments/pay"])
+        #expect(delete.status == 403)
+    }
+
+    @Test func aSidecarWithTheWrongIdentityIsRefused() async throws {
+        let response = try await curl(proxy + ["http://orders/anything"])
+        #expect(response.status == 502)
+        #expect(response.headers["x-mesh-error"] == "tls-failed")
+        #expect(response.body.contains("identity-mismatch"))
+    }
+
+    @Test func aDeadEndpointIsConnectFailed() async throws {
+        let response = try await curl(proxy + ["http://ghost/"])
+        #expect(response.status == 503)
+        #expect(response.headers["x-mesh-error"] == "connect-failed")
+    }
+
+    @Test func aSlowUpstreamTimesOut() async throws {
+        let response = try await curl(proxy + ["http://payments/pay/slow?ms=3000"])
+        #expect(response.status == 504)
+        #expect(response.headers["x-mesh-error"] == "timeout")
+    }
+
+    @Test func malformedHTTPGetsBadRequestAndTheSidecarSurvives() async throws {
+        let bad = try await ChildProcess.run(
+            ["bash", "-c", "printf 'GET /pay HTTP/1.1\\r\\nHost: payments\\r\\nContent-Length: 5\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n' | timeout 5 bash -c 'cat > /dev/tcp/127.0.0.1/\(ports.webOut)' ; exit 0"])
+        _ = bad
+        let raw = try await ChildProcess.run([
+            "bash", "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/\(ports.webOut); printf 'GET /pay HTTP/1.1\\r\\nHost: payments\\r\\nContent-Length: 5\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n' >&3; timeout 5 cat <&3",
+        ])
+        #expect(raw.stdout.hasPrefix("HTTP/1.1 400"), "\(raw.stdout) \(raw.stderr)")
+        #expect(raw.stdout.contains("x-mesh-error: bad-request"))
+        let after = try await curl(proxy + ["http://payments/pay"])
+        #expect(after.status == 200)
+    }
+
+    @Test func plainBytesOnTheInboundPortNeverReachTheApp() async throws {
+        let before = paymentsApp.requests
+        let raw = try await ChildProcess.run([
+            "bash", "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/\(ports.payIn); printf 'GET /pay HTTP/1.1\\r\\nHost: payments\\r\\n\\r\\n' >&3; timeout 5 cat <&3 | head -c 100 | od -c | head -3",
+        ])
+        #expect(!raw.stdout.contains("H   T   T   P"))
+        #expect(paymentsApp.requests == before)
+        let after = try await curl(proxy + ["http://payments/pay"])
+        #expect(after.status == 200)
+    }
+}

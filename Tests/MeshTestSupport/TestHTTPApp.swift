@@ -1,0 +1,101 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A tiny app server (NIOHTTP1) standing in for a service behind its sidecar. It answers every
+/// request with what it saw — method, path, `x-mesh-caller`, request id, body size and a
+/// checksum — so tests can assert what crossed the mesh. `/slow?ms=N` answers after N ms;
+/// `/status/N` answers with status N.
+public final class TestHTTPApp: Sendable {
+    public let name: String
+    public let port: Int
+    private let channel: Channel
+    private let counters = NIOLockedValueBox<(requests: Int, connections: Int)>((0, 0))
+
+    public init(name: String, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws {
+        self.name = name
+        let counters = self.counters
+        channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                counters.withLockedValue { $0.connections += 1 }
+                return channel.pipeline.configureHTTPServerPipeline().flatMap {
+                    channel.pipeline.addHandler(AppHandler(name: name, counters: counters))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        port = channel.localAddress!.port!
+    }
+
+    public var requests: Int { counters.withLockedValue { $0.requests } }
+    public var connections: Int { counters.withLockedValue { $0.connections } }
+
+    public func close() async throws { try await channel.close() }
+}
+
+private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let name: String
+    let counters: NIOLockedValueBox<(requests: Int, connections: Int)>
+    var head: HTTPRequestHead?
+    var bodyBytes = 0
+    var checksum: UInt32 = 0
+
+    init(name: String, counters: NIOLockedValueBox<(requests: Int, connections: Int)>) {
+        self.name = name
+        self.counters = counters
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            bodyBytes = 0
+            checksum = 0
+        case .body(let body):
+            bodyBytes += body.readableBytes
+            checksum = body.withUnsafeReadableBytes { raw in
+                var sum = checksum
+                for byte in raw { sum = sum &* 31 &+ UInt32(byte) }
+                return sum
+            }
+        case .end:
+            guard let head else { return }
+            counters.withLockedValue { $0.requests += 1 }
+            let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
+            var status = HTTPResponseStatus.ok
+            var delay: Int64 = 0
+            if path.contains("/slow"), let ms = head.uri.split(separator: "=").last.flatMap({ Int64($0) }) {
+                delay = ms
+            }
+            if path.hasPrefix("/status/"), let code = Int(path.dropFirst(8)) {
+                status = HTTPResponseStatus(statusCode: code)
+            }
+            let body = """
+                app=\(name) method=\(head.method.rawValue) path=\(head.uri) \
+                caller=\(head.headers["x-mesh-caller"].joined(separator: ",")) \
+                request-id=\(head.headers["x-request-id"].first ?? "") \
+                traceparent=\(head.headers["traceparent"].first.map { _ in "yes" } ?? "no") \
+                body-bytes=\(bodyBytes) checksum=\(checksum)
+                """
+            let keepAlive = head.isKeepAlive
+            let respond = {
+                var headers = HTTPHeaders([("content-length", "\(body.utf8.count)"), ("x-app", self.name)])
+                if !keepAlive { headers.add(name: "connection", value: "close") }
+                context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+                context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+                context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in
+                    if !keepAlive { context.close(promise: nil) }
+                }
+            }
+            if delay > 0 {
+                context.eventLoop.scheduleTask(in: .milliseconds(delay)) { respond() }
+            } else {
+                respond()
+            }
+            self.head = nil
+        }
+    }
+}
