@@ -15,11 +15,20 @@ public final class Sidecar: Sendable {
         public var workers: Int
         public var drainTimeout: TimeAmount
         public var accessLog: Bool
+        /// How long a client may take to send a request head (slowloris protection): 408 after.
+        public var requestHeadTimeout: TimeAmount
+        /// How long a keep-alive connection may sit idle.
+        public var idleTimeout: TimeAmount
 
-        public init(workers: Int = System.coreCount, drainTimeout: TimeAmount = .seconds(30), accessLog: Bool = true) {
+        public init(
+            workers: Int = System.coreCount, drainTimeout: TimeAmount = .seconds(30), accessLog: Bool = true,
+            requestHeadTimeout: TimeAmount = .seconds(10), idleTimeout: TimeAmount = .hours(1)
+        ) {
             self.workers = workers
             self.drainTimeout = drainTimeout
             self.accessLog = accessLog
+            self.requestHeadTimeout = requestHeadTimeout
+            self.idleTimeout = idleTimeout
         }
     }
 
@@ -73,12 +82,14 @@ public final class Sidecar: Sendable {
         let loops = ProxyLoops(group: group, table: table, clientTLS: clientTLS)
         let outbound = ProxyListener(
             name: "outbound", address: configuration.outbound.listen, kind: .outbound, group: group, loops: loops,
-            drainTimeout: options.drainTimeout, accessLog: options.accessLog, logger: logger,
+            drainTimeout: options.drainTimeout, accessLog: options.accessLog,
+            timeouts: .init(requestHead: options.requestHeadTimeout, idle: options.idleTimeout), logger: logger,
             bound: ListenerAddressBox())
         let inbound = ProxyListener(
             name: "inbound", address: configuration.inbound.listen,
             kind: .inbound(app: configuration.inbound.app, tls: serverTLS), group: group, loops: loops,
-            drainTimeout: options.drainTimeout, accessLog: options.accessLog, logger: logger,
+            drainTimeout: options.drainTimeout, accessLog: options.accessLog,
+            timeouts: .init(requestHead: options.requestHeadTimeout, idle: options.idleTimeout), logger: logger,
             bound: ListenerAddressBox())
         let reloader = ConfigReloader(
             configPath: configPath, current: configuration, loops: loops, serverTLS: serverTLS, clientTLS: clientTLS,

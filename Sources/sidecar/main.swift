@@ -34,17 +34,30 @@ struct SidecarCommand: AsyncParsableCommand {
         @Option(name: .long, help: "JSON access log on stdout: on or off.")
         var accessLog: String = "on"
 
+        @Option(name: .long, help: "A client must send a whole request head within this time, else 408 (e.g. 10s).")
+        var requestHeadTimeout: String = "10s"
+
+        @Option(name: .long, help: "Close keep-alive connections idle this long (e.g. 1h).")
+        var idleTimeout: String = "1h"
+
         mutating func run() async throws {
             LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
             guard let drain = MeshDuration(parsing: drainTimeout) else {
                 throw ValidationError("--drain-timeout: \"\(drainTimeout)\" is not a duration (use 30s, 500ms)")
+            }
+            guard let headTimeout = MeshDuration(parsing: requestHeadTimeout) else {
+                throw ValidationError("--request-head-timeout: \"\(requestHeadTimeout)\" is not a duration (use 10s)")
+            }
+            guard let idle = MeshDuration(parsing: idleTimeout) else {
+                throw ValidationError("--idle-timeout: \"\(idleTimeout)\" is not a duration (use 1h)")
             }
             guard accessLog == "on" || accessLog == "off" else {
                 throw ValidationError("--access-log: use on or off")
             }
             if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
             let options = Sidecar.Options(
-                workers: workers ?? System.coreCount, drainTimeout: drain.timeAmount, accessLog: accessLog == "on")
+                workers: workers ?? System.coreCount, drainTimeout: drain.timeAmount, accessLog: accessLog == "on",
+                requestHeadTimeout: headTimeout.timeAmount, idleTimeout: idle.timeAmount)
             do {
                 try await Sidecar(configPath: config, options: options).run()
             } catch let error as ConfigError {

@@ -29,9 +29,18 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         case closed
     }
 
+    /// How long a downstream connection may take to send a request head, and stay idle.
+    struct Timeouts: Sendable {
+        var requestHead: TimeAmount = .seconds(10)
+        var idle: TimeAmount = .hours(1)
+    }
+
     private let direction: Direction
     private let loop: ProxyLoopState
     private let accessLog: AccessLog
+    private let timeouts: Timeouts
+    private var headTimer: Scheduled<Void>?
+    private var headTimerIsIdle = false
     private var context: ChannelHandlerContext?
     private var parser = HTTPHeadParser()
     private var cumulation: ByteBuffer?
@@ -42,15 +51,45 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     private var upstreamNeedsFlush = false
     private var upstreamWritable = true
 
-    init(direction: Direction, loop: ProxyLoopState, accessLog: AccessLog) {
+    init(direction: Direction, loop: ProxyLoopState, accessLog: AccessLog, timeouts: Timeouts = Timeouts()) {
         self.direction = direction
         self.loop = loop
         self.accessLog = accessLog
+        self.timeouts = timeouts
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         loop.connectionOpened(self)
+        armHeadTimer(context: context)
+    }
+
+    /// Between requests the idle timer runs; once a head has started, the (shorter) head timer:
+    /// a client that trickles a head (slowloris) gets 408 and is closed.
+    private func armHeadTimer(context: ChannelHandlerContext) {
+        let partial = (cumulation?.readableBytes ?? 0) > 0
+        if headTimer != nil, headTimerIsIdle == !partial { return }
+        headTimer?.cancel()
+        headTimerIsIdle = !partial
+        let delay = partial ? timeouts.requestHead : timeouts.idle
+        headTimer = context.eventLoop.scheduleTask(in: delay) { [weak self] in
+            guard let self, let context = self.context, self.phase == .idle else { return }
+            self.headTimer = nil
+            if self.headTimerIsIdle {
+                self.phase = .closed
+                context.close(promise: nil)
+            } else {
+                self.cumulation = nil
+                self.respondWithoutExchange(
+                    ProxyError(.badRequest, "request head not complete within \(delay.nanoseconds / 1_000_000) ms", status: 408),
+                    context: context)
+            }
+        }
+    }
+
+    private func cancelHeadTimer() {
+        headTimer?.cancel()
+        headTimer = nil
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -121,6 +160,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         phase = .closed
+        cancelHeadTimer()
         if let exchange {
             exchange.timeout?.cancel()
             if let upstream = exchange.upstream {
@@ -154,7 +194,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
                     return
                 }
                 cumulation = buffer
-                guard let head else { return }
+                guard let head else {
+                    armHeadTimer(context: context)
+                    return
+                }
+                cancelHeadTimer()
                 parser = HTTPHeadParser()
                 startExchange(head, context: context)
             case .forwardingRequest:
@@ -470,6 +514,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         context.flush()
         phase = .idle
         processInput(context: context)
+        if phase == .idle { armHeadTimer(context: context) }
         resumeReadingIfWanted()
     }
 

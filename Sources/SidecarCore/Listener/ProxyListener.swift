@@ -20,13 +20,16 @@ final class ProxyListener: Service, Sendable {
     let loops: ProxyLoops
     let drainTimeout: TimeAmount
     let accessLog: Bool
+    let timeouts: HTTPProxyHandler.Timeouts
     let logger: Logger
     let bound: ListenerAddressBox
 
     init(
         name: String, address: HostPort, kind: Kind, group: EventLoopGroup, loops: ProxyLoops,
-        drainTimeout: TimeAmount, accessLog: Bool, logger: Logger, bound: ListenerAddressBox
+        drainTimeout: TimeAmount, accessLog: Bool, timeouts: HTTPProxyHandler.Timeouts, logger: Logger,
+        bound: ListenerAddressBox
     ) {
+        self.timeouts = timeouts
         self.name = name
         self.address = address
         self.kind = kind
@@ -42,6 +45,7 @@ final class ProxyListener: Service, Sendable {
         let loops = self.loops
         let kind = self.kind
         let logger = self.logger
+        let timeouts = self.timeouts
         let log: AccessLog
         let direction: HTTPProxyHandler.Direction
         switch kind {
@@ -65,7 +69,7 @@ final class ProxyListener: Service, Sendable {
                         try channel.pipeline.syncOperations.addHandler(TLSErrorLogger(logger: logger))
                     }
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTPProxyHandler(direction: direction, loop: state, accessLog: log))
+                        HTTPProxyHandler(direction: direction, loop: state, accessLog: log, timeouts: timeouts))
                 }
             }
             .bind(host: address.host, port: address.port).get()
