@@ -49,19 +49,20 @@ public final class Sidecar: Sendable {
 
     /// Loads and checks everything that can be checked without binding sockets.
     public static func prepare(_ configuration: SidecarConfiguration) throws -> (
-        server: TLSContext, client: TLSContext, table: RouteTable
+        server: TLSContext, client: TLSContext, tunnel: TLSContext, table: RouteTable
     ) {
         guard let files = configuration.tls else {
             throw StartupError(description: "dynamic mode (controlPlane) is not available in this build yet: give `tls:` files (static mode)")
         }
-        if !configuration.outbound.tcp.isEmpty {
-            throw StartupError(description: "outbound.tcp (L4 upstreams) is not available in this build yet")
-        }
-        let tls = TLSConfiguration.mesh(
+        var tls = TLSConfiguration.mesh(
             certificateChain: .file(files.certificate), privateKey: .file(files.privateKey),
             trustRoots: .file(files.trustBundle), trustDomain: configuration.trustDomain)
-        let server = try TLSContext(configuration: tls, role: .server)
         let client = try TLSContext(configuration: tls, role: .client)
+        // The inbound speaks HTTP/1.1, or carries raw bytes when the caller asks for `mesh-tcp`.
+        tls.alpnProtocols = ["http/1.1", HTTPProxyHandler.tunnelALPN]
+        let server = try TLSContext(configuration: tls, role: .server)
+        tls.alpnProtocols = [HTTPProxyHandler.tunnelALPN]
+        let tunnel = try TLSContext(configuration: tls, role: .client)
         let expected = SPIFFEID.service(configuration.service, trustDomain: configuration.trustDomain)
         let presented = server.leafCertificate?.spiffeID
         guard presented == expected else {
@@ -70,36 +71,41 @@ public final class Sidecar: Sendable {
         let table = RouteTable(
             localService: configuration.service, trustDomain: configuration.trustDomain,
             resources: configuration.resources)
-        return (server, client, table)
+        return (server, client, tunnel, table)
     }
 
     public func run() async throws {
         let configuration = try SidecarConfiguration.load(contentsOf: configPath)
-        let (server, client, table) = try Self.prepare(configuration)
+        let (server, client, tunnel, table) = try Self.prepare(configuration)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.workers))
         let serverTLS = TLSContextStore(server)
         let clientTLS = TLSContextStore(client)
-        let loops = ProxyLoops(group: group, table: table, clientTLS: clientTLS)
+        let tunnelTLS = TLSContextStore(tunnel)
+        let loops = ProxyLoops(group: group, table: table, clientTLS: clientTLS, tunnelTLS: tunnelTLS)
+        let timeouts = HTTPProxyHandler.Timeouts(requestHead: options.requestHeadTimeout, idle: options.idleTimeout)
+        let tcpListeners = configuration.outbound.tcp.map { upstream in
+            ProxyListener(
+                name: "outbound-tcp-\(upstream.service)", address: upstream.listen, kind: .tcp(service: upstream.service),
+                group: group, loops: loops, drainTimeout: options.drainTimeout, accessLog: options.accessLog,
+                timeouts: timeouts, logger: logger, bound: ListenerAddressBox())
+        }
         let outbound = ProxyListener(
             name: "outbound", address: configuration.outbound.listen, kind: .outbound, group: group, loops: loops,
-            drainTimeout: options.drainTimeout, accessLog: options.accessLog,
-            timeouts: .init(requestHead: options.requestHeadTimeout, idle: options.idleTimeout), logger: logger,
+            drainTimeout: options.drainTimeout, accessLog: options.accessLog, timeouts: timeouts, logger: logger,
             bound: ListenerAddressBox())
         let inbound = ProxyListener(
             name: "inbound", address: configuration.inbound.listen,
             kind: .inbound(app: configuration.inbound.app, tls: serverTLS), group: group, loops: loops,
-            drainTimeout: options.drainTimeout, accessLog: options.accessLog,
-            timeouts: .init(requestHead: options.requestHeadTimeout, idle: options.idleTimeout), logger: logger,
+            drainTimeout: options.drainTimeout, accessLog: options.accessLog, timeouts: timeouts, logger: logger,
             bound: ListenerAddressBox())
         let reloader = ConfigReloader(
             configPath: configPath, current: configuration, loops: loops, serverTLS: serverTLS, clientTLS: clientTLS,
-            logger: logger)
+            tunnelTLS: tunnelTLS, logger: logger)
         let group_ = ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(service: outbound), .init(service: inbound),
-                    .init(service: reloader, successTerminationBehavior: .ignore),
-                ],
+                services: [.init(service: outbound), .init(service: inbound)]
+                    + tcpListeners.map { .init(service: $0) }
+                    + [.init(service: reloader, successTerminationBehavior: .ignore)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         logger.info("sidecar starting", metadata: ["service": "\(configuration.service)", "workers": "\(options.workers)"])
@@ -115,12 +121,14 @@ final class ConfigReloader: Service, Sendable {
     let loops: ProxyLoops
     let serverTLS: TLSContextStore
     let clientTLS: TLSContextStore
+    let tunnelTLS: TLSContextStore
     let logger: Logger
 
     init(
         configPath: String, current: SidecarConfiguration, loops: ProxyLoops, serverTLS: TLSContextStore,
-        clientTLS: TLSContextStore, logger: Logger
+        clientTLS: TLSContextStore, tunnelTLS: TLSContextStore, logger: Logger
     ) {
+        self.tunnelTLS = tunnelTLS
         self.configPath = configPath
         self.loops = loops
         self.serverTLS = serverTLS
@@ -134,10 +142,11 @@ final class ConfigReloader: Service, Sendable {
         for await _ in signals.cancelOnGracefulShutdown() {
             do {
                 let configuration = try SidecarConfiguration.load(contentsOf: configPath)
-                let (server, client, table) = try Sidecar.prepare(configuration)
+                let (server, client, tunnel, table) = try Sidecar.prepare(configuration)
                 version += 1
                 serverTLS.replace(with: server)
                 clientTLS.replace(with: client)
+                tunnelTLS.replace(with: tunnel)
                 loops.replaceTable(RouteTable(
                     localService: table.localService, trustDomain: table.trustDomain,
                     resources: configuration.resources, version: version))

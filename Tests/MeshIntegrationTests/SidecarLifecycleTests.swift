@@ -155,4 +155,49 @@ import Testing
         #expect(result.stdout.contains("x-seen-caller: web"))
         #expect(result.stdout.contains("echoed"))
     }
+
+    @Test func tcpThroughOutboundTCPPortIsCarriedOverMTLS() async throws {
+        try pki.issue(service: "db").write(to: directory.url.appendingPathComponent("certs"), name: "db")
+        let echo = try await TCPEchoApp()
+        let webTCP = try freeLoopbackPort(), webOut = try freeLoopbackPort(), webIn = try freeLoopbackPort()
+        let dbIn = try freeLoopbackPort(), dbOut = try freeLoopbackPort()
+        let web = try SidecarProcess(configYAML: """
+            service: web
+            inbound:  { listen: 127.0.0.1:\(webIn), app: 127.0.0.1:1 }
+            outbound: { listen: 127.0.0.1:\(webOut), tcp: [ { listen: 127.0.0.1:\(webTCP), service: db } ] }
+            tls:      { cert: certs/web.pem, key: certs/web.key, trustBundle: certs/ca.pem }
+            resources:
+              - { kind: Instance, service: db, address: 127.0.0.1, port: \(dbIn) }
+            """, in: directory, name: "web-tcp")
+        let db = try SidecarProcess(configYAML: """
+            service: db
+            inbound:  { listen: 127.0.0.1:\(dbIn), app: 127.0.0.1:\(echo.port), protocol: tcp }
+            outbound: { listen: 127.0.0.1:\(dbOut) }
+            tls:      { cert: certs/db.pem, key: certs/db.key, trustBundle: certs/ca.pem }
+            resources:
+              - kind: AuthorizationPolicy
+                service: db
+                default: deny
+                allow: [ { from: [ web ] } ]
+            """, in: directory, name: "db")
+        defer { web.stop(); db.stop() }
+        #expect(await web.waitUntilListening(ports: [webTCP, webOut]), "\(web.logs)")
+        #expect(await db.waitUntilListening(ports: [dbIn]), "\(db.logs)")
+        let script = """
+            import socket
+            s = socket.create_connection(("127.0.0.1", \(webTCP)))
+            payload = bytes(range(256)) * 4096
+            s.sendall(payload)
+            got = b""
+            while len(got) < len(payload):
+                chunk = s.recv(65536)
+                if not chunk: break
+                got += chunk
+            print("echoed %d" % len(got) if got == payload else "mismatch %d" % len(got))
+            """
+        let result = try await ChildProcess.run(["python3", "-c", script])
+        #expect(result.stdout.contains("echoed 1048576"), "\(result.stdout) \(result.stderr) \(web.logs) \(db.logs)")
+        // The tunnel's log line is written when it closes.
+        #expect(await eventually { db.accessLog.contains("\"peer\":\"web\"") }, "\(db.accessLog)")
+    }
 }

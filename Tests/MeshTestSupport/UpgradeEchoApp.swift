@@ -50,3 +50,30 @@ private final class UpgradeEchoHandler: ChannelInboundHandler, @unchecked Sendab
 }
 
 import Foundation
+
+/// A plain TCP echo server (a stand-in for a database behind its sidecar).
+public final class TCPEchoApp: Sendable {
+    public let port: Int
+    private let channel: Channel
+
+    public init(group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws {
+        channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(EchoBytesHandler())
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        port = channel.localAddress!.port!
+    }
+
+    public func close() async throws { try await channel.close() }
+}
+
+private final class EchoBytesHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.writeAndFlush(data, promise: nil)
+    }
+}

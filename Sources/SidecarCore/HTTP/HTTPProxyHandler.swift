@@ -18,7 +18,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     enum Direction {
         case outbound
         case inbound(app: HostPort)
+        /// `outbound.tcp`: every connection is carried as bytes to `service` (ALPN `mesh-tcp`).
+        case tcpOutbound(service: String)
     }
+
+    /// The ALPN protocol that marks a sidecar-to-sidecar connection as an L4 tunnel.
+    static let tunnelALPN = "mesh-tcp"
 
     enum Phase {
         case idle
@@ -61,7 +66,52 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         loop.connectionOpened(self)
+        if case .tcpOutbound = direction { return }
         armHeadTimer(context: context)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if case .tcpOutbound(let service) = direction { startTunnel(toService: service, context: context) }
+        context.fireChannelActive()
+    }
+
+    /// Outbound L4: route the whole connection to an endpoint of `service`.
+    private func startTunnel(toService service: String, context: ChannelHandlerContext) {
+        let exchange = ProxyExchange(
+            method: .other, methodName: "TCP", authority: service, path: "", requestID: RequestIdentifiers.requestID(),
+            peer: service, closeAfterResponse: true, framing: .none)
+        self.exchange = exchange
+        guard let destination = loop.table.destinations[service] else {
+            exchange.errorCause = .noRoute
+            accessLog.record(exchange, status: 0)
+            context.close(promise: nil)
+            return
+        }
+        guard let endpoint = loop.pickEndpoint(destination, rule: RouteRule()) else {
+            exchange.errorCause = .noHealthyEndpoint
+            accessLog.record(exchange, status: 0)
+            context.close(promise: nil)
+            return
+        }
+        lease(exchange, key: .init(address: endpoint.address, service: service, tunnel: true),
+              connectTimeout: destination.policy.connectTimeout.timeAmount, context: context)
+    }
+
+    /// Inbound L4: the caller asked for a tunnel; authorize it and connect to the app.
+    private func acceptTunnel(app: HostPort, context: ChannelHandlerContext) {
+        let exchange = ProxyExchange(
+            method: .other, methodName: "TCP", authority: "", path: "", requestID: RequestIdentifiers.requestID(),
+            peer: callerService ?? "unknown", closeAfterResponse: true, framing: .none)
+        self.exchange = exchange
+        cancelHeadTimer()
+        guard Authorizer.allows(loop.table.authorization, caller: callerService, method: "TCP", path: "/") else {
+            exchange.errorCause = .forbidden
+            accessLog.record(exchange, status: 0)
+            phase = .closed
+            context.close(promise: nil)
+            return
+        }
+        lease(exchange, key: .init(address: app, service: nil, tunnel: true), connectTimeout: .seconds(5), context: context)
     }
 
     /// Between requests the idle timer runs; once a head has started, the (shorter) head timer:
@@ -113,6 +163,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .handshakeCompleted(let info) = event as? TLSEvent {
             callerService = info.peerIdentity?.serviceName
+            if info.negotiatedProtocol == Self.tunnelALPN, case .inbound(let app) = direction {
+                acceptTunnel(app: app, context: context)
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -163,6 +216,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         cancelHeadTimer()
         if let exchange {
             exchange.timeout?.cancel()
+            // The downstream went away first: a closed tunnel, or an aborted request (status 0).
+            accessLog.record(exchange, status: exchange.poolKey?.tunnel == true ? 0 : exchange.status)
             if let upstream = exchange.upstream {
                 upstream.owner = nil
                 upstream.channel?.close(promise: nil)
@@ -233,6 +288,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         switch direction {
         case .outbound: peer = String(authority.split(separator: ":").first ?? "")
         case .inbound: peer = callerService ?? "unknown"
+        case .tcpOutbound(let service): peer = service
         }
         let exchange = ProxyExchange(
             method: head.method, methodName: head.methodName, authority: authority, path: path,
@@ -296,6 +352,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             HTTPHeadWriter(removing: ["x-mesh-caller"], relayUpgrade: true).write(head, adding: extra, into: &rewritten)
             exchange.rewrittenHead = rewritten
             lease(exchange, key: .init(address: app, service: nil), connectTimeout: .seconds(5), context: context)
+        case .tcpOutbound:
+            break
         }
     }
 
@@ -341,6 +399,17 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     private func connected(_ upstream: UpstreamHandler, exchange: ProxyExchange, context: ChannelHandlerContext) {
+        if exchange.poolKey?.tunnel == true {
+            exchange.upstream = upstream
+            upstream.beginTunnel(owner: self)
+            upstream.setReadsPaused(!context.channel.isWritable)
+            upstreamWritable = upstream.channel?.isWritable ?? true
+            phase = .tunnel
+            processInput(context: context)
+            flushUpstream()
+            resumeReadingIfWanted()
+            return
+        }
         guard let channel = upstream.channel, let head = exchange.rewrittenHead else { return }
         exchange.upstream = upstream
         exchange.rewrittenHead = nil
@@ -456,7 +525,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         exchange.timeout?.cancel()
         if let address = exchange.upstreamAddress { loop.requestFinished(address) }
         exchange.upstream = nil
-        if responseStarted {
+        if responseStarted || exchange.poolKey?.tunnel == true {
             exchange.errorCause = error.cause
             accessLog.record(exchange, status: exchange.status)
             self.exchange = nil
@@ -492,6 +561,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     private func fail(_ exchange: ProxyExchange, _ error: ProxyError, context: ChannelHandlerContext) {
         exchange.timeout?.cancel()
         exchange.errorCause = error.cause
+        if exchange.poolKey?.tunnel == true {
+            // An L4 tunnel has no HTTP to answer with: log the cause and close.
+            accessLog.record(exchange, status: 0)
+            self.exchange = nil
+            phase = .closed
+            context.close(promise: nil)
+            return
+        }
         // A request whose body was not read cannot be followed by another on this connection.
         if !exchange.requestComplete { exchange.closeAfterResponse = true }
         let response = error.response(

@@ -11,6 +11,7 @@ final class ProxyListener: Service, Sendable {
     enum Kind: Sendable {
         case outbound
         case inbound(app: HostPort, tls: TLSContextStore)
+        case tcp(service: String)
     }
 
     let name: String
@@ -55,6 +56,9 @@ final class ProxyListener: Service, Sendable {
         case .inbound(let app, _):
             log = AccessLog(enabled: accessLog, direction: "inbound")
             direction = .inbound(app: app)
+        case .tcp(let service):
+            log = AccessLog(enabled: accessLog, direction: "outbound-tcp")
+            direction = .tcpOutbound(service: service)
         }
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

@@ -8,11 +8,11 @@ final class ProxyLoops: Sendable {
     private let states: [ObjectIdentifier: ProxyLoopState]
     let all: [ProxyLoopState]
 
-    init(group: EventLoopGroup, table: RouteTable, clientTLS: TLSContextStore?) {
+    init(group: EventLoopGroup, table: RouteTable, clientTLS: TLSContextStore?, tunnelTLS: TLSContextStore? = nil) {
         var states: [ObjectIdentifier: ProxyLoopState] = [:]
         var all: [ProxyLoopState] = []
         for loop in group.makeIterator() {
-            let state = ProxyLoopState(eventLoop: loop, table: table, clientTLS: clientTLS)
+            let state = ProxyLoopState(eventLoop: loop, table: table, clientTLS: clientTLS, tunnelTLS: tunnelTLS)
             states[ObjectIdentifier(loop)] = state
             all.append(state)
         }

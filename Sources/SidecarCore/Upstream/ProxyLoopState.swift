@@ -10,11 +10,15 @@ final class ProxyLoopState: @unchecked Sendable {
         let address: HostPort
         /// The destination service whose identity the peer must present (nil: plain app).
         let service: String?
+        /// An L4 tunnel (ALPN `mesh-tcp`): never pooled, never reused.
+        var tunnel = false
     }
 
     let eventLoop: EventLoop
     private(set) var table: RouteTable
     let clientTLS: TLSContextStore?
+    /// The client context offering ALPN `mesh-tcp`, for `outbound.tcp` tunnels.
+    let tunnelTLS: TLSContextStore?
     var draining = false
     private var idle: [PoolKey: [UpstreamHandler]] = [:]
     private var inFlight: [HostPort: Int] = [:]
@@ -22,10 +26,11 @@ final class ProxyLoopState: @unchecked Sendable {
     private var random = SystemRandomNumberGenerator()
     let maxIdlePerEndpoint = 64
 
-    init(eventLoop: EventLoop, table: RouteTable, clientTLS: TLSContextStore?) {
+    init(eventLoop: EventLoop, table: RouteTable, clientTLS: TLSContextStore?, tunnelTLS: TLSContextStore? = nil) {
         self.eventLoop = eventLoop
         self.table = table
         self.clientTLS = clientTLS
+        self.tunnelTLS = tunnelTLS
     }
 
     /// Installs a new snapshot; requests already routed keep what they chose.
@@ -98,7 +103,7 @@ final class ProxyLoopState: @unchecked Sendable {
 
     /// An idle keep-alive connection to `key`, or a new one on this loop.
     func lease(_ key: PoolKey, connectTimeout: TimeAmount) -> EventLoopFuture<UpstreamHandler> {
-        while var list = idle[key], let handler = list.popLast() {
+        while !key.tunnel, var list = idle[key], let handler = list.popLast() {
             idle[key] = list
             if !handler.isClosed, handler.channel?.isActive == true {
                 return eventLoop.makeSucceededFuture(handler)
@@ -131,7 +136,7 @@ final class ProxyLoopState: @unchecked Sendable {
     private func connect(_ key: PoolKey, connectTimeout: TimeAmount) -> EventLoopFuture<UpstreamHandler> {
         let tls: TLSHandler?
         if let service = key.service {
-            guard let clientTLS, let expected = SPIFFEID.service(service, trustDomain: table.trustDomain) else {
+            guard let clientTLS = key.tunnel ? tunnelTLS : clientTLS, let expected = SPIFFEID.service(service, trustDomain: table.trustDomain) else {
                 return eventLoop.makeFailedFuture(ProxyError(.tlsFailed, "no client TLS identity configured"))
             }
             do {

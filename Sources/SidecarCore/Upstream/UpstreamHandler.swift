@@ -42,6 +42,13 @@ final class UpstreamHandler: ChannelDuplexHandler {
         self.parser = HTTPHeadParser()
     }
 
+    /// An L4 tunnel starts: every byte either way is relayed as is.
+    func beginTunnel(owner: HTTPProxyHandler) {
+        self.owner = owner
+        self.tunnelling = true
+        self.sawResponseHead = true
+    }
+
     /// Stops (or resumes) reading from the upstream while the downstream cannot take more.
     func setReadsPaused(_ paused: Bool) {
         readsPaused = paused
