@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "mesh",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "sidecar", targets: ["sidecar"]),
         .executable(name: "control-plane", targets: ["control-plane"]),
