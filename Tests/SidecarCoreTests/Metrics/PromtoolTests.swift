@@ -72,3 +72,12 @@ import Testing
         }
     }
 }
+
+/// The check above can fail: promtool does complain about a family without HELP text.
+@Suite struct PromtoolHarnessTests {
+    @Test func promtoolRejectsALintProblem() async throws {
+        let (status, output) = try await PromtoolTests.check("# TYPE demo gauge\ndemo 1\n")
+        #expect(status != 0)
+        #expect(output.contains("no help text"))
+    }
+}
