@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need, only when one is missing:
 # libssl-dev (COpenSSL), libsqlite3-dev (GRDB), pkg-config, openssl and curl (interop tests).
+# Also promtool (metrics tests), unpacked into .build-tools/ without installing Prometheus.
 set -euo pipefail
 packages=(libssl-dev libsqlite3-dev pkg-config openssl curl)
 missing=()
