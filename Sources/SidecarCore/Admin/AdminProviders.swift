@@ -1,0 +1,25 @@
+/// What the admin server shows, supplied by the sidecar as closures so the server knows
+/// nothing of the data plane. Each is called on an event loop per request: keep them quick
+/// and non-blocking (read an atomic snapshot, encode it).
+public struct AdminProviders: Sendable {
+    /// Written on `/metrics`.
+    public var metrics: MetricsRegistry
+    /// Answers `/ready`.
+    public var readiness: @Sendable () -> Readiness
+    /// The JSON document served on `/config` (the configuration snapshot in use).
+    public var config: @Sendable () -> String
+    /// The JSON document served on `/clusters` (clusters, endpoints and their state).
+    public var clusters: @Sendable () -> String
+
+    public init(
+        metrics: MetricsRegistry,
+        readiness: @escaping @Sendable () -> Readiness,
+        config: @escaping @Sendable () -> String = { "{}" },
+        clusters: @escaping @Sendable () -> String = { "{}" }
+    ) {
+        self.metrics = metrics
+        self.readiness = readiness
+        self.config = config
+        self.clusters = clusters
+    }
+}

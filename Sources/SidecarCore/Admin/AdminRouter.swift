@@ -1,0 +1,44 @@
+import NIOCore
+import NIOHTTP1
+
+/// Maps an admin request (method and target) to its response: the whole routing table of
+/// port 15000, without I/O, so it is tested in memory and the handler only writes the result.
+///
+/// Only `GET` is served (405 with `Allow: GET` otherwise, for known paths and unknown alike);
+/// the query string is ignored; an unknown path is 404.
+public struct AdminRouter: Sendable {
+    public let providers: AdminProviders
+
+    public init(providers: AdminProviders) {
+        self.providers = providers
+    }
+
+    public func respond(method: HTTPMethod, uri: String, allocator: ByteBufferAllocator) -> AdminResponse {
+        guard method == .GET else {
+            return AdminResponse(
+                status: .methodNotAllowed, contentType: "text/plain; charset=utf-8",
+                body: ByteBuffer(string: "method not allowed\n"), headers: [("Allow", "GET")])
+        }
+        let path = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        switch path {
+        case "/metrics":
+            return AdminResponse(
+                status: .ok, contentType: PrometheusTextWriter.contentType,
+                body: providers.metrics.exposition(allocator: allocator))
+        case "/ready":
+            switch providers.readiness() {
+            case .ready: return .text(.ok, "ready")
+            case .notReady: return .text(.serviceUnavailable, "not ready")
+            case .draining: return .text(.serviceUnavailable, "draining")
+            }
+        case "/live":
+            return .text(.ok, "live")
+        case "/config":
+            return .json(providers.config())
+        case "/clusters":
+            return .json(providers.clusters())
+        default:
+            return .text(.notFound, "not found")
+        }
+    }
+}

@@ -1,0 +1,108 @@
+/// Every metric the sidecar exposes on its admin `/metrics`, declared here and nowhere else,
+/// with its HELP text, type and labels (DESIGN.md, "Metrics").
+///
+/// Built once per process and shared. The data plane resolves its handles when it builds a
+/// route table or cluster (`requests.handle(direction:peer:)`, `peer(_:)`, `retries(peer:reason:)`)
+/// and then only touches atomics. Label values are bounded words: service names, status codes,
+/// reasons, states; never a path or an address.
+public final class SidecarMetrics: Sendable {
+    /// `sidecar_requests_total`, `sidecar_request_duration_seconds`, `sidecar_bytes_total`.
+    public let requests = RequestMetrics(
+        requests: MetricDescriptor(
+            "sidecar_requests_total", .counter, labels: ["direction", "peer", "code"],
+            help: "Requests finished, by direction, peer service and response status code."),
+        duration: MetricDescriptor(
+            "sidecar_request_duration_seconds", .histogram, labels: ["direction", "peer"],
+            help: "Time from the first request byte to the last response byte, in seconds."),
+        bytes: MetricDescriptor(
+            "sidecar_bytes_total", .counter, labels: ["direction", "peer", "flow"],
+            help: "Bytes proxied; flow is request (downstream to upstream) or response (upstream to downstream)."))
+
+    let retries = CounterFamily(MetricDescriptor(
+        "sidecar_retries_total", .counter, labels: ["peer", "reason"],
+        help: "Retries attempted to a peer service, by the condition that triggered them."))
+    let retryBudgetExhausted = CounterFamily(MetricDescriptor(
+        "sidecar_retry_budget_exhausted_total", .counter, labels: ["peer"],
+        help: "Retries not attempted because the peer's retry budget was spent."))
+    let circuitBreakerOpen = GaugeFamily(MetricDescriptor(
+        "sidecar_circuit_breaker_open", .gauge, labels: ["peer"],
+        help: "1 while a circuit breaker limit for the peer is overflowing, else 0."))
+    let circuitBreakerRejections = CounterFamily(MetricDescriptor(
+        "sidecar_circuit_breaker_rejections_total", .counter, labels: ["peer"],
+        help: "Requests refused with circuit-open because a breaker limit overflowed."))
+    let outlierEjections = CounterFamily(MetricDescriptor(
+        "sidecar_outlier_ejections_total", .counter, labels: ["peer"],
+        help: "Endpoints of the peer ejected by outlier detection."))
+    let endpoints = GaugeFamily(MetricDescriptor(
+        "sidecar_endpoints", .gauge, labels: ["peer", "state"],
+        help: "Endpoints of the peer service by state (healthy, unhealthy, ejected)."))
+    let connectionsOpen = GaugeFamily(MetricDescriptor(
+        "sidecar_connections_open", .gauge, labels: ["direction"],
+        help: "Downstream connections currently open, by direction."))
+    let tlsHandshakeErrors = CounterFamily(MetricDescriptor(
+        "sidecar_tls_handshake_errors_total", .counter, labels: ["direction", "reason"],
+        help: "TLS handshakes that failed, by direction and reason."))
+    let authzDenied = CounterFamily(MetricDescriptor(
+        "sidecar_authz_denied_total", .counter, labels: ["peer"],
+        help: "Inbound requests refused by authorization policy, by calling service."))
+    let certExpiry = GaugeFamily(MetricDescriptor(
+        "sidecar_cert_expiry_timestamp_seconds", .gauge,
+        help: "Expiry of the workload certificate in use, as a Unix timestamp in seconds."))
+    let configVersion = GaugeFamily(MetricDescriptor(
+        "sidecar_config_version", .gauge,
+        help: "Version of the configuration snapshot in use."))
+    let controlPlaneConnected = GaugeFamily(MetricDescriptor(
+        "sidecar_control_plane_connected", .gauge,
+        help: "1 while connected to the control plane, else 0."))
+
+    /// Pre-made so the handshake path needs no lock: [direction][reason].
+    private let tlsErrorCounters: [[TLSFailureReason: Counter]]
+    private let connectionGauges: [Gauge]
+
+    /// `sidecar_cert_expiry_timestamp_seconds`.
+    public let certificateExpiry: Gauge
+    /// `sidecar_config_version`.
+    public let configurationVersion: Gauge
+    /// `sidecar_control_plane_connected` (set with `set(true)` / `set(false)`).
+    public let controlPlaneConnection: Gauge
+
+    /// All families, for the admin server.
+    public let registry: MetricsRegistry
+
+    public init() {
+        let tlsHandshakeErrors = tlsHandshakeErrors, connectionsOpen = connectionsOpen
+        tlsErrorCounters = TrafficDirection.allCases.map { direction in
+            Dictionary(uniqueKeysWithValues: TLSFailureReason.allCases.map {
+                ($0, tlsHandshakeErrors.counter(direction.rawValue, $0.rawValue))
+            })
+        }
+        connectionGauges = TrafficDirection.allCases.map { connectionsOpen.gauge($0.rawValue) }
+        certificateExpiry = certExpiry.gauge()
+        configurationVersion = configVersion.gauge()
+        controlPlaneConnection = controlPlaneConnected.gauge()
+        registry = MetricsRegistry(families: requests.families + [
+            retries, retryBudgetExhausted, circuitBreakerOpen, circuitBreakerRejections, outlierEjections,
+            endpoints, connectionsOpen, tlsHandshakeErrors, authzDenied, certExpiry, configVersion,
+            controlPlaneConnected,
+        ])
+    }
+
+    /// The upstream series of `peer` (breaker, outlier, budget, endpoints). Takes locks:
+    /// resolve when the cluster is built.
+    public func peer(_ peer: String) -> PeerMetrics { PeerMetrics(peer: peer, metrics: self) }
+
+    /// `sidecar_retries_total{peer,reason}`; `reason` is a retry condition word such as
+    /// `RetryCondition.description` (`connect-failure`, `reset`, `503`) or `per-try-timeout`.
+    public func retries(peer: String, reason: String) -> Counter { retries.counter(peer, reason) }
+
+    /// `sidecar_authz_denied_total{peer}` for a calling service (from its verified certificate).
+    public func authzDenied(caller: String) -> Counter { authzDenied.counter(caller) }
+
+    /// `sidecar_connections_open{direction}`; no lookup.
+    public func connectionsOpen(_ direction: TrafficDirection) -> Gauge { connectionGauges[direction.index] }
+
+    /// `sidecar_tls_handshake_errors_total{direction,reason}`; every pair exists from the start.
+    public func tlsHandshakeErrors(_ direction: TrafficDirection, _ reason: TLSFailureReason) -> Counter {
+        tlsErrorCounters[direction.index][reason]!
+    }
+}
