@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -48,7 +49,7 @@ public final class Sidecar: Sendable {
     }
 
     /// Loads and checks everything that can be checked without binding sockets.
-    public static func prepare(_ configuration: SidecarConfiguration) throws -> (
+    public static func prepare(_ configuration: SidecarConfiguration, metrics: SidecarMetrics? = nil, version: Int = 1) throws -> (
         server: TLSContext, client: TLSContext, tunnel: TLSContext, table: RouteTable
     ) {
         guard let files = configuration.tls else {
@@ -70,40 +71,57 @@ public final class Sidecar: Sendable {
         }
         let table = RouteTable(
             localService: configuration.service, trustDomain: configuration.trustDomain,
-            resources: configuration.resources)
+            resources: configuration.resources, version: version, metrics: metrics)
+        if let metrics {
+            metrics.certificateExpiry.set(server.certificateExpiry ?? 0)
+            metrics.configurationVersion.set(Int64(version))
+        }
         return (server, client, tunnel, table)
     }
 
     public func run() async throws {
         let configuration = try SidecarConfiguration.load(contentsOf: configPath)
-        let (server, client, tunnel, table) = try Self.prepare(configuration)
+        let metrics = SidecarMetrics()
+        metrics.controlPlaneConnection.set(0)
+        let (server, client, tunnel, table) = try Self.prepare(configuration, metrics: metrics)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.workers))
         let serverTLS = TLSContextStore(server)
         let clientTLS = TLSContextStore(client)
         let tunnelTLS = TLSContextStore(tunnel)
-        let loops = ProxyLoops(group: group, table: table, clientTLS: clientTLS, tunnelTLS: tunnelTLS)
+        let loops = ProxyLoops(group: group, table: table, clientTLS: clientTLS, tunnelTLS: tunnelTLS, metrics: metrics)
+        let readiness = ReadinessState(expectedListeners: 2 + configuration.outbound.tcp.count)
         let timeouts = HTTPProxyHandler.Timeouts(requestHead: options.requestHeadTimeout, idle: options.idleTimeout)
         let tcpListeners = configuration.outbound.tcp.map { upstream in
             ProxyListener(
                 name: "outbound-tcp-\(upstream.service)", address: upstream.listen, kind: .tcp(service: upstream.service),
                 group: group, loops: loops, drainTimeout: options.drainTimeout, accessLog: options.accessLog,
-                timeouts: timeouts, logger: logger, bound: ListenerAddressBox())
+                timeouts: timeouts, logger: logger, bound: ListenerAddressBox(), readiness: readiness)
         }
         let outbound = ProxyListener(
             name: "outbound", address: configuration.outbound.listen, kind: .outbound, group: group, loops: loops,
             drainTimeout: options.drainTimeout, accessLog: options.accessLog, timeouts: timeouts, logger: logger,
-            bound: ListenerAddressBox())
+            bound: ListenerAddressBox(), readiness: readiness)
         let inbound = ProxyListener(
             name: "inbound", address: configuration.inbound.listen,
             kind: .inbound(app: configuration.inbound.app, tls: serverTLS), group: group, loops: loops,
             drainTimeout: options.drainTimeout, accessLog: options.accessLog, timeouts: timeouts, logger: logger,
-            bound: ListenerAddressBox())
+            bound: ListenerAddressBox(), readiness: readiness)
+        let currentConfig = ConfigJSONBox(configuration.json)
         let reloader = ConfigReloader(
             configPath: configPath, current: configuration, loops: loops, serverTLS: serverTLS, clientTLS: clientTLS,
-            tunnelTLS: tunnelTLS, logger: logger)
+            tunnelTLS: tunnelTLS, metrics: metrics, configJSON: currentConfig, logger: logger)
+        let admin = AdminServer(
+            host: configuration.adminListen.host, port: configuration.adminListen.port,
+            providers: AdminProviders(
+                metrics: metrics.registry,
+                readiness: { readiness.readiness },
+                config: { currentConfig.value },
+                clusters: { loops.clustersJSON() }),
+            group: group)
         let group_ = ServiceGroup(
             configuration: .init(
-                services: [.init(service: outbound), .init(service: inbound)]
+                // Shut down in reverse: listeners drain first while admin still answers /ready with 503.
+                services: [.init(service: admin), .init(service: outbound), .init(service: inbound)]
                     + tcpListeners.map { .init(service: $0) }
                     + [.init(service: reloader, successTerminationBehavior: .ignore)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
@@ -122,12 +140,16 @@ final class ConfigReloader: Service, Sendable {
     let serverTLS: TLSContextStore
     let clientTLS: TLSContextStore
     let tunnelTLS: TLSContextStore
+    let metrics: SidecarMetrics
+    let configJSON: ConfigJSONBox
     let logger: Logger
 
     init(
         configPath: String, current: SidecarConfiguration, loops: ProxyLoops, serverTLS: TLSContextStore,
-        clientTLS: TLSContextStore, tunnelTLS: TLSContextStore, logger: Logger
+        clientTLS: TLSContextStore, tunnelTLS: TLSContextStore, metrics: SidecarMetrics, configJSON: ConfigJSONBox, logger: Logger
     ) {
+        self.configJSON = configJSON
+        self.metrics = metrics
         self.tunnelTLS = tunnelTLS
         self.configPath = configPath
         self.loops = loops
@@ -142,18 +164,26 @@ final class ConfigReloader: Service, Sendable {
         for await _ in signals.cancelOnGracefulShutdown() {
             do {
                 let configuration = try SidecarConfiguration.load(contentsOf: configPath)
-                let (server, client, tunnel, table) = try Sidecar.prepare(configuration)
+                let (server, client, tunnel, table) = try Sidecar.prepare(
+                    configuration, metrics: metrics, version: version + 1)
                 version += 1
                 serverTLS.replace(with: server)
                 clientTLS.replace(with: client)
                 tunnelTLS.replace(with: tunnel)
-                loops.replaceTable(RouteTable(
-                    localService: table.localService, trustDomain: table.trustDomain,
-                    resources: configuration.resources, version: version))
+                loops.replaceTable(table)
+                configJSON.set(configuration.json)
                 logger.info("configuration reloaded", metadata: ["version": "\(version)"])
             } catch {
                 logger.error("reload refused, keeping the running configuration: \(error)")
             }
         }
     }
+}
+
+/// The effective configuration as JSON for `/config`, replaced on reload.
+final class ConfigJSONBox: Sendable {
+    private let box: NIOLockedValueBox<String>
+    init(_ value: String) { box = NIOLockedValueBox(value) }
+    var value: String { box.withLockedValue { $0 } }
+    func set(_ value: String) { box.withLockedValue { $0 = value } }
 }

@@ -191,4 +191,86 @@ import Testing
         let after = try await curl(proxy + ["http://payments/pay"])
         #expect(after.status == 200)
     }
+
+    func metrics(_ port: Int) async throws -> String {
+        try await curl(["http://127.0.0.1:\(port)/metrics"]).body
+    }
+
+    @Test func metricsMoveByExactlyTheRequestsSent() async throws {
+        let webBefore = try await metrics(ports.webAdmin)
+        let payBefore = try await metrics(ports.payAdmin)
+        for _ in 0..<7 { #expect(try await curl(proxy + ["http://payments/pay"]).status == 200) }
+        #expect(try await curl(proxy + ["http://payments/admin"]).status == 403)
+        #expect(try await curl(proxy + ["http://nowhere/"]).status == 404)
+        let webAfter = try await metrics(ports.webAdmin)
+        let payAfter = try await metrics(ports.payAdmin)
+        func delta(_ before: String, _ after: String, _ name: String, _ labels: [String: String]) -> Double {
+            metricValue(after, name, labels) - metricValue(before, name, labels)
+        }
+        #expect(delta(webBefore, webAfter, "sidecar_requests_total", ["direction": "outbound", "peer": "payments", "code": "200"]) == 7)
+        #expect(delta(webBefore, webAfter, "sidecar_requests_total", ["direction": "outbound", "peer": "payments", "code": "403"]) == 1)
+        #expect(delta(webBefore, webAfter, "sidecar_requests_total", ["direction": "outbound", "peer": "unknown", "code": "404"]) == 1)
+        #expect(delta(payBefore, payAfter, "sidecar_requests_total", ["direction": "inbound", "peer": "web", "code": "200"]) == 7)
+        #expect(delta(payBefore, payAfter, "sidecar_authz_denied_total", ["peer": "web"]) == 1)
+        #expect(delta(webBefore, webAfter, "sidecar_request_duration_seconds_count", ["direction": "outbound", "peer": "payments"]) == 8)
+        #expect(metricValue(webAfter, "sidecar_endpoints", ["peer": "payments", "state": "healthy"]) == 1)
+        #expect(metricValue(webAfter, "sidecar_cert_expiry_timestamp_seconds") > Date().timeIntervalSince1970)
+        #expect(metricValue(webAfter, "sidecar_config_version") == 1)
+        #expect(delta(webBefore, webAfter, "sidecar_bytes_total", ["direction": "outbound", "peer": "payments", "flow": "response"]) > 0)
+    }
+
+    @Test func refusedHandshakesAreCountedByReason() async throws {
+        let before = try await metrics(ports.payAdmin)
+        _ = try await ChildProcess.run([
+            "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/\(ports.payIn); printf 'GET / HTTP/1.1\\r\\n\\r\\n' >&3; timeout 5 cat <&3 >/dev/null",
+        ])
+        #expect(await eventually {
+            let after = (try? await self.metrics(self.ports.payAdmin)) ?? ""
+            return metricValue(after, "sidecar_tls_handshake_errors_total", ["direction": "inbound", "reason": "not-tls"])
+                - metricValue(before, "sidecar_tls_handshake_errors_total", ["direction": "inbound", "reason": "not-tls"]) == 1
+        })
+        #expect(try await curl(proxy + ["http://orders/"]).status == 502)
+        let web = try await metrics(ports.webAdmin)
+        #expect(metricValue(web, "sidecar_tls_handshake_errors_total", ["direction": "outbound", "reason": "identity-mismatch"]) == 1)
+    }
+
+    @Test func adminRoutesAnswerAndPromtoolAcceptsTheMetrics() async throws {
+        _ = try await curl(proxy + ["http://payments/pay"])
+        #expect(try await curl(["http://127.0.0.1:\(ports.webAdmin)/ready"]).status == 200)
+        #expect(try await curl(["http://127.0.0.1:\(ports.webAdmin)/live"]).status == 200)
+        let config = try await curl(["http://127.0.0.1:\(ports.webAdmin)/config"])
+        #expect(config.status == 200)
+        #expect(config.body.contains("\"service\":\"web\""))
+        let clusters = try await curl(["http://127.0.0.1:\(ports.webAdmin)/clusters"])
+        #expect(clusters.body.contains("\"service\":\"payments\""))
+        #expect(clusters.body.contains("127.0.0.1:\(ports.payIn)"))
+        let promtool = try #require(promtoolPath(), "promtool not found: run scripts/install-deps.sh")
+        let exposition = try await metrics(ports.webAdmin)
+        let check = try await ChildProcess.run([promtool, "check", "metrics"], input: exposition)
+        #expect(check.status == 0, "\(check.stdout) \(check.stderr)")
+        #expect(check.stdout.isEmpty && check.stderr.isEmpty, "\(check.stdout) \(check.stderr)")
+    }
+
+    @Test func sighupReloadsTheRouteTable() async throws {
+        #expect(try await curl(proxy + ["http://billing/"]).status == 404)
+        let updated = try String(contentsOfFile: webSidecar.configPath, encoding: .utf8) + """
+
+              - kind: Instance
+                service: billing
+                address: 127.0.0.1
+                port: \(ports.payIn)
+            """
+        try updated.write(toFile: webSidecar.configPath, atomically: true, encoding: .utf8)
+        webSidecar.signal(SIGHUP)
+        #expect(await eventually {
+            let version = metricValue((try? await self.metrics(self.ports.webAdmin)) ?? "", "sidecar_config_version")
+            return version == 2
+        })
+        // billing's endpoint is payments' sidecar, so the identity check refuses it: the route exists now.
+        #expect(try await curl(proxy + ["http://billing/"]).headers["x-mesh-error"] == "tls-failed")
+        try "service: [broken".write(toFile: webSidecar.configPath, atomically: true, encoding: .utf8)
+        webSidecar.signal(SIGHUP)
+        #expect(await eventually { self.webSidecar.logs.contains("reload refused") })
+        #expect(try await curl(proxy + ["http://payments/pay"]).status == 200)
+    }
 }

@@ -79,3 +79,26 @@ public func curl(_ arguments: [String], timeout: Duration = .seconds(30)) async 
     }
     return CurlResult(status: status, headers: headers, body: text, stderr: result.stderr)
 }
+
+/// The value of one Prometheus sample in `exposition` whose labels include all of `labels`
+/// (0 when absent, which is what an untouched counter means).
+public func metricValue(_ exposition: String, _ name: String, _ labels: [String: String] = [:]) -> Double {
+    for line in exposition.split(separator: "\n") where line.hasPrefix(name) {
+        let rest = line.dropFirst(name.count)
+        guard rest.first == "{" || rest.first == " " else { continue }
+        let labelText = rest.first == "{" ? String(rest.dropFirst().prefix { $0 != "}" }) : ""
+        guard labels.allSatisfy({ labelText.contains("\($0.key)=\"\($0.value)\"") }) else { continue }
+        if let value = line.split(separator: " ").last.flatMap({ Double($0) }) { return value }
+    }
+    return 0
+}
+
+/// promtool from PATH or `<package>/.build-tools/promtool` (scripts/install-deps.sh puts it there).
+public func promtoolPath() -> String? {
+    for entry in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+        let candidate = "\(entry)/promtool"
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    let local = packageRoot.appendingPathComponent(".build-tools/promtool").path
+    return FileManager.default.isExecutableFile(atPath: local) ? local : nil
+}

@@ -55,6 +55,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     private var pendingRead = false
     private var upstreamNeedsFlush = false
     private var upstreamWritable = true
+    /// Inbound: the caller's request metrics, resolved once per connection at handshake.
+    private var inboundMetrics: RequestMetricsHandle?
+    private var connectionGauge: Gauge?
 
     init(direction: Direction, loop: ProxyLoopState, accessLog: AccessLog, timeouts: Timeouts = Timeouts()) {
         self.direction = direction
@@ -66,6 +69,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         loop.connectionOpened(self)
+        let gauge = loop.metrics.connectionsOpen(direction.trafficDirection)
+        gauge.increment()
+        connectionGauge = gauge
         if case .tcpOutbound = direction { return }
         armHeadTimer(context: context)
     }
@@ -81,15 +87,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             method: .other, methodName: "TCP", authority: service, path: "", requestID: RequestIdentifiers.requestID(),
             peer: service, closeAfterResponse: true, framing: .none)
         self.exchange = exchange
+        exchange.tunnelMetrics = loop.metrics.requests.handle(direction: .outbound, peer: service)
         guard let destination = loop.table.destinations[service] else {
             exchange.errorCause = .noRoute
-            accessLog.record(exchange, status: 0)
+            record(exchange, status: 0)
             context.close(promise: nil)
             return
         }
         guard let endpoint = loop.pickEndpoint(destination, rule: RouteRule()) else {
             exchange.errorCause = .noHealthyEndpoint
-            accessLog.record(exchange, status: 0)
+            record(exchange, status: 0)
             context.close(promise: nil)
             return
         }
@@ -106,7 +113,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         cancelHeadTimer()
         guard Authorizer.allows(loop.table.authorization, caller: callerService, method: "TCP", path: "/") else {
             exchange.errorCause = .forbidden
-            accessLog.record(exchange, status: 0)
+            loop.metrics.authzDenied(caller: callerService ?? "unknown").increment()
+            record(exchange, status: 0)
             phase = .closed
             context.close(promise: nil)
             return
@@ -144,6 +152,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         loop.connectionClosed(self)
+        connectionGauge?.decrement()
+        connectionGauge = nil
         self.context = nil
     }
 
@@ -163,6 +173,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .handshakeCompleted(let info) = event as? TLSEvent {
             callerService = info.peerIdentity?.serviceName
+            inboundMetrics = loop.metrics.requests.handle(direction: .inbound, peer: callerService ?? "unknown")
             if info.negotiatedProtocol == Self.tunnelALPN, case .inbound(let app) = direction {
                 acceptTunnel(app: app, context: context)
             }
@@ -217,7 +228,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         if let exchange {
             exchange.timeout?.cancel()
             // The downstream went away first: a closed tunnel, or an aborted request (status 0).
-            accessLog.record(exchange, status: exchange.poolKey?.tunnel == true ? 0 : exchange.status)
+            record(exchange, status: exchange.poolKey?.tunnel == true ? 0 : exchange.status)
             if let upstream = exchange.upstream {
                 upstream.owner = nil
                 upstream.channel?.close(promise: nil)
@@ -344,6 +355,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         case .inbound(let app):
             guard Authorizer.allows(loop.table.authorization, caller: callerService, method: head.methodName, path: Substring(path))
             else {
+                loop.metrics.authzDenied(caller: callerService ?? "unknown").increment()
                 fail(exchange, ProxyError(.forbidden, "\(callerService ?? "an unidentified caller") may not \(head.methodName) \(path)"),
                      context: context)
                 return
@@ -527,7 +539,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         exchange.upstream = nil
         if responseStarted || exchange.poolKey?.tunnel == true {
             exchange.errorCause = error.cause
-            accessLog.record(exchange, status: exchange.status)
+            record(exchange, status: exchange.status)
             self.exchange = nil
             context.close(promise: nil)
         } else {
@@ -546,7 +558,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         }
         if exchange.responseStarted {
             exchange.errorCause = .timeout
-            accessLog.record(exchange, status: exchange.status)
+            record(exchange, status: exchange.status)
             self.exchange = nil
             context.close(promise: nil)
         } else {
@@ -557,13 +569,33 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     // MARK: Endings
 
+    /// Every finished exchange goes through here once: access log line and request metrics.
+    private func record(_ exchange: ProxyExchange, status: Int) {
+        accessLog.record(exchange, status: status)
+        let handle: RequestMetricsHandle
+        switch direction {
+        case .outbound, .tcpOutbound:
+            handle = exchange.route?.destination.requestMetrics ?? exchange.tunnelMetrics ?? loop.unroutedMetrics.outbound
+        case .inbound:
+            handle = inboundMetrics ?? loop.unroutedMetrics.inbound
+        }
+        let elapsed = NIODeadline.now().uptimeNanoseconds &- exchange.start.uptimeNanoseconds
+        if exchange.poolKey?.tunnel == true {
+            handle.recordBytes(request: UInt64(exchange.bytesReceived), response: UInt64(exchange.bytesSent))
+        } else {
+            handle.record(
+                status: status, durationNanos: elapsed, requestBytes: UInt64(exchange.bytesReceived),
+                responseBytes: UInt64(exchange.bytesSent))
+        }
+    }
+
     /// Answers the current exchange with a sidecar-made error response.
     private func fail(_ exchange: ProxyExchange, _ error: ProxyError, context: ChannelHandlerContext) {
         exchange.timeout?.cancel()
         exchange.errorCause = error.cause
         if exchange.poolKey?.tunnel == true {
             // An L4 tunnel has no HTTP to answer with: log the cause and close.
-            accessLog.record(exchange, status: 0)
+            record(exchange, status: 0)
             self.exchange = nil
             phase = .closed
             context.close(promise: nil)
@@ -579,7 +611,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     private func finishExchange(_ exchange: ProxyExchange, status: Int, context: ChannelHandlerContext) {
-        accessLog.record(exchange, status: status)
+        record(exchange, status: status)
         self.exchange = nil
         if exchange.closeAfterResponse || phase == .tunnel {
             phase = .closed
@@ -600,5 +632,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         phase = .closed
         let response = error.response(closing: true, requestID: nil, allocator: context.channel.allocator)
         context.writeAndFlush(wrapOutboundOut(response)).whenComplete { _ in context.close(promise: nil) }
+    }
+}
+
+extension HTTPProxyHandler.Direction {
+    var trafficDirection: TrafficDirection {
+        switch self {
+        case .outbound, .tcpOutbound: return .outbound
+        case .inbound: return .inbound
+        }
     }
 }

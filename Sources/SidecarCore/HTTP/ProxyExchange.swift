@@ -27,6 +27,8 @@ final class ProxyExchange {
     var triedEndpoints: Set<HostPort> = []
     var route: (destination: RouteTable.Destination, rule: RouteRule)?
     var upgradeRequested = false
+    /// Outbound L4 tunnels have no route; their metrics handle is resolved at connect.
+    var tunnelMetrics: RequestMetricsHandle?
 
     init(
         method: HTTPRequestMethod, methodName: String, authority: String, path: String, requestID: String,

@@ -24,12 +24,14 @@ final class ProxyListener: Service, Sendable {
     let timeouts: HTTPProxyHandler.Timeouts
     let logger: Logger
     let bound: ListenerAddressBox
+    let readiness: ReadinessState?
 
     init(
         name: String, address: HostPort, kind: Kind, group: EventLoopGroup, loops: ProxyLoops,
         drainTimeout: TimeAmount, accessLog: Bool, timeouts: HTTPProxyHandler.Timeouts, logger: Logger,
-        bound: ListenerAddressBox
+        bound: ListenerAddressBox, readiness: ReadinessState? = nil
     ) {
+        self.readiness = readiness
         self.timeouts = timeouts
         self.name = name
         self.address = address
@@ -70,7 +72,7 @@ final class ProxyListener: Service, Sendable {
                     let state = loops.state(for: channel.eventLoop)
                     if case .inbound(_, let tls) = kind {
                         try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls.current))
-                        try channel.pipeline.syncOperations.addHandler(TLSErrorLogger(logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(TLSErrorLogger(logger: logger, metrics: state.metrics))
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         HTTPProxyHandler(direction: direction, loop: state, accessLog: log, timeouts: timeouts))
@@ -79,11 +81,14 @@ final class ProxyListener: Service, Sendable {
             .bind(host: address.host, port: address.port).get()
         let local = channel.localAddress
         bound.set(local?.port ?? address.port)
+        readiness?.listenerBound()
         logger.info("listening", metadata: ["listener": "\(name)", "address": "\(local.map { "\($0)" } ?? "?")"])
 
+        let readiness = self.readiness
         await withGracefulShutdownHandler {
             try? await channel.closeFuture.get()
         } onGracefulShutdown: {
+            readiness?.startDraining()
             channel.close(promise: nil)
         }
         // Drain: the socket no longer accepts; let open connections finish.
@@ -97,10 +102,15 @@ final class ProxyListener: Service, Sendable {
 final class TLSErrorLogger: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     let logger: Logger
-    init(logger: Logger) { self.logger = logger }
+    let metrics: SidecarMetrics
+    init(logger: Logger, metrics: SidecarMetrics) {
+        self.logger = logger
+        self.metrics = metrics
+    }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let error = error as? TLSError {
+            metrics.tlsHandshakeErrors(.inbound, error.reason).increment()
             logger.notice("inbound TLS refused", metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)"])
         }
         context.fireErrorCaught(error)

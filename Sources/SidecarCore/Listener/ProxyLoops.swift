@@ -7,17 +7,24 @@ import NIOCore
 final class ProxyLoops: Sendable {
     private let states: [ObjectIdentifier: ProxyLoopState]
     let all: [ProxyLoopState]
+    /// The snapshot every loop was last sent, for readers outside the loops (`/clusters`).
+    private let current: NIOLockedValueBox<RouteTable>
 
-    init(group: EventLoopGroup, table: RouteTable, clientTLS: TLSContextStore?, tunnelTLS: TLSContextStore? = nil) {
+    init(
+        group: EventLoopGroup, table: RouteTable, clientTLS: TLSContextStore?, tunnelTLS: TLSContextStore? = nil,
+        metrics: SidecarMetrics = SidecarMetrics()
+    ) {
         var states: [ObjectIdentifier: ProxyLoopState] = [:]
         var all: [ProxyLoopState] = []
         for loop in group.makeIterator() {
-            let state = ProxyLoopState(eventLoop: loop, table: table, clientTLS: clientTLS, tunnelTLS: tunnelTLS)
+            let state = ProxyLoopState(
+                eventLoop: loop, table: table, clientTLS: clientTLS, tunnelTLS: tunnelTLS, metrics: metrics)
             states[ObjectIdentifier(loop)] = state
             all.append(state)
         }
         self.states = states
         self.all = all
+        self.current = NIOLockedValueBox(table)
     }
 
     func state(for loop: EventLoop) -> ProxyLoopState {
@@ -29,6 +36,7 @@ final class ProxyLoops: Sendable {
 
     /// Installs a new route table on every loop.
     func replaceTable(_ table: RouteTable) {
+        current.withLockedValue { $0 = table }
         for state in all {
             state.eventLoop.execute { state.replaceTable(table) }
         }
@@ -48,6 +56,35 @@ final class ProxyLoops: Sendable {
             if open == 0 { return }
             try? await Task.sleep(for: .milliseconds(20))
         }
+    }
+
+    /// `/clusters`: every destination of the current table, its endpoints, labels and policy.
+    /// Read from the first loop's table (every loop holds the same snapshot).
+    func clustersJSON() -> String {
+        let table = current.withLockedValue { $0 }
+        var out = "{\"version\":\(table.version),\"clusters\":["
+        let destinations = table.destinations.values.sorted { $0.service < $1.service }
+        for (index, destination) in destinations.enumerated() {
+            if index > 0 { out += "," }
+            out += "{\"service\":"
+            AccessLog.appendJSONString(destination.service, to: &out)
+            out += ",\"loadBalancer\":\"\(destination.policy.loadBalancer.rawValue)\",\"endpoints\":["
+            for (endpointIndex, endpoint) in destination.endpoints.enumerated() {
+                if endpointIndex > 0 { out += "," }
+                out += "{\"address\":"
+                AccessLog.appendJSONString(endpoint.address.description, to: &out)
+                out += ",\"state\":\"healthy\",\"labels\":{"
+                for (labelIndex, (key, value)) in endpoint.labels.sorted(by: { $0.key < $1.key }).enumerated() {
+                    if labelIndex > 0 { out += "," }
+                    AccessLog.appendJSONString(key, to: &out)
+                    out += ":"
+                    AccessLog.appendJSONString(value, to: &out)
+                }
+                out += "}}"
+            }
+            out += "]}"
+        }
+        return out + "]}\n"
     }
 
     /// Open downstream connections and in-flight requests, for /clusters and tests.

@@ -9,6 +9,8 @@ public struct RouteTable: Sendable {
         public let rules: [RouteRule]
         public let endpoints: [Endpoint]
         public let policy: TrafficPolicy
+        /// `sidecar_requests_total{direction="outbound",peer=service}` and friends, resolved once here.
+        let requestMetrics: RequestMetricsHandle?
     }
 
     /// A sidecar inbound that serves the destination service.
@@ -27,7 +29,10 @@ public struct RouteTable: Sendable {
     public let authorization: AuthorizationPolicy?
     public let version: Int
 
-    public init(localService: String, trustDomain: String, resources: [MeshResource], version: Int = 1) {
+    public init(
+        localService: String, trustDomain: String, resources: [MeshResource], version: Int = 1,
+        metrics: SidecarMetrics? = nil
+    ) {
         self.localService = localService
         self.trustDomain = trustDomain
         self.version = version
@@ -36,6 +41,7 @@ public struct RouteTable: Sendable {
         var endpoints: [String: [Endpoint]] = [:]
         var known: Set<String> = []
         var authorization: AuthorizationPolicy?
+        var unhealthy: [String: Int] = [:]
         for resource in resources {
             switch resource {
             case .route(let route):
@@ -45,6 +51,7 @@ public struct RouteTable: Sendable {
                 policies[policy.service] = policy
             case .instance(let instance):
                 known.insert(instance.service)
+                unhealthy[instance.service, default: 0] += instance.health == .healthy ? 0 : 1
                 if instance.health == .healthy {
                     endpoints[instance.service, default: []].append(
                         Endpoint(address: instance.endpoint, labels: instance.labels))
@@ -61,7 +68,12 @@ public struct RouteTable: Sendable {
                 service: service,
                 rules: routes[service]?.rules ?? [RouteRule()],
                 endpoints: endpoints[service] ?? [],
-                policy: policies[service] ?? .default(service: service))
+                policy: policies[service] ?? .default(service: service),
+                requestMetrics: metrics?.requests.handle(direction: .outbound, peer: service))
+            if let peer = metrics?.peer(service) {
+                peer.endpoints(.healthy).set(Int64(endpoints[service]?.count ?? 0))
+                peer.endpoints(.unhealthy).set(Int64(unhealthy[service] ?? 0))
+            }
         }
         self.destinations = destinations
         self.authorization = authorization

@@ -19,6 +19,9 @@ final class ProxyLoopState: @unchecked Sendable {
     let clientTLS: TLSContextStore?
     /// The client context offering ALPN `mesh-tcp`, for `outbound.tcp` tunnels.
     let tunnelTLS: TLSContextStore?
+    let metrics: SidecarMetrics
+    /// For requests that never found a destination (`no-route`, `bad-request`).
+    let unroutedMetrics: (outbound: RequestMetricsHandle, inbound: RequestMetricsHandle)
     var draining = false
     private var idle: [PoolKey: [UpstreamHandler]] = [:]
     private var inFlight: [HostPort: Int] = [:]
@@ -26,8 +29,16 @@ final class ProxyLoopState: @unchecked Sendable {
     private var random = SystemRandomNumberGenerator()
     let maxIdlePerEndpoint = 64
 
-    init(eventLoop: EventLoop, table: RouteTable, clientTLS: TLSContextStore?, tunnelTLS: TLSContextStore? = nil) {
+    init(
+        eventLoop: EventLoop, table: RouteTable, clientTLS: TLSContextStore?, tunnelTLS: TLSContextStore? = nil,
+        metrics: SidecarMetrics = SidecarMetrics()
+    ) {
         self.eventLoop = eventLoop
+        self.metrics = metrics
+        self.unroutedMetrics = (
+            metrics.requests.handle(direction: .outbound, peer: "unknown"),
+            metrics.requests.handle(direction: .inbound, peer: "unknown")
+        )
         self.table = table
         self.clientTLS = clientTLS
         self.tunnelTLS = tunnelTLS
@@ -149,7 +160,7 @@ final class ProxyLoopState: @unchecked Sendable {
         } else {
             tls = nil
         }
-        let upstream = UpstreamHandler()
+        let upstream = UpstreamHandler(metrics: metrics)
         let tlsBox = NIOLoopBound(tls, eventLoop: eventLoop)
         let upstreamBox = NIOLoopBound(upstream, eventLoop: eventLoop)
         return ClientBootstrap(group: eventLoop)

@@ -27,6 +27,11 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private(set) var isClosed = false
     /// Called once when the channel closes (the pool forgets it).
     var onClose: (() -> Void)?
+    private let metrics: SidecarMetrics
+
+    init(metrics: SidecarMetrics) {
+        self.metrics = metrics
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         channel = context.channel
@@ -157,7 +162,10 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let error = error as? TLSError { tlsError = error }
+        if let error = error as? TLSError {
+            tlsError = error
+            metrics.tlsHandshakeErrors(.outbound, error.reason).increment()
+        }
         context.close(promise: nil)
     }
 
