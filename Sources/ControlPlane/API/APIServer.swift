@@ -1,0 +1,55 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SidecarCore
+
+/// The HTTPS listener: our TLS (server certificate from the mesh CA, client certificates
+/// optional so the CLI can use its bearer token) under NIO's HTTP/1.1 server pipeline and
+/// `APIServerHandler`.
+public final class APIServer: Sendable {
+    public let localAddress: SocketAddress
+    private let channel: any Channel
+
+    private init(channel: any Channel) {
+        self.channel = channel
+        self.localAddress = channel.localAddress!
+    }
+
+    /// Builds the TLS context (off the event loop) and binds `host:port` (port 0: any free port).
+    public static func start(
+        host: String, port: Int, router: APIRouter, authority: CertificateAuthority,
+        maxBodySize: Int = 1 << 20, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> APIServer {
+        let credentials = try authority.makeServerCredentials()
+        let configuration = TLSConfiguration(
+            certificateChain: .pem(credentials.certificatePEM, name: "control-plane server certificate"),
+            privateKey: .pem(credentials.keyPEM, name: "control-plane server key"),
+            trustRoots: .pem(authority.rootPEM, name: "mesh CA"),
+            certificateVerification: .optional,
+            peerIdentity: .trustDomain(authority.trustDomain))
+        let context = try TLSContext(configuration: configuration, role: .server)
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(TLSHandler(context: context))
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    try sync.addHandler(APIServerHandler(router: router, maxBodySize: maxBodySize))
+                }
+            }
+            .bind(host: host, port: port).get()
+        return APIServer(channel: channel)
+    }
+
+    public var port: Int { localAddress.port ?? 0 }
+
+    public func close() async throws {
+        try await channel.close()
+    }
+
+    /// Completes when the listener closes.
+    public func closeFuture() async throws {
+        try await channel.closeFuture.get()
+    }
+}
