@@ -54,6 +54,7 @@ let package = Package(
                 "ControlPlane",
                 "SidecarCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         // The control plane as a library: store, registry, snapshots, CA, HTTPS API, operator client.

@@ -20,7 +20,7 @@ public final class APIServer: Sendable {
         host: String, port: Int, router: APIRouter, authority: CertificateAuthority,
         maxBodySize: Int = 1 << 20, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> APIServer {
-        let credentials = try authority.makeServerCredentials()
+        let credentials = try authority.makeServerCredentials(listenHost: host)
         let configuration = TLSConfiguration(
             certificateChain: .pem(credentials.certificatePEM, name: "control-plane server certificate"),
             privateKey: .pem(credentials.keyPEM, name: "control-plane server key"),

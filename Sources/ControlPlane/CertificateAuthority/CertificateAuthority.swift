@@ -75,12 +75,20 @@ public struct CertificateAuthority: Sendable {
         }
     }
 
-    /// A key and certificate for the API server, made at each start (never written to disk).
-    public func makeServerCredentials() throws -> (certificatePEM: String, keyPEM: String) {
+    /// A key and certificate for the API server, made at each start (never written to disk):
+    /// SANs `localhost`, loopback IPs and `listenHost` when it is an IP, so curl and Prometheus
+    /// can verify it too.
+    public func makeServerCredentials(listenHost: String? = nil) throws -> (certificatePEM: String, keyPEM: String) {
         let key = CertificateMinting.makePrivateKeyPEM()
-        let csr = try CertificateMinting.makeCSR(identity: controlPlaneIdentity, keyPEM: key, dnsNames: ["localhost"])
-        let certificate = try CertificateMinting.signLeaf(
-            csrPEM: csr, issuerCertificatePEM: rootPEM, issuerKeyPEM: rootKeyPEM, lifetime: 365 * 86_400)
+        var addresses = ["127.0.0.1", "::1"]
+        if let listenHost, !addresses.contains(listenHost), listenHost.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" }),
+            listenHost != "0.0.0.0", listenHost != "::"
+        {
+            addresses.append(listenHost)
+        }
+        let certificate = try CertificateMinting.signServerLeaf(
+            identity: controlPlaneIdentity, keyPEM: key, dnsNames: ["localhost"], ipAddresses: addresses,
+            issuerCertificatePEM: rootPEM, issuerKeyPEM: rootKeyPEM)
         return (certificate, key)
     }
 }
