@@ -14,10 +14,10 @@ public actor MeshControlPlane {
         case service(String)
     }
 
-    public let store: any ResourceStore
-    public let authority: CertificateAuthority
-    public let metrics: ControlPlaneMetrics
-    public let distributor: SnapshotDistributor
+    nonisolated public let store: any ResourceStore
+    nonisolated public let authority: CertificateAuthority
+    nonisolated public let metrics: ControlPlaneMetrics
+    nonisolated public let distributor: SnapshotDistributor
     private let adminToken: String
     private var registry: RegistryStateMachine
     private var tickTask: Task<Void, Never>?
