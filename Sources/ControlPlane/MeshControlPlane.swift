@@ -20,7 +20,7 @@ public actor MeshControlPlane {
     nonisolated public let distributor: SnapshotDistributor
     private let adminToken: String
     private var registry: RegistryStateMachine
-    private var tickTask: Task<Void, Never>?
+    nonisolated private let registrySettings: RegistryStateMachine.Settings
 
     public init(
         store: any ResourceStore, authority: CertificateAuthority, adminToken: String,
@@ -31,26 +31,15 @@ public actor MeshControlPlane {
         self.adminToken = adminToken
         self.metrics = metrics
         self.registry = RegistryStateMachine(settings: registrySettings)
+        self.registrySettings = registrySettings
         let version: Int64
         do { version = try store.currentVersion() } catch { throw APIError(error) }
         self.distributor = SnapshotDistributor(version: version, metrics: metrics)
     }
 
-    /// Starts the registry's TTL clock (ticks at a fifth of the TTL, at most every second).
-    public func startRegistryClock() {
-        guard tickTask == nil else { return }
-        let interval = min(registry.settings.ttl / 5, .seconds(1))
-        tickTask = Task { [weak self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
-                await self?.tick(now: .now)
-            }
-        }
-    }
-
-    public func stop() {
-        tickTask?.cancel()
-        tickTask = nil
+    /// How often the registry clock applies the TTL rules: a fifth of the TTL, at most 1 s.
+    nonisolated public var tickInterval: Duration {
+        min(registrySettings.ttl / 5, .seconds(1))
     }
 
     // MARK: Authentication

@@ -1,6 +1,8 @@
 import ArgumentParser
 import ControlPlane
 import Foundation
+import Logging
+import ServiceLifecycle
 import SidecarCore
 
 /// `control-plane serve`: opens (or creates) the data dir and serves the HTTPS API until killed.
@@ -67,7 +69,6 @@ struct ServeCommand: AsyncParsableCommand {
             let controlPlane = try MeshControlPlane(
                 store: resourceStore, authority: loaded.authority, adminToken: loaded.adminToken,
                 registrySettings: .init(ttl: ttl, grace: grace))
-            await controlPlane.startRegistryClock()
             let server = try await APIServer.start(
                 host: address.host, port: address.port,
                 router: APIRouter(controlPlane: controlPlane, watchTimeout: watch), authority: loaded.authority)
@@ -86,7 +87,11 @@ struct ServeCommand: AsyncParsableCommand {
             ]
             // Written straight to the file descriptor: stdout may be a file a test polls.
             FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
-            try await server.closeFuture()
+            let group = ServiceGroup(
+                services: [server, RegistryClock(controlPlane: controlPlane)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: Logger(label: "control-plane"))
+            try await group.run()
         }
     }
 

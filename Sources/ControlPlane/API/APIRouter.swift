@@ -53,7 +53,7 @@ public struct APIResponse: Sendable {
         self.body = body
     }
 
-    init(_ error: APIError) {
+    public init(_ error: APIError) {
         self.init(status: error.status, body: error.json)
     }
 

@@ -1,12 +1,13 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import ServiceLifecycle
 import SidecarCore
 
 /// The HTTPS listener: our TLS (server certificate from the mesh CA, client certificates
 /// optional so the CLI can use its bearer token) under NIO's HTTP/1.1 server pipeline and
-/// `APIServerHandler`.
-public final class APIServer: Sendable {
+/// `APIServerHandler`. A lifecycle `Service`: it stops listening on graceful shutdown.
+public final class APIServer: Service, Sendable {
     public let localAddress: SocketAddress
     private let channel: any Channel
 
@@ -48,8 +49,13 @@ public final class APIServer: Sendable {
         try await channel.close()
     }
 
-    /// Completes when the listener closes.
-    public func closeFuture() async throws {
-        try await channel.closeFuture.get()
+    /// Runs until the listener closes; graceful shutdown closes it.
+    public func run() async throws {
+        let channel = channel
+        try await withGracefulShutdownHandler {
+            try await channel.closeFuture.get()
+        } onGracefulShutdown: {
+            channel.close(promise: nil)
+        }
     }
 }

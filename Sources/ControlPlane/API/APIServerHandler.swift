@@ -14,8 +14,8 @@ final class APIServerHandler: ChannelInboundHandler {
     private enum State {
         case idle
         case receiving(HTTPRequestHead, ByteBuffer)
-        /// The body is too large: the rest is dropped, then 413 is sent.
-        case discarding(HTTPRequestHead)
+        /// The body was too large: 413 is sent, the rest is dropped, the connection closes.
+        case discarding
         case responding
     }
 
@@ -41,13 +41,13 @@ final class APIServerHandler: ChannelInboundHandler {
         case (.head(let head), .idle):
             let declared = head.headers.first(name: "content-length").flatMap(Int.init) ?? 0
             if declared > maxBodySize {
-                state = .discarding(head)
+                refuseOversized(context: context, head: head)
             } else {
                 state = .receiving(head, context.channel.allocator.buffer(capacity: declared))
             }
         case (.body(var chunk), .receiving(let head, var body)):
             if body.readableBytes + chunk.readableBytes > maxBodySize {
-                state = .discarding(head)
+                refuseOversized(context: context, head: head)
             } else {
                 body.writeBuffer(&chunk)
                 state = .receiving(head, body)
@@ -55,14 +55,19 @@ final class APIServerHandler: ChannelInboundHandler {
         case (.end, .receiving(let head, let body)):
             state = .responding
             dispatch(context: context, head: head, body: body)
-        case (.end, .discarding(let head)):
-            state = .responding
-            let error = APIError(413, "request body larger than \(maxBodySize) bytes")
-            router.controlPlane.metrics.countRequest(route: "oversized", code: 413)
-            write(context: context, head: head, response: APIResponse(status: 413, body: error.json), close: true)
         default:
+            // The rest of a refused body, or parts after a response began: dropped.
             break
         }
+    }
+
+    /// Answers 413 at once and closes, without reading the rest of the body.
+    private func refuseOversized(context: ChannelHandlerContext, head: HTTPRequestHead) {
+        state = .discarding
+        let error = APIError(413, "request body larger than \(maxBodySize) bytes")
+        router.controlPlane.metrics.countRequest(route: "oversized", code: 413)
+        write(context: context, head: head, response: APIResponse(error), close: true)
+        state = .discarding
     }
 
     private func dispatch(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer) {
