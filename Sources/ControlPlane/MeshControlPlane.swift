@@ -21,6 +21,7 @@ public actor MeshControlPlane {
     private let adminToken: String
     private var registry: RegistryStateMachine
     nonisolated private let registrySettings: RegistryStateMachine.Settings
+    private var pushTracker = PushTracker()
 
     public init(
         store: any ResourceStore, authority: CertificateAuthority, adminToken: String,
@@ -110,6 +111,7 @@ public actor MeshControlPlane {
     }
 
     private func notify(_ version: Int64) {
+        pushTracker.changed(version: version, at: .now)
         let distributor = distributor
         Task { await distributor.changed(version: version) }
     }
@@ -160,7 +162,7 @@ public actor MeshControlPlane {
             ttlSeconds: Double(registry.settings.ttl.components.seconds))
     }
 
-    public func heartbeat(_ request: APIMessages.HeartbeatRequest, principal: Principal) async throws(APIError) {
+    public func heartbeat(_ request: APIMessages.HeartbeatRequest, principal: Principal) throws(APIError) {
         guard let entry = registry.entries[request.name] else {
             throw .notFound("instance \"\(request.name)\" is not registered (expired or never registered); register again")
         }
@@ -172,7 +174,7 @@ public actor MeshControlPlane {
         case .accepted(let actions):
             try carryOut(actions)
         }
-        if let applied { await distributor.acknowledged(version: applied, previous: entry.appliedVersion) }
+        if let applied { acknowledged(applied, previous: entry.appliedVersion) }
     }
 
     public func deregister(_ request: APIMessages.DeregisterRequest, principal: Principal) throws(APIError) {
@@ -186,6 +188,11 @@ public actor MeshControlPlane {
     /// Runs the TTL rules; the registry clock calls it, tests may too.
     public func tick(now: ContinuousClock.Instant) {
         try? carryOut(registry.tick(now: now))
+    }
+
+    private func acknowledged(_ applied: Int64, previous: Int64?) {
+        guard let elapsed = pushTracker.pushDuration(applied: applied, previous: previous, now: .now) else { return }
+        metrics.observePush(seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
     }
 
     private func carryOut(_ actions: [RegistryStateMachine.Action]) throws(APIError) {
@@ -225,7 +232,7 @@ public actor MeshControlPlane {
         if let knownVersion, let instance, let entry = registry.entries[instance], entry.instance.service == service {
             let previous = entry.appliedVersion
             registry.acknowledge(name: instance, appliedVersion: knownVersion)
-            await distributor.acknowledged(version: knownVersion, previous: previous)
+            acknowledged(knownVersion, previous: previous)
         }
         if let knownVersion, knownVersion == (try currentVersion()) {
             guard await distributor.waitForVersion(above: knownVersion, timeout: timeout) else { return nil }

@@ -58,9 +58,9 @@ import Testing
         #expect(behind.status == 200)
         #expect(jsonObject(behind.body)["version"] as? String == "1")
 
-        let started = ContinuousClock.now
         async let watched = fixture.request("GET", "/v1/snapshot/web?version=1")
         #expect(await eventuallyWatching(fixture))
+        let started = ContinuousClock.now
         _ = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: payments\nport: 80\n")
         let response = await watched
         #expect(response.status == 200)
@@ -117,5 +117,31 @@ import Testing
             try? await Task.sleep(for: .milliseconds(5))
         }
         return false
+    }
+}
+
+/// `control_plane_push_duration_seconds` measures change -> acknowledgement by a sidecar.
+@Suite struct PushMetricTests {
+    @Test func heartbeatReportingANewVersionObservesOnePush() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let token = try await fixture.controlPlane.createJoinToken(service: "web", ttl: nil).token
+        let registered = await fixture.request(
+            "POST", "/v1/register", body: #"{"service":"web","address":"127.0.0.1","port":15006}"#, token: token)
+        let name = try #require(jsonObject(registered.body)["name"] as? String)
+        let version = try #require(jsonObject(registered.body)["version"] as? String)
+        // The sidecar reports the version it applied; then a change comes.
+        _ = await fixture.request("POST", "/v1/heartbeat", body: #"{"name":"\#(name)","version":"\#(version)"}"#, token: token)
+        #expect(fixture.controlPlane.metrics.pushCount == 0)
+        _ = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: payments\n")
+        let next = String(Int(version)! + 1)
+        _ = await fixture.request("POST", "/v1/heartbeat", body: #"{"name":"\#(name)","version":"\#(next)"}"#, token: token)
+        #expect(fixture.controlPlane.metrics.pushCount == 1)
+        // The same version again is not a second push.
+        _ = await fixture.request("POST", "/v1/heartbeat", body: #"{"name":"\#(name)","version":"\#(next)"}"#, token: token)
+        #expect(fixture.controlPlane.metrics.pushCount == 1)
+        let metrics = await fixture.request("GET", "/metrics", token: nil)
+        #expect(metrics.body.contains("control_plane_push_duration_seconds_count 1"))
+        #expect(metrics.body.contains(#"control_plane_instances{service="web",health="healthy"} 1"#))
     }
 }

@@ -1,6 +1,5 @@
 /// Wakes long-polling watchers when the mesh version moves, debouncing bursts of changes into
-/// one publication (at most `debounce` after the first change), and measures how long a
-/// change takes to be acknowledged by sidecars.
+/// one publication (at most `debounce` after the first change).
 ///
 /// An actor: watchers suspend on it; `changed` may be called from anywhere.
 public actor SnapshotDistributor {
@@ -9,8 +8,6 @@ public actor SnapshotDistributor {
     private let debounce: Duration
     private var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
     private var nextWaiter = 0
-    /// When each recent version was made (for `control_plane_push_duration_seconds`).
-    private var changeTimes: [Int64: ContinuousClock.Instant] = [:]
     private let metrics: ControlPlaneMetrics
 
     public init(version: Int64, debounce: Duration = .milliseconds(20), metrics: ControlPlaneMetrics) {
@@ -21,8 +18,6 @@ public actor SnapshotDistributor {
 
     /// Something changed: `version` is the new mesh version.
     public func changed(version: Int64) {
-        changeTimes[version] = .now
-        if changeTimes.count > 4096, let oldest = changeTimes.keys.min() { changeTimes.removeValue(forKey: oldest) }
         if pendingVersion == nil {
             Task { [debounce] in
                 try? await Task.sleep(for: debounce)
@@ -63,15 +58,5 @@ public actor SnapshotDistributor {
         guard let continuation = waiters.removeValue(forKey: id) else { return }
         metrics.setWatchers(waiters.count)
         continuation.resume()
-    }
-
-    /// A sidecar applied `version` (having applied `previous` before): observes the time from
-    /// the first change it had not seen to now.
-    public func acknowledged(version: Int64, previous: Int64?) {
-        guard let previous, version > previous else { return }
-        let unseen = changeTimes.filter { $0.key > previous && $0.key <= version }
-        guard let first = unseen.min(by: { $0.key < $1.key }) else { return }
-        let elapsed = first.value.duration(to: .now)
-        metrics.observePush(seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
     }
 }
