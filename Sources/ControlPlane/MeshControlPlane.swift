@@ -20,6 +20,8 @@ public actor MeshControlPlane {
     nonisolated public let distributor: SnapshotDistributor
     private let adminToken: String
     private var registry: RegistryStateMachine
+    /// Operator-applied Instances that set `ttl`: the same rules, renewed by re-applying.
+    private var leases: RegistryStateMachine
     nonisolated private let registrySettings: RegistryStateMachine.Settings
     private var pushTracker = PushTracker()
 
@@ -32,6 +34,12 @@ public actor MeshControlPlane {
         self.adminToken = adminToken
         self.metrics = metrics
         self.registry = RegistryStateMachine(settings: registrySettings)
+        var leases = RegistryStateMachine(settings: registrySettings)
+        // Leases restart on start: an instance gets its full TTL again after a restart.
+        for resource in (try? store.list(kind: .instance)) ?? [] {
+            Self.renewLease(resource, in: &leases, now: .now)
+        }
+        self.leases = leases
         self.registrySettings = registrySettings
         let version: Int64
         do { version = try store.currentVersion() } catch { throw APIError(error) }
@@ -87,6 +95,7 @@ public actor MeshControlPlane {
         do { stored = try store.apply(resources) } catch { throw APIError(error) }
         let after = try currentVersion()
         if after != before { notify(after) }
+        for resource in stored { Self.renewLease(resource, in: &leases, now: .now) }
         return stored
     }
 
@@ -103,6 +112,7 @@ public actor MeshControlPlane {
 
     public func delete(kind: ResourceKind, name: String) throws(APIError) {
         do { try store.delete(kind: kind, name: name) } catch { throw APIError(error) }
+        if kind == .instance { _ = leases.deregister(name: name) }
         notify(try currentVersion())
     }
 
@@ -188,6 +198,34 @@ public actor MeshControlPlane {
     /// Runs the TTL rules; the registry clock calls it, tests may too.
     public func tick(now: ContinuousClock.Instant) {
         try? carryOut(registry.tick(now: now))
+        for action in leases.tick(now: now) {
+            try? expireLease(action)
+        }
+    }
+
+    /// Starts or renews the lease of an applied Instance with a `ttl`; drops it without one.
+    private static func renewLease(_ resource: MeshResource, in leases: inout RegistryStateMachine, now: ContinuousClock.Instant) {
+        guard case .instance(let instance) = resource else { return }
+        guard let ttl = instance.ttl else {
+            _ = leases.deregister(name: instance.name)
+            return
+        }
+        _ = leases.register(instance, dependencies: nil, now: now, ttl: .nanoseconds(ttl.nanoseconds))
+    }
+
+    /// A lapsed lease marks the stored Instance unhealthy; after the grace it is deleted.
+    private func expireLease(_ action: RegistryStateMachine.Action) throws(APIError) {
+        switch action {
+        case .becameUnhealthy(let name):
+            guard case .instance(var instance)? = try? store.get(kind: .instance, name: name) else { return }
+            instance.health = .unhealthy
+            do { _ = try store.apply([.instance(instance.withoutVersion)]) } catch { throw APIError(error) }
+        case .removed(let name):
+            do { try store.delete(kind: .instance, name: name) } catch { return }
+        case .added, .becameHealthy:
+            return
+        }
+        notify(try currentVersion())
     }
 
     private func acknowledged(_ applied: Int64, previous: Int64?) {
@@ -269,5 +307,13 @@ public actor MeshControlPlane {
             return ControlPlaneMetrics.InstanceCount(service: String(parts[0]), health: String(parts[1]), count: count)
         }
         return metrics.render(instances: rows)
+    }
+}
+
+extension Instance {
+    fileprivate var withoutVersion: Instance {
+        var copy = self
+        copy.resourceVersion = nil
+        return copy
     }
 }

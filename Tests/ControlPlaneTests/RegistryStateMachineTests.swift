@@ -50,3 +50,32 @@ import Testing
         #expect(machine.register(relabelled, dependencies: nil, now: at(6)) == [.added(name: web.name)])
     }
 }
+
+/// Operator-applied Instances with `ttl`: unhealthy when not re-applied in time, then deleted.
+@Suite struct InstanceLeaseTests {
+    @Test func appliedInstanceWithTTLLapsesThenIsDeleted() async throws {
+        let fixture = try ControlPlaneFixture(settings: .init(ttl: .seconds(15), grace: .seconds(10)))
+        defer { fixture.remove() }
+        let yaml = "kind: Instance\nservice: payments\naddress: 10.0.0.1\nport: 80\nttl: 5s\n"
+        let start = ContinuousClock.now
+        #expect(await fixture.request("POST", "/v1/apply", body: yaml).status == 200)
+        let name = "payments-10.0.0.1-80"
+        await fixture.controlPlane.tick(now: start + .seconds(4))
+        #expect(try health(fixture, name) == .healthy)
+        await fixture.controlPlane.tick(now: start + .seconds(6))
+        #expect(try health(fixture, name) == .unhealthy)
+        #expect(try fixture.store.currentVersion() == 2, "the health change is a new version")
+        await fixture.controlPlane.tick(now: start + .seconds(16))
+        #expect(try fixture.store.get(kind: .instance, name: name) == nil)
+
+        // Without ttl, an applied instance stays.
+        _ = await fixture.request("POST", "/v1/apply", body: "kind: Instance\nservice: payments\naddress: 10.0.0.2\nport: 80\n")
+        await fixture.controlPlane.tick(now: start + .seconds(3600))
+        #expect(try health(fixture, "payments-10.0.0.2-80") == .healthy)
+    }
+
+    func health(_ fixture: ControlPlaneFixture, _ name: String) throws -> Instance.Health? {
+        guard case .instance(let instance)? = try fixture.store.get(kind: .instance, name: name) else { return nil }
+        return instance.health
+    }
+}

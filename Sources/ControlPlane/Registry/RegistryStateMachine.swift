@@ -27,6 +27,8 @@ public struct RegistryStateMachine: Sendable {
         public var lastHeartbeat: Instant
         /// The snapshot version the sidecar last reported as applied.
         public var appliedVersion: Int64?
+        /// This entry's own TTL (an operator-applied Instance's `ttl`); nil uses the settings'.
+        public var ttl: Duration?
     }
 
     /// What the caller must do. Every case but `none` changes what sidecars see.
@@ -51,13 +53,13 @@ public struct RegistryStateMachine: Sendable {
     }
 
     /// Registers (or re-registers) an instance, healthy, heard from now.
-    public mutating func register(_ instance: Instance, dependencies: [String]?, now: Instant) -> [Action] {
+    public mutating func register(_ instance: Instance, dependencies: [String]?, now: Instant, ttl: Duration? = nil) -> [Action] {
         var registered = instance
         registered.health = .healthy
         let previous = entries[instance.name]
         entries[instance.name] = Entry(
             instance: registered, dependencies: dependencies, lastHeartbeat: now,
-            appliedVersion: previous?.appliedVersion)
+            appliedVersion: previous?.appliedVersion, ttl: ttl)
         if let previous, previous.instance == registered, previous.dependencies == dependencies { return [] }
         return [.added(name: instance.name)]
     }
@@ -89,10 +91,11 @@ public struct RegistryStateMachine: Sendable {
         var actions: [Action] = []
         for (name, entry) in entries.sorted(by: { $0.key < $1.key }) {
             let silence = entry.lastHeartbeat.duration(to: now)
-            if silence >= settings.ttl + settings.grace {
+            let ttl = entry.ttl ?? settings.ttl
+            if silence >= ttl + settings.grace {
                 entries.removeValue(forKey: name)
                 actions.append(.removed(name: name))
-            } else if silence >= settings.ttl, entry.instance.health == .healthy {
+            } else if silence >= ttl, entry.instance.health == .healthy {
                 entries[name]?.instance.health = .unhealthy
                 actions.append(.becameUnhealthy(name: name))
             }
