@@ -19,7 +19,7 @@ public final class APIServer: Service, Sendable {
     /// Builds the TLS context (off the event loop) and binds `host:port` (port 0: any free port).
     public static func start(
         host: String, port: Int, router: APIRouter, authority: CertificateAuthority,
-        maxBodySize: Int = 1 << 20, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        maxBodySize: Int = 1 << 20, idleTimeout: TimeAmount = .seconds(60), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> APIServer {
         let credentials = try authority.makeServerCredentials(listenHost: host)
         let configuration = TLSConfiguration(
@@ -34,6 +34,7 @@ public final class APIServer: Service, Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
                     try sync.addHandler(TLSHandler(context: context))
                     try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
                     try sync.addHandler(APIServerHandler(router: router, maxBodySize: maxBodySize))

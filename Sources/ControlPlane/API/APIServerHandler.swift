@@ -33,6 +33,13 @@ final class APIServerHandler: ChannelInboundHandler {
         if case .handshakeCompleted(let info) = event as? TLSEvent {
             peerIdentity = info.peerIdentity
         }
+        // A connection that sends nothing for the idle timeout is closed, unless we owe it an
+        // answer (a long-poll watch is quiet on purpose).
+        if case .read = event as? IdleStateHandler.IdleStateEvent {
+            if case .responding = state { return }
+            context.close(promise: nil)
+            return
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
