@@ -49,7 +49,7 @@ struct ClientOptions: ParsableArguments {
         do {
             return try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         } catch {
-            throw CLIFailure("cannot read \(path): \((error as NSError).localizedDescription)")
+            throw CLIFailure("cannot read \(path): \(fileProblem(error))")
         }
     }
 }

@@ -11,8 +11,8 @@ struct ControlPlaneCommand: AsyncParsableCommand {
         commandName: "control-plane",
         abstract: "The mesh control plane: registry, policy, certificate authority, and its operator CLI.",
         discussion: """
-            Operator commands find the server, admin token and CA from --server/--token-file/--ca-file,
-            or MESH_SERVER, MESH_TOKEN (the token itself), MESH_TOKEN_FILE, MESH_CA_FILE, or --data-dir DIR
+            Operator commands find the server, admin token and CA from --server/--token-file/--ca-file, \
+            or MESH_SERVER, MESH_TOKEN (the token itself), MESH_TOKEN_FILE, MESH_CA_FILE, or --data-dir DIR \
             on the server's machine (reads admin.token, ca.pem and the address serve recorded there).
             """,
         version: "control-plane \(MeshVersion.current)",
@@ -40,5 +40,18 @@ extension AsyncParsableCommand {
             FileHandle.standardError.write(Data("control-plane: \(error)\n".utf8))
             throw ExitCode(1)
         }
+    }
+}
+
+/// Why a file could not be read, in a few words.
+func fileProblem(_ error: any Error) -> String {
+    let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+    if let code = underlying?.code, underlying?.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(code))).lowercased()
+    }
+    switch (error as NSError).code {
+    case NSFileReadNoSuchFileError: return "no such file"
+    case NSFileReadNoPermissionError: return "permission denied"
+    default: return (error as NSError).localizedDescription
     }
 }

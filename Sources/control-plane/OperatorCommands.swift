@@ -10,7 +10,7 @@ struct ApplyCommand: AsyncParsableCommand {
         commandName: "apply",
         abstract: "Create or update resources from multi-document YAML (or JSON), all or nothing.",
         discussion: """
-            A resource carrying resourceVersion (as `get` prints it) must match the stored one, or the
+            A resource carrying resourceVersion (as `get` prints it) must match the stored one, or the \
             apply is refused (409); one without it overwrites.
             """
     )
@@ -29,7 +29,7 @@ struct ApplyCommand: AsyncParsableCommand {
                 do {
                     text = try String(contentsOfFile: file, encoding: .utf8)
                 } catch {
-                    throw CLIFailure("cannot read \(file): \((error as NSError).localizedDescription)")
+                    throw CLIFailure("cannot read \(file): \(fileProblem(error))")
                 }
             }
             let json = text.drop { $0.isWhitespace }.first.map { $0 == "{" || $0 == "[" } ?? false
@@ -186,7 +186,7 @@ struct CACommand: AsyncParsableCommand {
                     do {
                         print(try String(contentsOfFile: dataDir + "/ca.pem", encoding: .utf8), terminator: "")
                     } catch {
-                        throw CLIFailure("cannot read \(dataDir)/ca.pem: \((error as NSError).localizedDescription)")
+                        throw CLIFailure("cannot read \(dataDir)/ca.pem: \(fileProblem(error))")
                     }
                     return
                 }

@@ -11,9 +11,9 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run the control plane API server.",
         discussion: """
-            On first start creates the CA (ca.pem, ca.key, 10 years) and an admin token (admin.token) in the
-            data dir, all mode 0600, and prints their paths; later starts reuse them. Prints
-            "listening on https://HOST:PORT" once the API accepts connections (with --listen HOST:0, the
+            On first start creates the CA (ca.pem, ca.key, 10 years) and an admin token (admin.token) in the \
+            data dir, all mode 0600, and prints their paths; later starts reuse them. Prints \
+            "listening on https://HOST:PORT" once the API accepts connections (with --listen HOST:0, the \
             port the OS picked) and records that URL in DIR/server.url for operator commands using --data-dir.
             """
     )

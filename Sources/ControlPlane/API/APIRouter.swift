@@ -67,6 +67,23 @@ public struct APIResponse: Sendable {
 
 /// Maps method + path to the `MeshControlPlane` operation, checking who may call it, and
 /// counts every request under its route template. Immutable; safe to share.
+///
+/// | route | who | body -> answer |
+/// | --- | --- | --- |
+/// | `GET /metrics` | anyone | Prometheus text |
+/// | `POST /v1/apply` | admin | YAML stream or JSON (object/array) -> `{"applied":[{kind,name,resourceVersion}]}`; 400 syntax, 422 invalid, 409 stale |
+/// | `GET /v1/resources/{kind}[/{name}]` | admin | JSON array / object with `resourceVersion` |
+/// | `DELETE /v1/resources/{kind}/{name}` | admin | `{"deleted":true}`, 404 |
+/// | `POST /v1/tokens` | admin | `{"service","ttl"?}` -> 201 `{"token","service","expiresAt"?}` |
+/// | `GET /v1/proxies` | admin | `[ProxyStatus]` |
+/// | `GET /v1/ca/bundle` | any principal | PEM |
+/// | `POST /v1/certificates` | sidecar (join token or mTLS) | `{"csr"}` -> 201 `{"certificate","bundle","identity","expiresAt"}`; 403 another service's ID |
+/// | `POST /v1/register` | sidecar | `{"service","address","port","labels"?,"dependencies"?}` -> 201 `{"name","version","ttlSeconds"}` |
+/// | `POST /v1/heartbeat` | sidecar | `{"name","version"?}` (version = snapshot applied); 404 -> register again |
+/// | `POST /v1/deregister` | sidecar | `{"name"}` |
+/// | `GET /v1/snapshot/{service}?version=N&instance=NAME` | that service's sidecar | 200 `MeshSnapshot` JSON at once if N is not current, else on the next change; 304 after the watch timeout |
+///
+/// Every error is `{"error": "..."}` (plus `issues` for validation) with the status from `APIError`.
 public struct APIRouter: Sendable {
     public let controlPlane: MeshControlPlane
     public var watchTimeout: Duration

@@ -108,7 +108,11 @@ public struct MeshAPIClient: Sendable {
 
     private static func describe(_ error: any Error) -> String {
         if let error = error as? TLSError { return error.description }
-        if let error = error as? IOError { return error.description }
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)).lowercased() }
+        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
+            return describe(first.error)
+        }
+        if error is ChannelError { return "\(error)" }
         return "\(error)"
     }
 }
