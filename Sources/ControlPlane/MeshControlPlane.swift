@@ -169,7 +169,7 @@ public actor MeshControlPlane {
         try carryOut(actions)
         return APIMessages.RegisterResponse(
             name: instance.name, version: String(try currentVersion()),
-            ttlSeconds: Double(registry.settings.ttl.components.seconds))
+            ttlSeconds: registry.settings.ttl.inSeconds)
     }
 
     public func heartbeat(_ request: APIMessages.HeartbeatRequest, principal: Principal) throws(APIError) {
@@ -230,7 +230,7 @@ public actor MeshControlPlane {
 
     private func acknowledged(_ applied: Int64, previous: Int64?) {
         guard let elapsed = pushTracker.pushDuration(applied: applied, previous: previous, now: .now) else { return }
-        metrics.observePush(seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        metrics.observePush(seconds: elapsed.inSeconds)
     }
 
     private func carryOut(_ actions: [RegistryStateMachine.Action]) throws(APIError) {
@@ -289,7 +289,7 @@ public actor MeshControlPlane {
                 name: entry.instance.name, service: entry.instance.service, address: entry.instance.address,
                 port: entry.instance.port, health: entry.instance.health.rawValue,
                 appliedVersion: entry.appliedVersion.map(String.init), currentVersion: String(current),
-                lastSeenSecondsAgo: Double(silence.components.seconds) + Double(silence.components.attoseconds) / 1e18,
+                lastSeenSecondsAgo: silence.inSeconds,
                 stale: (entry.appliedVersion ?? -1) < current)
         }
     }

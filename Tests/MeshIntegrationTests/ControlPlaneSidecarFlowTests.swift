@@ -79,7 +79,7 @@ import Testing
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         let server = try await ControlPlaneServer(
-            dataDir: directory.path, extraArguments: ["--instance-ttl", "300ms", "--instance-grace", "400ms"])
+            dataDir: directory.path, extraArguments: ["--instance-ttl", "1s", "--instance-grace", "1s"])
         defer { server.stop() }
         let payments = try server.client(token: try await joinToken(server, service: "payments"))
         let register = APIMessages.RegisterRequest(service: "payments", address: "127.0.0.1", port: 16006, labels: ["version": "v1"])
