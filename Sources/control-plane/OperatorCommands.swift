@@ -50,7 +50,7 @@ struct GetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "get",
         abstract: "Show resources of a kind (or one by name), or `get proxies` for every sidecar's status.",
-        discussion: "Kinds: service, instance, route, trafficpolicy, authorizationpolicy (any case, singular or plural), proxies."
+        discussion: "Kinds: service, instance, route, trafficpolicy, authorizationpolicy (any case, singular or plural), all, proxies."
     )
 
     enum Format: String, ExpressibleByArgument, CaseIterable {
@@ -79,13 +79,20 @@ struct GetCommand: AsyncParsableCommand {
                 }
                 return
             }
-            guard let resourceKind = ResourceKind(word: kind) else {
-                let known = ResourceKind.allCases.map { $0.rawValue.lowercased() }.joined(separator: ", ")
-                throw CLIFailure("unknown kind \"\(kind)\" (known: \(known), proxies)")
+            var path = "/v1/resources"
+            var what = "get all"
+            if kind.lowercased() != "all" {
+                guard let resourceKind = ResourceKind(word: kind) else {
+                    let known = ResourceKind.allCases.map { $0.rawValue.lowercased() }.joined(separator: ", ")
+                    throw CLIFailure("unknown kind \"\(kind)\" (known: \(known), all, proxies)")
+                }
+                path += "/" + resourceKind.rawValue.lowercased()
+                what = "get \(resourceKind)"
+                if let name {
+                    path += "/" + Self.escape(name)
+                    what += " \(name)"
+                }
             }
-            let word = resourceKind.rawValue.lowercased()
-            let path = name.map { "/v1/resources/\(word)/\(Self.escape($0))" } ?? "/v1/resources/\(word)"
-            let what = name.map { "get \(resourceKind) \($0)" } ?? "get \(resourceKind)"
             let body = try await client.client().send(.GET, path).checked(what)
             if output == .json {
                 print(body, terminator: "")

@@ -28,6 +28,13 @@ import Testing
         let misled = try MeshAPIClient(server: url, caPEM: stranger.rootPEM, token: ControlPlaneFixture.adminToken)
         await #expect(throws: MeshAPIClientError.self) { try await misled.send(.GET, "/v1/resources/services") }
 
+        // A watcher that hangs up stops counting as a watcher.
+        let current = try fixture.store.currentVersion()
+        await #expect(throws: MeshAPIClientError.self) {
+            try await admin.send(.GET, "/v1/snapshot/web?version=\(current)", timeout: .milliseconds(300))
+        }
+        #expect(await eventually(timeout: .seconds(5)) { fixture.controlPlane.metrics.watchers == 0 })
+
         // A TCP connection that never says anything is closed after the idle timeout.
         let idle = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: server.port).get()

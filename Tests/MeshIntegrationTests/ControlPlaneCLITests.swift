@@ -45,6 +45,9 @@ import Testing
         #expect(decoded.first?.resourceVersion == "2")
         #expect(decoded.first?.withResourceVersion(nil) == (try MeshResourceDecoder.decodeDocuments(yaml: Self.resources))[1])
 
+        let all = try await server.cli(["get", "all"])
+        #expect(all.stdout.contains("AuthorizationPolicy") && all.stdout.contains("Service"), "\(all.stdout)")
+
         let json = try await server.cli(["get", "authorizationpolicies", "-o", "json"])
         #expect(try MeshResourceDecoder.decodeJSON(json.stdout).map(\.name) == ["payments"])
 

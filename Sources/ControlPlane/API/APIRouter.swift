@@ -72,7 +72,7 @@ public struct APIResponse: Sendable {
 /// | --- | --- | --- |
 /// | `GET /metrics` | anyone | Prometheus text |
 /// | `POST /v1/apply` | admin | YAML stream or JSON (object/array) -> `{"applied":[{kind,name,resourceVersion}]}`; 400 syntax, 422 invalid, 409 stale |
-/// | `GET /v1/resources/{kind}[/{name}]` | admin | JSON array / object with `resourceVersion` |
+/// | `GET /v1/resources[/{kind}[/{name}]]` | admin | JSON array / object with `resourceVersion` |
 /// | `DELETE /v1/resources/{kind}/{name}` | admin | `{"deleted":true}`, 404 |
 /// | `POST /v1/tokens` | admin | `{"service","ttl"?}` -> 201 `{"token","service","expiresAt"?}` |
 /// | `GET /v1/proxies` | admin | `[ProxyStatus]` |
@@ -137,6 +137,10 @@ public struct APIRouter: Sendable {
                 return .json(APIMessages.ApplyResponse(applied: stored.map {
                     APIMessages.AppliedResource(kind: $0.kind.rawValue, name: $0.name, resourceVersion: $0.resourceVersion ?? "")
                 }))
+            }
+        case matches("GET", "v1/resources"):
+            return try await routed("/v1/resources", request, admin: true) { _ in
+                APIResponse(status: 200, body: MeshResource.json(try await controlPlane.list(kind: nil)) + "\n")
             }
         case matches("GET", "v1/resources/{kindWord}"):
             let kindWord = captures[0]

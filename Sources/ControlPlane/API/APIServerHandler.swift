@@ -14,8 +14,10 @@ final class APIServerHandler: ChannelInboundHandler {
     private enum State {
         case idle
         case receiving(HTTPRequestHead, ByteBuffer)
-        /// The body was too large: 413 is sent, the rest is dropped, the connection closes.
-        case discarding
+        /// The body was too large: 413 was sent; the rest of the body (up to a bound) is read
+        /// and dropped, then the connection closes. Closing with unread bytes would reset the
+        /// connection and could destroy the 413 before the client reads it.
+        case discarding(dropped: Int)
         case responding
     }
 
@@ -23,6 +25,8 @@ final class APIServerHandler: ChannelInboundHandler {
     private let maxBodySize: Int
     private var state = State.idle
     private var peerIdentity: SPIFFEID?
+    /// The request being answered off the event loop; cancelled if the client goes away.
+    private var inFlight: Task<Void, Never>?
 
     init(router: APIRouter, maxBodySize: Int) {
         self.router = router
@@ -62,6 +66,11 @@ final class APIServerHandler: ChannelInboundHandler {
         case (.end, .receiving(let head, let body)):
             state = .responding
             dispatch(context: context, head: head, body: body)
+        case (.body(let chunk), .discarding(let dropped)):
+            state = .discarding(dropped: dropped + chunk.readableBytes)
+            if dropped + chunk.readableBytes > 8 * maxBodySize { context.close(promise: nil) }
+        case (.end, .discarding):
+            context.close(promise: nil)
         default:
             // The rest of a refused body, or parts after a response began: dropped.
             break
@@ -70,11 +79,10 @@ final class APIServerHandler: ChannelInboundHandler {
 
     /// Answers 413 at once and closes, without reading the rest of the body.
     private func refuseOversized(context: ChannelHandlerContext, head: HTTPRequestHead) {
-        state = .discarding
         let error = APIError(413, "request body larger than \(maxBodySize) bytes")
         router.controlPlane.metrics.countRequest(route: "oversized", code: 413)
-        write(context: context, head: head, response: APIResponse(error), close: true)
-        state = .discarding
+        write(context: context, head: head, response: APIResponse(error), close: false, connectionClose: true)
+        state = .discarding(dropped: 0)
     }
 
     private func dispatch(context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer) {
@@ -84,7 +92,7 @@ final class APIServerHandler: ChannelInboundHandler {
         let router = router
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        Task {
+        inFlight = Task {
             let response = await router.handle(request)
             eventLoop.execute {
                 let (handler, context) = loopBound.value
@@ -93,13 +101,19 @@ final class APIServerHandler: ChannelInboundHandler {
         }
     }
 
-    private func write(context: ChannelHandlerContext, head: HTTPRequestHead, response: APIResponse, close: Bool) {
+    /// - Parameters:
+    ///   - close: close once the response is written.
+    ///   - connectionClose: announce `connection: close` (implied by `close`).
+    private func write(
+        context: ChannelHandlerContext, head: HTTPRequestHead, response: APIResponse, close: Bool,
+        connectionClose: Bool = false
+    ) {
         guard context.channel.isActive else { return }
         var headers = HTTPHeaders()
         let body = context.channel.allocator.buffer(string: response.body)
         headers.add(name: "content-type", value: response.contentType)
         headers.add(name: "content-length", value: String(body.readableBytes))
-        if close { headers.add(name: "connection", value: "close") }
+        if close || connectionClose { headers.add(name: "connection", value: "close") }
         let responseHead = HTTPResponseHead(
             version: head.version, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
@@ -111,6 +125,12 @@ final class APIServerHandler: ChannelInboundHandler {
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
             done.futureResult.whenComplete { _ in loopBound.value.close(promise: nil) }
         }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        inFlight?.cancel()
+        inFlight = nil
+        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

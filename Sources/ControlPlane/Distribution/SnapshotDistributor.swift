@@ -6,7 +6,8 @@ public actor SnapshotDistributor {
     public private(set) var publishedVersion: Int64
     private var pendingVersion: Int64?
     private let debounce: Duration
-    private var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+    /// Suspended watchers and the version each already has.
+    private var waiters: [Int: (version: Int64, continuation: CheckedContinuation<Void, Never>)] = [:]
     private var nextWaiter = 0
     private let metrics: ControlPlaneMetrics
 
@@ -31,10 +32,11 @@ public actor SnapshotDistributor {
         guard let pending = pendingVersion else { return }
         pendingVersion = nil
         publishedVersion = max(publishedVersion, pending)
-        let woken = waiters
-        waiters.removeAll()
-        metrics.setWatchers(0)
-        for continuation in woken.values { continuation.resume() }
+        // Only watchers behind the new version wake: one that already has it keeps waiting.
+        let woken = waiters.filter { $0.value.version < publishedVersion }
+        for id in woken.keys { waiters.removeValue(forKey: id) }
+        metrics.setWatchers(waiters.count)
+        for waiter in woken.values { waiter.continuation.resume() }
     }
 
     /// Suspends until the published version exceeds `version` or `timeout` passes; true if it moved.
@@ -46,17 +48,26 @@ public actor SnapshotDistributor {
             try? await Task.sleep(for: timeout)
             self.expire(id)
         }
-        await withCheckedContinuation { continuation in
-            waiters[id] = continuation
-            metrics.setWatchers(waiters.count)
+        // A watcher whose connection went away is cancelled: it stops counting at once.
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if Task.isCancelled {
+                    continuation.resume()
+                    return
+                }
+                waiters[id] = (version, continuation)
+                metrics.setWatchers(waiters.count)
+            }
+        } onCancel: {
+            Task { await self.expire(id) }
         }
         timer.cancel()
         return publishedVersion > version
     }
 
     private func expire(_ id: Int) {
-        guard let continuation = waiters.removeValue(forKey: id) else { return }
+        guard let waiter = waiters.removeValue(forKey: id) else { return }
         metrics.setWatchers(waiters.count)
-        continuation.resume()
+        waiter.continuation.resume()
     }
 }
