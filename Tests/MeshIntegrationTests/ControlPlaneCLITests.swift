@@ -125,6 +125,8 @@ import Testing
         #expect(first.process.stdout.contains("created admin token: \(directory.path)/admin.token"), "\(first.process.stdout)")
         let token = first.adminToken, ca = first.caPEM
         first.stop()
+        #expect(first.process.process.terminationReason == .exit && first.process.process.terminationStatus == 0,
+                "SIGTERM is a graceful shutdown")
         for file in ["ca.key", "admin.token", "mesh.sqlite"] {
             let mode = try FileManager.default.attributesOfItem(atPath: directory.path + "/" + file)[.posixPermissions] as? Int
             #expect(mode == 0o600, "\(file)")

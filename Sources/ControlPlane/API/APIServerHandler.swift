@@ -77,7 +77,7 @@ final class APIServerHandler: ChannelInboundHandler {
         }
     }
 
-    /// Answers 413 at once and closes, without reading the rest of the body.
+    /// Answers 413 at once (announcing the close), then drops the rest of the body.
     private func refuseOversized(context: ChannelHandlerContext, head: HTTPRequestHead) {
         let error = APIError(413, "request body larger than \(maxBodySize) bytes")
         router.controlPlane.metrics.countRequest(route: "oversized", code: 413)
@@ -118,7 +118,7 @@ final class APIServerHandler: ChannelInboundHandler {
             version: head.version, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        let done = context.writeAndFlushPromise()
+        let done = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
         state = .idle
         if close {
@@ -136,8 +136,4 @@ final class APIServerHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
     }
-}
-
-extension ChannelHandlerContext {
-    fileprivate func writeAndFlushPromise() -> EventLoopPromise<Void> { eventLoop.makePromise() }
 }
