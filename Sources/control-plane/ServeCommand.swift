@@ -85,10 +85,8 @@ struct ServeCommand: AsyncParsableCommand {
                 "store: sqlite \(directory.storePath) (version \(try resourceStore.currentVersion()))",
                 "listening on \(url)",
             ]
-            // Written straight to the file descriptor: stdout may be a file a test polls.
-            FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
             let group = ServiceGroup(
-                services: [server, RegistryClock(controlPlane: controlPlane)],
+                services: [server, RegistryClock(controlPlane: controlPlane), ReadinessAnnouncement(lines: lines)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: Logger(label: "control-plane"))
             try await group.run()
@@ -100,5 +98,17 @@ struct ServeCommand: AsyncParsableCommand {
             throw CLIFailure("\(option) \"\(text)\" is not a positive duration (use 250ms, 2s, 1m)")
         }
         return .nanoseconds(parsed.nanoseconds)
+    }
+}
+
+/// Prints the startup lines (ending in `listening on ...`) once the service group runs, that
+/// is after its SIGTERM handler is in place: whoever sees the line may stop us gracefully.
+struct ReadinessAnnouncement: Service {
+    let lines: [String]
+
+    func run() async throws {
+        // Straight to the file descriptor: stdout may be a file a test polls.
+        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        try? await gracefulShutdown()
     }
 }
