@@ -1,0 +1,88 @@
+/// The JSON bodies of the sidecar-facing and token routes (request and response shapes).
+/// Shared by the server and `MeshAPIClient`, so both ends agree by construction.
+public enum APIMessages {
+    public struct TokenRequest: Codable, Sendable {
+        public var service: String
+        /// A duration such as `1h`; absent means no expiry.
+        public var ttl: String?
+        public init(service: String, ttl: String? = nil) { self.service = service; self.ttl = ttl }
+    }
+
+    public struct TokenResponse: Codable, Sendable {
+        public var token: String
+        public var service: String
+        /// Unix seconds; absent when it never expires.
+        public var expiresAt: Int64?
+    }
+
+    public struct CertificateRequest: Codable, Sendable {
+        public var csr: String
+        public init(csr: String) { self.csr = csr }
+    }
+
+    public struct CertificateResponse: Codable, Sendable {
+        public var certificate: String
+        public var bundle: String
+        public var identity: String
+        /// Unix seconds.
+        public var expiresAt: Int64
+    }
+
+    public struct RegisterRequest: Codable, Sendable {
+        public var service: String
+        public var address: String
+        public var port: Int
+        public var labels: [String: String]?
+        /// Services this instance calls; absent means all.
+        public var dependencies: [String]?
+        public init(service: String, address: String, port: Int, labels: [String: String]? = nil, dependencies: [String]? = nil) {
+            self.service = service
+            self.address = address
+            self.port = port
+            self.labels = labels
+            self.dependencies = dependencies
+        }
+    }
+
+    public struct RegisterResponse: Codable, Sendable {
+        /// The instance name to send with heartbeats.
+        public var name: String
+        public var version: String
+        /// Heartbeat at least this often (seconds).
+        public var ttlSeconds: Double
+    }
+
+    public struct HeartbeatRequest: Codable, Sendable {
+        public var name: String
+        /// The snapshot version the sidecar has applied.
+        public var version: String?
+        public init(name: String, version: String? = nil) { self.name = name; self.version = version }
+    }
+
+    public struct DeregisterRequest: Codable, Sendable {
+        public var name: String
+        public init(name: String) { self.name = name }
+    }
+
+    public struct ProxyStatus: Codable, Sendable {
+        public var name: String
+        public var service: String
+        public var address: String
+        public var port: Int
+        public var health: String
+        public var appliedVersion: String?
+        public var currentVersion: String
+        public var lastSeenSecondsAgo: Double
+        public var stale: Bool
+    }
+
+    public struct AppliedResource: Codable, Sendable {
+        public var kind: String
+        public var name: String
+        public var resourceVersion: String
+    }
+
+    public struct ApplyResponse: Codable, Sendable {
+        public var applied: [AppliedResource]
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import SidecarCore
+
+/// The mesh CA: a root key and certificate kept in the data dir, which signs 24 h workload
+/// leaves from sidecars' CSRs and the control plane's own server certificate.
+///
+/// A caller proven to be service S (join token or client certificate) may only obtain
+/// `spiffe://<trust-domain>/service/S`; the admin may obtain any service identity. Immutable
+/// after loading, so safe to share.
+public struct CertificateAuthority: Sendable {
+    public let trustDomain: String
+    public let rootPEM: String
+    let rootKeyPEM: String
+    public let leafLifetime: TimeInterval
+
+    public init(rootPEM: String, rootKeyPEM: String, trustDomain: String, leafLifetime: TimeInterval = 86_400) {
+        self.rootPEM = rootPEM
+        self.rootKeyPEM = rootKeyPEM
+        self.trustDomain = trustDomain
+        self.leafLifetime = leafLifetime
+    }
+
+    /// A fresh root (10 years) for a new data dir.
+    public static func create(trustDomain: String) throws -> CertificateAuthority {
+        let key = CertificateMinting.makePrivateKeyPEM()
+        let root = try CertificateMinting.makeRoot(commonName: "mesh CA \(trustDomain)", keyPEM: key)
+        return CertificateAuthority(rootPEM: root, rootKeyPEM: key, trustDomain: trustDomain)
+    }
+
+    /// The identity the control plane's own server certificate carries.
+    public var controlPlaneIdentity: SPIFFEID {
+        SPIFFEID("spiffe://\(trustDomain)/control-plane")!
+    }
+
+    /// Who is asking for a certificate.
+    public enum Requester: Sendable, Equatable {
+        case admin
+        case service(String)
+    }
+
+    public struct IssuedCertificate: Sendable {
+        public var certificatePEM: String
+        public var identity: SPIFFEID
+        public var expiresAt: Date
+    }
+
+    /// Signs a workload leaf for `csrPEM`, refusing an identity the requester may not hold.
+    public func issue(csrPEM: String, for requester: Requester) throws(CertificateAuthorityError) -> IssuedCertificate {
+        let request: CertificateMinting.CSRRequest
+        do {
+            request = try CertificateMinting.inspectCSR(csrPEM)
+        } catch {
+            throw .invalidRequest(error.description)
+        }
+        guard request.identities.count == 1, let identity = request.identities.first else {
+            throw .invalidRequest("a CSR must ask for exactly one SPIFFE ID, found \(request.identities.count)")
+        }
+        guard identity.trustDomain == trustDomain, let service = identity.serviceName else {
+            throw .forbidden("the CSR asks for \(identity), outside spiffe://\(trustDomain)/service/<name>")
+        }
+        if case .service(let allowed) = requester, allowed != service {
+            throw .forbidden(MintingError.identityNotAllowed(
+                requested: identity.description,
+                allowed: SPIFFEID.service(allowed, trustDomain: trustDomain)?.description ?? allowed).description)
+        }
+        let notBefore = Date().addingTimeInterval(-60)
+        do {
+            let leaf = try CertificateMinting.signLeaf(
+                csrPEM: csrPEM, issuerCertificatePEM: rootPEM, issuerKeyPEM: rootKeyPEM,
+                notBefore: notBefore, lifetime: leafLifetime)
+            return IssuedCertificate(
+                certificatePEM: leaf, identity: identity, expiresAt: notBefore.addingTimeInterval(leafLifetime))
+        } catch {
+            throw .invalidRequest("\(error)")
+        }
+    }
+
+    /// A key and certificate for the API server, made at each start (never written to disk):
+    /// SANs `localhost`, loopback IPs and `listenHost` when it is an IP, so curl and Prometheus
+    /// can verify it too.
+    public func makeServerCredentials(listenHost: String? = nil) throws -> (certificatePEM: String, keyPEM: String) {
+        let key = CertificateMinting.makePrivateKeyPEM()
+        var addresses = ["127.0.0.1", "::1"]
+        if let listenHost, !addresses.contains(listenHost), listenHost.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" }),
+            listenHost != "0.0.0.0", listenHost != "::"
+        {
+            addresses.append(listenHost)
+        }
+        let certificate = try CertificateMinting.signServerLeaf(
+            identity: controlPlaneIdentity, keyPEM: key, dnsNames: ["localhost"], ipAddresses: addresses,
+            issuerCertificatePEM: rootPEM, issuerKeyPEM: rootKeyPEM)
+        return (certificate, key)
+    }
+}
+
+public enum CertificateAuthorityError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Unreadable CSR (400).
+    case invalidRequest(String)
+    /// An identity the requester may not hold (403).
+    case forbidden(String)
+
+    public var description: String {
+        switch self {
+        case .invalidRequest(let message), .forbidden(let message): message
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import SidecarCore
+
+/// What one service's sidecar receives: its own inbound policy and, for every service it
+/// calls, the Route, TrafficPolicy, Service and healthy Instances; stamped with the global
+/// version it was computed at. Immutable; the wire form is JSON
+/// `{"service": S, "version": "N", "resources": [...]}` with resources in their config form.
+public struct MeshSnapshot: Sendable, Equatable {
+    public var service: String
+    public var version: Int64
+    public var resources: [MeshResource]
+
+    public init(service: String, version: Int64, resources: [MeshResource]) {
+        self.service = service
+        self.version = version
+        self.resources = resources
+    }
+
+    /// The snapshot of `service` from everything stored and registered (a pure function).
+    ///
+    /// - Parameters:
+    ///   - dependencies: the services it calls; nil means every known service.
+    public static func compute(
+        service: String, version: Int64, stored: [MeshResource], registered: [Instance], dependencies: [String]?
+    ) -> MeshSnapshot {
+        var known = Set(stored.map(\.service))
+        known.formUnion(registered.map(\.service))
+        let destinations = Set(dependencies ?? Array(known))
+
+        var resources: [MeshResource] = []
+        for resource in stored {
+            switch resource {
+            case .authorizationPolicy(let policy) where policy.service == service:
+                resources.append(resource)
+            case .trafficPolicy(let policy) where policy.service == service || destinations.contains(policy.service):
+                resources.append(resource)
+            case .route(let route) where destinations.contains(route.service):
+                resources.append(resource)
+            case .service(let meshService) where destinations.contains(meshService.name):
+                resources.append(resource)
+            case .instance(let instance) where destinations.contains(instance.service) && instance.health == .healthy:
+                resources.append(resource)
+            default:
+                continue
+            }
+        }
+        for instance in registered where destinations.contains(instance.service) && instance.health == .healthy {
+            resources.append(.instance(instance))
+        }
+        resources.sort { ($0.kind.rawValue, $0.name) < ($1.kind.rawValue, $1.name) }
+        return MeshSnapshot(service: service, version: version, resources: resources)
+    }
+
+    /// The wire form.
+    public var json: String {
+        let list = MeshResource.json(resources)
+        return "{\"service\":\(JSONText.quote(service)),\"version\":\"\(version)\",\"resources\":\(list)}"
+    }
+}
+
+/// Minimal JSON string quoting for hand-assembled bodies.
+enum JSONText {
+    static func quote(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    out += String(format: "\\u%04x", scalar.value)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+}

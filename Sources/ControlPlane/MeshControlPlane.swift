@@ -1,0 +1,319 @@
+import Foundation
+import SidecarCore
+
+/// The control plane's state and every operation the API offers, independent of HTTP: the
+/// store, the registry of sidecar instances, the CA, join tokens, snapshots and watches.
+///
+/// An actor so registry changes, version bumps and notifications happen in one order. Store
+/// calls are short synchronous SQLite transactions. Errors are `APIError`s (status + message).
+public actor MeshControlPlane {
+    /// Who made a request.
+    public enum Principal: Sendable, Equatable {
+        case admin
+        /// A sidecar of this service (join token or client certificate).
+        case service(String)
+    }
+
+    nonisolated public let store: any ResourceStore
+    nonisolated public let authority: CertificateAuthority
+    nonisolated public let metrics: ControlPlaneMetrics
+    nonisolated public let distributor: SnapshotDistributor
+    private let adminToken: String
+    private var registry: RegistryStateMachine
+    /// Operator-applied Instances that set `ttl`: the same rules, renewed by re-applying.
+    private var leases: RegistryStateMachine
+    nonisolated private let registrySettings: RegistryStateMachine.Settings
+    private var pushTracker = PushTracker()
+
+    public init(
+        store: any ResourceStore, authority: CertificateAuthority, adminToken: String,
+        registrySettings: RegistryStateMachine.Settings = .init(), metrics: ControlPlaneMetrics = ControlPlaneMetrics()
+    ) throws(APIError) {
+        self.store = store
+        self.authority = authority
+        self.adminToken = adminToken
+        self.metrics = metrics
+        self.registry = RegistryStateMachine(settings: registrySettings)
+        var leases = RegistryStateMachine(settings: registrySettings)
+        // Leases restart on start: an instance gets its full TTL again after a restart.
+        for resource in (try? store.list(kind: .instance)) ?? [] {
+            Self.renewLease(resource, in: &leases, now: .now)
+        }
+        self.leases = leases
+        self.registrySettings = registrySettings
+        let version: Int64
+        do { version = try store.currentVersion() } catch { throw APIError(error) }
+        self.distributor = SnapshotDistributor(version: version, metrics: metrics)
+    }
+
+    /// How often the registry clock applies the TTL rules: a fifth of the TTL, at most 1 s.
+    nonisolated public var tickInterval: Duration {
+        min(registrySettings.ttl / 5, .seconds(1))
+    }
+
+    // MARK: Authentication
+
+    /// The principal for a bearer token or, failing that, a verified client certificate.
+    public func authenticate(bearer: String?, peer: SPIFFEID?) throws(APIError) -> Principal {
+        if let bearer, !bearer.isEmpty {
+            if Self.constantTimeEquals(bearer, adminToken) { return .admin }
+            let stored: JoinToken?
+            do { stored = try store.joinToken(secretHash: DataDirectory.hash(bearer)) } catch { throw APIError(error) }
+            if let stored {
+                if let expiry = stored.expiresAt, expiry < Int64(Date().timeIntervalSince1970) {
+                    throw .unauthorized("join token for service \(stored.service) expired; create a new one")
+                }
+                return .service(stored.service)
+            }
+            throw .unauthorized("invalid bearer token")
+        }
+        if let peer, peer.trustDomain == authority.trustDomain, let service = peer.serviceName {
+            return .service(service)
+        }
+        throw .unauthorized("missing bearer token (Authorization: Bearer <token>) or client certificate")
+    }
+
+    private static func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
+        let left = Array(lhs.utf8), right = Array(rhs.utf8)
+        guard left.count == right.count else { return false }
+        return zip(left, right).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
+    // MARK: Resources
+
+    /// Decodes a YAML or JSON body and stores every resource in one transaction.
+    public func apply(body: String, json: Bool) throws(APIError) -> [MeshResource] {
+        let resources: [MeshResource]
+        do {
+            resources = json ? try MeshResourceDecoder.decodeJSON(body) : try MeshResourceDecoder.decodeDocuments(yaml: body)
+        } catch {
+            throw APIError(error)
+        }
+        guard !resources.isEmpty else { throw .badRequest("the body holds no resources") }
+        let before = try currentVersion()
+        let stored: [MeshResource]
+        do { stored = try store.apply(resources) } catch { throw APIError(error) }
+        let after = try currentVersion()
+        if after != before { notify(after) }
+        for resource in stored { Self.renewLease(resource, in: &leases, now: .now) }
+        return stored
+    }
+
+    public func list(kind: ResourceKind?) throws(APIError) -> [MeshResource] {
+        do { return try store.list(kind: kind) } catch { throw APIError(error) }
+    }
+
+    public func get(kind: ResourceKind, name: String) throws(APIError) -> MeshResource {
+        let resource: MeshResource?
+        do { resource = try store.get(kind: kind, name: name) } catch { throw APIError(error) }
+        guard let resource else { throw .notFound("\(kind) \"\(name)\" not found") }
+        return resource
+    }
+
+    public func delete(kind: ResourceKind, name: String) throws(APIError) {
+        do { try store.delete(kind: kind, name: name) } catch { throw APIError(error) }
+        if kind == .instance { _ = leases.deregister(name: name) }
+        notify(try currentVersion())
+    }
+
+    private func currentVersion() throws(APIError) -> Int64 {
+        do { return try store.currentVersion() } catch { throw APIError(error) }
+    }
+
+    private func notify(_ version: Int64) {
+        pushTracker.changed(version: version, at: .now)
+        let distributor = distributor
+        Task { await distributor.changed(version: version) }
+    }
+
+    // MARK: Tokens and certificates
+
+    public func createJoinToken(service: String, ttl: MeshDuration?) throws(APIError) -> APIMessages.TokenResponse {
+        guard SPIFFEID.service(service, trustDomain: authority.trustDomain) != nil else {
+            throw .badRequest("\"\(service)\" is not a valid service name (letters, digits, '.', '-', '_')")
+        }
+        let secret = DataDirectory.makeSecret()
+        let expiresAt = ttl.map { Int64(Date().timeIntervalSince1970) + $0.nanoseconds / 1_000_000_000 }
+        do {
+            try store.saveJoinToken(JoinToken(secretHash: DataDirectory.hash(secret), service: service, expiresAt: expiresAt))
+        } catch {
+            throw APIError(error)
+        }
+        return APIMessages.TokenResponse(token: secret, service: service, expiresAt: expiresAt)
+    }
+
+    public func issueCertificate(csrPEM: String, principal: Principal) throws(APIError) -> APIMessages.CertificateResponse {
+        let requester: CertificateAuthority.Requester
+        switch principal {
+        case .admin: requester = .admin
+        case .service(let service): requester = .service(service)
+        }
+        let issued: CertificateAuthority.IssuedCertificate
+        do { issued = try authority.issue(csrPEM: csrPEM, for: requester) } catch { throw APIError(error) }
+        metrics.countCertificateIssued()
+        return APIMessages.CertificateResponse(
+            certificate: issued.certificatePEM, bundle: authority.rootPEM, identity: issued.identity.description,
+            expiresAt: Int64(issued.expiresAt.timeIntervalSince1970))
+    }
+
+    // MARK: Registry
+
+    public func register(_ request: APIMessages.RegisterRequest, principal: Principal) throws(APIError) -> APIMessages.RegisterResponse {
+        try authorize(principal, forService: request.service)
+        guard (1...65535).contains(request.port) else { throw .badRequest("port \(request.port) is out of range 1-65535") }
+        guard case .success = HostPort.parse(HostPort(host: request.address, port: request.port).description) else {
+            throw .badRequest("address \"\(request.address)\" is not an IP address or host name")
+        }
+        let instance = Instance(service: request.service, address: request.address, port: request.port, labels: request.labels ?? [:])
+        let actions = registry.register(instance, dependencies: request.dependencies, now: .now)
+        try carryOut(actions)
+        return APIMessages.RegisterResponse(
+            name: instance.name, version: String(try currentVersion()),
+            ttlSeconds: registry.settings.ttl.inSeconds)
+    }
+
+    public func heartbeat(_ request: APIMessages.HeartbeatRequest, principal: Principal) throws(APIError) {
+        guard let entry = registry.entries[request.name] else {
+            throw .notFound("instance \"\(request.name)\" is not registered (expired or never registered); register again")
+        }
+        try authorize(principal, forService: entry.instance.service)
+        let applied = request.version.flatMap { Int64($0) }
+        switch registry.heartbeat(name: request.name, appliedVersion: applied, now: .now) {
+        case .unknownInstance:
+            throw .notFound("instance \"\(request.name)\" is not registered; register again")
+        case .accepted(let actions):
+            try carryOut(actions)
+        }
+        if let applied { acknowledged(applied, previous: entry.appliedVersion) }
+    }
+
+    public func deregister(_ request: APIMessages.DeregisterRequest, principal: Principal) throws(APIError) {
+        guard let entry = registry.entries[request.name] else {
+            throw .notFound("instance \"\(request.name)\" is not registered")
+        }
+        try authorize(principal, forService: entry.instance.service)
+        try carryOut(registry.deregister(name: request.name))
+    }
+
+    /// Runs the TTL rules; the registry clock calls it, tests may too.
+    public func tick(now: ContinuousClock.Instant) {
+        try? carryOut(registry.tick(now: now))
+        for action in leases.tick(now: now) {
+            try? expireLease(action)
+        }
+    }
+
+    /// Starts or renews the lease of an applied Instance with a `ttl`; drops it without one.
+    private static func renewLease(_ resource: MeshResource, in leases: inout RegistryStateMachine, now: ContinuousClock.Instant) {
+        guard case .instance(let instance) = resource else { return }
+        guard let ttl = instance.ttl else {
+            _ = leases.deregister(name: instance.name)
+            return
+        }
+        _ = leases.register(instance, dependencies: nil, now: now, ttl: .nanoseconds(ttl.nanoseconds))
+    }
+
+    /// A lapsed lease marks the stored Instance unhealthy; after the grace it is deleted.
+    private func expireLease(_ action: RegistryStateMachine.Action) throws(APIError) {
+        switch action {
+        case .becameUnhealthy(let name):
+            guard case .instance(var instance)? = try? store.get(kind: .instance, name: name) else { return }
+            instance.health = .unhealthy
+            do { _ = try store.apply([.instance(instance.withoutVersion)]) } catch { throw APIError(error) }
+        case .removed(let name):
+            do { try store.delete(kind: .instance, name: name) } catch { return }
+        case .added, .becameHealthy:
+            return
+        }
+        notify(try currentVersion())
+    }
+
+    private func acknowledged(_ applied: Int64, previous: Int64?) {
+        guard let elapsed = pushTracker.pushDuration(applied: applied, previous: previous, now: .now) else { return }
+        metrics.observePush(seconds: elapsed.inSeconds)
+    }
+
+    private func carryOut(_ actions: [RegistryStateMachine.Action]) throws(APIError) {
+        guard !actions.isEmpty else { return }
+        let version: Int64
+        do { version = try store.bumpVersion() } catch { throw APIError(error) }
+        notify(version)
+    }
+
+    private func authorize(_ principal: Principal, forService service: String) throws(APIError) {
+        if case .service(let own) = principal, own != service {
+            throw .forbidden("a sidecar of service \(own) may not act for service \(service)")
+        }
+    }
+
+    public var registeredInstances: [Instance] { registry.instances }
+
+    // MARK: Snapshots
+
+    /// The snapshot of `service` now.
+    public func snapshot(service: String) throws(APIError) -> MeshSnapshot {
+        let version = try currentVersion()
+        let stored = try list(kind: nil)
+        let registered = registry.instances
+        let declared = registry.entries.values.filter { $0.instance.service == service }.compactMap(\.dependencies)
+        let dependencies: [String]? = declared.isEmpty ? nil : Array(Set(declared.joined()))
+        return MeshSnapshot.compute(
+            service: service, version: version, stored: stored, registered: registered, dependencies: dependencies)
+    }
+
+    /// The long-poll watch: the snapshot at once if `knownVersion` is not current, else when
+    /// the version moves, or nil after `timeout` without a change.
+    public func watch(
+        service: String, knownVersion: Int64?, instance: String?, principal: Principal, timeout: Duration
+    ) async throws(APIError) -> MeshSnapshot? {
+        try authorize(principal, forService: service)
+        if let knownVersion, let instance, let entry = registry.entries[instance], entry.instance.service == service {
+            let previous = entry.appliedVersion
+            registry.acknowledge(name: instance, appliedVersion: knownVersion)
+            acknowledged(knownVersion, previous: previous)
+        }
+        if let knownVersion, knownVersion == (try currentVersion()) {
+            guard await distributor.waitForVersion(above: knownVersion, timeout: timeout) else { return nil }
+        }
+        return try snapshot(service: service)
+    }
+
+    // MARK: Status
+
+    public func proxies() throws(APIError) -> [APIMessages.ProxyStatus] {
+        let current = try currentVersion()
+        let now = ContinuousClock.now
+        return registry.entries.values.sorted { $0.instance.name < $1.instance.name }.map { entry in
+            let silence = entry.lastHeartbeat.duration(to: now)
+            return APIMessages.ProxyStatus(
+                name: entry.instance.name, service: entry.instance.service, address: entry.instance.address,
+                port: entry.instance.port, health: entry.instance.health.rawValue,
+                appliedVersion: entry.appliedVersion.map(String.init), currentVersion: String(current),
+                lastSeenSecondsAgo: silence.inSeconds,
+                stale: (entry.appliedVersion ?? -1) < current)
+        }
+    }
+
+    public func metricsText() -> String {
+        var counts: [String: Int] = [:]
+        let applied = (try? store.list(kind: .instance)) ?? []
+        let instances = applied.compactMap { resource -> Instance? in
+            if case .instance(let instance) = resource { return instance }
+            return nil
+        } + registry.instances
+        for instance in instances { counts["\(instance.service)\u{0}\(instance.health.rawValue)", default: 0] += 1 }
+        let rows = counts.map { key, count in
+            let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false)
+            return ControlPlaneMetrics.InstanceCount(service: String(parts[0]), health: String(parts[1]), count: count)
+        }
+        return metrics.render(instances: rows)
+    }
+}
+
+extension Instance {
+    fileprivate var withoutVersion: Instance {
+        var copy = self
+        copy.resourceVersion = nil
+        return copy
+    }
+}

@@ -1,0 +1,110 @@
+import SidecarCore
+
+/// The liveness of sidecar-registered instances, as a pure state machine: callers pass the
+/// time in and carry out the returned actions (bump the version, push snapshots).
+///
+/// An instance not heard from for `ttl` is marked unhealthy; after a further `grace` it is
+/// removed; a heartbeat in between makes it healthy again. Deregistration removes at once.
+/// No I/O, no clock of its own: tests drive it with a manual clock.
+public struct RegistryStateMachine: Sendable {
+    public typealias Instant = ContinuousClock.Instant
+
+    public struct Settings: Sendable, Equatable {
+        public var ttl: Duration
+        public var grace: Duration
+
+        public init(ttl: Duration = .seconds(15), grace: Duration = .seconds(60)) {
+            self.ttl = ttl
+            self.grace = grace
+        }
+    }
+
+    /// One registered sidecar instance.
+    public struct Entry: Sendable, Equatable {
+        public var instance: Instance
+        /// Services it calls; nil when it declared none (it then sees every service).
+        public var dependencies: [String]?
+        public var lastHeartbeat: Instant
+        /// The snapshot version the sidecar last reported as applied.
+        public var appliedVersion: Int64?
+        /// This entry's own TTL (an operator-applied Instance's `ttl`); nil uses the settings'.
+        public var ttl: Duration?
+    }
+
+    /// What the caller must do. Every case but `none` changes what sidecars see.
+    public enum Action: Sendable, Equatable {
+        case added(name: String)
+        case becameUnhealthy(name: String)
+        case becameHealthy(name: String)
+        case removed(name: String)
+    }
+
+    public enum HeartbeatResult: Sendable, Equatable {
+        case accepted([Action])
+        /// Never registered, or already removed: the sidecar must register again.
+        case unknownInstance
+    }
+
+    public let settings: Settings
+    public private(set) var entries: [String: Entry] = [:]
+
+    public init(settings: Settings = Settings()) {
+        self.settings = settings
+    }
+
+    /// Registers (or re-registers) an instance, healthy, heard from now.
+    public mutating func register(_ instance: Instance, dependencies: [String]?, now: Instant, ttl: Duration? = nil) -> [Action] {
+        var registered = instance
+        registered.health = .healthy
+        let previous = entries[instance.name]
+        entries[instance.name] = Entry(
+            instance: registered, dependencies: dependencies, lastHeartbeat: now,
+            appliedVersion: previous?.appliedVersion, ttl: ttl)
+        if let previous, previous.instance == registered, previous.dependencies == dependencies { return [] }
+        return [.added(name: instance.name)]
+    }
+
+    public mutating func heartbeat(name: String, appliedVersion: Int64?, now: Instant) -> HeartbeatResult {
+        guard var entry = entries[name] else { return .unknownInstance }
+        entry.lastHeartbeat = now
+        if let appliedVersion { entry.appliedVersion = appliedVersion }
+        var actions: [Action] = []
+        if entry.instance.health == .unhealthy {
+            entry.instance.health = .healthy
+            actions.append(.becameHealthy(name: name))
+        }
+        entries[name] = entry
+        return .accepted(actions)
+    }
+
+    /// Records the version a sidecar applied (a watch request reports it too).
+    public mutating func acknowledge(name: String, appliedVersion: Int64) {
+        entries[name]?.appliedVersion = appliedVersion
+    }
+
+    public mutating func deregister(name: String) -> [Action] {
+        entries.removeValue(forKey: name) == nil ? [] : [.removed(name: name)]
+    }
+
+    /// Applies the TTL and grace rules at `now`.
+    public mutating func tick(now: Instant) -> [Action] {
+        var actions: [Action] = []
+        for (name, entry) in entries.sorted(by: { $0.key < $1.key }) {
+            let silence = entry.lastHeartbeat.duration(to: now)
+            let ttl = entry.ttl ?? settings.ttl
+            if silence >= ttl + settings.grace {
+                entries.removeValue(forKey: name)
+                actions.append(.removed(name: name))
+            } else if silence >= ttl, entry.instance.health == .healthy {
+                entries[name]?.instance.health = .unhealthy
+                actions.append(.becameUnhealthy(name: name))
+            }
+        }
+        return actions
+    }
+
+    /// Every registered instance, with its current health, ordered by name.
+    public var instances: [Instance] {
+        entries.values.map(\.instance).sorted { $0.name < $1.name }
+    }
+}

@@ -1,0 +1,203 @@
+import Foundation
+import GRDB
+import SidecarCore
+
+/// The embedded `ResourceStore`: one SQLite file (`mesh.sqlite`) in WAL mode through GRDB.
+///
+/// Each resource is one row holding its canonical JSON (without `resourceVersion`, which lives
+/// in its own column); the global counter is one row of `meta`. Every mutation runs in one
+/// write transaction, so a `kill -9` at any moment leaves either the whole apply or none of it,
+/// and SQLite's journal makes every acknowledged commit survive a crash of the process.
+/// Thread-safe: GRDB's pool serializes writers and lets readers run concurrently.
+public final class SQLiteResourceStore: ResourceStore {
+    public let path: String
+    private let pool: DatabasePool
+
+    public init(path: String) throws(StoreError) {
+        self.path = path
+        do {
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(10)
+            pool = try DatabasePool(path: path, configuration: configuration)
+            var migrator = DatabaseMigrator()
+            migrator.registerMigration("v1") { db in
+                try db.execute(sql: """
+                    CREATE TABLE resources (
+                        kind TEXT NOT NULL,
+                        name TEXT NOT NULL,
+                        service TEXT NOT NULL,
+                        version INTEGER NOT NULL,
+                        body TEXT NOT NULL,
+                        PRIMARY KEY (kind, name)
+                    );
+                    CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
+                    INSERT INTO meta (key, value) VALUES ('version', 0);
+                    CREATE TABLE join_tokens (
+                        secret_hash TEXT PRIMARY KEY NOT NULL,
+                        service TEXT NOT NULL,
+                        expires_at INTEGER
+                    );
+                    """)
+            }
+            try migrator.migrate(pool)
+            // Fails fast on a damaged file instead of at the first request.
+            try pool.read { db in
+                let result = try String.fetchOne(db, sql: "PRAGMA quick_check") ?? "no answer"
+                guard result == "ok" else { throw StoreError.storage("\(path): integrity check failed: \(result)") }
+            }
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError.storage("\(path): \(error)")
+        }
+    }
+
+    public func currentVersion() throws(StoreError) -> Int64 {
+        try run { try pool.read { db in try Self.version(db) } }
+    }
+
+    public func apply(_ resources: [MeshResource]) throws(StoreError) -> [MeshResource] {
+        try run {
+            try pool.write { db in
+                var version = try Self.version(db)
+                var stored: [MeshResource] = []
+                for resource in resources {
+                    let body = resource.withResourceVersion(nil).json
+                    let existing = try Row.fetchOne(
+                        db, sql: "SELECT version, body FROM resources WHERE kind = ? AND name = ?",
+                        arguments: [resource.kind.rawValue, resource.name])
+                    let existingVersion: Int64? = existing?["version"]
+                    if let wanted = resource.resourceVersion {
+                        guard let existingVersion else {
+                            throw StoreError.conflict(
+                                "\(resource.kind) \(resource.name): resourceVersion \(wanted) given but it does not exist; "
+                                    + "drop resourceVersion to create it")
+                        }
+                        guard wanted == String(existingVersion) else {
+                            throw StoreError.conflict(
+                                "\(resource.kind) \(resource.name): resourceVersion \(wanted) is stale (now \(existingVersion)); "
+                                    + "get it again, re-apply your change, or drop resourceVersion to overwrite")
+                        }
+                    }
+                    // An unchanged resource keeps its version: re-applying a file pushes nothing.
+                    if let existingVersion, existing?["body"] == body {
+                        stored.append(resource.withResourceVersion(String(existingVersion)))
+                        continue
+                    }
+                    version += 1
+                    try db.execute(
+                        sql: """
+                            INSERT INTO resources (kind, name, service, version, body) VALUES (?, ?, ?, ?, ?)
+                            ON CONFLICT (kind, name) DO UPDATE SET service = excluded.service,
+                                version = excluded.version, body = excluded.body
+                            """,
+                        arguments: [resource.kind.rawValue, resource.name, resource.service, version, body])
+                    stored.append(resource.withResourceVersion(String(version)))
+                }
+                try Self.setVersion(db, version)
+                return stored
+            }
+        }
+    }
+
+    public func list(kind: ResourceKind?) throws(StoreError) -> [MeshResource] {
+        let rows = try run {
+            try pool.read { db in
+                if let kind {
+                    return try Row.fetchAll(
+                        db, sql: "SELECT version, body FROM resources WHERE kind = ? ORDER BY name",
+                        arguments: [kind.rawValue])
+                }
+                return try Row.fetchAll(db, sql: "SELECT version, body FROM resources ORDER BY kind, name")
+            }
+        }
+        return try rows.map { row throws(StoreError) in try Self.decode(row) }
+    }
+
+    public func get(kind: ResourceKind, name: String) throws(StoreError) -> MeshResource? {
+        let row = try run {
+            try pool.read { db in
+                try Row.fetchOne(
+                    db, sql: "SELECT version, body FROM resources WHERE kind = ? AND name = ?",
+                    arguments: [kind.rawValue, name])
+            }
+        }
+        guard let row else { return nil }
+        return try Self.decode(row)
+    }
+
+    public func delete(kind: ResourceKind, name: String) throws(StoreError) {
+        try run {
+            try pool.write { db in
+                try db.execute(sql: "DELETE FROM resources WHERE kind = ? AND name = ?", arguments: [kind.rawValue, name])
+                guard db.changesCount > 0 else { throw StoreError.notFound("\(kind) \"\(name)\" not found") }
+                try Self.setVersion(db, try Self.version(db) + 1)
+            }
+        }
+    }
+
+    public func bumpVersion() throws(StoreError) -> Int64 {
+        try run {
+            try pool.write { db in
+                let next = try Self.version(db) + 1
+                try Self.setVersion(db, next)
+                return next
+            }
+        }
+    }
+
+    public func saveJoinToken(_ token: JoinToken) throws(StoreError) {
+        try run {
+            try pool.write { db in
+                try db.execute(
+                    sql: "INSERT INTO join_tokens (secret_hash, service, expires_at) VALUES (?, ?, ?)",
+                    arguments: [token.secretHash, token.service, token.expiresAt])
+            }
+        }
+    }
+
+    public func joinToken(secretHash: String) throws(StoreError) -> JoinToken? {
+        let row = try run {
+            try pool.read { db in
+                try Row.fetchOne(
+                    db, sql: "SELECT service, expires_at FROM join_tokens WHERE secret_hash = ?", arguments: [secretHash])
+            }
+        }
+        guard let row else { return nil }
+        return JoinToken(secretHash: secretHash, service: row["service"], expiresAt: row["expires_at"])
+    }
+
+    // MARK: Internals
+
+    private static func version(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'version'") ?? 0
+    }
+
+    private static func setVersion(_ db: Database, _ version: Int64) throws {
+        try db.execute(sql: "UPDATE meta SET value = ? WHERE key = 'version'", arguments: [version])
+    }
+
+    private static func decode(_ row: Row) throws(StoreError) -> MeshResource {
+        let body: String = row["body"]
+        let version: Int64 = row["version"]
+        do {
+            guard let resource = try MeshResourceDecoder.decodeJSON(body).first else {
+                throw StoreError.storage("stored resource is empty")
+            }
+            return resource.withResourceVersion(String(version))
+        } catch {
+            throw StoreError.storage("a stored resource no longer decodes: \(error)")
+        }
+    }
+
+    /// Runs a GRDB call, passing `StoreError`s through and naming the file on database errors.
+    private func run<T>(_ body: () throws -> T) throws(StoreError) -> T {
+        do {
+            return try body()
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError.storage("\(path): \(error)")
+        }
+    }
+}

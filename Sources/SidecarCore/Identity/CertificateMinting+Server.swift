@@ -1,0 +1,68 @@
+import Crypto
+import Foundation
+import SwiftASN1
+import X509
+
+/// Server certificates with IP-address SANs, for endpoints that generic HTTPS clients (curl,
+/// Prometheus) reach by IP, such as the control plane's API. Workload CSRs never carry IPs.
+extension CertificateMinting {
+    /// A leaf for `keyPEM`'s public key carrying `identity`, `dnsNames` and `ipAddresses`
+    /// (IPv4 dotted or IPv6 literals; others are refused), signed by the issuer.
+    public static func signServerLeaf(
+        identity: SPIFFEID,
+        keyPEM: String,
+        dnsNames: [String],
+        ipAddresses: [String],
+        issuerCertificatePEM: String,
+        issuerKeyPEM: String,
+        notBefore: Date = Date().addingTimeInterval(-60),
+        lifetime: TimeInterval = 365 * 86_400
+    ) throws -> String {
+        let key = try P256.Signing.PrivateKey(pemRepresentation: keyPEM)
+        let publicKey = Certificate.PublicKey(key.publicKey)
+        let issuer = try Certificate(pemEncoded: issuerCertificatePEM)
+        let issuerKey = Certificate.PrivateKey(try P256.Signing.PrivateKey(pemRepresentation: issuerKeyPEM))
+        var names: [GeneralName] = [.uniformResourceIdentifier(identity.description)]
+        names += dnsNames.map { GeneralName.dnsName($0) }
+        for address in ipAddresses {
+            guard let bytes = ipAddressBytes(address) else {
+                throw MintingError.invalidCSR("\"\(address)\" is not an IP address")
+            }
+            names.append(.ipAddress(ASN1OctetString(contentBytes: ArraySlice(bytes))))
+        }
+        let extensions = try Certificate.Extensions {
+            Critical(BasicConstraints.notCertificateAuthority)
+            Critical(KeyUsage(digitalSignature: true, keyEncipherment: true))
+            try ExtendedKeyUsage([.serverAuth, .clientAuth])
+            SubjectAlternativeNames(names)
+            SubjectKeyIdentifier(hash: publicKey)
+            AuthorityKeyIdentifier(keyIdentifier: try issuer.extensions.subjectKeyIdentifier?.keyIdentifier)
+        }
+        let leaf = try Certificate(
+            version: .v3,
+            serialNumber: Certificate.SerialNumber(),
+            publicKey: publicKey,
+            notValidBefore: notBefore,
+            notValidAfter: notBefore.addingTimeInterval(lifetime),
+            issuer: issuer.subject,
+            subject: try DistinguishedName { CommonName(identity.serviceName ?? identity.path) },
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: extensions,
+            issuerPrivateKey: issuerKey
+        )
+        return try leaf.serializeAsPEM().pemString
+    }
+
+    /// 4 or 16 network-order bytes, or nil.
+    static func ipAddressBytes(_ text: String) -> [UInt8]? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            return withUnsafeBytes(of: &v4) { Array($0) }
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { Array($0) }
+        }
+        return nil
+    }
+}

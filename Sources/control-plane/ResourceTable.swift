@@ -1,0 +1,44 @@
+import Foundation
+import ControlPlane
+import SidecarCore
+
+/// The default `get` output: aligned columns, one row per resource or sidecar.
+enum ResourceTable {
+    static func resources(_ resources: [MeshResource]) -> String {
+        var rows = [["KIND", "NAME", "SERVICE", "VERSION", "DETAIL"]]
+        for resource in resources {
+            rows.append([resource.kind.rawValue, resource.name, resource.service, resource.resourceVersion ?? "-", detail(resource)])
+        }
+        return render(rows)
+    }
+
+    static func proxies(_ proxies: [APIMessages.ProxyStatus]) -> String {
+        var rows = [["NAME", "SERVICE", "ADDRESS", "HEALTH", "APPLIED", "CURRENT", "LAST SEEN", "STALE"]]
+        for proxy in proxies {
+            rows.append([
+                proxy.name, proxy.service, "\(proxy.address):\(proxy.port)", proxy.health, proxy.appliedVersion ?? "-",
+                proxy.currentVersion, "\(Int(proxy.lastSeenSecondsAgo.rounded()))s ago", proxy.stale ? "yes" : "no",
+            ])
+        }
+        return render(rows)
+    }
+
+    private static func detail(_ resource: MeshResource) -> String {
+        switch resource {
+        case .service(let service): "protocol \(service.appProtocol.rawValue)"
+        case .instance(let instance): "\(instance.endpoint) \(instance.health.rawValue)"
+        case .route(let route): "\(route.rules.count) rule\(route.rules.count == 1 ? "" : "s")"
+        case .trafficPolicy(let policy): "\(policy.loadBalancer)"
+        case .authorizationPolicy(let policy): "default \(policy.defaultAction.rawValue), \(policy.allow.count) allow rules"
+        }
+    }
+
+    private static func render(_ rows: [[String]]) -> String {
+        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell.padding(toLength: widths[index] + 2, withPad: " ", startingAt: 0)
+            }.joined()
+        }.joined(separator: "\n") + "\n"
+    }
+}

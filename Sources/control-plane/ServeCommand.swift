@@ -1,0 +1,114 @@
+import ArgumentParser
+import ControlPlane
+import Foundation
+import Logging
+import ServiceLifecycle
+import SidecarCore
+
+/// `control-plane serve`: opens (or creates) the data dir and serves the HTTPS API until killed.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the control plane API server.",
+        discussion: """
+            On first start creates the CA (ca.pem, ca.key, 10 years) and an admin token (admin.token) in the \
+            data dir, all mode 0600, and prints their paths; later starts reuse them. Prints \
+            "listening on https://HOST:PORT" once the API accepts connections (with --listen HOST:0, the \
+            port the OS picked) and records that URL in DIR/server.url for operator commands using --data-dir.
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Directory holding the CA, admin token and store.", valueName: "dir"))
+    var dataDir: String
+
+    @Option(name: .long, help: ArgumentHelp("Address to listen on (port 0 picks a free port).", valueName: "host:port"))
+    var listen: String = "127.0.0.1:15010"
+
+    @Option(name: .long, help: ArgumentHelp("Resource store backend: sqlite (embedded) or etcd.", valueName: "sqlite|etcd"))
+    var store: String = "sqlite"
+
+    @Option(name: .long, help: ArgumentHelp("etcd endpoints, comma-separated (with --store etcd).", valueName: "urls"))
+    var etcdEndpoints: String?
+
+    @Option(name: .long, help: ArgumentHelp("SPIFFE trust domain of issued identities.", valueName: "domain"))
+    var trustDomain: String = SPIFFEID.defaultTrustDomain
+
+    @Option(name: .long, help: .hidden)
+    var instanceTTL: String = "15s"
+
+    @Option(name: .long, help: .hidden)
+    var instanceGrace: String = "1m"
+
+    @Option(name: .long, help: .hidden)
+    var watchTimeout: String = "30s"
+
+    func run() async throws {
+        try await reportingErrors {
+            let address: HostPort
+            switch HostPort.parse(listen) {
+            case .success(let parsed): address = parsed
+            case .failure(let why): throw CLIFailure("--listen \"\(listen)\" \(why.reason)")
+            }
+            switch store {
+            case "sqlite": break
+            case "etcd": throw CLIFailure("--store etcd is not available in this build; use --store sqlite (the default)")
+            default: throw CLIFailure("--store \"\(store)\" is unknown; use sqlite or etcd")
+            }
+            guard SPIFFEID.isValidTrustDomain(Substring(trustDomain)) else {
+                throw CLIFailure("--trust-domain \"\(trustDomain)\" is not a valid SPIFFE trust domain")
+            }
+            let ttl = try Self.duration(instanceTTL, option: "--instance-ttl")
+            let grace = try Self.duration(instanceGrace, option: "--instance-grace")
+            let watch = try Self.duration(watchTimeout, option: "--watch-timeout")
+
+            // Everything this process creates (keys, token, database) is private to its user.
+            umask(0o077)
+            let directory = DataDirectory(path: URL(fileURLWithPath: dataDir).standardizedFileURL.path)
+            let loaded = try directory.loadOrCreate(trustDomain: trustDomain)
+            let resourceStore = try SQLiteResourceStore(path: directory.storePath)
+            let controlPlane = try MeshControlPlane(
+                store: resourceStore, authority: loaded.authority, adminToken: loaded.adminToken,
+                registrySettings: .init(ttl: ttl, grace: grace))
+            let server = try await APIServer.start(
+                host: address.host, port: address.port,
+                router: APIRouter(controlPlane: controlPlane, watchTimeout: watch), authority: loaded.authority)
+
+            let verb = loaded.created ? "created" : "using"
+            let hostText = address.host.contains(":") ? "[\(address.host)]" : address.host
+            let url = "https://\(hostText):\(server.port)"
+            try? (url + "\n").write(toFile: directory.path + "/server.url", atomically: true, encoding: .utf8)
+            let lines = [
+                "control-plane \(MeshVersion.current)",
+                "\(verb) CA certificate (trust bundle): \(directory.caCertificatePath)",
+                "\(verb) CA key: \(directory.caKeyPath)",
+                "\(verb) admin token: \(directory.adminTokenPath)",
+                "store: sqlite \(directory.storePath) (version \(try resourceStore.currentVersion()))",
+                "listening on \(url)",
+            ]
+            let group = ServiceGroup(
+                services: [server, RegistryClock(controlPlane: controlPlane), ReadinessAnnouncement(lines: lines)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: Logger(label: "control-plane"))
+            try await group.run()
+        }
+    }
+
+    static func duration(_ text: String, option: String) throws -> Duration {
+        guard let parsed = MeshDuration(parsing: text), parsed.nanoseconds > 0 else {
+            throw CLIFailure("\(option) \"\(text)\" is not a positive duration (use 250ms, 2s, 1m)")
+        }
+        return .nanoseconds(parsed.nanoseconds)
+    }
+}
+
+/// Prints the startup lines (ending in `listening on ...`) once the service group runs, that
+/// is after its SIGTERM handler is in place: whoever sees the line may stop us gracefully.
+struct ReadinessAnnouncement: Service {
+    let lines: [String]
+
+    func run() async throws {
+        // Straight to the file descriptor: stdout may be a file a test polls.
+        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        try? await gracefulShutdown()
+    }
+}

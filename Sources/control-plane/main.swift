@@ -1,2 +1,0 @@
-import SidecarCore
-print("control-plane \(MeshVersion.current)")

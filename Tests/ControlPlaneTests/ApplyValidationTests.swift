@@ -1,0 +1,99 @@
+import ControlPlane
+import Foundation
+import SidecarCore
+import Testing
+
+/// Operator input through `POST /v1/apply`: validation errors name document, field and line;
+/// a multi-document apply is all or nothing.
+@Suite struct ApplyValidationTests {
+    static let route = """
+        kind: Route
+        service: payments
+        rules:
+          - match: { pathPrefix: /pay }
+            timeout: 2s
+            backends: [ { subset: { version: v1 }, weight: 100 } ]
+        """
+
+    @Test func invalidFieldIs422NamingDocumentFieldAndLine() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let body = Self.route + "\n---\nkind: Route\nservice: web\nrules:\n  - match: { pathPrefix: / }\n    timeout: 2x\n"
+        let response = await fixture.request("POST", "/v1/apply", body: body)
+        #expect(response.status == 422)
+        let message = jsonObject(response.body)["error"] as? String ?? ""
+        #expect(message.contains("line 12"), "\(message)")
+        #expect(message.contains("document 2 (Route web)"), "\(message)")
+        #expect(message.contains("rules[0].timeout"), "\(message)")
+        // All or nothing: the valid first document was not stored either.
+        #expect(try fixture.store.list(kind: nil).isEmpty)
+        #expect(try fixture.store.currentVersion() == 0)
+    }
+
+    @Test func yamlSyntaxErrorIs400WithLine() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let response = await fixture.request("POST", "/v1/apply", body: "kind: Route\nservice: [payments\nrules: []\n")
+        #expect(response.status == 400)
+        let message = jsonObject(response.body)["error"] as? String ?? ""
+        #expect(message.contains("invalid YAML") && message.contains("line"), "\(message)")
+    }
+
+    @Test func unknownKindIsRefusedWithItsName() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let response = await fixture.request("POST", "/v1/apply", body: "kind: Gateway\nname: x\n")
+        #expect(response.status == 422)
+        #expect(response.body.contains("Gateway"), "\(response.body)")
+    }
+
+    @Test func jsonBodyIsAccepted() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let response = await fixture.request(
+            "POST", "/v1/apply", body: #"[{"kind":"Service","name":"payments"},{"kind":"Service","name":"web"}]"#,
+            contentType: "application/json")
+        #expect(response.status == 200, "\(response.body)")
+        #expect(try fixture.store.list(kind: .service).map(\.name) == ["payments", "web"])
+    }
+
+    @Test func appliedResourcesComeBackWithVersions() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let applied = await fixture.request("POST", "/v1/apply", body: Self.route)
+        #expect(applied.status == 200, "\(applied.body)")
+        let got = await fixture.request("GET", "/v1/resources/routes/payments")
+        #expect(got.status == 200)
+        let resource = try MeshResourceDecoder.decodeJSON(got.body)
+        #expect(resource.first?.resourceVersion == "1")
+        #expect(resource.first?.service == "payments")
+        let missing = await fixture.request("GET", "/v1/resources/route/nothing")
+        #expect(missing.status == 404)
+        let badKind = await fixture.request("GET", "/v1/resources/gateways")
+        #expect(badKind.status == 404)
+        #expect(badKind.body.contains("unknown kind"))
+    }
+
+    @Test func staleResourceVersionIs409AndRollsBackTheWholeApply() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        _ = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: payments\n")
+        _ = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: payments\nport: 80\n")
+        let stale = "kind: Service\nname: web\n---\nkind: Service\nname: payments\nport: 81\nresourceVersion: \"1\"\n"
+        let response = await fixture.request("POST", "/v1/apply", body: stale)
+        #expect(response.status == 409)
+        let message = jsonObject(response.body)["error"] as? String ?? ""
+        #expect(message.contains("Service payments") && message.contains("stale"), "\(message)")
+        #expect(try fixture.store.get(kind: .service, name: "web") == nil)
+        // Without a resourceVersion it overwrites.
+        let overwrite = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: payments\nport: 81\n")
+        #expect(overwrite.status == 200)
+    }
+
+    @Test func oversizedOrEmptyInputIsRefused() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let empty = await fixture.request("POST", "/v1/apply", body: "---\n")
+        #expect(empty.status == 400)
+    }
+}

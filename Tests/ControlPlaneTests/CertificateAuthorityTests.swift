@@ -1,0 +1,79 @@
+import ControlPlane
+import Foundation
+import MeshTestSupport
+import SidecarCore
+import Testing
+
+/// Workload certificates from CSRs: the right identity and lifetime, refusal of others' IDs.
+@Suite struct CertificateAuthorityTests {
+    static let authority = try! CertificateAuthority.create(trustDomain: "mesh.local")
+
+    func csr(_ service: String, trustDomain: String = "mesh.local") throws -> String {
+        try CertificateMinting.makeCSR(
+            identity: SPIFFEID.service(service, trustDomain: trustDomain)!, keyPEM: CertificateMinting.makePrivateKeyPEM())
+    }
+
+    @Test func issuesA24HourLeafForItsOwnService() async throws {
+        let issued = try Self.authority.issue(csrPEM: try csr("web"), for: .service("web"))
+        #expect(issued.identity.description == "spiffe://mesh.local/service/web")
+        let certificate = try TLSCertificate.loadChain(from: .pem(issued.certificatePEM))[0]
+        #expect(certificate.spiffeID?.serviceName == "web")
+        let lifetime = certificate.notAfter - certificate.notBefore
+        #expect(lifetime == 86_400)
+        // It chains to the root, for a client and a server purpose.
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        try Self.authority.rootPEM.write(toFile: directory.path + "/ca.pem", atomically: true, encoding: .utf8)
+        try issued.certificatePEM.write(toFile: directory.path + "/leaf.pem", atomically: true, encoding: .utf8)
+        for purpose in ["sslclient", "sslserver"] {
+            let verify = try await ChildProcess.run([
+                "openssl", "verify", "-purpose", purpose, "-CAfile", directory.path + "/ca.pem", directory.path + "/leaf.pem",
+            ])
+            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        }
+    }
+
+    @Test func refusesACSRForAnotherService() throws {
+        #expect(throws: CertificateAuthorityError.self) {
+            try Self.authority.issue(csrPEM: try csr("payments"), for: .service("web"))
+        }
+        do {
+            _ = try Self.authority.issue(csrPEM: try csr("payments"), for: .service("web"))
+        } catch let error as CertificateAuthorityError {
+            guard case .forbidden(let message) = error else { Issue.record("expected forbidden, got \(error)"); return }
+            #expect(message.contains("spiffe://mesh.local/service/payments"))
+            #expect(message.contains("spiffe://mesh.local/service/web"))
+        }
+    }
+
+    @Test func refusesAForeignTrustDomainEvenForTheAdmin() throws {
+        #expect(throws: CertificateAuthorityError.self) {
+            try Self.authority.issue(csrPEM: try csr("web", trustDomain: "evil.example"), for: .admin)
+        }
+        #expect(try Self.authority.issue(csrPEM: try csr("payments"), for: .admin).identity.serviceName == "payments")
+    }
+
+    @Test func garbageIsAnInvalidRequest() {
+        #expect(throws: CertificateAuthorityError.self) {
+            try Self.authority.issue(csrPEM: "not a csr", for: .admin)
+        }
+    }
+
+    @Test func certificateRouteRefusesAnotherServicesIDWith403() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let token = try await fixture.controlPlane.createJoinToken(service: "web", ttl: nil).token
+        let body = try String(decoding: JSONEncoder().encode(APIMessages.CertificateRequest(csr: csr("payments"))), as: UTF8.self)
+        let refused = await fixture.request("POST", "/v1/certificates", body: body, token: token)
+        #expect(refused.status == 403, "\(refused.body)")
+        let ownBody = try String(decoding: JSONEncoder().encode(APIMessages.CertificateRequest(csr: csr("web"))), as: UTF8.self)
+        let issued = await fixture.request("POST", "/v1/certificates", body: ownBody, token: token)
+        #expect(issued.status == 201, "\(issued.body)")
+        #expect(jsonObject(issued.body)["identity"] as? String == "spiffe://mesh.local/service/web")
+        // With the client certificate (mTLS) instead of a token, the same rule holds.
+        let viaPeer = await fixture.request(
+            "POST", "/v1/certificates", body: body, token: nil, peer: SPIFFEID.service("web"))
+        #expect(viaPeer.status == 403)
+        #expect(fixture.controlPlane.metrics.certificatesIssued == 1)
+    }
+}
