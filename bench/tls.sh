@@ -149,9 +149,13 @@ for round in $(seq 1 "$ROUNDS"); do
     for impl in $order; do "bulk_$impl" "$round"; done
 done
 
-python3 - "$RESULTS" "$ROUNDS" "$SECONDS_PER_RUN" "$BULK_BYTES" <<'PY'
+# Reference, not a contender: AES-256-GCM alone on one core (16 KiB records, no network).
+FLOOR_KBPS=$(openssl speed -evp aes-256-gcm -bytes 16384 -seconds 2 2>/dev/null | awk '/^AES-256-GCM/ { sub(/k$/, "", $2); print $2 }')
+
+python3 - "$RESULTS" "$ROUNDS" "$SECONDS_PER_RUN" "$BULK_BYTES" "${FLOOR_KBPS:-0}" <<'PY'
 import collections, statistics, sys
 path, rounds, seconds, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+floor_kbps = float(sys.argv[5])
 values = collections.defaultdict(list)
 for line in open(path):
     metric, impl, _, value = line.rstrip("\n").split("\t")
@@ -182,5 +186,8 @@ for metric, label, higher_better in rows:
     ratio = "" if higher_better is None else (f"{a / b:.2f}" if b else "-")
     fmt = lambda xs: " ".join(f"{x:g}" for x in xs)
     print(f"{label:44} {a:10.4g} {b:10.4g} {ratio:>7}   {fmt(ours)} | {fmt(theirs)}")
+if floor_kbps:
+    print(f"\nreference: AES-256-GCM alone (openssl speed -evp, 16 KiB) {floor_kbps / 1000:.0f} MB/s on one core"
+          f" = {2**30 / (floor_kbps * 1000):.2f} CPU-s/GiB, the crypto floor under each side's CPU row")
 PY
 echo "raw results: $RESULTS" >&2

@@ -23,11 +23,11 @@ struct TLSBulkCommand: AsyncParsableCommand {
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let client = BenchClient(
+        let client = try BenchClient(
             group: group, context: try pki.makeContext(role: .client), host: target.host, port: target.port,
             sessionKey: nil)
         let payload = ByteBuffer(repeating: 0, count: max(1, chunk))
-        let exchange = try await client.exchange(payloadBytes: bytes, chunk: payload)
+        let exchange = try await client.exchange(payloadBytes: bytes, chunk: payload, on: group.next()).get()
         let seconds = Double(exchange.transferNanoseconds) / 1e9
         print(
             "tls-bulk bytes=\(bytes) chunk=\(chunk) seconds=\(format(seconds))"

@@ -30,26 +30,19 @@ struct TLSHandshakesCommand: AsyncParsableCommand {
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
-        let client = BenchClient(
+        let client = try BenchClient(
             group: group, context: try pki.makeContext(role: .client), host: target.host, port: target.port,
             sessionKey: resume ? "bench-\(target.host):\(target.port)" : nil)
-        let chunk = ByteBuffer()
-        if resume { _ = try await client.exchange(payloadBytes: 0, chunk: chunk) }  // obtain a ticket
+        if resume {  // obtain a ticket first
+            _ = try await client.exchange(payloadBytes: 0, chunk: ByteBuffer(), on: group.next()).get()
+        }
 
         let start = NIODeadline.now()
         let deadline = start + .nanoseconds(Int64(seconds * 1e9))
         let (total, resumed) = try await withThrowingTaskGroup(of: (Int, Int).self) { tasks in
             for _ in 0..<max(1, concurrency) {
-                tasks.addTask {
-                    var count = 0
-                    var resumed = 0
-                    while NIODeadline.now() < deadline {
-                        let exchange = try await client.exchange(payloadBytes: 0, chunk: chunk)
-                        count += 1
-                        if exchange.resumed { resumed += 1 }
-                    }
-                    return (count, resumed)
-                }
+                let eventLoop = group.next()
+                tasks.addTask { try await client.exchanges(payloadBytes: 0, until: deadline, on: eventLoop).get() }
             }
             return try await tasks.reduce((0, 0)) { ($0.0 + $1.0, $0.1 + $1.1) }
         }
