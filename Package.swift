@@ -82,6 +82,16 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Benchmarks: TLS handshakes and bulk throughput now, the sidecar pair later (bench/).
+        .executableTarget(
+            name: "mesh-bench",
+            dependencies: [
+                "SidecarCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // Test-only helpers shared by both test targets: certificates minted at test time,
         // in-memory channel pumping, free ports, child processes.
         .target(
