@@ -8,7 +8,11 @@ public final class ChildProcess: @unchecked Sendable {
     private let stderrURL: URL
     private let stdinPipe = Pipe()
 
+    /// A child that exits before reading its stdin must not kill the test process with SIGPIPE.
+    private static let ignoreSIGPIPE: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
+
     public init(_ arguments: [String], environment: [String: String]? = nil, directory: String? = nil) throws {
+        Self.ignoreSIGPIPE
         let scratch = FileManager.default.temporaryDirectory
         stdoutURL = scratch.appendingPathComponent("child-\(UUID().uuidString).out")
         stderrURL = scratch.appendingPathComponent("child-\(UUID().uuidString).err")
