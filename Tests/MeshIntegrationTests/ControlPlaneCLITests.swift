@@ -124,7 +124,8 @@ import Testing
         let first = try await ControlPlaneServer(dataDir: directory.path)
         #expect(first.process.stdout.contains("created admin token: \(directory.path)/admin.token"), "\(first.process.stdout)")
         let token = first.adminToken, ca = first.caPEM
-        first.stop()
+        kill(first.process.process.processIdentifier, SIGTERM)
+        _ = await first.process.wait(timeout: .seconds(20))
         #expect(first.process.process.terminationReason == .exit && first.process.process.terminationStatus == 0,
                 "SIGTERM is a graceful shutdown")
         for file in ["ca.key", "admin.token", "mesh.sqlite"] {

@@ -64,6 +64,6 @@ final class ControlPlaneServer: @unchecked Sendable {
     }
 
     func stop() {
-        process.terminate()
+        process.terminate()  // SIGKILL; graceful-stop tests send SIGTERM themselves
     }
 }

@@ -20,13 +20,16 @@ import Testing
     deinit { directory.remove() }
 
     /// Starts web → payments sidecars in front of `appPort`; returns web's outbound port.
-    func startPair(appPort: Int, webArguments: [String] = []) async throws -> (web: SidecarProcess, payments: SidecarProcess, outbound: Int) {
+    func startPair(appPort: Int, webArguments: [String] = []) async throws -> (
+        web: SidecarProcess, payments: SidecarProcess, outbound: Int, webAdmin: Int
+    ) {
         let webOut = try freeLoopbackPort(), webIn = try freeLoopbackPort(), payIn = try freeLoopbackPort()
-        let payOut = try freeLoopbackPort()
+        let payOut = try freeLoopbackPort(), webAdmin = try freeLoopbackPort(), payAdmin = try freeLoopbackPort()
         let web = try SidecarProcess(configYAML: """
             service: web
             inbound:  { listen: 127.0.0.1:\(webIn), app: 127.0.0.1:1 }
             outbound: { listen: 127.0.0.1:\(webOut) }
+            admin:    { listen: 127.0.0.1:\(webAdmin) }
             tls:      { cert: certs/web.pem, key: certs/web.key, trustBundle: certs/ca.pem }
             resources:
               - { kind: Instance, service: payments, address: 127.0.0.1, port: \(payIn) }
@@ -35,11 +38,12 @@ import Testing
             service: payments
             inbound:  { listen: 127.0.0.1:\(payIn), app: 127.0.0.1:\(appPort) }
             outbound: { listen: 127.0.0.1:\(payOut) }
+            admin:    { listen: 127.0.0.1:\(payAdmin) }
             tls:      { cert: certs/payments.pem, key: certs/payments.key, trustBundle: certs/ca.pem }
             """, in: directory, name: "payments-\(payIn)")
         #expect(await web.waitUntilListening(ports: [webOut, webIn]), "\(web.logs)")
         #expect(await payments.waitUntilListening(ports: [payIn]), "\(payments.logs)")
-        return (web, payments, webOut)
+        return (web, payments, webOut, webAdmin)
     }
 
     @Test func validateReportsErrorsWithKeyPathAndLine() async throws {
@@ -91,8 +95,9 @@ import Testing
 
     @Test func sigtermDrainsFiftyInFlightSlowRequests() async throws {
         let app = try await TestHTTPApp(name: "payments")
-        let (web, payments, outbound) = try await startPair(appPort: app.port)
+        let (web, payments, outbound, webAdmin) = try await startPair(appPort: app.port)
         defer { web.stop(); payments.stop() }
+        #expect(await eventually { (try? await curl(["http://127.0.0.1:\(webAdmin)/ready"]))?.status == 200 })
         let before = app.requests
         let clients = try (0..<50).map { index in
             try ChildProcess(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20",
@@ -101,6 +106,8 @@ import Testing
         // Every request has reached the app (which answers 1.5 s later) before the signal.
         #expect(await eventually { app.requests - before == 50 })
         web.signal(SIGTERM)
+        // While the 50 finish, the sidecar says it is draining.
+        #expect(await eventually { (try? await curl(["http://127.0.0.1:\(webAdmin)/ready"]))?.status == 503 })
         var codes: [String] = []
         for client in clients {
             _ = await client.wait(timeout: .seconds(30))
@@ -115,7 +122,7 @@ import Testing
 
     @Test func slowlorisGets408AndOthersAreServed() async throws {
         let app = try await TestHTTPApp(name: "payments")
-        let (web, payments, outbound) = try await startPair(appPort: app.port, webArguments: ["--request-head-timeout", "500ms"])
+        let (web, payments, outbound, _) = try await startPair(appPort: app.port, webArguments: ["--request-head-timeout", "500ms"])
         defer { web.stop(); payments.stop() }
         let slow = try await ChildProcess.run([
             "bash", "-c",
@@ -128,7 +135,7 @@ import Testing
 
     @Test func upgradedConnectionsAreTunnelled() async throws {
         let app = try await UpgradeEchoApp()
-        let (web, payments, outbound) = try await startPair(appPort: app.port)
+        let (web, payments, outbound, _) = try await startPair(appPort: app.port)
         defer { web.stop(); payments.stop() }
         let script = """
             import socket, sys
@@ -161,10 +168,12 @@ import Testing
         let echo = try await TCPEchoApp()
         let webTCP = try freeLoopbackPort(), webOut = try freeLoopbackPort(), webIn = try freeLoopbackPort()
         let dbIn = try freeLoopbackPort(), dbOut = try freeLoopbackPort()
+        let webAdmin = try freeLoopbackPort(), dbAdmin = try freeLoopbackPort()
         let web = try SidecarProcess(configYAML: """
             service: web
             inbound:  { listen: 127.0.0.1:\(webIn), app: 127.0.0.1:1 }
             outbound: { listen: 127.0.0.1:\(webOut), tcp: [ { listen: 127.0.0.1:\(webTCP), service: db } ] }
+            admin:    { listen: 127.0.0.1:\(webAdmin) }
             tls:      { cert: certs/web.pem, key: certs/web.key, trustBundle: certs/ca.pem }
             resources:
               - { kind: Instance, service: db, address: 127.0.0.1, port: \(dbIn) }
@@ -173,6 +182,7 @@ import Testing
             service: db
             inbound:  { listen: 127.0.0.1:\(dbIn), app: 127.0.0.1:\(echo.port), protocol: tcp }
             outbound: { listen: 127.0.0.1:\(dbOut) }
+            admin:    { listen: 127.0.0.1:\(dbAdmin) }
             tls:      { cert: certs/db.pem, key: certs/db.key, trustBundle: certs/ca.pem }
             resources:
               - kind: AuthorizationPolicy

@@ -44,6 +44,11 @@ public final class ChildProcess: @unchecked Sendable {
     public var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
     public var isRunning: Bool { process.isRunning }
 
+    private func kill() {
+        _ = Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
     /// Waits for exit up to `timeout`; kills the child past it. Returns the exit status.
     @discardableResult
     public func wait(timeout: Duration = .seconds(30)) async -> Int32 {
@@ -51,18 +56,14 @@ public final class ChildProcess: @unchecked Sendable {
         while process.isRunning, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
         }
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        if process.isRunning { kill() }
         return process.terminationStatus
     }
 
+    /// Stops the child at once (SIGKILL: tests that need a graceful stop send SIGTERM themselves
+    /// and `wait`), so no test thread ever waits on a child's shutdown.
     public func terminate() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        if process.isRunning { kill() }
         try? FileManager.default.removeItem(at: stdoutURL)
         try? FileManager.default.removeItem(at: stderrURL)
     }

@@ -1,0 +1,124 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import SidecarCore
+
+/// The proxy handler's own answers, driven through an `EmbeddedChannel`: everything decided
+/// before an upstream is needed (routing, authorization, malformed input, slow heads).
+@Suite struct HTTPProxyHandlerTests {
+    static let resources: [MeshResource] = [
+        .instance(Instance(service: "payments", address: "127.0.0.1", port: 16006)),
+        .route(Route(service: "payments", rules: [RouteRule(match: RouteMatch(path: .prefix("/pay")))])),
+        .authorizationPolicy(AuthorizationPolicy(
+            service: "payments", defaultAction: .deny,
+            allow: [.init(from: ["web"], methods: ["GET"], pathPrefix: "/pay")])),
+        .service(MeshService(name: "empty")),
+    ]
+
+    func makeChannel(
+        _ direction: HTTPProxyHandler.Direction, service: String = "web",
+        timeouts: HTTPProxyHandler.Timeouts = .init()
+    ) throws -> (EmbeddedChannel, SidecarMetrics) {
+        let channel = EmbeddedChannel()
+        let metrics = SidecarMetrics()
+        let table = RouteTable(localService: service, trustDomain: "mesh.local", resources: Self.resources, metrics: metrics)
+        let loop = ProxyLoopState(eventLoop: channel.embeddedEventLoop, table: table, clientTLS: nil, metrics: metrics)
+        try channel.pipeline.syncOperations.addHandler(
+            HTTPProxyHandler(direction: direction, loop: loop, accessLog: AccessLog(enabled: false, direction: "test"),
+                             timeouts: timeouts))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        return (channel, metrics)
+    }
+
+    func response(_ channel: EmbeddedChannel) throws -> String {
+        var all = ByteBuffer()
+        while var part = try channel.readOutbound(as: ByteBuffer.self) { all.writeBuffer(&part) }
+        return String(buffer: all)
+    }
+
+    @Test func unknownHostIsAnsweredWithNoRouteAndTheConnectionStaysOpen() throws {
+        let (channel, metrics) = try makeChannel(.outbound)
+        try channel.writeInbound(ByteBuffer(string: "GET /x HTTP/1.1\r\nHost: nowhere\r\n\r\n"))
+        let text = try response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 404 Not Found\r\n"))
+        #expect(text.contains("x-mesh-error: no-route\r\n"))
+        #expect(text.hasSuffix("mesh: no-route: no service \"nowhere\" in the mesh\n"))
+        #expect(channel.isActive)
+        #expect(metrics.requests.handle(direction: .outbound, peer: "unknown").count(status: 404) == 1)
+        // A second, pipelined-style request on the same connection is answered too.
+        try channel.writeInbound(ByteBuffer(string: "GET /other HTTP/1.1\r\nHost: payments\r\n\r\n"))
+        #expect(try response(channel).contains("no route of payments matches GET /other"))
+    }
+
+    @Test func serviceWithoutEndpointsIsNoHealthyEndpoint() throws {
+        let (channel, _) = try makeChannel(.outbound)
+        try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: empty.mesh\r\n\r\n"))
+        let text = try response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 503 "))
+        #expect(text.contains("x-mesh-error: no-healthy-endpoint"))
+    }
+
+    @Test func smugglingAttemptIsRefusedAndClosed() throws {
+        let (channel, _) = try makeChannel(.outbound)
+        try channel.writeInbound(ByteBuffer(
+            string: "POST /pay HTTP/1.1\r\nHost: payments\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))
+        let text = try response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+        #expect(text.contains("x-mesh-error: bad-request"))
+        #expect(text.contains("connection: close"))
+        channel.embeddedEventLoop.run()
+        #expect(!channel.isActive)
+    }
+
+    @Test func oversizeHeadIs431() throws {
+        let (channel, _) = try makeChannel(.outbound)
+        let big = String(repeating: "a", count: 70 * 1024)
+        try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: payments\r\nx-big: \(big)\r\n\r\n"))
+        let text = try response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 431 "))
+        #expect(text.contains("x-mesh-error: headers-too-large"))
+    }
+
+    @Test func routingLoopIsRefused() throws {
+        let (channel, _) = try makeChannel(.outbound)
+        try channel.writeInbound(ByteBuffer(string: "GET /pay HTTP/1.1\r\nHost: payments\r\nx-mesh-hops: 8\r\n\r\n"))
+        let text = try response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 508 "))
+        #expect(text.contains("x-mesh-error: loop-detected"))
+    }
+
+    @Test func inboundRefusesCallersTheAuthorizationPolicyDoesNotAllow() throws {
+        let (channel, metrics) = try makeChannel(.inbound(app: HostPort(host: "127.0.0.1", port: 9)), service: "payments")
+        let info = TLSHandshakeInfo(
+            peerIdentity: SPIFFEID.service("orders"), negotiatedProtocol: "http/1.1", serverName: "payments",
+            resumed: false, protocolVersion: "TLSv1.3", peerCertificateNotAfter: nil)
+        channel.pipeline.fireUserInboundEventTriggered(TLSEvent.handshakeCompleted(info))
+        try channel.writeInbound(ByteBuffer(string: "GET /pay HTTP/1.1\r\nHost: payments\r\n\r\n"))
+        let text = try response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 403 Forbidden\r\n"))
+        #expect(text.contains("x-mesh-error: forbidden"))
+        #expect(text.contains("mesh: forbidden: orders may not GET /pay"))
+        #expect(metrics.requests.handle(direction: .inbound, peer: "orders").count(status: 403) == 1)
+    }
+
+    @Test func slowHeadGets408() throws {
+        let (channel, _) = try makeChannel(.outbound, timeouts: .init(requestHead: .seconds(2), idle: .seconds(60)))
+        try channel.writeInbound(ByteBuffer(string: "GET /pay HTTP/1.1\r\nHo"))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        #expect(try response(channel).isEmpty)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+        let text = try response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 408 Request Timeout\r\n"))
+        channel.embeddedEventLoop.run()
+        #expect(!channel.isActive)
+    }
+
+    @Test func idleKeepAliveConnectionIsClosed() throws {
+        let (channel, _) = try makeChannel(.outbound, timeouts: .init(requestHead: .seconds(2), idle: .seconds(60)))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(59))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+        #expect(!channel.isActive)
+    }
+}
