@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -160,8 +163,48 @@ final class ConfigReloader: Service, Sendable {
 
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sighup)
+        // A change of the file's modification time reloads too (checked every second).
+        let changes = AsyncStream<Void> { continuation in
+            let task = Task {
+                var last = Self.modificationTime(configPath)
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    let now = Self.modificationTime(configPath)
+                    if now != last {
+                        last = now
+                        continuation.yield()
+                    }
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            let (merged, continuation) = AsyncStream<Void>.makeStream()
+            group.addTask {
+                for await _ in signals { continuation.yield() }
+            }
+            group.addTask {
+                for await _ in changes { continuation.yield() }
+            }
+            group.addTask { await self.reloadLoop(merged) }
+            await withGracefulShutdownHandler {
+                await group.next()
+            } onGracefulShutdown: {
+                continuation.finish()
+            }
+            group.cancelAll()
+        }
+    }
+
+    static func modificationTime(_ path: String) -> Int64 {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return 0 }
+        return Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+    }
+
+    private func reloadLoop(_ triggers: AsyncStream<Void>) async {
         var version = 1
-        for await _ in signals.cancelOnGracefulShutdown() {
+        for await _ in triggers {
             do {
                 let configuration = try SidecarConfiguration.load(contentsOf: configPath)
                 let (server, client, tunnel, table) = try Sidecar.prepare(

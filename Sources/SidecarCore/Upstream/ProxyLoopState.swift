@@ -28,6 +28,8 @@ final class ProxyLoopState: @unchecked Sendable {
     private var roundRobin: [String: Int] = [:]
     private var random = SystemRandomNumberGenerator()
     let maxIdlePerEndpoint = 64
+    /// A pooled upstream connection unused this long is closed.
+    var upstreamIdleTimeout: TimeAmount = .hours(1)
 
     init(
         eventLoop: EventLoop, table: RouteTable, clientTLS: TLSContextStore?, tunnelTLS: TLSContextStore? = nil,
@@ -134,6 +136,7 @@ final class ProxyLoopState: @unchecked Sendable {
             guard let self, let handler else { return }
             self.idle[key]?.removeAll { $0 === handler }
         }
+        handler.closeIfStillIdle(after: upstreamIdleTimeout)
     }
 
     /// Closes every idle connection (drain, shutdown).

@@ -37,8 +37,22 @@ final class UpstreamHandler: ChannelDuplexHandler {
         channel = context.channel
     }
 
+    private var idleTimer: Scheduled<Void>?
+
+    /// Pooled: close when no request takes this connection within `timeout`.
+    func closeIfStillIdle(after timeout: TimeAmount) {
+        guard let channel else { return }
+        idleTimer?.cancel()
+        idleTimer = channel.eventLoop.scheduleTask(in: timeout) { [weak self] in
+            guard let self, self.owner == nil else { return }
+            self.channel?.close(promise: nil)
+        }
+    }
+
     /// A new request starts on this connection.
     func begin(owner: HTTPProxyHandler, method: HTTPRequestMethod) {
+        idleTimer?.cancel()
+        idleTimer = nil
         self.owner = owner
         self.requestMethod = method
         self.framer = nil
