@@ -44,6 +44,8 @@ import Testing
                 rules:
                   - match: { pathPrefix: /pay/slow }
                     timeout: 500ms
+                  - match: { pathPrefix: /pay/chaos }
+                    fault: { abort: { percent: 30, status: 503 } }
                   - match: { pathPrefix: /pay }
                     timeout: 20s
                     retries: { attempts: 3, perTryTimeout: 500ms }
@@ -287,5 +289,17 @@ import Testing
         webSidecar.signal(SIGHUP)
         #expect(await eventually { self.webSidecar.logs.contains("reload refused") })
         #expect(try await curl(proxy + ["http://payments/pay"]).status == 200)
+    }
+
+    @Test func faultInjectionAbortsTheConfiguredShare() async throws {
+        let urls = (0..<2000).flatMap { ["-o", "/dev/null", "http://payments/pay/chaos/\($0)"] }
+        let result = try await ChildProcess.run(["curl", "-sS", "-w", "%{http_code}\n"] + proxy + urls, timeout: .seconds(120))
+        let codes = result.stdout.split(separator: "\n")
+        #expect(codes.count == 2000, "\(result.stderr)")
+        let aborted = codes.filter { $0 == "503" }.count
+        #expect(abs(Double(aborted) / 2000 - 0.30) <= 0.03, "aborted \(aborted) of 2000")
+        #expect(codes.filter { $0 == "200" }.count == 2000 - aborted)
+        let web = try await metrics(ports.webAdmin)
+        #expect(metricValue(web, "sidecar_requests_total", ["peer": "payments", "code": "503"]) == Double(aborted))
     }
 }

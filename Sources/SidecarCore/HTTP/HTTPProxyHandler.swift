@@ -351,6 +351,21 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             exchange.timeout = context.eventLoop.scheduleTask(in: rule.timeout.timeAmount) { [weak self] in
                 self?.requestTimedOut(exchange, after: rule.timeout)
             }
+            if let fault = rule.fault {
+                if let abort = fault.abort, loop.chance(abort.percent) {
+                    fail(exchange, ProxyError(.faultInjected, "aborted by the route's fault injection", status: abort.status),
+                         context: context)
+                    return
+                }
+                if let delay = fault.delay, loop.chance(delay.percent) {
+                    phase = .connecting
+                    context.eventLoop.scheduleTask(in: delay.duration.timeAmount) { [weak self] in
+                        guard let self, self.exchange === exchange, let context = self.context else { return }
+                        self.connectOutbound(exchange, context: context)
+                    }
+                    return
+                }
+            }
             connectOutbound(exchange, context: context)
         case .inbound(let app):
             guard Authorizer.allows(loop.table.authorization, caller: callerService, method: head.methodName, path: Substring(path))

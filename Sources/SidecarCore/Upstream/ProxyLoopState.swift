@@ -108,6 +108,11 @@ final class ProxyLoopState: @unchecked Sendable {
         return backends[backends.count - 1].subset
     }
 
+    /// True with probability `percent`/100 (fault injection, mirroring).
+    func chance(_ percent: Double) -> Bool {
+        percent >= 100 || (percent > 0 && Double.random(in: 0..<100, using: &random) < percent)
+    }
+
     func requestStarted(_ address: HostPort) { inFlight[address, default: 0] += 1 }
     func requestFinished(_ address: HostPort) { inFlight[address, default: 0] -= 1 }
     func inFlightCount(_ address: HostPort) -> Int { inFlight[address, default: 0] }

@@ -9,7 +9,11 @@ import Testing
 @Suite struct HTTPProxyHandlerTests {
     static let resources: [MeshResource] = [
         .instance(Instance(service: "payments", address: "127.0.0.1", port: 16006)),
-        .route(Route(service: "payments", rules: [RouteRule(match: RouteMatch(path: .prefix("/pay")))])),
+        .route(Route(service: "payments", rules: [
+            RouteRule(match: RouteMatch(path: .prefix("/pay/teapot")), fault: FaultInjection(abort: .init(percent: 100, status: 418))),
+            RouteRule(match: RouteMatch(path: .prefix("/pay"), method: "GET", headers: ["x-canary": "1"])),
+            RouteRule(match: RouteMatch(path: .exact("/pay"))),
+        ])),
         .authorizationPolicy(AuthorizationPolicy(
             service: "payments", defaultAction: .deny,
             allow: [.init(from: ["web"], methods: ["GET"], pathPrefix: "/pay")])),
@@ -120,5 +124,24 @@ import Testing
         #expect(channel.isActive)
         channel.embeddedEventLoop.advanceTime(by: .seconds(2))
         #expect(!channel.isActive)
+    }
+
+    @Test func faultInjectionAbortsWithTheConfiguredStatus() throws {
+        let (channel, _) = try makeChannel(.outbound)
+        try channel.writeInbound(ByteBuffer(string: "GET /pay/teapot HTTP/1.1\r\nHost: payments\r\n\r\n"))
+        let text = try response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 418 "))
+        #expect(text.contains("x-mesh-error: fault-injected"))
+    }
+
+    @Test func rulesMatchPathExactPrefixMethodAndHeaders() throws {
+        let table = RouteTable(localService: "web", trustDomain: "mesh.local", resources: Self.resources)
+        let payments = try #require(table.destination(forHost: "payments.mesh:80"))
+        let canary = payments.rule(path: "/pay/x", method: "GET", header: { $0 == "x-canary" ? "1" : nil })
+        #expect(canary?.match.headers == ["x-canary": "1"])
+        #expect(payments.rule(path: "/pay/x", method: "GET", header: { _ in nil }) == nil)
+        #expect(payments.rule(path: "/pay/x", method: "POST", header: { $0 == "x-canary" ? "1" : nil }) == nil)
+        #expect(payments.rule(path: "/pay", method: "POST", header: { _ in nil })?.match.path == .exact("/pay"))
+        #expect(table.destination(forHost: "nowhere") == nil)
     }
 }
