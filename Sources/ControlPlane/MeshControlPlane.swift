@@ -304,9 +304,10 @@ public actor MeshControlPlane {
         for instance in instances { counts["\(instance.service)\u{0}\(instance.health.rawValue)", default: 0] += 1 }
         let rows = counts.map { key, count in
             let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false)
-            return ControlPlaneMetrics.InstanceCount(service: String(parts[0]), health: String(parts[1]), count: count)
+            return (service: String(parts[0]), health: String(parts[1]), count: count)
         }
-        return metrics.render(instances: rows)
+        metrics.setInstanceCounts(rows)
+        return metrics.registry.text
     }
 }
 

@@ -1,3 +1,4 @@
+import MeshTestSupport
 import ControlPlane
 import Foundation
 import SidecarCore
@@ -144,5 +145,8 @@ import Testing
         let metrics = await fixture.request("GET", "/metrics", token: nil)
         #expect(metrics.body.contains("control_plane_push_duration_seconds_count 1"))
         #expect(metrics.body.contains(#"control_plane_instances{service="web",health="healthy"} 1"#))
+        let promtool = try #require(promtoolPath(), "promtool not found: run scripts/install-deps.sh")
+        let check = try await ChildProcess.run([promtool, "check", "metrics"], input: metrics.body)
+        #expect(check.status == 0 && check.stdout.isEmpty && check.stderr.isEmpty, "\(check.stdout) \(check.stderr)")
     }
 }

@@ -1,3 +1,4 @@
+import SidecarCore
 import ControlPlane
 import Testing
 

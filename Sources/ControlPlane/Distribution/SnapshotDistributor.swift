@@ -1,3 +1,5 @@
+import SidecarCore
+
 /// Wakes long-polling watchers when the mesh version moves, debouncing bursts of changes into
 /// one publication (at most `debounce` after the first change).
 ///

@@ -17,6 +17,9 @@ public final class GaugeFamily: MetricFamily {
 
     public func gauge(labelValues: [String]) -> Gauge { table.resolve(labelValues) }
 
+    /// Every series made so far (for families set whole from a count, such as instances).
+    public var allGauges: [Gauge] { table.snapshot().map(\.metric) }
+
     public func writeSamples(to writer: inout PrometheusTextWriter) {
         for (labels, gauge) in table.snapshot() {
             writer.writeSample(descriptor.name, labels: labels, value: String(gauge.value))
