@@ -65,7 +65,6 @@ struct RetryHarness {
     }
 
     @Test func everyIdempotentMethodQualifies() {
-        var h = RetryHarness()
         let idempotent: [HTTPRequestMethod] = [.GET, .HEAD, .OPTIONS, .PUT, .DELETE, .TRACE]
         for method in idempotent { #expect(method.isIdempotent) }
         for method in [HTTPRequestMethod.POST, .PATCH, .CONNECT, .other] { #expect(!method.isIdempotent) }
@@ -82,7 +81,6 @@ struct RetryHarness {
     }
 
     @Test func envoyMeaningOfConditions() {
-        var h = RetryHarness()
         typealias F = RetryStateMachine.Failure
         #expect(F.status(500).isCovered(by: .serverError))
         #expect(!F.status(500).isCovered(by: .gatewayError))
@@ -101,8 +99,10 @@ struct RetryHarness {
         var h = RetryHarness()
         var retry = h.machine(.PUT)
         #expect(retry.shouldBufferBody)
-        #expect(retry.requestBodyForwarded(totalBytes: 64 * 1024))
-        #expect(!retry.requestBodyForwarded(totalBytes: 64 * 1024 + 1))
+        let atLimit = retry.requestBodyForwarded(totalBytes: 64 * 1024)
+        #expect(atLimit)
+        let overLimit = retry.requestBodyForwarded(totalBytes: 64 * 1024 + 1)
+        #expect(!overLimit)
         #expect(h.decide(&retry, .status(503)) == .giveUp(.bodyTooLarge))
         // Even a later connect failure: the body already sent is gone.
         #expect(h.decide(&retry, .connectFailure) == .giveUp(.bodyTooLarge))
