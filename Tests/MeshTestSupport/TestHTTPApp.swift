@@ -13,7 +13,8 @@ public final class TestHTTPApp: Sendable {
     private let channel: Channel
     private let counters = NIOLockedValueBox<(requests: Int, connections: Int)>((0, 0))
 
-    public init(name: String, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws {
+    /// - Parameter alwaysStatus: answer every request with this status (a broken instance).
+    public init(name: String, alwaysStatus: Int? = nil, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws {
         self.name = name
         let counters = self.counters
         channel = try await ServerBootstrap(group: group)
@@ -21,7 +22,7 @@ public final class TestHTTPApp: Sendable {
             .childChannelInitializer { channel in
                 counters.withLockedValue { $0.connections += 1 }
                 return channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(AppHandler(name: name, counters: counters))
+                    channel.pipeline.addHandler(AppHandler(name: name, counters: counters, alwaysStatus: alwaysStatus))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -42,10 +43,12 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
     var head: HTTPRequestHead?
     var bodyBytes = 0
     var checksum: UInt32 = 0
+    let alwaysStatus: Int?
 
-    init(name: String, counters: NIOLockedValueBox<(requests: Int, connections: Int)>) {
+    init(name: String, counters: NIOLockedValueBox<(requests: Int, connections: Int)>, alwaysStatus: Int?) {
         self.name = name
         self.counters = counters
+        self.alwaysStatus = alwaysStatus
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -73,6 +76,7 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
             if path.hasPrefix("/status/"), let code = Int(path.dropFirst(8)) {
                 status = HTTPResponseStatus(statusCode: code)
             }
+            if let alwaysStatus { status = HTTPResponseStatus(statusCode: alwaysStatus) }
             let body = """
                 app=\(name) method=\(head.method.rawValue) path=\(head.uri) \
                 caller=\(head.headers["x-mesh-caller"].joined(separator: ",")) \

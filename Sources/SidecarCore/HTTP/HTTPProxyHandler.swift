@@ -334,12 +334,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
                 fail(exchange, ProxyError(.noRoute, "no service \"\(peer)\" in the mesh"), context: context)
                 return
             }
-            guard let rule = destination.rule(path: Substring(path), method: head.methodName, header: { head.headers.firstValue(named: $0) })
+            guard let ruleIndex = destination.ruleIndex(path: Substring(path), method: head.methodName, header: { head.headers.firstValue(named: $0) })
             else {
                 fail(exchange, ProxyError(.noRoute, "no route of \(destination.service) matches \(head.methodName) \(path)"),
                      context: context)
                 return
             }
+            let rule = destination.rules[ruleIndex]
             exchange.route = (destination, rule)
             removed = ["x-mesh-hops"] + rule.requestHeaders.remove
             extra.append(try! HTTPHeaderLine(name: "x-mesh-hops", value: String(hops + 1)))
@@ -351,6 +352,24 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             exchange.timeout = context.eventLoop.scheduleTask(in: rule.timeout.timeAmount) { [weak self] in
                 self?.requestTimedOut(exchange, after: rule.timeout)
             }
+            if let limit = rule.rateLimit,
+                case .limited = loop.takeRuleToken(service: destination.service, ruleIndex: ruleIndex, limit: limit, now: .now())
+            {
+                var error = ProxyError(.rateLimited, "\(destination.service): this route allows \(limit.requestsPerSecond) requests per second")
+                error.retryAfter = 1
+                fail(exchange, error, context: context)
+                return
+            }
+            let admission = loop.withResilience(destination) { $0.breaker.tryAcquireRequest() }
+            loop.publishBreakerState(service: destination.service)
+            if case .rejected(let resource) = admission {
+                loop.metrics.peer(destination.service).circuitBreakerRejections.increment()
+                var error = ProxyError(.circuitOpen, "\(destination.service): circuit breaker \(resource) reached")
+                error.fallback = destination.policy.fallback
+                fail(exchange, error, context: context)
+                return
+            }
+            exchange.holdsBreakerRequest = true
             if let fault = rule.fault {
                 if let abort = fault.abort, loop.chance(abort.percent) {
                     fail(exchange, ProxyError(.faultInjected, "aborted by the route's fault injection", status: abort.status),
@@ -375,6 +394,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
                      context: context)
                 return
             }
+            if case .limited(let wait) = loop.takeInboundToken(caller: callerService ?? "unknown", now: .now()) {
+                var error = ProxyError(.rateLimited, "\(loop.table.localService) is over its request rate")
+                error.retryAfter = TokenBucket.Decision.limited(retryAfter: wait).retryAfterSeconds
+                fail(exchange, error, context: context)
+                return
+            }
             extra.append(try! HTTPHeaderLine(name: "x-mesh-caller", value: callerService ?? "unknown"))
             HTTPHeadWriter(removing: ["x-mesh-caller"], relayUpgrade: true).write(head, adding: extra, into: &rewritten)
             exchange.rewrittenHead = rewritten
@@ -387,8 +412,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     private func connectOutbound(_ exchange: ProxyExchange, context: ChannelHandlerContext) {
         guard let (destination, rule) = exchange.route else { return }
         guard let endpoint = loop.pickEndpoint(destination, rule: rule, excluding: exchange.triedEndpoints) else {
-            fail(exchange, ProxyError(.noHealthyEndpoint, "service \(destination.service) has no healthy endpoint"),
-                 context: context)
+            var error = ProxyError(.noHealthyEndpoint, "service \(destination.service) has no healthy endpoint")
+            error.fallback = destination.policy.fallback
+            fail(exchange, error, context: context)
             return
         }
         exchange.triedEndpoints.insert(endpoint.address)
@@ -412,6 +438,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
                 self.connected(upstream, exchange: exchange, context: context)
             case .failure(let error):
                 let proxyError = error as? ProxyError ?? ProxyError(.connectFailed, "\(error)")
+                if let service = key.service, proxyError.cause == .connectFailed {
+                    self.loop.recordOutcome(.connectFailure, service: service, address: key.address)
+                }
                 // A failed connect never reached the upstream: always safe to try another endpoint.
                 if proxyError.cause == .connectFailed, let route = exchange.route,
                     exchange.attempts < max(route.rule.retries.attempts, 1),
@@ -493,6 +522,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         }
         exchange.responseStarted = true
         exchange.status = head.status
+        if let service = exchange.poolKey?.service, let address = exchange.upstreamAddress, exchange.poolKey?.tunnel == false {
+            loop.recordOutcome(.status(head.status), service: service, address: address)
+        }
         if head.framing.body == .untilClose { exchange.closeAfterResponse = true }
         var extra: [HTTPHeaderLine] = []
         var removed: [String] = []
@@ -549,6 +581,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     func upstreamFailed(_ error: ProxyError, responseStarted: Bool) {
         guard let context, let exchange else { return }
+        if !responseStarted, let service = exchange.poolKey?.service, let address = exchange.upstreamAddress {
+            loop.recordOutcome(.reset, service: service, address: address)
+        }
         exchange.timeout?.cancel()
         if let address = exchange.upstreamAddress { loop.requestFinished(address) }
         exchange.upstream = nil
@@ -587,6 +622,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// Every finished exchange goes through here once: access log line and request metrics.
     private func record(_ exchange: ProxyExchange, status: Int) {
         accessLog.record(exchange, status: status)
+        if exchange.holdsBreakerRequest, let destination = exchange.route?.destination {
+            exchange.holdsBreakerRequest = false
+            loop.withResilience(destination) { $0.breaker.releaseRequest() }
+            loop.publishBreakerState(service: destination.service)
+        }
         let handle: RequestMetricsHandle
         switch direction {
         case .outbound, .tcpOutbound:
@@ -622,7 +662,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             closing: exchange.closeAfterResponse, requestID: exchange.requestID, allocator: context.channel.allocator)
         exchange.bytesSent += response.readableBytes
         context.write(wrapOutboundOut(response), promise: nil)
-        finishExchange(exchange, status: error.status, context: context)
+        finishExchange(exchange, status: error.effectiveStatus, context: context)
     }
 
     private func finishExchange(_ exchange: ProxyExchange, status: Int, context: ChannelHandlerContext) {

@@ -37,12 +37,19 @@ public struct ProxyError: Error, Sendable, Equatable {
     public let cause: Cause
     public let status: Int
     public let detail: String
+    /// Seconds for `Retry-After` (rate limits).
+    public var retryAfter: Int?
+    /// The TrafficPolicy's degraded answer, served instead of the error text.
+    public var fallback: FallbackResponse?
 
     public init(_ cause: Cause, _ detail: String, status: Int? = nil) {
         self.cause = cause
         self.status = status ?? cause.status
         self.detail = detail
     }
+
+    /// The status the caller sees: the fallback's when one is served.
+    var effectiveStatus: Int { fallback?.status ?? status }
 
     /// A malformed request, with the status the parser chose (400, 431, 501, 505).
     static func badRequest(_ error: HTTPParserError) -> ProxyError {
@@ -51,11 +58,23 @@ public struct ProxyError: Error, Sendable, Equatable {
 
     /// The whole response: `x-mesh-error: <cause>` and the body `mesh: <cause>: <detail>`.
     func response(closing: Bool, requestID: String?, allocator: ByteBufferAllocator) -> ByteBuffer {
-        let body = "mesh: \(cause.rawValue): \(detail)\n"
+        let body = fallback?.body ?? "mesh: \(cause.rawValue): \(detail)\n"
+        let status = effectiveStatus
         var buffer = allocator.buffer(capacity: 160 + body.utf8.count)
         buffer.writeString("HTTP/1.1 \(status) \(Self.reasonPhrase(status))\r\n")
         buffer.writeString("x-mesh-error: \(cause.rawValue)\r\n")
-        buffer.writeStaticString("content-type: text/plain; charset=utf-8\r\n")
+        if let fallback {
+            for (name, value) in fallback.headers.sorted(by: { $0.key < $1.key })
+            where !name.contains("\r") && !name.contains("\n") && !value.contains("\r") && !value.contains("\n") {
+                buffer.writeString("\(name): \(value)\r\n")
+            }
+            if fallback.headers.keys.contains(where: { $0.lowercased() == "content-type" }) == false {
+                buffer.writeStaticString("content-type: text/plain; charset=utf-8\r\n")
+            }
+        } else {
+            buffer.writeStaticString("content-type: text/plain; charset=utf-8\r\n")
+        }
+        if let retryAfter { buffer.writeString("retry-after: \(retryAfter)\r\n") }
         buffer.writeString("content-length: \(body.utf8.count)\r\n")
         if let requestID { buffer.writeString("x-request-id: \(requestID)\r\n") }
         if closing { buffer.writeStaticString("connection: close\r\n") }
@@ -66,6 +85,7 @@ public struct ProxyError: Error, Sendable, Equatable {
 
     static func reasonPhrase(_ status: Int) -> String {
         switch status {
+        case 200: return "OK"
         case 400: return "Bad Request"
         case 403: return "Forbidden"
         case 404: return "Not Found"

@@ -27,6 +27,8 @@ final class ProxyExchange {
     var triedEndpoints: Set<HostPort> = []
     var route: (destination: RouteTable.Destination, rule: RouteRule)?
     var upgradeRequested = false
+    /// Holds one of the destination's circuit-breaker request slots until it is recorded.
+    var holdsBreakerRequest = false
     /// Outbound L4 tunnels have no route; their metrics handle is resolved at connect.
     var tunnelMetrics: RequestMetricsHandle?
 

@@ -22,6 +22,7 @@ final class ProxyLoops: Sendable {
             states[ObjectIdentifier(loop)] = state
             all.append(state)
         }
+        for state in all { state.loopCount = all.count }
         self.states = states
         self.all = all
         self.current = NIOLockedValueBox(table)

@@ -27,6 +27,8 @@ public struct RouteTable: Sendable {
     public let trustDomain: String
     public let destinations: [String: Destination]
     public let authorization: AuthorizationPolicy?
+    /// This sidecar's own TrafficPolicy (its inbound rate limit), if any.
+    public let localPolicy: TrafficPolicy?
     public let version: Int
 
     public init(
@@ -77,6 +79,7 @@ public struct RouteTable: Sendable {
         }
         self.destinations = destinations
         self.authorization = authorization
+        self.localPolicy = policies[localService]
     }
 
     /// The destination named by a `Host` (or proxy-form authority): `payments`,
@@ -92,7 +95,11 @@ public struct RouteTable: Sendable {
 extension RouteTable.Destination {
     /// The first rule whose path, method and headers match; nil means 404 `no-route`.
     func rule(path: Substring, method: String, header: (String) -> String?) -> RouteRule? {
-        rules.first { rule in
+        ruleIndex(path: path, method: method, header: header).map { rules[$0] }
+    }
+
+    func ruleIndex(path: Substring, method: String, header: (String) -> String?) -> Int? {
+        rules.firstIndex { rule in
             let match = rule.match
             switch match.path {
             case .prefix(let prefix): if !path.hasPrefix(prefix) { return false }

@@ -50,6 +50,94 @@ final class ProxyLoopState: @unchecked Sendable {
     func replaceTable(_ table: RouteTable) {
         eventLoop.assertInEventLoop()
         self.table = table
+        ruleLimits.removeAll()
+        for service in Array(resilience.keys) {
+            guard let destination = table.destinations[service] else {
+                resilience[service] = nil
+                continue
+            }
+            let actions = resilience[service]!.update(
+                policy: destination.policy, endpoints: destination.endpoints.map(\.address))
+            apply(actions.filter { if case .uneject = $0 { return true } else { return false } }, service: service)
+        }
+    }
+
+    // MARK: Resilience (breakers, outlier detection, rate limits), per destination, on this loop
+
+    private var resilience: [String: DestinationResilience] = [:]
+    private var ruleLimits: [String: TokenBucket] = [:]
+    private var inboundLimits: DestinationResilience?
+    private var outlierTimer: RepeatedTask?
+    /// Event loops sharing the configured limits (each loop enforces its share).
+    var loopCount = 1
+
+    /// The resilience state of `destination`, made on first use.
+    func withResilience<R>(_ destination: RouteTable.Destination, _ body: (inout DestinationResilience) -> R) -> R {
+        if resilience[destination.service] == nil {
+            resilience[destination.service] = DestinationResilience(
+                policy: destination.policy, endpoints: destination.endpoints.map(\.address), loopCount: loopCount)
+            startOutlierTimer()
+        }
+        return body(&resilience[destination.service]!)
+    }
+
+    /// The route rule's own rate limit (outbound), keyed by destination and rule position.
+    func takeRuleToken(service: String, ruleIndex: Int, limit: RateLimit, now: NIODeadline) -> TokenBucket.Decision {
+        let key = "\(service)#\(ruleIndex)"
+        if ruleLimits[key] == nil { ruleLimits[key] = TokenBucket(limit, loopCount: loopCount) }
+        return ruleLimits[key]!.tryTake(now: now)
+    }
+
+    /// The local service's TrafficPolicy rate limit, enforced on inbound (optionally per caller).
+    func takeInboundToken(caller: String, now: NIODeadline) -> TokenBucket.Decision {
+        guard let policy = table.localPolicy, policy.rateLimit != nil else { return .allowed }
+        if inboundLimits == nil || inboundLimits!.policy != policy {
+            inboundLimits = DestinationResilience(policy: policy, endpoints: [], loopCount: loopCount)
+        }
+        return inboundLimits!.takeRateLimitToken(caller: caller, now: now)
+    }
+
+    /// Records an upstream outcome for passive outlier detection; ejections move the metrics.
+    func recordOutcome(_ outcome: OutlierDetectorStateMachine<HostPort>.Outcome, service: String, address: HostPort) {
+        guard resilience[service] != nil,
+            let action = resilience[service]!.outliers.record(outcome, for: address, now: .now())
+        else { return }
+        apply([action], service: service)
+    }
+
+    /// Publishes the breaker's open/closed change, if any, to `sidecar_circuit_breaker_open`.
+    func publishBreakerState(service: String) {
+        guard let open = resilience[service]?.breaker.takeOpenChange() else { return }
+        let gauge = metrics.peer(service).circuitBreakerOpen
+        open ? gauge.increment() : gauge.decrement()
+    }
+
+    private func apply(_ actions: [OutlierDetectorStateMachine<HostPort>.Action], service: String) {
+        guard !actions.isEmpty else { return }
+        let peer = metrics.peer(service)
+        for action in actions {
+            switch action {
+            case .eject:
+                peer.outlierEjections.increment()
+                peer.endpoints(.ejected).increment()
+                peer.endpoints(.healthy).decrement()
+            case .uneject:
+                peer.endpoints(.ejected).decrement()
+                peer.endpoints(.healthy).increment()
+            }
+        }
+    }
+
+    private func startOutlierTimer() {
+        guard outlierTimer == nil else { return }
+        outlierTimer = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [weak self] _ in
+            guard let self else { return }
+            let now = NIODeadline.now()
+            for service in self.resilience.keys {
+                let actions = self.resilience[service]!.outliers.tick(now: now, isIntervalTick: false)
+                self.apply(actions, service: service)
+            }
+        }
     }
 
     // MARK: Downstream connections (for drain)
@@ -76,10 +164,10 @@ final class ProxyLoopState: @unchecked Sendable {
         _ destination: RouteTable.Destination, rule: RouteRule, excluding: Set<HostPort> = []
     ) -> RouteTable.Endpoint? {
         let subset = pickSubset(rule.backends)
-        var candidates = destination.endpoints.filter { $0.matches(subset) && !excluding.contains($0.address) }
-        if candidates.isEmpty {
-            candidates = destination.endpoints.filter { $0.matches(subset) }
-        }
+        let outliers = resilience[destination.service]?.outliers
+        let usable = destination.endpoints.filter { $0.matches(subset) && !(outliers?.shouldSkip($0.address) ?? false) }
+        var candidates = usable.filter { !excluding.contains($0.address) }
+        if candidates.isEmpty { candidates = usable }
         guard !candidates.isEmpty else { return nil }
         if candidates.count == 1 { return candidates[0] }
         switch destination.policy.loadBalancer {
