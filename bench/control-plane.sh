@@ -46,14 +46,16 @@ cpu_of() { awk -v hz="$HZ" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"
 
 CPU0=$(cpu_of "$SERVER")
 : > "$OUT/latencies.tsv"
-"$BIN/mesh-bench" cp-load --port "$PORT" --ca "$OUT/data/ca.pem" --admin-token-file "$OUT/data/admin.token" \
+TIMER=(); [[ -x /usr/bin/time ]] && TIMER=(/usr/bin/time -f "%U %S" -o "$OUT/time.client")
+"${TIMER[@]}" "$BIN/mesh-bench" cp-load --port "$PORT" --ca "$OUT/data/ca.pem" --admin-token-file "$OUT/data/admin.token" \
     --server-pid "$SERVER" --services "$SERVICES" --registrations "$REGISTRATIONS" --registration-rounds "$ROUNDS" \
     --concurrency "$CONCURRENCY" --watchers "$WATCHERS" --watch-rounds "$ROUNDS" --threads "$THREADS" \
     --latencies "$OUT/latencies.tsv" | tee "$OUT/cp-load.out" >&2
 CPU1=$(cpu_of "$SERVER")
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$OUT" "$REGISTRATIONS" "$WATCHERS" "$LOAD_BEFORE" "$LOAD_AFTER" "$(python3 -c "print($CPU1-$CPU0)")" <<'EOF'
+CLIENT_CPU=$(awk '/^[0-9.]+ [0-9.]+$/ { s = $1 + $2 } END { printf "%.1f", s }' "$OUT/time.client" 2>/dev/null || echo "?")
+python3 - "$OUT" "$REGISTRATIONS" "$WATCHERS" "$LOAD_BEFORE" "$LOAD_AFTER" "$(python3 -c "print($CPU1-$CPU0)")" "$CLIENT_CPU" <<'EOF'
 import math, re, statistics, sys
 out, registrations, sizes, load0, load1, cpu = sys.argv[1], int(sys.argv[2]), [int(s) for s in sys.argv[3].split(",")], sys.argv[4], sys.argv[5], float(sys.argv[6])
 lines = open(f"{out}/cp-load.out").read().splitlines()
@@ -88,7 +90,7 @@ print(f"{'RSS idle (MiB)':<58}{idle:>10.1f}")
 print(f"{'RSS with %d registered instances, first round (MiB)' % registrations:<58}{regfirst:>10.1f}   {(regfirst - idle) / registrations:.4f} MiB/instance")
 print(f"{'RSS after all registration rounds, %d registered (MiB)' % registrations:<58}{regd:>10.1f}")
 print(f"{'RSS with %d watchers connected and polling (MiB)' % nw:<58}{watch:>10.1f}   {(watch - regd) / nw:.4f} MiB/watcher")
-print(f"server CPU over the run: {cpu:.1f} s; load average before {load0}, after {load1}")
+print(f"CPU over the run: server {cpu:.1f} s, mesh-bench client {sys.argv[7]} s; load average before {load0}, after {load1}")
 p99 = pct([x for xs in lat.get(max(sizes), {}).values() for x in xs], .99)
 print(f"targets: {max(sizes)} watchers p99 <= 250 ms: {'met' if p99 <= 250 else 'MISSED'} ({p99:.1f}); "
       f"RSS <= 0.2 MB/watcher: {'met' if (watch - regd) / nw * 1.048576 <= 0.2 else 'MISSED'} ({(watch - regd) / nw * 1.048576:.3f} MB)")

@@ -59,12 +59,13 @@ struct ControlPlaneLoadCommand: AsyncParsableCommand {
         let admin = try await APIConnection.connect(to: address, context: tls, on: group.next()).get()
 
         // 1. Setup.
-        var tokens: [String] = []
+        var tokenList: [String] = []
         for index in 0..<services {
             let reply = try await admin.request(.POST, "/v1/tokens", token: adminToken, body: #"{"service":"svc-\#(index)"}"#).get()
             try expect(reply, 201, "token")
-            tokens.append(try JSONDecoder().decode(TokenReply.self, from: Data(reply.text.utf8)).token)
+            tokenList.append(try JSONDecoder().decode(TokenReply.self, from: Data(reply.text.utf8)).token)
         }
+        let tokens = tokenList
         var setup = "kind: Service\nname: backend\nport: 8080\n"
         for index in 1...3 { setup += "---\nkind: Instance\nservice: backend\naddress: 10.9.0.\(index)\nport: 8080\n" }
         setup += "---\n" + Self.route(prefix: "/setup")
@@ -83,7 +84,7 @@ struct ControlPlaneLoadCommand: AsyncParsableCommand {
             let names = try await spread(requests, over: registrars) { connection, request in
                 let reply = try await connection.request(.POST, "/v1/register", token: tokens[request.service], body: request.body).get()
                 try expect(reply, 201, "register")
-                return (request.service, try JSONDecoder().decode(RegisterReply.self, from: Data(reply.text.utf8)).name)
+                return (service: request.service, name: try JSONDecoder().decode(RegisterReply.self, from: Data(reply.text.utf8)).name)
             }
             let seconds = Double((NIODeadline.now() - start).nanoseconds) / 1e9
             print("register round=\(round) count=\(registrations) seconds=\(format(seconds)) rate=\(format(Double(registrations) / seconds))")
