@@ -10,12 +10,13 @@ import ArgumentParser
 struct MeshBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mesh-bench",
-        abstract: "Benchmarks for the mesh data plane (see bench/README.md).",
+        abstract: "Benchmarks for the mesh data plane and control plane (see bench/README.md).",
         subcommands: [
             MintCommand.self,
             TLSServerCommand.self,
             TLSHandshakesCommand.self,
             TLSBulkCommand.self,
+            ControlPlaneLoadCommand.self,
         ]
     )
 }
