@@ -253,13 +253,22 @@ public actor MeshControlPlane {
     /// The snapshot of `service` now.
     public func snapshot(service: String) throws(APIError) -> MeshSnapshot {
         let version = try currentVersion()
-        let stored = try list(kind: nil)
-        let registered = registry.instances
         let declared = registry.entries.values.filter { $0.instance.service == service }.compactMap(\.dependencies)
-        let dependencies: [String]? = declared.isEmpty ? nil : Array(Set(declared.joined()))
-        return MeshSnapshot.compute(
-            service: service, version: version, stored: stored, registered: registered, dependencies: dependencies)
+        let dependencies: [String]? = declared.isEmpty ? nil : Array(Set(declared.joined())).sorted()
+        // Every watcher of a service wakes on the same version: compute its snapshot once.
+        if let cached = snapshotCache[service], cached.version == version, cached.dependencies == dependencies {
+            return cached.snapshot
+        }
+        let snapshot = MeshSnapshot.compute(
+            service: service, version: version, stored: try list(kind: nil), registered: registry.instances,
+            dependencies: dependencies)
+        snapshotCache[service] = (version, dependencies, snapshot)
+        return snapshot
     }
+
+    /// The last snapshot computed per service, valid while the version and the service's
+    /// declared dependencies are unchanged (every stored or registry change bumps the version).
+    private var snapshotCache: [String: (version: Int64, dependencies: [String]?, snapshot: MeshSnapshot)] = [:]
 
     /// The long-poll watch: the snapshot at once if `knownVersion` is not current, else when
     /// the version moves, or nil after `timeout` without a change.
