@@ -58,25 +58,7 @@ public struct MeshSnapshot: Sendable, Equatable {
     }
 }
 
-/// Minimal JSON string quoting for hand-assembled bodies.
+/// JSON string quoting for hand-assembled bodies: the config model's one quoting function.
 enum JSONText {
-    static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    out += String(format: "\\u%04x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ text: String) -> String { ConfigValue.quoted(text) }
 }

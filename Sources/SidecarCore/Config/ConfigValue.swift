@@ -65,8 +65,9 @@ public indirect enum ConfigValue: Sendable, Equatable {
         }
     }
 
-    /// A JSON string literal; also a valid YAML double-quoted scalar.
-    static func quoted(_ text: String) -> String {
+    /// A JSON string literal; also a valid YAML double-quoted scalar. The one JSON string
+    /// quoting of the project (access log, admin, control-plane bodies).
+    public static func quoted(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {
