@@ -14,7 +14,11 @@ public final class TestHTTPApp: Sendable {
     private let counters = NIOLockedValueBox<(requests: Int, connections: Int)>((0, 0))
 
     /// - Parameter alwaysStatus: answer every request with this status (a broken instance).
-    public init(name: String, alwaysStatus: Int? = nil, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws {
+    /// - Parameter failEvery: answer every Nth request with 503 (a flaky instance).
+    public init(
+        name: String, alwaysStatus: Int? = nil, failEvery: Int? = nil,
+        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws {
         self.name = name
         let counters = self.counters
         channel = try await ServerBootstrap(group: group)
@@ -22,7 +26,7 @@ public final class TestHTTPApp: Sendable {
             .childChannelInitializer { channel in
                 counters.withLockedValue { $0.connections += 1 }
                 return channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(AppHandler(name: name, counters: counters, alwaysStatus: alwaysStatus))
+                    channel.pipeline.addHandler(AppHandler(name: name, counters: counters, alwaysStatus: alwaysStatus, failEvery: failEvery))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -44,11 +48,15 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
     var bodyBytes = 0
     var checksum: UInt32 = 0
     let alwaysStatus: Int?
+    let failEvery: Int?
 
-    init(name: String, counters: NIOLockedValueBox<(requests: Int, connections: Int)>, alwaysStatus: Int?) {
+    init(
+        name: String, counters: NIOLockedValueBox<(requests: Int, connections: Int)>, alwaysStatus: Int?, failEvery: Int?
+    ) {
         self.name = name
         self.counters = counters
         self.alwaysStatus = alwaysStatus
+        self.failEvery = failEvery
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -66,7 +74,10 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
             }
         case .end:
             guard let head else { return }
-            counters.withLockedValue { $0.requests += 1 }
+            let count = counters.withLockedValue { counters -> Int in
+                counters.requests += 1
+                return counters.requests
+            }
             let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
             var status = HTTPResponseStatus.ok
             var delay: Int64 = 0
@@ -77,6 +88,7 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
                 status = HTTPResponseStatus(statusCode: code)
             }
             if let alwaysStatus { status = HTTPResponseStatus(statusCode: alwaysStatus) }
+            if let failEvery, count % failEvery == 0 { status = .serviceUnavailable }
             let body = """
                 app=\(name) method=\(head.method.rawValue) path=\(head.uri) \
                 caller=\(head.headers["x-mesh-caller"].joined(separator: ",")) \

@@ -370,6 +370,16 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
                 return
             }
             exchange.holdsBreakerRequest = true
+            if exchange.requestComplete {
+                // Bodyless: can be sent again when the retry policy allows.
+                exchange.retry = RetryStateMachine(
+                    policy: rule.retries,
+                    request: .init(method: head.method, hasIdempotencyKey: head.headers.contains("idempotency-key"),
+                                   contentLength: 0),
+                    deadline: exchange.start + rule.timeout.timeAmount)
+                exchange.retryHead = rewritten
+                loop.retryBudgetRequestStarted(destination)
+            }
             if let fault = rule.fault {
                 if let abort = fault.abort, loop.chance(abort.percent) {
                     fail(exchange, ProxyError(.faultInjected, "aborted by the route's fault injection", status: abort.status),
@@ -520,11 +530,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             context.write(wrapOutboundOut(buffer), promise: nil)
             return
         }
-        exchange.responseStarted = true
-        exchange.status = head.status
         if let service = exchange.poolKey?.service, let address = exchange.upstreamAddress, exchange.poolKey?.tunnel == false {
             loop.recordOutcome(.status(head.status), service: service, address: address)
         }
+        if head.status >= 500, retryElsewhere(exchange, after: .status(head.status), context: context) { return }
+        exchange.responseStarted = true
+        exchange.status = head.status
         if head.framing.body == .untilClose { exchange.closeAfterResponse = true }
         var extra: [HTTPHeaderLine] = []
         var removed: [String] = []
@@ -583,6 +594,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         guard let context, let exchange else { return }
         if !responseStarted, let service = exchange.poolKey?.service, let address = exchange.upstreamAddress {
             loop.recordOutcome(.reset, service: service, address: address)
+            if error.cause == .upstreamReset, retryElsewhere(exchange, after: .reset, context: context) { return }
         }
         exchange.timeout?.cancel()
         if let address = exchange.upstreamAddress { loop.requestFinished(address) }
@@ -596,6 +608,33 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             if !exchange.requestComplete { exchange.closeAfterResponse = true }
             fail(exchange, error, context: context)
         }
+    }
+
+    /// Drops the current try and sends the request again (to another endpoint when there is
+    /// one) after the backoff, when the retry policy, idempotency and the budget allow it.
+    private func retryElsewhere(
+        _ exchange: ProxyExchange, after failure: RetryStateMachine.Failure, context: ChannelHandlerContext
+    ) -> Bool {
+        guard var retry = exchange.retry, let destination = exchange.route?.destination, let head = exchange.retryHead
+        else { return false }
+        let address = exchange.upstreamAddress
+        let action = loop.decideRetry(&retry, after: failure, from: address, destination: destination)
+        exchange.retry = retry
+        guard case .retry(let backoff, let exclude) = action else { return false }
+        if let upstream = exchange.upstream {
+            upstream.owner = nil
+            upstream.channel?.close(promise: nil)
+            if let address { loop.requestFinished(address) }
+            exchange.upstream = nil
+        }
+        if let exclude { exchange.triedEndpoints.insert(exclude) }
+        exchange.rewrittenHead = head
+        phase = .connecting
+        context.eventLoop.scheduleTask(in: backoff) { [weak self] in
+            guard let self, self.exchange === exchange, let context = self.context else { return }
+            self.connectOutbound(exchange, context: context)
+        }
+        return true
     }
 
     private func requestTimedOut(_ exchange: ProxyExchange, after timeout: MeshDuration) {

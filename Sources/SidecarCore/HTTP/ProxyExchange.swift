@@ -27,6 +27,9 @@ final class ProxyExchange {
     var triedEndpoints: Set<HostPort> = []
     var route: (destination: RouteTable.Destination, rule: RouteRule)?
     var upgradeRequested = false
+    /// Bodyless requests may be sent again: the retry decisions and the head to resend.
+    var retry: RetryStateMachine?
+    var retryHead: ByteBuffer?
     /// Holds one of the destination's circuit-breaker request slots until it is recorded.
     var holdsBreakerRequest = false
     /// Outbound L4 tunnels have no route; their metrics handle is resolved at connect.

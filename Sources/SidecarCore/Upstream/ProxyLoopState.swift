@@ -81,6 +81,32 @@ final class ProxyLoopState: @unchecked Sendable {
         return body(&resilience[destination.service]!)
     }
 
+    /// Asks the request's retry state machine whether `failure` is retried, against the
+    /// destination's retry budget; counts `sidecar_retries_total` / budget exhaustion.
+    func decideRetry(
+        _ retry: inout RetryStateMachine, after failure: RetryStateMachine.Failure, from address: HostPort?,
+        destination: RouteTable.Destination
+    ) -> RetryStateMachine.Action {
+        let now = NIODeadline.now()
+        let action = withResilience(destination) { state in
+            retry.decide(after: failure, from: address, now: now, budget: &state.retryBudget, using: &random)
+        }
+        switch action {
+        case .retry:
+            metrics.retries(peer: destination.service, reason: failure.reason).increment()
+        case .budgetExhausted:
+            metrics.peer(destination.service).retryBudgetExhausted.increment()
+        case .giveUp:
+            break
+        }
+        return action
+    }
+
+    func retryBudgetRequestStarted(_ destination: RouteTable.Destination) {
+        let now = NIODeadline.now()
+        withResilience(destination) { $0.retryBudget.requestStarted(now: now) }
+    }
+
     /// The route rule's own rate limit (outbound), keyed by destination and rule position.
     func takeRuleToken(service: String, ruleIndex: Int, limit: RateLimit, now: NIODeadline) -> TokenBucket.Decision {
         let key = "\(service)#\(ruleIndex)"

@@ -126,6 +126,8 @@ final class UpstreamHandler: ChannelDuplexHandler {
                 sawResponseHead = true
                 responseKeepAlive = head.framing.keepAlive
                 owner.upstreamResponseHead(head, final: true)
+                // The owner may have dropped this response to retry elsewhere.
+                guard self.owner === owner else { return }
                 if head.framing.body == .tunnel {
                     tunnelling = true
                     if let rest = cumulation, rest.readableBytes > 0 { owner.upstreamBody(rest) }
