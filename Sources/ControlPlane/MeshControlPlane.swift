@@ -259,9 +259,10 @@ public actor MeshControlPlane {
         if let cached = snapshotCache[service], cached.version == version, cached.dependencies == dependencies {
             return cached.snapshot
         }
-        let snapshot = MeshSnapshot.compute(
+        var snapshot = MeshSnapshot.compute(
             service: service, version: version, stored: try list(kind: nil), registered: registry.instances,
             dependencies: dependencies)
+        snapshot.encodeOnce()
         snapshotCache[service] = (version, dependencies, snapshot)
         return snapshot
     }

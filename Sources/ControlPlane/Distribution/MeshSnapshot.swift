@@ -52,9 +52,21 @@ public struct MeshSnapshot: Sendable, Equatable {
     }
 
     /// The wire form.
-    public var json: String {
+    /// The wire form, encoded once when the control plane caches this snapshot for all the
+    /// watchers of its service (a thousand watchers, one encoding).
+    private var encoded: String?
+
+    public var json: String { encoded ?? encode() }
+
+    mutating func encodeOnce() { encoded = encode() }
+
+    private func encode() -> String {
         let list = MeshResource.json(resources)
         return "{\"service\":\(JSONText.quote(service)),\"version\":\"\(version)\",\"resources\":\(list)}"
+    }
+
+    public static func == (lhs: MeshSnapshot, rhs: MeshSnapshot) -> Bool {
+        lhs.service == rhs.service && lhs.version == rhs.version && lhs.resources == rhs.resources
     }
 }
 
