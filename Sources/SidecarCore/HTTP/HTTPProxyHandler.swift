@@ -84,7 +84,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// Outbound L4: route the whole connection to an endpoint of `service`.
     private func startTunnel(toService service: String, context: ChannelHandlerContext) {
         let exchange = ProxyExchange(
-            method: .other, methodName: "TCP", authority: service, path: "", requestID: RequestIdentifiers.requestID(),
+            method: .other, methodName: "TCP", authority: service, path: "", requestID: RequestIdentifiers.requestID(using: &loop.random),
             peer: service, closeAfterResponse: true, framing: .none)
         self.exchange = exchange
         exchange.tunnelMetrics = loop.metrics.requests.handle(direction: .outbound, peer: service)
@@ -107,7 +107,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// Inbound L4: the caller asked for a tunnel; authorize it and connect to the app.
     private func acceptTunnel(app: HostPort, context: ChannelHandlerContext) {
         let exchange = ProxyExchange(
-            method: .other, methodName: "TCP", authority: "", path: "", requestID: RequestIdentifiers.requestID(),
+            method: .other, methodName: "TCP", authority: "", path: "", requestID: RequestIdentifiers.requestID(using: &loop.random),
             peer: callerService ?? "unknown", closeAfterResponse: true, framing: .none)
         self.exchange = exchange
         cancelHeadTimer()
@@ -205,9 +205,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     private var wantsDownstreamBytes: Bool {
         switch phase {
-        case .idle: return (cumulation?.readableBytes ?? 0) < 64 * 1024
+        // Keep reading while little is buffered: switching read interest off and on per request
+        // costs two epoll_ctl calls; pipelined bytes wait in the buffer, bounded at 64 KiB.
+        case .idle, .connecting, .awaitingResponse: return (cumulation?.readableBytes ?? 0) < 64 * 1024
         case .forwardingRequest, .tunnel: return upstreamWritable
-        case .connecting, .awaitingResponse, .closed: return false
+        case .closed: return false
         }
     }
 
@@ -285,7 +287,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     private func startExchange(_ head: HTTPRawRequestHead, context: ChannelHandlerContext) {
-        let requestID = head.headers.firstValue(named: "x-request-id") ?? RequestIdentifiers.requestID()
+        let requestID = head.headers.firstValue(named: "x-request-id") ?? RequestIdentifiers.requestID(using: &loop.random)
         var target = head.target
         var authority = head.headers.firstValue(named: "host") ?? ""
         if target.hasPrefix("http://") {
@@ -318,7 +320,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             extra.append(try! HTTPHeaderLine(name: "x-request-id", value: requestID))
         }
         if !head.headers.contains("traceparent") {
-            extra.append(try! HTTPHeaderLine(name: "traceparent", value: RequestIdentifiers.traceparent()))
+            extra.append(try! HTTPHeaderLine(name: "traceparent", value: RequestIdentifiers.traceparent(using: &loop.random)))
         }
         var removed: [String] = []
         var rewritten = context.channel.allocator.buffer(capacity: head.byteCount + 160)

@@ -56,8 +56,7 @@ final class ProxyExchange {
 
 /// Request ids and W3C trace context made without Foundation.
 enum RequestIdentifiers {
-    static func hex(_ byteCount: Int) -> String {
-        var generator = SystemRandomNumberGenerator()
+    static func hex(_ byteCount: Int, using generator: inout some RandomNumberGenerator) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out = [UInt8]()
         out.reserveCapacity(byteCount * 2)
@@ -71,6 +70,9 @@ enum RequestIdentifiers {
         return String(decoding: out, as: UTF8.self)
     }
 
-    static func requestID() -> String { hex(16) }
-    static func traceparent() -> String { "00-\(hex(16))-\(hex(8))-01" }
+    static func requestID(using generator: inout some RandomNumberGenerator) -> String { hex(16, using: &generator) }
+
+    static func traceparent(using generator: inout some RandomNumberGenerator) -> String {
+        "00-\(hex(16, using: &generator))-\(hex(8, using: &generator))-01"
+    }
 }

@@ -26,7 +26,8 @@ final class ProxyLoopState: @unchecked Sendable {
     private var idle: [PoolKey: [UpstreamHandler]] = [:]
     private var inFlight: [HostPort: Int] = [:]
     private var roundRobin: [String: Int] = [:]
-    private var random = SystemRandomNumberGenerator()
+    /// Per-loop randomness (balancing, shares, jitter, request ids); see `LoopRandom`.
+    var random = LoopRandom()
     let maxIdlePerEndpoint = 64
     /// A pooled upstream connection unused this long is closed.
     var upstreamIdleTimeout: TimeAmount = .hours(1)
