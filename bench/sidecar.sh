@@ -344,6 +344,10 @@ for name in "${NAMES[@]}"; do
     if [[ $name != direct ]]; then
         record rss_idle_a_MiB "$name" 0 "$(calc "$(kib_of "${A_PID[$name]}" VmRSS) / 1024")"
         record rss_idle_b_MiB "$name" 0 "$(calc "$(kib_of "${B_PID[$name]}" VmRSS) / 1024")"
+        # of which anonymous (heap, stacks, written pages): the rest is mapped code and data of
+        # the binary and its shared libraries, shared between the two proxies of a pair
+        record rss_idle_anon_a_MiB "$name" 0 "$(calc "$(kib_of "${A_PID[$name]}" RssAnon) / 1024")"
+        record rss_idle_anon_b_MiB "$name" 0 "$(calc "$(kib_of "${B_PID[$name]}" RssAnon) / 1024")"
     fi
 done
 echo "pairs up: ${NAMES[*]}; load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
@@ -427,6 +431,8 @@ for r in rates:
              (f"add_p99_us_{r}", f"  added p99 µs vs direct at {r} rps", "lo"),
              (f"achieved_rps_{r}", f"  achieved rps", None)]
 rows += [("rss_idle_a_MiB", "idle RSS MiB, proxy A", "lo"), ("rss_idle_b_MiB", "idle RSS MiB, proxy B", "lo"),
+         ("rss_idle_anon_a_MiB", "  of which anonymous (RssAnon), proxy A", "lo"),
+         ("rss_idle_anon_b_MiB", "  of which anonymous (RssAnon), proxy B", "lo"),
          ("rss_peak_a_MiB", "peak RSS MiB (VmHWM), proxy A", "lo"), ("rss_peak_b_MiB", "peak RSS MiB (VmHWM), proxy B", "lo"),
          ("sat_errors", "errors (non-2xx + socket) at saturation", None), ("loadavg", "load average (1 min) at the run", None)]
 # added latency: per round, pair minus the direct baseline of the same round and rate
@@ -438,7 +444,7 @@ for r in rates:
             if ds and xs and n != "direct":
                 vals[(f"add_{p}_us_{r}", n)] = [x - d for x, d in zip(xs, ds)]
 peers = [n for n in names if n != "ours" and n != "direct"]
-w = 10
+w = 11
 print(f"\nsidecar pair path, loopback, TLS 1.3 mutual auth, one worker per proxy; medians of {rounds} interleaved rounds;"
       f" latency from h2load --h1 --rps ({lat_s}s, per-request log)\n")
 print(f"{'metric':44}" + "".join(f"{n:>{w}}" for n in names) + "".join(f"{'ours/' + p:>{w + 4}}" for p in peers if "ours" in names))
@@ -475,6 +481,7 @@ echo "raw results: $RESULTS (load average now $(cut -d' ' -f1-3 /proc/loadavg))"
 if [[ "$PROFILE" == 1 && -n "${A_PID[ours]:-}" ]]; then
     need perf "apt-get install linux-perf"
     echo "profiling our pair for ${PROFILE_SECONDS}s at saturation…" >&2
+    set +o pipefail   # `… | head` below ends perf report early (SIGPIPE) on purpose
     perf record -e cpu-clock -F 999 -g -o "$OUT/perf-a.data" -p "${A_PID[ours]}" -- sleep "$((PROFILE_SECONDS + 1))" 2> "$OUT/perf-a.err" &
     pa=$!
     perf record -e cpu-clock -F 999 -g -o "$OUT/perf-b.data" -p "${B_PID[ours]}" -- sleep "$((PROFILE_SECONDS + 1))" 2> "$OUT/perf-b.err" &
@@ -489,7 +496,33 @@ if [[ "$PROFILE" == 1 && -n "${A_PID[ours]:-}" ]]; then
             | grep -v '^#' | grep -v '^$' | head -60 | swift demangle --simplified > "$OUT/perf-$side-sym.txt"
         perf report -i "$OUT/perf-$side.data" --children --sort sym -g none --stdio 2>/dev/null \
             | grep -v '^#' | grep -v '^$' | head -80 | swift demangle --simplified > "$OUT/perf-$side-children.txt"
+        perf report -i "$OUT/perf-$side.data" --no-children --sort dso,sym -g none --stdio 2>/dev/null \
+            | grep -v '^#' | grep -v '^$' | swift demangle --simplified > "$OUT/perf-$side-allsym.txt"
         echo "== proxy $side ($( [[ $side == a ]] && echo outbound || echo inbound )): by DSO"; cat "$OUT/perf-$side-dso.txt"
+        echo "== proxy $side: by kind (self samples, classified by library and symbol name)"
+        python3 - "$OUT/perf-$side-allsym.txt" <<'PY'
+import collections, re, sys
+c = collections.Counter()
+for line in open(sys.argv[1]):
+    m = re.match(r'\s*([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*)', line)
+    if not m:
+        continue
+    p, dso, sym = float(m[1]), m[2], m[4]
+    if dso.startswith('[kernel'): k = 'kernel'
+    elif dso in ('libcrypto.so.3', 'libssl.so.3'): k = 'OpenSSL'
+    elif dso == 'libc.so.6': k = 'malloc/free' if re.search(r'malloc|free|_int_|tcache|consolidate', sym) else 'libc other (memmove, syscall stubs)'
+    elif dso == 'libswiftCore.so':
+        if re.search(r'retain|release|RefCount|isUniquelyReferenced|[Dd]ealloc|allocObject|slowAlloc', sym): k = 'Swift refcounting + object alloc'
+        elif 'Access' in sym: k = 'Swift exclusivity checks'
+        elif re.search(r'Metadata|getCache|conformsTo|Witness|dynamicCast', sym): k = 'Swift metadata/casts'
+        else: k = 'Swift runtime other (arrays, String, hashing)'
+    elif dso == 'sidecar':
+        k = 'our code (SidecarCore)' if re.search(r'HTTP|Proxy|Upstream|RequestIdentifiers|TLSHandler|TLSConnection|Metric|Histogram|Counter|Route|Authoriz|AccessLog|Mesh', sym) else 'NIO (+ inlined stdlib)'
+    else: k = 'other'
+    c[k] += p
+for k, v in c.most_common():
+    print(f'{v:6.1f}%  {k}')
+PY
         echo "== proxy $side: top symbols (self)"; head -25 "$OUT/perf-$side-sym.txt"
     done
     echo "profiles: $OUT/perf-{a,b}.data (perf report -i …), summaries perf-*-{dso,sym,children}.txt" >&2
