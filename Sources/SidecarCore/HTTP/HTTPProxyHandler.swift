@@ -45,7 +45,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     private let accessLog: AccessLog
     private let timeouts: Timeouts
     private var headTimer: Scheduled<Void>?
-    private var headTimerIsIdle = false
+    private var headTimerFiresAt: NIODeadline?
+    /// Whether the connection waits for a (next) request head, since when, and whether part of it came.
+    private var waiting = false
+    private var waitingForHead = false
+    private var waitingSince = NIODeadline.now()
     private var context: ChannelHandlerContext?
     private var parser = HTTPHeadParser()
     private var cumulation: ByteBuffer?
@@ -124,30 +128,48 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     /// Between requests the idle timer runs; once a head has started, the (shorter) head timer:
     /// a client that trickles a head (slowloris) gets 408 and is closed.
+    ///
+    /// The timer is lazy: one scheduled task whose firing re-checks the current deadline, so a
+    /// busy keep-alive connection schedules nothing per request.
     private func armHeadTimer(context: ChannelHandlerContext) {
         let partial = (cumulation?.readableBytes ?? 0) > 0
-        if headTimer != nil, headTimerIsIdle == !partial { return }
+        if !waiting || partial != waitingForHead {
+            waiting = true
+            waitingForHead = partial
+            waitingSince = context.eventLoop.now
+        }
+        let deadline = waitingSince + (partial ? timeouts.requestHead : timeouts.idle)
+        if let firesAt = headTimerFiresAt, firesAt <= deadline { return }  // it will re-check then
         headTimer?.cancel()
-        headTimerIsIdle = !partial
-        let delay = partial ? timeouts.requestHead : timeouts.idle
-        headTimer = context.eventLoop.scheduleTask(in: delay) { [weak self] in
-            guard let self, let context = self.context, self.phase == .idle else { return }
+        scheduleHeadTimer(at: deadline, context: context)
+    }
+
+    private func scheduleHeadTimer(at deadline: NIODeadline, context: ChannelHandlerContext) {
+        headTimerFiresAt = deadline
+        headTimer = context.eventLoop.scheduleTask(deadline: deadline) { [weak self] in
+            guard let self, let context = self.context else { return }
             self.headTimer = nil
-            if self.headTimerIsIdle {
+            self.headTimerFiresAt = nil
+            guard self.waiting, self.phase == .idle else { return }  // re-armed when the wait resumes
+            let limit = self.waitingForHead ? self.timeouts.requestHead : self.timeouts.idle
+            let due = self.waitingSince + limit
+            if context.eventLoop.now < due {
+                self.scheduleHeadTimer(at: due, context: context)
+            } else if !self.waitingForHead {
                 self.phase = .closed
                 context.close(promise: nil)
             } else {
                 self.cumulation = nil
                 self.respondWithoutExchange(
-                    ProxyError(.badRequest, "request head not complete within \(delay.nanoseconds / 1_000_000) ms", status: 408),
+                    ProxyError(.badRequest, "request head not complete within \(limit.nanoseconds / 1_000_000) ms", status: 408),
                     context: context)
             }
         }
     }
 
+    /// A request is in flight: the wait ends (the task, if any, finds nothing to do).
     private func cancelHeadTimer() {
-        headTimer?.cancel()
-        headTimer = nil
+        waiting = false
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -226,7 +248,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         phase = .closed
-        cancelHeadTimer()
+        waiting = false
+        headTimer?.cancel()
+        headTimer = nil
         if let exchange {
             exchange.timeout?.cancel()
             // The downstream went away first: a closed tunnel, or an aborted request (status 0).
