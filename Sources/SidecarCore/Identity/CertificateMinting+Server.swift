@@ -19,9 +19,6 @@ extension CertificateMinting {
         lifetime: TimeInterval = 365 * 86_400
     ) throws -> String {
         let key = try P256.Signing.PrivateKey(pemRepresentation: keyPEM)
-        let publicKey = Certificate.PublicKey(key.publicKey)
-        let issuer = try Certificate(pemEncoded: issuerCertificatePEM)
-        let issuerKey = Certificate.PrivateKey(try P256.Signing.PrivateKey(pemRepresentation: issuerKeyPEM))
         var names: [GeneralName] = [.uniformResourceIdentifier(identity.description)]
         names += dnsNames.map { GeneralName.dnsName($0) }
         for address in ipAddresses {
@@ -30,27 +27,10 @@ extension CertificateMinting {
             }
             names.append(.ipAddress(ASN1OctetString(contentBytes: ArraySlice(bytes))))
         }
-        let extensions = try Certificate.Extensions {
-            Critical(BasicConstraints.notCertificateAuthority)
-            Critical(KeyUsage(digitalSignature: true, keyEncipherment: true))
-            try ExtendedKeyUsage([.serverAuth, .clientAuth])
-            SubjectAlternativeNames(names)
-            SubjectKeyIdentifier(hash: publicKey)
-            AuthorityKeyIdentifier(keyIdentifier: try issuer.extensions.subjectKeyIdentifier?.keyIdentifier)
-        }
-        let leaf = try Certificate(
-            version: .v3,
-            serialNumber: Certificate.SerialNumber(),
-            publicKey: publicKey,
-            notValidBefore: notBefore,
-            notValidAfter: notBefore.addingTimeInterval(lifetime),
-            issuer: issuer.subject,
-            subject: try DistinguishedName { CommonName(identity.serviceName ?? identity.path) },
-            signatureAlgorithm: .ecdsaWithSHA256,
-            extensions: extensions,
-            issuerPrivateKey: issuerKey
-        )
-        return try leaf.serializeAsPEM().pemString
+        return try issueLeaf(
+            publicKey: Certificate.PublicKey(key.publicKey), identity: identity, names: names, criticalNames: false,
+            issuerCertificatePEM: issuerCertificatePEM, issuerKeyPEM: issuerKeyPEM, notBefore: notBefore,
+            lifetime: lifetime)
     }
 
     /// 4 or 16 network-order bytes, or nil.

@@ -114,22 +114,34 @@ public enum CertificateMinting {
         guard request.identities.count == 1, let identity = request.identities.first else {
             throw MintingError.invalidCSR("a CSR must ask for exactly one SPIFFE ID, found \(request.identities.count)")
         }
-        let issuer = try Certificate(pemEncoded: issuerCertificatePEM)
-        let issuerKey = Certificate.PrivateKey(try P256.Signing.PrivateKey(pemRepresentation: issuerKeyPEM))
         var names: [GeneralName] = [.uniformResourceIdentifier(identity.description)]
         names += request.dnsNames.map { GeneralName.dnsName($0) }
+        return try issueLeaf(
+            publicKey: request.publicKey, identity: identity, names: names, criticalNames: true,
+            issuerCertificatePEM: issuerCertificatePEM, issuerKeyPEM: issuerKeyPEM, notBefore: notBefore,
+            lifetime: lifetime)
+    }
+
+    /// Signs a client-and-server leaf for `identity` carrying `names` as its SANs: the one place
+    /// leaves are made (from a CSR, or for the control plane's own server certificate).
+    static func issueLeaf(
+        publicKey: Certificate.PublicKey, identity: SPIFFEID, names: [GeneralName], criticalNames: Bool,
+        issuerCertificatePEM: String, issuerKeyPEM: String, notBefore: Date, lifetime: TimeInterval
+    ) throws -> String {
+        let issuer = try Certificate(pemEncoded: issuerCertificatePEM)
+        let issuerKey = Certificate.PrivateKey(try P256.Signing.PrivateKey(pemRepresentation: issuerKeyPEM))
         let extensions = try Certificate.Extensions {
             Critical(BasicConstraints.notCertificateAuthority)
             Critical(KeyUsage(digitalSignature: true, keyEncipherment: true))
             try ExtendedKeyUsage([.serverAuth, .clientAuth])
-            Critical(SubjectAlternativeNames(names))
-            SubjectKeyIdentifier(hash: request.publicKey)
+            if criticalNames { Critical(SubjectAlternativeNames(names)) } else { SubjectAlternativeNames(names) }
+            SubjectKeyIdentifier(hash: publicKey)
             AuthorityKeyIdentifier(keyIdentifier: try issuer.extensions.subjectKeyIdentifier?.keyIdentifier)
         }
         let leaf = try Certificate(
             version: .v3,
             serialNumber: Certificate.SerialNumber(),
-            publicKey: request.publicKey,
+            publicKey: publicKey,
             notValidBefore: notBefore,
             notValidAfter: notBefore.addingTimeInterval(lifetime),
             issuer: issuer.subject,
