@@ -69,6 +69,10 @@ struct SidecarCommand: AsyncParsableCommand {
             } catch let error as TLSConfigurationError {
                 FileHandleError.print("sidecar: \(error.description)")
                 throw ExitCode(2)
+            } catch {
+                // A listener that cannot bind (address in use), or another service that failed.
+                FileHandleError.print("sidecar: \(error)")
+                throw ExitCode(1)
             }
         }
     }

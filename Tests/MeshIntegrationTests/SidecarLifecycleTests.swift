@@ -210,4 +210,19 @@ import Testing
         // The tunnel's log line is written when it closes.
         #expect(await eventually { db.accessLog.contains("\"peer\":\"web\"") }, "\(db.accessLog)")
     }
+
+    @Test func aPortInUseFailsTheStartWithAClearError() async throws {
+        let busy = try await TCPEchoApp()  // holds a port
+        let sidecar = try SidecarProcess(configYAML: """
+            service: web
+            inbound:  { listen: 127.0.0.1:\(try freeLoopbackPort()), app: 127.0.0.1:1 }
+            outbound: { listen: 127.0.0.1:\(try freeLoopbackPort()) }
+            admin:    { listen: 127.0.0.1:\(busy.port) }
+            tls:      { cert: certs/web.pem, key: certs/web.key, trustBundle: certs/ca.pem }
+            """, in: directory, name: "busy")
+        defer { sidecar.stop() }
+        let status = await sidecar.process.wait(timeout: .seconds(20))
+        #expect(status == 1)
+        #expect(sidecar.logs.contains("Address already in use"), "\(sidecar.logs)")
+    }
 }

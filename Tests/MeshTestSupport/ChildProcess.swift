@@ -94,21 +94,33 @@ public func eventually(
     return try await condition()
 }
 
-/// A TCP port that was free a moment ago on 127.0.0.1 (for programs that cannot take port 0).
+/// Ports this test process has handed out: never the same one twice.
+private let handedOutPorts = NSLock()
+nonisolated(unsafe) private var handedOut: Set<Int> = []
+
+/// A TCP port free on 127.0.0.1 for programs that cannot take port 0. Chosen below the kernel's
+/// ephemeral range (32768+), so no outgoing connection of a parallel test can take it meanwhile,
+/// and never handed out twice in this process.
 public func freeLoopbackPort() throws -> Int {
+    for _ in 0..<1000 {
+        let port = Int.random(in: 20000..<32000)
+        let fresh = handedOutPorts.withLock { handedOut.insert(port).inserted }
+        guard fresh, canBind(port: port) else { continue }
+        return port
+    }
+    throw POSIXError(.EADDRINUSE)
+}
+
+private func canBind(port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
+    var reuse: Int32 = 1
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
-    guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
 }

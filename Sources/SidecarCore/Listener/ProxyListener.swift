@@ -85,10 +85,15 @@ final class ProxyListener: Service, Sendable {
         logger.info("listening", metadata: ["listener": "\(name)", "address": "\(local.map { "\($0)" } ?? "?")"])
 
         let readiness = self.readiness
-        await withGracefulShutdownHandler {
-            try? await channel.closeFuture.get()
-        } onGracefulShutdown: {
-            readiness?.startDraining()
+        // Graceful shutdown drains; cancellation (another service of the group failed) closes too.
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                try? await channel.closeFuture.get()
+            } onGracefulShutdown: {
+                readiness?.startDraining()
+                channel.close(promise: nil)
+            }
+        } onCancel: {
             channel.close(promise: nil)
         }
         // Drain: the socket no longer accepts; let open connections finish.

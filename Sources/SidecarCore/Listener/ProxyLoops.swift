@@ -49,7 +49,7 @@ final class ProxyLoops: Sendable {
             try? await state.eventLoop.submit { state.beginDrain() }.get()
         }
         let deadline = NIODeadline.now() + timeout
-        while NIODeadline.now() < deadline {
+        while NIODeadline.now() < deadline, !Task.isCancelled {
             var open = 0
             for state in all {
                 open += (try? await state.eventLoop.submit { state.openConnections }.get()) ?? 0
