@@ -43,6 +43,7 @@ resources:
         timeout: 2s
         retries: { attempts: 3, perTryTimeout: 500ms }
         backends: [ { subset: { version: v1 }, weight: 100 } ]
+      - match: { pathPrefix: / }
 YAML
 cat > "$dir/payments.yaml" <<'YAML'
 service: payments
@@ -79,6 +80,8 @@ run curl -sS -i -x http://127.0.0.1:15001 http://payments/admin
 run curl -sS -i -x http://127.0.0.1:15001 http://nowhere/
 echo "== plain bytes on payments' mTLS port never reach the app"
 run curl -sS --max-time 3 http://127.0.0.1:16006/pay || true
+echo "== metrics (Prometheus text) on the admin port"
+run bash -c "curl -sS http://127.0.0.1:15000/metrics | grep '^sidecar_requests_total'"
 echo "== access logs (JSON, one line per request): $dir/web-access.log, $dir/payments-access.log"
 tail -n 3 "$dir/web-access.log"
 echo "== sidecar logs: $dir/web-sidecar.log, $dir/payments-sidecar.log"
