@@ -51,16 +51,43 @@ public final class Sidecar: Sendable {
         self.logger = logger
     }
 
-    /// Loads and checks everything that can be checked without binding sockets.
+    /// The TLS contexts made from one identity: the inbound server, the outbound HTTP client
+    /// and the outbound TCP tunnel client.
+    struct TLSContexts {
+        var server: TLSContext
+        var client: TLSContext
+        var tunnel: TLSContext
+    }
+
+    /// Loads and checks everything that can be checked without binding sockets or calling
+    /// the control plane: in static mode the certificate files and the route table; in dynamic
+    /// mode the token and CA files.
     public static func prepare(_ configuration: SidecarConfiguration, metrics: SidecarMetrics? = nil, version: Int = 1) throws -> (
         server: TLSContext, client: TLSContext, tunnel: TLSContext, table: RouteTable
     ) {
         guard let files = configuration.tls else {
-            throw StartupError(description: "dynamic mode (controlPlane) is not available in this build yet: give `tls:` files (static mode)")
+            throw StartupError(description: "dynamic mode gets its certificate from the control plane; use prepareDynamic")
         }
+        let contexts = try makeTLS(configuration, identity: SidecarIdentity(files), metrics: metrics)
+        let table = makeTable(configuration, resources: configuration.resources, version: version, metrics: metrics)
+        return (contexts.server, contexts.client, contexts.tunnel, table)
+    }
+
+    /// Checks a dynamic-mode configuration offline: the token file holds a token and the CA
+    /// file a usable trust bundle.
+    public static func prepareDynamic(_ configuration: SidecarConfiguration) throws -> ControlPlaneSession.Credentials {
+        guard let controlPlane = configuration.controlPlane else {
+            throw StartupError(description: "no controlPlane in the configuration")
+        }
+        return try ControlPlaneSession.Credentials(controlPlane)
+    }
+
+    /// The server, client and tunnel contexts for `identity`, checking that its certificate is
+    /// this service's SPIFFE ID.
+    static func makeTLS(_ configuration: SidecarConfiguration, identity: SidecarIdentity, metrics: SidecarMetrics?) throws -> TLSContexts {
         var tls = TLSConfiguration.mesh(
-            certificateChain: .file(files.certificate), privateKey: .file(files.privateKey),
-            trustRoots: .file(files.trustBundle), trustDomain: configuration.trustDomain)
+            certificateChain: identity.certificateChain, privateKey: identity.privateKey,
+            trustRoots: identity.trustBundle, trustDomain: configuration.trustDomain)
         let client = try TLSContext(configuration: tls, role: .client)
         // The inbound speaks HTTP/1.1, or carries raw bytes when the caller asks for `mesh-tcp`.
         tls.alpnProtocols = ["http/1.1", HTTPProxyHandler.tunnelALPN]
@@ -70,23 +97,43 @@ public final class Sidecar: Sendable {
         let expected = SPIFFEID.service(configuration.service, trustDomain: configuration.trustDomain)
         let presented = server.leafCertificate?.spiffeID
         guard presented == expected else {
-            throw StartupError(description: "\(files.certificate): the certificate carries \(presented?.description ?? "no SPIFFE ID"), but this sidecar is \(expected?.description ?? configuration.service)")
+            throw StartupError(description: "\(identity.certificateChain.displayName): the certificate carries \(presented?.description ?? "no SPIFFE ID"), but this sidecar is \(expected?.description ?? configuration.service)")
         }
-        let table = RouteTable(
-            localService: configuration.service, trustDomain: configuration.trustDomain,
-            resources: configuration.resources, version: version, metrics: metrics)
-        if let metrics {
-            metrics.certificateExpiry.set(server.certificateExpiry ?? 0)
-            metrics.configurationVersion.set(Int64(version))
-        }
-        return (server, client, tunnel, table)
+        metrics?.certificateExpiry.set(server.certificateExpiry ?? 0)
+        return TLSContexts(server: server, client: client, tunnel: tunnel)
+    }
+
+    /// The route table for the bootstrap's own resources plus, in dynamic mode, a snapshot's
+    /// (the snapshot's win where both name the same service).
+    static func makeTable(
+        _ configuration: SidecarConfiguration, resources: [MeshResource], version: Int, metrics: SidecarMetrics?
+    ) -> RouteTable {
+        metrics?.configurationVersion.set(Int64(version))
+        return RouteTable(
+            localService: configuration.service, trustDomain: configuration.trustDomain, resources: resources,
+            version: version, metrics: metrics)
     }
 
     public func run() async throws {
         let configuration = try SidecarConfiguration.load(contentsOf: configPath)
         let metrics = SidecarMetrics()
         metrics.controlPlaneConnection.set(0)
-        let (server, client, tunnel, table) = try Self.prepare(configuration, metrics: metrics)
+        let contexts: TLSContexts
+        let table: RouteTable
+        var session: ControlPlaneSession?
+        if configuration.controlPlane != nil {
+            // Dynamic mode: an identity and a first snapshot before any listener opens.
+            let started = try await ControlPlaneSession.start(
+                configuration, credentials: try Self.prepareDynamic(configuration), metrics: metrics, logger: logger)
+            contexts = started.contexts
+            table = started.table
+            session = started
+        } else {
+            let prepared = try Self.prepare(configuration, metrics: metrics)
+            contexts = TLSContexts(server: prepared.server, client: prepared.client, tunnel: prepared.tunnel)
+            table = prepared.table
+        }
+        let (server, client, tunnel) = (contexts.server, contexts.client, contexts.tunnel)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.workers))
         let serverTLS = TLSContextStore(server)
         let clientTLS = TLSContextStore(client)
@@ -104,15 +151,27 @@ public final class Sidecar: Sendable {
             name: "outbound", address: configuration.outbound.listen, kind: .outbound, group: group, loops: loops,
             drainTimeout: options.drainTimeout, accessLog: options.accessLog, timeouts: timeouts, logger: logger,
             bound: ListenerAddressBox(), readiness: readiness)
+        let inboundBound = ListenerAddressBox()
         let inbound = ProxyListener(
             name: "inbound", address: configuration.inbound.listen,
             kind: .inbound(app: configuration.inbound.app, tls: serverTLS), group: group, loops: loops,
             drainTimeout: options.drainTimeout, accessLog: options.accessLog, timeouts: timeouts, logger: logger,
-            bound: ListenerAddressBox(), readiness: readiness)
-        let currentConfig = ConfigJSONBox(configuration.json)
-        let reloader = ConfigReloader(
-            configPath: configPath, current: configuration, loops: loops, serverTLS: serverTLS, clientTLS: clientTLS,
-            tunnelTLS: tunnelTLS, metrics: metrics, configJSON: currentConfig, logger: logger)
+            bound: inboundBound, readiness: readiness)
+        var effective = configuration
+        effective.resources = session?.resources ?? configuration.resources
+        let currentConfig = ConfigJSONBox(effective.json)
+        // Static mode reloads its file; dynamic mode follows the control plane instead.
+        let follower: any Service
+        if let session {
+            follower = try ControlPlaneAgent(
+                session: session, configuration: configuration, loops: loops,
+                stores: .init(server: serverTLS, client: clientTLS, tunnel: tunnelTLS), inboundPort: inboundBound,
+                metrics: metrics, configJSON: currentConfig, logger: logger)
+        } else {
+            follower = ConfigReloader(
+                configPath: configPath, current: configuration, loops: loops, serverTLS: serverTLS, clientTLS: clientTLS,
+                tunnelTLS: tunnelTLS, metrics: metrics, configJSON: currentConfig, logger: logger)
+        }
         let admin = AdminServer(
             host: configuration.adminListen.host, port: configuration.adminListen.port,
             providers: AdminProviders(
@@ -126,7 +185,7 @@ public final class Sidecar: Sendable {
                 // Shut down in reverse: listeners drain first while admin still answers /ready with 503.
                 services: [.init(service: admin), .init(service: outbound), .init(service: inbound)]
                     + tcpListeners.map { .init(service: $0) }
-                    + [.init(service: reloader, successTerminationBehavior: .ignore)],
+                    + [.init(service: follower, successTerminationBehavior: .ignore)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         logger.info("sidecar starting", metadata: ["service": "\(configuration.service)", "workers": "\(options.workers)"])

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ControlPlane
+import SidecarCore
 import Foundation
 
 /// Where an operator command finds the server, the admin token and the CA to trust: options,

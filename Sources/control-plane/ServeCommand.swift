@@ -42,6 +42,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: .hidden)
     var watchTimeout: String = "30s"
 
+    /// Workload certificate lifetime; tests shorten it to see sidecars renew.
+    @Option(name: .long, help: .hidden)
+    var certificateLifetime: String = "24h"
+
     func run() async throws {
         try await reportingErrors {
             let address: HostPort
@@ -60,11 +64,14 @@ struct ServeCommand: AsyncParsableCommand {
             let ttl = try Self.duration(instanceTTL, option: "--instance-ttl")
             let grace = try Self.duration(instanceGrace, option: "--instance-grace")
             let watch = try Self.duration(watchTimeout, option: "--watch-timeout")
+            let lifetime = try Self.duration(certificateLifetime, option: "--certificate-lifetime")
 
             // Everything this process creates (keys, token, database) is private to its user.
             umask(0o077)
             let directory = DataDirectory(path: URL(fileURLWithPath: dataDir).standardizedFileURL.path)
-            let loaded = try directory.loadOrCreate(trustDomain: trustDomain)
+            var loaded = try directory.loadOrCreate(trustDomain: trustDomain)
+            loaded.authority = loaded.authority.withLeafLifetime(
+                Double(lifetime.components.seconds) + Double(lifetime.components.attoseconds) / 1e18)
             let resourceStore = try SQLiteResourceStore(path: directory.storePath)
             let controlPlane = try MeshControlPlane(
                 store: resourceStore, authority: loaded.authority, adminToken: loaded.adminToken,

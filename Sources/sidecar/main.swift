@@ -87,8 +87,14 @@ struct SidecarCommand: AsyncParsableCommand {
         func run() throws {
             do {
                 let configuration = try SidecarConfiguration.load(contentsOf: config)
-                _ = try Sidecar.prepare(configuration)
-                print("\(config): ok (service \(configuration.service), \(configuration.resources.count) resources)")
+                if configuration.controlPlane != nil {
+                    // The certificate and resources come from the control plane at run time.
+                    _ = try Sidecar.prepareDynamic(configuration)
+                    print("\(config): ok (service \(configuration.service), dynamic mode: \(configuration.controlPlane!.address))")
+                } else {
+                    _ = try Sidecar.prepare(configuration)
+                    print("\(config): ok (service \(configuration.service), \(configuration.resources.count) resources)")
+                }
             } catch let error as ConfigError {
                 FileHandleError.print(error.description)
                 throw ExitCode(1)

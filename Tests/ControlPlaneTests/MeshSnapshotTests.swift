@@ -74,4 +74,28 @@ import Testing
         let list = String(json[start..<json.index(before: json.endIndex)])
         #expect(try MeshResourceDecoder.decodeJSON(list) == snapshot.resources)
     }
+
+    @Test func theWireFormDecodesInTheSidecarToTheSameResources() throws {
+        var versioned = stored
+        if case .route(var route) = versioned[4] {
+            route.resourceVersion = "12"
+            versioned[4] = .route(route)
+        }
+        let snapshot = MeshSnapshot.compute(service: "web", version: 42, stored: versioned, registered: registered, dependencies: nil)
+        let decoded = try MeshResourceDecoder.decodeSnapshot(snapshot.json)
+        #expect(decoded.service == "web")
+        #expect(decoded.version == 42)
+        #expect(decoded.resources == snapshot.resources)
+    }
+
+    @Test func aSnapshotTheSidecarCannotReadIsRefusedWhole() {
+        #expect(throws: ConfigError.self) { try MeshResourceDecoder.decodeSnapshot(#"{"service":"web","version":"x","resources":[]}"#) }
+        #expect(throws: ConfigError.self) { try MeshResourceDecoder.decodeSnapshot("[1, 2]") }
+        let badRoute = #"{"service":"web","version":"3","resources":[{"kind":"Route","service":"p","rules":[{"timeout":"soon"}]}]}"#
+        #expect {
+            try MeshResourceDecoder.decodeSnapshot(badRoute)
+        } throws: { error in
+            "\(error)".contains("resources[0]")
+        }
+    }
 }

@@ -20,6 +20,11 @@ public struct CertificateAuthority: Sendable {
         self.leafLifetime = leafLifetime
     }
 
+    /// The same CA issuing leaves valid for `lifetime` seconds.
+    public func withLeafLifetime(_ lifetime: TimeInterval) -> CertificateAuthority {
+        CertificateAuthority(rootPEM: rootPEM, rootKeyPEM: rootKeyPEM, trustDomain: trustDomain, leafLifetime: lifetime)
+    }
+
     /// A fresh root (10 years) for a new data dir.
     public static func create(trustDomain: String) throws -> CertificateAuthority {
         let key = CertificateMinting.makePrivateKeyPEM()

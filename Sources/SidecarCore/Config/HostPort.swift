@@ -53,6 +53,11 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// True for an IP literal or DNS name usable as an Instance address (no brackets, no port).
+    /// `0.0.0.0` or `::`: a listen address meaning "every interface", never one to dial.
+    static func isUnspecified(_ host: String) -> Bool {
+        host == "0.0.0.0" || host == "::" || host == "[::]"
+    }
+
     static func isValidHost(_ text: some StringProtocol) -> Bool {
         isIPv4(text) || isIPv6(text) || isHostName(text)
     }

@@ -27,9 +27,18 @@ extension SidecarConfiguration {
             ])))
         }
         if let controlPlane {
-            pairs.append(("controlPlane", .map([
+            var fields: [(String, ConfigValue)] = [
                 ("address", .string(controlPlane.address)), ("tokenFile", .string(controlPlane.tokenFile)),
-            ])))
+                ("caFile", .string(controlPlane.caFile)),
+            ]
+            if let advertise = controlPlane.advertise { fields.append(("advertise", .string(advertise.description))) }
+            if !controlPlane.labels.isEmpty {
+                fields.append(("labels", .map(controlPlane.labels.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
+            }
+            if let dependencies = controlPlane.dependencies {
+                fields.append(("dependencies", .list(dependencies.map { .string($0) })))
+            }
+            pairs.append(("controlPlane", .map(fields)))
         }
         pairs.append(("resources", .list(resources.map(\.configValue))))
         return .map(pairs)

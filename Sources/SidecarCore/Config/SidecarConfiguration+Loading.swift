@@ -80,7 +80,7 @@ extension SidecarConfiguration {
         let tls = decodeTLS(map, baseDirectory: baseDirectory)
         let controlPlane = decodeControlPlane(map, baseDirectory: baseDirectory)
         if !map.has("tls") && !map.has("controlPlane") {
-            reader.report("needs tls (static mode: cert, key, trustBundle) or controlPlane (dynamic mode: address, tokenFile)",
+            reader.report("needs tls (static mode: cert, key, trustBundle) or controlPlane (dynamic mode: address, tokenFile, caFile)",
                           path: "", at: map.node)
         }
         var decoded: [MeshResourceDecoder.DecodedResource] = []
@@ -94,6 +94,7 @@ extension SidecarConfiguration {
             service: service, inbound: inbound, outbound: outbound, adminListen: adminListen,
             trustDomain: trustDomain, tls: tls, controlPlane: controlPlane, resources: decoded.map(\.resource))
         checkDistinctListeners(configuration, map: map)
+        checkMode(configuration, map: map)
         return configuration
     }
 
@@ -122,8 +123,33 @@ extension SidecarConfiguration {
             }
         }
         let tokenFile = controlMap.filePath("tokenFile", baseDirectory: baseDirectory)
-        guard let address, let tokenFile else { return nil }
-        return ControlPlane(address: address, tokenFile: tokenFile)
+        let caFile = controlMap.filePath("caFile", baseDirectory: baseDirectory)
+        let advertise = controlMap.hostPort("advertise")
+        if let advertise, advertise.port == 0 || HostPort.isUnspecified(advertise.host) {
+            map.reader.report("\(advertise) cannot be dialled by other sidecars (give a routable address and a port)",
+                              path: controlMap.childPath("advertise"), at: controlMap.optional("advertise"))
+        }
+        let labels = controlMap.stringMap("labels") ?? [:]
+        let dependencies = controlMap.stringList("dependencies")
+        guard let address, let tokenFile, let caFile else { return nil }
+        return ControlPlane(
+            address: address, tokenFile: tokenFile, caFile: caFile, advertise: advertise, labels: labels,
+            dependencies: dependencies)
+    }
+
+    /// Exactly one identity source; a registered address others can dial.
+    private static func checkMode(_ configuration: SidecarConfiguration, map: MappingReader) {
+        if map.has("tls") && map.has("controlPlane") {
+            map.reader.report("give either tls (static mode) or controlPlane (dynamic mode), not both: "
+                              + "in dynamic mode the control plane issues the certificate", path: "controlPlane",
+                              at: map.optional("controlPlane") ?? map.node)
+        }
+        if let controlPlane = configuration.controlPlane, controlPlane.advertise == nil,
+           HostPort.isUnspecified(configuration.inbound.listen.host) {
+            map.reader.report("inbound.listen is \(configuration.inbound.listen): set controlPlane.advertise to the "
+                              + "host:port other sidecars dial to reach this one", path: "controlPlane",
+                              at: map.optional("controlPlane") ?? map.node)
+        }
     }
 
     /// Two listeners on one address would fail at bind time with a less helpful message.

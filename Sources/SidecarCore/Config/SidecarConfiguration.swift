@@ -3,7 +3,7 @@
 /// mode the resources it would otherwise receive.
 ///
 /// Immutable once loaded; every file path is already resolved against the config file's
-/// directory. At least one of `tls` and `controlPlane` is set.
+/// directory. Exactly one of `tls` (static mode) and `controlPlane` (dynamic mode) is set.
 public struct SidecarConfiguration: Sendable, Equatable {
     /// Inbound: mTLS from other sidecars, handed to the app on localhost.
     public struct Inbound: Sendable, Equatable {
@@ -53,15 +53,33 @@ public struct SidecarConfiguration: Sendable, Equatable {
         }
     }
 
-    /// Dynamic mode: where the control plane is and the join token proving our service.
+    /// Dynamic mode: where the control plane is, the join token proving our service, the CA
+    /// that the control plane's certificate must chain to (the token is sent to nobody else),
+    /// and what to register: the address other sidecars dial, labels, and the services we call.
     public struct ControlPlane: Sendable, Equatable {
         /// `https://host:port`.
         public var address: String
         public var tokenFile: String
+        /// The control plane's trust bundle (`control-plane ca bundle`, or `ca.pem` in its data dir).
+        public var caFile: String
+        /// The inbound address registered for other sidecars to dial; nil means `inbound.listen`
+        /// (with the port actually bound when it is 0).
+        public var advertise: HostPort?
+        /// The instance's labels (`version: v2` for a canary subset).
+        public var labels: [String: String]
+        /// The services this one calls; nil means all (the snapshot then holds every service).
+        public var dependencies: [String]?
 
-        public init(address: String, tokenFile: String) {
+        public init(
+            address: String, tokenFile: String, caFile: String, advertise: HostPort? = nil,
+            labels: [String: String] = [:], dependencies: [String]? = nil
+        ) {
             self.address = address
             self.tokenFile = tokenFile
+            self.caFile = caFile
+            self.advertise = advertise
+            self.labels = labels
+            self.dependencies = dependencies
         }
     }
 

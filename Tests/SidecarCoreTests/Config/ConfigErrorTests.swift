@@ -58,7 +58,7 @@ import Testing
     @Test func neitherTLSNorControlPlane() {
         let yaml = "service: web\ninbound: { app: 127.0.0.1:8080 }\n"
         #expect(issues(yaml) == [
-            "web.yaml:1: needs tls (static mode: cert, key, trustBundle) or controlPlane (dynamic mode: address, tokenFile)"
+            "web.yaml:1: needs tls (static mode: cert, key, trustBundle) or controlPlane (dynamic mode: address, tokenFile, caFile)"
         ])
     }
 
@@ -96,9 +96,28 @@ import Testing
     }
 
     @Test func controlPlaneAddressMustBeHTTPS() {
-        let yaml = "service: web\ninbound: { app: 127.0.0.1:8080 }\ncontrolPlane: { address: http://cp:15010, tokenFile: t }\n"
+        let yaml = "service: web\ninbound: { listen: 127.0.0.1:15006, app: 127.0.0.1:8080 }\ncontrolPlane: { address: http://cp:15010, tokenFile: t, caFile: c }\n"
         #expect(issues(yaml) == [
             #"web.yaml:3: controlPlane.address: "http://cp:15010" is not a control plane address (https://host:port)"#
+        ])
+    }
+
+    @Test func dynamicModeNeedsTheCAOneIdentitySourceAndADiallableAddress() {
+        let missingCA = "service: web\ninbound: { listen: 127.0.0.1:15006, app: 127.0.0.1:8080 }\ncontrolPlane: { address: https://cp:15010, tokenFile: t }\n"
+        #expect(issues(missingCA) == ["web.yaml:3: controlPlane.caFile: is required"])
+
+        let both = ConfigFixtures.sidecar("controlPlane: { address: https://cp:15010, tokenFile: t, caFile: c, advertise: 10.0.0.1:15006 }\n")
+        #expect(issues(both).count == 1)
+        #expect(issues(both).first?.contains("give either tls (static mode) or controlPlane (dynamic mode), not both") == true, "\(issues(both))")
+
+        let everyInterface = "service: web\ninbound: { listen: 0.0.0.0:15006, app: 127.0.0.1:8080 }\ncontrolPlane: { address: https://cp:15010, tokenFile: t, caFile: c }\n"
+        #expect(issues(everyInterface) == [
+            "web.yaml:3: controlPlane: inbound.listen is 0.0.0.0:15006: set controlPlane.advertise to the host:port other sidecars dial to reach this one"
+        ])
+
+        let portZero = "service: web\ninbound: { app: 127.0.0.1:8080 }\ncontrolPlane: { address: https://cp:15010, tokenFile: t, caFile: c, advertise: 10.0.0.1:0 }\n"
+        #expect(issues(portZero) == [
+            "web.yaml:3: controlPlane.advertise: 10.0.0.1:0 cannot be dialled by other sidecars (give a routable address and a port)"
         ])
     }
 

@@ -68,14 +68,24 @@ import Testing
             inbound: { listen: "[::]:15006", app: "[::1]:8080", protocol: http2 }
             outbound: { tcp: [ { listen: 127.0.0.1:15432, service: db } ] }
             trustDomain: prod.example
-            controlPlane: { address: https://127.0.0.1:15010, tokenFile: web.token }
+            controlPlane:
+              address: https://127.0.0.1:15010
+              tokenFile: web.token
+              caFile: /etc/mesh/ca.pem
+              advertise: 10.0.0.7:15006
+              labels: { version: v2 }
+              dependencies: [ payments ]
             """
         let config = try SidecarConfiguration.decode(yaml: yaml, fileName: "web.yaml", baseDirectory: "/etc/mesh")
         #expect(config.inbound.listen == HostPort(host: "::", port: 15006))
         #expect(config.inbound.app.description == "[::1]:8080")
         #expect(config.inbound.appProtocol == .http2)
         #expect(config.outbound.tcp == [.init(listen: HostPort(host: "127.0.0.1", port: 15432), service: "db")])
-        #expect(config.controlPlane == .init(address: "https://127.0.0.1:15010", tokenFile: "/etc/mesh/web.token"))
+        #expect(config.controlPlane == .init(
+            address: "https://127.0.0.1:15010", tokenFile: "/etc/mesh/web.token", caFile: "/etc/mesh/ca.pem",
+            advertise: HostPort(host: "10.0.0.7", port: 15006), labels: ["version": "v2"], dependencies: ["payments"]))
+        // What /config shows decodes back to the same configuration.
+        #expect(try SidecarConfiguration.decode(yaml: config.yaml) == config)
         #expect(config.spiffeID == "spiffe://prod.example/service/web")
     }
 

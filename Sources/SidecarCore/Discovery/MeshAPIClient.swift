@@ -6,7 +6,8 @@ import SidecarCore
 
 /// An HTTPS client of the control-plane API over our TLS layer (ClientBootstrap + TLSHandler +
 /// NIO's HTTP/1.1 client codec), verifying the server against the mesh CA. Used by the
-/// operator CLI and tests. One connection per request: simple, and the CLI makes few.
+/// operator CLI, the sidecar's dynamic mode and tests. One connection per request: simple,
+/// and neither makes many (a sidecar's long-poll watch holds one for up to 30 s).
 public struct MeshAPIClient: Sendable {
     public let host: String
     public let port: Int
@@ -94,7 +95,14 @@ public struct MeshAPIClient: Sendable {
             channel.close(promise: nil)
         }
         do {
-            return try await promise.futureResult.get()
+            // A cancelled task (a sidecar shutting down mid long-poll) stops waiting at once.
+            return try await withTaskCancellationHandler {
+                try await promise.futureResult.get()
+            } onCancel: {
+                promise.fail(CancellationError())
+            }
+        } catch is CancellationError {
+            throw MeshAPIClientError("request to https://\(host):\(port) cancelled")
         } catch let error as MeshAPIClientError {
             throw error
         } catch {

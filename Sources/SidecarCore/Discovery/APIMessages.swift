@@ -13,6 +13,12 @@ public enum APIMessages {
         public var service: String
         /// Unix seconds; absent when it never expires.
         public var expiresAt: Int64?
+
+        public init(token: String, service: String, expiresAt: Int64? = nil) {
+            self.token = token
+            self.service = service
+            self.expiresAt = expiresAt
+        }
     }
 
     public struct CertificateRequest: Codable, Sendable {
@@ -26,6 +32,13 @@ public enum APIMessages {
         public var identity: String
         /// Unix seconds.
         public var expiresAt: Int64
+
+        public init(certificate: String, bundle: String, identity: String, expiresAt: Int64) {
+            self.certificate = certificate
+            self.bundle = bundle
+            self.identity = identity
+            self.expiresAt = expiresAt
+        }
     }
 
     public struct RegisterRequest: Codable, Sendable {
@@ -50,6 +63,12 @@ public enum APIMessages {
         public var version: String
         /// Heartbeat at least this often (seconds).
         public var ttlSeconds: Double
+
+        public init(name: String, version: String, ttlSeconds: Double) {
+            self.name = name
+            self.version = version
+            self.ttlSeconds = ttlSeconds
+        }
     }
 
     public struct HeartbeatRequest: Codable, Sendable {
@@ -74,15 +93,37 @@ public enum APIMessages {
         public var currentVersion: String
         public var lastSeenSecondsAgo: Double
         public var stale: Bool
+
+        public init(name: String, service: String, address: String, port: Int, health: String, appliedVersion: String? = nil, currentVersion: String, lastSeenSecondsAgo: Double, stale: Bool) {
+            self.name = name
+            self.service = service
+            self.address = address
+            self.port = port
+            self.health = health
+            self.appliedVersion = appliedVersion
+            self.currentVersion = currentVersion
+            self.lastSeenSecondsAgo = lastSeenSecondsAgo
+            self.stale = stale
+        }
     }
 
     public struct AppliedResource: Codable, Sendable {
         public var kind: String
         public var name: String
         public var resourceVersion: String
+
+        public init(kind: String, name: String, resourceVersion: String) {
+            self.kind = kind
+            self.name = name
+            self.resourceVersion = resourceVersion
+        }
     }
 
     public struct ApplyResponse: Codable, Sendable {
         public var applied: [AppliedResource]
+
+        public init(applied: [AppliedResource]) {
+            self.applied = applied
+        }
     }
 }

@@ -1,0 +1,199 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Keeps a dynamic-mode sidecar in step with the control plane, as one lifecycle `Service`
+/// with three loops:
+/// - **register and heartbeat**: registers this instance (its inbound address, labels and
+///   dependencies) once the inbound is bound, then heartbeats at a third of the TTL with the
+///   snapshot version it applied; a 404 (the control plane forgot it) registers again.
+/// - **watch**: long-polls its service's snapshot and swaps in a new route table for every
+///   version; a snapshot it cannot decode is refused and the running table kept.
+/// - **renew**: at half-life trades a new key's CSR (over mTLS) for a new certificate and
+///   swaps the TLS contexts; open connections keep theirs, new ones use the new certificate.
+///
+/// An unreachable control plane changes nothing in the data plane: the sidecar keeps serving
+/// its last snapshot, sets `sidecar_control_plane_connected` to 0 and retries with backoff.
+/// On graceful shutdown it deregisters first, so callers stop picking it while it drains.
+actor ControlPlaneAgent: Service {
+    struct TLSStores: Sendable {
+        var server: TLSContextStore
+        var client: TLSContextStore
+        var tunnel: TLSContextStore
+    }
+
+    private var session: ControlPlaneSession
+    private let configuration: SidecarConfiguration
+    private let loops: ProxyLoops
+    private let stores: TLSStores
+    private let inboundPort: ListenerAddressBox
+    private let metrics: SidecarMetrics
+    private let configJSON: ConfigJSONBox
+    private let logger: Logger
+    /// mTLS with the current certificate; replaced on renewal.
+    private var api: SidecarAPIClient
+    /// The registered instance's name; nil until registered (and again after a 404).
+    private var instanceName: String?
+    private var random = SystemRandomNumberGenerator()
+
+    init(
+        session: ControlPlaneSession, configuration: SidecarConfiguration, loops: ProxyLoops, stores: TLSStores,
+        inboundPort: ListenerAddressBox, metrics: SidecarMetrics, configJSON: ConfigJSONBox, logger: Logger
+    ) throws {
+        self.session = session
+        self.configuration = configuration
+        self.loops = loops
+        self.stores = stores
+        self.inboundPort = inboundPort
+        self.metrics = metrics
+        self.configJSON = configJSON
+        self.logger = logger
+        api = try SidecarAPIClient(
+            credentials: session.credentials, service: configuration.service,
+            certificate: (session.certificate.certificatePEM, session.certificate.keyPEM))
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.registerAndHeartbeat() }
+                group.addTask { await self.watch() }
+                group.addTask { await self.renew() }
+            }
+        }
+        await deregister()
+    }
+
+    // MARK: Register and heartbeat
+
+    private func registerAndHeartbeat() async {
+        var backoff = ReconnectBackoff()
+        var interval = Duration.seconds(5)
+        while !Task.isCancelled {
+            do {
+                if let name = instanceName {
+                    try await api.heartbeat(name: name, appliedVersion: session.snapshotVersion)
+                } else {
+                    let registered = try await api.register(await registration())
+                    instanceName = registered.name
+                    interval = .milliseconds(Int64(max(0.3, registered.ttlSeconds / 3) * 1000))
+                    logger.info("registered with the control plane", metadata: ["instance": "\(registered.name)"])
+                }
+                connected(true)
+                backoff.reset()
+                try? await Task.sleep(for: interval)
+            } catch where error.kind == .notRegistered {
+                logger.warning("the control plane no longer knows this instance; registering again")
+                instanceName = nil
+            } catch {
+                connected(false)
+                let wait = backoff.next(using: &random)
+                logger.warning("heartbeat failed", metadata: ["error": "\(error)", "retryIn": "\(wait)"])
+                try? await Task.sleep(for: wait)
+            }
+        }
+    }
+
+    /// This instance as other sidecars dial it: `advertise`, else the inbound's listen host
+    /// with the port it actually bound.
+    private func registration() async -> APIMessages.RegisterRequest {
+        let controlPlane = configuration.controlPlane
+        var host = configuration.inbound.listen.host
+        var port = configuration.inbound.listen.port
+        if let advertise = controlPlane?.advertise {
+            (host, port) = (advertise.host, advertise.port)
+        } else {
+            while inboundPort.value == nil, !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            port = inboundPort.value ?? port
+        }
+        return APIMessages.RegisterRequest(
+            service: configuration.service, address: host, port: port,
+            labels: controlPlane?.labels, dependencies: controlPlane?.dependencies)
+    }
+
+    private func deregister() async {
+        guard let name = instanceName else { return }
+        do {
+            try await api.deregister(name: name)
+            logger.info("deregistered from the control plane", metadata: ["instance": "\(name)"])
+        } catch {
+            logger.warning("could not deregister; the control plane will expire this instance", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Watch
+
+    private func watch() async {
+        var backoff = ReconnectBackoff()
+        while !Task.isCancelled {
+            do {
+                let known = session.snapshotVersion
+                if let snapshot = try await api.snapshot(knownVersion: known, instance: instanceName),
+                    snapshot.version != known {
+                    apply(snapshot)
+                }
+                connected(true)
+                backoff.reset()
+            } catch {
+                if Task.isCancelled { return }
+                connected(false)
+                let wait = backoff.next(using: &random)
+                logger.warning("watch failed; serving the last configuration", metadata: [
+                    "error": "\(error)", "version": "\(session.snapshotVersion)", "retryIn": "\(wait)",
+                ])
+                try? await Task.sleep(for: wait)
+            }
+        }
+    }
+
+    private func apply(_ snapshot: MeshResourceDecoder.SnapshotDocument) {
+        let resources = configuration.resources + snapshot.resources
+        let table = Sidecar.makeTable(configuration, resources: resources, version: Int(snapshot.version), metrics: metrics)
+        loops.replaceTable(table)
+        session.snapshotVersion = snapshot.version
+        session.resources = resources
+        session.table = table
+        var effective = configuration
+        effective.resources = resources
+        configJSON.set(effective.json)
+        logger.info("configuration applied", metadata: ["version": "\(snapshot.version)", "resources": "\(resources.count)"])
+    }
+
+    // MARK: Renew
+
+    private func renew() async {
+        var backoff = ReconnectBackoff(base: .seconds(1), cap: .seconds(60))
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(until: session.certificate.renewAt)
+            } catch {
+                return
+            }
+            do {
+                let certificate = try await ControlPlaneSession.issueCertificate(configuration, api: api)
+                let contexts = try Sidecar.makeTLS(configuration, identity: certificate.identity, metrics: metrics)
+                api = try SidecarAPIClient(
+                    credentials: session.credentials, service: configuration.service,
+                    certificate: (certificate.certificatePEM, certificate.keyPEM))
+                stores.server.replace(with: contexts.server)
+                stores.client.replace(with: contexts.client)
+                stores.tunnel.replace(with: contexts.tunnel)
+                session.certificate = certificate
+                session.contexts = contexts
+                backoff.reset()
+                logger.info("certificate renewed", metadata: ["expiresAt": "\(certificate.expiresAt)"])
+            } catch {
+                if Task.isCancelled { return }
+                let wait = backoff.next(using: &random)
+                logger.error("certificate renewal failed", metadata: ["error": "\(error)", "retryIn": "\(wait)"])
+                session.certificate.renewAt = .now + wait
+            }
+        }
+    }
+
+    private func connected(_ flag: Bool) {
+        metrics.controlPlaneConnection.set(flag)
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import Logging
+
+/// Dynamic mode's start: with the join token, trade a CSR for this service's certificate
+/// (the key is made here and never sent), then fetch the first snapshot over mTLS, and build
+/// the TLS contexts and route table the listeners open with. Waits out an unreachable control
+/// plane (logging each attempt); a refused token or an invalid answer ends the start with
+/// the control plane's own words.
+///
+/// The result is a value handed to `ControlPlaneAgent`, which keeps it current.
+public struct ControlPlaneSession: Sendable {
+    /// The files behind `controlPlane:`, read and checked once.
+    public struct Credentials: Sendable {
+        public var address: String
+        public var token: String
+        public var caPEM: String
+
+        public init(_ controlPlane: SidecarConfiguration.ControlPlane) throws {
+            address = controlPlane.address
+            token = try Self.read(controlPlane.tokenFile, what: "join token")
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !token.isEmpty, !token.contains(where: \.isWhitespace) else {
+                throw Sidecar.StartupError(description: "\(controlPlane.tokenFile): expected one join token (control-plane token create --service NAME)")
+            }
+            caPEM = try Self.read(controlPlane.caFile, what: "control plane CA")
+            guard caPEM.contains("-----BEGIN CERTIFICATE-----") else {
+                throw Sidecar.StartupError(description: "\(controlPlane.caFile): no PEM certificate in it (control-plane ca bundle)")
+            }
+            // Refuses a bundle OpenSSL cannot load, before any connection is tried.
+            _ = try SidecarAPIClient(credentials: self, service: "")
+        }
+
+        private static func read(_ path: String, what: String) throws -> String {
+            do {
+                return try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                throw Sidecar.StartupError(description: "\(path): cannot read the \(what): \(error.localizedDescription)")
+            }
+        }
+    }
+
+    /// The workload certificate and key, and when to renew them.
+    struct Certificate: Sendable {
+        var certificatePEM: String
+        var keyPEM: String
+        var bundlePEM: String
+        /// Unix seconds.
+        var expiresAt: Int64
+        /// Half-way through the lifetime left when it was issued.
+        var renewAt: ContinuousClock.Instant
+
+        var identity: SidecarIdentity {
+            SidecarIdentity(
+                certificateChain: .pem(certificatePEM, name: "the certificate from the control plane"),
+                privateKey: .pem(keyPEM, name: "the sidecar's key"),
+                trustBundle: .pem(bundlePEM, name: "the trust bundle from the control plane"))
+        }
+    }
+
+    let credentials: Credentials
+    var certificate: Certificate
+    var contexts: Sidecar.TLSContexts
+    var snapshotVersion: Int64
+    /// The bootstrap's own resources followed by the snapshot's.
+    var resources: [MeshResource]
+    var table: RouteTable
+
+    static func start(
+        _ configuration: SidecarConfiguration, credentials: Credentials, metrics: SidecarMetrics, logger: Logger
+    ) async throws -> ControlPlaneSession {
+        let bootstrap = try SidecarAPIClient(credentials: credentials, service: configuration.service)
+        let certificate = try await retrying("certificate", logger: logger) {
+            try await issueCertificate(configuration, api: bootstrap)
+        }
+        let contexts = try Sidecar.makeTLS(configuration, identity: certificate.identity, metrics: metrics)
+        let api = try SidecarAPIClient(
+            credentials: credentials, service: configuration.service,
+            certificate: (certificate.certificatePEM, certificate.keyPEM))
+        let snapshot = try await retrying("first snapshot", logger: logger) {
+            try await api.snapshot(knownVersion: nil, instance: nil)
+        }
+        metrics.controlPlaneConnection.set(true)
+        let version = snapshot?.version ?? 0
+        let resources = configuration.resources + (snapshot?.resources ?? [])
+        logger.info("identity and configuration from the control plane", metadata: [
+            "address": "\(credentials.address)", "version": "\(version)", "resources": "\(resources.count)",
+        ])
+        return ControlPlaneSession(
+            credentials: credentials, certificate: certificate, contexts: contexts, snapshotVersion: version,
+            resources: resources,
+            table: Sidecar.makeTable(configuration, resources: resources, version: Int(version), metrics: metrics))
+    }
+
+    /// A fresh key and a CSR for this service's SPIFFE ID, signed by the control plane's CA.
+    static func issueCertificate(_ configuration: SidecarConfiguration, api: SidecarAPIClient) async throws -> Certificate {
+        guard let identity = SPIFFEID.service(configuration.service, trustDomain: configuration.trustDomain) else {
+            throw Sidecar.StartupError(description: "service \"\(configuration.service)\" makes no SPIFFE ID")
+        }
+        let key = CertificateMinting.makePrivateKeyPEM()
+        let csr = try CertificateMinting.makeCSR(identity: identity, keyPEM: key)
+        let issued = try await api.issueCertificate(csrPEM: csr)
+        let now = Int64(Date().timeIntervalSince1970)
+        let halfLife = max(1, (issued.expiresAt - now) / 2)
+        return Certificate(
+            certificatePEM: issued.certificate, keyPEM: key, bundlePEM: issued.bundle, expiresAt: issued.expiresAt,
+            renewAt: .now + .seconds(halfLife))
+    }
+
+    /// Runs `call` until it succeeds, waiting out an unreachable control plane; any other
+    /// failure ends the start.
+    private static func retrying<T>(
+        _ what: String, logger: Logger, _ call: () async throws -> T
+    ) async throws -> T {
+        var backoff = ReconnectBackoff()
+        var random = SystemRandomNumberGenerator()
+        while true {
+            do {
+                return try await call()
+            } catch let error as ControlPlaneCallError where error.isRetryable {
+                let wait = backoff.next(using: &random)
+                logger.warning("control plane unreachable, retrying", metadata: [
+                    "for": "\(what)", "error": "\(error)", "retryIn": "\(wait)",
+                ])
+                try await Task.sleep(for: wait)
+            } catch let error as ControlPlaneCallError {
+                throw Sidecar.StartupError(description: "control plane refused the \(what): \(error)")
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// The calls a sidecar makes to the control plane (certificate, register, heartbeat, watch,
+/// deregister), typed: each answers a decoded message or a `ControlPlaneCallError` that says
+/// whether trying again can help. Authenticates with the join token until the sidecar has a
+/// certificate, then with mTLS. Off the request path: Foundation's JSON coding is fine here.
+struct SidecarAPIClient: Sendable {
+    let client: MeshAPIClient
+    let service: String
+
+    /// With the join token (bootstrap) or with the workload certificate (everything after).
+    init(
+        credentials: ControlPlaneSession.Credentials, service: String,
+        certificate: (certificatePEM: String, keyPEM: String)? = nil
+    ) throws {
+        do {
+            client = try MeshAPIClient(
+                server: credentials.address, caPEM: credentials.caPEM,
+                token: certificate == nil ? credentials.token : nil, clientCertificate: certificate)
+        } catch {
+            throw Sidecar.StartupError(description: "controlPlane: \(error.description)")
+        }
+        self.service = service
+    }
+
+    func issueCertificate(csrPEM: String) async throws(ControlPlaneCallError) -> APIMessages.CertificateResponse {
+        try await call(.POST, "/v1/certificates", APIMessages.CertificateRequest(csr: csrPEM), expect: 201)
+    }
+
+    func register(_ request: APIMessages.RegisterRequest) async throws(ControlPlaneCallError) -> APIMessages.RegisterResponse {
+        try await call(.POST, "/v1/register", request, expect: 201)
+    }
+
+    func heartbeat(name: String, appliedVersion: Int64?) async throws(ControlPlaneCallError) {
+        let request = APIMessages.HeartbeatRequest(name: name, version: appliedVersion.map(String.init))
+        let _: Acknowledgement = try await call(.POST, "/v1/heartbeat", request, expect: 200)
+    }
+
+    func deregister(name: String) async throws(ControlPlaneCallError) {
+        let _: Acknowledgement = try await call(
+            .POST, "/v1/deregister", APIMessages.DeregisterRequest(name: name), expect: 200, timeout: .seconds(2))
+    }
+
+    /// The snapshot at once when `knownVersion` is not current, else at the next change; nil
+    /// when the control plane's long-poll ran out without one.
+    func snapshot(knownVersion: Int64?, instance: String?) async throws(ControlPlaneCallError) -> MeshResourceDecoder.SnapshotDocument? {
+        var query: [String] = []
+        if let knownVersion { query.append("version=\(knownVersion)") }
+        if let instance { query.append("instance=\(Self.percentEncoded(instance))") }
+        let path = "/v1/snapshot/\(Self.percentEncoded(service))" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
+        let response = try await send(.GET, path, body: nil, timeout: .seconds(75))
+        switch response.status {
+        case 304:
+            return nil
+        case 200:
+            do {
+                return try MeshResourceDecoder.decodeSnapshot(response.body)
+            } catch {
+                throw ControlPlaneCallError(.invalidAnswer, "the snapshot cannot be applied: \(error.description)")
+            }
+        default:
+            throw ControlPlaneCallError(status: response.status, path: "/v1/snapshot", body: response.body)
+        }
+    }
+
+    private struct Acknowledgement: Decodable {}
+
+    private func call<Request: Encodable, Answer: Decodable>(
+        _ method: HTTPMethod, _ path: String, _ request: Request, expect: Int, timeout: TimeAmount = .seconds(15)
+    ) async throws(ControlPlaneCallError) -> Answer {
+        let body: String
+        do {
+            body = String(decoding: try JSONEncoder().encode(request), as: UTF8.self)
+        } catch {
+            throw ControlPlaneCallError(.invalidAnswer, "cannot encode \(Request.self): \(error)")
+        }
+        let response = try await send(method, path, body: body, timeout: timeout)
+        guard response.status == expect else {
+            throw ControlPlaneCallError(status: response.status, path: path, body: response.body)
+        }
+        do {
+            return try JSONDecoder().decode(Answer.self, from: Data(response.body.utf8))
+        } catch {
+            throw ControlPlaneCallError(.invalidAnswer, "\(path) answered a body this sidecar cannot read: \(response.body.prefix(200))")
+        }
+    }
+
+    private func send(_ method: HTTPMethod, _ path: String, body: String?, timeout: TimeAmount) async throws(ControlPlaneCallError) -> MeshAPIClient.Response {
+        do {
+            return try await client.send(method, path, body: body, timeout: timeout)
+        } catch {
+            throw ControlPlaneCallError(.unreachable, error.description)
+        }
+    }
+
+    private static func percentEncoded(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=?/"))) ?? text
+    }
+}
+
+/// Why a control-plane call failed, and so what the sidecar does next: try again later
+/// (unreachable, a 5xx), register again (`notRegistered`), or give up with the server's
+/// own words (a refused token, a request it calls invalid).
+struct ControlPlaneCallError: Error, CustomStringConvertible {
+    enum Kind: Equatable {
+        /// No connection, a timeout, a 5xx: the control plane may come back.
+        case unreachable
+        /// 401/403: the token or certificate is not accepted.
+        case refused
+        /// 404 on heartbeat: the control plane forgot this instance (expired, restarted).
+        case notRegistered
+        /// A 4xx the sidecar caused, or an answer it cannot read.
+        case invalidAnswer
+    }
+
+    let kind: Kind
+    let description: String
+
+    init(_ kind: Kind, _ description: String) {
+        self.kind = kind
+        self.description = description
+    }
+
+    init(status: Int, path: String, body: String) {
+        let message = Self.errorMessage(body) ?? "HTTP \(status)"
+        switch status {
+        case 401, 403: self.init(.refused, "\(path): \(status) \(message)")
+        case 404: self.init(.notRegistered, "\(path): 404 \(message)")
+        case 500...: self.init(.unreachable, "\(path): \(status) \(message)")
+        default: self.init(.invalidAnswer, "\(path): \(status) \(message)")
+        }
+    }
+
+    var isRetryable: Bool { kind == .unreachable }
+
+    /// The `error` field of the control plane's `{"error": "..."}` bodies.
+    private static func errorMessage(_ body: String) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else { return nil }
+        return object["error"] as? String
+    }
+}

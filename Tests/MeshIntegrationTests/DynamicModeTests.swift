@@ -1,0 +1,175 @@
+import Foundation
+import MeshTestSupport
+import SidecarCore
+import Testing
+
+/// Dynamic mode end to end: a real control plane and two sidecars that hold nothing but a
+/// join token and the CA. Identity, endpoints and policy all arrive from the control plane,
+/// changes take effect while traffic flows, and a stopping sidecar leaves the registry at once.
+@Suite(.serialized) struct DynamicModeTests {
+    struct Mesh {
+        let directory: TemporaryDirectory
+        let server: ControlPlaneServer
+
+        init(serverArguments: [String] = []) async throws {
+            directory = TemporaryDirectory()
+            server = try await ControlPlaneServer(dataDir: directory.path + "/control-plane", extraArguments: serverArguments)
+            try server.caPEM.write(toFile: directory.path + "/ca.pem", atomically: true, encoding: .utf8)
+        }
+
+        func token(_ service: String) async throws -> String {
+            let created = try await server.cli(["token", "create", "--service", service, "--ttl", "1h"])
+            #expect(created.status == 0, "\(created.stderr)")
+            let path = "\(service).token"
+            try created.stdout.write(toFile: directory.path + "/" + path, atomically: true, encoding: .utf8)
+            return path
+        }
+
+        /// A dynamic-mode sidecar: its listeners on fresh loopback ports, its token and the CA.
+        func sidecar(
+            _ service: String, app: Int, controlPlaneExtra: String = "", tokenFile: String? = nil
+        ) async throws -> (process: SidecarProcess, inbound: Int, outbound: Int, admin: Int) {
+            let (inbound, outbound, admin) = (try freeLoopbackPort(), try freeLoopbackPort(), try freeLoopbackPort())
+            var token = tokenFile ?? ""
+            if tokenFile == nil { token = try await self.token(service) }
+            let process = try SidecarProcess(configYAML: """
+                service: \(service)
+                inbound:  { listen: 127.0.0.1:\(inbound), app: 127.0.0.1:\(app) }
+                outbound: { listen: 127.0.0.1:\(outbound) }
+                admin:    { listen: 127.0.0.1:\(admin) }
+                controlPlane: { address: \(server.url), tokenFile: \(token), caFile: ca.pem\(controlPlaneExtra) }
+                """, in: directory, name: service)
+            return (process, inbound, outbound, admin)
+        }
+
+        func stop() {
+            server.stop()
+            directory.remove()
+        }
+    }
+
+    @Test func twoSidecarsTakeIdentityEndpointsAndPolicyFromTheControlPlane() async throws {
+        let mesh = try await Mesh()
+        defer { mesh.stop() }
+        let app = try await TestHTTPApp(name: "payments-app")
+        let payments = try await mesh.sidecar("payments", app: app.port, controlPlaneExtra: ", labels: { version: v1 }")
+        defer { payments.process.stop() }
+        let web = try await mesh.sidecar("web", app: 1, controlPlaneExtra: ", dependencies: [ payments ]")
+        defer { web.process.stop() }
+        #expect(await payments.process.waitUntilListening(ports: [payments.inbound]), "\(payments.process.logs)")
+        #expect(await web.process.waitUntilListening(ports: [web.outbound]), "\(web.process.logs)")
+
+        // The operator declares the service; payments registered itself; web learns its
+        // endpoint and calls it over mTLS as web.
+        let declared = try await mesh.server.cli(["apply", "-f", "-"], input: "kind: Service\nname: payments\n")
+        #expect(declared.status == 0, "\(declared.stderr)")
+        let call = ["-H", "Host: payments", "http://127.0.0.1:\(web.outbound)/pay"]
+        #expect(await eventually(timeout: .seconds(15)) { (try? await curl(call))?.status == 200 }, "\(web.process.logs)")
+        let answer = try await curl(call)
+        #expect(answer.body.contains("app=payments-app"))
+        #expect(answer.body.contains("caller=web"), "\(answer.body)")
+
+        // Policy pushed while traffic flows: payments now refuses web.
+        let applied = try await mesh.server.cli(["apply", "-f", "-"], input: """
+            kind: AuthorizationPolicy
+            service: payments
+            default: deny
+            allow: [ { from: [ billing ] } ]
+            """)
+        #expect(applied.status == 0, "\(applied.stderr)")
+        #expect(await eventually(timeout: .seconds(10)) {
+            let response = try? await curl(call)
+            return response?.status == 403 && response?.headers["x-mesh-error"] == "forbidden"
+        })
+
+        // Both proxies report the version they applied; neither is stale.
+        #expect(await eventually(timeout: .seconds(15)) {
+            guard let proxies = try? await mesh.server.cli(["get", "proxies", "-o", "json"]), proxies.status == 0,
+                let list = try? JSONSerialization.jsonObject(with: Data(proxies.stdout.utf8)) as? [[String: Any]]
+            else { return false }
+            let services = Set(list.compactMap { $0["service"] as? String })
+            let current = list.allSatisfy { ($0["appliedVersion"] as? String) == ($0["currentVersion"] as? String) }
+            return services == ["web", "payments"] && current && list.allSatisfy { ($0["stale"] as? Bool) == false }
+        })
+        let metrics = try await curl(["http://127.0.0.1:\(web.admin)/metrics"])
+        #expect(metricValue(metrics.body, "sidecar_control_plane_connected") == 1)
+        #expect(metricValue(metrics.body, "sidecar_config_version") > 1)
+        #expect(metricValue(metrics.body, "sidecar_cert_expiry_timestamp_seconds") > Date().timeIntervalSince1970 + 3600)
+        let config = try await curl(["http://127.0.0.1:\(web.admin)/config"])
+        #expect(config.body.contains("payments-127.0.0.1-\(payments.inbound)"), "\(config.body)")
+
+        // A stopping sidecar deregisters before it drains: web stops picking it at once.
+        payments.process.signal(SIGTERM)
+        #expect(await eventually(timeout: .seconds(5)) {
+            let response = try? await curl(call)
+            return response?.status == 503 && response?.headers["x-mesh-error"] == "no-healthy-endpoint"
+        })
+        #expect(await payments.process.process.wait() == 0, "\(payments.process.logs)")
+        let proxies = try await mesh.server.cli(["get", "proxies"])
+        #expect(!proxies.stdout.contains("payments"), "\(proxies.stdout)")
+    }
+
+    @Test func aSidecarRenewsItsCertificateAtHalfLifeWithoutDroppingTraffic() async throws {
+        // Certificates for 70 s, back-dated 60 s by the CA: 10 s left, renewed after about 5.
+        let mesh = try await Mesh(serverArguments: ["--certificate-lifetime", "70s"])
+        defer { mesh.stop() }
+        let app = try await TestHTTPApp(name: "payments-app")
+        let payments = try await mesh.sidecar("payments", app: app.port)
+        defer { payments.process.stop() }
+        let web = try await mesh.sidecar("web", app: 1)
+        defer { web.process.stop() }
+        #expect(await web.process.waitUntilListening(ports: [web.outbound, web.admin]), "\(web.process.logs)")
+        let call = ["-H", "Host: payments", "http://127.0.0.1:\(web.outbound)/pay"]
+        #expect(await eventually(timeout: .seconds(15)) { (try? await curl(call))?.status == 200 }, "\(web.process.logs)")
+        let first = metricValue(try await curl(["http://127.0.0.1:\(web.admin)/metrics"]).body, "sidecar_cert_expiry_timestamp_seconds")
+        #expect(first > 0)
+
+        #expect(await eventually(timeout: .seconds(20)) {
+            let body = (try? await curl(["http://127.0.0.1:\(web.admin)/metrics"]))?.body ?? ""
+            return metricValue(body, "sidecar_cert_expiry_timestamp_seconds") > first
+        }, "\(web.process.logs)")
+        #expect(web.process.logs.contains("certificate renewed"))
+        // New connections handshake with the new certificates on both sides.
+        #expect(try await curl(call).status == 200)
+        let issued = try await curl(["-k", mesh.server.url + "/metrics"])
+        #expect(metricValue(issued.body, "control_plane_certificates_issued_total") >= 4, "\(issued.body)")
+    }
+
+    @Test func aRefusedJoinTokenEndsTheStartWithTheControlPlanesReason() async throws {
+        let mesh = try await Mesh()
+        defer { mesh.stop() }
+        try "not-a-token\n".write(toFile: mesh.directory.path + "/bogus.token", atomically: true, encoding: .utf8)
+        let sidecar = try await mesh.sidecar("web", app: 1, tokenFile: "bogus.token")
+        defer { sidecar.process.stop() }
+        #expect(await sidecar.process.process.wait() == 2)
+        #expect(sidecar.process.logs.contains("control plane refused the certificate"), "\(sidecar.process.logs)")
+        #expect(sidecar.process.logs.contains("401"), "\(sidecar.process.logs)")
+    }
+
+    @Test func aSidecarWaitsForAnUnreachableControlPlaneAndValidateChecksTheFiles() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let pki = TestPKI()
+        try pki.rootPEM.write(toFile: directory.path + "/ca.pem", atomically: true, encoding: .utf8)
+        try "token\n".write(toFile: directory.path + "/web.token", atomically: true, encoding: .utf8)
+        let admin = try freeLoopbackPort()
+        let yaml = """
+            service: web
+            inbound:  { listen: 127.0.0.1:\(try freeLoopbackPort()), app: 127.0.0.1:1 }
+            outbound: { listen: 127.0.0.1:\(try freeLoopbackPort()) }
+            admin:    { listen: 127.0.0.1:\(admin) }
+            controlPlane: { address: https://127.0.0.1:\(try freeLoopbackPort()), tokenFile: web.token, caFile: ca.pem }
+            """
+        let sidecar = try SidecarProcess(configYAML: yaml, in: directory, name: "web")
+        defer { sidecar.stop() }
+        #expect(await eventually(timeout: .seconds(10)) { sidecar.process.stderr.contains("control plane unreachable, retrying") })
+        #expect(sidecar.process.isRunning)
+
+        let valid = try await ChildProcess.run([builtExecutable("sidecar"), "validate", "--config", sidecar.configPath])
+        #expect(valid.status == 0, "\(valid.stderr)")
+        try "".write(toFile: directory.path + "/web.token", atomically: true, encoding: .utf8)
+        let invalid = try await ChildProcess.run([builtExecutable("sidecar"), "validate", "--config", sidecar.configPath])
+        #expect(invalid.status == 1)
+        #expect(invalid.stderr.contains("web.token: expected one join token"), "\(invalid.stderr)")
+    }
+}
