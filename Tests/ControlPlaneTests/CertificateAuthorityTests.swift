@@ -76,4 +76,34 @@ import Testing
         #expect(viaPeer.status == 403)
         #expect(fixture.controlPlane.metrics.certificatesIssued == 1)
     }
+
+    @Test func rootRotationSignsWithTheNewRootWhileTheBundleKeepsBoth() async throws {
+        let old = Self.authority
+        let oldLeaf = try old.issue(csrPEM: try csr("web"), for: .service("web")).certificatePEM
+        let newKey = CertificateMinting.makePrivateKeyPEM()
+        let newRoot = try CertificateMinting.makeRoot(commonName: "mesh CA 2", keyPEM: newKey)
+        let rotated = CertificateAuthority(rootPEM: old.rootPEM + "\n" + newRoot, rootKeyPEM: newKey, trustDomain: "mesh.local")
+        let newLeaf = try rotated.issue(csrPEM: try csr("payments"), for: .service("payments")).certificatePEM
+
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let files = ["bundle.pem": rotated.rootPEM, "old.pem": old.rootPEM, "old-leaf.pem": oldLeaf, "new-leaf.pem": newLeaf]
+        for (name, text) in files { try text.write(toFile: directory.path + "/" + name, atomically: true, encoding: .utf8) }
+        func verifies(_ leaf: String, against bundle: String) async throws -> Bool {
+            try await ChildProcess.run(["openssl", "verify", "-CAfile", directory.path + "/" + bundle, directory.path + "/" + leaf]).status == 0
+        }
+        #expect(try await verifies("old-leaf.pem", against: "bundle.pem"))
+        #expect(try await verifies("new-leaf.pem", against: "bundle.pem"))
+        #expect(try await !verifies("new-leaf.pem", against: "old.pem"), "the new leaf must be signed by the new root")
+
+        // A data dir whose key belongs to no root in ca.pem is refused with the reason.
+        let dataDir = directory.path + "/data"
+        _ = try DataDirectory(path: dataDir).loadOrCreate(trustDomain: "mesh.local")
+        try CertificateMinting.makePrivateKeyPEM().write(toFile: dataDir + "/ca.key", atomically: true, encoding: .utf8)
+        #expect {
+            try DataDirectory(path: dataDir).loadOrCreate(trustDomain: "mesh.local")
+        } throws: { error in
+            "\(error)".contains("is the key of no certificate in")
+        }
+    }
 }

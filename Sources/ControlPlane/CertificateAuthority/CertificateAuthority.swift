@@ -4,18 +4,26 @@ import SidecarCore
 /// The mesh CA: a root key and certificate kept in the data dir, which signs 24 h workload
 /// leaves from sidecars' CSRs and the control plane's own server certificate.
 ///
+/// Root rotation: `ca.pem` (the trust bundle every sidecar receives) may hold the old and the
+/// new root; the one whose key is `ca.key` signs. Sidecars trust both until the old one is
+/// removed from the bundle, after every leaf it signed has been renewed.
+///
 /// A caller proven to be service S (join token or client certificate) may only obtain
 /// `spiffe://<trust-domain>/service/S`; the admin may obtain any service identity. Immutable
 /// after loading, so safe to share.
 public struct CertificateAuthority: Sendable {
     public let trustDomain: String
+    /// The trust bundle: every root sidecars accept (one, or two while rotating).
     public let rootPEM: String
     let rootKeyPEM: String
+    /// The root in the bundle that `rootKeyPEM` belongs to.
+    let signingRootPEM: String
     public let leafLifetime: TimeInterval
 
     public init(rootPEM: String, rootKeyPEM: String, trustDomain: String, leafLifetime: TimeInterval = 86_400) {
         self.rootPEM = rootPEM
         self.rootKeyPEM = rootKeyPEM
+        self.signingRootPEM = CertificateMinting.certificate(in: rootPEM, matching: rootKeyPEM) ?? rootPEM
         self.trustDomain = trustDomain
         self.leafLifetime = leafLifetime
     }
@@ -71,7 +79,7 @@ public struct CertificateAuthority: Sendable {
         let notBefore = Date().addingTimeInterval(-60)
         do {
             let leaf = try CertificateMinting.signLeaf(
-                csrPEM: csrPEM, issuerCertificatePEM: rootPEM, issuerKeyPEM: rootKeyPEM,
+                csrPEM: csrPEM, issuerCertificatePEM: signingRootPEM, issuerKeyPEM: rootKeyPEM,
                 notBefore: notBefore, lifetime: leafLifetime)
             return IssuedCertificate(
                 certificatePEM: leaf, identity: identity, expiresAt: notBefore.addingTimeInterval(leafLifetime))
@@ -93,7 +101,7 @@ public struct CertificateAuthority: Sendable {
         }
         let certificate = try CertificateMinting.signServerLeaf(
             identity: controlPlaneIdentity, keyPEM: key, dnsNames: ["localhost"], ipAddresses: addresses,
-            issuerCertificatePEM: rootPEM, issuerKeyPEM: rootKeyPEM)
+            issuerCertificatePEM: signingRootPEM, issuerKeyPEM: rootKeyPEM)
         return (certificate, key)
     }
 }

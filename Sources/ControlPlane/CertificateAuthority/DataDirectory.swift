@@ -41,6 +41,10 @@ public struct DataDirectory: Sendable {
         let authority: CertificateAuthority
         if hasCA {
             let root = try read(caCertificatePath), key = try read(caKeyPath)
+            guard CertificateMinting.certificate(in: root, matching: key) != nil else {
+                throw DataDirectoryError("\(caKeyPath) is the key of no certificate in \(caCertificatePath); "
+                    + "during root rotation ca.pem holds the old and the new root and ca.key is the new root's key")
+            }
             authority = CertificateAuthority(rootPEM: root, rootKeyPEM: key, trustDomain: trustDomain)
         } else {
             do {

@@ -43,6 +43,21 @@ public enum CertificateMinting {
         return try certificate.serializeAsPEM().pemString
     }
 
+    /// The certificate in a PEM bundle whose public key is `keyPEM`'s: the signing root when a
+    /// CA's bundle holds an old and a new root during rotation. Nil when none matches.
+    public static func certificate(in bundlePEM: String, matching keyPEM: String) -> String? {
+        guard let key = try? P256.Signing.PrivateKey(pemRepresentation: keyPEM),
+            let documents = try? PEMDocument.parseMultiple(pemString: bundlePEM)
+        else { return nil }
+        let publicKey = Certificate.PublicKey(key.publicKey)
+        for document in documents where document.discriminator == "CERTIFICATE" {
+            if let certificate = try? Certificate(derEncoded: document.derBytes), certificate.publicKey == publicKey {
+                return document.pemString
+            }
+        }
+        return nil
+    }
+
     /// A CSR for `identity`, signed by the key it asks a certificate for.
     public static func makeCSR(identity: SPIFFEID, keyPEM: String, dnsNames: [String] = []) throws -> String {
         let key = Certificate.PrivateKey(try P256.Signing.PrivateKey(pemRepresentation: keyPEM))
