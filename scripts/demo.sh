@@ -3,12 +3,16 @@
 # demo apps `web` (127.0.0.1:8080) and `payments` (127.0.0.1:9090), each behind its sidecar,
 # with certificates minted here. Sends traffic through the mesh and shows where to look.
 # Ctrl-C stops everything it started. `--once` sends the traffic and exits.
+# `--dynamic` runs the same mesh from a control plane instead (scripts/demo-dynamic.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ " $* " == *" --dynamic "* ]]; then exec ./scripts/demo-dynamic.sh "$@"; fi
 ./scripts/install-deps.sh
-swift build -c release --scratch-path .build-release --product sidecar
-swift build -c release --scratch-path .build-release --product demo-app
-bin=.build-release/release
+bin=${MESH_BIN:-.build-release/release}
+if [[ -z "${MESH_BIN:-}" ]]; then
+    swift build -c release --scratch-path .build-release --product sidecar
+    swift build -c release --scratch-path .build-release --product demo-app
+fi
 dir=demo
 rm -rf "$dir" && mkdir -p "$dir/certs"
 
