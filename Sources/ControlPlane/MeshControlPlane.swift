@@ -33,7 +33,17 @@ public actor MeshControlPlane {
         self.authority = authority
         self.adminToken = adminToken
         self.metrics = metrics
-        self.registry = RegistryStateMachine(settings: registrySettings)
+        var registry = RegistryStateMachine(settings: registrySettings)
+        // Registrations survive a restart, each with a full TTL: a live sidecar's next heartbeat
+        // finds it, a gone one expires as usual.
+        do {
+            for saved in try store.registrations() {
+                _ = registry.register(saved.instance, dependencies: saved.dependencies, now: .now)
+            }
+        } catch {
+            throw APIError(error)
+        }
+        self.registry = registry
         var leases = RegistryStateMachine(settings: registrySettings)
         // Leases restart on start: an instance gets its full TTL again after a restart.
         for resource in (try? store.list(kind: .instance)) ?? [] {
@@ -235,8 +245,22 @@ public actor MeshControlPlane {
 
     private func carryOut(_ actions: [RegistryStateMachine.Action]) throws(APIError) {
         guard !actions.isEmpty else { return }
+        var saving: [Registration] = []
+        var removing: [String] = []
+        for action in actions {
+            switch action {
+            case .added(let name):
+                if let entry = registry.entries[name] {
+                    saving.append(Registration(instance: entry.instance, dependencies: entry.dependencies))
+                }
+            case .removed(let name):
+                removing.append(name)
+            case .becameHealthy, .becameUnhealthy:
+                continue
+            }
+        }
         let version: Int64
-        do { version = try store.bumpVersion() } catch { throw APIError(error) }
+        do { version = try store.recordRegistryChange(saving: saving, removing: removing) } catch { throw APIError(error) }
         notify(version)
     }
 

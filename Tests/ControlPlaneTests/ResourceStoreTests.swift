@@ -73,4 +73,28 @@ import Testing
         let store = try SQLiteResourceStore(path: path)
         #expect(throws: StoreError.notFound("Route \"x\" not found")) { try store.delete(kind: .route, name: "x") }
     }
+
+    @Test func registrationsSurviveAReopenAndTheControlPlaneRestartsWithThem() async throws {
+        defer { directory.remove() }
+        let web = Instance(service: "web", address: "10.0.0.1", port: 15006, labels: ["version": "v2"])
+        let payments = Instance(service: "payments", address: "10.0.0.2", port: 15006)
+        do {
+            let store = try SQLiteResourceStore(path: path)
+            #expect(try store.recordRegistryChange(
+                saving: [Registration(instance: web, dependencies: ["payments", "ledger"]), Registration(instance: payments, dependencies: nil)],
+                removing: []) == 1)
+            #expect(try store.recordRegistryChange(saving: [], removing: [payments.name]) == 2)
+        }
+        let reopened = try SQLiteResourceStore(path: path)
+        #expect(try reopened.registrations() == [Registration(instance: web, dependencies: ["payments", "ledger"])])
+        #expect(try reopened.currentVersion() == 2)
+
+        // A control plane over that store knows the instance at once (healthy, full TTL).
+        let authority = try CertificateAuthority.create(trustDomain: "mesh.local")
+        let controlPlane = try MeshControlPlane(store: reopened, authority: authority, adminToken: "t")
+        #expect(await controlPlane.registeredInstances.map(\.name) == [web.name])
+        // Deregistering removes the saved registration too.
+        try await controlPlane.deregister(.init(name: web.name), principal: .admin)
+        #expect(try reopened.registrations().isEmpty)
+    }
 }

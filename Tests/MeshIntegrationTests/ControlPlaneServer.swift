@@ -25,10 +25,11 @@ final class ControlPlaneServer: @unchecked Sendable {
         return "control-plane"
     }
 
-    init(dataDir: String, extraArguments: [String] = []) async throws {
+    /// - Parameter listen: `127.0.0.1:0` picks a port; a restart passes the previous one.
+    init(dataDir: String, listen: String = "127.0.0.1:0", extraArguments: [String] = []) async throws {
         self.dataDir = dataDir
         process = try ChildProcess(
-            [Self.binary, "serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0"] + extraArguments)
+            [Self.binary, "serve", "--data-dir", dataDir, "--listen", listen] + extraArguments)
         let process = process
         guard await eventually(timeout: .seconds(20), { Self.listeningURL(process.stdout) != nil || !process.isRunning }),
             let url = Self.listeningURL(process.stdout)
@@ -57,6 +58,9 @@ final class ControlPlaneServer: @unchecked Sendable {
     func cli(_ arguments: [String], input: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
         try await ChildProcess.run([Self.binary] + arguments + ["--data-dir", dataDir], input: input)
     }
+
+    /// The port it listens on, from its URL.
+    var port: Int { Int(url.split(separator: ":").last ?? "") ?? 0 }
 
     func kill9() {
         kill(process.process.processIdentifier, SIGKILL)

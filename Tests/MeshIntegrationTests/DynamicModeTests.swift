@@ -7,9 +7,9 @@ import Testing
 /// join token and the CA. Identity, endpoints and policy all arrive from the control plane,
 /// changes take effect while traffic flows, and a stopping sidecar leaves the registry at once.
 @Suite(.serialized) struct DynamicModeTests {
-    struct Mesh {
+    final class Mesh: @unchecked Sendable {
         let directory: TemporaryDirectory
-        let server: ControlPlaneServer
+        var server: ControlPlaneServer
 
         init(serverArguments: [String] = []) async throws {
             directory = TemporaryDirectory()
@@ -135,6 +135,46 @@ import Testing
         #expect(metricValue(issued.body, "control_plane_certificates_issued_total") >= 4, "\(issued.body)")
     }
 
+    @Test func aControlPlaneRestartDropsNoEndpointAndSidecarsCarryOn() async throws {
+        let mesh = try await Mesh()
+        defer { mesh.stop() }
+        let declared = try await mesh.server.cli(["apply", "-f", "-"], input: "kind: Service\nname: payments\n")
+        #expect(declared.status == 0, "\(declared.stderr)")
+        let app = try await TestHTTPApp(name: "payments-app")
+        let payments = try await mesh.sidecar("payments", app: app.port)
+        defer { payments.process.stop() }
+        let web = try await mesh.sidecar("web", app: 1)
+        defer { web.process.stop() }
+        #expect(await web.process.waitUntilListening(ports: [web.outbound, web.admin]), "\(web.process.logs)")
+        let call = ["-H", "Host: payments", "http://127.0.0.1:\(web.outbound)/pay"]
+        #expect(await eventually(timeout: .seconds(15)) { (try? await curl(call))?.status == 200 }, "\(web.process.logs)")
+
+        // While the control plane is down the data plane keeps its last configuration.
+        mesh.server.kill9()
+        let metricsURL = "http://127.0.0.1:\(web.admin)/metrics"
+        #expect(await eventually(timeout: .seconds(20)) {
+            metricValue((try? await curl([metricsURL]))?.body ?? "", "sidecar_control_plane_connected") == 0
+        })
+        #expect(try await curl(call).status == 200)
+
+        // Back on the same port and data dir: registrations survived, so no snapshot pushed
+        // after the restart lacks payments' endpoint; every call during the recovery succeeds.
+        let port = mesh.server.port
+        mesh.server = try await ControlPlaneServer(dataDir: mesh.directory.path + "/control-plane", listen: "127.0.0.1:\(port)")
+        let statuses = StatusLog()
+        let recovered = await eventually(timeout: .seconds(20)) {
+            statuses.append((try? await curl(call))?.status ?? 0)
+            return metricValue((try? await curl([metricsURL]))?.body ?? "", "sidecar_control_plane_connected") == 1
+        }
+        #expect(recovered, "\(web.process.logs)")
+        // A few heartbeat periods (a third of the 15 s TTL) after reconnecting.
+        let settled = ContinuousClock.now + .seconds(6)
+        while ContinuousClock.now < settled { statuses.append((try? await curl(call))?.status ?? 0) }
+        #expect(statuses.values.allSatisfy { $0 == 200 }, "\(statuses.values)")
+        let proxies = try await mesh.server.cli(["get", "proxies"])
+        #expect(proxies.stdout.contains("payments") && proxies.stdout.contains("web"), "\(proxies.stdout)")
+    }
+
     @Test func aRefusedJoinTokenEndsTheStartWithTheControlPlanesReason() async throws {
         let mesh = try await Mesh()
         defer { mesh.stop() }
@@ -172,4 +212,12 @@ import Testing
         #expect(invalid.status == 1)
         #expect(invalid.stderr.contains("web.token: expected one join token"), "\(invalid.stderr)")
     }
+}
+
+/// Statuses seen from inside a polling closure.
+private final class StatusLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var recorded: [Int] = []
+    func append(_ status: Int) { lock.withLock { recorded.append(status) } }
+    var values: [Int] { lock.withLock { recorded } }
 }

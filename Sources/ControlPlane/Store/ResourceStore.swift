@@ -22,13 +22,37 @@ public protocol ResourceStore: Sendable {
     /// Removes one resource; `StoreError.notFound` if absent.
     func delete(kind: ResourceKind, name: String) throws(StoreError)
 
-    /// Advances the global version without touching a resource (a registry change) and
-    /// returns the new value, so every change a sidecar sees has one ordered version.
-    func bumpVersion() throws(StoreError) -> Int64
+    /// Records a registry change in one transaction: saves the registrations that were added
+    /// or changed, drops the removed ones, and advances the global version without touching a
+    /// resource, returning the new value (every change a sidecar sees has one ordered version).
+    /// Registrations are kept so that a restarted control plane still knows every instance
+    /// (each gets a full TTL again) instead of pushing endpoint lists without them.
+    func recordRegistryChange(saving: [Registration], removing: [String]) throws(StoreError) -> Int64
+
+    /// Every saved registration, ordered by name.
+    func registrations() throws(StoreError) -> [Registration]
 
     func saveJoinToken(_ token: JoinToken) throws(StoreError)
     /// The token whose secret hashes to `secretHash`, if stored (expired ones included).
     func joinToken(secretHash: String) throws(StoreError) -> JoinToken?
+}
+
+extension ResourceStore {
+    /// Advances the global version alone.
+    public func bumpVersion() throws(StoreError) -> Int64 {
+        try recordRegistryChange(saving: [], removing: [])
+    }
+}
+
+/// An instance a sidecar registered, and the services it declared it calls (nil: all).
+public struct Registration: Sendable, Equatable {
+    public var instance: Instance
+    public var dependencies: [String]?
+
+    public init(instance: Instance, dependencies: [String]?) {
+        self.instance = instance
+        self.dependencies = dependencies
+    }
 }
 
 /// A join token as stored: only the hash of its secret, the service it proves, its expiry.

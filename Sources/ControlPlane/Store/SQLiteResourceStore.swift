@@ -39,6 +39,15 @@ public final class SQLiteResourceStore: ResourceStore {
                     );
                     """)
             }
+            migrator.registerMigration("v2 registrations") { db in
+                try db.execute(sql: """
+                    CREATE TABLE registrations (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        body TEXT NOT NULL,
+                        dependencies TEXT
+                    );
+                    """)
+            }
             try migrator.migrate(pool)
             // Fails fast on a damaged file instead of at the first request.
             try pool.read { db in
@@ -136,13 +145,43 @@ public final class SQLiteResourceStore: ResourceStore {
         }
     }
 
-    public func bumpVersion() throws(StoreError) -> Int64 {
+    public func recordRegistryChange(saving: [Registration], removing: [String]) throws(StoreError) -> Int64 {
         try run {
             try pool.write { db in
+                for registration in saving {
+                    // Service names hold no comma, so a comma-joined list is unambiguous.
+                    try db.execute(
+                        sql: """
+                            INSERT INTO registrations (name, body, dependencies) VALUES (?, ?, ?)
+                            ON CONFLICT (name) DO UPDATE SET body = excluded.body, dependencies = excluded.dependencies
+                            """,
+                        arguments: [
+                            registration.instance.name, MeshResource.instance(registration.instance).json,
+                            registration.dependencies?.joined(separator: ","),
+                        ])
+                }
+                for name in removing {
+                    try db.execute(sql: "DELETE FROM registrations WHERE name = ?", arguments: [name])
+                }
                 let next = try Self.version(db) + 1
                 try Self.setVersion(db, next)
                 return next
             }
+        }
+    }
+
+    public func registrations() throws(StoreError) -> [Registration] {
+        let rows = try run {
+            try pool.read { db in try Row.fetchAll(db, sql: "SELECT body, dependencies FROM registrations ORDER BY name") }
+        }
+        return try rows.map { row throws(StoreError) in
+            guard case .instance(let instance) = try Self.decode(body: row["body"]) else {
+                throw StoreError.storage("\(path): a stored registration is not an Instance")
+            }
+            let dependencies: String? = row["dependencies"]
+            return Registration(
+                instance: instance,
+                dependencies: dependencies.map { $0.isEmpty ? [] : $0.split(separator: ",").map(String.init) })
         }
     }
 
@@ -178,13 +217,18 @@ public final class SQLiteResourceStore: ResourceStore {
     }
 
     private static func decode(_ row: Row) throws(StoreError) -> MeshResource {
-        let body: String = row["body"]
         let version: Int64 = row["version"]
+        return try decode(body: row["body"]).withResourceVersion(String(version))
+    }
+
+    private static func decode(body: String) throws(StoreError) -> MeshResource {
         do {
             guard let resource = try MeshResourceDecoder.decodeJSON(body).first else {
                 throw StoreError.storage("stored resource is empty")
             }
-            return resource.withResourceVersion(String(version))
+            return resource
+        } catch let error as StoreError {
+            throw error
         } catch {
             throw StoreError.storage("a stored resource no longer decodes: \(error)")
         }
