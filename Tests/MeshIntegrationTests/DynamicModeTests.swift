@@ -28,7 +28,7 @@ import Testing
         /// A dynamic-mode sidecar: its listeners on fresh loopback ports, its token and the CA.
         func sidecar(
             _ service: String, app: Int, controlPlaneExtra: String = "", tokenFile: String? = nil
-        ) async throws -> (process: SidecarProcess, inbound: Int, outbound: Int, admin: Int) {
+        ) async throws -> Sidecar {
             let (inbound, outbound, admin) = (try freeLoopbackPort(), try freeLoopbackPort(), try freeLoopbackPort())
             var token = tokenFile ?? ""
             if tokenFile == nil { token = try await self.token(service) }
@@ -42,7 +42,33 @@ import Testing
             return (process, inbound, outbound, admin)
         }
 
+        typealias Sidecar = (process: SidecarProcess, inbound: Int, outbound: Int, admin: Int)
+        private var started: [SidecarProcess] = []
+        private var apps: [TestHTTPApp] = []
+
+        /// payments (its app answering) and web, both dynamic, once web's calls reach payments.
+        func webCallingPayments(
+            web webExtra: String = "", payments paymentsExtra: String = ""
+        ) async throws -> (web: Sidecar, payments: Sidecar, call: [String]) {
+            let app = try await TestHTTPApp(name: "payments-app")
+            apps.append(app)
+            let payments = try await sidecar("payments", app: app.port, controlPlaneExtra: paymentsExtra)
+            let web = try await sidecar("web", app: 1, controlPlaneExtra: webExtra)
+            started += [payments.process, web.process]
+            #expect(await payments.process.waitUntilListening(ports: [payments.inbound]), "\(payments.process.logs)")
+            #expect(await web.process.waitUntilListening(ports: [web.outbound, web.admin]), "\(web.process.logs)")
+            let call = ["-H", "Host: payments", "http://127.0.0.1:\(web.outbound)/pay"]
+            #expect(await eventually(timeout: .seconds(15)) { (try? await curl(call))?.status == 200 }, "\(web.process.logs)")
+            return (web, payments, call)
+        }
+
+        func declarePayments() async throws {
+            let declared = try await server.cli(["apply", "-f", "-"], input: "kind: Service\nname: payments\n")
+            #expect(declared.status == 0, "\(declared.stderr)")
+        }
+
         func stop() {
+            for process in started { process.stop() }
             server.stop()
             directory.remove()
         }
@@ -51,20 +77,11 @@ import Testing
     @Test func twoSidecarsTakeIdentityEndpointsAndPolicyFromTheControlPlane() async throws {
         let mesh = try await Mesh()
         defer { mesh.stop() }
-        let app = try await TestHTTPApp(name: "payments-app")
-        let payments = try await mesh.sidecar("payments", app: app.port, controlPlaneExtra: ", labels: { version: v1 }")
-        defer { payments.process.stop() }
-        let web = try await mesh.sidecar("web", app: 1, controlPlaneExtra: ", dependencies: [ payments ]")
-        defer { web.process.stop() }
-        #expect(await payments.process.waitUntilListening(ports: [payments.inbound]), "\(payments.process.logs)")
-        #expect(await web.process.waitUntilListening(ports: [web.outbound]), "\(web.process.logs)")
-
-        // The operator declares the service; payments registered itself; web learns its
+        // The operator declares the service; payments registers itself; web learns its
         // endpoint and calls it over mTLS as web.
-        let declared = try await mesh.server.cli(["apply", "-f", "-"], input: "kind: Service\nname: payments\n")
-        #expect(declared.status == 0, "\(declared.stderr)")
-        let call = ["-H", "Host: payments", "http://127.0.0.1:\(web.outbound)/pay"]
-        #expect(await eventually(timeout: .seconds(15)) { (try? await curl(call))?.status == 200 }, "\(web.process.logs)")
+        try await mesh.declarePayments()
+        let (web, payments, call) = try await mesh.webCallingPayments(
+            web: ", dependencies: [ payments ]", payments: ", labels: { version: v1 }")
         let answer = try await curl(call)
         #expect(answer.body.contains("app=payments-app"))
         #expect(answer.body.contains("caller=web"), "\(answer.body)")
@@ -113,14 +130,7 @@ import Testing
         // Certificates for 70 s, back-dated 60 s by the CA: 10 s left, renewed after about 5.
         let mesh = try await Mesh(serverArguments: ["--certificate-lifetime", "70s"])
         defer { mesh.stop() }
-        let app = try await TestHTTPApp(name: "payments-app")
-        let payments = try await mesh.sidecar("payments", app: app.port)
-        defer { payments.process.stop() }
-        let web = try await mesh.sidecar("web", app: 1)
-        defer { web.process.stop() }
-        #expect(await web.process.waitUntilListening(ports: [web.outbound, web.admin]), "\(web.process.logs)")
-        let call = ["-H", "Host: payments", "http://127.0.0.1:\(web.outbound)/pay"]
-        #expect(await eventually(timeout: .seconds(15)) { (try? await curl(call))?.status == 200 }, "\(web.process.logs)")
+        let (web, _, call) = try await mesh.webCallingPayments()
         let first = metricValue(try await curl(["http://127.0.0.1:\(web.admin)/metrics"]).body, "sidecar_cert_expiry_timestamp_seconds")
         #expect(first > 0)
 
@@ -138,16 +148,8 @@ import Testing
     @Test func aControlPlaneRestartDropsNoEndpointAndSidecarsCarryOn() async throws {
         let mesh = try await Mesh()
         defer { mesh.stop() }
-        let declared = try await mesh.server.cli(["apply", "-f", "-"], input: "kind: Service\nname: payments\n")
-        #expect(declared.status == 0, "\(declared.stderr)")
-        let app = try await TestHTTPApp(name: "payments-app")
-        let payments = try await mesh.sidecar("payments", app: app.port)
-        defer { payments.process.stop() }
-        let web = try await mesh.sidecar("web", app: 1)
-        defer { web.process.stop() }
-        #expect(await web.process.waitUntilListening(ports: [web.outbound, web.admin]), "\(web.process.logs)")
-        let call = ["-H", "Host: payments", "http://127.0.0.1:\(web.outbound)/pay"]
-        #expect(await eventually(timeout: .seconds(15)) { (try? await curl(call))?.status == 200 }, "\(web.process.logs)")
+        try await mesh.declarePayments()
+        let (web, _, call) = try await mesh.webCallingPayments()
 
         // While the control plane is down the data plane keeps its last configuration.
         mesh.server.kill9()
