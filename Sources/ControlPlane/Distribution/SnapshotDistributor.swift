@@ -29,8 +29,10 @@ public final class SnapshotDistributor: Sendable {
         case timedOut
     }
 
+    private typealias Machine = WatchStateMachine<CheckedContinuation<WatchResult, Never>>
+
     private struct State: ~Copyable {
-        var machine: WatchStateMachine<CheckedContinuation<WatchResult, Never>>
+        var machine: Machine
         var nextID = 0
         weak var source: (any SnapshotSource)?
     }
@@ -40,7 +42,7 @@ public final class SnapshotDistributor: Sendable {
     private let metrics: ControlPlaneMetrics
 
     public init(version: Int64, debounce: Duration = .milliseconds(20), metrics: ControlPlaneMetrics) {
-        self.state = Mutex(State(machine: WatchStateMachine(version: version)))
+        self.state = Mutex(State(machine: Machine(version: version)))
         self.debounce = debounce
         self.metrics = metrics
     }
@@ -70,7 +72,7 @@ public final class SnapshotDistributor: Sendable {
         var timer: Task<Void, Never>?
         let result = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<WatchResult, Never>) in
-                let action = state.withLock { state -> WatchStateMachine<CheckedContinuation<WatchResult, Never>>.WatchAction? in
+                let action = state.withLock { state -> Machine.WatchAction? in
                     // Checked under the lock: either this sees the cancellation or `remove` sees the watch.
                     if Task.isCancelled { return nil }
                     let action = state.machine.watch(id: id, service: service, version: knownVersion, waiter: continuation)
