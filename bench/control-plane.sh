@@ -17,14 +17,14 @@ CONCURRENCY=${CONCURRENCY:-50}
 SERVICES=${SERVICES:-10}
 THREADS=${THREADS:-1}
 OUT=${OUT:-$ROOT/bench/out/control-plane-$(date -u +%Y%m%dT%H%M%S)}
-BIN=$ROOT/.build-release/release
+BIN=${BIN:-$ROOT/.build-release/release}
 HZ=$(getconf CLK_TCK)
 
 command -v python3 >/dev/null || { echo "bench/control-plane.sh: needs python3" >&2; exit 1; }
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    for product in control-plane mesh-bench; do  # one build at a time: the machine is shared
+    for product in control-plane mesh-bench; do  # one build at a time (the shared lock): the machine is shared
         echo "building $product (release)…" >&2
-        (cd "$ROOT" && nice -n 15 swift build -c release --scratch-path .build-release --product "$product" 2>&1 | tail -3) >&2
+        (cd "$ROOT" && flock /tmp/mesh-build.lock nice -n 15 swift build -c release --scratch-path .build-release --product "$product" 2>&1 | tail -3) >&2
     done
 fi
 # Every watcher is a socket on both sides.

@@ -6,7 +6,11 @@ import SidecarCore
 ///
 /// An actor so registry changes, version bumps and notifications happen in one order. Store
 /// calls are short synchronous SQLite transactions. Errors are `APIError`s (status + message).
-public actor MeshControlPlane {
+///
+/// Watches do not queue here to wait or to wake: `watch` passes through the actor once to
+/// authorize and acknowledge, then waits in the `SnapshotDistributor`, which asks this actor
+/// for each watched service's encoded snapshot once per publication (`publishedSnapshots`).
+public actor MeshControlPlane: SnapshotSource {
     /// Who made a request.
     public enum Principal: Sendable, Equatable {
         case admin
@@ -24,6 +28,9 @@ public actor MeshControlPlane {
     private var leases: RegistryStateMachine
     nonisolated private let registrySettings: RegistryStateMachine.Settings
     private var pushTracker = PushTracker()
+    /// The store's version, kept here so reads need no SQLite query: this actor makes every
+    /// change to the store (`notify` records each new version).
+    private var version: Int64
 
     public init(
         store: any ResourceStore, authority: CertificateAuthority, adminToken: String,
@@ -53,7 +60,9 @@ public actor MeshControlPlane {
         self.registrySettings = registrySettings
         let version: Int64
         do { version = try store.currentVersion() } catch { throw APIError(error) }
+        self.version = version
         self.distributor = SnapshotDistributor(version: version, metrics: metrics)
+        distributor.attach(self)
     }
 
     /// How often the registry clock applies the TTL rules: a fifth of the TTL, at most 1 s.
@@ -67,9 +76,7 @@ public actor MeshControlPlane {
     public func authenticate(bearer: String?, peer: SPIFFEID?) throws(APIError) -> Principal {
         if let bearer, !bearer.isEmpty {
             if Self.constantTimeEquals(bearer, adminToken) { return .admin }
-            let stored: JoinToken?
-            do { stored = try store.joinToken(secretHash: DataDirectory.hash(bearer)) } catch { throw APIError(error) }
-            if let stored {
+            if let stored = try joinToken(secretHash: DataDirectory.hash(bearer)) {
                 if let expiry = stored.expiresAt, expiry < Int64(Date().timeIntervalSince1970) {
                     throw .unauthorized("join token for service \(stored.service) expired; create a new one")
                 }
@@ -81,6 +88,18 @@ public actor MeshControlPlane {
             return .service(service)
         }
         throw .unauthorized("missing bearer token (Authorization: Bearer <token>) or client certificate")
+    }
+
+    /// Join tokens are never changed once stored, so each one found is kept here: a sidecar's
+    /// every request (each long poll) authenticates without a SQLite read.
+    private var joinTokens: [String: JoinToken] = [:]
+
+    private func joinToken(secretHash: String) throws(APIError) -> JoinToken? {
+        if let known = joinTokens[secretHash] { return known }
+        let stored: JoinToken?
+        do { stored = try store.joinToken(secretHash: secretHash) } catch { throw APIError(error) }
+        if let stored { joinTokens[secretHash] = stored }
+        return stored
     }
 
     private static func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
@@ -100,11 +119,10 @@ public actor MeshControlPlane {
             throw APIError(error)
         }
         guard !resources.isEmpty else { throw .badRequest("the body holds no resources") }
-        let before = try currentVersion()
         let stored: [MeshResource]
         do { stored = try store.apply(resources) } catch { throw APIError(error) }
-        let after = try currentVersion()
-        if after != before { notify(after) }
+        let after = try storedVersion()
+        if after != version { notify(after) }
         for resource in stored { Self.renewLease(resource, in: &leases, now: .now) }
         return stored
     }
@@ -123,17 +141,19 @@ public actor MeshControlPlane {
     public func delete(kind: ResourceKind, name: String) throws(APIError) {
         do { try store.delete(kind: kind, name: name) } catch { throw APIError(error) }
         if kind == .instance { _ = leases.deregister(name: name) }
-        notify(try currentVersion())
+        notify(try storedVersion())
     }
 
-    private func currentVersion() throws(APIError) -> Int64 {
+    private func storedVersion() throws(APIError) -> Int64 {
         do { return try store.currentVersion() } catch { throw APIError(error) }
     }
 
+    /// The store moved to `version`: remember it, and let the watchers know (in this same
+    /// actor step, so a watch that comes after this change is compared with it).
     private func notify(_ version: Int64) {
+        self.version = version
         pushTracker.changed(version: version, at: .now)
-        let distributor = distributor
-        Task { await distributor.changed(version: version) }
+        distributor.changed(version: version)
     }
 
     // MARK: Tokens and certificates
@@ -178,7 +198,7 @@ public actor MeshControlPlane {
         let actions = registry.register(instance, dependencies: request.dependencies, now: .now)
         try carryOut(actions)
         return APIMessages.RegisterResponse(
-            name: instance.name, version: String(try currentVersion()),
+            name: instance.name, version: String(version),
             ttlSeconds: registry.settings.ttl.inSeconds)
     }
 
@@ -235,7 +255,7 @@ public actor MeshControlPlane {
         case .added, .becameHealthy:
             return
         }
-        notify(try currentVersion())
+        notify(try storedVersion())
     }
 
     private func acknowledged(_ applied: Int64, previous: Int64?) {
@@ -276,46 +296,80 @@ public actor MeshControlPlane {
 
     /// The snapshot of `service` now.
     public func snapshot(service: String) throws(APIError) -> MeshSnapshot {
-        let version = try currentVersion()
-        let declared = registry.entries.values.filter { $0.instance.service == service }.compactMap(\.dependencies)
-        let dependencies: [String]? = declared.isEmpty ? nil : Array(Set(declared.joined())).sorted()
-        // Every watcher of a service wakes on the same version: compute its snapshot once.
-        if let cached = snapshotCache[service], cached.version == version, cached.dependencies == dependencies {
-            return cached.snapshot
+        try snapshots(of: [service])[0]
+    }
+
+    /// The snapshots of `services` at the current version, from one read of the store and
+    /// one pass over the registry.
+    private func snapshots(of services: [String]) throws(APIError) -> [MeshSnapshot] {
+        let stored = try list(kind: nil)
+        // A service's destinations: what its instances declared, together; nil if none did.
+        var declared: [String: Set<String>] = [:]
+        var registered: [Instance] = []
+        registered.reserveCapacity(registry.entries.count)
+        for entry in registry.entries.values {
+            registered.append(entry.instance)
+            if let dependencies = entry.dependencies { declared[entry.instance.service, default: []].formUnion(dependencies) }
         }
-        var snapshot = MeshSnapshot.compute(
-            service: service, version: version, stored: try list(kind: nil), registered: registry.instances,
-            dependencies: dependencies)
-        snapshot.encodeOnce()
-        snapshotCache[service] = (version, dependencies, snapshot)
+        return services.map { service in
+            MeshSnapshot.compute(
+                service: service, version: version, stored: stored, registered: registered,
+                dependencies: declared[service].map { $0.sorted() })
+        }
+    }
+
+    /// The encoded snapshot per service, valid while `version` is unchanged: every store
+    /// change and every registry action (including a changed dependency list) moves it.
+    private var snapshotCache: [String: PublishedSnapshot] = [:]
+
+    /// The encoded snapshots of `services` at the current version, each computed and encoded
+    /// once however many watchers it goes to. The distributor calls this once per publication.
+    public func publishedSnapshots(of services: [String]) -> [PublishedSnapshot] {
+        let missing = services.filter { snapshotCache[$0]?.version != version }
+        if !missing.isEmpty {
+            guard let computed = try? snapshots(of: missing) else { return [] }
+            for snapshot in computed { snapshotCache[snapshot.service] = PublishedSnapshot(snapshot) }
+        }
+        return services.compactMap { snapshotCache[$0] }
+    }
+
+    private func publishedSnapshot(service: String) throws(APIError) -> PublishedSnapshot {
+        if let cached = snapshotCache[service], cached.version == version { return cached }
+        let snapshot = PublishedSnapshot(try self.snapshot(service: service))
+        snapshotCache[service] = snapshot
         return snapshot
     }
 
-    /// The last snapshot computed per service, valid while the version and the service's
-    /// declared dependencies are unchanged (every stored or registry change bumps the version).
-    private var snapshotCache: [String: (version: Int64, dependencies: [String]?, snapshot: MeshSnapshot)] = [:]
-
     /// The long-poll watch: the snapshot at once if `knownVersion` is not current, else when
     /// the version moves, or nil after `timeout` without a change.
-    public func watch(
+    ///
+    /// Nonisolated: the wait and the wake-up happen in the distributor, so a thousand watchers
+    /// woken by one change do not pass through this actor one by one.
+    nonisolated public func watch(
         service: String, knownVersion: Int64?, instance: String?, principal: Principal, timeout: Duration
-    ) async throws(APIError) -> MeshSnapshot? {
+    ) async throws(APIError) -> PublishedSnapshot? {
+        try await beginWatch(service: service, knownVersion: knownVersion, instance: instance, principal: principal)
+        switch await distributor.watch(service: service, knownVersion: knownVersion, timeout: timeout) {
+        case .snapshot(let snapshot): return snapshot
+        case .changed: return try await publishedSnapshot(service: service)
+        case .timedOut: return nil
+        }
+    }
+
+    /// Checks the sidecar may watch `service`; its request reports the version it applied.
+    private func beginWatch(service: String, knownVersion: Int64?, instance: String?, principal: Principal) throws(APIError) {
         try authorize(principal, forService: service)
         if let knownVersion, let instance, let entry = registry.entries[instance], entry.instance.service == service {
             let previous = entry.appliedVersion
             registry.acknowledge(name: instance, appliedVersion: knownVersion)
             acknowledged(knownVersion, previous: previous)
         }
-        if let knownVersion, knownVersion == (try currentVersion()) {
-            guard await distributor.waitForVersion(above: knownVersion, timeout: timeout) else { return nil }
-        }
-        return try snapshot(service: service)
     }
 
     // MARK: Status
 
     public func proxies() throws(APIError) -> [APIMessages.ProxyStatus] {
-        let current = try currentVersion()
+        let current = version
         let now = ContinuousClock.now
         return registry.entries.values.sorted { $0.instance.name < $1.instance.name }.map { entry in
             let silence = entry.lastHeartbeat.duration(to: now)

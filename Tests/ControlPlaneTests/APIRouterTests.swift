@@ -70,6 +70,32 @@ import Testing
         #expect(started.duration(to: .now) < .seconds(10))
     }
 
+    @Test func aThousandWatchersEachGetTheChangeOnceWithTheSameBytes() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        _ = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: payments\n")
+        let services = ["web", "orders", "ledger"]
+        try await withThrowingTaskGroup(of: (String, APIResponse).self) { group in
+            for index in 0..<1000 {
+                let service = services[index % services.count]
+                group.addTask { (service, await fixture.request("GET", "/v1/snapshot/\(service)?version=1")) }
+            }
+            #expect(await eventually { fixture.controlPlane.metrics.watchers == 1000 })
+            _ = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: payments\nport: 80\n")
+            var bodies: [String: Set<String>] = [:]
+            var answered = 0
+            for try await (service, response) in group {
+                #expect(response.status == 200)
+                #expect(jsonObject(response.body)["version"] as? String == "2")
+                bodies[service, default: []].insert(response.body)
+                answered += 1
+            }
+            #expect(answered == 1000)
+            #expect(bodies.mapValues(\.count) == ["web": 1, "orders": 1, "ledger": 1], "every watcher of a service got the same snapshot")
+        }
+        #expect(fixture.controlPlane.metrics.watchers == 0)
+    }
+
     @Test func watchTimesOutWith304() async throws {
         let fixture = try ControlPlaneFixture(watchTimeout: .milliseconds(100))
         defer { fixture.remove() }

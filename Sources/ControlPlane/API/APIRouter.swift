@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SidecarCore
 
 /// One API request as the router sees it: already framed and size-checked by the server.
@@ -45,12 +46,19 @@ public struct APIRequest: Sendable {
 public struct APIResponse: Sendable {
     public var status: Int
     public var contentType: String
-    public var body: String
+    /// The body as sent. A snapshot's bytes are shared by all the responses that carry it.
+    public var bytes: ByteBuffer
+
+    public var body: String { String(buffer: bytes) }
 
     public init(status: Int, contentType: String = "application/json", body: String) {
+        self.init(status: status, contentType: contentType, bytes: ByteBuffer(string: body))
+    }
+
+    public init(status: Int, contentType: String = "application/json", bytes: ByteBuffer) {
         self.status = status
         self.contentType = contentType
-        self.body = body
+        self.bytes = bytes
     }
 
     public init(_ error: APIError) {
@@ -212,7 +220,7 @@ public struct APIRouter: Sendable {
                     service: service, knownVersion: known, instance: request.query["instance"], principal: principal,
                     timeout: watchTimeout)
                 guard let snapshot else { return APIResponse(status: 304, body: "") }
-                return APIResponse(status: 200, body: snapshot.json + "\n")
+                return APIResponse(status: 200, bytes: snapshot.body)
             }
         case matches("GET", "v1/proxies"):
             return try await routed("/v1/proxies", request, admin: true) { _ in

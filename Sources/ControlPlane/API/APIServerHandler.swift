@@ -110,7 +110,7 @@ final class APIServerHandler: ChannelInboundHandler {
     ) {
         guard context.channel.isActive else { return }
         var headers = HTTPHeaders()
-        let body = context.channel.allocator.buffer(string: response.body)
+        let body = response.bytes
         headers.add(name: "content-type", value: response.contentType)
         headers.add(name: "content-length", value: String(body.readableBytes))
         if close || connectionClose { headers.add(name: "connection", value: "close") }

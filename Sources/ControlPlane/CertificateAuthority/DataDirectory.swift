@@ -71,12 +71,20 @@ public struct DataDirectory: Sendable {
     /// 32 random bytes, hex.
     public static func makeSecret() -> String {
         var generator = SystemRandomNumberGenerator()
-        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        return hex((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
     }
 
-    /// SHA-256 hex of a secret (join tokens are stored hashed).
+    /// SHA-256 hex of a secret (join tokens are stored hashed). Every sidecar request with a
+    /// join token hashes it, so no `String(format:)` per byte.
     public static func hash(_ secret: String) -> String {
-        SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
+        hex(SHA256.hash(data: Array(secret.utf8)))
+    }
+
+    private static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        for byte in bytes { text += [digits[Int(byte >> 4)], digits[Int(byte & 0x0f)]] }
+        return String(decoding: text, as: UTF8.self)
     }
 
     private func read(_ file: String) throws(DataDirectoryError) -> String {

@@ -5,6 +5,7 @@ import SidecarCore
 /// calls, the Route, TrafficPolicy, Service and healthy Instances; stamped with the global
 /// version it was computed at. Immutable; the wire form is JSON
 /// `{"service": S, "version": "N", "resources": [...]}` with resources in their config form.
+/// `PublishedSnapshot` is its encoded form, shared by every watcher of the service.
 public struct MeshSnapshot: Sendable, Equatable {
     public var service: String
     public var version: Int64
@@ -52,21 +53,9 @@ public struct MeshSnapshot: Sendable, Equatable {
     }
 
     /// The wire form.
-    /// The wire form, encoded once when the control plane caches this snapshot for all the
-    /// watchers of its service (a thousand watchers, one encoding).
-    private var encoded: String?
-
-    public var json: String { encoded ?? encode() }
-
-    mutating func encodeOnce() { encoded = encode() }
-
-    private func encode() -> String {
+    public var json: String {
         let list = MeshResource.json(resources)
         return "{\"service\":\(JSONText.quote(service)),\"version\":\"\(version)\",\"resources\":\(list)}"
-    }
-
-    public static func == (lhs: MeshSnapshot, rhs: MeshSnapshot) -> Bool {
-        lhs.service == rhs.service && lhs.version == rhs.version && lhs.resources == rhs.resources
     }
 }
 
