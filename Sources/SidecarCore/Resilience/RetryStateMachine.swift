@@ -142,9 +142,11 @@ public struct RetryStateMachine: Sendable {
     /// Reports the body bytes forwarded upstream so far in this try (a running total).
     /// Returns `shouldBufferBody`: false once the body outgrew the replay buffer, after which
     /// no failure that may have reached the upstream is retried (the buffer can be dropped).
+    /// A body the proxy was told not to buffer (`shouldBufferBody` false from the start, e.g. a
+    /// declared length over the limit) is not replayable from its first forwarded byte.
     @discardableResult
     public mutating func requestBodyForwarded(totalBytes: Int) -> Bool {
-        if totalBytes > Self.maxReplayBodyBytes { bodyReplayable = false }
+        if totalBytes > Self.maxReplayBodyBytes || (totalBytes > 0 && !shouldBufferBody) { bodyReplayable = false }
         return shouldBufferBody
     }
 

@@ -118,6 +118,18 @@ extension ResilienceTests {
             #expect(h.decide(&retry, .connectFailure).isRetry)
         }
 
+        @Test func declaredLargeBodyIsFinalOnceAnyOfItWasForwarded() {
+            var h = RetryHarness()
+            var retry = RetryStateMachine(
+                policy: RetryPolicy(attempts: 3), request: .init(method: .PUT, contentLength: 100 * 1024),
+                deadline: h.clock.now + .seconds(2))
+            #expect(!retry.shouldBufferBody)
+            let keep = retry.requestBodyForwarded(totalBytes: 10)
+            #expect(!keep)
+            // Only 10 bytes went out, but no copy was kept: nothing to replay.
+            #expect(h.decide(&retry, .status(503)) == .giveUp(.bodyTooLarge))
+        }
+
         @Test func attemptsCountTheFirstTry() {
             var h = RetryHarness()
             var retry = h.machine(attempts: 3)
