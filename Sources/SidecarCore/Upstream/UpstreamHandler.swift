@@ -11,8 +11,8 @@ final class UpstreamHandler: ChannelDuplexHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// The proxy handler whose request is on this connection; nil while pooled.
-    var owner: HTTPProxyHandler?
+    /// The proxy handler (or mirror) whose request is on this connection; nil while pooled.
+    var owner: (any UpstreamOwner)?
     private(set) var channel: Channel?
     private var parser = HTTPHeadParser()
     private var cumulation: ByteBuffer?
@@ -50,7 +50,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     /// A new request starts on this connection.
-    func begin(owner: HTTPProxyHandler, method: HTTPRequestMethod) {
+    func begin(owner: any UpstreamOwner, method: HTTPRequestMethod) {
         idleTimer?.cancel()
         idleTimer = nil
         self.owner = owner
@@ -105,7 +105,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
         process(owner: owner, context: context)
     }
 
-    private func process(owner: HTTPProxyHandler, context: ChannelHandlerContext) {
+    private func process(owner: any UpstreamOwner, context: ChannelHandlerContext) {
         while var buffer = cumulation, buffer.readableBytes > 0 {
             if framer == nil {
                 let head: HTTPRawResponseHead?
