@@ -4,7 +4,8 @@ import SidecarCore
 import Testing
 
 /// TrafficPolicy and Route policy at work between real sidecars: circuit breaker with the
-/// fallback answer, passive outlier ejection, local rate limits on outbound and inbound.
+/// fallback answer, passive outlier ejection, local rate limits on outbound and inbound; web's
+/// access log names each rejection's and reroute's cause.
 @Suite(.serialized) final class ResiliencePolicyTests {
     let directory = TemporaryDirectory()
     let pki = TestPKI()
@@ -14,6 +15,7 @@ import Testing
     var webOut = 0
     var webAdmin = 0
     var goodAdmin = 0
+    var web: SidecarProcess!
 
     /// The good payments sidecar's own inbound limit: high unless a test exercises it.
     let inboundLimit: Int
@@ -51,7 +53,7 @@ import Testing
         }
         webOut = try freeLoopbackPort()
         webAdmin = try freeLoopbackPort()
-        let web = try SidecarProcess(configYAML: """
+        web = try SidecarProcess(configYAML: """
             service: web
             inbound:  { listen: 127.0.0.1:\(try freeLoopbackPort()), app: 127.0.0.1:1 }
             outbound: { listen: 127.0.0.1:\(webOut) }
@@ -73,7 +75,7 @@ import Testing
                 circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 4, maxRetries: 3 }
                 outlierDetection: { consecutive5xx: 3, consecutiveGatewayErrors: 3, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50 }
                 fallback: { status: 200, headers: { content-type: application/json }, body: '{"degraded":true}' }
-            """, in: directory, name: "web", extraArguments: ["--access-log", "off", "--workers", "1"])
+            """, in: directory, name: "web", extraArguments: ["--workers", "1"])
         #expect(await web.waitUntilListening(ports: [webOut]), "\(web.logs)")
         sidecars.append(web)
     }
@@ -84,6 +86,13 @@ import Testing
     }
 
     func metrics(_ port: Int) async throws -> String { try await curl(["http://127.0.0.1:\(port)/metrics"]).body }
+
+    /// web's access log lines that contain `text`, once `count` of them are there (or at the deadline).
+    func webLogLines(containing text: String, count: Int) async -> [Substring] {
+        let lines = { self.web.accessLog.split(separator: "\n").filter { $0.contains(text) } }
+        _ = await eventually(timeout: .seconds(10)) { lines().count >= count }
+        return lines()
+    }
 
     @Test func breakerOverflowServesTheFallbackAtOnce() async throws {
         let clients = try (0..<12).map { index in
@@ -102,6 +111,8 @@ import Testing
         }
         #expect(served == 4, "only maxRequests=4 reach the upstream at once")
         #expect(degraded == 8)
+        let rejected = await webLogLines(containing: "\"mesh_error\":\"circuit-open\"", count: 8)
+        #expect(rejected.count == 8 && rejected.allSatisfy { $0.contains("\"status\":200") }, "the fallback answered: \(rejected)")
         let web = try await metrics(webAdmin)
         #expect(metricValue(web, "sidecar_circuit_breaker_rejections_total", ["peer": "payments"]) == 8)
         #expect(metricValue(web, "sidecar_circuit_breaker_open", ["peer": "payments"]) == 0, "closed again once idle")
@@ -115,6 +126,9 @@ import Testing
         // Round robin sends every other request to the bad endpoint until 3 consecutive 5xx eject it.
         #expect(codes.filter { $0 == 500 }.count == 3, "\(codes)")
         #expect(codes.suffix(20).allSatisfy { $0 == 200 })
+        // Once the bad endpoint is ejected, each request's line says the balancer avoided it.
+        let rerouted = await webLogLines(containing: "\"avoided_ejected\":1", count: 20)
+        #expect(rerouted.count >= 20 && rerouted.allSatisfy { $0.contains("\"status\":200") }, "\(web.accessLog)")
         let web = try await metrics(webAdmin)
         #expect(metricValue(web, "sidecar_outlier_ejections_total", ["peer": "payments"]) == 1)
         #expect(metricValue(web, "sidecar_endpoints", ["peer": "payments", "state": "ejected"]) == 1)
@@ -132,6 +146,8 @@ import Testing
         // The burst of 10, plus at most what refills at 10/s while the run lasts.
         #expect(allowed >= 10 && Double(allowed) <= 10 + 10 * elapsed, "\(elapsed) s: \(codes)")
         #expect(codes.filter { $0 == "429" }.count == 40 - allowed)
+        let limitedLines = await webLogLines(containing: "\"mesh_error\":\"rate-limited\"", count: 40 - allowed)
+        #expect(limitedLines.count == 40 - allowed && limitedLines.allSatisfy { $0.contains("\"status\":429") })
         let limited = try await curl(["-x", "http://127.0.0.1:\(webOut)", "http://payments/limited/x"])
         if limited.status == 429 {
             #expect(limited.headers["x-mesh-error"] == "rate-limited")
