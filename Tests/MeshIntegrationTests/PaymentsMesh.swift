@@ -14,23 +14,33 @@ final class PaymentsMesh {
     private(set) var instances = ""
     let webOut: Int
     let webAdmin: Int
+    /// The admin port of each payments sidecar, in `backends` order.
+    private(set) var paymentsAdmins: [Int] = []
 
     /// - Parameters:
     ///   - backends: each payments app and the labels of its instance, e.g. `version: v1`.
+    ///   - paymentsResources: YAML list items for the `resources:` of the payments sidecar at an index.
     ///   - webResources: YAML list items appended to web's `resources:` after the instances.
-    init(backends: [(app: TestHTTPApp, labels: String)], webResources: String) async throws {
+    ///   - webArguments: extra `sidecar` arguments for web (its access log is on unless turned off here).
+    init(
+        backends: [(app: TestHTTPApp, labels: String)], paymentsResources: (Int) -> String = { _ in "" },
+        webResources: String, webArguments: [String] = []
+    ) async throws {
         let certs = directory.url.appendingPathComponent("certs")
         try FileManager.default.createDirectory(at: certs, withIntermediateDirectories: true)
         try pki.issue(service: "web").write(to: certs, name: "web")
         try pki.issue(service: "payments").write(to: certs, name: "payments")
         for (index, backend) in backends.enumerated() {
-            let inbound = try freeLoopbackPort()
+            let inbound = try freeLoopbackPort(), admin = try freeLoopbackPort()
+            paymentsAdmins.append(admin)
+            let extra = paymentsResources(index)
             let sidecar = try SidecarProcess(configYAML: """
                 service: payments
                 inbound:  { listen: 127.0.0.1:\(inbound), app: 127.0.0.1:\(backend.app.port) }
                 outbound: { listen: 127.0.0.1:\(try freeLoopbackPort()) }
-                admin:    { listen: 127.0.0.1:\(try freeLoopbackPort()) }
+                admin:    { listen: 127.0.0.1:\(admin) }
                 tls:      { cert: certs/payments.pem, key: certs/payments.key, trustBundle: certs/ca.pem }
+                \(extra.isEmpty ? "" : "resources:\n" + extra)
                 """, in: directory, name: "payments-\(index)", extraArguments: ["--access-log", "off"])
             sidecars.append(sidecar)
             #expect(await sidecar.waitUntilListening(ports: [inbound]), "\(sidecar.logs)")
@@ -46,7 +56,7 @@ final class PaymentsMesh {
             tls:      { cert: certs/web.pem, key: certs/web.key, trustBundle: certs/ca.pem }
             resources:\(instances)
             \(webResources)
-            """, in: directory, name: "web")
+            """, in: directory, name: "web", extraArguments: webArguments)
         sidecars.append(web)
         #expect(await web.waitUntilListening(ports: [webOut]), "\(web.logs)")
     }

@@ -7,15 +7,13 @@ import Testing
 /// fallback answer, passive outlier ejection, local rate limits on outbound and inbound; web's
 /// access log names each rejection's and reroute's cause.
 @Suite(.serialized) final class ResiliencePolicyTests {
-    let directory = TemporaryDirectory()
-    let pki = TestPKI()
-    var sidecars: [SidecarProcess] = []
-    var good: TestHTTPApp!
-    var bad: TestHTTPApp!
-    var webOut = 0
-    var webAdmin = 0
-    var goodAdmin = 0
-    var web: SidecarProcess!
+    let good: TestHTTPApp
+    let bad: TestHTTPApp
+    let paymentsMesh: PaymentsMesh
+    var webOut: Int { paymentsMesh.webOut }
+    var webAdmin: Int { paymentsMesh.webAdmin }
+    var goodAdmin: Int { paymentsMesh.paymentsAdmins[0] }
+    var web: SidecarProcess { paymentsMesh.web }
 
     /// The good payments sidecar's own inbound limit: high unless a test exercises it.
     let inboundLimit: Int
@@ -26,63 +24,32 @@ import Testing
 
     init(inboundLimit: Int) async throws {
         self.inboundLimit = inboundLimit
-        let certs = directory.url.appendingPathComponent("certs")
-        try FileManager.default.createDirectory(at: certs, withIntermediateDirectories: true)
-        try pki.issue(service: "web").write(to: certs, name: "web")
-        try pki.issue(service: "payments").write(to: certs, name: "payments")
         good = try await TestHTTPApp(name: "good")
         bad = try await TestHTTPApp(name: "bad", alwaysStatus: 500)
-        var instances = ""
-        for (index, app) in [good!, bad!].enumerated() {
-            let inbound = try freeLoopbackPort(), admin = try freeLoopbackPort()
-            if index == 0 { goodAdmin = admin }
-            let sidecar = try SidecarProcess(configYAML: """
-                service: payments
-                inbound:  { listen: 127.0.0.1:\(inbound), app: 127.0.0.1:\(app.port) }
-                outbound: { listen: 127.0.0.1:\(try freeLoopbackPort()) }
-                admin:    { listen: 127.0.0.1:\(admin) }
-                tls:      { cert: certs/payments.pem, key: certs/payments.key, trustBundle: certs/ca.pem }
-                resources:
+        paymentsMesh = try await PaymentsMesh(
+            backends: [(good, "app: good"), (bad, "app: bad")],
+            paymentsResources: { index in """
                   - kind: TrafficPolicy
                     service: payments
                     rateLimit: { requestsPerSecond: \(index == 0 ? inboundLimit : 1000), burst: \(index == 0 ? inboundLimit : 1000) }
-                """, in: directory, name: "payments-\(index)", extraArguments: ["--access-log", "off"])
-            #expect(await sidecar.waitUntilListening(ports: [inbound]), "\(sidecar.logs)")
-            sidecars.append(sidecar)
-            instances += "\n  - { kind: Instance, service: payments, address: 127.0.0.1, port: \(inbound), labels: { app: \(app.name) } }"
-        }
-        webOut = try freeLoopbackPort()
-        webAdmin = try freeLoopbackPort()
-        web = try SidecarProcess(configYAML: """
-            service: web
-            inbound:  { listen: 127.0.0.1:\(try freeLoopbackPort()), app: 127.0.0.1:1 }
-            outbound: { listen: 127.0.0.1:\(webOut) }
-            admin:    { listen: 127.0.0.1:\(webAdmin) }
-            tls:      { cert: certs/web.pem, key: certs/web.key, trustBundle: certs/ca.pem }
-            resources:\(instances)
-              - kind: Route
-                service: payments
-                rules:
-                  - match: { pathPrefix: /limited }
-                    backends: [ { subset: { app: good }, weight: 100 } ]
-                    rateLimit: { requestsPerSecond: 10, burst: 10 }
-                  - match: { pathPrefix: /slow }
-                    backends: [ { subset: { app: good }, weight: 100 } ]
-                  - match: { pathPrefix: / }
-              - kind: TrafficPolicy
-                service: payments
-                loadBalancer: roundRobin
-                circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 4, maxRetries: 3 }
-                outlierDetection: { consecutive5xx: 3, consecutiveGatewayErrors: 3, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50 }
-                fallback: { status: 200, headers: { content-type: application/json }, body: '{"degraded":true}' }
-            """, in: directory, name: "web", extraArguments: ["--workers", "1"])
-        #expect(await web.waitUntilListening(ports: [webOut]), "\(web.logs)")
-        sidecars.append(web)
-    }
-
-    deinit {
-        sidecars.forEach { $0.stop() }
-        directory.remove()
+                """ },
+            webResources: """
+                  - kind: Route
+                    service: payments
+                    rules:
+                      - match: { pathPrefix: /limited }
+                        backends: [ { subset: { app: good }, weight: 100 } ]
+                        rateLimit: { requestsPerSecond: 10, burst: 10 }
+                      - match: { pathPrefix: /slow }
+                        backends: [ { subset: { app: good }, weight: 100 } ]
+                      - match: { pathPrefix: / }
+                  - kind: TrafficPolicy
+                    service: payments
+                    loadBalancer: roundRobin
+                    circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 4, maxRetries: 3 }
+                    outlierDetection: { consecutive5xx: 3, consecutiveGatewayErrors: 3, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50 }
+                    fallback: { status: 200, headers: { content-type: application/json }, body: '{"degraded":true}' }
+                """)
     }
 
     func metrics(_ port: Int) async throws -> String { try await curl(["http://127.0.0.1:\(port)/metrics"]).body }

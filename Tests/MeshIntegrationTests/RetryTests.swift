@@ -7,52 +7,22 @@ import Testing
 /// Bodies up to 64 KiB are replayed in full; larger ones are sent once. web's access log
 /// (its stdout) names every retry and why retrying stopped.
 @Suite(.serialized) final class RetryTests {
-    let directory = TemporaryDirectory()
-    let pki = TestPKI()
-    var sidecars: [SidecarProcess] = []
-    var app: TestHTTPApp!
-    var webOut = 0
-    var webAdmin = 0
-    var web: SidecarProcess!
+    let app: TestHTTPApp
+    let mesh: PaymentsMesh
+    var webOut: Int { mesh.webOut }
+    var webAdmin: Int { mesh.webAdmin }
+    var web: SidecarProcess { mesh.web }
+    var directory: TemporaryDirectory { mesh.directory }
 
     init() async throws {
-        let certs = directory.url.appendingPathComponent("certs")
-        try FileManager.default.createDirectory(at: certs, withIntermediateDirectories: true)
-        try pki.issue(service: "web").write(to: certs, name: "web")
-        try pki.issue(service: "payments").write(to: certs, name: "payments")
         app = try await TestHTTPApp(name: "flaky", failEvery: 3)
-        let payIn = try freeLoopbackPort()
-        let payments = try SidecarProcess(configYAML: """
-            service: payments
-            inbound:  { listen: 127.0.0.1:\(payIn), app: 127.0.0.1:\(app.port) }
-            outbound: { listen: 127.0.0.1:\(try freeLoopbackPort()) }
-            admin:    { listen: 127.0.0.1:\(try freeLoopbackPort()) }
-            tls:      { cert: certs/payments.pem, key: certs/payments.key, trustBundle: certs/ca.pem }
-            """, in: directory, name: "payments", extraArguments: ["--access-log", "off"])
-        #expect(await payments.waitUntilListening(ports: [payIn]), "\(payments.logs)")
-        webOut = try freeLoopbackPort()
-        webAdmin = try freeLoopbackPort()
-        web = try SidecarProcess(configYAML: """
-            service: web
-            inbound:  { listen: 127.0.0.1:\(try freeLoopbackPort()), app: 127.0.0.1:1 }
-            outbound: { listen: 127.0.0.1:\(webOut) }
-            admin:    { listen: 127.0.0.1:\(webAdmin) }
-            tls:      { cert: certs/web.pem, key: certs/web.key, trustBundle: certs/ca.pem }
-            resources:
-              - { kind: Instance, service: payments, address: 127.0.0.1, port: \(payIn) }
+        mesh = try await PaymentsMesh(backends: [(app, "version: v1")], webResources: """
               - kind: Route
                 service: payments
                 rules:
                   - match: { pathPrefix: / }
                     retries: { attempts: 3, retryOn: [connect-failure, reset, 503], backoff: { base: 5ms, max: 20ms } }
-            """, in: directory, name: "web")
-        #expect(await web.waitUntilListening(ports: [webOut]), "\(web.logs)")
-        sidecars = [payments, web]
-    }
-
-    deinit {
-        sidecars.forEach { $0.stop() }
-        directory.remove()
+            """)
     }
 
     @Test func retriesTurnOneInThreeFailuresIntoFullSuccess() async throws {
