@@ -397,23 +397,21 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             }
             exchange.holdsBreakerRequest = true
             prepareReplay(exchange, head: head, rewritten: rewritten, rule: rule, destination: destination, context: context)
-            if let fault = rule.fault {
-                if let abort = fault.abort, loop.chance(abort.percent) {
-                    fail(exchange, ProxyError(.faultInjected, "aborted by the route's fault injection", status: abort.status),
-                         context: context)
-                    return
-                }
-                mirrorIfBuffered(exchange)
-                if let delay = fault.delay, loop.chance(delay.percent) {
-                    phase = .connecting
-                    context.eventLoop.scheduleTask(in: delay.duration.timeAmount) { [weak self] in
-                        guard let self, self.exchange === exchange, let context = self.context else { return }
-                        self.connectOutbound(exchange, context: context)
-                    }
-                    return
-                }
+            if let abort = rule.fault?.abort, loop.chance(abort.percent) {
+                fail(exchange, ProxyError(.faultInjected, "aborted by the route's fault injection", status: abort.status),
+                     context: context)
+                return
             }
             mirrorIfBuffered(exchange)
+            if let delay = rule.fault?.delay, loop.chance(delay.percent) {
+                // On a timer: the loop serves other requests meanwhile.
+                phase = .connecting
+                context.eventLoop.scheduleTask(in: delay.duration.timeAmount) { [weak self] in
+                    guard let self, self.exchange === exchange, let context = self.context else { return }
+                    self.connectOutbound(exchange, context: context)
+                }
+                return
+            }
             connectOutbound(exchange, context: context)
         case .inbound(let app):
             guard Authorizer.allows(loop.table.authorization, caller: callerService, method: head.methodName, path: Substring(path))

@@ -132,9 +132,11 @@ public struct RetryStateMachine: Sendable {
     }
 
     /// Whether the proxy should keep a copy of the request body for replay. False when
-    /// retries are off or the declared length already exceeds `maxReplayBodyBytes`.
+    /// retries are off, the request may not be sent again once it reached the upstream (not
+    /// idempotent, no `Idempotency-Key`: a copy could never be used), or the declared length
+    /// already exceeds `maxReplayBodyBytes`.
     public var shouldBufferBody: Bool {
-        guard policy.attempts > 1, bodyReplayable else { return false }
+        guard policy.attempts > 1, safeToResend, bodyReplayable else { return false }
         if let contentLength { return contentLength <= Self.maxReplayBodyBytes }
         return true
     }

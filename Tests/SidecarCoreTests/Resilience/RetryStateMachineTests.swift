@@ -130,6 +130,16 @@ extension ResilienceTests {
             #expect(h.decide(&retry, .status(503)) == .giveUp(.bodyTooLarge))
         }
 
+        @Test func aPostWithoutIdempotencyKeyKeepsNoCopy() {
+            var h = RetryHarness()
+            var post = h.machine(.POST)
+            #expect(!post.shouldBufferBody)
+            #expect(h.machine(.POST, key: true).shouldBufferBody)
+            // Its body went out uncopied: even a later connect failure cannot replay it.
+            post.requestBodyForwarded(totalBytes: 1)
+            #expect(h.decide(&post, .connectFailure) == .giveUp(.bodyTooLarge))
+        }
+
         @Test func attemptsCountTheFirstTry() {
             var h = RetryHarness()
             var retry = h.machine(attempts: 3)
