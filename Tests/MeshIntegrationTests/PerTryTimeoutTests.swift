@@ -44,11 +44,13 @@ import Testing
         #expect(slow.requests >= 3)
         // Abandoned tries are not reused: every slow try came on its own connection.
         #expect(slow.connections >= slow.requests)
-        let metrics = try await mesh.webMetrics()
-        #expect(metricValue(metrics, "sidecar_retries_total", ["peer": "payments", "reason": "per-try-timeout"])
-            == Double(slow.requests))
+        // Each slow first try timed out (on a loaded machine a try may time out before the app
+        // counted it, so the app's count is a floor).
+        let timedOut = metricValue(
+            try await mesh.webMetrics(), "sidecar_retries_total", ["peer": "payments", "reason": "per-try-timeout"])
+        #expect(timedOut >= Double(slow.requests) && timedOut <= 10)
         let retried = mesh.web.accessLog.split(separator: "\n").filter { $0.contains("\"retry_reasons\":[\"per-try-timeout\"]") }
-        #expect(retried.count == slow.requests, "\(mesh.web.accessLog)")
+        #expect(Double(retried.count) == timedOut, "\(mesh.web.accessLog)")
     }
 
     @Test func theRouteTimeoutBoundsAllTries() async throws {

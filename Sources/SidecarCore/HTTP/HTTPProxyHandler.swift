@@ -502,7 +502,6 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         exchange.attempts += 1
         exchange.tryEpoch &+= 1
         let epoch = exchange.tryEpoch
-        armTryTimer(exchange, epoch: epoch, context: context)
         loop.lease(key, connectTimeout: connectTimeout).whenComplete { [weak self] result in
             guard let self, self.exchange === exchange, exchange.tryEpoch == epoch, self.phase == .connecting,
                 let context = self.context
@@ -556,6 +555,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         if let body = exchange.replayBody, body.readableBytes > 0 { channel.write(body, promise: nil) }
         upstreamNeedsFlush = true
         phase = exchange.requestComplete ? .awaitingResponse : .forwardingRequest
+        if exchange.requestComplete { armTryTimer(exchange, context: context) }
         processInput(context: context)
         flushUpstream()
         resumeReadingIfWanted()
@@ -576,6 +576,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             if complete {
                 exchange.requestComplete = true
                 phase = .awaitingResponse
+                armTryTimer(exchange, context: context)
                 mirrorIfBuffered(exchange)
             }
         } catch {
@@ -725,9 +726,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Starts the try's `perTryTimeout` timer, when the route sets one shorter than what is
-    /// left of the route timeout (which bounds all tries on its own).
-    private func armTryTimer(_ exchange: ProxyExchange, epoch: Int, context: ChannelHandlerContext) {
+    /// Starts the try's `perTryTimeout` timer once the whole request has gone upstream on this
+    /// try (as Envoy: it bounds the wait for the response, not a slow upload), when the route
+    /// sets one shorter than what is left of the route timeout (which bounds all tries itself).
+    private func armTryTimer(_ exchange: ProxyExchange, context: ChannelHandlerContext) {
+        let epoch = exchange.tryEpoch
         exchange.tryTimer?.cancel()
         exchange.tryTimer = nil
         guard let retry = exchange.retry, let perTry = retry.policy.perTryTimeout else { return }
