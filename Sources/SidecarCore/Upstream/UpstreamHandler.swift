@@ -1,8 +1,9 @@
 import NIOCore
 
 /// The last handler of an upstream connection (to a peer sidecar, or to the local app): parses
-/// each response's framing and hands head, body slices and end to the proxy handler that
-/// leased the connection, by direct calls on the shared event loop (no hop, no copy).
+/// each response's framing and hands head, body slices and end to the `UpstreamOwner` that
+/// leased the connection (a proxy handler or a mirror), by direct calls on the shared event
+/// loop (no hop, no copy).
 ///
 /// Between leases it sits idle in the loop's pool; a response byte that arrives while idle,
 /// or a close, makes the connection unusable and it leaves the pool.
