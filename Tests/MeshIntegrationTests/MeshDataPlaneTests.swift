@@ -148,6 +148,12 @@ import Testing
         #expect(response.status == 403)
         #expect(response.headers["x-mesh-error"] == "forbidden")
         #expect(response.body.contains("web may not GET /admin"))
+        // payments' access log names the rejection's cause.
+        #expect(await eventually {
+            self.paymentsSidecar.accessLog.split(separator: "\n").contains {
+                $0.contains("\"path\":\"/admin\"") && $0.contains("\"status\":403") && $0.contains("\"mesh_error\":\"forbidden\"")
+            }
+        }, "\(paymentsSidecar.accessLog)")
         let delete = try await curl(proxy + ["-X", "DELETE", "http://payments/pay"])
         #expect(delete.status == 403)
     }

@@ -4,16 +4,16 @@ import SidecarCore
 import Testing
 
 /// TrafficPolicy and Route policy at work between real sidecars: circuit breaker with the
-/// fallback answer, passive outlier ejection, local rate limits on outbound and inbound.
+/// fallback answer, passive outlier ejection, local rate limits on outbound and inbound; web's
+/// access log names each rejection's and reroute's cause.
 @Suite(.serialized) final class ResiliencePolicyTests {
-    let directory = TemporaryDirectory()
-    let pki = TestPKI()
-    var sidecars: [SidecarProcess] = []
-    var good: TestHTTPApp!
-    var bad: TestHTTPApp!
-    var webOut = 0
-    var webAdmin = 0
-    var goodAdmin = 0
+    let good: TestHTTPApp
+    let bad: TestHTTPApp
+    let paymentsMesh: PaymentsMesh
+    var webOut: Int { paymentsMesh.webOut }
+    var webAdmin: Int { paymentsMesh.webAdmin }
+    var goodAdmin: Int { paymentsMesh.paymentsAdmins[0] }
+    var web: SidecarProcess { paymentsMesh.web }
 
     /// The good payments sidecar's own inbound limit: high unless a test exercises it.
     let inboundLimit: Int
@@ -24,66 +24,42 @@ import Testing
 
     init(inboundLimit: Int) async throws {
         self.inboundLimit = inboundLimit
-        let certs = directory.url.appendingPathComponent("certs")
-        try FileManager.default.createDirectory(at: certs, withIntermediateDirectories: true)
-        try pki.issue(service: "web").write(to: certs, name: "web")
-        try pki.issue(service: "payments").write(to: certs, name: "payments")
         good = try await TestHTTPApp(name: "good")
         bad = try await TestHTTPApp(name: "bad", alwaysStatus: 500)
-        var instances = ""
-        for (index, app) in [good!, bad!].enumerated() {
-            let inbound = try freeLoopbackPort(), admin = try freeLoopbackPort()
-            if index == 0 { goodAdmin = admin }
-            let sidecar = try SidecarProcess(configYAML: """
-                service: payments
-                inbound:  { listen: 127.0.0.1:\(inbound), app: 127.0.0.1:\(app.port) }
-                outbound: { listen: 127.0.0.1:\(try freeLoopbackPort()) }
-                admin:    { listen: 127.0.0.1:\(admin) }
-                tls:      { cert: certs/payments.pem, key: certs/payments.key, trustBundle: certs/ca.pem }
-                resources:
+        paymentsMesh = try await PaymentsMesh(
+            backends: [(good, "app: good"), (bad, "app: bad")],
+            paymentsResources: { index in """
                   - kind: TrafficPolicy
                     service: payments
                     rateLimit: { requestsPerSecond: \(index == 0 ? inboundLimit : 1000), burst: \(index == 0 ? inboundLimit : 1000) }
-                """, in: directory, name: "payments-\(index)", extraArguments: ["--access-log", "off"])
-            #expect(await sidecar.waitUntilListening(ports: [inbound]), "\(sidecar.logs)")
-            sidecars.append(sidecar)
-            instances += "\n  - { kind: Instance, service: payments, address: 127.0.0.1, port: \(inbound), labels: { app: \(app.name) } }"
-        }
-        webOut = try freeLoopbackPort()
-        webAdmin = try freeLoopbackPort()
-        let web = try SidecarProcess(configYAML: """
-            service: web
-            inbound:  { listen: 127.0.0.1:\(try freeLoopbackPort()), app: 127.0.0.1:1 }
-            outbound: { listen: 127.0.0.1:\(webOut) }
-            admin:    { listen: 127.0.0.1:\(webAdmin) }
-            tls:      { cert: certs/web.pem, key: certs/web.key, trustBundle: certs/ca.pem }
-            resources:\(instances)
-              - kind: Route
-                service: payments
-                rules:
-                  - match: { pathPrefix: /limited }
-                    backends: [ { subset: { app: good }, weight: 100 } ]
-                    rateLimit: { requestsPerSecond: 10, burst: 10 }
-                  - match: { pathPrefix: /slow }
-                    backends: [ { subset: { app: good }, weight: 100 } ]
-                  - match: { pathPrefix: / }
-              - kind: TrafficPolicy
-                service: payments
-                loadBalancer: roundRobin
-                circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 4, maxRetries: 3 }
-                outlierDetection: { consecutive5xx: 3, consecutiveGatewayErrors: 3, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50 }
-                fallback: { status: 200, headers: { content-type: application/json }, body: '{"degraded":true}' }
-            """, in: directory, name: "web", extraArguments: ["--access-log", "off", "--workers", "1"])
-        #expect(await web.waitUntilListening(ports: [webOut]), "\(web.logs)")
-        sidecars.append(web)
-    }
-
-    deinit {
-        sidecars.forEach { $0.stop() }
-        directory.remove()
+                """ },
+            webResources: """
+                  - kind: Route
+                    service: payments
+                    rules:
+                      - match: { pathPrefix: /limited }
+                        backends: [ { subset: { app: good }, weight: 100 } ]
+                        rateLimit: { requestsPerSecond: 10, burst: 10 }
+                      - match: { pathPrefix: /slow }
+                        backends: [ { subset: { app: good }, weight: 100 } ]
+                      - match: { pathPrefix: / }
+                  - kind: TrafficPolicy
+                    service: payments
+                    loadBalancer: roundRobin
+                    circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 4, maxRetries: 3 }
+                    outlierDetection: { consecutive5xx: 3, consecutiveGatewayErrors: 3, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50 }
+                    fallback: { status: 200, headers: { content-type: application/json }, body: '{"degraded":true}' }
+                """)
     }
 
     func metrics(_ port: Int) async throws -> String { try await curl(["http://127.0.0.1:\(port)/metrics"]).body }
+
+    /// web's access log lines that contain `text`, once `count` of them are there (or at the deadline).
+    func webLogLines(containing text: String, count: Int) async -> [Substring] {
+        let lines = { self.web.accessLog.split(separator: "\n").filter { $0.contains(text) } }
+        _ = await eventually(timeout: .seconds(10)) { lines().count >= count }
+        return lines()
+    }
 
     @Test func breakerOverflowServesTheFallbackAtOnce() async throws {
         let clients = try (0..<12).map { index in
@@ -102,6 +78,8 @@ import Testing
         }
         #expect(served == 4, "only maxRequests=4 reach the upstream at once")
         #expect(degraded == 8)
+        let rejected = await webLogLines(containing: "\"mesh_error\":\"circuit-open\"", count: 8)
+        #expect(rejected.count == 8 && rejected.allSatisfy { $0.contains("\"status\":200") }, "the fallback answered: \(rejected)")
         let web = try await metrics(webAdmin)
         #expect(metricValue(web, "sidecar_circuit_breaker_rejections_total", ["peer": "payments"]) == 8)
         #expect(metricValue(web, "sidecar_circuit_breaker_open", ["peer": "payments"]) == 0, "closed again once idle")
@@ -115,6 +93,9 @@ import Testing
         // Round robin sends every other request to the bad endpoint until 3 consecutive 5xx eject it.
         #expect(codes.filter { $0 == 500 }.count == 3, "\(codes)")
         #expect(codes.suffix(20).allSatisfy { $0 == 200 })
+        // Once the bad endpoint is ejected, each request's line says the balancer avoided it.
+        let rerouted = await webLogLines(containing: "\"avoided_ejected\":1", count: 20)
+        #expect(rerouted.count >= 20 && rerouted.allSatisfy { $0.contains("\"status\":200") }, "\(web.accessLog)")
         let web = try await metrics(webAdmin)
         #expect(metricValue(web, "sidecar_outlier_ejections_total", ["peer": "payments"]) == 1)
         #expect(metricValue(web, "sidecar_endpoints", ["peer": "payments", "state": "ejected"]) == 1)
@@ -132,6 +113,8 @@ import Testing
         // The burst of 10, plus at most what refills at 10/s while the run lasts.
         #expect(allowed >= 10 && Double(allowed) <= 10 + 10 * elapsed, "\(elapsed) s: \(codes)")
         #expect(codes.filter { $0 == "429" }.count == 40 - allowed)
+        let limitedLines = await webLogLines(containing: "\"mesh_error\":\"rate-limited\"", count: 40 - allowed)
+        #expect(limitedLines.count == 40 - allowed && limitedLines.allSatisfy { $0.contains("\"status\":429") })
         let limited = try await curl(["-x", "http://127.0.0.1:\(webOut)", "http://payments/limited/x"])
         if limited.status == 429 {
             #expect(limited.headers["x-mesh-error"] == "rate-limited")

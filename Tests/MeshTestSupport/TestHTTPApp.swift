@@ -6,17 +6,19 @@ import NIOPosix
 /// A tiny app server (NIOHTTP1) standing in for a service behind its sidecar. It answers every
 /// request with what it saw — method, path, `x-mesh-caller`, request id, body size and a
 /// checksum — so tests can assert what crossed the mesh. `/slow?ms=N` answers after N ms;
-/// `/status/N` answers with status N.
+/// `/status/N` answers with status N. It also counts requests, connections and request-body
+/// bytes, and can be made slow as a whole (`delay`).
 public final class TestHTTPApp: Sendable {
     public let name: String
     public let port: Int
     private let channel: Channel
-    private let counters = NIOLockedValueBox<(requests: Int, connections: Int)>((0, 0))
+    private let counters = NIOLockedValueBox(AppCounters())
 
     /// - Parameter alwaysStatus: answer every request with this status (a broken instance).
     /// - Parameter failEvery: answer every Nth request with 503 (a flaky instance).
+    /// - Parameter delay: answer every request this many milliseconds late (a slow instance).
     public init(
-        name: String, alwaysStatus: Int? = nil, failEvery: Int? = nil,
+        name: String, alwaysStatus: Int? = nil, failEvery: Int? = nil, delay: Int64? = nil,
         group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws {
         self.name = name
@@ -26,7 +28,8 @@ public final class TestHTTPApp: Sendable {
             .childChannelInitializer { channel in
                 counters.withLockedValue { $0.connections += 1 }
                 return channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(AppHandler(name: name, counters: counters, alwaysStatus: alwaysStatus, failEvery: failEvery))
+                    channel.pipeline.addHandler(AppHandler(
+                        name: name, counters: counters, alwaysStatus: alwaysStatus, failEvery: failEvery, delay: delay))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
@@ -35,28 +38,38 @@ public final class TestHTTPApp: Sendable {
 
     public var requests: Int { counters.withLockedValue { $0.requests } }
     public var connections: Int { counters.withLockedValue { $0.connections } }
+    /// Request-body bytes of every complete request so far.
+    public var bodyBytes: Int { counters.withLockedValue { $0.bodyBytes } }
 
     public func close() async throws { try await channel.close() }
+}
+
+struct AppCounters: Sendable {
+    var requests = 0
+    var connections = 0
+    var bodyBytes = 0
 }
 
 private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
     let name: String
-    let counters: NIOLockedValueBox<(requests: Int, connections: Int)>
+    let counters: NIOLockedValueBox<AppCounters>
     var head: HTTPRequestHead?
     var bodyBytes = 0
     var checksum: UInt32 = 0
     let alwaysStatus: Int?
     let failEvery: Int?
+    let delay: Int64?
 
     init(
-        name: String, counters: NIOLockedValueBox<(requests: Int, connections: Int)>, alwaysStatus: Int?, failEvery: Int?
+        name: String, counters: NIOLockedValueBox<AppCounters>, alwaysStatus: Int?, failEvery: Int?, delay: Int64?
     ) {
         self.name = name
         self.counters = counters
         self.alwaysStatus = alwaysStatus
         self.failEvery = failEvery
+        self.delay = delay
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -74,13 +87,15 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
             }
         case .end:
             guard let head else { return }
+            let bodyBytes = self.bodyBytes
             let count = counters.withLockedValue { counters -> Int in
                 counters.requests += 1
+                counters.bodyBytes += bodyBytes
                 return counters.requests
             }
             let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
             var status = HTTPResponseStatus.ok
-            var delay: Int64 = 0
+            var delay: Int64 = self.delay ?? 0
             if path.contains("/slow"), let ms = head.uri.split(separator: "=").last.flatMap({ Int64($0) }) {
                 delay = ms
             }

@@ -6,7 +6,8 @@ import Darwin
 import NIOCore
 
 /// One JSON line per request on stdout (time, direction, method, authority, path, status,
-/// duration, bytes, upstream, peer identity, request id, `x-mesh-error` cause). Written with
+/// duration, bytes, upstream, peer identity, request id, `x-mesh-error` cause, and the causes
+/// behind the answer: tries and retry reasons, ejections avoided, mirroring). Written with
 /// one `write(2)` per line so lines never interleave and nothing waits in a stdio buffer.
 struct AccessLog: Sendable {
     let enabled: Bool
@@ -14,12 +15,28 @@ struct AccessLog: Sendable {
 
     func record(_ exchange: ProxyExchange, status: Int) {
         guard enabled else { return }
-        let now = NIODeadline.now()
-        let micros = (now.uptimeNanoseconds &- exchange.start.uptimeNanoseconds) / 1000
         var timespec = timespec()
         clock_gettime(CLOCK_REALTIME, &timespec)
         let millis = Int64(timespec.tv_sec) * 1000 + Int64(timespec.tv_nsec) / 1_000_000
-        var line = "{\"ts_ms\":\(millis),\"direction\":\"\(direction)\",\"method\":"
+        var line = line(for: exchange, status: status, wallMillis: millis, now: .now())
+        line.withUTF8 { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = Glibc.write(1, bytes.baseAddress! + offset, bytes.count - offset)
+                if written <= 0 { break }
+                offset += written
+            }
+        }
+    }
+
+    /// The line for one exchange, newline included. Routed requests add their causes: `tries`
+    /// (tries started), `retry_reasons` (each retried failure, as `sidecar_retries_total`'s
+    /// reason), `retry_stopped` (why the last failure was not retried), `avoided_ejected`
+    /// (ejected endpoints balancing skipped) and `mirrored`; each only when it says something.
+    func line(for exchange: ProxyExchange, status: Int, wallMillis: Int64, now: NIODeadline) -> String {
+        let micros = (now.uptimeNanoseconds &- exchange.start.uptimeNanoseconds) / 1000
+        var line = "{\"ts_ms\":\(wallMillis),\"direction\":\"\(direction)\",\"method\":"
+        line.reserveCapacity(320)
         Self.appendJSONString(exchange.methodName, to: &line)
         line += ",\"authority\":"
         Self.appendJSONString(exchange.authority, to: &line)
@@ -33,14 +50,24 @@ struct AccessLog: Sendable {
         line += ",\"request_id\":"
         Self.appendJSONString(exchange.requestID, to: &line)
         if let cause = exchange.errorCause { line += ",\"mesh_error\":\"\(cause.rawValue)\"" }
-        line += "}\n"
-        var bytes = Array(line.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeMutableBytes { Glibc.write(1, $0.baseAddress! + offset, $0.count - offset) }
-            if written <= 0 { break }
-            offset += written
+        if exchange.attempts > 1 || !exchange.retryReasons.isEmpty || exchange.retryStopped != nil {
+            line += ",\"tries\":\(exchange.attempts)"
         }
+        if !exchange.retryReasons.isEmpty {
+            line += ",\"retry_reasons\":["
+            for (index, failure) in exchange.retryReasons.enumerated() {
+                if index > 0 { line += "," }
+                line += "\""
+                line += failure.reason
+                line += "\""
+            }
+            line += "]"
+        }
+        if let stopped = exchange.retryStopped { line += ",\"retry_stopped\":\"\(stopped)\"" }
+        if exchange.avoidedEjected > 0 { line += ",\"avoided_ejected\":\(exchange.avoidedEjected)" }
+        if exchange.mirrored { line += ",\"mirrored\":true" }
+        line += "}\n"
+        return line
     }
 
     static func appendJSONString(_ value: String, to line: inout String) {

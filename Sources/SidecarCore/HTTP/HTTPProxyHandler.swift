@@ -252,7 +252,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         headTimer?.cancel()
         headTimer = nil
         if let exchange {
-            exchange.timeout?.cancel()
+            exchange.cancelTimers()
             // The downstream went away first: a closed tunnel, or an aborted request (status 0).
             record(exchange, status: exchange.poolKey?.tunnel == true ? 0 : exchange.status)
             if let upstream = exchange.upstream {
@@ -396,30 +396,21 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
                 return
             }
             exchange.holdsBreakerRequest = true
-            if exchange.requestComplete {
-                // Bodyless: can be sent again when the retry policy allows.
-                exchange.retry = RetryStateMachine(
-                    policy: rule.retries,
-                    request: .init(method: head.method, hasIdempotencyKey: head.headers.contains("idempotency-key"),
-                                   contentLength: 0),
-                    deadline: exchange.start + rule.timeout.timeAmount)
-                exchange.retryHead = rewritten
-                loop.retryBudgetRequestStarted(destination)
+            prepareReplay(exchange, head: head, rewritten: rewritten, rule: rule, destination: destination, context: context)
+            if let abort = rule.fault?.abort, loop.chance(abort.percent) {
+                fail(exchange, ProxyError(.faultInjected, "aborted by the route's fault injection", status: abort.status),
+                     context: context)
+                return
             }
-            if let fault = rule.fault {
-                if let abort = fault.abort, loop.chance(abort.percent) {
-                    fail(exchange, ProxyError(.faultInjected, "aborted by the route's fault injection", status: abort.status),
-                         context: context)
-                    return
+            mirrorIfBuffered(exchange)
+            if let delay = rule.fault?.delay, loop.chance(delay.percent) {
+                // On a timer: the loop serves other requests meanwhile.
+                phase = .connecting
+                context.eventLoop.scheduleTask(in: delay.duration.timeAmount) { [weak self] in
+                    guard let self, self.exchange === exchange, let context = self.context else { return }
+                    self.connectOutbound(exchange, context: context)
                 }
-                if let delay = fault.delay, loop.chance(delay.percent) {
-                    phase = .connecting
-                    context.eventLoop.scheduleTask(in: delay.duration.timeAmount) { [weak self] in
-                        guard let self, self.exchange === exchange, let context = self.context else { return }
-                        self.connectOutbound(exchange, context: context)
-                    }
-                    return
-                }
+                return
             }
             connectOutbound(exchange, context: context)
         case .inbound(let app):
@@ -445,6 +436,50 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Every routed request may be sent again (the retry state machine decides when) and
+    /// copied to the rule's mirror: keep the rewritten head, and a copy of the body when it
+    /// can fit the replay limit (a declared length over it is streamed without one).
+    private func prepareReplay(
+        _ exchange: ProxyExchange, head: HTTPRawRequestHead, rewritten: ByteBuffer, rule: RouteRule,
+        destination: RouteTable.Destination, context: ChannelHandlerContext
+    ) {
+        let declared: Int?
+        switch head.framing.body {
+        case .none: declared = 0
+        case .contentLength(let length): declared = length
+        default: declared = nil
+        }
+        let retry = RetryStateMachine(
+            policy: rule.retries,
+            request: .init(method: head.method, hasIdempotencyKey: head.headers.contains("idempotency-key"),
+                           contentLength: declared),
+            deadline: exchange.start + rule.timeout.timeAmount)
+        exchange.retry = retry
+        exchange.retryHead = rewritten
+        exchange.mirrorPending = !head.framing.upgrade && MirrorDecision.shouldMirror(rule.mirror, using: &loop.random)
+        let limit = RetryStateMachine.maxReplayBodyBytes
+        if !exchange.requestComplete, retry.shouldBufferBody || exchange.mirrorPending, (declared ?? 0) <= limit {
+            exchange.replayBody = context.channel.allocator.buffer(capacity: declared ?? 4096)
+        }
+        loop.retryBudgetRequestStarted(destination)
+    }
+
+    /// Sends the fire-and-forget copy once the whole request is buffered; a body that was not
+    /// buffered (over the limit) is not mirrored, only counted.
+    private func mirrorIfBuffered(_ exchange: ProxyExchange) {
+        guard exchange.mirrorPending, exchange.requestComplete, let (destination, rule) = exchange.route,
+            let mirror = rule.mirror, let head = exchange.retryHead
+        else { return }
+        exchange.mirrorPending = false
+        guard exchange.bodyIsBuffered else {
+            loop.metrics.mirrorRequests(peer: destination.service, result: .skipped).increment()
+            return
+        }
+        exchange.mirrored = MirrorExchange.send(
+            head: head, body: exchange.replayBody, method: exchange.method, subset: mirror.subset,
+            destination: destination, timeout: rule.timeout.timeAmount, loop: loop)
+    }
+
     private func connectOutbound(_ exchange: ProxyExchange, context: ChannelHandlerContext) {
         guard let (destination, rule) = exchange.route else { return }
         guard let endpoint = loop.pickEndpoint(destination, rule: rule, excluding: exchange.triedEndpoints) else {
@@ -454,6 +489,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             return
         }
         exchange.triedEndpoints.insert(endpoint.address)
+        exchange.avoidedEjected = max(exchange.avoidedEjected, loop.ejectedEndpoints(destination.service))
         lease(exchange, key: .init(address: endpoint.address, service: destination.service),
               connectTimeout: destination.policy.connectTimeout.timeAmount, context: context)
     }
@@ -464,8 +500,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         phase = .connecting
         exchange.poolKey = key
         exchange.attempts += 1
+        exchange.tryEpoch &+= 1
+        let epoch = exchange.tryEpoch
         loop.lease(key, connectTimeout: connectTimeout).whenComplete { [weak self] result in
-            guard let self, self.exchange === exchange, self.phase == .connecting, let context = self.context else {
+            guard let self, self.exchange === exchange, exchange.tryEpoch == epoch, self.phase == .connecting,
+                let context = self.context
+            else {
                 if case .success(let upstream) = result { upstream.channel?.close(promise: nil) }
                 return
             }
@@ -482,6 +522,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
                     exchange.attempts < max(route.rule.retries.attempts, 1),
                     route.destination.endpoints.count > exchange.triedEndpoints.count
                 {
+                    exchange.retryReasons.append(.connectFailure)
                     self.connectOutbound(exchange, context: context)
                 } else {
                     self.fail(exchange, proxyError, context: context)
@@ -510,8 +551,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         if let address = exchange.upstreamAddress { loop.requestStarted(address) }
         upstreamWritable = channel.isWritable
         channel.write(head, promise: nil)
+        // A retry: first the body bytes an earlier try forwarded, then whatever still arrives.
+        if let body = exchange.replayBody, body.readableBytes > 0 { channel.write(body, promise: nil) }
         upstreamNeedsFlush = true
         phase = exchange.requestComplete ? .awaitingResponse : .forwardingRequest
+        if exchange.requestComplete { armTryTimer(exchange, context: context) }
         processInput(context: context)
         flushUpstream()
         resumeReadingIfWanted()
@@ -525,12 +569,15 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             cumulation = buffer
             if let body, body.readableBytes > 0 {
                 exchange.bytesReceived += body.readableBytes
+                exchange.keepForReplay(body)
                 channel.write(body, promise: nil)
                 upstreamNeedsFlush = true
             }
             if complete {
                 exchange.requestComplete = true
                 phase = .awaitingResponse
+                armTryTimer(exchange, context: context)
+                mirrorIfBuffered(exchange)
             }
         } catch {
             exchange.upstream?.owner = nil
@@ -559,6 +606,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         if let service = exchange.poolKey?.service, let address = exchange.upstreamAddress, exchange.poolKey?.tunnel == false {
             loop.recordOutcome(.status(head.status), service: service, address: address)
         }
+        exchange.tryTimer?.cancel()
+        exchange.tryTimer = nil
         if head.status >= 500, retryElsewhere(exchange, after: .status(head.status), context: context) { return }
         exchange.responseStarted = true
         exchange.status = head.status
@@ -578,7 +627,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         HTTPHeadWriter(removing: removed, relayUpgrade: tunnel).write(head, adding: extra, into: &buffer)
         context.write(wrapOutboundOut(buffer), promise: nil)
         if tunnel {
-            exchange.timeout?.cancel()
+            exchange.cancelTimers()
             phase = .tunnel
             processInput(context: context)
             flushUpstream()
@@ -603,7 +652,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     func upstreamResponseEnd(reusable: Bool) {
         guard let context, let exchange else { return }
-        exchange.timeout?.cancel()
+        exchange.cancelTimers()
         if let address = exchange.upstreamAddress { loop.requestFinished(address) }
         if let upstream = exchange.upstream, let key = exchange.poolKey {
             if reusable && exchange.requestComplete && phase != .tunnel {
@@ -622,7 +671,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             loop.recordOutcome(.reset, service: service, address: address)
             if error.cause == .upstreamReset, retryElsewhere(exchange, after: .reset, context: context) { return }
         }
-        exchange.timeout?.cancel()
+        exchange.cancelTimers()
         if let address = exchange.upstreamAddress { loop.requestFinished(address) }
         exchange.upstream = nil
         if responseStarted || exchange.poolKey?.tunnel == true {
@@ -646,13 +695,13 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         let address = exchange.upstreamAddress
         let action = loop.decideRetry(&retry, after: failure, from: address, destination: destination)
         exchange.retry = retry
-        guard case .retry(let backoff, let exclude) = action else { return false }
-        if let upstream = exchange.upstream {
-            upstream.owner = nil
-            upstream.channel?.close(promise: nil)
-            if let address { loop.requestFinished(address) }
-            exchange.upstream = nil
+        switch action {
+        case .retry: exchange.retryReasons.append(failure)
+        case .giveUp(let reason): exchange.retryStopped = reason.rawValue
+        case .budgetExhausted: exchange.retryStopped = "budget-exhausted"
         }
+        guard case .retry(let backoff, let exclude) = action else { return false }
+        abandonTry(exchange)
         if let exclude { exchange.triedEndpoints.insert(exclude) }
         exchange.rewrittenHead = head
         phase = .connecting
@@ -663,14 +712,47 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         return true
     }
 
-    private func requestTimedOut(_ exchange: ProxyExchange, after timeout: MeshDuration) {
-        guard self.exchange === exchange, let context else { return }
+    /// Drops the try in flight: its connection is closed (never reused, the response may still
+    /// come), its timer stopped, and a lease still pending for it will be discarded.
+    private func abandonTry(_ exchange: ProxyExchange) {
+        exchange.tryEpoch &+= 1
+        exchange.tryTimer?.cancel()
+        exchange.tryTimer = nil
         if let upstream = exchange.upstream {
             upstream.owner = nil
             upstream.channel?.close(promise: nil)
             if let address = exchange.upstreamAddress { loop.requestFinished(address) }
             exchange.upstream = nil
         }
+    }
+
+    /// Starts the try's `perTryTimeout` timer once the whole request has gone upstream on this
+    /// try (as Envoy: it bounds the wait for the response, not a slow upload), when the route
+    /// sets one shorter than what is left of the route timeout (which bounds all tries itself).
+    private func armTryTimer(_ exchange: ProxyExchange, context: ChannelHandlerContext) {
+        let epoch = exchange.tryEpoch
+        exchange.tryTimer?.cancel()
+        exchange.tryTimer = nil
+        guard let retry = exchange.retry, let perTry = retry.policy.perTryTimeout else { return }
+        let due = retry.tryDeadline(now: .now())
+        guard due < retry.deadline else { return }
+        exchange.tryTimer = context.eventLoop.scheduleTask(deadline: due) { [weak self] in
+            self?.tryTimedOut(exchange, epoch: epoch, after: perTry)
+        }
+    }
+
+    /// No response head within `perTryTimeout`: try again where the policy allows, else 504.
+    private func tryTimedOut(_ exchange: ProxyExchange, epoch: Int, after perTry: MeshDuration) {
+        guard self.exchange === exchange, exchange.tryEpoch == epoch, !exchange.responseStarted, let context else { return }
+        exchange.tryTimer = nil
+        if retryElsewhere(exchange, after: .perTryTimeout, context: context) { return }
+        abandonTry(exchange)
+        fail(exchange, ProxyError(.timeout, "no response within the per-try timeout \(perTry)"), context: context)
+    }
+
+    private func requestTimedOut(_ exchange: ProxyExchange, after timeout: MeshDuration) {
+        guard self.exchange === exchange, let context else { return }
+        abandonTry(exchange)
         if exchange.responseStarted {
             exchange.errorCause = .timeout
             record(exchange, status: exchange.status)
@@ -711,7 +793,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     /// Answers the current exchange with a sidecar-made error response.
     private func fail(_ exchange: ProxyExchange, _ error: ProxyError, context: ChannelHandlerContext) {
-        exchange.timeout?.cancel()
+        exchange.cancelTimers()
         exchange.errorCause = error.cause
         if exchange.poolKey?.tunnel == true {
             // An L4 tunnel has no HTTP to answer with: log the cause and close.
@@ -754,6 +836,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         context.writeAndFlush(wrapOutboundOut(response)).whenComplete { _ in context.close(promise: nil) }
     }
 }
+
+extension HTTPProxyHandler: UpstreamOwner {}
 
 extension HTTPProxyHandler.Direction {
     var trafficDirection: TrafficDirection {

@@ -27,9 +27,25 @@ final class ProxyExchange {
     var triedEndpoints: Set<HostPort> = []
     var route: (destination: RouteTable.Destination, rule: RouteRule)?
     var upgradeRequested = false
-    /// Bodyless requests may be sent again: the retry decisions and the head to resend.
+    /// Outbound requests may be sent again: the retry decisions and the head to resend.
     var retry: RetryStateMachine?
     var retryHead: ByteBuffer?
+    /// The request body bytes forwarded so far (as received, chunk framing included), kept for
+    /// a retry or a mirror while they fit in `RetryStateMachine.maxReplayBodyBytes`; nil when
+    /// no copy is kept (no body, nothing wants one, or it outgrew the limit).
+    var replayBody: ByteBuffer?
+    /// The current try's `perTryTimeout` timer.
+    var tryTimer: Scheduled<Void>?
+    /// Moves when a try starts or is abandoned, so a late lease result of an older try is dropped.
+    var tryEpoch = 0
+    /// The failures that were retried, in order, and why the last failure was not (access log).
+    var retryReasons: [RetryStateMachine.Failure] = []
+    var retryStopped: String?
+    /// A copy goes to the rule's mirror subset once the whole request is buffered.
+    var mirrorPending = false
+    var mirrored = false
+    /// Ejected endpoints of the destination that balancing avoided (access log).
+    var avoidedEjected = 0
     /// Holds one of the destination's circuit-breaker request slots until it is recorded.
     var holdsBreakerRequest = false
     /// Outbound L4 tunnels have no route; their metrics handle is resolved at connect.
@@ -52,6 +68,27 @@ final class ProxyExchange {
     }
 
     var upstreamAddress: HostPort? { poolKey?.address }
+
+    func cancelTimers() {
+        timeout?.cancel()
+        tryTimer?.cancel()
+        tryTimer = nil
+    }
+
+    /// Keeps a copy of body bytes just forwarded while a retry or the mirror can use it;
+    /// `bytesReceived` already counts them. Drops the copy once past the replay limit.
+    func keepForReplay(_ body: ByteBuffer) {
+        let retryKeeps = retry?.requestBodyForwarded(totalBytes: bytesReceived) ?? false
+        guard replayBody != nil else { return }
+        if bytesReceived <= RetryStateMachine.maxReplayBodyBytes, retryKeeps || mirrorPending {
+            replayBody!.writeImmutableBuffer(body)
+        } else {
+            replayBody = nil
+        }
+    }
+
+    /// The whole body is buffered (or there is none): it can be replayed or mirrored.
+    var bodyIsBuffered: Bool { requestComplete && (bytesReceived == 0 || replayBody != nil) }
 }
 
 /// Request ids and W3C trace context made without Foundation.

@@ -24,6 +24,9 @@ public final class SidecarMetrics: Sendable {
     let retryBudgetExhausted = CounterFamily(MetricDescriptor(
         "sidecar_retry_budget_exhausted_total", .counter, labels: ["peer"],
         help: "Retries not attempted because the peer's retry budget was spent."))
+    let mirrorRequests = CounterFamily(MetricDescriptor(
+        "sidecar_mirror_requests_total", .counter, labels: ["peer", "result"],
+        help: "Fire-and-forget copies of requests to a route's mirror subset, by result (completed, failed, skipped)."))
     let circuitBreakerOpen = GaugeFamily(MetricDescriptor(
         "sidecar_circuit_breaker_open", .gauge, labels: ["peer"],
         help: "1 while a circuit breaker limit for the peer is overflowing, else 0."))
@@ -81,7 +84,7 @@ public final class SidecarMetrics: Sendable {
         configurationVersion = configVersion.gauge()
         controlPlaneConnection = controlPlaneConnected.gauge()
         registry = MetricsRegistry(families: requests.families + [
-            retries, retryBudgetExhausted, circuitBreakerOpen, circuitBreakerRejections, outlierEjections,
+            retries, retryBudgetExhausted, mirrorRequests, circuitBreakerOpen, circuitBreakerRejections, outlierEjections,
             endpoints, connectionsOpen, tlsHandshakeErrors, authzDenied, certExpiry, configVersion,
             controlPlaneConnected,
         ])
@@ -94,6 +97,11 @@ public final class SidecarMetrics: Sendable {
     /// `sidecar_retries_total{peer,reason}`; `reason` is a retry condition word such as
     /// `RetryCondition.description` (`connect-failure`, `reset`, `503`) or `per-try-timeout`.
     public func retries(peer: String, reason: String) -> Counter { retries.counter(peer, reason) }
+
+    /// `sidecar_mirror_requests_total{peer,result}` (takes a lock: once per mirrored request).
+    func mirrorRequests(peer: String, result: MirrorExchange.Outcome) -> Counter {
+        mirrorRequests.counter(peer, result.rawValue)
+    }
 
     /// `sidecar_authz_denied_total{peer}` for a calling service (from its verified certificate).
     public func authzDenied(caller: String) -> Counter { authzDenied.counter(caller) }

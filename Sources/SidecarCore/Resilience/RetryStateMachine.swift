@@ -132,9 +132,11 @@ public struct RetryStateMachine: Sendable {
     }
 
     /// Whether the proxy should keep a copy of the request body for replay. False when
-    /// retries are off or the declared length already exceeds `maxReplayBodyBytes`.
+    /// retries are off, the request may not be sent again once it reached the upstream (not
+    /// idempotent, no `Idempotency-Key`: a copy could never be used), or the declared length
+    /// already exceeds `maxReplayBodyBytes`.
     public var shouldBufferBody: Bool {
-        guard policy.attempts > 1, bodyReplayable else { return false }
+        guard policy.attempts > 1, safeToResend, bodyReplayable else { return false }
         if let contentLength { return contentLength <= Self.maxReplayBodyBytes }
         return true
     }
@@ -142,9 +144,11 @@ public struct RetryStateMachine: Sendable {
     /// Reports the body bytes forwarded upstream so far in this try (a running total).
     /// Returns `shouldBufferBody`: false once the body outgrew the replay buffer, after which
     /// no failure that may have reached the upstream is retried (the buffer can be dropped).
+    /// A body the proxy was told not to buffer (`shouldBufferBody` false from the start, e.g. a
+    /// declared length over the limit) is not replayable from its first forwarded byte.
     @discardableResult
     public mutating func requestBodyForwarded(totalBytes: Int) -> Bool {
-        if totalBytes > Self.maxReplayBodyBytes { bodyReplayable = false }
+        if totalBytes > Self.maxReplayBodyBytes || (totalBytes > 0 && !shouldBufferBody) { bodyReplayable = false }
         return shouldBufferBody
     }
 

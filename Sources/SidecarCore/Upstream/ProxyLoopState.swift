@@ -103,6 +103,9 @@ final class ProxyLoopState: @unchecked Sendable {
         return action
     }
 
+    /// How many endpoints of `service` outlier detection ejects now (access log causes).
+    func ejectedEndpoints(_ service: String) -> Int { resilience[service]?.outliers.ejectedCount ?? 0 }
+
     func retryBudgetRequestStarted(_ destination: RouteTable.Destination) {
         let now = NIODeadline.now()
         withResilience(destination) { $0.retryBudget.requestStarted(now: now) }

@@ -1,8 +1,9 @@
 import NIOCore
 
 /// The last handler of an upstream connection (to a peer sidecar, or to the local app): parses
-/// each response's framing and hands head, body slices and end to the proxy handler that
-/// leased the connection, by direct calls on the shared event loop (no hop, no copy).
+/// each response's framing and hands head, body slices and end to the `UpstreamOwner` that
+/// leased the connection (a proxy handler or a mirror), by direct calls on the shared event
+/// loop (no hop, no copy).
 ///
 /// Between leases it sits idle in the loop's pool; a response byte that arrives while idle,
 /// or a close, makes the connection unusable and it leaves the pool.
@@ -11,8 +12,8 @@ final class UpstreamHandler: ChannelDuplexHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// The proxy handler whose request is on this connection; nil while pooled.
-    var owner: HTTPProxyHandler?
+    /// The proxy handler (or mirror) whose request is on this connection; nil while pooled.
+    var owner: (any UpstreamOwner)?
     private(set) var channel: Channel?
     private var parser = HTTPHeadParser()
     private var cumulation: ByteBuffer?
@@ -50,7 +51,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     /// A new request starts on this connection.
-    func begin(owner: HTTPProxyHandler, method: HTTPRequestMethod) {
+    func begin(owner: any UpstreamOwner, method: HTTPRequestMethod) {
         idleTimer?.cancel()
         idleTimer = nil
         self.owner = owner
@@ -105,7 +106,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
         process(owner: owner, context: context)
     }
 
-    private func process(owner: HTTPProxyHandler, context: ChannelHandlerContext) {
+    private func process(owner: any UpstreamOwner, context: ChannelHandlerContext) {
         while var buffer = cumulation, buffer.readableBytes > 0 {
             if framer == nil {
                 let head: HTTPRawResponseHead?

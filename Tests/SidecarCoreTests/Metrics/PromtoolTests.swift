@@ -43,6 +43,7 @@ import Testing
         payments.retryBudgetExhausted.increment()
         payments.endpoints(.healthy).set(2)
         metrics.retries(peer: "payments", reason: "reset").increment()
+        metrics.mirrorRequests(peer: "payments", result: .completed).increment()
         metrics.authzDenied(caller: "web").increment()
         metrics.connectionsOpen(.outbound).set(3)
         metrics.tlsHandshakeErrors(.inbound, .untrustedIssuer).increment()

@@ -14,6 +14,8 @@ import Testing
             "sidecar_connections_open", "sidecar_bytes_total", "sidecar_tls_handshake_errors_total",
             "sidecar_authz_denied_total", "sidecar_cert_expiry_timestamp_seconds", "sidecar_config_version",
             "sidecar_control_plane_connected",
+            // README, additions to the DESIGN.md contract:
+            "sidecar_mirror_requests_total",
         ])
         let controlPlane = Set(ControlPlaneMetrics().registry.families.map(\.descriptor.name))
         #expect(controlPlane == [

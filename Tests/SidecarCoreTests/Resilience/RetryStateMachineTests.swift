@@ -118,6 +118,28 @@ extension ResilienceTests {
             #expect(h.decide(&retry, .connectFailure).isRetry)
         }
 
+        @Test func declaredLargeBodyIsFinalOnceAnyOfItWasForwarded() {
+            var h = RetryHarness()
+            var retry = RetryStateMachine(
+                policy: RetryPolicy(attempts: 3), request: .init(method: .PUT, contentLength: 100 * 1024),
+                deadline: h.clock.now + .seconds(2))
+            #expect(!retry.shouldBufferBody)
+            let keep = retry.requestBodyForwarded(totalBytes: 10)
+            #expect(!keep)
+            // Only 10 bytes went out, but no copy was kept: nothing to replay.
+            #expect(h.decide(&retry, .status(503)) == .giveUp(.bodyTooLarge))
+        }
+
+        @Test func aPostWithoutIdempotencyKeyKeepsNoCopy() {
+            var h = RetryHarness()
+            var post = h.machine(.POST)
+            #expect(!post.shouldBufferBody)
+            #expect(h.machine(.POST, key: true).shouldBufferBody)
+            // Its body went out uncopied: even a later connect failure cannot replay it.
+            post.requestBodyForwarded(totalBytes: 1)
+            #expect(h.decide(&post, .connectFailure) == .giveUp(.bodyTooLarge))
+        }
+
         @Test func attemptsCountTheFirstTry() {
             var h = RetryHarness()
             var retry = h.machine(attempts: 3)

@@ -1,0 +1,105 @@
+import NIOCore
+
+/// One fire-and-forget copy of a request sent to an endpoint of a route rule's mirror subset
+/// (`mirror: { subset, percent }`): the rewritten head and the buffered body go out on a
+/// connection from the same loop's pool (mTLS to that endpoint's sidecar); the response is
+/// read and discarded, then the connection goes back to the pool.
+///
+/// It never touches the caller's exchange: no retries, no breaker slot, no least-request or
+/// outlier bookkeeping, no effect on the caller's response or latency. Its outcome is only
+/// counted in `sidecar_mirror_requests_total{peer,result}`. Lives on the loop of the request it
+/// copies; kept alive by the pending lease, then by the upstream connection's `owner`; the
+/// rule's timeout bounds it.
+final class MirrorExchange: UpstreamOwner {
+    /// The `result` label of `sidecar_mirror_requests_total`.
+    enum Outcome: String, CaseIterable {
+        /// A complete response came back (any status) and was discarded.
+        case completed
+        /// No mirror endpoint, connect/mTLS failure, reset, or the rule's timeout.
+        case failed
+        /// The request body was not buffered (over the replay limit): no copy was sent.
+        case skipped
+    }
+
+    private let loop: ProxyLoopState
+    private let key: ProxyLoopState.PoolKey
+    private var upstream: UpstreamHandler?
+    private var timer: Scheduled<Void>?
+    private var finished = false
+
+    private init(loop: ProxyLoopState, key: ProxyLoopState.PoolKey) {
+        self.loop = loop
+        self.key = key
+    }
+
+    /// Starts the copy; false when the subset has no endpoint (counted as failed).
+    @discardableResult
+    static func send(
+        head: ByteBuffer, body: ByteBuffer?, method: HTTPRequestMethod, subset: [String: String],
+        destination: RouteTable.Destination, timeout: TimeAmount, loop: ProxyLoopState
+    ) -> Bool {
+        // Uniform among the subset's endpoints, without building a candidate list.
+        var chosen: HostPort?
+        var seen = 0
+        for endpoint in destination.endpoints where endpoint.matches(subset) {
+            seen += 1
+            if Int.random(in: 0..<seen, using: &loop.random) == 0 { chosen = endpoint.address }
+        }
+        guard let address = chosen else {
+            loop.metrics.mirrorRequests(peer: destination.service, result: .failed).increment()
+            return false
+        }
+        let mirror = MirrorExchange(loop: loop, key: .init(address: address, service: destination.service))
+        mirror.timer = loop.eventLoop.scheduleTask(in: timeout) { mirror.finish(.failed, reusable: false) }
+        loop.lease(mirror.key, connectTimeout: destination.policy.connectTimeout.timeAmount).whenComplete { result in
+            switch result {
+            case .success(let upstream):
+                guard !mirror.finished, let channel = upstream.channel else {
+                    upstream.channel?.close(promise: nil)
+                    return
+                }
+                mirror.upstream = upstream
+                upstream.begin(owner: mirror, method: method)
+                channel.write(head, promise: nil)
+                if let body, body.readableBytes > 0 { channel.write(body, promise: nil) }
+                channel.flush()
+            case .failure:
+                mirror.finish(.failed, reusable: false)
+            }
+        }
+        return true
+    }
+
+    private func finish(_ outcome: Outcome, reusable: Bool) {
+        guard !finished else { return }
+        finished = true
+        timer?.cancel()
+        timer = nil
+        if let upstream {
+            self.upstream = nil
+            if reusable {
+                loop.release(upstream, key: key)
+            } else {
+                upstream.owner = nil
+                upstream.channel?.close(promise: nil)
+            }
+        }
+        loop.metrics.mirrorRequests(peer: key.service ?? "unknown", result: outcome).increment()
+    }
+
+    // MARK: UpstreamOwner: the response is read and dropped.
+
+    func upstreamResponseHead(_ head: HTTPRawResponseHead, final: Bool) {}
+    func upstreamBody(_ body: ByteBuffer) {}
+    func upstreamReadComplete() {}
+    func upstreamWritabilityChanged(_ writable: Bool) {}
+
+    func upstreamResponseEnd(reusable: Bool) {
+        finish(.completed, reusable: reusable)
+    }
+
+    func upstreamFailed(_ error: ProxyError, responseStarted: Bool) {
+        upstream = nil  // the connection already closed itself
+        finish(.failed, reusable: false)
+    }
+}

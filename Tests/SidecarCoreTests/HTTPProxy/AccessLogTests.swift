@@ -1,0 +1,65 @@
+import Foundation
+import NIOCore
+import Testing
+
+@testable import SidecarCore
+
+/// The access log line: valid JSON with the base fields, plus the causes (tries, retry
+/// reasons, why retrying stopped, avoided ejections, mirroring) only when there are some.
+@Suite struct AccessLogTests {
+    let log = AccessLog(enabled: true, direction: "outbound")
+
+    func exchange(method: String = "GET", path: String = "/pay") -> ProxyExchange {
+        ProxyExchange(
+            method: method == "GET" ? .GET : .POST, methodName: method, authority: "payments", path: path,
+            requestID: "r-1", peer: "payments", closeAfterResponse: false, framing: .none)
+    }
+
+    func json(_ line: String) throws -> [String: Any] {
+        #expect(line.hasSuffix("}\n"))
+        #expect(line.filter { $0 == "\n" }.count == 1)
+        return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    }
+
+    @Test func plainRequestHasTheBaseFieldsAndNoCauses() throws {
+        let exchange = exchange(path: "/a \"quoted\" path")
+        exchange.poolKey = .init(address: HostPort(host: "127.0.0.1", port: 16006), service: "payments")
+        let line = log.line(for: exchange, status: 200, wallMillis: 1_700_000_000_000, now: exchange.start + .milliseconds(3))
+        let fields = try json(line)
+        #expect(fields["ts_ms"] as? Int64 == 1_700_000_000_000)
+        #expect(fields["path"] as? String == "/a \"quoted\" path")
+        #expect(fields["status"] as? Int == 200)
+        #expect(fields["duration_us"] as? Int == 3000)
+        #expect(fields["upstream"] as? String == "127.0.0.1:16006")
+        for absent in ["mesh_error", "tries", "retry_reasons", "retry_stopped", "avoided_ejected", "mirrored"] {
+            #expect(fields[absent] == nil, "\(absent)")
+        }
+    }
+
+    @Test func retriesRejectionsEjectionsAndMirroringAreLoggedWithTheirCauses() throws {
+        let exchange = exchange(method: "POST")
+        exchange.attempts = 3
+        exchange.retryReasons = [.status(503), .perTryTimeout]
+        exchange.retryStopped = "attempts-exhausted"
+        exchange.avoidedEjected = 1
+        exchange.mirrored = true
+        exchange.errorCause = .timeout
+        let fields = try json(log.line(for: exchange, status: 504, wallMillis: 1, now: exchange.start))
+        #expect(fields["tries"] as? Int == 3)
+        #expect(fields["retry_reasons"] as? [String] == ["503", "per-try-timeout"])
+        #expect(fields["retry_stopped"] as? String == "attempts-exhausted")
+        #expect(fields["avoided_ejected"] as? Int == 1)
+        #expect(fields["mirrored"] as? Bool == true)
+        #expect(fields["mesh_error"] as? String == "timeout")
+    }
+
+    @Test func aRejectionCarriesItsCause() throws {
+        for cause in [ProxyError.Cause.circuitOpen, .rateLimited, .forbidden, .noRoute] {
+            let exchange = exchange()
+            exchange.errorCause = cause
+            let fields = try json(log.line(for: exchange, status: cause.status, wallMillis: 1, now: exchange.start))
+            #expect(fields["mesh_error"] as? String == cause.rawValue)
+            #expect(fields["tries"] == nil)
+        }
+    }
+}
