@@ -153,8 +153,6 @@ actor ControlPlaneAgent: Service {
         let table = Sidecar.makeTable(configuration, resources: resources, version: Int(snapshot.version), metrics: metrics)
         loops.replaceTable(table)
         session.snapshotVersion = snapshot.version
-        session.resources = resources
-        session.table = table
         var effective = configuration
         effective.resources = resources
         configJSON.set(effective.json)
@@ -181,7 +179,6 @@ actor ControlPlaneAgent: Service {
                 stores.client.replace(with: contexts.client)
                 stores.tunnel.replace(with: contexts.tunnel)
                 session.certificate = certificate
-                session.contexts = contexts
                 backoff.reset()
                 logger.info("certificate renewed", metadata: ["expiresAt": "\(certificate.expiresAt)"])
             } catch {
