@@ -2,7 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// The per-event-loop proxy states, made once at start (one per loop) and looked up once per
-/// accepted connection. Swapping the route table sends it to each loop, so requests read it
+/// accepted connection; they share one `SharedLimits` (exact breaker and rate limits). Swapping the route table sends it to each loop, so requests read it
 /// without a lock.
 final class ProxyLoops: Sendable {
     private let states: [ObjectIdentifier: ProxyLoopState]
@@ -16,9 +16,11 @@ final class ProxyLoops: Sendable {
     ) {
         var states: [ObjectIdentifier: ProxyLoopState] = [:]
         var all: [ProxyLoopState] = []
+        let shared = SharedLimits()
         for loop in group.makeIterator() {
             let state = ProxyLoopState(
-                eventLoop: loop, table: table, clientTLS: clientTLS, tunnelTLS: tunnelTLS, metrics: metrics)
+                eventLoop: loop, table: table, clientTLS: clientTLS, tunnelTLS: tunnelTLS, metrics: metrics,
+                shared: shared)
             states[ObjectIdentifier(loop)] = state
             all.append(state)
         }
