@@ -11,7 +11,7 @@ public final class TestHTTPApp: Sendable {
     public let name: String
     public let port: Int
     private let channel: Channel
-    private let counters = NIOLockedValueBox<(requests: Int, connections: Int)>((0, 0))
+    private let counters = NIOLockedValueBox(AppCounters())
 
     /// - Parameter alwaysStatus: answer every request with this status (a broken instance).
     /// - Parameter failEvery: answer every Nth request with 503 (a flaky instance).
@@ -34,16 +34,25 @@ public final class TestHTTPApp: Sendable {
     }
 
     public var requests: Int { counters.withLockedValue { $0.requests } }
+    /// The most requests the app was answering at once (slow ones overlap).
+    public var maxInFlight: Int { counters.withLockedValue { $0.maxInFlight } }
     public var connections: Int { counters.withLockedValue { $0.connections } }
 
     public func close() async throws { try await channel.close() }
+}
+
+private struct AppCounters {
+    var requests = 0
+    var connections = 0
+    var inFlight = 0
+    var maxInFlight = 0
 }
 
 private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
     let name: String
-    let counters: NIOLockedValueBox<(requests: Int, connections: Int)>
+    let counters: NIOLockedValueBox<AppCounters>
     var head: HTTPRequestHead?
     var bodyBytes = 0
     var checksum: UInt32 = 0
@@ -51,7 +60,7 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
     let failEvery: Int?
 
     init(
-        name: String, counters: NIOLockedValueBox<(requests: Int, connections: Int)>, alwaysStatus: Int?, failEvery: Int?
+        name: String, counters: NIOLockedValueBox<AppCounters>, alwaysStatus: Int?, failEvery: Int?
     ) {
         self.name = name
         self.counters = counters
@@ -76,6 +85,8 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
             guard let head else { return }
             let count = counters.withLockedValue { counters -> Int in
                 counters.requests += 1
+                counters.inFlight += 1
+                counters.maxInFlight = max(counters.maxInFlight, counters.inFlight)
                 return counters.requests
             }
             let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
@@ -97,7 +108,9 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
                 body-bytes=\(bodyBytes) checksum=\(checksum)
                 """
             let keepAlive = head.isKeepAlive
+            let counters = self.counters
             let respond = {
+                counters.withLockedValue { $0.inFlight -= 1 }
                 var headers = HTTPHeaders([("content-length", "\(body.utf8.count)"), ("x-app", self.name)])
                 if !keepAlive { headers.add(name: "connection", value: "close") }
                 context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
