@@ -50,7 +50,7 @@ import Testing
         }
         for (workers, breaker) in [
             (2, "{ maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 100, maxRetries: 3 }"),
-            (1, "{ maxConnections: 2, maxPendingRequests: 2, maxRequests: 1024, maxRetries: 3 }"),
+            (1, "{ maxConnections: 2, maxPendingRequests: 2, maxRequests: 1024, maxRetries: 3 }\n    connectTimeout: 3s"),
         ] {
             let out = try freeLoopbackPort(), admin = try freeLoopbackPort()
             if workers == 2 { (webOut, webAdmin) = (out, admin) } else { (poolOut, poolAdmin) = (out, admin) }
@@ -86,12 +86,16 @@ import Testing
         directory.remove()
     }
 
-    func metrics(_ port: Int) async throws -> String { try await curl(["http://127.0.0.1:\(port)/metrics"]).body }
-
     @Test func breakerAt1100ConcurrentAdmitsTheLimitAndRefusesTheRestQuickly() async throws {
         let upstreamDelay = Duration.seconds(10)
-        let responses = try await HTTPLoadClient.run(
+        let (webOut, webAdmin) = (self.webOut, self.webAdmin)
+        async let load = HTTPLoadClient.run(
             port: webOut, host: "payments", path: "/slow?ms=10000", connections: 1100)
+        let opened = try await eventually(timeout: .seconds(8)) {
+            metricValue(try await adminMetrics(webAdmin), "sidecar_circuit_breaker_open", ["peer": "payments"]) >= 1
+        }
+        #expect(opened, "the breaker reads open while the limit overflows")
+        let responses = try await load
         let served = responses.filter { $0.status == 200 }
         let refused = responses.filter { $0.status == 503 && $0.meshError == "circuit-open" }
         #expect(responses.count == 1100)
@@ -102,7 +106,7 @@ import Testing
         let slowest = refused.map(\.latency).max() ?? .zero
         #expect(slowest < upstreamDelay / 2, "slowest refusal took \(slowest)")
         #expect(served.allSatisfy { $0.latency >= upstreamDelay })
-        let web = try await metrics(webAdmin)
+        let web = try await adminMetrics(webAdmin)
         #expect(metricValue(web, "sidecar_circuit_breaker_rejections_total", ["peer": "payments"]) == Double(refused.count))
         #expect(metricValue(web, "sidecar_circuit_breaker_open", ["peer": "payments"]) == 0, "closed once drained")
     }
@@ -111,19 +115,31 @@ import Testing
         // maxConnections 2: two requests get connections, two wait for one to come free, and
         // with maxPendingRequests 2 full the last two are refused at once.
         let responses = try await HTTPLoadClient.run(
-            port: poolOut, host: "payments", path: "/slow?ms=2000", connections: 6)
+            port: poolOut, host: "payments", path: "/slow?ms=1500", connections: 6)
         let served = responses.filter { $0.status == 200 }.map(\.latency).sorted()
         let refused = responses.filter { $0.status == 503 && $0.meshError == "circuit-open" }
         #expect(served.count == 4, "\(responses)")
         #expect(refused.count == 2)
-        #expect(refused.allSatisfy { $0.latency < .milliseconds(1500) }, "\(refused.map(\.latency))")
+        #expect(refused.allSatisfy { $0.latency < .milliseconds(1200) }, "\(refused.map(\.latency))")
         if served.count == 4 {
-            #expect(served[1] < .milliseconds(3800), "the first two are served on their own connections")
-            #expect(served[2] >= .milliseconds(4000), "the pending two waited for a connection to come free")
+            #expect(served[1] < .milliseconds(2900), "the first two are served on their own connections")
+            #expect(served[2] >= .milliseconds(3000), "the pending two waited for a connection to come free")
         }
-        let pool = try await metrics(poolAdmin)
+        let pool = try await adminMetrics(poolAdmin)
         #expect(metricValue(pool, "sidecar_circuit_breaker_rejections_total", ["peer": "payments"]) == 2)
         #expect(metricValue(pool, "sidecar_circuit_breaker_open", ["peer": "payments"]) == 0)
+    }
+
+    @Test func aPendingRequestWaitsAtMostTheConnectTimeout() async throws {
+        // Both connections busy for 5 s: the two waiters give up after connectTimeout (3 s).
+        let responses = try await HTTPLoadClient.run(
+            port: poolOut, host: "payments", path: "/slow?ms=5000", connections: 4)
+        let served = responses.filter { $0.status == 200 }
+        let refused = responses.filter { $0.status == 503 && $0.meshError == "circuit-open" }
+        #expect(served.count == 2, "\(responses)")
+        #expect(refused.count == 2)
+        #expect(refused.allSatisfy { $0.latency >= .milliseconds(2900) && $0.latency < .milliseconds(4900) },
+                "\(refused.map(\.latency))")
     }
 
     /// Drives 3 s of load well above 50/s; the limit must let through its burst plus 50/s
@@ -155,7 +171,7 @@ import Testing
 
     @Test func inboundRateLimitHoldsWithinFivePercentAcrossLoops() async throws {
         let responses = try await expectRateWithinFivePercent(path: "/inbound-limited/x", connections: 16)
-        let limited = try await metrics(limitedAdmin)
+        let limited = try await adminMetrics(limitedAdmin)
         let refused = responses.filter { $0.status == 429 }.count
         #expect(metricValue(limited, "sidecar_requests_total", ["direction": "inbound", "peer": "web", "code": "429"])
             == Double(refused))

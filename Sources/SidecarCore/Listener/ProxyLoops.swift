@@ -24,10 +24,26 @@ final class ProxyLoops: Sendable {
             states[ObjectIdentifier(loop)] = state
             all.append(state)
         }
-        for state in all { state.loopCount = all.count }
+        for state in all {
+            state.loopCount = all.count
+            state.siblings = all.filter { $0 !== state }
+        }
         self.states = states
         self.all = all
         self.current = NIOLockedValueBox(table)
+        self.shared = shared
+        self.metrics = metrics
+        publishEndpoints(table)
+    }
+
+    private let shared: SharedLimits
+    private let metrics: SidecarMetrics
+
+    /// `sidecar_endpoints`: the snapshot's healthy endpoints less those ejected on some loop.
+    private func publishEndpoints(_ table: RouteTable) {
+        for destination in table.destinations.values {
+            shared.ejections.setEndpoints(service: destination.service, destination.endpoints.map(\.address), metrics: metrics)
+        }
     }
 
     func state(for loop: EventLoop) -> ProxyLoopState {
@@ -40,6 +56,7 @@ final class ProxyLoops: Sendable {
     /// Installs a new route table on every loop.
     func replaceTable(_ table: RouteTable) {
         current.withLockedValue { $0 = table }
+        publishEndpoints(table)
         for state in all {
             state.eventLoop.execute { state.replaceTable(table) }
         }

@@ -42,7 +42,9 @@ public final class CircuitBreakerCounters: Sendable {
 
     /// Records `open` as reported; returns it when that changed the reported state.
     func takeOpenChange(_ open: Bool) -> Bool? {
-        reportedOpen.compareExchange(expected: !open, desired: open, ordering: .relaxed).exchanged ? open : nil
+        // A load first: the common case (no change) writes nothing to the shared line.
+        guard reportedOpen.load(ordering: .relaxed) != open else { return nil }
+        return reportedOpen.compareExchange(expected: !open, desired: open, ordering: .relaxed).exchanged ? open : nil
     }
 
     private static func tryIncrement(_ atomic: borrowing Atomic<Int>, below limit: Int) -> Bool {

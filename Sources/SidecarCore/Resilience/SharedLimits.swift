@@ -43,6 +43,8 @@ public final class SharedLimits: Sendable {
 
     public let capacity: Int
     private let state = Mutex(State())
+    /// Outlier ejections across loops, for `sidecar_endpoints` (not a limit, but shared alike).
+    public let ejections = EjectionLedger()
 
     public init(capacity: Int = 4096) {
         self.capacity = Swift.max(1, capacity)

@@ -74,6 +74,8 @@ final class ProxyLoopState: @unchecked Sendable {
     private var outlierTimer: RepeatedTask?
     /// Event loops sharing the per-loop limits (pool limits, retry budget; each enforces its share).
     var loopCount = 1
+    /// The other loops' states, told about outlier ejections (set once at start).
+    var siblings: [ProxyLoopState] = []
 
     /// The resilience state of `destination`, made on first use.
     func withResilience<R>(_ destination: RouteTable.Destination, _ body: (inout DestinationResilience) -> R) -> R {
@@ -145,20 +147,32 @@ final class ProxyLoopState: @unchecked Sendable {
         open ? gauge.increment() : gauge.decrement()
     }
 
-    private func apply(_ actions: [OutlierDetectorStateMachine<HostPort>.Action], service: String) {
-        guard !actions.isEmpty else { return }
-        let peer = metrics.peer(service)
+    /// Ejections found here count in `sidecar_outlier_ejections_total` and are sent to the
+    /// other loops (rare: no hop per request); the ledger keeps `sidecar_endpoints` per endpoint.
+    private func apply(
+        _ actions: [OutlierDetectorStateMachine<HostPort>.Action], service: String, detectedHere: Bool = true
+    ) {
         for action in actions {
             switch action {
-            case .eject:
-                peer.outlierEjections.increment()
-                peer.endpoints(.ejected).increment()
-                peer.endpoints(.healthy).decrement()
-            case .uneject:
-                peer.endpoints(.ejected).decrement()
-                peer.endpoints(.healthy).increment()
+            case .eject(let endpoint, let until):
+                shared.ejections.record(service: service, endpoint: endpoint, ejected: true, metrics: metrics)
+                guard detectedHere else { continue }
+                metrics.peer(service).outlierEjections.increment()
+                for sibling in siblings {
+                    sibling.eventLoop.execute { sibling.adoptEjection(service: service, endpoint: endpoint, until: until) }
+                }
+            case .uneject(let endpoint):
+                shared.ejections.record(service: service, endpoint: endpoint, ejected: false, metrics: metrics)
             }
         }
+    }
+
+    /// Another loop ejected `endpoint` of `service`: stop picking it here too.
+    private func adoptEjection(service: String, endpoint: HostPort, until: NIODeadline) {
+        guard let destination = table.destinations[service],
+            let action = withResilience(destination, { $0.outliers.adoptEjection(of: endpoint, until: until) })
+        else { return }
+        apply([action], service: service, detectedHere: false)
     }
 
     private func startOutlierTimer() {
@@ -265,12 +279,14 @@ final class ProxyLoopState: @unchecked Sendable {
         case .wait(let id):
             let promise = eventLoop.makePromise(of: UpstreamHandler.self)
             waiting[id] = (promise, key, connectTimeout)
+            // Waiting for a connection is part of connecting: bounded by the connect timeout,
+            // so a waiter whose request went away does not hold its pending slot for long.
+            eventLoop.scheduleTask(in: connectTimeout) { [weak self] in
+                self?.pendingTimedOut(id, service: service, after: connectTimeout)
+            }
             return promise.futureResult
         case .reject(let resource):
-            metrics.peer(service).circuitBreakerRejections.increment()
-            var error = ProxyError(.circuitOpen, "\(service): circuit breaker \(resource) reached")
-            error.fallback = resilience[service]!.policy.fallback
-            return eventLoop.makeFailedFuture(error)
+            return eventLoop.makeFailedFuture(refusal(service, "circuit breaker \(resource) reached"))
         }
     }
 
@@ -338,6 +354,23 @@ final class ProxyLoopState: @unchecked Sendable {
         else { return }
         handler.poolService = nil
         handler.channel?.close(promise: nil)
+    }
+
+    private func pendingTimedOut(_ id: Int, service: String, after timeout: TimeAmount) {
+        guard resilience[service] != nil, resilience[service]!.pool.cancel(id: id),
+            let waiter = waiting.removeValue(forKey: id)
+        else { return }
+        publishBreakerState(service: service)
+        waiter.promise.fail(
+            refusal(service, "no connection came free within \(timeout.nanoseconds / 1_000_000) ms (max-connections)"))
+    }
+
+    /// A `circuit-open` refusal (or the fallback), counted in `sidecar_circuit_breaker_rejections_total`.
+    private func refusal(_ service: String, _ detail: String) -> ProxyError {
+        metrics.peer(service).circuitBreakerRejections.increment()
+        var error = ProxyError(.circuitOpen, "\(service): \(detail)")
+        error.fallback = resilience[service]?.policy.fallback
+        return error
     }
 
     /// A waiter gets a connection on its own: a freed slot opens one for it.
