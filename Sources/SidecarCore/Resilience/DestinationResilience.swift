@@ -48,6 +48,18 @@ public struct DestinationResilience: Sendable {
         return outliers.setEndpoints(endpoints)
     }
 
+    /// The breaker's and the pool's open/closed changes since the last call (for the gauge).
+    public mutating func takeOpenChanges() -> (breaker: Bool?, pool: Bool?) {
+        (breaker.takeOpenChange(), pool.takeOpenChange())
+    }
+
+    /// The outlier detector while it ejects anything (the balancer must filter), else nil.
+    /// `mutating` only so the proxy reaches it through the dictionary in place: the common
+    /// case, nothing ejected, then copies nothing per request.
+    public mutating func outliersWhileEjecting() -> OutlierDetectorStateMachine<HostPort>? {
+        outliers.ejectedCount > 0 ? outliers : nil
+    }
+
     /// The outlier detector's timer (the proxy calls it about once a second): un-ejects the
     /// endpoints whose time is up, and once per `outlierDetection.interval` also runs the
     /// interval tick (ejection multipliers of healthy endpoints decay).

@@ -79,7 +79,8 @@ final class ProxyLoopState: @unchecked Sendable {
 
     /// The resilience state of `destination`, made on first use.
     func withResilience<R>(_ destination: RouteTable.Destination, _ body: (inout DestinationResilience) -> R) -> R {
-        if resilience[destination.service] == nil {
+        // `index(forKey:)`, not `resilience[…] == nil`: reading the optional would copy the state.
+        if resilience.index(forKey: destination.service) == nil {
             resilience[destination.service] = DestinationResilience(
                 policy: destination.policy, endpoints: destination.endpoints.map(\.address), loopCount: loopCount,
                 breakerCounters: shared.breakerCounters(for: destination.service))
@@ -127,9 +128,7 @@ final class ProxyLoopState: @unchecked Sendable {
 
     /// Records an upstream outcome for passive outlier detection; ejections move the metrics.
     func recordOutcome(_ outcome: OutlierDetectorStateMachine<HostPort>.Outcome, service: String, address: HostPort) {
-        guard resilience[service] != nil,
-            let action = resilience[service]!.outliers.record(outcome, for: address, now: .now())
-        else { return }
+        guard let action = resilience[service]?.outliers.record(outcome, for: address, now: .now()) else { return }
         apply([action], service: service)
     }
 
@@ -137,9 +136,10 @@ final class ProxyLoopState: @unchecked Sendable {
     /// The gauge is shared: the request/retry limits (process-wide) and each loop's pool
     /// limits add 1 while they overflow, so it reads > 0 while anything is open.
     func publishBreakerState(service: String) {
-        guard resilience[service] != nil else { return }
-        if let open = resilience[service]!.breaker.takeOpenChange() { moveBreakerGauge(service, open) }
-        if let open = resilience[service]!.pool.takeOpenChange() { moveBreakerGauge(service, open) }
+        // Mutating accesses (in place); a read of `resilience[service]` would copy the state.
+        guard let changes = resilience[service]?.takeOpenChanges() else { return }
+        if let open = changes.breaker { moveBreakerGauge(service, open) }
+        if let open = changes.pool { moveBreakerGauge(service, open) }
     }
 
     private func moveBreakerGauge(_ service: String, _ open: Bool) {
@@ -211,7 +211,7 @@ final class ProxyLoopState: @unchecked Sendable {
         _ destination: RouteTable.Destination, rule: RouteRule, excluding: Set<HostPort> = []
     ) -> RouteTable.Endpoint? {
         let subset = pickSubset(rule.backends)
-        let outliers = resilience[destination.service]?.outliers
+        let outliers = resilience[destination.service]?.outliersWhileEjecting()
         let usable = destination.endpoints.filter { $0.matches(subset) && !(outliers?.shouldSkip($0.address) ?? false) }
         var candidates = usable.filter { !excluding.contains($0.address) }
         if candidates.isEmpty { candidates = usable }
@@ -264,11 +264,11 @@ final class ProxyLoopState: @unchecked Sendable {
     /// with `circuit-open` (or the TrafficPolicy's fallback).
     func lease(_ key: PoolKey, connectTimeout: TimeAmount) -> EventLoopFuture<UpstreamHandler> {
         if let handler = popIdle(key) { return eventLoop.makeSucceededFuture(handler) }
-        guard !key.tunnel, let service = key.service, resilience[service] != nil else {
+        guard !key.tunnel, let service = key.service, resilience.index(forKey: service) != nil else {
             return connect(key, connectTimeout: connectTimeout)
         }
-        let action = resilience[service]!.pool.lease(
-            key.address, idleHere: false, idleElsewhere: hasIdle(service: service, except: key))
+        let elsewhere = hasIdle(service: service, except: key)
+        let action = resilience[service]!.pool.lease(key.address, idleHere: false, idleElsewhere: elsewhere)
         defer { publishBreakerState(service: service) }
         switch action {
         case .useIdle, .connect:
@@ -297,8 +297,7 @@ final class ProxyLoopState: @unchecked Sendable {
             handler.channel?.close(promise: nil)
             return
         }
-        if let service = handler.poolService, resilience[service] != nil {
-            let action = resilience[service]!.pool.released(key.address)
+        if let service = handler.poolService, let action = resilience[service]?.pool.released(key.address) {
             publishBreakerState(service: service)
             switch action {
             case .none, .connect:
@@ -357,7 +356,7 @@ final class ProxyLoopState: @unchecked Sendable {
     }
 
     private func pendingTimedOut(_ id: Int, service: String, after timeout: TimeAmount) {
-        guard resilience[service] != nil, resilience[service]!.pool.cancel(id: id),
+        guard resilience[service]?.pool.cancel(id: id) == true,
             let waiter = waiting.removeValue(forKey: id)
         else { return }
         publishBreakerState(service: service)
@@ -397,8 +396,7 @@ final class ProxyLoopState: @unchecked Sendable {
         }
         guard let service = handler.poolService else { return }
         handler.poolService = nil
-        guard resilience[service] != nil else { return }
-        let action = resilience[service]!.pool.closed()
+        guard let action = resilience[service]?.pool.closed() else { return }
         publishBreakerState(service: service)
         if case .connect(let id, _) = action { serveWaiter(id) }
     }
@@ -420,7 +418,7 @@ final class ProxyLoopState: @unchecked Sendable {
             tls = nil
         }
         let upstream = UpstreamHandler(metrics: metrics)
-        if !key.tunnel, let service = key.service, resilience[service] != nil { upstream.poolService = service }
+        if !key.tunnel, let service = key.service, resilience.index(forKey: service) != nil { upstream.poolService = service }
         upstream.onClose = { [weak self, weak upstream] in
             guard let self, let upstream else { return }
             self.upstreamClosed(upstream, key: key)
