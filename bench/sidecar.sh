@@ -14,6 +14,7 @@
 #   ROUNDS=5 SAT_SECONDS=10 LAT_SECONDS=10 RATES="1000 3000" SKIP_BUILD=1 bench/sidecar.sh
 #   PAIRS="direct ours envoy" bench/sidecar.sh         # a subset
 #   SIDECAR_VARIANTS="demo none" bench/sidecar.sh      # a second sidecar config (column ours.none)
+#   SIDECAR_VARIANTS="none policy" PAIRS="direct ours" bench/sidecar.sh   # every resilience policy vs none
 #   PROFILE=1 bench/sidecar.sh                         # then perf-record our pair at saturation
 set -euo pipefail
 
@@ -32,7 +33,7 @@ PROFILE=${PROFILE:-0}
 PROFILE_SECONDS=${PROFILE_SECONDS:-10}
 OUT=${OUT:-$ROOT/bench/out/sidecar-$(date -u +%Y%m%dT%H%M%S)}
 BIN=$ROOT/.build-release/release
-ENVOY=${ENVOY:-$(ls "$ROOT"/bench/.venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -1)}
+ENVOY=${ENVOY:-$(ls "$ROOT"/bench/.venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -1 || true)}
 RESULTS=$OUT/results.tsv
 PKI=$OUT/pki
 HZ=$(getconf CLK_TCK)
@@ -157,6 +158,34 @@ for path in sys.argv[1:]:
         keep[-1] = "resources: []"
     open(path, "w").write("\n".join(keep) + "\n")
 PY
+}
+
+sidecar_config_policy() {  # dir app_port b_port — the demo plus every resilience policy, limits too high to fire
+    local d=$1 app=$2 b=$3
+    sidecar_config_demo "$@"
+    python3 - "$d/web.yaml" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read().replace(
+    "        retries: { attempts: 3, perTryTimeout: 500ms }\n",
+    "        retries: { attempts: 3, perTryTimeout: 500ms }\n"
+    "        rateLimit: { requestsPerSecond: 10000000, burst: 10000000 }\n")
+open(path, "w").write(text)
+PY
+    cat >> "$d/web.yaml" <<EOF
+  - kind: TrafficPolicy
+    service: payments
+    loadBalancer: leastRequest
+    circuitBreaker: { maxConnections: 100000, maxPendingRequests: 100000, maxRequests: 100000, maxRetries: 1000 }
+    outlierDetection: { consecutive5xx: 5, consecutiveGatewayErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 10 }
+    retryBudget: { percent: 20, minPerSecond: 10 }
+    fallback: { status: 200, headers: { content-type: application/json }, body: '{"degraded":true}' }
+EOF
+    cat >> "$d/payments.yaml" <<EOF
+  - kind: TrafficPolicy
+    service: payments
+    rateLimit: { requestsPerSecond: 10000000, burst: 10000000 }
+EOF
 }
 
 start_ours() {  # name variant

@@ -2,7 +2,7 @@ import Foundation
 import MeshTestSupport
 import Testing
 
-/// `retries.perTryTimeout` between real sidecars: one payments instance answers after 3 s,
+/// `retries.perTryTimeout` between real sidecars: one payments instance answers after 5 s,
 /// the other at once. A try that outlives its per-try timeout is abandoned (its connection
 /// closed) and retried on the other endpoint; the route timeout still bounds all tries.
 @Suite(.serialized) final class PerTryTimeoutTests {
@@ -11,7 +11,7 @@ import Testing
     let mesh: PaymentsMesh
 
     init() async throws {
-        slow = try await TestHTTPApp(name: "slow", delay: 3000)
+        slow = try await TestHTTPApp(name: "slow", delay: 5000)
         fast = try await TestHTTPApp(name: "fast")
         mesh = try await PaymentsMesh(backends: [(slow, "speed: slow"), (fast, "speed: fast")], webResources: """
               - kind: TrafficPolicy
@@ -26,7 +26,7 @@ import Testing
                     retries: { attempts: 10, perTryTimeout: 300ms, backoff: { base: 5ms, max: 10ms } }
                   - match: { pathPrefix: / }
                     timeout: 10s
-                    retries: { attempts: 3, perTryTimeout: 400ms, backoff: { base: 5ms, max: 10ms } }
+                    retries: { attempts: 4, perTryTimeout: 1s, backoff: { base: 5ms, max: 10ms } }
             """)
     }
 
@@ -36,21 +36,22 @@ import Testing
         for line in lines {
             let parts = line.split(separator: " ")
             #expect(parts.first == "200", "\(lines)")
-            // One per-try timeout (0.4 s) at most, never the slow answer (3 s); slack for a busy machine.
-            #expect((parts.last.flatMap { Double($0) } ?? 99) < 2.5, "\(lines)")
+            // A per-try timeout (1 s) or two on a loaded machine, never the slow answer (5 s).
+            #expect((parts.last.flatMap { Double($0) } ?? 99) < 4.5, "\(lines)")
         }
-        #expect(fast.requests == 10)
+        // Every request ended on the fast endpoint (a loaded machine may time out a fast try too).
+        #expect(fast.requests >= 10)
         // Round robin sends every other first try to the slow endpoint; each of those timed out.
         #expect(slow.requests >= 3)
         // Abandoned tries are not reused: every slow try came on its own connection.
         #expect(slow.connections >= slow.requests)
-        // Each slow first try timed out (on a loaded machine a try may time out before the app
-        // counted it, so the app's count is a floor).
+        // Each slow try timed out (on a loaded machine a try may time out before the app
+        // counted it, so the app's count is a floor), and the access log names every one.
         let timedOut = metricValue(
             try await mesh.webMetrics(), "sidecar_retries_total", ["peer": "payments", "reason": "per-try-timeout"])
-        #expect(timedOut >= Double(slow.requests) && timedOut <= 10)
-        let retried = mesh.web.accessLog.split(separator: "\n").filter { $0.contains("\"retry_reasons\":[\"per-try-timeout\"]") }
-        #expect(Double(retried.count) == timedOut, "\(mesh.web.accessLog)")
+        #expect(timedOut >= Double(slow.requests) && timedOut <= 30)
+        let logged = mesh.web.accessLog.components(separatedBy: "\"per-try-timeout\"").count - 1
+        #expect(Double(logged) == timedOut, "\(mesh.web.accessLog)")
     }
 
     @Test func theRouteTimeoutBoundsAllTries() async throws {

@@ -93,6 +93,11 @@ public func metricValue(_ exposition: String, _ name: String, _ labels: [String:
     return 0
 }
 
+/// A sidecar's admin `/metrics` exposition.
+public func adminMetrics(_ port: Int) async throws -> String {
+    try await curl(["http://127.0.0.1:\(port)/metrics"]).body
+}
+
 /// promtool from PATH or `<package>/.build-tools/promtool` (scripts/install-deps.sh puts it there).
 public func promtoolPath() -> String? {
     for entry in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {

@@ -37,6 +37,8 @@ public final class TestHTTPApp: Sendable {
     }
 
     public var requests: Int { counters.withLockedValue { $0.requests } }
+    /// The most requests the app was answering at once (slow ones overlap).
+    public var maxInFlight: Int { counters.withLockedValue { $0.maxInFlight } }
     public var connections: Int { counters.withLockedValue { $0.connections } }
     /// Request-body bytes of every complete request so far.
     public var bodyBytes: Int { counters.withLockedValue { $0.bodyBytes } }
@@ -48,6 +50,8 @@ struct AppCounters: Sendable {
     var requests = 0
     var connections = 0
     var bodyBytes = 0
+    var inFlight = 0
+    var maxInFlight = 0
 }
 
 private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
@@ -91,6 +95,8 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
             let count = counters.withLockedValue { counters -> Int in
                 counters.requests += 1
                 counters.bodyBytes += bodyBytes
+                counters.inFlight += 1
+                counters.maxInFlight = max(counters.maxInFlight, counters.inFlight)
                 return counters.requests
             }
             let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
@@ -112,7 +118,9 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
                 body-bytes=\(bodyBytes) checksum=\(checksum)
                 """
             let keepAlive = head.isKeepAlive
+            let counters = self.counters
             let respond = {
+                counters.withLockedValue { $0.inFlight -= 1 }
                 var headers = HTTPHeaders([("content-length", "\(body.utf8.count)"), ("x-app", self.name)])
                 if !keepAlive { headers.add(name: "connection", value: "close") }
                 context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)

@@ -693,7 +693,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         guard var retry = exchange.retry, let destination = exchange.route?.destination, let head = exchange.retryHead
         else { return false }
         let address = exchange.upstreamAddress
-        let action = loop.decideRetry(&retry, after: failure, from: address, destination: destination)
+        let action = loop.decideRetry(
+            &retry, after: failure, from: address, destination: destination, holdsRetrySlot: &exchange.holdsBreakerRetry)
         exchange.retry = retry
         switch action {
         case .retry: exchange.retryReasons.append(failure)
@@ -769,9 +770,14 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// Every finished exchange goes through here once: access log line and request metrics.
     private func record(_ exchange: ProxyExchange, status: Int) {
         accessLog.record(exchange, status: status)
-        if exchange.holdsBreakerRequest, let destination = exchange.route?.destination {
+        if exchange.holdsBreakerRequest || exchange.holdsBreakerRetry, let destination = exchange.route?.destination {
+            let (request, retry) = (exchange.holdsBreakerRequest, exchange.holdsBreakerRetry)
             exchange.holdsBreakerRequest = false
-            loop.withResilience(destination) { $0.breaker.releaseRequest() }
+            exchange.holdsBreakerRetry = false
+            loop.withResilience(destination) { state in
+                if request { state.breaker.releaseRequest() }
+                if retry { state.breaker.releaseRetry() }
+            }
             loop.publishBreakerState(service: destination.service)
         }
         let handle: RequestMetricsHandle
@@ -803,13 +809,24 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        // A request whose body was not read cannot be followed by another on this connection.
+        // A request whose body was not read cannot be followed by another on this connection;
+        // one with no body, or whose body has all arrived, can (a 429 keeps the connection).
+        if !exchange.requestComplete { discardArrivedBody(exchange) }
         if !exchange.requestComplete { exchange.closeAfterResponse = true }
         let response = error.response(
             closing: exchange.closeAfterResponse, requestID: exchange.requestID, allocator: context.channel.allocator)
         exchange.bytesSent += response.readableBytes
         context.write(wrapOutboundOut(response), promise: nil)
         finishExchange(exchange, status: error.effectiveStatus, context: context)
+    }
+
+    /// Reads past the rest of the request body when it is already here (a bodyless request's
+    /// always is), so an answer made before forwarding need not close the connection.
+    private func discardArrivedBody(_ exchange: ProxyExchange) {
+        var buffer = cumulation ?? ByteBuffer()
+        guard let (_, complete) = try? exchange.requestFramer.readBody(from: &buffer) else { return }
+        cumulation = buffer
+        if complete { exchange.requestComplete = true }
     }
 
     private func finishExchange(_ exchange: ProxyExchange, status: Int, context: ChannelHandlerContext) {

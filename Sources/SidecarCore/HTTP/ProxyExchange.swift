@@ -48,6 +48,8 @@ final class ProxyExchange {
     var avoidedEjected = 0
     /// Holds one of the destination's circuit-breaker request slots until it is recorded.
     var holdsBreakerRequest = false
+    /// Holds one of the breaker's `maxRetries` slots (from the first retry until the end).
+    var holdsBreakerRetry = false
     /// Outbound L4 tunnels have no route; their metrics handle is resolved at connect.
     var tunnelMetrics: RequestMetricsHandle?
 

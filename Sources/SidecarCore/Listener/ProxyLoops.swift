@@ -2,7 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// The per-event-loop proxy states, made once at start (one per loop) and looked up once per
-/// accepted connection. Swapping the route table sends it to each loop, so requests read it
+/// accepted connection; they share one `SharedLimits` (exact breaker and rate limits). Swapping the route table sends it to each loop, so requests read it
 /// without a lock.
 final class ProxyLoops: Sendable {
     private let states: [ObjectIdentifier: ProxyLoopState]
@@ -16,16 +16,34 @@ final class ProxyLoops: Sendable {
     ) {
         var states: [ObjectIdentifier: ProxyLoopState] = [:]
         var all: [ProxyLoopState] = []
+        let shared = SharedLimits()
         for loop in group.makeIterator() {
             let state = ProxyLoopState(
-                eventLoop: loop, table: table, clientTLS: clientTLS, tunnelTLS: tunnelTLS, metrics: metrics)
+                eventLoop: loop, table: table, clientTLS: clientTLS, tunnelTLS: tunnelTLS, metrics: metrics,
+                shared: shared)
             states[ObjectIdentifier(loop)] = state
             all.append(state)
         }
-        for state in all { state.loopCount = all.count }
+        for state in all {
+            state.loopCount = all.count
+            state.siblings = all.filter { $0 !== state }
+        }
         self.states = states
         self.all = all
         self.current = NIOLockedValueBox(table)
+        self.shared = shared
+        self.metrics = metrics
+        publishEndpoints(table)
+    }
+
+    private let shared: SharedLimits
+    private let metrics: SidecarMetrics
+
+    /// `sidecar_endpoints`: the snapshot's healthy endpoints less those ejected on some loop.
+    private func publishEndpoints(_ table: RouteTable) {
+        for destination in table.destinations.values {
+            shared.ejections.setEndpoints(service: destination.service, destination.endpoints.map(\.address), metrics: metrics)
+        }
     }
 
     func state(for loop: EventLoop) -> ProxyLoopState {
@@ -38,6 +56,7 @@ final class ProxyLoops: Sendable {
     /// Installs a new route table on every loop.
     func replaceTable(_ table: RouteTable) {
         current.withLockedValue { $0 = table }
+        publishEndpoints(table)
         for state in all {
             state.eventLoop.execute { state.replaceTable(table) }
         }

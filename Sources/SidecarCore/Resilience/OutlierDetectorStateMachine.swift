@@ -23,7 +23,9 @@ import NIOCore
 ///   error resets the gateway-error count (a 500 resets it, but counts as 5xx).
 ///
 /// A pure value, generic over the endpoint key (the proxy uses `HostPort`); time is a
-/// parameter. One per destination per event loop (no locks); `record` does not allocate
+/// parameter. One per destination per event loop (no locks): each loop counts the outcomes
+/// of the tries it carried, and an ejection on one loop is adopted by the others
+/// (`adoptEjection`); `record` does not allocate
 /// (the endpoint map is built by `setEndpoints`), `tick` returns the few un-ejections.
 public struct OutlierDetectorStateMachine<Endpoint: Hashable & Sendable>: Sendable {
     /// The result of one try to an endpoint.
@@ -148,6 +150,20 @@ public struct OutlierDetectorStateMachine<Endpoint: Hashable & Sendable>: Sendab
         }
         endpoints[endpoint] = state
         return action
+    }
+
+    /// Another event loop's detector ejected `endpoint` until `until`: this one follows (the
+    /// share cap was checked there), so every loop stops picking it and its ejection count,
+    /// the multiplier of the next ejection time, stays in step. Nil if already ejected here.
+    public mutating func adoptEjection(of endpoint: Endpoint, until: NIODeadline) -> Action? {
+        guard var state = endpoints[endpoint], state.ejectedUntil == nil else { return nil }
+        state.ejections += 1
+        state.ejectedUntil = until
+        state.consecutive5xx = 0
+        state.consecutiveGatewayErrors = 0
+        endpoints[endpoint] = state
+        ejectedCount += 1
+        return .eject(endpoint, until: until)
     }
 
     /// `baseEjectionTime × ejection`, capped at `maxEjectionTime`.

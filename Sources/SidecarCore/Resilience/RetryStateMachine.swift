@@ -101,6 +101,9 @@ public struct RetryStateMachine: Sendable {
         case attemptsExhausted = "attempts-exhausted"
         /// The next try could not start before the route deadline.
         case deadline = "deadline"
+        /// The destination's circuit breaker already has `maxRetries` retries in flight (set by
+        /// the proxy after this machine said `.retry`).
+        case maxRetries = "max-retries"
     }
 
     public enum Action: Sendable, Equatable {

@@ -10,8 +10,8 @@ import NIOCore
 /// ahead of now. No floating point drift, no refill loop, and a bucket whose `tat` is in the
 /// past is exactly a full bucket (which `KeyedTokenBuckets` uses to evict for free).
 ///
-/// A pure value with time as a parameter; one per destination (or per caller, through
-/// `KeyedTokenBuckets`) per event loop, no locks, no allocation.
+/// A pure value with time as a parameter, no locks, no allocation. The proxy enforces limits
+/// through `SharedTokenBucket`, the same step on an atomic shared by all event loops.
 public struct TokenBucket: Sendable {
     public enum Decision: Sendable, Equatable {
         case allowed
@@ -31,13 +31,9 @@ public struct TokenBucket: Sendable {
     public let tolerance: UInt64
     private var tat: UInt64 = 0
 
-    /// - Parameter loopCount: the number of event loops each holding a bucket for the same
-    ///   limit; each gets `1/loopCount` of the rate and of the burst (rounded up).
-    public init(_ limit: RateLimit, loopCount: Int = 1) {
-        let loops = Swift.max(1, loopCount)
-        let rate = Double(Swift.max(1, limit.requestsPerSecond)) / Double(loops)
-        let burst = Swift.max(1, (Swift.max(1, limit.burst) + loops - 1) / loops)
-        self.init(interval: UInt64((1_000_000_000 / rate).rounded()), burst: burst)
+    public init(_ limit: RateLimit) {
+        let rate = Double(Swift.max(1, limit.requestsPerSecond))
+        self.init(interval: UInt64((1_000_000_000 / rate).rounded()), burst: Swift.max(1, limit.burst))
     }
 
     public init(interval: UInt64, burst: Int) {
@@ -53,7 +49,7 @@ public struct TokenBucket: Sendable {
     /// Whether this bucket is full at `now` (indistinguishable from a new bucket).
     public func isFull(now: NIODeadline) -> Bool { tat <= now.uptimeNanoseconds }
 
-    /// The GCRA step, shared with `KeyedTokenBuckets`.
+    /// The GCRA step, shared with `SharedTokenBucket`.
     static func take(tat: inout UInt64, now: UInt64, interval: UInt64, tolerance: UInt64) -> Decision {
         let start = Swift.max(tat, now)
         let ahead = start - now

@@ -28,6 +28,9 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private(set) var isClosed = false
     /// Called once when the channel closes (the pool forgets it).
     var onClose: (() -> Void)?
+    /// The destination whose connection-pool slot this connection holds (nil: none, or given
+    /// back); the pool frees it once, when the connection closes or its slot is reused.
+    var poolService: String?
     private let metrics: SidecarMetrics
 
     init(metrics: SidecarMetrics) {

@@ -163,5 +163,25 @@ extension ResilienceTests {
             #expect(detector.record(.status(500), for: 1, now: clock.now) != nil)  // run of 5 kept
             #expect(detector.record(.status(500), for: 0, now: clock.now) == nil)  // unknown now
         }
+
+        @Test func anotherLoopsEjectionIsAdoptedWithoutTheCapAndKeepsTheMultiplierInStep() {
+            var clock = ManualClock()
+            var here = Self.detector(endpoints: 10)
+            var there = Self.detector(endpoints: 10)
+            guard case .eject(let endpoint, let until)? = Self.fail(&there, 4, now: clock.now) else {
+                Issue.record("no ejection")
+                return
+            }
+            // Endpoint 2 already fills this loop's 10 % share: the adoption ignores the cap.
+            _ = Self.fail(&here, 2, now: clock.now)
+            #expect(here.adoptEjection(of: endpoint, until: until) == .eject(4, until: until))
+            #expect(here.adoptEjection(of: endpoint, until: until) == nil, "already ejected")
+            #expect(here.shouldSkip(4))
+            #expect(here.ejections(4) == 1)
+            clock.advance(by: .seconds(30))
+            #expect(here.tick(now: clock.now, isIntervalTick: false).contains(.uneject(4)))
+            // The next ejection here lasts twice as long, as it does on the loop that found it.
+            #expect(Self.fail(&here, 4, now: clock.now) == .eject(4, until: clock.now + .seconds(60)))
+        }
     }
 }

@@ -4,7 +4,7 @@ import Testing
 @testable import SidecarCore
 
 extension ResilienceTests {
-    /// The local rate limit: sustained rate, burst, the Retry-After it reports, per-caller buckets.
+    /// The local rate limit (GCRA): sustained rate, burst, the Retry-After it reports.
     @Suite struct TokenBucketTests {
         /// Offers a request every `spacing` for `duration`; returns how many were allowed.
         static func offer(
@@ -69,31 +69,6 @@ extension ResilienceTests {
             var allowed = 0
             for _ in 0..<10 where bucket.tryTake(now: clock.now) == .allowed { allowed += 1 }
             #expect(allowed == 3)
-        }
-
-        @Test func rateIsSplitAmongLoops() {
-            var clock = ManualClock()
-            var bucket = TokenBucket(RateLimit(requestsPerSecond: 100, burst: 10), loopCount: 2)
-            let allowed = Self.offer(&bucket, clock: &clock, every: .milliseconds(1), for: .seconds(10))
-            #expect(abs(allowed - 505) <= 25)
-        }
-
-        @Test func perCallerBucketsAreIndependentAndBounded() {
-            var clock = ManualClock()
-            var buckets = KeyedTokenBuckets<String>(RateLimit(requestsPerSecond: 1, burst: 2), capacity: 2)
-            for _ in 0..<2 { #expect(buckets.tryTake("web", now: clock.now) == .allowed) }
-            #expect(buckets.tryTake("web", now: clock.now) != .allowed)
-            #expect(buckets.tryTake("api", now: clock.now) == .allowed)
-            #expect(buckets.count == 2)
-            // A third caller at capacity with no full bucket evicts one arbitrary key.
-            #expect(buckets.tryTake("batch", now: clock.now) == .allowed)
-            #expect(buckets.count == 2)
-            // Once buckets are full again they are dropped first, losing nothing.
-            clock.advance(by: .seconds(10))
-            #expect(buckets.tryTake("new", now: clock.now) == .allowed)
-            #expect(buckets.count == 1)
-            #expect(buckets.tryTake("new", now: clock.now) == .allowed)
-            #expect(buckets.tryTake("new", now: clock.now) != .allowed)
         }
     }
 }
