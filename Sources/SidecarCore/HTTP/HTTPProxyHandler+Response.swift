@@ -1,0 +1,266 @@
+import NIOCore
+
+/// The response side of `HTTPProxyHandler` (called by `UpstreamHandler` on this loop), retries
+/// and per-try timeouts, and the one place every exchange ends (access log, metrics, breaker
+/// slots, keep-alive or close).
+extension HTTPProxyHandler {
+    // MARK: Response side (called by UpstreamHandler on this loop)
+
+    func upstreamResponseHead(_ head: HTTPRawResponseHead, final: Bool) {
+        guard let context, let exchange else { return }
+        var buffer = context.channel.allocator.buffer(capacity: head.byteCount + 64)
+        guard final else {
+            HTTPHeadWriter().write(head, into: &buffer)
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            return
+        }
+        if let service = exchange.poolKey?.service, let address = exchange.upstreamAddress, exchange.poolKey?.tunnel == false {
+            loop.recordOutcome(.status(head.status), service: service, address: address)
+        }
+        exchange.tryTimer?.cancel()
+        exchange.tryTimer = nil
+        if head.status >= 500, retryElsewhere(exchange, after: .status(head.status), context: context) { return }
+        exchange.responseStarted = true
+        exchange.status = head.status
+        if head.framing.body == .untilClose { exchange.closeAfterResponse = true }
+        var extra: [HTTPHeaderLine] = []
+        var removed: [String] = []
+        if case .outbound = direction, let rule = exchange.route?.rule {
+            removed = rule.responseHeaders.remove
+            for (name, value) in rule.responseHeaders.set.sorted(by: { $0.key < $1.key }) {
+                if let line = try? HTTPHeaderLine(name: name, value: value) { extra.append(line) }
+            }
+        }
+        let tunnel = head.framing.body == .tunnel
+        if exchange.closeAfterResponse && !tunnel {
+            extra.append(try! HTTPHeaderLine(name: "connection", value: "close"))
+        }
+        HTTPHeadWriter(removing: removed, relayUpgrade: tunnel).write(head, adding: extra, into: &buffer)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        if tunnel {
+            exchange.cancelTimers()
+            phase = .tunnel
+            processInput(context: context)
+            flushUpstream()
+            resumeReadingIfWanted()
+        }
+    }
+
+    func upstreamBody(_ body: ByteBuffer) {
+        guard let context, let exchange else { return }
+        exchange.bytesSent += body.readableBytes
+        context.write(wrapOutboundOut(body), promise: nil)
+    }
+
+    func upstreamReadComplete() {
+        context?.flush()
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {
+        upstreamWritable = writable
+        if writable { resumeReadingIfWanted() }
+    }
+
+    func upstreamResponseEnd(reusable: Bool) {
+        guard let context, let exchange else { return }
+        exchange.cancelTimers()
+        if let address = exchange.upstreamAddress { loop.requestFinished(address) }
+        if let upstream = exchange.upstream, let key = exchange.poolKey {
+            if reusable && exchange.requestComplete && phase != .tunnel {
+                loop.release(upstream, key: key)
+            } else {
+                upstream.owner = nil
+                upstream.channel?.close(promise: nil)
+            }
+        }
+        finishExchange(exchange, status: exchange.status, context: context)
+    }
+
+    func upstreamFailed(_ error: ProxyError, responseStarted: Bool) {
+        guard let context, let exchange else { return }
+        if !responseStarted, let service = exchange.poolKey?.service, let address = exchange.upstreamAddress {
+            loop.recordOutcome(.reset, service: service, address: address)
+            if error.cause == .upstreamReset, retryElsewhere(exchange, after: .reset, context: context) { return }
+        }
+        exchange.cancelTimers()
+        if let address = exchange.upstreamAddress { loop.requestFinished(address) }
+        exchange.upstream = nil
+        if responseStarted || exchange.poolKey?.tunnel == true {
+            exchange.errorCause = error.cause
+            record(exchange, status: exchange.status)
+            self.exchange = nil
+            context.close(promise: nil)
+        } else {
+            if !exchange.requestComplete { exchange.closeAfterResponse = true }
+            fail(exchange, error, context: context)
+        }
+    }
+
+    /// Drops the current try and sends the request again (to another endpoint when there is
+    /// one) after the backoff, when the retry policy, idempotency and the budget allow it.
+    func retryElsewhere(
+        _ exchange: ProxyExchange, after failure: RetryStateMachine.Failure, context: ChannelHandlerContext
+    ) -> Bool {
+        guard var retry = exchange.retry, let destination = exchange.route?.destination, let head = exchange.retryHead
+        else { return false }
+        let address = exchange.upstreamAddress
+        let action = loop.decideRetry(
+            &retry, after: failure, from: address, destination: destination, holdsRetrySlot: &exchange.holdsBreakerRetry)
+        exchange.retry = retry
+        switch action {
+        case .retry: exchange.retryReasons.append(failure)
+        case .giveUp(let reason): exchange.retryStopped = reason.rawValue
+        case .budgetExhausted: exchange.retryStopped = "budget-exhausted"
+        }
+        guard case .retry(let backoff, let exclude) = action else { return false }
+        abandonTry(exchange)
+        if let exclude { exchange.triedEndpoints.insert(exclude) }
+        exchange.rewrittenHead = head
+        phase = .connecting
+        context.eventLoop.scheduleTask(in: backoff) { [weak self] in
+            guard let self, self.exchange === exchange, let context = self.context else { return }
+            self.connectOutbound(exchange, context: context)
+        }
+        return true
+    }
+
+    /// Drops the try in flight: its connection is closed (never reused, the response may still
+    /// come), its timer stopped, and a lease still pending for it will be discarded.
+    func abandonTry(_ exchange: ProxyExchange) {
+        exchange.tryEpoch &+= 1
+        exchange.tryTimer?.cancel()
+        exchange.tryTimer = nil
+        if let upstream = exchange.upstream {
+            upstream.owner = nil
+            upstream.channel?.close(promise: nil)
+            if let address = exchange.upstreamAddress { loop.requestFinished(address) }
+            exchange.upstream = nil
+        }
+    }
+
+    /// Starts the try's `perTryTimeout` timer once the whole request has gone upstream on this
+    /// try (as Envoy: it bounds the wait for the response, not a slow upload), when the route
+    /// sets one shorter than what is left of the route timeout (which bounds all tries itself).
+    func armTryTimer(_ exchange: ProxyExchange, context: ChannelHandlerContext) {
+        let epoch = exchange.tryEpoch
+        exchange.tryTimer?.cancel()
+        exchange.tryTimer = nil
+        guard let retry = exchange.retry, let perTry = retry.policy.perTryTimeout else { return }
+        let due = retry.tryDeadline(now: .now())
+        guard due < retry.deadline else { return }
+        exchange.tryTimer = context.eventLoop.scheduleTask(deadline: due) { [weak self] in
+            self?.tryTimedOut(exchange, epoch: epoch, after: perTry)
+        }
+    }
+
+    /// No response head within `perTryTimeout`: try again where the policy allows, else 504.
+    func tryTimedOut(_ exchange: ProxyExchange, epoch: Int, after perTry: MeshDuration) {
+        guard self.exchange === exchange, exchange.tryEpoch == epoch, !exchange.responseStarted, let context else { return }
+        exchange.tryTimer = nil
+        if retryElsewhere(exchange, after: .perTryTimeout, context: context) { return }
+        abandonTry(exchange)
+        fail(exchange, ProxyError(.timeout, "no response within the per-try timeout \(perTry)"), context: context)
+    }
+
+    func requestTimedOut(_ exchange: ProxyExchange, after timeout: MeshDuration) {
+        guard self.exchange === exchange, let context else { return }
+        abandonTry(exchange)
+        if exchange.responseStarted {
+            exchange.errorCause = .timeout
+            record(exchange, status: exchange.status)
+            self.exchange = nil
+            context.close(promise: nil)
+        } else {
+            if !exchange.requestComplete { exchange.closeAfterResponse = true }
+            fail(exchange, ProxyError(.timeout, "no response within \(timeout)"), context: context)
+        }
+    }
+
+    // MARK: Endings
+
+    /// Every finished exchange goes through here once: access log line and request metrics.
+    func record(_ exchange: ProxyExchange, status: Int) {
+        accessLog.record(exchange, status: status)
+        if exchange.holdsBreakerRequest || exchange.holdsBreakerRetry, let destination = exchange.route?.destination {
+            let (request, retry) = (exchange.holdsBreakerRequest, exchange.holdsBreakerRetry)
+            exchange.holdsBreakerRequest = false
+            exchange.holdsBreakerRetry = false
+            loop.withResilience(destination) { state in
+                if request { state.breaker.releaseRequest() }
+                if retry { state.breaker.releaseRetry() }
+            }
+            loop.publishBreakerState(service: destination.service)
+        }
+        let handle: RequestMetricsHandle
+        switch direction {
+        case .outbound, .tcpOutbound:
+            handle = exchange.route?.destination.requestMetrics ?? exchange.tunnelMetrics ?? loop.unroutedMetrics.outbound
+        case .inbound:
+            handle = inboundMetrics ?? loop.unroutedMetrics.inbound
+        }
+        let elapsed = NIODeadline.now().uptimeNanoseconds &- exchange.start.uptimeNanoseconds
+        if exchange.poolKey?.tunnel == true {
+            handle.recordBytes(request: UInt64(exchange.bytesReceived), response: UInt64(exchange.bytesSent))
+        } else {
+            handle.record(
+                status: status, durationNanos: elapsed, requestBytes: UInt64(exchange.bytesReceived),
+                responseBytes: UInt64(exchange.bytesSent))
+        }
+    }
+
+    /// Answers the current exchange with a sidecar-made error response.
+    func fail(_ exchange: ProxyExchange, _ error: ProxyError, context: ChannelHandlerContext) {
+        exchange.cancelTimers()
+        exchange.errorCause = error.cause
+        if exchange.poolKey?.tunnel == true {
+            // An L4 tunnel has no HTTP to answer with: log the cause and close.
+            record(exchange, status: 0)
+            self.exchange = nil
+            phase = .closed
+            context.close(promise: nil)
+            return
+        }
+        // A request whose body was not read cannot be followed by another on this connection;
+        // one with no body, or whose body has all arrived, can (a 429 keeps the connection).
+        if !exchange.requestComplete { discardArrivedBody(exchange) }
+        if !exchange.requestComplete { exchange.closeAfterResponse = true }
+        let response = error.response(
+            closing: exchange.closeAfterResponse, requestID: exchange.requestID, allocator: context.channel.allocator)
+        exchange.bytesSent += response.readableBytes
+        context.write(wrapOutboundOut(response), promise: nil)
+        finishExchange(exchange, status: error.effectiveStatus, context: context)
+    }
+
+    /// Reads past the rest of the request body when it is already here (a bodyless request's
+    /// always is), so an answer made before forwarding need not close the connection.
+    func discardArrivedBody(_ exchange: ProxyExchange) {
+        var buffer = cumulation ?? ByteBuffer()
+        guard let (_, complete) = try? exchange.requestFramer.readBody(from: &buffer) else { return }
+        cumulation = buffer
+        if complete { exchange.requestComplete = true }
+    }
+
+    func finishExchange(_ exchange: ProxyExchange, status: Int, context: ChannelHandlerContext) {
+        record(exchange, status: status)
+        self.exchange = nil
+        if exchange.closeAfterResponse || phase == .tunnel {
+            phase = .closed
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+                context.close(promise: nil)
+            }
+            return
+        }
+        context.flush()
+        phase = .idle
+        processInput(context: context)
+        if phase == .idle { armHeadTimer(context: context) }
+        resumeReadingIfWanted()
+    }
+
+    /// A malformed head: answer and close (the stream's framing can no longer be trusted).
+    func respondWithoutExchange(_ error: ProxyError, context: ChannelHandlerContext) {
+        phase = .closed
+        let response = error.response(closing: true, requestID: nil, allocator: context.channel.allocator)
+        context.writeAndFlush(wrapOutboundOut(response)).whenComplete { _ in context.close(promise: nil) }
+    }
+}
