@@ -3,10 +3,13 @@ import Foundation
 /// Runs real programs (`openssl`, `curl`, our own binaries) for interop tests. Output goes to
 /// files, so a chatty child never blocks on a full pipe.
 public final class ChildProcess: @unchecked Sendable {
-    public let process = Process()
+    public let process: SpawnedProcess
     private let stdoutURL: URL
     private let stderrURL: URL
-    private let stdinPipe = Pipe()
+    /// Our end of the child's stdin.
+    private let stdinWriter: FileHandle
+
+    private static let spawning = NSLock()
 
     /// A child that exits before reading its stdin must not kill the test process with SIGPIPE.
     private static let ignoreSIGPIPE: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
@@ -18,26 +21,31 @@ public final class ChildProcess: @unchecked Sendable {
         stderrURL = scratch.appendingPathComponent("child-\(UUID().uuidString).err")
         FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
         FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        if let environment {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
-        process.standardError = try FileHandle(forWritingTo: stderrURL)
-        process.standardInput = stdinPipe
-        try process.run()
+        let merged = environment.map { ProcessInfo.processInfo.environment.merging($0) { $1 } }
+        // `env -C dir` changes directory in the child.
+        let command = (directory.map { ["-C", $0] } ?? []) + arguments
+        // Both ends close on exec, so no other child inherits this stdin (and holds off its EOF);
+        // the child gets the read end as its fd 0, and it is closed here after the spawn. One
+        // spawn at a time, so none happens between `pipe` and `fcntl`.
+        Self.spawning.lock()
+        defer { Self.spawning.unlock() }
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EMFILE) }
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        let readEnd = ends[0]
+        stdinWriter = FileHandle(fileDescriptor: ends[1], closeOnDealloc: true)
+        process = try SpawnedProcess(
+            arguments: command, environment: merged, stdoutPath: stdoutURL.path, stderrPath: stderrURL.path, stdinFD: readEnd)
     }
 
     /// Writes to the child's stdin; a child that already exited (broken pipe) is not an error
     /// here: tests check its output and status instead.
     public func write(_ text: String) {
-        try? stdinPipe.fileHandleForWriting.write(contentsOf: Data(text.utf8))
+        try? stdinWriter.write(contentsOf: Data(text.utf8))
     }
 
     public func closeInput() {
-        try? stdinPipe.fileHandleForWriting.close()
+        try? stdinWriter.close()
     }
 
     public var stdout: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
