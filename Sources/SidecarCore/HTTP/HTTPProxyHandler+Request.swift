@@ -109,9 +109,8 @@ extension HTTPProxyHandler {
             }
             HTTPHeadWriter(removing: removed, relayUpgrade: true).write(head, target: target, adding: extra, into: &rewritten)
             exchange.rewrittenHead = rewritten
-            exchange.timeout = context.eventLoop.scheduleTask(in: rule.timeout.timeAmount) { [weak self] in
-                self?.requestTimedOut(exchange, after: rule.timeout)
-            }
+            exchange.routeDeadline = .now() + rule.timeout.timeAmount
+            armDeadlineTimer(context: context)
             if let limit = rule.rateLimit,
                 case .limited = loop.takeRuleToken(service: destination.service, ruleIndex: ruleIndex, limit: limit, now: .now())
             {

@@ -17,8 +17,7 @@ extension HTTPProxyHandler {
         if let service = exchange.poolKey?.service, let address = exchange.upstreamAddress, exchange.poolKey?.tunnel == false {
             loop.recordOutcome(.status(head.status), service: service, address: address)
         }
-        exchange.tryTimer?.cancel()
-        exchange.tryTimer = nil
+        exchange.tryDeadline = nil
         if head.status >= 500, retryElsewhere(exchange, after: .status(head.status), context: context) { return }
         exchange.responseStarted = true
         exchange.status = head.status
@@ -128,8 +127,7 @@ extension HTTPProxyHandler {
     /// come), its timer stopped, and a lease still pending for it will be discarded.
     func abandonTry(_ exchange: ProxyExchange) {
         exchange.tryEpoch &+= 1
-        exchange.tryTimer?.cancel()
-        exchange.tryTimer = nil
+        exchange.tryDeadline = nil
         if let upstream = exchange.upstream {
             upstream.owner = nil
             upstream.channel?.close(promise: nil)
@@ -138,25 +136,55 @@ extension HTTPProxyHandler {
         }
     }
 
-    /// Starts the try's `perTryTimeout` timer once the whole request has gone upstream on this
+    /// Starts the try's `perTryTimeout` clock once the whole request has gone upstream on this
     /// try (as Envoy: it bounds the wait for the response, not a slow upload), when the route
     /// sets one shorter than what is left of the route timeout (which bounds all tries itself).
     func armTryTimer(_ exchange: ProxyExchange, context: ChannelHandlerContext) {
-        let epoch = exchange.tryEpoch
-        exchange.tryTimer?.cancel()
-        exchange.tryTimer = nil
-        guard let retry = exchange.retry, let perTry = retry.policy.perTryTimeout else { return }
-        let due = retry.tryDeadline(now: .now())
-        guard due < retry.deadline else { return }
-        exchange.tryTimer = context.eventLoop.scheduleTask(deadline: due) { [weak self] in
-            self?.tryTimedOut(exchange, epoch: epoch, after: perTry)
+        exchange.tryDeadline = nil
+        if let retry = exchange.retry, retry.policy.perTryTimeout != nil {
+            let due = retry.tryDeadline(now: .now())
+            if due < retry.deadline { exchange.tryDeadline = due }
+        }
+        armDeadlineTimer(context: context)
+    }
+
+    /// One scheduled task per connection watches the exchange's route and try deadlines: it is
+    /// scheduled only when nothing already fires by the earliest deadline, and when it fires it
+    /// re-checks the deadlines of whatever exchange is current (so a request that ends in time
+    /// cancels nothing and schedules nothing).
+    func armDeadlineTimer(context: ChannelHandlerContext) {
+        guard let exchange else { return }
+        let due = [exchange.routeDeadline, exchange.tryDeadline].compactMap { $0 }.min()
+        guard let due else { return }
+        if let firesAt = deadlineTimerFiresAt, firesAt <= due { return }  // it will re-check then
+        deadlineTimer?.cancel()
+        deadlineTimerFiresAt = due
+        deadlineTimer = context.eventLoop.scheduleTask(deadline: due) { [weak self] in
+            guard let self else { return }
+            self.deadlineTimer = nil
+            self.deadlineTimerFiresAt = nil
+            self.deadlinePassed()
         }
     }
 
+    private func deadlinePassed() {
+        guard let exchange, let context else { return }
+        let now = NIODeadline.now()
+        if let deadline = exchange.routeDeadline, deadline <= now, let (_, rule) = exchange.route {
+            requestTimedOut(exchange, after: rule.timeout)
+        } else if let deadline = exchange.tryDeadline, deadline <= now, !exchange.responseStarted,
+            let perTry = exchange.retry?.policy.perTryTimeout
+        {
+            tryTimedOut(exchange, after: perTry)
+        }
+        // Whatever exchange is current now (the same one retrying, or none) keeps its watch.
+        armDeadlineTimer(context: context)
+    }
+
     /// No response head within `perTryTimeout`: try again where the policy allows, else 504.
-    func tryTimedOut(_ exchange: ProxyExchange, epoch: Int, after perTry: MeshDuration) {
-        guard self.exchange === exchange, exchange.tryEpoch == epoch, !exchange.responseStarted, let context else { return }
-        exchange.tryTimer = nil
+    func tryTimedOut(_ exchange: ProxyExchange, after perTry: MeshDuration) {
+        guard let context else { return }
+        exchange.tryDeadline = nil
         if retryElsewhere(exchange, after: .perTryTimeout, context: context) { return }
         abandonTry(exchange)
         fail(exchange, ProxyError(.timeout, "no response within the per-try timeout \(perTry)"), context: context)
@@ -164,6 +192,7 @@ extension HTTPProxyHandler {
 
     func requestTimedOut(_ exchange: ProxyExchange, after timeout: MeshDuration) {
         guard self.exchange === exchange, let context else { return }
+        exchange.cancelTimers()
         abandonTry(exchange)
         if exchange.responseStarted {
             exchange.errorCause = .timeout

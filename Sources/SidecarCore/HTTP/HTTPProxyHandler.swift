@@ -50,6 +50,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     let timeouts: Timeouts
     var headTimer: Scheduled<Void>?
     var headTimerFiresAt: NIODeadline?
+    /// The lazy timer over the current exchange's route and try deadlines.
+    var deadlineTimer: Scheduled<Void>?
+    var deadlineTimerFiresAt: NIODeadline?
     /// Whether the connection waits for a (next) request head, since when, and whether part of it came.
     var waiting = false
     var waitingForHead = false
@@ -177,6 +180,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
         loop.connectionClosed(self)
         connectionGauge?.decrement()
         connectionGauge = nil

@@ -21,7 +21,6 @@ final class ProxyExchange {
     var status = 0
     var bytesReceived = 0
     var bytesSent = 0
-    var timeout: Scheduled<Void>?
     var errorCause: ProxyError.Cause?
     var attempts = 0
     var triedEndpoints: Set<HostPort> = []
@@ -34,8 +33,10 @@ final class ProxyExchange {
     /// a retry or a mirror while they fit in `RetryStateMachine.maxReplayBodyBytes`; nil when
     /// no copy is kept (no body, nothing wants one, or it outgrew the limit).
     var replayBody: ByteBuffer?
-    /// The current try's `perTryTimeout` timer.
-    var tryTimer: Scheduled<Void>?
+    /// When the route's timeout ends the exchange (all tries), and when the current try's
+    /// `perTryTimeout` abandons it; checked by the handler's one lazy deadline timer.
+    var routeDeadline: NIODeadline?
+    var tryDeadline: NIODeadline?
     /// Moves when a try starts or is abandoned, so a late lease result of an older try is dropped.
     var tryEpoch = 0
     /// The failures that were retried, in order, and why the last failure was not (access log).
@@ -72,9 +73,8 @@ final class ProxyExchange {
     var upstreamAddress: HostPort? { poolKey?.address }
 
     func cancelTimers() {
-        timeout?.cancel()
-        tryTimer?.cancel()
-        tryTimer = nil
+        routeDeadline = nil
+        tryDeadline = nil
     }
 
     /// Keeps a copy of body bytes just forwarded while a retry or the mirror can use it;
