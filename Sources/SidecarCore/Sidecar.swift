@@ -21,13 +21,17 @@ public final class Sidecar: Sendable {
         public var accessLog: Bool
         /// How long a client may take to send a request head (slowloris protection): 408 after.
         public var requestHeadTimeout: TimeAmount
+        /// How long a request body may pause between bytes (slowloris on the body): 408 after.
+        public var requestBodyTimeout: TimeAmount
         /// How long a keep-alive connection may sit idle.
         public var idleTimeout: TimeAmount
 
         public init(
             workers: Int = System.coreCount, drainTimeout: TimeAmount = .seconds(30), accessLog: Bool = true,
-            requestHeadTimeout: TimeAmount = .seconds(10), idleTimeout: TimeAmount = .hours(1)
+            requestHeadTimeout: TimeAmount = .seconds(10), requestBodyTimeout: TimeAmount = .seconds(30),
+            idleTimeout: TimeAmount = .hours(1)
         ) {
+            self.requestBodyTimeout = requestBodyTimeout
             self.workers = workers
             self.drainTimeout = drainTimeout
             self.accessLog = accessLog
@@ -140,7 +144,8 @@ public final class Sidecar: Sendable {
         let tunnelTLS = TLSContextStore(tunnel)
         let loops = ProxyLoops(group: group, table: table, clientTLS: clientTLS, tunnelTLS: tunnelTLS, metrics: metrics)
         let readiness = ReadinessState(expectedListeners: 2 + configuration.outbound.tcp.count)
-        let timeouts = HTTPProxyHandler.Timeouts(requestHead: options.requestHeadTimeout, idle: options.idleTimeout)
+        let timeouts = HTTPProxyHandler.Timeouts(
+            requestHead: options.requestHeadTimeout, requestBodyIdle: options.requestBodyTimeout, idle: options.idleTimeout)
         let tcpListeners = configuration.outbound.tcp.map { upstream in
             ProxyListener(
                 name: "outbound-tcp-\(upstream.service)", address: upstream.listen, kind: .tcp(service: upstream.service),

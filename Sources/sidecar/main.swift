@@ -37,6 +37,9 @@ struct SidecarCommand: AsyncParsableCommand {
         @Option(name: .long, help: "A client must send a whole request head within this time, else 408 (e.g. 10s).")
         var requestHeadTimeout: String = "10s"
 
+        @Option(name: .long, help: "A request body may pause at most this long between bytes, else 408 and close (e.g. 30s).")
+        var requestBodyTimeout: String = "30s"
+
         @Option(name: .long, help: "Close keep-alive connections idle this long (e.g. 1h).")
         var idleTimeout: String = "1h"
 
@@ -48,6 +51,9 @@ struct SidecarCommand: AsyncParsableCommand {
             guard let headTimeout = MeshDuration(parsing: requestHeadTimeout) else {
                 throw ValidationError("--request-head-timeout: \"\(requestHeadTimeout)\" is not a duration (use 10s)")
             }
+            guard let bodyTimeout = MeshDuration(parsing: requestBodyTimeout), bodyTimeout.timeAmount > .zero else {
+                throw ValidationError("--request-body-timeout: \"\(requestBodyTimeout)\" is not a positive duration (use 30s)")
+            }
             guard let idle = MeshDuration(parsing: idleTimeout) else {
                 throw ValidationError("--idle-timeout: \"\(idleTimeout)\" is not a duration (use 1h)")
             }
@@ -57,7 +63,8 @@ struct SidecarCommand: AsyncParsableCommand {
             if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
             let options = Sidecar.Options(
                 workers: workers ?? System.coreCount, drainTimeout: drain.timeAmount, accessLog: accessLog == "on",
-                requestHeadTimeout: headTimeout.timeAmount, idleTimeout: idle.timeAmount)
+                requestHeadTimeout: headTimeout.timeAmount, requestBodyTimeout: bodyTimeout.timeAmount,
+                idleTimeout: idle.timeAmount)
             do {
                 try await Sidecar(configPath: config, options: options).run()
             } catch let error as ConfigError {

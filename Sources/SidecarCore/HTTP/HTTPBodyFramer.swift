@@ -24,6 +24,15 @@ public struct HTTPBodyFramer: Sendable {
         public var bodyBytes: Int
         /// The message ended after `bodyBytes`; any further bytes belong to the next message.
         public var isComplete: Bool
+        /// With `holdsTrailers`, on the completing call: how many of the last `bodyBytes` are the
+        /// chunked trailer section (its fields and the final CRLF; 2 when there are no fields).
+        public var trailerSectionBytes: Int
+
+        public init(bodyBytes: Int, isComplete: Bool, trailerSectionBytes: Int = 0) {
+            self.bodyBytes = bodyBytes
+            self.isComplete = isComplete
+            self.trailerSectionBytes = trailerSectionBytes
+        }
     }
 
     private enum State: Sendable {
@@ -34,8 +43,15 @@ public struct HTTPBodyFramer: Sendable {
     }
 
     private var state: State
+    /// Hold back a chunked body's trailer section until it is whole, so the caller can filter
+    /// its fields (the request side removes identity fields a peer must not set). The held
+    /// bytes stay in the caller's buffer, at most `Limits.maxTrailerSize` of them.
+    private let holdsTrailers: Bool
+    /// Bytes at the front of the next offer already scanned as trailer section but not yet reported.
+    private var heldTrailerBytes = 0
 
-    public init(framing: HTTPBodyFraming, limits: Limits = Limits()) {
+    public init(framing: HTTPBodyFraming, limits: Limits = Limits(), holdsTrailers: Bool = false) {
+        self.holdsTrailers = holdsTrailers
         switch framing {
         case .none, .contentLength(0):
             state = .complete
@@ -72,9 +88,15 @@ public struct HTTPBodyFramer: Sendable {
     /// Reads this message's body bytes out of `buffer` as a slice sharing its storage (nil when
     /// none are there yet), leaving the next message's bytes in `buffer`.
     public mutating func readBody(from buffer: inout ByteBuffer) throws(HTTPParserError) -> (body: ByteBuffer?, isComplete: Bool) {
+        let (body, progress) = try readBodyProgress(from: &buffer)
+        return (body, progress.isComplete)
+    }
+
+    /// `readBody`, also telling how the trailer section ends the body (see `holdsTrailers`).
+    public mutating func readBodyProgress(from buffer: inout ByteBuffer) throws(HTTPParserError) -> (body: ByteBuffer?, progress: Progress) {
         let progress = try consume(buffer)
         let body = progress.bodyBytes > 0 ? buffer.readSlice(length: progress.bodyBytes) : nil
-        return (body, progress.isComplete)
+        return (body, progress)
     }
 
     /// Looks at raw bytes that follow whatever was consumed before.
@@ -92,9 +114,21 @@ public struct HTTPBodyFramer: Sendable {
             return Progress(bodyBytes: n, isComplete: false)
         case .chunked(var machine):
             // On a throw the state is left as it was: the connection cannot be framed any more.
-            let n = try machine.consume(raw)
+            let held = min(heldTrailerBytes, raw.count)
+            let n = try machine.consume(UnsafeRawBufferPointer(rebasing: raw[held...]))
             state = machine.isDone ? .complete : .chunked(machine)
-            return Progress(bodyBytes: n, isComplete: machine.isDone)
+            guard holdsTrailers, machine.isDone || machine.isInTrailerSection else {
+                return Progress(bodyBytes: n, isComplete: machine.isDone)
+            }
+            let scanned = held + n
+            // Held bytes are the section's start; otherwise it began in this call.
+            let sectionStart = held > 0 ? 0 : (machine.trailerSectionStart ?? 0)
+            if machine.isDone {
+                heldTrailerBytes = 0
+                return Progress(bodyBytes: scanned, isComplete: true, trailerSectionBytes: scanned - sectionStart)
+            }
+            heldTrailerBytes = scanned - sectionStart
+            return Progress(bodyBytes: sectionStart, isComplete: false)
         case .untilClose:
             return Progress(bodyBytes: raw.count, isComplete: false)
         }

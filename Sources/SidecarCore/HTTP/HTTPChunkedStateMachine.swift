@@ -41,9 +41,22 @@ struct HTTPChunkedStateMachine: Sendable, Hashable {
 
     var isDone: Bool { state == .done }
 
+    /// Between the last chunk's size line and the end of the message.
+    var isInTrailerSection: Bool {
+        switch state {
+        case .trailerLineStart, .trailerName, .trailerValue, .trailerLF, .finalLF: return true
+        default: return false
+        }
+    }
+
+    /// Where, in the bytes of the latest `consume` call, the trailer section began (just after
+    /// the `0` size line); nil when it began in another call or not yet.
+    private(set) var trailerSectionStart: Int?
+
     /// Consumes bytes from the front of `raw` up to the end of the message; returns how many.
     mutating func consume(_ raw: UnsafeRawBufferPointer) throws(HTTPParserError) -> Int {
         var i = 0
+        trailerSectionStart = nil
         while i < raw.count {
             switch state {
             case .done:
@@ -53,6 +66,10 @@ struct HTTPChunkedStateMachine: Sendable, Hashable {
                 i += n
                 size -= n
                 if size == 0 { state = .dataCR }
+            case .sizeLF:
+                try step(raw[i])
+                i += 1
+                if state == .trailerLineStart { trailerSectionStart = i }
             default:
                 try step(raw[i])
                 i += 1

@@ -94,4 +94,23 @@ enum HTTPGrammar {
         }
         return true
     }
+
+    /// Whether a received field name is the same header as `string` to an app framework that
+    /// folds case and reads `_` as `-` (CGI/WSGI turn both `X-Mesh-Caller` and `x_mesh_caller`
+    /// into `HTTP_X_MESH_CALLER`). Used for the names the mesh sets, so no spelling slips past.
+    static func equalsAsFieldName(_ bytes: UnsafeRawBufferPointer, _ string: String) -> Bool {
+        let utf8 = string.utf8
+        guard bytes.count == utf8.count else { return false }
+        var i = 0
+        for c in utf8 {
+            if foldedName(bytes[i]) != foldedName(c) { return false }
+            i += 1
+        }
+        return true
+    }
+
+    @inline(__always)
+    private static func foldedName(_ b: UInt8) -> UInt8 {
+        b == UInt8(ascii: "_") ? UInt8(ascii: "-") : lowercased(b)
+    }
 }

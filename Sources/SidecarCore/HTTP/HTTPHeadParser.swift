@@ -151,7 +151,9 @@ public struct HTTPHeadParser: Sendable {
         while true {
             guard let lf = Self.firstLineFeed(raw, from: i) else {
                 scanned = raw.count
-                if raw.count > limits.maxHeadSize { throw .headTooLarge }
+                // A head that has not ended within maxHeadSize bytes cannot end within it: refuse
+                // at the limit itself, since the reader stops reading at that many buffered bytes.
+                if raw.count >= limits.maxHeadSize { throw .headTooLarge }
                 return nil
             }
             let lineEnd = lf + 1

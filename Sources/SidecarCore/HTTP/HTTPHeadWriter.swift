@@ -6,12 +6,13 @@ import NIOCore
 ///
 /// Build one per listener (its removal list is configuration) and call `write` per message.
 /// Adding a line *sets* it: any received field of the same name is dropped first, so a caller
-/// cannot smuggle in its own `x-mesh-caller`. Content-Length, Transfer-Encoding and Trailer
+/// cannot smuggle in its own `x-mesh-caller`. Names compare as app frameworks read them (case
+/// folded, `_` as `-`), so `x_mesh_caller` is the same field as `X-Mesh-Caller`. Content-Length, Transfer-Encoding and Trailer
 /// are always kept, because the body is relayed with its original framing. The writer does
 /// not decide connection reuse: to ask the next hop to close, add `connection: close`.
 /// If the result would equal the input, the caller may forward `head.headers.bytes` instead.
 public struct HTTPHeadWriter: Sendable {
-    /// Header names dropped from every head (ASCII case-insensitive).
+    /// Header names dropped from every head (ASCII case-insensitive, `_` equal to `-`).
     public var removedNames: [String]
     /// Drop hop-by-hop fields: Connection, Keep-Alive, Proxy-Connection, TE, Upgrade,
     /// Proxy-Authorization, Proxy-Authenticate and every name listed in Connection.
@@ -99,10 +100,10 @@ public struct HTTPHeadWriter: Sendable {
         }
         if removedNames.isEmpty && extra.isEmpty { return true }
         let name = UnsafeRawBufferPointer(rebasing: raw[field.nameRange])
-        for removed in removedNames where HTTPGrammar.equalsIgnoringCase(name, removed) {
+        for removed in removedNames where HTTPGrammar.equalsAsFieldName(name, removed) {
             return false
         }
-        for line in extra where HTTPGrammar.equalsIgnoringCase(name, line.name) {
+        for line in extra where HTTPGrammar.equalsAsFieldName(name, line.name) {
             return false
         }
         return true

@@ -46,15 +46,20 @@ extension HTTPProxyHandler {
 
     func startExchange(_ head: HTTPRawRequestHead, context: ChannelHandlerContext) {
         let requestID = head.headers.firstValue(named: "x-request-id") ?? RequestIdentifiers.requestID(using: &loop.random)
-        var target = head.target
-        var authority = head.headers.firstValue(named: "host") ?? ""
-        if target.hasPrefix("http://") {
-            let rest = target.dropFirst(7)
-            let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-            authority = String(rest[..<slash])
-            target = slash == rest.endIndex ? "/" : String(rest[slash...])
+        let rawTarget = head.target
+        // The path is normalized before anything looks at it; routing, authorization and the
+        // upstream all see the same one (DESIGN.md "Identity and trust").
+        let target: HTTPRequestTarget?
+        let refusal: String?
+        do {
+            target = try HTTPRequestTarget(parsing: rawTarget)
+            refusal = nil
+        } catch {
+            target = nil
+            refusal = error.description
         }
-        let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
+        let authority = target?.authority ?? head.headers.firstValue(named: "host") ?? ""
+        let path = target?.path ?? String(rawTarget.prefix { $0 != "?" })
         let peer: String
         switch direction {
         case .outbound: peer = String(authority.split(separator: ":").first ?? "")
@@ -66,11 +71,16 @@ extension HTTPProxyHandler {
             requestID: requestID, peer: peer, closeAfterResponse: !head.framing.keepAlive || loop.draining,
             framing: head.framing.body)
         exchange.upgradeRequested = head.framing.upgrade
+        exchange.bodyProgressAt = context.eventLoop.now
         self.exchange = exchange
 
-        if head.method == .CONNECT || target.hasPrefix("https://") {
+        if head.method == .CONNECT || (rawTarget.utf8.first != UInt8(ascii: "/") && rawTarget.lowercased().hasPrefix("https://")) {
             fail(exchange, ProxyError(.badRequest, "CONNECT and https:// targets are not proxied; send plain HTTP"),
                  context: context)
+            return
+        }
+        guard let target else {
+            fail(exchange, ProxyError(.badRequest, refusal ?? "invalid request-target"), context: context)
             return
         }
         var extra: [HTTPHeaderLine] = []
@@ -80,11 +90,22 @@ extension HTTPProxyHandler {
         if !head.headers.contains("traceparent") {
             extra.append(try! HTTPHeaderLine(name: "traceparent", value: RequestIdentifiers.traceparent(using: &loop.random)))
         }
+        if let absolute = target.authority {
+            // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host.
+            guard let host = try? HTTPHeaderLine(name: "host", value: absolute) else {
+                fail(exchange, ProxyError(.badRequest, "the target's authority is not a valid Host"), context: context)
+                return
+            }
+            extra.append(host)
+        }
         var removed: [String] = []
         var rewritten = context.channel.allocator.buffer(capacity: head.byteCount + 160)
         switch direction {
         case .outbound:
-            let hops = head.headers.firstValue(named: "x-mesh-hops").flatMap { Int($0) } ?? 0
+            guard let hops = Self.hopCount(head.headers.firstValue(named: "x-mesh-hops")) else {
+                fail(exchange, ProxyError(.badRequest, "x-mesh-hops must be a small non-negative integer"), context: context)
+                return
+            }
             guard hops < 8 else {
                 fail(exchange, ProxyError(.loopDetected, "request crossed \(hops) sidecars; refusing a routing loop"),
                      context: context)
@@ -102,14 +123,14 @@ extension HTTPProxyHandler {
             }
             let rule = destination.rules[ruleIndex]
             exchange.route = (destination, rule)
-            removed = ["x-mesh-hops"] + rule.requestHeaders.remove
+            removed = ["x-mesh-hops", "x-mesh-caller"] + rule.requestHeaders.remove
             extra.append(try! HTTPHeaderLine(name: "x-mesh-hops", value: String(hops + 1)))
             for (name, value) in rule.requestHeaders.set.sorted(by: { $0.key < $1.key }) {
                 if let line = try? HTTPHeaderLine(name: name, value: value) { extra.append(line) }
             }
-            HTTPHeadWriter(removing: removed, relayUpgrade: true).write(head, target: target, adding: extra, into: &rewritten)
+            write(head, target: target, removing: removed, adding: extra, into: &rewritten)
             exchange.rewrittenHead = rewritten
-            exchange.routeDeadline = .now() + rule.timeout.timeAmount
+            exchange.routeDeadline = context.eventLoop.now + rule.timeout.timeAmount
             armDeadlineTimer(context: context)
             if let limit = rule.rateLimit,
                 case .limited = loop.takeRuleToken(service: destination.service, ruleIndex: ruleIndex, limit: limit, now: .now())
@@ -161,11 +182,38 @@ extension HTTPProxyHandler {
                 return
             }
             extra.append(try! HTTPHeaderLine(name: "x-mesh-caller", value: callerService ?? "unknown"))
-            HTTPHeadWriter(removing: ["x-mesh-caller"], relayUpgrade: true).write(head, adding: extra, into: &rewritten)
+            // Until the gateway exists no caller may set x-mesh-user either.
+            write(head, target: target, removing: Self.identityHeaders, adding: extra, into: &rewritten)
             exchange.rewrittenHead = rewritten
             lease(exchange, key: .init(address: app, service: nil), connectTimeout: .seconds(5), context: context)
         case .tcpOutbound:
             break
+        }
+    }
+
+    /// The header names only the mesh sets; removed from what a caller sends, in any spelling
+    /// and from trailers too.
+    static let identityHeaders = ["x-mesh-caller", "x-mesh-user"]
+
+    /// `x-mesh-hops` as sent: absent is 0; anything but 1–3 digits is refused (a negative or
+    /// huge count must not stretch a loop past the limit).
+    static func hopCount(_ value: String?) -> Int? {
+        guard let value else { return 0 }
+        guard (1...3).contains(value.utf8.count), value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return Int(value)
+    }
+
+    /// Writes the head for the next hop, with the normalized origin-form target when the
+    /// received one differs (absolute-form, or a path that normalization changed).
+    private func write(
+        _ head: HTTPRawRequestHead, target: HTTPRequestTarget, removing removed: [String], adding extra: [HTTPHeaderLine],
+        into buffer: inout ByteBuffer
+    ) {
+        let writer = HTTPHeadWriter(removing: removed, relayUpgrade: true)
+        if target.isRewritten {
+            writer.write(head, target: target.originForm, adding: extra, into: &buffer)
+        } else {
+            writer.write(head, adding: extra, into: &buffer)
         }
     }
 
@@ -283,12 +331,13 @@ extension HTTPProxyHandler {
         upstream.setReadsPaused(!context.channel.isWritable)
         if let address = exchange.upstreamAddress { loop.requestStarted(address) }
         upstreamWritable = channel.isWritable
+        exchange.bodyProgressAt = context.eventLoop.now
         channel.write(head, promise: nil)
         // A retry: first the body bytes an earlier try forwarded, then whatever still arrives.
         if let body = exchange.replayBody, body.readableBytes > 0 { channel.write(body, promise: nil) }
         upstreamNeedsFlush = true
         phase = exchange.requestComplete ? .awaitingResponse : .forwardingRequest
-        if exchange.requestComplete { armTryTimer(exchange, context: context) }
+        if exchange.requestComplete { armTryTimer(exchange, context: context) } else { armDeadlineTimer(context: context) }
         processInput(context: context)
         flushUpstream()
         resumeReadingIfWanted()
@@ -298,9 +347,16 @@ extension HTTPProxyHandler {
         guard let exchange, let channel = exchange.upstream?.channel else { return }
         guard var buffer = cumulation, buffer.readableBytes > 0 else { return }
         do {
-            let (body, complete) = try exchange.requestFramer.readBody(from: &buffer)
+            var (body, progress) = try exchange.requestFramer.readBodyProgress(from: &buffer)
+            let complete = progress.isComplete
             cumulation = buffer
+            if complete, progress.trailerSectionBytes > 2, let received = body {
+                body = HTTPTrailerSection.removing(
+                    Self.identityHeaders, from: received, sectionBytes: progress.trailerSectionBytes,
+                    allocator: context.channel.allocator)
+            }
             if let body, body.readableBytes > 0 {
+                exchange.bodyProgressAt = context.eventLoop.now
                 exchange.bytesReceived += body.readableBytes
                 exchange.keepForReplay(body)
                 channel.write(body, promise: nil)

@@ -57,6 +57,8 @@ extension HTTPProxyHandler {
 
     func upstreamWritabilityChanged(_ writable: Bool) {
         upstreamWritable = writable
+        // Time the upstream made us wait is not the caller's pause.
+        if writable, let now = context?.eventLoop.now { exchange?.bodyProgressAt = now }
         if writable { resumeReadingIfWanted() }
     }
 
@@ -142,19 +144,24 @@ extension HTTPProxyHandler {
     func armTryTimer(_ exchange: ProxyExchange, context: ChannelHandlerContext) {
         exchange.tryDeadline = nil
         if let retry = exchange.retry, retry.policy.perTryTimeout != nil {
-            let due = retry.tryDeadline(now: .now())
+            let due = retry.tryDeadline(now: context.eventLoop.now)
             if due < retry.deadline { exchange.tryDeadline = due }
         }
         armDeadlineTimer(context: context)
     }
 
-    /// One scheduled task per connection watches the exchange's route and try deadlines: it is
-    /// scheduled only when nothing already fires by the earliest deadline, and when it fires it
-    /// re-checks the deadlines of whatever exchange is current (so a request that ends in time
-    /// cancels nothing and schedules nothing).
+    /// One scheduled task per connection watches the exchange's route and try deadlines and
+    /// the request body's progress: it is scheduled only when nothing already fires by the
+    /// earliest deadline, and when it fires it re-checks the deadlines of whatever exchange is
+    /// current (so a request that ends in time cancels nothing and schedules nothing).
     func armDeadlineTimer(context: ChannelHandlerContext) {
         guard let exchange else { return }
-        let due = [exchange.routeDeadline, exchange.tryDeadline].compactMap { $0 }.min()
+        var due = exchange.routeDeadline
+        if let tryDeadline = exchange.tryDeadline, due.map({ tryDeadline < $0 }) ?? true { due = tryDeadline }
+        if !exchange.requestComplete {
+            let bodyDue = exchange.bodyProgressAt + timeouts.requestBodyIdle
+            if due.map({ bodyDue < $0 }) ?? true { due = bodyDue }
+        }
         guard let due else { return }
         if let firesAt = deadlineTimerFiresAt, firesAt <= due { return }  // it will re-check then
         deadlineTimer?.cancel()
@@ -169,9 +176,15 @@ extension HTTPProxyHandler {
 
     private func deadlinePassed() {
         guard let exchange, let context else { return }
-        let now = NIODeadline.now()
+        let now = context.eventLoop.now
         if let deadline = exchange.routeDeadline, deadline <= now, let (_, rule) = exchange.route {
             requestTimedOut(exchange, after: rule.timeout)
+        } else if !exchange.requestComplete, exchange.bodyProgressAt + timeouts.requestBodyIdle <= now {
+            if phase == .forwardingRequest && upstreamWritable {
+                requestBodyStalled(exchange)
+            } else {
+                exchange.bodyProgressAt = now  // not reading the body now (connecting, or upstream full): no pause of the caller's
+            }
         } else if let deadline = exchange.tryDeadline, deadline <= now, !exchange.responseStarted,
             let perTry = exchange.retry?.policy.perTryTimeout
         {
@@ -188,6 +201,24 @@ extension HTTPProxyHandler {
         if retryElsewhere(exchange, after: .perTryTimeout, context: context) { return }
         abandonTry(exchange)
         fail(exchange, ProxyError(.timeout, "no response within the per-try timeout \(perTry)"), context: context)
+    }
+
+    /// The caller stopped sending its request body (slowloris on the body): 408 when no
+    /// response has started, else close; the upstream try is dropped either way.
+    func requestBodyStalled(_ exchange: ProxyExchange) {
+        guard self.exchange === exchange, let context else { return }
+        exchange.cancelTimers()
+        abandonTry(exchange)
+        exchange.closeAfterResponse = true
+        let limit = timeouts.requestBodyIdle.nanoseconds / 1_000_000
+        if exchange.responseStarted {
+            exchange.errorCause = .badRequest
+            record(exchange, status: exchange.status)
+            self.exchange = nil
+            context.close(promise: nil)
+        } else {
+            fail(exchange, ProxyError(.badRequest, "request body sent nothing for \(limit) ms", status: 408), context: context)
+        }
     }
 
     func requestTimedOut(_ exchange: ProxyExchange, after timeout: MeshDuration) {

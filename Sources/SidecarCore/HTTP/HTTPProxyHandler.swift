@@ -38,9 +38,11 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         case closed
     }
 
-    /// How long a downstream connection may take to send a request head, and stay idle.
+    /// How long a downstream connection may take to send a request head, pause while sending
+    /// a request body, and stay idle between requests.
     struct Timeouts: Sendable {
         var requestHead: TimeAmount = .seconds(10)
+        var requestBodyIdle: TimeAmount = .seconds(30)
         var idle: TimeAmount = .hours(1)
     }
 
@@ -236,9 +238,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     var wantsDownstreamBytes: Bool {
         switch phase {
+        // Between requests only a partial head is buffered, and the parser refuses one that
+        // reaches its limit: keep reading so an oversized head gets 431, not a stall.
+        case .idle: return true
         // Keep reading while little is buffered: switching read interest off and on per request
         // costs two epoll_ctl calls; pipelined bytes wait in the buffer, bounded at 64 KiB.
-        case .idle, .connecting, .awaitingResponse: return (cumulation?.readableBytes ?? 0) < 64 * 1024
+        case .connecting, .awaitingResponse: return (cumulation?.readableBytes ?? 0) < 64 * 1024
         case .forwardingRequest, .tunnel: return upstreamWritable
         case .closed: return false
         }

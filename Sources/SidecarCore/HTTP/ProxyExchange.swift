@@ -37,6 +37,9 @@ final class ProxyExchange {
     /// `perTryTimeout` abandons it; checked by the handler's one lazy deadline timer.
     var routeDeadline: NIODeadline?
     var tryDeadline: NIODeadline?
+    /// When request body bytes last moved (or forwarding could last resume): a body that sends
+    /// nothing for the handler's `bodyIdle` timeout ends the exchange with 408.
+    var bodyProgressAt = NIODeadline.uptimeNanoseconds(0)
     /// Moves when a try starts or is abandoned, so a late lease result of an older try is dropped.
     var tryEpoch = 0
     /// The failures that were retried, in order, and why the last failure was not (access log).
@@ -65,7 +68,8 @@ final class ProxyExchange {
         self.requestID = requestID
         self.peer = peer
         self.closeAfterResponse = closeAfterResponse
-        self.requestFramer = HTTPBodyFramer(framing: framing)
+        // Trailers are held whole so identity fields can be removed from them (HTTPTrailerSection).
+        self.requestFramer = HTTPBodyFramer(framing: framing, holdsTrailers: true)
         self.start = .now()
         self.requestComplete = framing == .none
     }

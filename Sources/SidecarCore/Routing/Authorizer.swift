@@ -1,5 +1,6 @@
 /// Decides whether a caller (the SPIFFE service name from its verified certificate) may make a
 /// request to this sidecar's service under its AuthorizationPolicy. No policy allows everyone.
+/// `path` must already be normalized (`HTTPRequestTarget`); `pathPrefix` matches whole segments.
 enum Authorizer {
     static func allows(
         _ policy: AuthorizationPolicy?, caller: String?, method: String, path: Substring
@@ -10,7 +11,7 @@ enum Authorizer {
                 guard let caller, rule.from.contains(caller) || rule.from.contains("*") else { continue }
             }
             if !rule.methods.isEmpty, !rule.methods.contains(method) { continue }
-            if let prefix = rule.pathPrefix, !path.hasPrefix(prefix) { continue }
+            if let prefix = rule.pathPrefix, !HTTPRequestTarget.path(path, hasSegmentPrefix: prefix) { continue }
             return true
         }
         return policy.defaultAction == .allow

@@ -93,7 +93,8 @@ public struct RouteTable: Sendable {
 }
 
 extension RouteTable.Destination {
-    /// The first rule whose path, method and headers match; nil means 404 `no-route`.
+    /// The first rule whose path (normalized; prefixes match whole segments), method and
+    /// headers match; nil means 404 `no-route`.
     func rule(path: Substring, method: String, header: (String) -> String?) -> RouteRule? {
         ruleIndex(path: path, method: method, header: header).map { rules[$0] }
     }
@@ -102,7 +103,7 @@ extension RouteTable.Destination {
         rules.firstIndex { rule in
             let match = rule.match
             switch match.path {
-            case .prefix(let prefix): if !path.hasPrefix(prefix) { return false }
+            case .prefix(let prefix): if !HTTPRequestTarget.path(path, hasSegmentPrefix: prefix) { return false }
             case .exact(let exact): if path != exact[...] { return false }
             }
             if let expected = match.method, expected != method { return false }

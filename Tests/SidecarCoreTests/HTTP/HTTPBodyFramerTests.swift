@@ -86,3 +86,66 @@ import Testing
         #expect(zero.isComplete)
     }
 }
+
+/// The request side holds a chunked body's trailer section until it is whole, so identity
+/// fields can be removed from it, however the bytes are split into reads.
+@Suite struct HTTPTrailerHoldingTests {
+    static let body = "5\r\nhello\r\n0\r\nX-Mesh-Caller: admin\r\nChecksum: abc\r\nx_mesh_user: root\r\n\r\n"
+
+    /// Relays `input` read by read the way the proxy does; returns what went upstream.
+    func relay(_ input: String, reads: Int) throws -> String {
+        var framer = HTTPBodyFramer(framing: .chunked, holdsTrailers: true)
+        let bytes = Array(input.utf8)
+        var buffer = ByteBuffer()
+        var out = ""
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(offset + reads, bytes.count)
+            buffer.writeBytes(bytes[offset..<end])
+            offset = end
+            let (body, progress) = try framer.readBodyProgress(from: &buffer)
+            if var body {
+                if progress.isComplete {
+                    body = HTTPTrailerSection.removing(
+                        ["x-mesh-caller", "x-mesh-user"], from: body, sectionBytes: progress.trailerSectionBytes,
+                        allocator: ByteBufferAllocator())
+                }
+                out += String(buffer: body)
+            }
+            if progress.isComplete {
+                #expect(framer.isComplete)
+                return out + "|" + String(buffer: buffer) + String(decoding: bytes[offset...], as: UTF8.self)
+            }
+        }
+        return out
+    }
+
+    @Test func identityTrailersAreRemovedAtEverySplit() throws {
+        let input = Self.body + "GET /next"
+        for reads in 1...input.utf8.count {
+            #expect(try relay(input, reads: reads) == "5\r\nhello\r\n0\r\nChecksum: abc\r\n\r\n|GET /next", "reads of \(reads)")
+        }
+    }
+
+    @Test func bodiesWithoutIdentityTrailersAreRelayedUnchanged() throws {
+        for body in ["0\r\n\r\n", "3\r\nabc\r\n0\r\nChecksum: x\r\n\r\n", "2\r\nhi\r\n0;ext\r\n\r\n"] {
+            for reads in [1, 2, 5, 100] {
+                #expect(try relay(body, reads: reads) == body + "|", "\(body) in reads of \(reads)")
+            }
+        }
+    }
+
+    @Test func heldTrailerBytesAreNotReportedUntilTheSectionEnds() throws {
+        var framer = HTTPBodyFramer(framing: .chunked, holdsTrailers: true)
+        var buffer = ByteBuffer(string: "5\r\nhello\r\n0\r\nChecksum: a")
+        var (body, progress) = try framer.readBodyProgress(from: &buffer)
+        #expect(body.map { String(buffer: $0) } == "5\r\nhello\r\n0\r\n")
+        #expect(!progress.isComplete)
+        #expect(String(buffer: buffer) == "Checksum: a", "the held bytes stay in the caller's buffer")
+        buffer.writeString("bc\r\n\r\n")
+        (body, progress) = try framer.readBodyProgress(from: &buffer)
+        #expect(body.map { String(buffer: $0) } == "Checksum: abc\r\n\r\n")
+        #expect(progress.isComplete)
+        #expect(progress.trailerSectionBytes == 17)
+    }
+}

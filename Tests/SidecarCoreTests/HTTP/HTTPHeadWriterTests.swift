@@ -90,3 +90,19 @@ import Testing
         #expect(throws: HTTPParserError.invalidHeaderName(line: 0)) { try HTTPHeaderLine(name: "", value: "1") }
     }
 }
+
+/// Identity headers in any spelling an app framework reads as the same name are dropped when
+/// the mesh sets its own (CGI/WSGI map `x_mesh_caller` and `X-Mesh-Caller` to one variable).
+@Suite struct HTTPHeadWriterSpellingTests {
+    @Test func everySpellingOfASetHeaderIsDropped() throws {
+        let request = "GET / HTTP/1.1\r\nHost: p\r\nx_mesh_caller: admin\r\nX-MESH-CALLER: admin\r\nX_Mesh-Caller: admin\r\n"
+            + "x-mesh-callerx: keep\r\nx_mesh_user: root\r\n\r\n"
+        var buffer = ByteBuffer(string: request)
+        var parser = HTTPHeadParser()
+        let head = try #require(try parser.parseRequest(&buffer))
+        var out = ByteBuffer()
+        HTTPHeadWriter(removing: ["x-mesh-user"]).write(
+            head, adding: [try HTTPHeaderLine(name: "x-mesh-caller", value: "web")], into: &out)
+        #expect(String(buffer: out) == "GET / HTTP/1.1\r\nHost: p\r\nx-mesh-callerx: keep\r\nx-mesh-caller: web\r\n\r\n")
+    }
+}

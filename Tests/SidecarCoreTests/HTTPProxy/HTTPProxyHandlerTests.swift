@@ -145,3 +145,68 @@ import Testing
         #expect(table.destination(forHost: "nowhere") == nil)
     }
 }
+
+/// Hostile request heads the proxy answers itself: ambiguous paths, forged hop counts,
+/// a path escaping the allowed prefix, an oversized head arriving in pieces.
+@Suite struct HTTPProxyHandlerHostileInputTests {
+    let base = HTTPProxyHandlerTests()
+
+    @Test(arguments: ["/pay/..%2fadmin", "/pay/..\\admin", "/pay/%c0%ae%c0%ae/admin", "/pay/..;/admin", "ftp://payments/pay"])
+    func ambiguousPathsAre400(target: String) throws {
+        let (channel, _) = try base.makeChannel(.outbound)
+        try channel.writeInbound(ByteBuffer(string: "GET \(target) HTTP/1.1\r\nHost: payments\r\n\r\n"))
+        let text = try base.response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), "\(target): \(text)")
+        #expect(text.contains("x-mesh-error: bad-request"))
+    }
+
+    @Test(arguments: ["-1000", "-1", "abc", "1e3", "0x1", "+1", "99999", ""])
+    func aForgedHopCountIs400(value: String) throws {
+        let (channel, _) = try base.makeChannel(.outbound)
+        try channel.writeInbound(ByteBuffer(string: "GET /pay HTTP/1.1\r\nHost: payments\r\nx-mesh-hops: \(value)\r\n\r\n"))
+        let text = try base.response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 400 "), "\(value): \(text)")
+        #expect(text.contains("x-mesh-hops must be a small non-negative integer"))
+    }
+
+    @Test func routePrefixesMatchWholeSegments() throws {
+        let (channel, _) = try base.makeChannel(.outbound)
+        // `/pay/teapot` aborts with 418; `/pay/teapotx` is another segment and matches no rule.
+        try channel.writeInbound(ByteBuffer(string: "GET /pay/teapotx HTTP/1.1\r\nHost: payments\r\n\r\n"))
+        #expect(try base.response(channel).hasPrefix("HTTP/1.1 404 "))
+        try channel.writeInbound(ByteBuffer(string: "GET /pay/x/../teapot/%2e/cup HTTP/1.1\r\nHost: payments\r\n\r\n"))
+        #expect(try base.response(channel).hasPrefix("HTTP/1.1 418 "), "routing sees the normalized path")
+    }
+
+    @Test(arguments: ["/pay/../admin/secret.txt", "/pay/%2e%2e/admin/secret.txt", "/pay/%2E%2e/admin", "/payroll", "//admin"])
+    func inboundAuthorizesTheNormalizedPath(target: String) throws {
+        let (channel, metrics) = try base.makeChannel(.inbound(app: HostPort(host: "127.0.0.1", port: 9)), service: "payments")
+        let info = TLSHandshakeInfo(
+            peerIdentity: SPIFFEID.service("web"), negotiatedProtocol: "http/1.1", serverName: "payments",
+            resumed: false, protocolVersion: "TLSv1.3", peerCertificateNotAfter: nil)
+        channel.pipeline.fireUserInboundEventTriggered(TLSEvent.handshakeCompleted(info))
+        try channel.writeInbound(ByteBuffer(string: "GET \(target) HTTP/1.1\r\nHost: payments\r\n\r\n"))
+        let text = try base.response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 403 Forbidden\r\n"), "\(target): \(text)")
+        #expect(metrics.authzDenied(caller: "web").value == 1)
+    }
+
+    /// A head with no line end reaches the 64 KiB limit in TLS-record-sized pieces: the answer
+    /// is 431 as soon as the limit is reached, not a stall until the head timeout.
+    @Test(arguments: [16 * 1024, 4096, 1000, 65536, 70 * 1024])
+    func anOversizedHeadInPiecesIs431AtTheLimit(piece: Int) throws {
+        let (channel, _) = try base.makeChannel(.outbound)
+        var sent = 0
+        let line = "GET /" + String(repeating: "a", count: 100 * 1024)
+        let bytes = Array(line.utf8)
+        var answer = ""
+        while sent < bytes.count, answer.isEmpty {
+            let end = min(sent + piece, bytes.count)
+            try channel.writeInbound(ByteBuffer(bytes: bytes[sent..<end]))
+            sent = end
+            answer = try base.response(channel)
+        }
+        #expect(answer.hasPrefix("HTTP/1.1 431 "), "after \(sent) bytes: \(answer)")
+        #expect(sent < 64 * 1024 + piece, "answered only after \(sent) bytes")
+    }
+}
