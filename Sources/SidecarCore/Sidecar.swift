@@ -83,7 +83,7 @@ public final class Sidecar: Sendable {
         guard let controlPlane = configuration.controlPlane else {
             throw StartupError(description: "no controlPlane in the configuration")
         }
-        return try ControlPlaneSession.Credentials(controlPlane)
+        return try ControlPlaneSession.Credentials(controlPlane, trustDomain: configuration.trustDomain)
     }
 
     /// The server, client and tunnel contexts for `identity`, checking that its certificate is

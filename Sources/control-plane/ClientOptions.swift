@@ -18,6 +18,11 @@ struct ClientOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The server's data dir, on its machine: reads token, CA and address from it.", valueName: "dir"))
     var dataDir: String?
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Trust domain of the mesh (env MESH_TRUST_DOMAIN, default mesh.local): the server must present spiffe://DOMAIN/control-plane.",
+        valueName: "domain"))
+    var trustDomain: String?
+
     private var environment: [String: String] { ProcessInfo.processInfo.environment }
 
     func resolvedServer() -> String {
@@ -42,8 +47,15 @@ struct ClientOptions: ParsableArguments {
         throw CLIFailure("no CA to trust: pass --ca-file FILE or --data-dir DIR, or set MESH_CA_FILE")
     }
 
+    func resolvedTrustDomain() -> String {
+        if let trustDomain { return trustDomain }
+        if let domain = environment["MESH_TRUST_DOMAIN"], !domain.isEmpty { return domain }
+        return SPIFFEID.defaultTrustDomain
+    }
+
     func client() throws -> MeshAPIClient {
-        try MeshAPIClient(server: resolvedServer(), caPEM: resolvedCA(), token: resolvedToken())
+        try MeshAPIClient(
+            server: resolvedServer(), caPEM: resolvedCA(), token: resolvedToken(), trustDomain: resolvedTrustDomain())
     }
 
     private func read(_ path: String) throws -> String {

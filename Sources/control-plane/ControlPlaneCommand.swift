@@ -13,7 +13,8 @@ struct ControlPlaneCommand: AsyncParsableCommand {
         discussion: """
             Operator commands find the server, admin token and CA from --server/--token-file/--ca-file, \
             or MESH_SERVER, MESH_TOKEN (the token itself), MESH_TOKEN_FILE, MESH_CA_FILE, or --data-dir DIR \
-            on the server's machine (reads admin.token, ca.pem and the address serve recorded there).
+            on the server's machine (reads admin.token, ca.pem and the address serve recorded there). The server \
+            must present spiffe://DOMAIN/control-plane, DOMAIN from --trust-domain or MESH_TRUST_DOMAIN (default mesh.local).
             """,
         version: "control-plane \(MeshVersion.current)",
         subcommands: [

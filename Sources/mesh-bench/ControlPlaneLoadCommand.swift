@@ -34,6 +34,7 @@ struct ControlPlaneLoadCommand: AsyncParsableCommand {
     @Option(help: "Server port.") var port: Int
     @Option(help: "The server's CA bundle (data dir ca.pem).") var ca: String
     @Option(help: "File with the admin token (data dir admin.token).") var adminTokenFile: String
+    @Option(help: "Trust domain: the server must present spiffe://DOMAIN/control-plane.") var trustDomain: String = SPIFFEID.defaultTrustDomain
     @Option(help: "The server's process id (for VmRSS).") var serverPid: Int32
     @Option(help: "Services the instances are spread over (a join token each).") var services: Int = 10
     @Option(help: "Instances registered per round.") var registrations: Int = 1000
@@ -51,9 +52,12 @@ struct ControlPlaneLoadCommand: AsyncParsableCommand {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         let address = try SocketAddress(ipAddress: host, port: port)
+        guard let controlPlane = SPIFFEID.controlPlane(trustDomain: trustDomain) else {
+            throw ValidationError("--trust-domain \(trustDomain) is not a valid SPIFFE trust domain")
+        }
         let tls = try TLSContext(
             configuration: TLSConfiguration(
-                trustRoots: .file(ca), certificateVerification: .fullVerification, peerIdentity: .any),
+                trustRoots: .file(ca), certificateVerification: .fullVerification, peerIdentity: .exactly([controlPlane])),
             role: .client)
         let adminToken = try String(contentsOfFile: adminTokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         let admin = try await APIConnection.connect(to: address, context: tls, on: group.next()).get()

@@ -32,10 +32,11 @@ struct MintCommand: ParsableCommand {
                 throw ValidationError("invalid trust domain \(trustDomain)")
             }
             let key = CertificateMinting.makePrivateKeyPEM()
-            let csr = try CertificateMinting.makeCSR(identity: identity, keyPEM: key, dnsNames: ["localhost"])
-            let leaf = try CertificateMinting.signLeaf(
-                csrPEM: csr, issuerCertificatePEM: root, issuerKeyPEM: rootKey,
-                lifetime: TimeInterval(lifetimeHours) * 3600)
+            // `localhost` for the peers that check host names (curl, haproxy); a CA-signed CSR
+            // would carry the SPIFFE ID only.
+            let leaf = try CertificateMinting.signServerLeaf(
+                identity: identity, keyPEM: key, dnsNames: ["localhost"], ipAddresses: [],
+                issuerCertificatePEM: root, issuerKeyPEM: rootKey, lifetime: TimeInterval(lifetimeHours) * 3600)
             try write(leaf, to: "\(name).pem")
             try write(key, to: "\(name).key", secret: true)
         }

@@ -33,6 +33,56 @@ import Testing
         }
     }
 
+    /// The SANs of a PEM certificate as `openssl x509` prints them (`URI:…`, `DNS:…`, `IP Address:…`).
+    func subjectAlternativeNames(_ certificatePEM: String) async throws -> [String] {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        try certificatePEM.write(toFile: directory.path + "/leaf.pem", atomically: true, encoding: .utf8)
+        let printed = try await ChildProcess.run([
+            "openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", directory.path + "/leaf.pem",
+        ])
+        #expect(printed.status == 0, "\(printed.stderr)")
+        return printed.stdout.split(separator: "\n").dropFirst()
+            .flatMap { $0.split(separator: ",") }
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+    }
+
+    /// A workload certificate must not pass a hostname check for another server (the control
+    /// plane at `localhost`, another service's name): the CA signs the SPIFFE ID alone.
+    @Test func signsOnlyTheSPIFFEIDAndDropsDNSAndIPNamesOfTheCSR() async throws {
+        let request = try CertificateMinting.makeCSR(
+            identity: SPIFFEID.service("web")!, keyPEM: CertificateMinting.makePrivateKeyPEM(),
+            dnsNames: ["localhost", "payments"], ipAddresses: ["127.0.0.1", "::1"])
+        #expect(try CertificateMinting.inspectCSR(request).dnsNames == ["localhost", "payments"])
+        for requester in [CertificateAuthority.Requester.service("web"), .admin] {
+            let issued = try Self.authority.issue(csrPEM: request, for: requester)
+            #expect(issued.identity == SPIFFEID.service("web"))
+            #expect(try await subjectAlternativeNames(issued.certificatePEM) == ["URI:spiffe://mesh.local/service/web"])
+        }
+    }
+
+    @Test func refusesAServiceTokenAskingForANonServiceIdentity() throws {
+        for id in ["spiffe://mesh.local/admin", "spiffe://mesh.local/control-plane", "spiffe://mesh.local/service/web/x"] {
+            let request = try CertificateMinting.makeCSR(identity: SPIFFEID(id)!, keyPEM: CertificateMinting.makePrivateKeyPEM())
+            for requester in [CertificateAuthority.Requester.service("web"), .admin] {
+                let error = #expect(throws: CertificateAuthorityError.self) {
+                    try Self.authority.issue(csrPEM: request, for: requester)
+                }
+                #expect(error == .forbidden("the CSR asks for \(id), outside spiffe://mesh.local/service/<name>"))
+            }
+        }
+    }
+
+    @Test func theServerCertificateCarriesTheControlPlaneIdentity() async throws {
+        let credentials = try Self.authority.makeServerCredentials(listenHost: "10.1.2.3")
+        let certificate = try TLSCertificate.loadChain(from: .pem(credentials.certificatePEM))[0]
+        #expect(certificate.spiffeIDs == [SPIFFEID("spiffe://mesh.local/control-plane")!])
+        #expect(try await subjectAlternativeNames(credentials.certificatePEM) == [
+            "URI:spiffe://mesh.local/control-plane", "DNS:localhost", "IP Address:127.0.0.1",
+            "IP Address:0:0:0:0:0:0:0:1", "IP Address:10.1.2.3",
+        ])
+    }
+
     @Test func refusesACSRForAnotherService() throws {
         #expect(throws: CertificateAuthorityError.self) {
             try Self.authority.issue(csrPEM: try csr("payments"), for: .service("web"))

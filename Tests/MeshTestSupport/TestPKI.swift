@@ -32,10 +32,20 @@ public struct TestPKI: Sendable {
         lifetime: TimeInterval = 3600
     ) -> TestIdentity {
         let key = CertificateMinting.makePrivateKeyPEM()
-        let csr = try! CertificateMinting.makeCSR(identity: identity, keyPEM: key, dnsNames: dnsNames)
-        let cert = try! CertificateMinting.signLeaf(
-            csrPEM: csr, issuerCertificatePEM: rootPEM, issuerKeyPEM: rootKeyPEM,
-            notBefore: notBefore, lifetime: lifetime)
+        let cert: String
+        if dnsNames.isEmpty {
+            // The CA's path: a CSR whose SPIFFE ID becomes the leaf's only SAN.
+            let csr = try! CertificateMinting.makeCSR(identity: identity, keyPEM: key)
+            cert = try! CertificateMinting.signLeaf(
+                csrPEM: csr, issuerCertificatePEM: rootPEM, issuerKeyPEM: rootKeyPEM,
+                notBefore: notBefore, lifetime: lifetime)
+        } else {
+            // Signing a CSR drops DNS names; a test server that curl checks by host name gets a
+            // server leaf (as the control plane's own certificate is made).
+            cert = try! CertificateMinting.signServerLeaf(
+                identity: identity, keyPEM: key, dnsNames: dnsNames, ipAddresses: [],
+                issuerCertificatePEM: rootPEM, issuerKeyPEM: rootKeyPEM, notBefore: notBefore, lifetime: lifetime)
+        }
         return TestIdentity(certificatePEM: cert, keyPEM: key, trustPEM: rootPEM)
     }
 }
@@ -45,6 +55,12 @@ public struct TestIdentity: Sendable {
     public let certificatePEM: String
     public let keyPEM: String
     public var trustPEM: String
+
+    public init(certificatePEM: String, keyPEM: String, trustPEM: String) {
+        self.certificatePEM = certificatePEM
+        self.keyPEM = keyPEM
+        self.trustPEM = trustPEM
+    }
 
     /// A TLS configuration presenting this identity (mesh profile unless changed).
     public func configuration(

@@ -42,7 +42,7 @@ public struct CertificateAuthority: Sendable {
 
     /// The identity the control plane's own server certificate carries.
     public var controlPlaneIdentity: SPIFFEID {
-        SPIFFEID("spiffe://\(trustDomain)/control-plane")!
+        SPIFFEID.controlPlane(trustDomain: trustDomain)!
     }
 
     /// Who is asking for a certificate.
@@ -57,7 +57,10 @@ public struct CertificateAuthority: Sendable {
         public var expiresAt: Date
     }
 
-    /// Signs a workload leaf for `csrPEM`, refusing an identity the requester may not hold.
+    /// Signs a workload leaf for `csrPEM`, refusing an identity the requester may not hold. The
+    /// leaf carries one SAN, `spiffe://<trust-domain>/service/<name>`; DNS names and IP
+    /// addresses in the CSR are dropped (a workload must not be able to pass a hostname check
+    /// as another server, the control plane included).
     public func issue(csrPEM: String, for requester: Requester) throws(CertificateAuthorityError) -> IssuedCertificate {
         let request: CertificateMinting.CSRRequest
         do {
@@ -68,18 +71,21 @@ public struct CertificateAuthority: Sendable {
         guard request.identities.count == 1, let identity = request.identities.first else {
             throw .invalidRequest("a CSR must ask for exactly one SPIFFE ID, found \(request.identities.count)")
         }
-        guard identity.trustDomain == trustDomain, let service = identity.serviceName else {
+        guard identity.trustDomain == trustDomain, identity.serviceName != nil else {
             throw .forbidden("the CSR asks for \(identity), outside spiffe://\(trustDomain)/service/<name>")
         }
-        if case .service(let allowed) = requester, allowed != service {
-            throw .forbidden(MintingError.identityNotAllowed(
-                requested: identity.description,
-                allowed: SPIFFEID.service(allowed, trustDomain: trustDomain)?.description ?? allowed).description)
+        if case .service(let allowed) = requester {
+            // The whole ID, compared as a value: exactly the token's service in our trust domain.
+            let expected = SPIFFEID.service(allowed, trustDomain: trustDomain)
+            guard identity == expected else {
+                throw .forbidden(MintingError.identityNotAllowed(
+                    requested: identity.description, allowed: expected?.description ?? allowed).description)
+            }
         }
         let notBefore = Date().addingTimeInterval(-60)
         do {
             let leaf = try CertificateMinting.signLeaf(
-                csrPEM: csrPEM, issuerCertificatePEM: signingRootPEM, issuerKeyPEM: rootKeyPEM,
+                request: request, issuerCertificatePEM: signingRootPEM, issuerKeyPEM: rootKeyPEM,
                 notBefore: notBefore, lifetime: leafLifetime)
             return IssuedCertificate(
                 certificatePEM: leaf, identity: identity, expiresAt: notBefore.addingTimeInterval(leafLifetime))

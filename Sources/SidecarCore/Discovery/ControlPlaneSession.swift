@@ -14,9 +14,12 @@ public struct ControlPlaneSession: Sendable {
         public var address: String
         public var token: String
         public var caPEM: String
+        /// The server must present `spiffe://<trustDomain>/control-plane`.
+        public var trustDomain: String
 
-        public init(_ controlPlane: SidecarConfiguration.ControlPlane) throws {
+        public init(_ controlPlane: SidecarConfiguration.ControlPlane, trustDomain: String = MeshDefaults.trustDomain) throws {
             address = controlPlane.address
+            self.trustDomain = trustDomain
             token = try Self.read(controlPlane.tokenFile, what: "join token")
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             guard !token.isEmpty, !token.contains(where: \.isWhitespace) else {
@@ -122,6 +125,8 @@ public struct ControlPlaneSession: Sendable {
                     "for": "\(what)", "error": "\(error)", "retryIn": "\(wait)",
                 ])
                 try await Task.sleep(for: wait)
+            } catch let error as ControlPlaneCallError where error.kind == .wrongServer {
+                throw Sidecar.StartupError(description: "cannot ask for the \(what): \(error)")
             } catch let error as ControlPlaneCallError {
                 throw Sidecar.StartupError(description: "control plane refused the \(what): \(error)")
             }

@@ -8,10 +8,17 @@ import SidecarCore
 /// NIO's HTTP/1.1 client codec), verifying the server against the mesh CA. Used by the
 /// operator CLI, the sidecar's dynamic mode and tests. One connection per request: simple,
 /// and neither makes many (a sidecar's long-poll watch holds one for up to 30 s).
+///
+/// The server must present exactly `spiffe://<trust-domain>/control-plane`: chaining to the
+/// mesh CA is not enough, since every sidecar holds a leaf from that CA. The identity is
+/// checked inside the handshake, and the request (token, CSR, heartbeat) is written only
+/// after the handshake finished, so an impostor never receives a byte of it.
 public struct MeshAPIClient: Sendable {
     public let host: String
     public let port: Int
     public let token: String?
+    /// The identity the server must present.
+    public let serverIdentity: SPIFFEID
     private let context: TLSContext
     private let group: any EventLoopGroup
 
@@ -24,8 +31,10 @@ public struct MeshAPIClient: Sendable {
     ///   - server: `https://host:port`.
     ///   - caPEM: the trust bundle the server's certificate must chain to.
     ///   - clientCertificate: a workload cert and key to authenticate with mTLS instead of a token.
+    ///   - trustDomain: the mesh's; the server must present `spiffe://<trustDomain>/control-plane`.
     public init(
         server: String, caPEM: String, token: String?, clientCertificate: (certificatePEM: String, keyPEM: String)? = nil,
+        trustDomain: String = SPIFFEID.defaultTrustDomain,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) throws(MeshAPIClientError) {
         guard let components = URLComponents(string: server), components.scheme == "https",
@@ -33,6 +42,10 @@ public struct MeshAPIClient: Sendable {
         else {
             throw MeshAPIClientError("server \"\(server)\" is not an https://host:port URL")
         }
+        guard let serverIdentity = SPIFFEID.controlPlane(trustDomain: trustDomain) else {
+            throw MeshAPIClientError("trust domain \"\(trustDomain)\" is not a valid SPIFFE trust domain")
+        }
+        self.serverIdentity = serverIdentity
         self.host = host
         self.port = components.port ?? 15010
         self.token = token
@@ -42,7 +55,7 @@ public struct MeshAPIClient: Sendable {
             privateKey: clientCertificate.map { .pem($0.keyPEM, name: "client key") },
             trustRoots: .pem(caPEM, name: "CA file"),
             certificateVerification: .fullVerification,
-            peerIdentity: .any)
+            peerIdentity: .exactly([serverIdentity]))
         do {
             context = try TLSContext(configuration: configuration, role: .client)
         } catch {
@@ -76,6 +89,8 @@ public struct MeshAPIClient: Sendable {
             promise.fail(error)
             throw MeshAPIClientError("cannot connect to https://\(host):\(port): \(Self.describe(error))")
         }
+        // Queued in the TLS handler until the handshake (and so the server's identity) succeeded;
+        // a refused handshake fails them unsent.
         var headers = HTTPHeaders()
         headers.add(name: "host", value: "\(host):\(port)")
         if let token { headers.add(name: "authorization", value: "Bearer \(token)") }
@@ -105,6 +120,9 @@ public struct MeshAPIClient: Sendable {
             throw MeshAPIClientError("request to https://\(host):\(port) cancelled")
         } catch let error as MeshAPIClientError {
             throw error
+        } catch let error as TLSError where error.reason == .identityMismatch || error.reason == .foreignTrustDomain {
+            throw MeshAPIClientError.wrongServerIdentity(
+                server: "https://\(host):\(port)", expected: serverIdentity, presented: error.presentedIdentity)
         } catch {
             throw MeshAPIClientError("request to https://\(host):\(port) failed: \(Self.describe(error))")
         }
@@ -160,6 +178,26 @@ private final class ResponseCollector: ChannelInboundHandler {
 }
 
 public struct MeshAPIClientError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        /// Unreachable, refused, timed out, an unreadable answer: `description` says which.
+        case failed
+        /// The server's certificate chains to the mesh CA but is not the control plane's (a
+        /// workload's certificate, say): nothing was sent to it.
+        case wrongServerIdentity(expected: SPIFFEID, presented: SPIFFEID?)
+    }
+
+    public let kind: Kind
     public let description: String
-    public init(_ description: String) { self.description = description }
+
+    public init(_ description: String, kind: Kind = .failed) {
+        self.kind = kind
+        self.description = description
+    }
+
+    static func wrongServerIdentity(server: String, expected: SPIFFEID, presented: SPIFFEID?) -> MeshAPIClientError {
+        let shown = presented?.description ?? "a certificate with no SPIFFE ID"
+        return MeshAPIClientError(
+            "\(server) is not the control plane: it presented \(shown), expected \(expected); nothing was sent to it",
+            kind: .wrongServerIdentity(expected: expected, presented: presented))
+    }
 }

@@ -18,7 +18,8 @@ struct SidecarAPIClient: Sendable {
         do {
             client = try MeshAPIClient(
                 server: credentials.address, caPEM: credentials.caPEM,
-                token: certificate == nil ? credentials.token : nil, clientCertificate: certificate)
+                token: certificate == nil ? credentials.token : nil, clientCertificate: certificate,
+                trustDomain: credentials.trustDomain)
         } catch {
             throw Sidecar.StartupError(description: "controlPlane: \(error.description)")
         }
@@ -91,6 +92,7 @@ struct SidecarAPIClient: Sendable {
         do {
             return try await client.send(method, path, body: body, timeout: timeout)
         } catch {
+            if case .wrongServerIdentity = error.kind { throw ControlPlaneCallError(.wrongServer, error.description) }
             throw ControlPlaneCallError(.unreachable, error.description)
         }
     }
@@ -113,6 +115,9 @@ struct ControlPlaneCallError: Error, CustomStringConvertible {
         case notRegistered
         /// A 4xx the sidecar caused, or an answer it cannot read.
         case invalidAnswer
+        /// The server is not `spiffe://<td>/control-plane` (a workload's certificate from the
+        /// same CA, say): a wrong address or an impostor, which waiting does not fix.
+        case wrongServer
     }
 
     let kind: Kind

@@ -58,12 +58,21 @@ public enum CertificateMinting {
         return nil
     }
 
-    /// A CSR for `identity`, signed by the key it asks a certificate for.
-    public static func makeCSR(identity: SPIFFEID, keyPEM: String, dnsNames: [String] = []) throws -> String {
+    /// A CSR for `identity`, signed by the key it asks a certificate for. `dnsNames` and
+    /// `ipAddresses` only serve tests that check the CA drops them.
+    public static func makeCSR(
+        identity: SPIFFEID, keyPEM: String, dnsNames: [String] = [], ipAddresses: [String] = []
+    ) throws -> String {
         let key = Certificate.PrivateKey(try P256.Signing.PrivateKey(pemRepresentation: keyPEM))
         let subject = try DistinguishedName { CommonName(identity.serviceName ?? identity.description) }
         var names: [GeneralName] = [.uniformResourceIdentifier(identity.description)]
         names += dnsNames.map { GeneralName.dnsName($0) }
+        for address in ipAddresses {
+            guard let bytes = ipAddressBytes(address) else {
+                throw MintingError.invalidCSR("\"\(address)\" is not an IP address")
+            }
+            names.append(.ipAddress(ASN1OctetString(contentBytes: ArraySlice(bytes))))
+        }
         let request = ExtensionRequest(extensions: try Certificate.Extensions { SubjectAlternativeNames(names) })
         let attributes = CertificateSigningRequest.Attributes([try .init(request)])
         let csr = try CertificateSigningRequest(
@@ -75,11 +84,14 @@ public enum CertificateMinting {
     /// What a CSR asks for, after its signature was checked.
     public struct CSRRequest: Sendable {
         public let identities: [SPIFFEID]
+        /// DNS and IP SANs the CSR also asks for; a signed leaf never carries them.
         public let dnsNames: [String]
+        public let ipAddressCount: Int
         public let publicKey: Certificate.PublicKey
     }
 
-    /// Parses a CSR PEM and checks its self-signature; returns the SPIFFE IDs and DNS names it asks for.
+    /// Parses a CSR PEM and checks its self-signature; returns the SPIFFE IDs, DNS names and
+    /// IP addresses it asks for. Any other kind of SAN, or a URI that is not a SPIFFE ID, is refused.
     public static func inspectCSR(_ csrPEM: String) throws(MintingError) -> CSRRequest {
         let csr: CertificateSigningRequest
         do {
@@ -92,6 +104,7 @@ public enum CertificateMinting {
         }
         var identities: [SPIFFEID] = []
         var dnsNames: [String] = []
+        var ipAddressCount = 0
         do {
             if let request = try csr.attributes.extensionRequest,
                 let sans = try request.extensions.subjectAlternativeNames
@@ -104,6 +117,7 @@ public enum CertificateMinting {
                         }
                         identities.append(id)
                     case .dnsName(let dns): dnsNames.append(dns)
+                    case .ipAddress: ipAddressCount += 1
                     default: throw MintingError.invalidCSR("unsupported subject alternative name \(name)")
                     }
                 }
@@ -113,11 +127,14 @@ public enum CertificateMinting {
         } catch {
             throw MintingError.invalidCSR("unreadable extension request (\(error))")
         }
-        return CSRRequest(identities: identities, dnsNames: dnsNames, publicKey: csr.publicKey)
+        return CSRRequest(
+            identities: identities, dnsNames: dnsNames, ipAddressCount: ipAddressCount, publicKey: csr.publicKey)
     }
 
-    /// Signs a leaf for a CSR with the issuer's cert and key. The leaf carries exactly the CSR's
-    /// SPIFFE ID (one required) and DNS names, and is valid for client and server auth.
+    /// Signs a workload leaf for a CSR with the issuer's cert and key. The leaf's only SAN is the
+    /// CSR's SPIFFE ID (exactly one required): DNS names and IP addresses the CSR asks for are
+    /// dropped, so a workload certificate can never pass a hostname check for another server.
+    /// Valid for client and server auth.
     public static func signLeaf(
         csrPEM: String,
         issuerCertificatePEM: String,
@@ -125,16 +142,26 @@ public enum CertificateMinting {
         notBefore: Date = Date().addingTimeInterval(-60),
         lifetime: TimeInterval = 86_400
     ) throws -> String {
-        let request = try inspectCSR(csrPEM)
+        try signLeaf(
+            request: try inspectCSR(csrPEM), issuerCertificatePEM: issuerCertificatePEM, issuerKeyPEM: issuerKeyPEM,
+            notBefore: notBefore, lifetime: lifetime)
+    }
+
+    /// `signLeaf(csrPEM:…)` for a CSR already inspected (and its identity already checked).
+    public static func signLeaf(
+        request: CSRRequest,
+        issuerCertificatePEM: String,
+        issuerKeyPEM: String,
+        notBefore: Date = Date().addingTimeInterval(-60),
+        lifetime: TimeInterval = 86_400
+    ) throws -> String {
         guard request.identities.count == 1, let identity = request.identities.first else {
             throw MintingError.invalidCSR("a CSR must ask for exactly one SPIFFE ID, found \(request.identities.count)")
         }
-        var names: [GeneralName] = [.uniformResourceIdentifier(identity.description)]
-        names += request.dnsNames.map { GeneralName.dnsName($0) }
         return try issueLeaf(
-            publicKey: request.publicKey, identity: identity, names: names, criticalNames: true,
-            issuerCertificatePEM: issuerCertificatePEM, issuerKeyPEM: issuerKeyPEM, notBefore: notBefore,
-            lifetime: lifetime)
+            publicKey: request.publicKey, identity: identity, names: [.uniformResourceIdentifier(identity.description)],
+            criticalNames: true, issuerCertificatePEM: issuerCertificatePEM, issuerKeyPEM: issuerKeyPEM,
+            notBefore: notBefore, lifetime: lifetime)
     }
 
     /// Signs a client-and-server leaf for `identity` carrying `names` as its SANs: the one place

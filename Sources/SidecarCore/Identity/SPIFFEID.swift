@@ -27,6 +27,12 @@ public struct SPIFFEID: Hashable, Sendable, CustomStringConvertible {
         SPIFFEID("spiffe://\(trustDomain)/service/\(name)")
     }
 
+    /// The identity of the control plane's serving certificate: `spiffe://<trustDomain>/control-plane`.
+    /// The CLI and sidecars accept exactly this server before they send a token or a CSR.
+    public static func controlPlane(trustDomain: String = defaultTrustDomain) -> SPIFFEID? {
+        SPIFFEID("spiffe://\(trustDomain)/control-plane")
+    }
+
     /// The service name when the path is `/service/<name>`, else nil.
     public var serviceName: String? {
         let prefix = "/service/"

@@ -38,7 +38,9 @@ public struct TLSConfiguration: Sendable {
     public var handshakeTimeout: TimeAmount
 
     /// The mesh's sidecar-to-sidecar profile: TLS 1.3 only, mutual authentication, ALPN
-    /// `http/1.1`, peers limited to the trust domain, 10 s handshake timeout.
+    /// `http/1.1`, peers limited to the trust domain's workloads (`spiffe://<td>/service/<name>`:
+    /// a certificate for any other ID from the same CA, such as the control plane's, is refused),
+    /// 10 s handshake timeout.
     public static func mesh(
         certificateChain: PEMSource,
         privateKey: PEMSource,
@@ -53,7 +55,7 @@ public struct TLSConfiguration: Sendable {
             maximumVersion: .tls13,
             alpnProtocols: ["http/1.1"],
             certificateVerification: .fullVerification,
-            peerIdentity: .trustDomain(trustDomain),
+            peerIdentity: .service(inTrustDomain: trustDomain),
             handshakeTimeout: .seconds(10)
         )
     }
@@ -111,6 +113,9 @@ public enum PeerIdentityPolicy: Sendable {
     case any
     /// A SPIFFE ID in this trust domain.
     case trustDomain(String)
+    /// A mesh workload of this trust domain: `spiffe://<domain>/service/<name>`, nothing else
+    /// (not `/control-plane`, not `/admin`, not `/service/a/b`).
+    case service(inTrustDomain: String)
     /// Exactly one of these SPIFFE IDs.
     case exactly(Set<SPIFFEID>)
     /// A custom decision; nil when the leaf carries no SPIFFE ID.
@@ -124,6 +129,10 @@ public enum PeerIdentityPolicy: Sendable {
         case .trustDomain(let domain):
             guard let identity else { return .identityMismatch }
             return identity.trustDomain == domain ? nil : .foreignTrustDomain
+        case .service(let domain):
+            guard let identity else { return .identityMismatch }
+            guard identity.trustDomain == domain else { return .foreignTrustDomain }
+            return identity.serviceName == nil ? .identityMismatch : nil
         case .exactly(let allowed):
             guard let identity else { return .identityMismatch }
             if allowed.contains(identity) { return nil }
@@ -131,6 +140,17 @@ public enum PeerIdentityPolicy: Sendable {
                 ? .identityMismatch : .foreignTrustDomain
         case .predicate(let accepts):
             return accepts(identity) ? nil : .identityMismatch
+        }
+    }
+
+    /// What this policy accepts, for the error a refused peer produces.
+    var expectation: String {
+        switch self {
+        case .any: return "any identity"
+        case .trustDomain(let domain): return "a SPIFFE ID in trust domain \(domain)"
+        case .service(let domain): return "spiffe://\(domain)/service/<name>"
+        case .exactly(let allowed): return allowed.map(\.description).sorted().joined(separator: " or ")
+        case .predicate: return "an identity this connection accepts"
         }
     }
 }

@@ -222,15 +222,19 @@ final class TLSConnection {
     }
 
     func recordIdentityRefusal(_ reason: TLSFailureReason, presented: SPIFFEID?) {
-        let shown = presented?.description ?? "no SPIFFE ID"
-        verifyFailure = TLSError(reason, "peer presented \(shown), which this connection does not accept")
+        let shown = presented?.description ?? "a certificate with no SPIFFE ID"
+        verifyFailure = TLSError(
+            reason, "peer presented \(shown), expected \(peerIdentityPolicy.expectation)", presentedIdentity: presented)
     }
 
     private func resumedIdentityRefusal() -> TLSError? {
         let identity = peerCertificate?.spiffeID
         guard let reason = peerIdentityPolicy.evaluate(identity) else { return nil }
         context.sessionCache.map { cache in sessionKey.map { cache.removeSession(for: $0) } }
-        return TLSError(reason, "resumed session's peer \(identity?.description ?? "has no SPIFFE ID"), not accepted")
+        return TLSError(
+            reason,
+            "resumed session's peer presented \(identity?.description ?? "no SPIFFE ID"), expected \(peerIdentityPolicy.expectation)",
+            presentedIdentity: identity)
     }
 
     private func classifyFailure(duringHandshake: Bool) -> TLSError {

@@ -29,10 +29,14 @@ public enum TLSFailureReason: String, Sendable, CaseIterable {
 public struct TLSError: Error, Sendable, CustomStringConvertible, Equatable {
     public let reason: TLSFailureReason
     public let detail: String
+    /// For an identity refusal (`identity-mismatch`, `foreign-trust-domain`): the SPIFFE ID the
+    /// peer's verified certificate carries, nil when it carries none.
+    public let presentedIdentity: SPIFFEID?
 
-    public init(_ reason: TLSFailureReason, _ detail: String) {
+    public init(_ reason: TLSFailureReason, _ detail: String, presentedIdentity: SPIFFEID? = nil) {
         self.reason = reason
         self.detail = detail
+        self.presentedIdentity = presentedIdentity
     }
 
     public var description: String { "tls: \(reason.rawValue): \(detail)" }

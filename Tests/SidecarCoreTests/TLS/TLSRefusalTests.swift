@@ -94,6 +94,58 @@ import Testing
         #expect(pair.serverRecorder.tlsErrors.map(\.reason) == [.foreignTrustDomain])
     }
 
+    /// The sidecars' own profile (`TLSConfiguration.mesh`, as `Sidecar.makeTLS` builds it).
+    func meshConfiguration(_ identity: TestIdentity) -> TLSConfiguration {
+        .mesh(
+            certificateChain: .pem(identity.certificatePEM, name: "test cert"),
+            privateKey: .pem(identity.keyPEM, name: "test key"),
+            trustRoots: .pem(identity.trustPEM, name: "test trust bundle"))
+    }
+
+    /// DESIGN: a peer whose SPIFFE ID is not `spiffe://<td>/service/<name>` is refused at the
+    /// handshake, even with a certificate from the mesh CA and the right trust domain.
+    @Test(arguments: ["spiffe://mesh.local/admin", "spiffe://mesh.local/control-plane", "spiffe://mesh.local/service/web/extra"])
+    func nonServiceIdentityIsRefusedByTheMeshServer(id: String) throws {
+        let impostor = Self.pki.issue(identity: SPIFFEID(id)!)
+        let pair = try handshake(client: meshConfiguration(impostor), server: meshConfiguration(Self.payments))
+        defer { pair.tearDown() }
+        expectRefused(pair)
+        #expect(pair.serverRecorder.tlsErrors.map(\.reason) == [.identityMismatch])
+        #expect(pair.serverRecorder.tlsErrors.first?.presentedIdentity == SPIFFEID(id))
+        let detail = pair.serverRecorder.tlsErrors.first?.detail ?? ""
+        #expect(detail.contains(id) && detail.contains("spiffe://mesh.local/service/<name>"), "\(detail)")
+        #expect(pair.clientRecorder.tlsErrors.map(\.reason) == [.peerRejected])
+    }
+
+    @Test func nonServiceIdentityIsRefusedByTheMeshClient() throws {
+        let impostor = Self.pki.issue(identity: SPIFFEID("spiffe://mesh.local/admin")!)
+        // No per-connection narrowing: the context's own policy must refuse it.
+        let pair = try handshake(client: meshConfiguration(Self.web), server: meshConfiguration(impostor))
+        defer { pair.tearDown() }
+        expectRefused(pair)
+        #expect(pair.clientRecorder.tlsErrors.map(\.reason) == [.identityMismatch])
+        #expect(pair.clientRecorder.tlsErrors.first?.detail.contains("spiffe://mesh.local/admin") == true)
+        #expect(pair.serverRecorder.tlsErrors.map(\.reason) == [.peerRejected])
+    }
+
+    @Test func serviceIdentitiesPassTheMeshProfile() throws {
+        let pair = try handshake(client: meshConfiguration(Self.web), server: meshConfiguration(Self.payments))
+        defer { pair.tearDown() }
+        #expect(pair.serverRecorder.handshakeInfo?.peerIdentity == SPIFFEID.service("web"))
+        #expect(pair.clientRecorder.handshakeInfo?.peerIdentity == SPIFFEID.service("payments"))
+    }
+
+    @Test func servicePolicyAcceptsOnlyServiceIDsOfItsTrustDomain() {
+        let policy = PeerIdentityPolicy.service(inTrustDomain: "mesh.local")
+        #expect(policy.evaluate(SPIFFEID("spiffe://mesh.local/service/web")) == nil)
+        #expect(policy.evaluate(SPIFFEID("spiffe://mesh.local/admin")) == .identityMismatch)
+        #expect(policy.evaluate(SPIFFEID("spiffe://mesh.local/service")) == .identityMismatch)
+        #expect(policy.evaluate(SPIFFEID("spiffe://mesh.local/service/a/b")) == .identityMismatch)
+        #expect(policy.evaluate(SPIFFEID("spiffe://mesh.local")) == .identityMismatch)
+        #expect(policy.evaluate(nil) == .identityMismatch)
+        #expect(policy.evaluate(SPIFFEID("spiffe://other.org/service/web")) == .foreignTrustDomain)
+    }
+
     @Test func tls12OnlyClientAgainstTls13Server() throws {
         let pair = try handshake(
             client: Self.web.configuration(minimumVersion: .tls12, maximumVersion: .tls12),
