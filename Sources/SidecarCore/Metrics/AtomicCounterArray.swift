@@ -34,5 +34,17 @@ public final class AtomicCounterArray: @unchecked Sendable {
         return pointer(index).pointee.load(ordering: .relaxed)
     }
 
+    /// Replaces slot `index` with `transform(old)` atomically (a compare-and-exchange loop).
+    public func update(at index: Int, _ transform: (UInt64) -> UInt64) {
+        assert(index >= 0 && index < count, "counter slot \(index) out of 0..<\(count)")
+        var old = pointer(index).pointee.load(ordering: .relaxed)
+        while true {
+            let (exchanged, current) = pointer(index).pointee.compareExchange(
+                expected: old, desired: transform(old), ordering: .relaxed)
+            if exchanged { return }
+            old = current
+        }
+    }
+
     func pointer(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> { slots + index }
 }

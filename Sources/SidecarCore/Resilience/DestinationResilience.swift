@@ -7,8 +7,8 @@ import NIOCore
 /// The proxy holds one per destination in its `ProxyLoopState` (confined to the loop, so no
 /// locks) and calls the members directly; this type only builds them and keeps them
 /// consistent when the policy or the endpoint set changes. The breaker's request and retry
-/// counts are shared by all loops (exact limits); the pool limits and the retry budget are
-/// split among `loopCount` loops.
+/// counts and the retry budget's window are shared by all loops (the numbers hold for the
+/// process); the pool limits are split among `loopCount` loops (connections belong to a loop).
 public struct DestinationResilience: Sendable {
     public private(set) var policy: TrafficPolicy
     public let loopCount: Int
@@ -21,13 +21,14 @@ public struct DestinationResilience: Sendable {
 
     public init(
         policy: TrafficPolicy, endpoints: [HostPort], loopCount: Int = 1,
-        breakerCounters: CircuitBreakerCounters = CircuitBreakerCounters(), now: NIODeadline = .now()
+        breakerCounters: CircuitBreakerCounters = CircuitBreakerCounters(),
+        retryWindow: RetryWindowCounters = RetryWindowCounters(), now: NIODeadline = .now()
     ) {
         self.policy = policy
         self.loopCount = Swift.max(1, loopCount)
         breaker = CircuitBreaker(policy.circuitBreaker, counters: breakerCounters)
         pool = ConnectionPoolStateMachine(policy.circuitBreaker, loopCount: loopCount)
-        retryBudget = RetryBudgetStateMachine(policy.retryBudget, loopCount: loopCount)
+        retryBudget = RetryBudgetStateMachine(policy.retryBudget, window: retryWindow)
         outliers = OutlierDetectorStateMachine(policy.outlierDetection, endpoints: endpoints)
         lastIntervalTick = now
     }
@@ -42,7 +43,9 @@ public struct DestinationResilience: Sendable {
             breaker.thresholds = new.circuitBreaker
             pool.setThresholds(new.circuitBreaker, loopCount: loopCount)
         }
-        if new.retryBudget != policy.retryBudget { retryBudget = RetryBudgetStateMachine(new.retryBudget, loopCount: loopCount) }
+        if new.retryBudget != policy.retryBudget {
+            retryBudget = RetryBudgetStateMachine(new.retryBudget, window: retryBudget.window)
+        }
         if new.outlierDetection != policy.outlierDetection { outliers.setConfig(new.outlierDetection) }
         policy = new
         return outliers.setEndpoints(endpoints)

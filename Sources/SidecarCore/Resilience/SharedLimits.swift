@@ -1,8 +1,8 @@
 import NIOCore
 import Synchronization
 
-/// The limits every event loop of the process shares: one `CircuitBreakerCounters` per
-/// destination and one `SharedTokenBucket` per rate limit (a route rule's, the local
+/// The limits every event loop of the process shares: one `CircuitBreakerCounters` and one
+/// `RetryWindowCounters` per destination, and one `SharedTokenBucket` per rate limit (a route rule's, the local
 /// service's inbound one, or one per caller with `perCaller`), so the configured numbers hold
 /// for the process whichever loop the traffic lands on.
 ///
@@ -38,6 +38,7 @@ public final class SharedLimits: Sendable {
 
     private struct State {
         var breakers: [String: CircuitBreakerCounters] = [:]
+        var retryWindows: [String: RetryWindowCounters] = [:]
         var buckets: [BucketKey: SharedTokenBucket] = [:]
     }
 
@@ -57,6 +58,16 @@ public final class SharedLimits: Sendable {
             let counters = CircuitBreakerCounters()
             state.breakers[service] = counters
             return counters
+        }
+    }
+
+    /// The retry budget's request and retry counts of `service`, made on first use.
+    public func retryWindow(for service: String) -> RetryWindowCounters {
+        state.withLock { state in
+            if let window = state.retryWindows[service] { return window }
+            let window = RetryWindowCounters()
+            state.retryWindows[service] = window
+            return window
         }
     }
 

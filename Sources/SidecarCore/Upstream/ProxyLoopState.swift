@@ -72,7 +72,7 @@ final class ProxyLoopState: @unchecked Sendable {
     let shared: SharedLimits
     private var rateLimiters: LoopRateLimiters
     private var outlierTimer: RepeatedTask?
-    /// Event loops sharing the per-loop limits (pool limits, retry budget; each enforces its share).
+    /// Event loops sharing the per-loop limits (pool limits; each enforces its share).
     var loopCount = 1
     /// The other loops' states, told about outlier ejections (set once at start).
     var siblings: [ProxyLoopState] = []
@@ -83,7 +83,8 @@ final class ProxyLoopState: @unchecked Sendable {
         if resilience.index(forKey: destination.service) == nil {
             resilience[destination.service] = DestinationResilience(
                 policy: destination.policy, endpoints: destination.endpoints.map(\.address), loopCount: loopCount,
-                breakerCounters: shared.breakerCounters(for: destination.service))
+                breakerCounters: shared.breakerCounters(for: destination.service),
+                retryWindow: shared.retryWindow(for: destination.service))
             startOutlierTimer()
         }
         return body(&resilience[destination.service]!)
