@@ -39,7 +39,7 @@ struct ServeCommand: AsyncParsableCommand {
     var trustDomain: String = SPIFFEID.defaultTrustDomain
 
     @Option(name: .long, help: ArgumentHelp(
-        "Most API connections open at once; more are closed as they are accepted.", valueName: "n"))
+        "Most API connections open at once (each sidecar holds one for its watch); more are closed as they are accepted.", valueName: "n"))
     var maxConnections: Int = APIServer.Limits().maxConnections
 
     /// From a request's head to the end of its body (408 after); tests shorten it.
