@@ -155,4 +155,24 @@ import Testing
         #expect(first.status == 200, "\(first.received)")
         #expect(await eventually(timeout: .seconds(5)) { server.bufferedBodyBytes == 0 })
     }
+
+    /// Keep-alive and pipelined requests still work with reads held during each admission.
+    @Test func pipelinedRequestsOnOneConnectionAreEachAdmittedAndAnswered() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let server = try await start(fixture) { _ in }
+        defer { Task { try? await server.close() } }
+        let connection = try await RawHTTPSConnection.connect(port: server.port, caPEM: fixture.authority.rootPEM)
+        defer { connection.close() }
+        let auth = "authorization: Bearer \(ControlPlaneFixture.adminToken)\r\n"
+        let apply = "kind: Service\nname: payments\n"
+        try await connection.send(
+            "POST /v1/apply HTTP/1.1\r\nhost: cp\r\n\(auth)content-length: \(apply.utf8.count)\r\n\r\n\(apply)"
+                + "GET /v1/resources/services HTTP/1.1\r\nhost: cp\r\n\(auth)\r\n"
+                + "GET /v1/resources/services HTTP/1.1\r\nhost: cp\r\n\r\n")
+        #expect(await eventually(timeout: .seconds(10)) { connection.received.components(separatedBy: "HTTP/1.1 ").count == 4 })
+        let statuses = connection.received.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+        #expect(statuses == ["200", "200", "401"], "\(connection.received)")
+        #expect(connection.received.contains("payments"))
+    }
 }
