@@ -102,6 +102,13 @@ import Testing
         #expect(started.duration(to: .now) < .seconds(5), "answered without waiting for the body")
         #expect(connection.received.contains(#"{"error":"#))
         #expect(await eventually(timeout: .seconds(10)) { connection.isClosed }, "the connection is closed after the answer")
+        // Within the size limit too: the answer does not wait for the body.
+        let withinLimit = try await RawHTTPSConnection.connect(port: server.port, caPEM: server.caPEM)
+        defer { withinLimit.close() }
+        try await withinLimit.send(
+            "POST /v1/apply HTTP/1.1\r\nhost: cp\r\ncontent-type: application/yaml\r\ncontent-length: \(1 << 20)\r\n\r\nkind: Service\n")
+        #expect(await eventually(timeout: .seconds(10)) { withinLimit.status != nil }, "no answer: \(withinLimit.received)")
+        #expect(withinLimit.status == 401)
         let stored = try await server.cli(["get", "all", "-o", "json"])
         #expect(stored.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
     }
