@@ -21,7 +21,7 @@ public actor MeshControlPlane: SnapshotSource {
         case joinToken(id: String, service: String)
 
         /// The service a sidecar principal acts for; nil for the admin.
-        public var service: String? {
+        public var serviceName: String? {
             switch self {
             case .admin: nil
             case .service(let service), .joinToken(_, let service): service
@@ -228,7 +228,7 @@ public actor MeshControlPlane: SnapshotSource {
     }
 
     private func authorize(_ principal: Principal, forService service: String) throws(APIError) {
-        if let own = principal.service, own != service {
+        if let own = principal.serviceName, own != service {
             throw .forbidden("a sidecar of service \(own) may not act for service \(service)")
         }
     }
