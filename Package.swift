@@ -125,6 +125,8 @@ let package = Package(
                 "ControlPlane",
                 "SidecarCore",
                 "MeshTestSupport",
+                // Writes a store in the previous schema, to test its migration.
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

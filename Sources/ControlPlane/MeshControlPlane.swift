@@ -14,15 +14,26 @@ public actor MeshControlPlane: SnapshotSource {
     /// Who made a request.
     public enum Principal: Sendable, Equatable {
         case admin
-        /// A sidecar of this service (join token or client certificate).
+        /// A sidecar of this service, proven by its client certificate.
         case service(String)
+        /// A sidecar of `service`, proven by the join token `id` (bootstrap: before it has a
+        /// certificate). Signing a CSR takes one of the token's uses.
+        case joinToken(id: String, service: String)
+
+        /// The service a sidecar principal acts for; nil for the admin.
+        public var serviceName: String? {
+            switch self {
+            case .admin: nil
+            case .service(let service), .joinToken(_, let service): service
+            }
+        }
     }
 
     nonisolated public let store: any ResourceStore
     nonisolated public let authority: CertificateAuthority
     nonisolated public let metrics: ControlPlaneMetrics
     nonisolated public let distributor: SnapshotDistributor
-    private let adminToken: String
+    nonisolated let adminToken: String
     private var registry: RegistryStateMachine
     /// Operator-applied Instances that set `ttl`: the same rules, renewed by re-applying.
     private var leases: RegistryStateMachine
@@ -68,44 +79,6 @@ public actor MeshControlPlane: SnapshotSource {
     /// How often the registry clock applies the TTL rules: a fifth of the TTL, at most 1 s.
     nonisolated public var tickInterval: Duration {
         min(registrySettings.ttl / 5, .seconds(1))
-    }
-
-    // MARK: Authentication
-
-    /// The principal for a bearer token or, failing that, a verified client certificate.
-    public func authenticate(bearer: String?, peer: SPIFFEID?) throws(APIError) -> Principal {
-        if let bearer, !bearer.isEmpty {
-            if Self.constantTimeEquals(bearer, adminToken) { return .admin }
-            if let stored = try joinToken(secretHash: DataDirectory.hash(bearer)) {
-                if let expiry = stored.expiresAt, expiry < Int64(Date().timeIntervalSince1970) {
-                    throw .unauthorized("join token for service \(stored.service) expired; create a new one")
-                }
-                return .service(stored.service)
-            }
-            throw .unauthorized("invalid bearer token")
-        }
-        if let peer, peer.trustDomain == authority.trustDomain, let service = peer.serviceName {
-            return .service(service)
-        }
-        throw .unauthorized("missing bearer token (Authorization: Bearer <token>) or client certificate")
-    }
-
-    /// Join tokens are never changed once stored, so each one found is kept here: a sidecar's
-    /// every request (each long poll) authenticates without a SQLite read.
-    private var joinTokens: [String: JoinToken] = [:]
-
-    private func joinToken(secretHash: String) throws(APIError) -> JoinToken? {
-        if let known = joinTokens[secretHash] { return known }
-        let stored: JoinToken?
-        do { stored = try store.joinToken(secretHash: secretHash) } catch { throw APIError(error) }
-        if let stored { joinTokens[secretHash] = stored }
-        return stored
-    }
-
-    private static func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
-        let left = Array(lhs.utf8), right = Array(rhs.utf8)
-        guard left.count == right.count else { return false }
-        return zip(left, right).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }
 
     // MARK: Resources
@@ -154,36 +127,6 @@ public actor MeshControlPlane: SnapshotSource {
         self.version = version
         pushTracker.changed(version: version, at: .now)
         distributor.changed(version: version)
-    }
-
-    // MARK: Tokens and certificates
-
-    public func createJoinToken(service: String, ttl: MeshDuration?) throws(APIError) -> APIMessages.TokenResponse {
-        guard SPIFFEID.service(service, trustDomain: authority.trustDomain) != nil else {
-            throw .badRequest("\"\(service)\" is not a valid service name (letters, digits, '.', '-', '_')")
-        }
-        let secret = DataDirectory.makeSecret()
-        let expiresAt = ttl.map { Int64(Date().timeIntervalSince1970) + $0.nanoseconds / 1_000_000_000 }
-        do {
-            try store.saveJoinToken(JoinToken(secretHash: DataDirectory.hash(secret), service: service, expiresAt: expiresAt))
-        } catch {
-            throw APIError(error)
-        }
-        return APIMessages.TokenResponse(token: secret, service: service, expiresAt: expiresAt)
-    }
-
-    public func issueCertificate(csrPEM: String, principal: Principal) throws(APIError) -> APIMessages.CertificateResponse {
-        let requester: CertificateAuthority.Requester
-        switch principal {
-        case .admin: requester = .admin
-        case .service(let service): requester = .service(service)
-        }
-        let issued: CertificateAuthority.IssuedCertificate
-        do { issued = try authority.issue(csrPEM: csrPEM, for: requester) } catch { throw APIError(error) }
-        metrics.countCertificateIssued()
-        return APIMessages.CertificateResponse(
-            certificate: issued.certificatePEM, bundle: authority.rootPEM, identity: issued.identity.description,
-            expiresAt: Int64(issued.expiresAt.timeIntervalSince1970))
     }
 
     // MARK: Registry
@@ -285,7 +228,7 @@ public actor MeshControlPlane: SnapshotSource {
     }
 
     private func authorize(_ principal: Principal, forService service: String) throws(APIError) {
-        if case .service(let own) = principal, own != service {
+        if let own = principal.serviceName, own != service {
             throw .forbidden("a sidecar of service \(own) may not act for service \(service)")
         }
     }

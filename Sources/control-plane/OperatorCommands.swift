@@ -141,33 +141,102 @@ struct DeleteCommand: AsyncParsableCommand {
     }
 }
 
-/// `control-plane token create --service NAME [--ttl 1h]`.
+/// `control-plane token create|list|revoke`: join tokens.
 struct TokenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "token", abstract: "Manage join tokens.", subcommands: [Create.self])
+        commandName: "token",
+        abstract: "Manage join tokens: create, list, revoke.",
+        discussion: """
+            A join token proves which service a sidecar belongs to until it has its certificate. It \
+            expires (default 24h), may be limited to N certificates (--uses N), and can be revoked. The \
+            control plane stores only its SHA-256; the secret is printed once, by `token create`.
+            """,
+        subcommands: [Create.self, List.self, Revoke.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "create",
             abstract: "Create a join token a sidecar of SERVICE uses to get its certificate and register.",
-            discussion: "Prints the token alone on stdout, so `control-plane token create --service web > web.token` works."
+            discussion: """
+                Prints the token alone on stdout, so `control-plane token create --service web > web.token` \
+                works; its id (for `token list` and `token revoke`), expiry and uses go to stderr. Each \
+                certificate signed with the token takes one use.
+                """
         )
 
-        @Option(name: .long, help: ArgumentHelp("The service the token proves.", valueName: "name"))
+        @Option(name: .long, help: ArgumentHelp("The service the token proves (a service name: lowercase letters, digits, '-', '.').", valueName: "name"))
         var service: String
 
-        @Option(name: .long, help: ArgumentHelp("How long the token is valid (30m, 1h, 24h); default never expires.", valueName: "duration"))
-        var ttl: String?
+        @Option(name: .long, help: ArgumentHelp("How long the token is valid (30m, 1h, 24h; at most 8760h).", valueName: "duration"))
+        var ttl: String = "24h"
+
+        @Option(name: .long, help: ArgumentHelp("How many certificates it may be exchanged for; default no limit.", valueName: "n"))
+        var uses: Int?
 
         @OptionGroup var client: ClientOptions
 
         func run() async throws {
             try await reportingErrors {
-                let request = APIMessages.TokenRequest(service: service, ttl: ttl)
+                if let uses, uses < 1 { throw CLIFailure("--uses \(uses) must be at least 1") }
+                let request = APIMessages.TokenRequest(service: service, ttl: ttl, uses: uses)
                 let body = String(decoding: try JSONEncoder().encode(request), as: UTF8.self)
                 let answer = try await client.client().send(.POST, "/v1/tokens", body: body).checked("token create")
                 let token = try JSONDecoder().decode(APIMessages.TokenResponse.self, from: Data(answer.utf8))
                 print(token.token)
+                let expires = token.expiresAt.map { TokenTable.rfc3339($0) } ?? "never"
+                let uses = token.usesLeft.map { "\($0) use\($0 == 1 ? "" : "s")" } ?? "unlimited uses"
+                FileHandle.standardError.write(Data(
+                    "join token \(token.id ?? "?") for service \(token.service): expires \(expires), \(uses)\n".utf8))
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "list",
+            abstract: "List join tokens: id, service, expiry, uses left and state (never the secret).",
+            discussion: "States: active, expired, revoked, used-up. -o json prints [{id, service, expires, usesLeft, state}]."
+        )
+
+        enum Format: String, ExpressibleByArgument, CaseIterable {
+            case table, json
+        }
+
+        @Option(name: .shortAndLong, help: "Output format: table or json.")
+        var output: Format = .table
+
+        @OptionGroup var client: ClientOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let body = try await client.client().send(.GET, "/v1/tokens").checked("token list")
+                switch output {
+                case .json:
+                    print(body, terminator: "")
+                case .table:
+                    let tokens = try JSONDecoder().decode([APIMessages.TokenStatus].self, from: Data(body.utf8))
+                    print(TokenTable.render(tokens), terminator: "")
+                }
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "revoke",
+            abstract: "Revoke a join token by its id: it is refused (401) from now on.",
+            discussion: "Certificates already issued with it stay valid until they expire."
+        )
+
+        @Argument(help: "The token's id, as `token list` shows it.")
+        var id: String
+
+        @OptionGroup var client: ClientOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                _ = try await client.client().send(.DELETE, "/v1/tokens/\(GetCommand.escape(id))").checked("token revoke \(id)")
+                print("join token \(id) revoked")
             }
         }
     }

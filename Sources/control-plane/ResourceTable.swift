@@ -33,12 +33,30 @@ enum ResourceTable {
         }
     }
 
-    private static func render(_ rows: [[String]]) -> String {
+    /// Aligned columns; the first row is the header.
+    static func render(_ rows: [[String]]) -> String {
         let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
         return rows.map { row in
             row.enumerated().map { index, cell in
                 index == row.count - 1 ? cell : cell.padding(toLength: widths[index] + 2, withPad: " ", startingAt: 0)
             }.joined()
         }.joined(separator: "\n") + "\n"
+    }
+}
+
+/// The `token list` table.
+enum TokenTable {
+    static func render(_ tokens: [APIMessages.TokenStatus]) -> String {
+        var rows = [["ID", "SERVICE", "EXPIRES", "USES LEFT", "STATE"]]
+        for token in tokens {
+            rows.append([token.id, token.service, token.expires, token.usesLeft.map(String.init) ?? "unlimited", token.state])
+        }
+        return ResourceTable.render(rows)
+    }
+
+    static func rfc3339(_ seconds: Int64) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
     }
 }

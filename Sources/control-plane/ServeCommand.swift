@@ -15,6 +15,11 @@ struct ServeCommand: AsyncParsableCommand {
             data dir, all mode 0600, and prints their paths; later starts reuse them. Prints \
             "listening on https://HOST:PORT" once the API accepts connections (with --listen HOST:0, the \
             port the OS picked) and records that URL in DIR/server.url for operator commands using --data-dir.
+
+            Every API route but /metrics checks its caller (admin bearer token, join token or client \
+            certificate) on the request head and answers 401/403 before reading a body. Bodies are at most \
+            1 MiB each and 64 MiB for all connections together (503 beyond), and must arrive within 15s of \
+            their head (408 after).
             """
     )
 
@@ -32,6 +37,14 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("SPIFFE trust domain of issued identities.", valueName: "domain"))
     var trustDomain: String = SPIFFEID.defaultTrustDomain
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Most API connections open at once (each sidecar holds one for its watch); more are closed as they are accepted.", valueName: "n"))
+    var maxConnections: Int = APIServer.Limits().maxConnections
+
+    /// From a request's head to the end of its body (408 after); tests shorten it.
+    @Option(name: .long, help: .hidden)
+    var requestBodyTimeout: String = "15s"
 
     @Option(name: .long, help: .hidden)
     var instanceTTL: String = "15s"
@@ -65,6 +78,12 @@ struct ServeCommand: AsyncParsableCommand {
             let grace = try Self.duration(instanceGrace, option: "--instance-grace")
             let watch = try Self.duration(watchTimeout, option: "--watch-timeout")
             let lifetime = try Self.duration(certificateLifetime, option: "--certificate-lifetime")
+            let bodyTimeout = try Self.duration(requestBodyTimeout, option: "--request-body-timeout")
+            guard maxConnections >= 1 else { throw CLIFailure("--max-connections \(maxConnections) must be at least 1") }
+            var limits = APIServer.Limits()
+            limits.maxConnections = maxConnections
+            limits.bodyTimeout = .nanoseconds(Int64(bodyTimeout.components.seconds) * 1_000_000_000
+                + bodyTimeout.components.attoseconds / 1_000_000_000)
 
             // Everything this process creates (keys, token, database) is private to its user.
             umask(0o077)
@@ -78,7 +97,8 @@ struct ServeCommand: AsyncParsableCommand {
                 registrySettings: .init(ttl: ttl, grace: grace))
             let server = try await APIServer.start(
                 host: address.host, port: address.port,
-                router: APIRouter(controlPlane: controlPlane, watchTimeout: watch), authority: loaded.authority)
+                router: APIRouter(controlPlane: controlPlane, watchTimeout: watch), authority: loaded.authority,
+                limits: limits)
 
             let verb = loaded.created ? "created" : "using"
             let hostText = address.host.contains(":") ? "[\(address.host)]" : address.host

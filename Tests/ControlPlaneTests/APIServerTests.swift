@@ -6,14 +6,17 @@ import NIOPosix
 import SidecarCore
 import Testing
 
-/// The HTTPS listener in process: our TLS under NIO's HTTP/1.1 pipeline, body limits, idle close.
+/// The HTTPS listener in process: our TLS under NIO's HTTP/1.1 pipeline, body limits, idle close,
+/// authentication on the head, connection and body-budget caps, body deadline.
 @Suite struct APIServerTests {
     @Test func servesOverTLSAndClosesIdleConnections() async throws {
         let fixture = try ControlPlaneFixture()
         defer { fixture.remove() }
+        var limits = APIServer.Limits()
+        limits.maxBodySize = 1024
+        limits.idleTimeout = .seconds(2)  // generous: a loaded CI machine is slow to handshake
         let server = try await APIServer.start(
-            host: "127.0.0.1", port: 0, router: fixture.router, authority: fixture.authority, maxBodySize: 1024,
-            idleTimeout: .seconds(2))  // generous: a loaded CI machine is slow to handshake
+            host: "127.0.0.1", port: 0, router: fixture.router, authority: fixture.authority, limits: limits)
         let url = "https://127.0.0.1:\(server.port)"
         let admin = try MeshAPIClient(server: url, caPEM: fixture.authority.rootPEM, token: ControlPlaneFixture.adminToken)
 
@@ -40,5 +43,136 @@ import Testing
             .connect(host: "127.0.0.1", port: server.port).get()
         #expect(await eventually(timeout: .seconds(15)) { !idle.isActive })
         try await server.close()
+    }
+
+    private func start(_ fixture: ControlPlaneFixture, _ configure: (inout APIServer.Limits) -> Void) async throws -> APIServer {
+        var limits = APIServer.Limits()
+        configure(&limits)
+        return try await APIServer.start(
+            host: "127.0.0.1", port: 0, router: fixture.router, authority: fixture.authority, limits: limits)
+    }
+
+    /// The head says 100 MiB and only a few bytes follow: the answer is 401 at once, no body
+    /// byte is kept, and the connection closes once the drain deadline passes.
+    @Test func anUnauthenticatedBodyIsRefusedOnTheHeadWithoutBeingRead() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let server = try await start(fixture) { $0.drainTimeout = .milliseconds(300) }
+        defer { Task { try? await server.close() } }
+        let connection = try await RawHTTPSConnection.connect(port: server.port, caPEM: fixture.authority.rootPEM)
+        defer { connection.close() }
+        try await connection.send(
+            "POST /v1/apply HTTP/1.1\r\nhost: cp\r\ncontent-length: \(100 << 20)\r\n\r\nkind: Service\nname: x\n")
+        #expect(await eventually(timeout: .seconds(5)) { connection.status != nil }, "no answer: \(connection.received)")
+        #expect(connection.status == 401)
+        #expect(connection.received.lowercased().contains("connection: close"))
+        #expect(server.bufferedBodyBytes == 0)
+        // More body is read and dropped, never kept.
+        try await connection.send(String(repeating: "#", count: 64 << 10))
+        #expect(server.bufferedBodyBytes == 0)
+        #expect(await eventually(timeout: .seconds(5)) { connection.isClosed })
+        #expect(try fixture.store.list(kind: nil).isEmpty)
+
+        // Same with a sidecar's join token on an admin route: 403 from the head.
+        let token = try await fixture.controlPlane.createJoinToken(service: "web").token
+        let sidecar = try await RawHTTPSConnection.connect(port: server.port, caPEM: fixture.authority.rootPEM)
+        defer { sidecar.close() }
+        try await sidecar.send(
+            "POST /v1/apply HTTP/1.1\r\nhost: cp\r\nauthorization: Bearer \(token)\r\ncontent-length: \(100 << 20)\r\n\r\nkind:")
+        #expect(await eventually(timeout: .seconds(5)) { sidecar.status != nil })
+        #expect(sidecar.status == 403)
+    }
+
+    @Test func aBodyThatDoesNotArriveInTimeGets408AndTheConnectionCloses() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let server = try await start(fixture) {
+            $0.bodyTimeout = .milliseconds(300)
+            $0.drainTimeout = .milliseconds(300)
+        }
+        defer { Task { try? await server.close() } }
+        let connection = try await RawHTTPSConnection.connect(port: server.port, caPEM: fixture.authority.rootPEM)
+        defer { connection.close() }
+        let started = ContinuousClock.now
+        try await connection.send(
+            "POST /v1/apply HTTP/1.1\r\nhost: cp\r\nauthorization: Bearer \(ControlPlaneFixture.adminToken)\r\n"
+                + "content-length: 100\r\n\r\nkind: Service\n")
+        #expect(await eventually(timeout: .seconds(10)) { connection.status != nil })
+        #expect(connection.status == 408, "\(connection.received)")
+        #expect(started.duration(to: .now) >= .milliseconds(300))
+        #expect(await eventually(timeout: .seconds(5)) { connection.isClosed })
+        #expect(await eventually(timeout: .seconds(5)) { server.bufferedBodyBytes == 0 }, "the partial body was let go")
+        #expect(try fixture.store.list(kind: nil).isEmpty)
+    }
+
+    @Test func connectionsOverTheCapAreClosedAtOnce() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let server = try await start(fixture) { $0.maxConnections = 2 }
+        defer { Task { try? await server.close() } }
+        let group = MultiThreadedEventLoopGroup.singleton
+        let first = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: server.port).get()
+        let second = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: server.port).get()
+        #expect(await eventually(timeout: .seconds(5)) { server.openConnections == 2 })
+        let third = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: server.port).get()
+        #expect(await eventually(timeout: .seconds(5)) { !third.isActive }, "the third connection is closed")
+        #expect(first.isActive && second.isActive)
+        #expect(server.openConnections == 2)
+        // A slot that frees up takes a new client.
+        try await first.close()
+        #expect(await eventually(timeout: .seconds(5)) { server.openConnections == 1 })
+        let admin = try MeshAPIClient(
+            server: "https://127.0.0.1:\(server.port)", caPEM: fixture.authority.rootPEM, token: ControlPlaneFixture.adminToken)
+        #expect(try await admin.send(.GET, "/v1/resources").status == 200)
+        try await second.close()
+    }
+
+    /// Two admitted bodies together over the server-wide budget: the one that does not fit
+    /// gets 503; the first still completes.
+    @Test func bodiesOverTheServerWideBudgetGet503() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let server = try await start(fixture) {
+            $0.maxBodySize = 1000
+            $0.maxBufferedBodyBytes = 1200
+        }
+        defer { Task { try? await server.close() } }
+        let head = "POST /v1/apply HTTP/1.1\r\nhost: cp\r\nauthorization: Bearer \(ControlPlaneFixture.adminToken)\r\n"
+            + "content-type: application/yaml\r\ncontent-length: 900\r\n\r\n"
+        let document = "kind: Service\nname: a\n"
+        let first = try await RawHTTPSConnection.connect(port: server.port, caPEM: fixture.authority.rootPEM)
+        defer { first.close() }
+        try await first.send(head + document + String(repeating: "#", count: 700 - document.utf8.count))
+        #expect(await eventually(timeout: .seconds(5)) { server.bufferedBodyBytes == 700 })
+        let second = try await RawHTTPSConnection.connect(port: server.port, caPEM: fixture.authority.rootPEM)
+        defer { second.close() }
+        try await second.send(head + String(repeating: "#", count: 600))
+        #expect(await eventually(timeout: .seconds(5)) { second.status != nil })
+        #expect(second.status == 503, "\(second.received)")
+        #expect(server.bufferedBodyBytes == 700)
+        try await first.send(String(repeating: "#", count: 200))
+        #expect(await eventually(timeout: .seconds(5)) { first.status != nil })
+        #expect(first.status == 200, "\(first.received)")
+        #expect(await eventually(timeout: .seconds(5)) { server.bufferedBodyBytes == 0 })
+    }
+
+    /// Keep-alive and pipelined requests still work with reads held during each admission.
+    @Test func pipelinedRequestsOnOneConnectionAreEachAdmittedAndAnswered() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let server = try await start(fixture) { _ in }
+        defer { Task { try? await server.close() } }
+        let connection = try await RawHTTPSConnection.connect(port: server.port, caPEM: fixture.authority.rootPEM)
+        defer { connection.close() }
+        let auth = "authorization: Bearer \(ControlPlaneFixture.adminToken)\r\n"
+        let apply = "kind: Service\nname: payments\n"
+        try await connection.send(
+            "POST /v1/apply HTTP/1.1\r\nhost: cp\r\n\(auth)content-length: \(apply.utf8.count)\r\n\r\n\(apply)"
+                + "GET /v1/resources/services HTTP/1.1\r\nhost: cp\r\n\(auth)\r\n"
+                + "GET /v1/resources/services HTTP/1.1\r\nhost: cp\r\n\r\n")
+        #expect(await eventually(timeout: .seconds(10)) { connection.received.components(separatedBy: "HTTP/1.1 ").count == 4 })
+        let statuses = connection.received.components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+        #expect(statuses == ["200", "200", "401"], "\(connection.received)")
+        #expect(connection.received.contains("payments"))
     }
 }

@@ -60,7 +60,7 @@ import Testing
         do {
             let store = try SQLiteResourceStore(path: path)
             _ = try store.apply([.instance(Instance(service: "payments", address: "10.0.0.1", port: 8080, labels: ["v": "1"]))])
-            try store.saveJoinToken(JoinToken(secretHash: "abc", service: "web", expiresAt: nil))
+            try store.saveJoinToken(JoinToken(secretHash: "abc", service: "web", expiresAt: 4_000_000_000))
         }
         let reopened = try SQLiteResourceStore(path: path)
         #expect(try reopened.list(kind: .instance).first?.name == "payments-10.0.0.1-8080")

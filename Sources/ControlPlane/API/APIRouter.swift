@@ -76,22 +76,29 @@ public struct APIResponse: Sendable {
 /// Maps method + path to the `MeshControlPlane` operation, checking who may call it, and
 /// counts every request under its route template. Immutable; safe to share.
 ///
+/// Two steps, so the server never reads a body it would refuse: `admit` decides from the
+/// request head alone (route, credentials: bearer token or client certificate, admin-only
+/// routes) and `respond` runs the admitted operation once the body is in. `handle` does both.
+///
 /// | route | who | body -> answer |
 /// | --- | --- | --- |
 /// | `GET /metrics` | anyone | Prometheus text |
 /// | `POST /v1/apply` | admin | YAML stream or JSON (object/array) -> `{"applied":[{kind,name,resourceVersion}]}`; 400 syntax, 422 invalid, 409 stale |
 /// | `GET /v1/resources[/{kind}[/{name}]]` | admin | JSON array / object with `resourceVersion` |
 /// | `DELETE /v1/resources/{kind}/{name}` | admin | `{"deleted":true}`, 404 |
-/// | `POST /v1/tokens` | admin | `{"service","ttl"?}` -> 201 `{"token","service","expiresAt"?}` |
+/// | `POST /v1/tokens` | admin | `{"service","ttl"?,"uses"?}` -> 201 `{"token","id","service","expiresAt","usesLeft"?}`; 400 bad service name, ttl or uses |
+/// | `GET /v1/tokens` | admin | `[{"id","service","expires","usesLeft","state"}]` (never a secret) |
+/// | `DELETE /v1/tokens/{id}` | admin | the revoked token's row; 404 |
 /// | `GET /v1/proxies` | admin | `[ProxyStatus]` |
 /// | `GET /v1/ca/bundle` | any principal | PEM |
-/// | `POST /v1/certificates` | sidecar (join token or mTLS) | `{"csr"}` -> 201 `{"certificate","bundle","identity","expiresAt"}`; 403 another service's ID |
+/// | `POST /v1/certificates` | sidecar (join token or mTLS) | `{"csr"}` -> 201 `{"certificate","bundle","identity","expiresAt"}`; 403 another service's ID; takes one use of a join token |
 /// | `POST /v1/register` | sidecar | `{"service","address","port","labels"?,"dependencies"?}` -> 201 `{"name","version","ttlSeconds"}` |
 /// | `POST /v1/heartbeat` | sidecar | `{"name","version"?}` (version = snapshot applied); 404 -> register again |
 /// | `POST /v1/deregister` | sidecar | `{"name"}` |
 /// | `GET /v1/snapshot/{service}?version=N&instance=NAME` | that service's sidecar | 200 `MeshSnapshot` JSON at once if N is not current, else on the next change; 304 after the watch timeout |
 ///
-/// Every error is `{"error": "..."}` (plus `issues` for validation) with the status from `APIError`.
+/// An expired, revoked or used-up join token gets 401 saying which. Every error is
+/// `{"error": "..."}` (plus `issues` for validation) with the status from `APIError`.
 public struct APIRouter: Sendable {
     public let controlPlane: MeshControlPlane
     public var watchTimeout: Duration
@@ -101,152 +108,203 @@ public struct APIRouter: Sendable {
         self.watchTimeout = watchTimeout
     }
 
-    public func handle(_ request: APIRequest) async -> APIResponse {
-        let segments = request.path.split(separator: "/").map(String.init)
-        let (route, response): (String, APIResponse)
-        do {
-            (route, response) = try await dispatch(request, segments: segments)
-        } catch {
-            response = APIResponse(error.error)
-            route = error.route
+    /// A matched route: the operation, its captured path segments, its metrics label and who
+    /// may call it.
+    public struct Route: Sendable {
+        enum Operation: Sendable {
+            case metrics, apply, listAll, listKind, getResource, deleteResource
+            case createToken, listTokens, revokeToken
+            case caBundle, certificates, register, heartbeat, deregister, snapshot, proxies
         }
-        controlPlane.metrics.countRequest(route: route, code: response.status)
+
+        public enum Access: Sendable, Equatable {
+            /// No credentials needed (`/metrics`).
+            case anyone
+            case admin
+            /// The admin or a sidecar (join token or client certificate).
+            case anyPrincipal
+        }
+
+        let operation: Operation
+        let captures: [String]
+        /// The route template, the `route` label of `control_plane_api_requests_total`.
+        public let template: String
+        public let access: Access
+    }
+
+    /// What the head of a request decides.
+    public enum Admission: Sendable {
+        /// Read the body, then `respond`. The principal is nil on routes open to anyone.
+        case accepted(Route, MeshControlPlane.Principal?)
+        /// Answer this (already counted) and read no body.
+        case refused(APIResponse)
+    }
+
+    /// Matches the route and authenticates the caller from the head alone (`request.body` is
+    /// not looked at). Synchronous, but a join token costs one indexed SQLite read: the server
+    /// calls it off the event loop.
+    public func admit(_ request: APIRequest) -> Admission {
+        guard let route = Self.route(method: request.method, path: request.path) else {
+            let known = ["metrics", "v1"].contains(request.path.split(separator: "/").first.map(String.init) ?? "")
+            let message = "no route \(request.method) \(request.path)"
+            return refused(route: "unmatched", known ? APIError(405, message) : .notFound(message))
+        }
+        guard route.access != .anyone else { return .accepted(route, nil) }
+        do throws(APIError) {
+            let principal = try controlPlane.authenticate(bearer: request.bearerToken, peer: request.peerIdentity)
+            if route.access == .admin, principal != .admin { throw APIError.forbidden("this route needs the admin token") }
+            return .accepted(route, principal)
+        } catch {
+            return refused(route: route.template, error)
+        }
+    }
+
+    /// Runs an admitted request's operation and counts it under the route's template.
+    public func respond(to request: APIRequest, route: Route, principal: MeshControlPlane.Principal?) async -> APIResponse {
+        let response: APIResponse
+        do {
+            response = try await run(route, request, principal: principal)
+        } catch let error as APIError {
+            response = APIResponse(error)
+        } catch {
+            response = APIResponse(APIError(500, "internal error: \(error)"))
+        }
+        controlPlane.metrics.countRequest(route: route.template, code: response.status)
         return response
     }
 
-    /// An error with the route template it happened under.
-    struct RoutedError: Error {
-        var route: String
-        var error: APIError
+    /// `admit`, then `respond`: a whole request in memory (tests, and the same path the server takes).
+    public func handle(_ request: APIRequest) async -> APIResponse {
+        switch admit(request) {
+        case .refused(let response): return response
+        case .accepted(let route, let principal): return await respond(to: request, route: route, principal: principal)
+        }
     }
 
-    private func dispatch(_ request: APIRequest, segments: [String]) async throws(RoutedError) -> (String, APIResponse) {
-        let method = request.method
-        var captures: [String] = []
-        /// Matches a template such as `v1/resources/{kind}`, capturing its `{}` segments.
-        func matches(_ wantedMethod: String, _ template: String) -> Bool {
-            let parts = template.split(separator: "/").map(String.init)
-            guard method == wantedMethod, parts.count == segments.count else { return false }
-            var found: [String] = []
+    /// A refusal the server makes before the router sees a body (413, 408, 503), counted
+    /// like every other answer.
+    public func refusal(route: String, _ error: APIError) -> APIResponse {
+        controlPlane.metrics.countRequest(route: route, code: error.status)
+        return APIResponse(error)
+    }
+
+    private func refused(route: String, _ error: APIError) -> Admission {
+        .refused(refusal(route: route, error))
+    }
+
+    private static let table: [(method: String, template: String, operation: Route.Operation, access: Route.Access)] = [
+        ("GET", "/metrics", .metrics, .anyone),
+        ("POST", "/v1/apply", .apply, .admin),
+        ("GET", "/v1/resources", .listAll, .admin),
+        ("GET", "/v1/resources/{kind}", .listKind, .admin),
+        ("GET", "/v1/resources/{kind}/{name}", .getResource, .admin),
+        ("DELETE", "/v1/resources/{kind}/{name}", .deleteResource, .admin),
+        ("POST", "/v1/tokens", .createToken, .admin),
+        ("GET", "/v1/tokens", .listTokens, .admin),
+        ("DELETE", "/v1/tokens/{id}", .revokeToken, .admin),
+        ("GET", "/v1/ca/bundle", .caBundle, .anyPrincipal),
+        ("POST", "/v1/certificates", .certificates, .anyPrincipal),
+        ("POST", "/v1/register", .register, .anyPrincipal),
+        ("POST", "/v1/heartbeat", .heartbeat, .anyPrincipal),
+        ("POST", "/v1/deregister", .deregister, .anyPrincipal),
+        ("GET", "/v1/snapshot/{service}", .snapshot, .anyPrincipal),
+        ("GET", "/v1/proxies", .proxies, .admin),
+    ]
+
+    /// The route for a method and path, capturing its `{}` segments; nil when none matches.
+    static func route(method: String, path: String) -> Route? {
+        let segments = path.split(separator: "/")
+        for entry in table where entry.method == method {
+            let parts = entry.template.split(separator: "/")
+            guard parts.count == segments.count else { continue }
+            var captures: [String] = []
+            var matched = true
             for (part, segment) in zip(parts, segments) {
-                if part.hasPrefix("{") { found.append(segment) } else if part != segment { return false }
-            }
-            captures = found
-            return true
-        }
-        switch true {
-        case matches("GET", "metrics"):
-            return ("/metrics", APIResponse(status: 200, contentType: "text/plain; version=0.0.4", body: await controlPlane.metricsText()))
-        case matches("POST", "v1/apply"):
-            return try await routed("/v1/apply", request, admin: true) { _ in
-                let json = request.header("content-type")?.contains("json") == true
-                    || request.body.drop { $0.isWhitespace }.first.map { $0 == "{" || $0 == "[" } == true
-                let stored = try await controlPlane.apply(body: request.body, json: json)
-                return .json(APIMessages.ApplyResponse(applied: stored.map {
-                    APIMessages.AppliedResource(kind: $0.kind.rawValue, name: $0.name, resourceVersion: $0.resourceVersion ?? "")
-                }))
-            }
-        case matches("GET", "v1/resources"):
-            return try await routed("/v1/resources", request, admin: true) { _ in
-                APIResponse(status: 200, body: MeshResource.json(try await controlPlane.list(kind: nil)) + "\n")
-            }
-        case matches("GET", "v1/resources/{kindWord}"):
-            let kindWord = captures[0]
-            return try await routed("/v1/resources/{kind}", request, admin: true) { _ in
-                let kind = try Self.kind(kindWord)
-                return APIResponse(status: 200, body: MeshResource.json(try await controlPlane.list(kind: kind)) + "\n")
-            }
-        case matches("GET", "v1/resources/{kindWord}/{name}"):
-            let kindWord = captures[0]
-            let name = captures[1]
-            return try await routed("/v1/resources/{kind}/{name}", request, admin: true) { _ in
-                let resource = try await controlPlane.get(kind: try Self.kind(kindWord), name: name)
-                return APIResponse(status: 200, body: resource.json + "\n")
-            }
-        case matches("DELETE", "v1/resources/{kindWord}/{name}"):
-            let kindWord = captures[0]
-            let name = captures[1]
-            return try await routed("/v1/resources/{kind}/{name}", request, admin: true) { _ in
-                try await controlPlane.delete(kind: try Self.kind(kindWord), name: name)
-                return APIResponse(status: 200, body: "{\"deleted\":true}\n")
-            }
-        case matches("POST", "v1/tokens"):
-            return try await routed("/v1/tokens", request, admin: true) { _ in
-                let body = try Self.decode(APIMessages.TokenRequest.self, request.body)
-                var ttl: MeshDuration?
-                if let text = body.ttl {
-                    guard let parsed = MeshDuration(parsing: text) else {
-                        throw APIError.badRequest("ttl \"\(text)\" is not a duration (use 30m, 1h, 24h)")
-                    }
-                    ttl = parsed
+                if part.hasPrefix("{") {
+                    captures.append(String(segment))
+                } else if part != segment {
+                    matched = false
+                    break
                 }
-                return .json(try await controlPlane.createJoinToken(service: body.service, ttl: ttl), status: 201)
             }
-        case matches("GET", "v1/ca/bundle"):
-            return try await routed("/v1/ca/bundle", request, admin: false) { _ in
-                APIResponse(status: 200, contentType: "application/x-pem-file", body: controlPlane.authority.rootPEM)
+            if matched {
+                return Route(operation: entry.operation, captures: captures, template: entry.template, access: entry.access)
             }
-        case matches("POST", "v1/certificates"):
-            return try await routed("/v1/certificates", request, admin: false) { principal in
-                let body = try Self.decode(APIMessages.CertificateRequest.self, request.body)
-                return .json(try await controlPlane.issueCertificate(csrPEM: body.csr, principal: principal), status: 201)
-            }
-        case matches("POST", "v1/register"):
-            return try await routed("/v1/register", request, admin: false) { principal in
-                let body = try Self.decode(APIMessages.RegisterRequest.self, request.body)
-                return .json(try await controlPlane.register(body, principal: principal), status: 201)
-            }
-        case matches("POST", "v1/heartbeat"):
-            return try await routed("/v1/heartbeat", request, admin: false) { principal in
-                let body = try Self.decode(APIMessages.HeartbeatRequest.self, request.body)
-                try await controlPlane.heartbeat(body, principal: principal)
-                return APIResponse(status: 200, body: "{\"ok\":true}\n")
-            }
-        case matches("POST", "v1/deregister"):
-            return try await routed("/v1/deregister", request, admin: false) { principal in
-                let body = try Self.decode(APIMessages.DeregisterRequest.self, request.body)
-                try await controlPlane.deregister(body, principal: principal)
-                return APIResponse(status: 200, body: "{\"ok\":true}\n")
-            }
-        case matches("GET", "v1/snapshot/{service}"):
-            let service = captures[0]
-            return try await routed("/v1/snapshot/{service}", request, admin: false) { principal in
-                var known: Int64?
-                if let text = request.query["version"], !text.isEmpty {
-                    guard let value = Int64(text) else { throw APIError.badRequest("version \"\(text)\" is not an integer") }
-                    known = value
-                }
-                let snapshot = try await controlPlane.watch(
-                    service: service, knownVersion: known, instance: request.query["instance"], principal: principal,
-                    timeout: watchTimeout)
-                guard let snapshot else { return APIResponse(status: 304, body: "") }
-                return APIResponse(status: 200, bytes: snapshot.body)
-            }
-        case matches("GET", "v1/proxies"):
-            return try await routed("/v1/proxies", request, admin: true) { _ in
-                .json(try await controlPlane.proxies())
-            }
-        default:
-            let known = ["metrics", "v1"].contains(segments.first ?? "")
-            throw RoutedError(
-                route: "unmatched",
-                error: known ? APIError(405, "no route \(method) \(request.path)") : .notFound("no route \(method) \(request.path)"))
         }
+        return nil
     }
 
-    /// Authenticates, runs `body`, and tags errors with `route`.
-    private func routed(
-        _ route: String, _ request: APIRequest, admin: Bool,
-        _ body: (MeshControlPlane.Principal) async throws -> APIResponse
-    ) async throws(RoutedError) -> (String, APIResponse) {
-        do {
-            let principal = try await controlPlane.authenticate(bearer: request.bearerToken, peer: request.peerIdentity)
-            if admin, principal != .admin { throw APIError.forbidden("this route needs the admin token") }
-            return (route, try await body(principal))
-        } catch let error as APIError {
-            throw RoutedError(route: route, error: error)
-        } catch {
-            throw RoutedError(route: route, error: APIError(500, "internal error: \(error)"))
+    private func run(_ route: Route, _ request: APIRequest, principal: MeshControlPlane.Principal?) async throws -> APIResponse {
+        /// Routes other than `/metrics` were admitted with a principal.
+        func caller() throws(APIError) -> MeshControlPlane.Principal {
+            guard let principal else { throw .unauthorized() }
+            return principal
+        }
+        let captures = route.captures
+        switch route.operation {
+        case .metrics:
+            return APIResponse(status: 200, contentType: "text/plain; version=0.0.4", body: await controlPlane.metricsText())
+        case .apply:
+            let json = request.header("content-type")?.contains("json") == true
+                || request.body.drop { $0.isWhitespace }.first.map { $0 == "{" || $0 == "[" } == true
+            let stored = try await controlPlane.apply(body: request.body, json: json)
+            return .json(APIMessages.ApplyResponse(applied: stored.map {
+                APIMessages.AppliedResource(kind: $0.kind.rawValue, name: $0.name, resourceVersion: $0.resourceVersion ?? "")
+            }))
+        case .listAll:
+            return APIResponse(status: 200, body: MeshResource.json(try await controlPlane.list(kind: nil)) + "\n")
+        case .listKind:
+            let kind = try Self.kind(captures[0])
+            return APIResponse(status: 200, body: MeshResource.json(try await controlPlane.list(kind: kind)) + "\n")
+        case .getResource:
+            let resource = try await controlPlane.get(kind: try Self.kind(captures[0]), name: captures[1])
+            return APIResponse(status: 200, body: resource.json + "\n")
+        case .deleteResource:
+            try await controlPlane.delete(kind: try Self.kind(captures[0]), name: captures[1])
+            return APIResponse(status: 200, body: "{\"deleted\":true}\n")
+        case .createToken:
+            let body = try Self.decode(APIMessages.TokenRequest.self, request.body)
+            var ttl: MeshDuration?
+            if let text = body.ttl {
+                guard let parsed = MeshDuration(parsing: text) else {
+                    throw APIError.badRequest("ttl \"\(text)\" is not a duration (use 30m, 1h, 24h)")
+                }
+                ttl = parsed
+            }
+            return .json(try await controlPlane.createJoinToken(service: body.service, ttl: ttl, uses: body.uses), status: 201)
+        case .listTokens:
+            return .json(try await controlPlane.joinTokens())
+        case .revokeToken:
+            return .json(try await controlPlane.revokeJoinToken(id: captures[0]))
+        case .caBundle:
+            return APIResponse(status: 200, contentType: "application/x-pem-file", body: controlPlane.authority.rootPEM)
+        case .certificates:
+            let body = try Self.decode(APIMessages.CertificateRequest.self, request.body)
+            return .json(try await controlPlane.issueCertificate(csrPEM: body.csr, principal: try caller()), status: 201)
+        case .register:
+            let body = try Self.decode(APIMessages.RegisterRequest.self, request.body)
+            return .json(try await controlPlane.register(body, principal: try caller()), status: 201)
+        case .heartbeat:
+            let body = try Self.decode(APIMessages.HeartbeatRequest.self, request.body)
+            try await controlPlane.heartbeat(body, principal: try caller())
+            return APIResponse(status: 200, body: "{\"ok\":true}\n")
+        case .deregister:
+            let body = try Self.decode(APIMessages.DeregisterRequest.self, request.body)
+            try await controlPlane.deregister(body, principal: try caller())
+            return APIResponse(status: 200, body: "{\"ok\":true}\n")
+        case .snapshot:
+            var known: Int64?
+            if let text = request.query["version"], !text.isEmpty {
+                guard let value = Int64(text) else { throw APIError.badRequest("version \"\(text)\" is not an integer") }
+                known = value
+            }
+            let snapshot = try await controlPlane.watch(
+                service: captures[0], knownVersion: known, instance: request.query["instance"], principal: try caller(),
+                timeout: watchTimeout)
+            guard let snapshot else { return APIResponse(status: 304, body: "") }
+            return APIResponse(status: 200, bytes: snapshot.body)
+        case .proxies:
+            return .json(try await controlPlane.proxies())
         }
     }
 

@@ -32,9 +32,18 @@ public protocol ResourceStore: Sendable {
     /// Every saved registration, ordered by name.
     func registrations() throws(StoreError) -> [Registration]
 
+    /// Stores a new token; its id and secret hash must be new.
     func saveJoinToken(_ token: JoinToken) throws(StoreError)
-    /// The token whose secret hashes to `secretHash`, if stored (expired ones included).
+    /// The token whose secret hashes to `secretHash`, if stored (expired, revoked and used-up
+    /// ones included, so the caller can say which).
     func joinToken(secretHash: String) throws(StoreError) -> JoinToken?
+    /// Every stored token, ordered by service, then expiry, then id.
+    func joinTokens() throws(StoreError) -> [JoinToken]
+    /// Marks the token revoked (again is fine); `StoreError.notFound` if no token has that id.
+    func revokeJoinToken(id: String) throws(StoreError) -> JoinToken
+    /// Takes one use of the token `id` in one transaction if it is usable at `now` (Unix
+    /// seconds): of two concurrent calls on a token with one use left, exactly one succeeds.
+    func consumeJoinToken(id: String, now: Int64) throws(StoreError) -> JoinTokenUse
 }
 
 extension ResourceStore {
@@ -55,18 +64,61 @@ public struct Registration: Sendable, Equatable {
     }
 }
 
-/// A join token as stored: only the hash of its secret, the service it proves, its expiry.
+/// A join token as stored: only the SHA-256 of its secret, a public id (what `token list`
+/// shows and `token revoke` takes), the service it proves, its expiry and the uses it has left.
 public struct JoinToken: Sendable, Equatable {
+    public var id: String
     public var secretHash: String
     public var service: String
-    /// Unix seconds; nil never expires.
-    public var expiresAt: Int64?
+    /// Unix seconds.
+    public var expiresAt: Int64
+    /// Certificates it may still be exchanged for; nil: no limit.
+    public var usesLeft: Int?
+    public var revoked: Bool
 
-    public init(secretHash: String, service: String, expiresAt: Int64?) {
+    /// How long a token lives unless `token create --ttl` says otherwise: 24 h.
+    public static let defaultLifetimeSeconds: Int64 = 24 * 3600
+
+    public init(id: String = JoinToken.makeID(), secretHash: String, service: String, expiresAt: Int64, usesLeft: Int? = nil, revoked: Bool = false) {
+        self.id = id
         self.secretHash = secretHash
         self.service = service
         self.expiresAt = expiresAt
+        self.usesLeft = usesLeft
+        self.revoked = revoked
     }
+
+    /// Whether a token can still be used, and if not, why (revocation wins over the rest).
+    public enum State: String, Sendable, Equatable {
+        case active
+        case expired
+        case revoked
+        case usedUp = "used-up"
+    }
+
+    public func state(now: Int64) -> State {
+        if revoked { return .revoked }
+        if expiresAt <= now { return .expired }
+        if let usesLeft, usesLeft <= 0 { return .usedUp }
+        return .active
+    }
+
+    /// 8 random bytes, hex: names a token without revealing anything about its secret.
+    public static func makeID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let digits = Array("0123456789abcdef")
+        return String((0..<16).map { _ in digits[Int.random(in: 0..<16, using: &generator)] })
+    }
+}
+
+/// What `consumeJoinToken` did.
+public enum JoinTokenUse: Sendable, Equatable {
+    /// One use was taken; the token as it is now.
+    case consumed(JoinToken)
+    /// Nothing was taken: the token as it is and why it is not usable.
+    case refused(JoinToken, JoinToken.State)
+    /// No token has that id.
+    case unknown
 }
 
 /// Why the store refused or failed; mapped to HTTP statuses in `APIError`.

@@ -48,6 +48,9 @@ public final class SQLiteResourceStore: ResourceStore {
                     );
                     """)
             }
+            migrator.registerMigration("v3 join token lifetimes") { db in
+                try Self.migrateJoinTokens(db, now: Int64(Date().timeIntervalSince1970))
+            }
             try migrator.migrate(pool)
             // Fails fast on a damaged file instead of at the first request.
             try pool.read { db in
@@ -189,21 +192,102 @@ public final class SQLiteResourceStore: ResourceStore {
         try run {
             try pool.write { db in
                 try db.execute(
-                    sql: "INSERT INTO join_tokens (secret_hash, service, expires_at) VALUES (?, ?, ?)",
-                    arguments: [token.secretHash, token.service, token.expiresAt])
+                    sql: """
+                        INSERT INTO join_tokens (id, secret_hash, service, expires_at, uses_left, revoked)
+                        VALUES (?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [token.id, token.secretHash, token.service, token.expiresAt, token.usesLeft, token.revoked])
             }
         }
     }
 
     public func joinToken(secretHash: String) throws(StoreError) -> JoinToken? {
-        let row = try run {
+        try run {
             try pool.read { db in
-                try Row.fetchOne(
-                    db, sql: "SELECT service, expires_at FROM join_tokens WHERE secret_hash = ?", arguments: [secretHash])
+                try Row.fetchOne(db, sql: "SELECT * FROM join_tokens WHERE secret_hash = ?", arguments: [secretHash])
+                    .map(Self.joinToken)
             }
         }
-        guard let row else { return nil }
-        return JoinToken(secretHash: secretHash, service: row["service"], expiresAt: row["expires_at"])
+    }
+
+    public func joinTokens() throws(StoreError) -> [JoinToken] {
+        try run {
+            try pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM join_tokens ORDER BY service, expires_at, id").map(Self.joinToken)
+            }
+        }
+    }
+
+    public func revokeJoinToken(id: String) throws(StoreError) -> JoinToken {
+        try run {
+            try pool.write { db in
+                try db.execute(sql: "UPDATE join_tokens SET revoked = 1 WHERE id = ?", arguments: [id])
+                guard let row = try Row.fetchOne(db, sql: "SELECT * FROM join_tokens WHERE id = ?", arguments: [id]) else {
+                    throw StoreError.notFound("join token \"\(id)\" not found")
+                }
+                return Self.joinToken(row)
+            }
+        }
+    }
+
+    public func consumeJoinToken(id: String, now: Int64) throws(StoreError) -> JoinTokenUse {
+        try run {
+            // One write transaction: SQLite has one writer at a time, so the check and the
+            // decrement cannot interleave with another use of the same token.
+            try pool.write { db in
+                guard let row = try Row.fetchOne(db, sql: "SELECT * FROM join_tokens WHERE id = ?", arguments: [id]) else {
+                    return .unknown
+                }
+                var token = Self.joinToken(row)
+                let state = token.state(now: now)
+                guard state == .active else { return .refused(token, state) }
+                if let usesLeft = token.usesLeft {
+                    try db.execute(
+                        sql: "UPDATE join_tokens SET uses_left = uses_left - 1 WHERE id = ? AND uses_left > 0", arguments: [id])
+                    token.usesLeft = usesLeft - 1
+                }
+                return .consumed(token)
+            }
+        }
+    }
+
+    /// v1 and v2 kept `secret_hash`, `service` and an optional `expires_at`. v3 adds a public
+    /// id, a use count and revocation, and makes every token expire: a token that had no
+    /// expiry gets the default lifetime from the upgrade on. A `secret_hash` that is not a
+    /// SHA-256 hex digest can only be a secret stored in plain text: it is hashed here.
+    static func migrateJoinTokens(_ db: Database, now: Int64) throws {
+        try db.execute(sql: """
+            CREATE TABLE join_tokens_v3 (
+                id TEXT PRIMARY KEY NOT NULL,
+                secret_hash TEXT NOT NULL UNIQUE,
+                service TEXT NOT NULL,
+                expires_at INTEGER NOT NULL,
+                uses_left INTEGER,
+                revoked INTEGER NOT NULL DEFAULT 0
+            );
+            """)
+        let rows = try Row.fetchAll(db, sql: "SELECT secret_hash, service, expires_at FROM join_tokens")
+        for row in rows {
+            let stored: String = row["secret_hash"]
+            let isDigest = stored.utf8.count == 64 && stored.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+            let expiresAt: Int64? = row["expires_at"]
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO join_tokens_v3 (id, secret_hash, service, expires_at) VALUES (?, ?, ?, ?)",
+                arguments: [
+                    JoinToken.makeID(), isDigest ? stored : DataDirectory.hash(stored), row["service"] as String,
+                    expiresAt ?? now + JoinToken.defaultLifetimeSeconds,
+                ])
+        }
+        try db.execute(sql: """
+            DROP TABLE join_tokens;
+            ALTER TABLE join_tokens_v3 RENAME TO join_tokens;
+            """)
+    }
+
+    private static func joinToken(_ row: Row) -> JoinToken {
+        JoinToken(
+            id: row["id"], secretHash: row["secret_hash"], service: row["service"], expiresAt: row["expires_at"],
+            usesLeft: row["uses_left"], revoked: row["revoked"])
     }
 
     // MARK: Internals

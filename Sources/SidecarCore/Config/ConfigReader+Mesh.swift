@@ -3,15 +3,9 @@ import Yams
 /// Mesh-specific value rules shared by every resource decoder: service and resource names,
 /// HTTP methods, header names, paths, label subsets.
 extension ConfigReader {
-    static let serviceNameRule = "lowercase letters, digits, \"-\" and \".\", starting and ending with a letter or digit"
+    static let serviceNameRule = ServiceName.rule
 
-    /// Service names end up in SPIFFE IDs, `Host` headers and metric labels: keep them DNS-like.
-    static func isServiceName(_ text: String) -> Bool {
-        guard (1...253).contains(text.count), let first = text.first, let last = text.last else { return false }
-        let allowed = text.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "-" || $0 == "." }
-        return allowed && first.isASCII && (first.isLowercase || first.isNumber)
-            && (last.isLowercase || last.isNumber)
-    }
+    static func isServiceName(_ text: String) -> Bool { ServiceName.isValid(text) }
 
     func serviceName(_ node: Node, path: String) -> String? {
         guard let text = string(node, path: path) else { return nil }

@@ -3,21 +3,66 @@
 public enum APIMessages {
     public struct TokenRequest: Codable, Sendable {
         public var service: String
-        /// A duration such as `1h`; absent means no expiry.
+        /// A duration such as `1h`; absent means the default (24 h).
         public var ttl: String?
-        public init(service: String, ttl: String? = nil) { self.service = service; self.ttl = ttl }
+        /// How many certificates the token may be exchanged for; absent means no limit.
+        public var uses: Int?
+        public init(service: String, ttl: String? = nil, uses: Int? = nil) {
+            self.service = service
+            self.ttl = ttl
+            self.uses = uses
+        }
     }
 
     public struct TokenResponse: Codable, Sendable {
+        /// The secret: shown once, never stored by the control plane (only its hash).
         public var token: String
+        /// The public id that `token list` shows and `token revoke` takes.
+        public var id: String?
         public var service: String
-        /// Unix seconds; absent when it never expires.
+        /// Unix seconds.
         public var expiresAt: Int64?
+        /// Absent: no limit.
+        public var usesLeft: Int?
 
-        public init(token: String, service: String, expiresAt: Int64? = nil) {
+        public init(token: String, id: String? = nil, service: String, expiresAt: Int64? = nil, usesLeft: Int? = nil) {
             self.token = token
+            self.id = id
             self.service = service
             self.expiresAt = expiresAt
+            self.usesLeft = usesLeft
+        }
+    }
+
+    /// One row of `GET /v1/tokens` (`token list -o json`): never the secret.
+    public struct TokenStatus: Codable, Sendable, Equatable {
+        public var id: String
+        public var service: String
+        /// RFC 3339, UTC (`2026-12-05T20:42:53Z`).
+        public var expires: String
+        /// null: no limit.
+        public var usesLeft: Int?
+        /// `active`, `expired`, `revoked` or `used-up`.
+        public var state: String
+
+        public init(id: String, service: String, expires: String, usesLeft: Int?, state: String) {
+            self.id = id
+            self.service = service
+            self.expires = expires
+            self.usesLeft = usesLeft
+            self.state = state
+        }
+
+        private enum CodingKeys: String, CodingKey { case id, service, expires, usesLeft, state }
+
+        /// Writes `usesLeft` even when it is null, so every row has the same fields.
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(id, forKey: .id)
+            try container.encode(service, forKey: .service)
+            try container.encode(expires, forKey: .expires)
+            try container.encode(usesLeft, forKey: .usesLeft)
+            try container.encode(state, forKey: .state)
         }
     }
 
