@@ -53,6 +53,8 @@ public enum LoadBalancerKind: String, Sendable, Equatable, CaseIterable {
     /// Power of two choices on outstanding requests.
     case leastRequest
     case roundRobin
+    /// Power of two choices on peak-EWMA latency × (outstanding requests + 1), as Linkerd.
+    case ewma
 }
 
 /// Per-destination limits; overflowing one answers `503 circuit-open`.

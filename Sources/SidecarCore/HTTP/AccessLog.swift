@@ -13,12 +13,13 @@ struct AccessLog: Sendable {
     let enabled: Bool
     let direction: String
 
-    func record(_ exchange: ProxyExchange, status: Int) {
+    /// `now` is the event loop's clock (the exchange's duration); the line's timestamp is wall time.
+    func record(_ exchange: ProxyExchange, status: Int, now: NIODeadline) {
         guard enabled else { return }
         var timespec = timespec()
         clock_gettime(CLOCK_REALTIME, &timespec)
         let millis = Int64(timespec.tv_sec) * 1000 + Int64(timespec.tv_nsec) / 1_000_000
-        var line = line(for: exchange, status: status, wallMillis: millis, now: .now())
+        var line = line(for: exchange, status: status, wallMillis: millis, now: now)
         line.withUTF8 { bytes in
             var offset = 0
             while offset < bytes.count {

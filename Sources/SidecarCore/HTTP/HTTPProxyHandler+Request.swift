@@ -69,7 +69,7 @@ extension HTTPProxyHandler {
         let exchange = ProxyExchange(
             method: head.method, methodName: head.methodName, authority: authority, path: path,
             requestID: requestID, peer: peer, closeAfterResponse: !head.framing.keepAlive || loop.draining,
-            framing: head.framing.body)
+            framing: head.framing.body, start: context.eventLoop.now)
         exchange.upgradeRequested = head.framing.upgrade
         exchange.bodyProgressAt = context.eventLoop.now
         self.exchange = exchange
@@ -133,7 +133,7 @@ extension HTTPProxyHandler {
             exchange.routeDeadline = context.eventLoop.now + rule.timeout.timeAmount
             armDeadlineTimer(context: context)
             if let limit = rule.rateLimit,
-                case .limited = loop.takeRuleToken(service: destination.service, ruleIndex: ruleIndex, limit: limit, now: .now())
+                case .limited = loop.takeRuleToken(service: destination.service, ruleIndex: ruleIndex, limit: limit, now: context.eventLoop.now)
             {
                 var error = ProxyError(.rateLimited, "\(destination.service): this route allows \(limit.requestsPerSecond) requests per second")
                 error.retryAfter = 1
@@ -175,7 +175,7 @@ extension HTTPProxyHandler {
                      context: context)
                 return
             }
-            if case .limited(let wait) = loop.takeInboundToken(caller: callerService ?? "unknown", now: .now()) {
+            if case .limited(let wait) = loop.takeInboundToken(caller: callerService ?? "unknown", now: context.eventLoop.now) {
                 var error = ProxyError(.rateLimited, "\(loop.table.localService) is over its request rate")
                 error.retryAfter = TokenBucket.Decision.limited(retryAfter: wait).retryAfterSeconds
                 fail(exchange, error, context: context)
@@ -332,6 +332,7 @@ extension HTTPProxyHandler {
         if let address = exchange.upstreamAddress { loop.requestStarted(address) }
         upstreamWritable = channel.isWritable
         exchange.bodyProgressAt = context.eventLoop.now
+        exchange.tryStartedAt = exchange.bodyProgressAt
         channel.write(head, promise: nil)
         // A retry: first the body bytes an earlier try forwarded, then whatever still arrives.
         if let body = exchange.replayBody, body.readableBytes > 0 { channel.write(body, promise: nil) }

@@ -16,6 +16,7 @@ extension HTTPProxyHandler {
         }
         if let service = exchange.poolKey?.service, let address = exchange.upstreamAddress, exchange.poolKey?.tunnel == false {
             loop.recordOutcome(.status(head.status), service: service, address: address)
+            loop.observeLatency(context.eventLoop.now - exchange.tryStartedAt, service: service, address: address)
         }
         exchange.tryDeadline = nil
         if head.status >= 500, retryElsewhere(exchange, after: .status(head.status), context: context) { return }
@@ -240,7 +241,8 @@ extension HTTPProxyHandler {
 
     /// Every finished exchange goes through here once: access log line and request metrics.
     func record(_ exchange: ProxyExchange, status: Int) {
-        accessLog.record(exchange, status: status)
+        let now = loop.eventLoop.now
+        accessLog.record(exchange, status: status, now: now)
         if exchange.holdsBreakerRequest || exchange.holdsBreakerRetry, let destination = exchange.route?.destination {
             let (request, retry) = (exchange.holdsBreakerRequest, exchange.holdsBreakerRetry)
             exchange.holdsBreakerRequest = false
@@ -258,7 +260,7 @@ extension HTTPProxyHandler {
         case .inbound:
             handle = inboundMetrics ?? loop.unroutedMetrics.inbound
         }
-        let elapsed = NIODeadline.now().uptimeNanoseconds &- exchange.start.uptimeNanoseconds
+        let elapsed = now.uptimeNanoseconds &- exchange.start.uptimeNanoseconds
         if exchange.poolKey?.tunnel == true {
             handle.recordBytes(request: UInt64(exchange.bytesReceived), response: UInt64(exchange.bytesSent))
         } else {

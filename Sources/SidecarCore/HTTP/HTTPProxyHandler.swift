@@ -58,7 +58,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     /// Whether the connection waits for a (next) request head, since when, and whether part of it came.
     var waiting = false
     var waitingForHead = false
-    var waitingSince = NIODeadline.now()
+    var waitingSince = NIODeadline.uptimeNanoseconds(0)
     var context: ChannelHandlerContext?
     var parser = HTTPHeadParser()
     var cumulation: ByteBuffer?
@@ -98,7 +98,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     func startTunnel(toService service: String, context: ChannelHandlerContext) {
         let exchange = ProxyExchange(
             method: .other, methodName: "TCP", authority: service, path: "", requestID: RequestIdentifiers.requestID(using: &loop.random),
-            peer: service, closeAfterResponse: true, framing: .none)
+            peer: service, closeAfterResponse: true, framing: .none, start: context.eventLoop.now)
         self.exchange = exchange
         exchange.tunnelMetrics = loop.metrics.requests.handle(direction: .outbound, peer: service)
         guard let destination = loop.table.destinations[service] else {
@@ -121,7 +121,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     func acceptTunnel(app: HostPort, context: ChannelHandlerContext) {
         let exchange = ProxyExchange(
             method: .other, methodName: "TCP", authority: "", path: "", requestID: RequestIdentifiers.requestID(using: &loop.random),
-            peer: callerService ?? "unknown", closeAfterResponse: true, framing: .none)
+            peer: callerService ?? "unknown", closeAfterResponse: true, framing: .none, start: context.eventLoop.now)
         self.exchange = exchange
         cancelHeadTimer()
         guard Authorizer.allows(loop.table.authorization, caller: callerService, method: "TCP", path: "/") else {

@@ -40,6 +40,8 @@ final class ProxyExchange {
     /// When request body bytes last moved (or forwarding could last resume): a body that sends
     /// nothing for the handler's `bodyIdle` timeout ends the exchange with 408.
     var bodyProgressAt = NIODeadline.uptimeNanoseconds(0)
+    /// When the current try's head went upstream (its response latency feeds the balancer).
+    var tryStartedAt = NIODeadline.uptimeNanoseconds(0)
     /// Moves when a try starts or is abandoned, so a late lease result of an older try is dropped.
     var tryEpoch = 0
     /// The failures that were retried, in order, and why the last failure was not (access log).
@@ -59,7 +61,7 @@ final class ProxyExchange {
 
     init(
         method: HTTPRequestMethod, methodName: String, authority: String, path: String, requestID: String,
-        peer: String, closeAfterResponse: Bool, framing: HTTPBodyFraming
+        peer: String, closeAfterResponse: Bool, framing: HTTPBodyFraming, start: NIODeadline = .now()
     ) {
         self.method = method
         self.methodName = methodName
@@ -70,7 +72,7 @@ final class ProxyExchange {
         self.closeAfterResponse = closeAfterResponse
         // Trailers are held whole so identity fields can be removed from them (HTTPTrailerSection).
         self.requestFramer = HTTPBodyFramer(framing: framing, holdsTrailers: true)
-        self.start = .now()
+        self.start = start
         self.requestComplete = framing == .none
     }
 

@@ -17,10 +17,10 @@ final class ProxyLoops: Sendable {
         var states: [ObjectIdentifier: ProxyLoopState] = [:]
         var all: [ProxyLoopState] = []
         let shared = SharedLimits()
+        let connector = SocketUpstreamConnector(clientTLS: clientTLS, tunnelTLS: tunnelTLS)
         for loop in group.makeIterator() {
             let state = ProxyLoopState(
-                eventLoop: loop, table: table, clientTLS: clientTLS, tunnelTLS: tunnelTLS, metrics: metrics,
-                shared: shared)
+                eventLoop: loop, table: table, connector: connector, metrics: metrics, shared: shared)
             states[ObjectIdentifier(loop)] = state
             all.append(state)
         }

@@ -1,5 +1,4 @@
 import NIOCore
-import NIOPosix
 
 /// Everything one event loop's proxy handlers share: the current route table, the pool of
 /// idle upstream connections, in-flight counts for least-request balancing. Confined to its
@@ -16,16 +15,16 @@ final class ProxyLoopState: @unchecked Sendable {
 
     let eventLoop: EventLoop
     private(set) var table: RouteTable
-    let clientTLS: TLSContextStore?
-    /// The client context offering ALPN `mesh-tcp`, for `outbound.tcp` tunnels.
-    let tunnelTLS: TLSContextStore?
+    /// Opens upstream connections (TCP + mTLS in production; an in-memory channel in tests).
+    let connector: any UpstreamConnector
     let metrics: SidecarMetrics
     /// For requests that never found a destination (`no-route`, `bad-request`).
     let unroutedMetrics: (outbound: RequestMetricsHandle, inbound: RequestMetricsHandle)
     var draining = false
     private var idle: [PoolKey: [UpstreamHandler]] = [:]
     private var inFlight: [HostPort: Int] = [:]
-    private var roundRobin: [String: Int] = [:]
+    /// Each destination's balancer on this loop, rebuilt when its policy's kind changes.
+    private var balancers: [String: (kind: LoadBalancerKind, balancer: any LoadBalancer)] = [:]
     /// Per-loop randomness (balancing, shares, jitter, request ids); see `LoopRandom`.
     var random = LoopRandom()
     let maxIdlePerEndpoint = 64
@@ -33,7 +32,7 @@ final class ProxyLoopState: @unchecked Sendable {
     var upstreamIdleTimeout: TimeAmount = .hours(1)
 
     init(
-        eventLoop: EventLoop, table: RouteTable, clientTLS: TLSContextStore?, tunnelTLS: TLSContextStore? = nil,
+        eventLoop: EventLoop, table: RouteTable, connector: any UpstreamConnector,
         metrics: SidecarMetrics = SidecarMetrics(), shared: SharedLimits = SharedLimits()
     ) {
         self.eventLoop = eventLoop
@@ -45,8 +44,7 @@ final class ProxyLoopState: @unchecked Sendable {
             metrics.requests.handle(direction: .inbound, peer: "unknown")
         )
         self.table = table
-        self.clientTLS = clientTLS
-        self.tunnelTLS = tunnelTLS
+        self.connector = connector
     }
 
     /// Installs a new snapshot; requests already routed keep what they chose.
@@ -54,6 +52,7 @@ final class ProxyLoopState: @unchecked Sendable {
         eventLoop.assertInEventLoop()
         self.table = table
         rateLimiters.tableReplaced()
+        balancers = balancers.filter { table.destinations[$0.key] != nil }
         for service in Array(resilience.keys) {
             guard let destination = table.destinations[service] else {
                 resilience[service] = nil
@@ -84,7 +83,7 @@ final class ProxyLoopState: @unchecked Sendable {
             resilience[destination.service] = DestinationResilience(
                 policy: destination.policy, endpoints: destination.endpoints.map(\.address), loopCount: loopCount,
                 breakerCounters: shared.breakerCounters(for: destination.service),
-                retryWindow: shared.retryWindow(for: destination.service))
+                retryWindow: shared.retryWindow(for: destination.service), now: eventLoop.now)
             startOutlierTimer()
         }
         return body(&resilience[destination.service]!)
@@ -100,7 +99,7 @@ final class ProxyLoopState: @unchecked Sendable {
         _ retry: inout RetryStateMachine, after failure: RetryStateMachine.Failure, from address: HostPort?,
         destination: RouteTable.Destination, holdsRetrySlot: inout Bool
     ) -> RetryStateMachine.Action {
-        let now = NIODeadline.now()
+        let now = eventLoop.now
         var action = withResilience(destination) { state in
             retry.decide(after: failure, from: address, now: now, budget: &state.retryBudget, using: &random)
         }
@@ -129,7 +128,7 @@ final class ProxyLoopState: @unchecked Sendable {
     func ejectedEndpoints(_ service: String) -> Int { resilience[service]?.outliers.ejectedCount ?? 0 }
 
     func retryBudgetRequestStarted(_ destination: RouteTable.Destination) {
-        let now = NIODeadline.now()
+        let now = eventLoop.now
         withResilience(destination) { $0.retryBudget.requestStarted(now: now) }
     }
 
@@ -146,7 +145,7 @@ final class ProxyLoopState: @unchecked Sendable {
 
     /// Records an upstream outcome for passive outlier detection; ejections move the metrics.
     func recordOutcome(_ outcome: OutlierDetectorStateMachine<HostPort>.Outcome, service: String, address: HostPort) {
-        guard let action = resilience[service]?.outliers.record(outcome, for: address, now: .now()) else { return }
+        guard let action = resilience[service]?.outliers.record(outcome, for: address, now: eventLoop.now) else { return }
         apply([action], service: service)
     }
 
@@ -197,7 +196,7 @@ final class ProxyLoopState: @unchecked Sendable {
         guard outlierTimer == nil else { return }
         outlierTimer = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [weak self] _ in
             guard let self else { return }
-            let now = NIODeadline.now()
+            let now = eventLoop.now
             for service in self.resilience.keys {
                 let actions = self.resilience[service]!.tickOutliers(now: now)
                 self.apply(actions, service: service)
@@ -223,8 +222,8 @@ final class ProxyLoopState: @unchecked Sendable {
 
     // MARK: Load balancing
 
-    /// Picks an endpoint of `destination` for `rule`: a backend subset by weight, then
-    /// least-request power-of-two-choices (or round robin) among its endpoints.
+    /// Picks an endpoint of `destination` for `rule`: a backend subset by weight, then the
+    /// destination's `LoadBalancer` among its usable endpoints.
     func pickEndpoint(
         _ destination: RouteTable.Destination, rule: RouteRule, excluding: Set<HostPort> = []
     ) -> RouteTable.Endpoint? {
@@ -235,18 +234,19 @@ final class ProxyLoopState: @unchecked Sendable {
         if candidates.isEmpty { candidates = usable }
         guard !candidates.isEmpty else { return nil }
         if candidates.count == 1 { return candidates[0] }
-        switch destination.policy.loadBalancer {
-        case .roundRobin:
-            let next = roundRobin[destination.service, default: 0]
-            roundRobin[destination.service] = next &+ 1
-            return candidates[next % candidates.count]
-        case .leastRequest:
-            let first = Int.random(in: 0..<candidates.count, using: &random)
-            var second = Int.random(in: 0..<(candidates.count - 1), using: &random)
-            if second >= first { second += 1 }
-            let a = candidates[first], b = candidates[second]
-            return inFlight[a.address, default: 0] <= inFlight[b.address, default: 0] ? a : b
+        let kind = destination.policy.loadBalancer
+        if balancers.index(forKey: destination.service) == nil || balancers[destination.service]!.kind != kind {
+            balancers[destination.service] = (kind, kind.makeBalancer())
         }
+        let inFlight = self.inFlight
+        return balancers[destination.service]!.balancer.pick(
+            candidates, inFlight: { inFlight[$0, default: 0] }, now: eventLoop.now, random: &random)
+    }
+
+    /// A try's response head came `latency` after its request went to `address` (latency-aware balancing).
+    func observeLatency(_ latency: TimeAmount, service: String, address: HostPort) {
+        guard balancers.index(forKey: service) != nil else { return }
+        balancers[service]!.balancer.observe(latency: latency, of: address, now: eventLoop.now)
     }
 
     private func pickSubset(_ backends: [WeightedBackend]) -> [String: String] {
@@ -420,51 +420,18 @@ final class ProxyLoopState: @unchecked Sendable {
     }
 
     private func connect(_ key: PoolKey, connectTimeout: TimeAmount) -> EventLoopFuture<UpstreamHandler> {
-        let tls: TLSHandler?
-        if let service = key.service {
-            guard let clientTLS = key.tunnel ? tunnelTLS : clientTLS, let expected = SPIFFEID.service(service, trustDomain: table.trustDomain) else {
-                return eventLoop.makeFailedFuture(ProxyError(.tlsFailed, "no client TLS identity configured"))
-            }
-            do {
-                tls = try TLSHandler(
-                    context: clientTLS.current, serverName: service, peerIdentity: .exactly([expected]),
-                    sessionKey: "\(service)@\(key.address)")
-            } catch {
-                return eventLoop.makeFailedFuture(ProxyError(.tlsFailed, "\(error)"))
-            }
-        } else {
-            tls = nil
-        }
         let upstream = UpstreamHandler(metrics: metrics)
         if !key.tunnel, let service = key.service, resilience.index(forKey: service) != nil { upstream.poolService = service }
         upstream.onClose = { [weak self, weak upstream] in
             guard let self, let upstream else { return }
             self.upstreamClosed(upstream, key: key)
         }
-        let tlsBox = NIOLoopBound(tls, eventLoop: eventLoop)
         let upstreamBox = NIOLoopBound(upstream, eventLoop: eventLoop)
-        return ClientBootstrap(group: eventLoop)
-            .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tls = tlsBox.value { try channel.pipeline.syncOperations.addHandler(tls) }
-                    try channel.pipeline.syncOperations.addHandler(upstreamBox.value)
-                }
-            }
-            .connect(host: key.address.host, port: key.address.port)
-            .map { _ in upstreamBox.value }
+        return connector.connect(key, upstream: upstream, trustDomain: table.trustDomain, timeout: connectTimeout, on: eventLoop)
+            .map { upstreamBox.value }
             .flatMapErrorThrowing { [weak self] error in
                 self?.upstreamClosed(upstreamBox.value, key: key)
-                throw ProxyError(.connectFailed, "connect to \(key.address) failed: \(Self.describe(error))")
+                throw error
             }
-    }
-
-    private static func describe(_ error: Error) -> String {
-        if let error = error as? ChannelError, case .connectTimeout(let timeout) = error {
-            return "timed out after \(timeout.nanoseconds / 1_000_000) ms"
-        }
-        if let error = error as? IOError { return error.description }
-        return "\(error)"
     }
 }

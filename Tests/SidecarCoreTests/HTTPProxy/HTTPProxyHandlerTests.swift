@@ -27,7 +27,9 @@ import Testing
         let channel = EmbeddedChannel()
         let metrics = SidecarMetrics()
         let table = RouteTable(localService: service, trustDomain: "mesh.local", resources: Self.resources, metrics: metrics)
-        let loop = ProxyLoopState(eventLoop: channel.embeddedEventLoop, table: table, clientTLS: nil, metrics: metrics)
+        let loop = ProxyLoopState(
+            eventLoop: channel.embeddedEventLoop, table: table,
+            connector: SocketUpstreamConnector(clientTLS: nil, tunnelTLS: nil), metrics: metrics)
         try channel.pipeline.syncOperations.addHandler(
             HTTPProxyHandler(direction: direction, loop: loop, accessLog: AccessLog(enabled: false, direction: "test"),
                              timeouts: timeouts))
