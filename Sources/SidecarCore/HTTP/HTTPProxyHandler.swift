@@ -285,7 +285,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 }
 
-extension HTTPProxyHandler: UpstreamOwner {}
+extension HTTPProxyHandler: UpstreamOwner, DownstreamConnection {}
 
 extension HTTPProxyHandler.Direction {
     var trafficDirection: TrafficDirection {

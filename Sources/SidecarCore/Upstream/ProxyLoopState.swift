@@ -206,11 +206,11 @@ final class ProxyLoopState: @unchecked Sendable {
 
     // MARK: Downstream connections (for drain)
 
-    private var connections: [ObjectIdentifier: HTTPProxyHandler] = [:]
+    private var connections: [ObjectIdentifier: any DownstreamConnection] = [:]
     var openConnections: Int { connections.count }
 
-    func connectionOpened(_ handler: HTTPProxyHandler) { connections[ObjectIdentifier(handler)] = handler }
-    func connectionClosed(_ handler: HTTPProxyHandler) { connections[ObjectIdentifier(handler)] = nil }
+    func connectionOpened(_ connection: any DownstreamConnection) { connections[ObjectIdentifier(connection)] = connection }
+    func connectionClosed(_ connection: any DownstreamConnection) { connections[ObjectIdentifier(connection)] = nil }
 
     /// Stops reusing connections and asks every downstream connection to finish and close.
     func beginDrain() {

@@ -66,7 +66,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     /// An L4 tunnel starts: every byte either way is relayed as is.
-    func beginTunnel(owner: HTTPProxyHandler) {
+    func beginTunnel(owner: any UpstreamOwner) {
         self.owner = owner
         self.tunnelling = true
         self.sawResponseHead = true
