@@ -304,7 +304,7 @@ final class ProxyLoopState: @unchecked Sendable {
             }
             return promise.futureResult
         case .reject(let resource):
-            return eventLoop.makeFailedFuture(refusal(service, "circuit breaker \(resource) reached"))
+            return eventLoop.makeFailedFuture(circuitOpen(service, "circuit breaker \(resource) reached"))
         }
     }
 
@@ -379,11 +379,11 @@ final class ProxyLoopState: @unchecked Sendable {
         else { return }
         publishBreakerState(service: service)
         waiter.promise.fail(
-            refusal(service, "no connection came free within \(timeout.nanoseconds / 1_000_000) ms (max-connections)"))
+            circuitOpen(service, "no connection came free within \(timeout.nanoseconds / 1_000_000) ms (max-connections)"))
     }
 
     /// A `circuit-open` refusal (or the fallback), counted in `sidecar_circuit_breaker_rejections_total`.
-    private func refusal(_ service: String, _ detail: String) -> ProxyError {
+    func circuitOpen(_ service: String, _ detail: String) -> ProxyError {
         metrics.peer(service).circuitBreakerRejections.increment()
         var error = ProxyError(.circuitOpen, "\(service): \(detail)")
         error.fallback = resilience[service]?.policy.fallback

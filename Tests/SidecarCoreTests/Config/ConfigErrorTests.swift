@@ -162,7 +162,7 @@ import Testing
 
             """
         #expect(issues(yaml) == [
-            #"web.yaml:1: service: "Web" is not a valid service name (lowercase letters, digits, "-" and ".", starting and ending with a letter or digit)"#,
+            #"web.yaml:1: service: "Web" is not a valid service name (lowercase letters, digits, "-" and ".", starting and ending with a letter or digit, at most 253 characters)"#,
             #"web.yaml:2: inbound.protocol: "grpc" is not one of: http, http2, tcp"#,
             "web.yaml:3: tls.trustBundle: is required",
             #"web.yaml:11: resources[0].rules[0].match.method: "get" is not an HTTP method (upper case, e.g. GET)"#,
@@ -171,7 +171,7 @@ import Testing
             #"web.yaml:9: resources[0].rules[0].retries.retryOn[0]: "teapot" is not a retry condition (one of: connect-failure, reset, refused-stream, 5xx, gateway-error, or a status code 100–599)"#,
             "web.yaml:10: resources[0].rules[0].fault.abort.percent: 150 is out of range 0–100 (a percent)",
             "web.yaml:10: resources[0].rules[0].fault.abort.status: 700 is out of range 100..599",
-            #"web.yaml:14: resources[1].loadBalancer: "random" is not one of: leastRequest, roundRobin"#,
+            #"web.yaml:14: resources[1].loadBalancer: "random" is not one of: leastRequest, roundRobin, ewma"#,
             #"web.yaml:15: resources[2].kind: "Gateway" is not a resource kind (one of: Service, Instance, Route, TrafficPolicy, AuthorizationPolicy)"#,
         ])
     }

@@ -12,7 +12,8 @@ import NIOCore
 /// place (`ProxyError`). Flushes once per read batch in both directions.
 ///
 /// Read in request order: this file (state, downstream events, head/idle timer, L4 tunnels),
-/// `HTTPProxyHandler+Request.swift` (routing, policy, pool lease, request body) and
+/// `HTTPProxyHandler+Request.swift` (target normalization, the `RequestFilters` chain of the
+/// direction, head rewrite, pool lease, request body), `Filters/` (each policy step) and
 /// `HTTPProxyHandler+Response.swift` (response relay, retries and timeouts, endings).
 final class HTTPProxyHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer

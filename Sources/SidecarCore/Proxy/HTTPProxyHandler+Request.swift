@@ -1,8 +1,8 @@
 import NIOCore
 
-/// The request side of `HTTPProxyHandler`: a parsed head becomes an exchange (route, policy,
-/// limits, fault injection), gets an upstream connection from the loop's pool, and its body is
-/// forwarded (and kept for replay up to 64 KiB).
+/// The request side of `HTTPProxyHandler`: a parsed head becomes an exchange, passes the
+/// direction's `RequestFilters` (route, policy, limits, fault injection), gets an upstream
+/// connection from the loop's pool, and its body is forwarded (and kept for replay up to 64 KiB).
 extension HTTPProxyHandler {
     // MARK: Request side
 
@@ -83,12 +83,13 @@ extension HTTPProxyHandler {
             fail(exchange, ProxyError(.badRequest, refusal ?? "invalid request-target"), context: context)
             return
         }
-        var extra: [HTTPHeaderLine] = []
+        var request = AdmittedRequest(head: head, target: target, exchange: exchange, caller: callerService)
         if !head.headers.contains("x-request-id") {
-            extra.append(try! HTTPHeaderLine(name: "x-request-id", value: requestID))
+            request.addedHeaders.append(try! HTTPHeaderLine(name: "x-request-id", value: requestID))
         }
         if !head.headers.contains("traceparent") {
-            extra.append(try! HTTPHeaderLine(name: "traceparent", value: RequestIdentifiers.traceparent(using: &loop.random)))
+            request.addedHeaders.append(
+                try! HTTPHeaderLine(name: "traceparent", value: RequestIdentifiers.traceparent(using: &loop.random)))
         }
         if let absolute = target.authority {
             // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host.
@@ -96,95 +97,70 @@ extension HTTPProxyHandler {
                 fail(exchange, ProxyError(.badRequest, "the target's authority is not a valid Host"), context: context)
                 return
             }
-            extra.append(host)
+            request.addedHeaders.append(host)
         }
-        var removed: [String] = []
-        var rewritten = context.channel.allocator.buffer(capacity: head.byteCount + 160)
         switch direction {
         case .outbound:
-            guard let hops = Self.hopCount(head.headers.firstValue(named: "x-mesh-hops")) else {
-                fail(exchange, ProxyError(.badRequest, "x-mesh-hops must be a small non-negative integer"), context: context)
-                return
-            }
-            guard hops < 8 else {
-                fail(exchange, ProxyError(.loopDetected, "request crossed \(hops) sidecars; refusing a routing loop"),
-                     context: context)
-                return
-            }
-            guard let destination = loop.table.destination(forHost: Substring(authority)) else {
-                fail(exchange, ProxyError(.noRoute, "no service \"\(peer)\" in the mesh"), context: context)
-                return
-            }
-            guard let ruleIndex = destination.ruleIndex(path: Substring(path), method: head.methodName, header: { head.headers.firstValue(named: $0) })
-            else {
-                fail(exchange, ProxyError(.noRoute, "no route of \(destination.service) matches \(head.methodName) \(path)"),
-                     context: context)
-                return
-            }
-            let rule = destination.rules[ruleIndex]
-            exchange.route = (destination, rule)
-            removed = ["x-mesh-hops", "x-mesh-caller"] + rule.requestHeaders.remove
-            extra.append(try! HTTPHeaderLine(name: "x-mesh-hops", value: String(hops + 1)))
-            for (name, value) in rule.requestHeaders.set.sorted(by: { $0.key < $1.key }) {
-                if let line = try? HTTPHeaderLine(name: name, value: value) { extra.append(line) }
-            }
-            write(head, target: target, removing: removed, adding: extra, into: &rewritten)
-            exchange.rewrittenHead = rewritten
-            exchange.routeDeadline = context.eventLoop.now + rule.timeout.timeAmount
-            armDeadlineTimer(context: context)
-            if let limit = rule.rateLimit,
-                case .limited = loop.takeRuleToken(service: destination.service, ruleIndex: ruleIndex, limit: limit, now: context.eventLoop.now)
-            {
-                var error = ProxyError(.rateLimited, "\(destination.service): this route allows \(limit.requestsPerSecond) requests per second")
-                error.retryAfter = 1
+            // No app may claim a caller identity on its way out either.
+            request.removedHeaders.append("x-mesh-caller")
+            admit(request, through: RequestFilters.outbound[...], context: context)
+        case .inbound:
+            // Until the gateway exists no caller may set x-mesh-user either.
+            request.removedHeaders += Self.identityHeaders
+            request.addedHeaders.append(try! HTTPHeaderLine(name: "x-mesh-caller", value: callerService ?? "unknown"))
+            admit(request, through: RequestFilters.inbound[...], context: context)
+        case .tcpOutbound:
+            break
+        }
+    }
+
+    /// Runs `filters` in order; a rejection answers the request, a delay resumes the rest on
+    /// the loop's timer, and a request every filter admitted is sent upstream.
+    func admit(_ request: AdmittedRequest, through filters: ArraySlice<any RequestFilter>, context: ChannelHandlerContext) {
+        var request = request
+        let exchange = request.exchange
+        var remaining = filters
+        while let filter = remaining.popFirst() {
+            let decision = filter.admit(&request, loop: loop, now: context.eventLoop.now)
+            armDeadlineTimer(context: context)  // a filter may have started the route timeout
+            switch decision {
+            case .next:
+                continue
+            case .reject(let error):
                 fail(exchange, error, context: context)
                 return
-            }
-            let admission = loop.withResilience(destination) { $0.breaker.tryAcquireRequest() }
-            loop.publishBreakerState(service: destination.service)
-            if case .rejected(let resource) = admission {
-                loop.metrics.peer(destination.service).circuitBreakerRejections.increment()
-                var error = ProxyError(.circuitOpen, "\(destination.service): circuit breaker \(resource) reached")
-                error.fallback = destination.policy.fallback
-                fail(exchange, error, context: context)
-                return
-            }
-            exchange.holdsBreakerRequest = true
-            prepareReplay(exchange, head: head, rewritten: rewritten, rule: rule, destination: destination, context: context)
-            if let abort = rule.fault?.abort, loop.chance(abort.percent) {
-                fail(exchange, ProxyError(.faultInjected, "aborted by the route's fault injection", status: abort.status),
-                     context: context)
-                return
-            }
-            mirrorIfBuffered(exchange)
-            if let delay = rule.fault?.delay, loop.chance(delay.percent) {
-                // On a timer: the loop serves other requests meanwhile.
+            case .delay(let delay):
                 phase = .connecting
-                context.eventLoop.scheduleTask(in: delay.duration.timeAmount) { [weak self] in
+                context.eventLoop.scheduleTask(in: delay) { [weak self] in
                     guard let self, self.exchange === exchange, let context = self.context else { return }
-                    self.connectOutbound(exchange, context: context)
+                    self.admit(request, through: remaining, context: context)
                 }
                 return
             }
+        }
+        forward(request, context: context)
+    }
+
+    /// Every filter admitted the request: write its head for the next hop, then lease a
+    /// connection (to an endpoint of the destination, or to the local app on the inbound).
+    private func forward(_ request: AdmittedRequest, context: ChannelHandlerContext) {
+        let exchange = request.exchange
+        let head = request.head
+        var rewritten = context.channel.allocator.buffer(capacity: head.byteCount + 160)
+        let writer = HTTPHeadWriter(removing: request.removedHeaders, relayUpgrade: true)
+        if request.target.isRewritten {
+            writer.write(head, target: request.target.originForm, adding: request.addedHeaders, into: &rewritten)
+        } else {
+            writer.write(head, adding: request.addedHeaders, into: &rewritten)
+        }
+        exchange.rewrittenHead = rewritten
+        switch direction {
+        case .outbound:
+            guard let (destination, rule, _) = request.route else { return }
+            prepareReplay(exchange, head: head, rewritten: rewritten, rule: rule, destination: destination, context: context)
+            mirrorIfBuffered(exchange)
             connectOutbound(exchange, context: context)
         case .inbound(let app):
-            guard Authorizer.allows(loop.table.authorization, caller: callerService, method: head.methodName, path: Substring(path))
-            else {
-                loop.metrics.authzDenied(caller: callerService ?? "unknown").increment()
-                fail(exchange, ProxyError(.forbidden, "\(callerService ?? "an unidentified caller") may not \(head.methodName) \(path)"),
-                     context: context)
-                return
-            }
-            if case .limited(let wait) = loop.takeInboundToken(caller: callerService ?? "unknown", now: context.eventLoop.now) {
-                var error = ProxyError(.rateLimited, "\(loop.table.localService) is over its request rate")
-                error.retryAfter = TokenBucket.Decision.limited(retryAfter: wait).retryAfterSeconds
-                fail(exchange, error, context: context)
-                return
-            }
-            extra.append(try! HTTPHeaderLine(name: "x-mesh-caller", value: callerService ?? "unknown"))
-            // Until the gateway exists no caller may set x-mesh-user either.
-            write(head, target: target, removing: Self.identityHeaders, adding: extra, into: &rewritten)
-            exchange.rewrittenHead = rewritten
             lease(exchange, key: .init(address: app, service: nil), connectTimeout: .seconds(5), context: context)
         case .tcpOutbound:
             break
@@ -194,28 +170,6 @@ extension HTTPProxyHandler {
     /// The header names only the mesh sets; removed from what a caller sends, in any spelling
     /// and from trailers too.
     static let identityHeaders = ["x-mesh-caller", "x-mesh-user"]
-
-    /// `x-mesh-hops` as sent: absent is 0; anything but 1–3 digits is refused (a negative or
-    /// huge count must not stretch a loop past the limit).
-    static func hopCount(_ value: String?) -> Int? {
-        guard let value else { return 0 }
-        guard (1...3).contains(value.utf8.count), value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
-        return Int(value)
-    }
-
-    /// Writes the head for the next hop, with the normalized origin-form target when the
-    /// received one differs (absolute-form, or a path that normalization changed).
-    private func write(
-        _ head: HTTPRawRequestHead, target: HTTPRequestTarget, removing removed: [String], adding extra: [HTTPHeaderLine],
-        into buffer: inout ByteBuffer
-    ) {
-        let writer = HTTPHeadWriter(removing: removed, relayUpgrade: true)
-        if target.isRewritten {
-            writer.write(head, target: target.originForm, adding: extra, into: &buffer)
-        } else {
-            writer.write(head, adding: extra, into: &buffer)
-        }
-    }
 
     /// Every routed request may be sent again (the retry state machine decides when) and
     /// copied to the rule's mirror: keep the rewritten head, and a copy of the body when it

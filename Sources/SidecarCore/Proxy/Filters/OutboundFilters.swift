@@ -1,0 +1,97 @@
+import NIOCore
+
+/// Stops routing loops: `x-mesh-hops` counts the sidecars a request crossed; at 8 the answer
+/// is 508 `loop-detected`, and anything but 1–3 digits is 400. Sets the next hop's count.
+struct HopLimitFilter: RequestFilter {
+    static let maxHops = 8
+
+    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+        guard let hops = Self.hopCount(request.head.headers.firstValue(named: "x-mesh-hops")) else {
+            return .reject(ProxyError(.badRequest, "x-mesh-hops must be a small non-negative integer"))
+        }
+        guard hops < Self.maxHops else {
+            return .reject(ProxyError(.loopDetected, "request crossed \(hops) sidecars; refusing a routing loop"))
+        }
+        request.removedHeaders.append("x-mesh-hops")
+        request.addedHeaders.append(try! HTTPHeaderLine(name: "x-mesh-hops", value: String(hops + 1)))
+        return .next
+    }
+
+    /// `x-mesh-hops` as sent: absent is 0; anything but 1–3 digits is refused (a negative or
+    /// huge count must not stretch a loop past the limit).
+    static func hopCount(_ value: String?) -> Int? {
+        guard let value else { return 0 }
+        guard (1...3).contains(value.utf8.count), value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return Int(value)
+    }
+}
+
+/// Finds the destination (by `Host`/authority) and its first matching rule (404 `no-route`
+/// otherwise); applies the rule's request header rewrites and starts the route timeout.
+struct RoutingFilter: RequestFilter {
+    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+        let exchange = request.exchange
+        guard let destination = loop.table.destination(forHost: Substring(exchange.authority)) else {
+            return .reject(ProxyError(.noRoute, "no service \"\(exchange.peer)\" in the mesh"))
+        }
+        let head = request.head
+        guard let index = destination.ruleIndex(
+            path: Substring(exchange.path), method: head.methodName, header: { head.headers.firstValue(named: $0) })
+        else {
+            return .reject(ProxyError(.noRoute, "no route of \(destination.service) matches \(head.methodName) \(exchange.path)"))
+        }
+        let rule = destination.rules[index]
+        request.route = (destination, rule, index)
+        exchange.route = (destination, rule)
+        exchange.routeDeadline = now + rule.timeout.timeAmount
+        request.removedHeaders += rule.requestHeaders.remove
+        for (name, value) in rule.requestHeaders.set.sorted(by: { $0.key < $1.key }) {
+            if let line = try? HTTPHeaderLine(name: name, value: value) { request.addedHeaders.append(line) }
+        }
+        return .next
+    }
+}
+
+/// The matched rule's own rate limit (429 `rate-limited` with `Retry-After`), exact across loops.
+struct RouteRateLimitFilter: RequestFilter {
+    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+        guard let (destination, rule, index) = request.route, let limit = rule.rateLimit,
+            case .limited = loop.takeRuleToken(service: destination.service, ruleIndex: index, limit: limit, now: now)
+        else { return .next }
+        var error = ProxyError(.rateLimited, "\(destination.service): this route allows \(limit.requestsPerSecond) requests per second")
+        error.retryAfter = 1
+        return .reject(error)
+    }
+}
+
+/// Takes one of the destination's `maxRequests` slots, held until the exchange is recorded;
+/// at the limit the answer is 503 `circuit-open` (or the TrafficPolicy's fallback).
+struct CircuitBreakerFilter: RequestFilter {
+    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+        guard let destination = request.route?.destination else { return .next }
+        let admission = loop.withResilience(destination) { $0.breaker.tryAcquireRequest() }
+        loop.publishBreakerState(service: destination.service)
+        if case .rejected(let resource) = admission {
+            return .reject(loop.circuitOpen(destination.service, "circuit breaker \(resource) reached"))
+        }
+        request.exchange.holdsBreakerRequest = true
+        return .next
+    }
+}
+
+/// The rule's fault injection, abort half: a share of requests answered with the set status.
+struct FaultAbortFilter: RequestFilter {
+    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+        guard let abort = request.route?.rule.fault?.abort, loop.chance(abort.percent) else { return .next }
+        return .reject(ProxyError(.faultInjected, "aborted by the route's fault injection", status: abort.status))
+    }
+}
+
+/// The rule's fault injection, delay half: a share of requests held on the loop's timer (the
+/// loop serves other requests meanwhile).
+struct FaultDelayFilter: RequestFilter {
+    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+        guard let delay = request.route?.rule.fault?.delay, loop.chance(delay.percent) else { return .next }
+        return .delay(delay.duration.timeAmount)
+    }
+}

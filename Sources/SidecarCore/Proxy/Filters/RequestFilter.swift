@@ -1,0 +1,49 @@
+import NIOCore
+
+/// One policy step a request passes before it is sent upstream: the hop limit, routing, a
+/// route's rate limit, the circuit breaker, fault injection on the outbound; authorization and
+/// the service's rate limit on the inbound. Each is small and knows nothing of the others;
+/// `RequestFilters` lists them in request order, and the next features (JWT, cache, gRPC
+/// mapping) join as one more filter (the way linkerd2-proxy stacks one layer per concern).
+///
+/// A filter reads and refines the `AdmittedRequest` and says whether the request goes on,
+/// is answered here with a `ProxyError`, or goes on after a delay. It runs on the
+/// connection's event loop and may use that loop's state (limits, randomness, metrics).
+protocol RequestFilter: Sendable {
+    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision
+}
+
+/// What a `RequestFilter` decided.
+enum FilterDecision {
+    /// On to the next filter.
+    case next
+    /// Answer the request here (the exchange ends; nothing goes upstream).
+    case reject(ProxyError)
+    /// On to the next filter after this long (on the loop's timer; the route timeout runs on).
+    case delay(TimeAmount)
+}
+
+/// A request being admitted: the parsed head and normalized target, the exchange it will
+/// become, and what the filters decided so far (where it goes, which headers change).
+struct AdmittedRequest {
+    let head: HTTPRawRequestHead
+    let target: HTTPRequestTarget
+    let exchange: ProxyExchange
+    /// The verified calling service (inbound), from the TLS handshake.
+    let caller: String?
+    /// Outbound, once `RoutingFilter` ran: the destination, its matching rule and the rule's index.
+    var route: (destination: RouteTable.Destination, rule: RouteRule, index: Int)?
+    /// Header names dropped from the head going upstream (any spelling, see `HTTPHeadWriter`).
+    var removedHeaders: [String] = []
+    /// Header lines set on the head going upstream (replacing any received of the same name).
+    var addedHeaders: [HTTPHeaderLine] = []
+}
+
+/// The filter chains of the two directions, in request order.
+enum RequestFilters {
+    static let outbound: [any RequestFilter] = [
+        HopLimitFilter(), RoutingFilter(), RouteRateLimitFilter(), CircuitBreakerFilter(),
+        FaultAbortFilter(), FaultDelayFilter(),
+    ]
+    static let inbound: [any RequestFilter] = [AuthorizationFilter(), InboundRateLimitFilter()]
+}
