@@ -85,32 +85,25 @@ enum HTTPGrammar {
 
     /// Case-insensitive ASCII comparison of bytes with any string (no allocation).
     static func equalsIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ string: String) -> Bool {
-        let utf8 = string.utf8
-        guard bytes.count == utf8.count else { return false }
-        var i = 0
-        for c in utf8 {
-            if lowercased(bytes[i]) != lowercased(c) { return false }
-            i += 1
-        }
-        return true
+        equals(bytes, string, folding: lowercased)
     }
 
     /// Whether a received field name is the same header as `string` to an app framework that
     /// folds case and reads `_` as `-` (CGI/WSGI turn both `X-Mesh-Caller` and `x_mesh_caller`
     /// into `HTTP_X_MESH_CALLER`). Used for the names the mesh sets, so no spelling slips past.
     static func equalsAsFieldName(_ bytes: UnsafeRawBufferPointer, _ string: String) -> Bool {
+        equals(bytes, string) { $0 == UInt8(ascii: "_") ? UInt8(ascii: "-") : lowercased($0) }
+    }
+
+    @inline(__always)
+    private static func equals(_ bytes: UnsafeRawBufferPointer, _ string: String, folding fold: (UInt8) -> UInt8) -> Bool {
         let utf8 = string.utf8
         guard bytes.count == utf8.count else { return false }
         var i = 0
         for c in utf8 {
-            if foldedName(bytes[i]) != foldedName(c) { return false }
+            if fold(bytes[i]) != fold(c) { return false }
             i += 1
         }
         return true
-    }
-
-    @inline(__always)
-    private static func foldedName(_ b: UInt8) -> UInt8 {
-        b == UInt8(ascii: "_") ? UInt8(ascii: "-") : lowercased(b)
     }
 }

@@ -207,33 +207,29 @@ extension HTTPProxyHandler {
     /// The caller stopped sending its request body (slowloris on the body): 408 when no
     /// response has started, else close; the upstream try is dropped either way.
     func requestBodyStalled(_ exchange: ProxyExchange) {
-        guard self.exchange === exchange, let context else { return }
-        exchange.cancelTimers()
-        abandonTry(exchange)
-        exchange.closeAfterResponse = true
         let limit = timeouts.requestBodyIdle.nanoseconds / 1_000_000
-        if exchange.responseStarted {
-            exchange.errorCause = .badRequest
-            record(exchange, status: exchange.status)
-            self.exchange = nil
-            context.close(promise: nil)
-        } else {
-            fail(exchange, ProxyError(.badRequest, "request body sent nothing for \(limit) ms", status: 408), context: context)
-        }
+        exchange.closeAfterResponse = true
+        endOnTimer(exchange, ProxyError(.badRequest, "request body sent nothing for \(limit) ms", status: 408))
     }
 
     func requestTimedOut(_ exchange: ProxyExchange, after timeout: MeshDuration) {
+        endOnTimer(exchange, ProxyError(.timeout, "no response within \(timeout)"))
+    }
+
+    /// A timer ended the exchange: its try is dropped, and the caller gets `error`, or, once
+    /// the response has started (nothing more can be said in HTTP/1.1), a closed connection.
+    private func endOnTimer(_ exchange: ProxyExchange, _ error: ProxyError) {
         guard self.exchange === exchange, let context else { return }
         exchange.cancelTimers()
         abandonTry(exchange)
         if exchange.responseStarted {
-            exchange.errorCause = .timeout
+            exchange.errorCause = error.cause
             record(exchange, status: exchange.status)
             self.exchange = nil
             context.close(promise: nil)
         } else {
             if !exchange.requestComplete { exchange.closeAfterResponse = true }
-            fail(exchange, ProxyError(.timeout, "no response within \(timeout)"), context: context)
+            fail(exchange, error, context: context)
         }
     }
 
