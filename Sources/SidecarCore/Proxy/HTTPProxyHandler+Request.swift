@@ -283,7 +283,10 @@ extension HTTPProxyHandler {
         exchange.rewrittenHead = nil
         upstream.begin(owner: self, method: exchange.method)
         upstream.setReadsPaused(!context.channel.isWritable)
-        if let address = exchange.upstreamAddress { loop.requestStarted(address) }
+        if let address = exchange.upstreamAddress {
+            loop.requestStarted(address)
+            exchange.outstandingAt = address
+        }
         upstreamWritable = channel.isWritable
         exchange.bodyProgressAt = context.eventLoop.now
         exchange.tryStartedAt = exchange.bodyProgressAt
@@ -324,8 +327,7 @@ extension HTTPProxyHandler {
                 mirrorIfBuffered(exchange)
             }
         } catch {
-            exchange.upstream?.owner = nil
-            channel.close(promise: nil)
+            abandonTry(exchange)
             exchange.closeAfterResponse = true
             fail(exchange, ProxyError.badRequest(error), context: context)
         }

@@ -66,13 +66,12 @@ extension HTTPProxyHandler {
     func upstreamResponseEnd(reusable: Bool) {
         guard let context, let exchange else { return }
         exchange.cancelTimers()
-        if let address = exchange.upstreamAddress { loop.requestFinished(address) }
+        endOutstanding(exchange)
         if let upstream = exchange.upstream, let key = exchange.poolKey {
             if reusable && exchange.requestComplete && phase != .tunnel {
                 loop.release(upstream, key: key)
             } else {
-                upstream.owner = nil
-                upstream.channel?.close(promise: nil)
+                upstream.abandon()
             }
         }
         finishExchange(exchange, status: exchange.status, context: context)
@@ -85,7 +84,7 @@ extension HTTPProxyHandler {
             if error.cause == .upstreamReset, retryElsewhere(exchange, after: .reset, context: context) { return }
         }
         exchange.cancelTimers()
-        if let address = exchange.upstreamAddress { loop.requestFinished(address) }
+        endOutstanding(exchange)
         exchange.upstream = nil
         if responseStarted || exchange.poolKey?.tunnel == true {
             exchange.errorCause = error.cause
@@ -132,11 +131,17 @@ extension HTTPProxyHandler {
         exchange.tryEpoch &+= 1
         exchange.tryDeadline = nil
         if let upstream = exchange.upstream {
-            upstream.owner = nil
-            upstream.channel?.close(promise: nil)
-            if let address = exchange.upstreamAddress { loop.requestFinished(address) }
+            upstream.abandon()
+            endOutstanding(exchange)
             exchange.upstream = nil
         }
+    }
+
+    /// The try no longer counts as outstanding on its endpoint (least-request and EWMA balancing).
+    func endOutstanding(_ exchange: ProxyExchange) {
+        guard let address = exchange.outstandingAt else { return }
+        exchange.outstandingAt = nil
+        loop.requestFinished(address)
     }
 
     /// Starts the try's `perTryTimeout` clock once the whole request has gone upstream on this

@@ -270,11 +270,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             exchange.cancelTimers()
             // The downstream went away first: a closed tunnel, or an aborted request (status 0).
             record(exchange, status: exchange.poolKey?.tunnel == true ? 0 : exchange.status)
-            if let upstream = exchange.upstream {
-                upstream.owner = nil
-                upstream.channel?.close(promise: nil)
-                if let address = exchange.upstreamAddress { loop.requestFinished(address) }
-            }
+            abandonTry(exchange)
             self.exchange = nil
         }
         context.fireChannelInactive()

@@ -80,8 +80,7 @@ final class MirrorExchange: UpstreamOwner {
             if reusable {
                 loop.release(upstream, key: key)
             } else {
-                upstream.owner = nil
-                upstream.channel?.close(promise: nil)
+                upstream.abandon()
             }
         }
         loop.metrics.mirrorRequests(peer: key.service ?? "unknown", result: outcome).increment()

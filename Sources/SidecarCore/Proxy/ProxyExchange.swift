@@ -42,6 +42,9 @@ final class ProxyExchange {
     var bodyProgressAt = NIODeadline.uptimeNanoseconds(0)
     /// When the current try's head went upstream (its response latency feeds the balancer).
     var tryStartedAt = NIODeadline.uptimeNanoseconds(0)
+    /// The endpoint the current try counts as one outstanding request on, until it ends
+    /// (tunnels never count; every end uncounts exactly once).
+    var outstandingAt: HostPort?
     /// Moves when a try starts or is abandoned, so a late lease result of an older try is dropped.
     var tryEpoch = 0
     /// The failures that were retried, in order, and why the last failure was not (access log).

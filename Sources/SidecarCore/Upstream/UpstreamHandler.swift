@@ -65,6 +65,13 @@ final class UpstreamHandler: ChannelDuplexHandler {
         self.parser = HTTPHeadParser()
     }
 
+    /// Its owner lets go mid-exchange: the connection closes and is never reused (a response
+    /// that still comes has nobody to go to).
+    func abandon() {
+        owner = nil
+        channel?.close(promise: nil)
+    }
+
     /// An L4 tunnel starts: every byte either way is relayed as is.
     func beginTunnel(owner: any UpstreamOwner) {
         self.owner = owner

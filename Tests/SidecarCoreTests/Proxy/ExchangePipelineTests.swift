@@ -191,4 +191,26 @@ import Testing
         #expect(answer.hasPrefix("HTTP/1.1 408 Request Timeout\r\n"), "\(answer)")
         #expect(answer.contains("request body sent nothing for 30000 ms"))
     }
+
+    /// Least-request and EWMA read the outstanding count per endpoint: every way an exchange
+    /// ends (answered, a broken request body, the caller gone) gives its count back once.
+    @Test func outstandingCountsReturnToZeroHoweverAnExchangeEnds() throws {
+        let h = try H(rules: [RouteRule(retries: RetryPolicy(attempts: 1))], endpoints: [H.first])
+        try h.send(H.get())
+        #expect(h.state.inFlightCount(H.first) == 1)
+        try h.upstreams.respond(0, H.ok)
+        #expect(h.state.inFlightCount(H.first) == 0)
+
+        try h.send("POST /pay HTTP/1.1\r\nHost: payments\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
+        #expect(h.state.inFlightCount(H.first) == 1)
+        try h.send("lo\r\nzz\r\n")  // not a chunk size
+        #expect(try h.answer().contains("400 Bad Request"))
+        #expect(h.state.inFlightCount(H.first) == 0)
+
+        let other = try h.anotherDownstream()
+        try h.send(H.get(), on: other)
+        #expect(h.state.inFlightCount(H.first) == 1)
+        try other.close().wait()
+        #expect(h.state.inFlightCount(H.first) == 0)
+    }
 }
