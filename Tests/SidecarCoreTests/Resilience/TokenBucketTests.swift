@@ -37,9 +37,10 @@ extension ResilienceTests {
         /// the limiter.
         @Test func aHugeBurstIsCappedNotATrap() {
             let clock = ManualClock()
+            #expect(TokenBucket(RateLimit(requestsPerSecond: 1, burst: Int.max)).tolerance == TokenBucket.maxTolerance)
             for limit in [RateLimit(requestsPerSecond: 1, burst: Int.max), RateLimit(requestsPerSecond: Int.max, burst: Int.max)] {
                 var bucket = TokenBucket(limit)
-                #expect(bucket.tolerance == TokenBucket.maxTolerance)
+                #expect(bucket.tolerance <= TokenBucket.maxTolerance)
                 for _ in 0..<3 { #expect(bucket.tryTake(now: clock.now) == .allowed) }
                 #expect(SharedTokenBucket(limit).tryTake(now: clock.now) == .allowed)
             }
