@@ -33,7 +33,7 @@ merge)
     [ -d "fuzz/seeds/$T" ] && set -- "$@" "fuzz/seeds/$T"
     MESH_FUZZ_TARGET=$T nice -n 19 "$BIN" -merge=1 -max_len="$(max_len "$T")" "fuzz/work/$T.merged" "$@"
     rm -rf "fuzz/corpus/$T" && mv "fuzz/work/$T.merged" "fuzz/corpus/$T"
-    echo "fuzz/corpus/$T: $(ls "fuzz/corpus/$T" | wc -l) inputs, $(du -sk "fuzz/corpus/$T" | cut -f1) KiB"
+    echo "fuzz/corpus/$T: $(ls "fuzz/corpus/$T" | wc -l) inputs, $(cat "fuzz/corpus/$T"/* | wc -c) bytes"
     ;;
 replay)
     T=$2; shift 2
