@@ -93,6 +93,27 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Fuzz targets over the mesh's untrusted inputs (config YAML, API JSON, snapshots, CSRs,
+        // chunked bodies), one entry function each: driven by libFuzzer through `mesh-fuzz`
+        // (fuzz/build.sh) and replayed over the committed corpora by MeshFuzzTargetsTests.
+        // Not a product: nothing shipped depends on it.
+        .target(
+            name: "MeshFuzzTargets",
+            dependencies: [
+                "SidecarCore",
+                "ControlPlane",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        // The declaration of libFuzzer's driver, called by mesh-fuzz only in a -sanitize=fuzzer build.
+        .target(name: "CLibFuzzer"),
+        .executableTarget(
+            name: "mesh-fuzz",
+            dependencies: ["MeshFuzzTargets", "CLibFuzzer"]
+        ),
         // Test-only helpers shared by both test targets: certificates minted at test time,
         // in-memory channel pumping, free ports, child processes.
         .target(
@@ -130,6 +151,10 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "MeshFuzzTargetsTests",
+            dependencies: ["MeshFuzzTargets"]
         ),
         .testTarget(
             name: "MeshIntegrationTests",

@@ -62,7 +62,11 @@ public struct ConnectionPoolStateMachine<Endpoint: Hashable & Sendable>: Sendabl
 
     private static func shares(_ thresholds: CircuitBreakerThresholds, loopCount: Int) -> (Int, Int) {
         let loops = Swift.max(1, loopCount)
-        func share(_ limit: Int) -> Int { (Swift.max(0, limit) + loops - 1) / loops }
+        // Rounded up without `limit + loops - 1`, which overflows for a limit near Int.max.
+        func share(_ limit: Int) -> Int {
+            let limit = Swift.max(0, limit)
+            return limit / loops + (limit % loops == 0 ? 0 : 1)
+        }
         return (Swift.max(1, share(thresholds.maxConnections)), share(thresholds.maxPendingRequests))
     }
 

@@ -36,10 +36,16 @@ public struct TokenBucket: Sendable {
         self.init(interval: UInt64((1_000_000_000 / rate).rounded()), burst: Swift.max(1, limit.burst))
     }
 
+    /// A burst so large that `(burst - 1) × interval` would not fit is capped at `maxTolerance`.
     public init(interval: UInt64, burst: Int) {
         self.interval = Swift.max(1, interval)
-        self.tolerance = self.interval * UInt64(Swift.max(0, burst - 1))
+        let (tolerance, overflow) = self.interval.multipliedReportingOverflow(by: UInt64(Swift.max(0, burst - 1)))
+        self.tolerance = overflow ? Self.maxTolerance : Swift.min(tolerance, Self.maxTolerance)
     }
+
+    /// Half the clock's range (146 years): `tat` stays at most this plus one interval ahead of
+    /// `now`, so it never overflows. Any config burst above it is unlimited in practice.
+    static let maxTolerance = UInt64.max / 2
 
     /// Takes one request's token if there is one.
     public mutating func tryTake(now: NIODeadline) -> Decision {

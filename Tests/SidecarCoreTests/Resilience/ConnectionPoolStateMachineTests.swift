@@ -84,6 +84,14 @@ extension ResilienceTests {
             #expect(zero.lease("a", idleHere: false, idleElsewhere: false) == .reject(.pendingRequests))
         }
 
+        /// Found by fuzzing (fuzz/corpus/apply-yaml): `maxConnections: 9223372036854775807`
+        /// is accepted, and rounding its per-loop share up trapped on overflow.
+        @Test func aLimitNearIntMaxDividesWithoutOverflow() {
+            let pool = Self.pool(connections: Int.max, pending: Int.max, loopCount: 3)
+            #expect(pool.connectionLimit == Int.max / 3 + 1)
+            #expect(pool.pendingLimit == Int.max / 3 + 1)
+        }
+
         @Test func newThresholdsKeepWhatIsOpen() {
             var pool = Self.pool(connections: 3, pending: 1)
             for _ in 0..<3 { _ = pool.lease("a", idleHere: false, idleElsewhere: false) }

@@ -32,6 +32,20 @@ extension ResilienceTests {
             }
         }
 
+        /// Found by fuzzing (fuzz/corpus/apply-yaml): the decoder accepts any burst up to
+        /// Int.max, and `(burst - 1) × interval` trapped on overflow when the sidecar built
+        /// the limiter.
+        @Test func aHugeBurstIsCappedNotATrap() {
+            let clock = ManualClock()
+            #expect(TokenBucket(RateLimit(requestsPerSecond: 1, burst: Int.max)).tolerance == TokenBucket.maxTolerance)
+            for limit in [RateLimit(requestsPerSecond: 1, burst: Int.max), RateLimit(requestsPerSecond: Int.max, burst: Int.max)] {
+                var bucket = TokenBucket(limit)
+                #expect(bucket.tolerance <= TokenBucket.maxTolerance)
+                for _ in 0..<3 { #expect(bucket.tryTake(now: clock.now) == .allowed) }
+                #expect(SharedTokenBucket(limit).tryTake(now: clock.now) == .allowed)
+            }
+        }
+
         @Test func burstIsAvailableAtOnceThenNothing() {
             let clock = ManualClock()
             var bucket = TokenBucket(RateLimit(requestsPerSecond: 10, burst: 5))
