@@ -216,7 +216,8 @@ import Testing
         let webAfter = try await metrics(ports.webAdmin)
         let payAfter = try await metrics(ports.payAdmin)
         func delta(_ before: String, _ after: String, _ name: String, _ labels: [String: String]) -> Double {
-            metricValue(after, name, labels) - metricValue(before, name, labels)
+            // The series must exist afterwards; before the requests it may not have yet.
+            (metricValue(after, name, labels) ?? .nan) - (metricValueOrZero(before, name, labels) ?? .nan)
         }
         #expect(delta(webBefore, webAfter, "sidecar_requests_total", ["direction": "outbound", "peer": "payments", "code": "200"]) == 7)
         #expect(delta(webBefore, webAfter, "sidecar_requests_total", ["direction": "outbound", "peer": "payments", "code": "403"]) == 1)
@@ -225,7 +226,7 @@ import Testing
         #expect(delta(payBefore, payAfter, "sidecar_authz_denied_total", ["peer": "web"]) == 1)
         #expect(delta(webBefore, webAfter, "sidecar_request_duration_seconds_count", ["direction": "outbound", "peer": "payments"]) == 8)
         #expect(metricValue(webAfter, "sidecar_endpoints", ["peer": "payments", "state": "healthy"]) == 1)
-        #expect(metricValue(webAfter, "sidecar_cert_expiry_timestamp_seconds") > Date().timeIntervalSince1970)
+        #expect((metricValue(webAfter, "sidecar_cert_expiry_timestamp_seconds") ?? 0) > Date().timeIntervalSince1970)
         #expect(metricValue(webAfter, "sidecar_config_version") == 1)
         #expect(delta(webBefore, webAfter, "sidecar_bytes_total", ["direction": "outbound", "peer": "payments", "flow": "response"]) > 0)
     }
@@ -237,8 +238,9 @@ import Testing
         ])
         #expect(await eventually {
             let after = (try? await self.metrics(self.ports.payAdmin)) ?? ""
-            return metricValue(after, "sidecar_tls_handshake_errors_total", ["direction": "inbound", "reason": "not-tls"])
-                - metricValue(before, "sidecar_tls_handshake_errors_total", ["direction": "inbound", "reason": "not-tls"]) == 1
+            let labels = ["direction": "inbound", "reason": "not-tls"]
+            return (metricValue(after, "sidecar_tls_handshake_errors_total", labels) ?? .nan)
+                - (metricValue(before, "sidecar_tls_handshake_errors_total", labels) ?? .nan) == 1
         })
         #expect(try await curl(proxy + ["http://orders/"]).status == 502)
         let web = try await metrics(ports.webAdmin)
@@ -287,7 +289,7 @@ import Testing
         webSidecar.signal(SIGHUP)
         #expect(await eventually {
             let version = metricValue((try? await self.metrics(self.ports.webAdmin)) ?? "", "sidecar_config_version")
-            return version >= 2  // the file change and the SIGHUP may each reload
+            return (version ?? 0) >= 2  // the file change and the SIGHUP may each reload
         })
         // billing's endpoint is payments' sidecar, so the identity check refuses it: the route exists now.
         #expect(try await curl(proxy + ["http://billing/"]).headers["x-mesh-error"] == "tls-failed")
