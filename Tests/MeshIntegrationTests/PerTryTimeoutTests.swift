@@ -25,6 +25,10 @@ import Testing
                     backends: [ { subset: { speed: slow }, weight: 100 } ]
                     timeout: 1s
                     retries: { attempts: 10, perTryTimeout: 300ms, backoff: { base: 5ms, max: 10ms } }
+                  - match: { pathPrefix: /upload }
+                    backends: [ { subset: { speed: fast }, weight: 100 } ]
+                    timeout: 10s
+                    retries: { attempts: 3, perTryTimeout: 300ms }
                   - match: { pathPrefix: / }
                     timeout: 10s
                     retries: { attempts: 4, perTryTimeout: 2s, backoff: { base: 5ms, max: 10ms } }
@@ -72,5 +76,21 @@ import Testing
         // Tries at about 0, 0.3, 0.6 and 0.9 s, then the 1 s route timeout: never all 10 attempts.
         #expect(await eventually(timeout: .seconds(5)) { self.slow.requests >= 2 })
         #expect(slow.requests <= 4, "\(slow.requests)")
+    }
+
+    @Test func aSlowUploadIsNotCutByThePerTryTimeout() async throws {
+        // 96 KiB at 48 KiB/s: the upload lasts about two seconds, several per-try timeouts
+        // (300 ms). The per-try clock starts once the whole request has gone upstream, so the
+        // try waits for the fast app's answer only.
+        let path = mesh.directory.url.appendingPathComponent("upload.bin").path
+        try Data(repeating: 7, count: 96 * 1024).write(to: URL(fileURLWithPath: path))
+        let started = ContinuousClock.now
+        let response = try await curl(["-x", "http://127.0.0.1:\(mesh.webOut)", "-H", "Expect:", "--limit-rate", "48K",
+                                       "--data-binary", "@\(path)", "http://payments/upload"])
+        let elapsed = started.duration(to: .now)
+        #expect(response.status == 200, "\(response.headers) \(response.body)")
+        #expect(response.body.contains("app=fast") && response.body.contains("body-bytes=\(96 * 1024) "), "\(response.body)")
+        #expect(elapsed >= .seconds(1), "the upload outlived the per-try timeout: \(elapsed)")
+        #expect(fast.requests == 1)
     }
 }
