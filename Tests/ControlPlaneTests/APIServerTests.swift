@@ -175,4 +175,25 @@ import Testing
         #expect(statuses == ["200", "200", "401"], "\(connection.received)")
         #expect(connection.received.contains("payments"))
     }
+
+    /// The flake behind issue 19: a child process spawned while a watch's connection was open
+    /// inherited its socket (NIO opens sockets without CLOEXEC), so the client's close sent no
+    /// FIN while the child lived and the watcher kept counting. Children now get fds 0-2 only.
+    @Test func aWatcherThatHangsUpStopsCountingWhileAChildProcessRuns() async throws {
+        let fixture = try ControlPlaneFixture()
+        defer { fixture.remove() }
+        let server = try await APIServer.start(
+            host: "127.0.0.1", port: 0, router: fixture.router, authority: fixture.authority)
+        let admin = try MeshAPIClient(
+            server: "https://127.0.0.1:\(server.port)", caPEM: fixture.authority.rootPEM, token: ControlPlaneFixture.adminToken)
+        let current = try fixture.store.currentVersion()
+        let watch = Task { try? await admin.send(.GET, "/v1/snapshot/web?version=\(current)", timeout: .seconds(1)) }
+        #expect(await eventually(timeout: .seconds(5)) { fixture.controlPlane.metrics.watchers == 1 })
+        let child = try ChildProcess(["sleep", "30"])  // spawned while the watch's connection is open
+        defer { child.terminate() }
+        #expect(await watch.value == nil, "the watch waits: nothing changed")
+        #expect(await eventually(timeout: .seconds(5)) { fixture.controlPlane.metrics.watchers == 0 })
+        #expect(child.isRunning)
+        try await server.close()
+    }
 }

@@ -95,5 +95,26 @@ import Testing
         defer { fixture.remove() }
         let empty = await fixture.request("POST", "/v1/apply", body: "---\n")
         #expect(empty.status == 400)
+
+        // The size limit lives in the HTTPS server, so this goes over the wire, to a server with
+        // the default limit (1 MiB). The body is a valid document padded with a comment: only
+        // its size can refuse it.
+        let server = try await APIServer.start(
+            host: "127.0.0.1", port: 0, router: fixture.router, authority: fixture.authority)
+        let admin = try MeshAPIClient(
+            server: "https://127.0.0.1:\(server.port)", caPEM: fixture.authority.rootPEM, token: ControlPlaneFixture.adminToken)
+        func document(bytes: Int) -> String {
+            let head = "kind: Service\nname: payments\n# "
+            return head + String(repeating: "x", count: bytes - head.utf8.count - 1) + "\n"
+        }
+        let oversized = try await admin.send(.POST, "/v1/apply", body: document(bytes: (1 << 20) + 1))
+        #expect(oversized.status == 413, "\(oversized.body)")
+        #expect(try fixture.store.list(kind: nil).isEmpty, "nothing stored")
+        #expect(try fixture.store.currentVersion() == 0)
+        // At the limit it is accepted: the limit is the size, not something else about the body.
+        let atLimit = try await admin.send(.POST, "/v1/apply", body: document(bytes: 1 << 20))
+        #expect(atLimit.status == 200, "\(atLimit.body)")
+        #expect(try fixture.store.list(kind: .service).map(\.name) == ["payments"])
+        try await server.close()
     }
 }

@@ -92,7 +92,7 @@ import Testing
         async let load = HTTPLoadClient.run(
             port: webOut, host: "payments", path: "/slow?ms=10000", connections: 1100)
         let opened = try await eventually(timeout: .seconds(8)) {
-            metricValue(try await adminMetrics(webAdmin), "sidecar_circuit_breaker_open", ["peer": "payments"]) >= 1
+            (metricValue(try await adminMetrics(webAdmin), "sidecar_circuit_breaker_open", ["peer": "payments"]) ?? 0) >= 1
         }
         #expect(opened, "the breaker reads open while the limit overflows")
         let responses = try await load

@@ -31,7 +31,7 @@ import Testing
             """)
     }
 
-    func mirrored(_ result: String) async throws -> Double {
+    func mirrored(_ result: String) async throws -> Double? {
         metricValue(try await mesh.webMetrics(), "sidecar_mirror_requests_total", ["peer": "payments", "result": result])
     }
 

@@ -80,9 +80,10 @@ public func curl(_ arguments: [String], timeout: Duration = .seconds(30)) async 
     return CurlResult(status: status, headers: headers, body: text, stderr: result.stderr)
 }
 
-/// The value of one Prometheus sample in `exposition` whose labels include all of `labels`
-/// (0 when absent, which is what an untouched counter means).
-public func metricValue(_ exposition: String, _ name: String, _ labels: [String: String] = [:]) -> Double {
+/// The value of the Prometheus sample of `name` in `exposition` whose labels include all of
+/// `labels`; nil when there is no such sample (a series never created, a renamed metric or
+/// label). Compare it to a number: `metricValue(…) == 0` fails when the series is missing.
+public func metricValue(_ exposition: String, _ name: String, _ labels: [String: String] = [:]) -> Double? {
     for line in exposition.split(separator: "\n") where line.hasPrefix(name) {
         let rest = line.dropFirst(name.count)
         guard rest.first == "{" || rest.first == " " else { continue }
@@ -90,7 +91,17 @@ public func metricValue(_ exposition: String, _ name: String, _ labels: [String:
         guard labels.allSatisfy({ labelText.contains("\($0.key)=\"\($0.value)\"") }) else { continue }
         if let value = line.split(separator: " ").last.flatMap({ Double($0) }) { return value }
     }
-    return 0
+    return nil
+}
+
+/// "Absent or zero", said explicitly: for a labelled counter whose series only appears once it
+/// first moves (`sidecar_retries_total{peer,reason}`), the sample's value, or 0 when the family
+/// is declared in the exposition (`# TYPE name`) but that series does not exist yet. Nil when
+/// the family itself is missing, so a renamed metric still fails `== 0`.
+public func metricValueOrZero(_ exposition: String, _ name: String, _ labels: [String: String] = [:]) -> Double? {
+    if let value = metricValue(exposition, name, labels) { return value }
+    let declared = exposition.split(separator: "\n").contains { $0.hasPrefix("# TYPE \(name) ") }
+    return declared ? 0 : nil
 }
 
 /// A sidecar's admin `/metrics` exposition.

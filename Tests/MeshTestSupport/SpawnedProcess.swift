@@ -23,6 +23,13 @@ public final class SpawnedProcess: @unchecked Sendable {
         posix_spawn_file_actions_adddup2(&actions, stdinFD, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        // The child gets fds 0-2 and nothing else. NIO opens its sockets without CLOEXEC, so
+        // otherwise every child (curl, a sidecar living as long as its test) kept a copy of
+        // each connection the test process had open at that moment: closing one here then
+        // sends no FIN until the child exits, and the peer never learns of the hang-up (a
+        // long-poll watcher kept counting; APIServerTests flaked whenever a concurrent test
+        // spawned a child at the wrong moment).
+        Self.closeInheritedDescriptors(&actions)
         let argv = (["/usr/bin/env"] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
@@ -37,6 +44,24 @@ public final class SpawnedProcess: @unchecked Sendable {
         close(stdinFD)
         guard result == 0 else { throw POSIXError(POSIXErrorCode(rawValue: result) ?? .EINVAL) }
         processIdentifier = pid
+    }
+
+    /// glibc 2.34+'s `posix_spawn_file_actions_addclosefrom_np` (not visible through Swift's
+    /// Glibc module): closes every fd from 3 up in the child, atomically with the spawn.
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    private static let addCloseFrom: AddCloseFrom? = {
+        guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: AddCloseFrom.self)
+    }()
+
+    private static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+        if let addCloseFrom, addCloseFrom(&actions, 3) == 0 { return }
+        // An older libc: close what is open now (a socket opened meanwhile by another thread
+        // may still slip through).
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        for fd in open.compactMap({ Int32($0) }) where fd > 2 {
+            posix_spawn_file_actions_addclose(&actions, fd)
+        }
     }
 
     public var isRunning: Bool { reap(blocking: false) == nil }

@@ -1,7 +1,10 @@
+import Foundation
 import Logging
 import MeshTestSupport
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
+import Synchronization
 import Testing
 
 @testable import SidecarCore
@@ -19,12 +22,19 @@ import Testing
         let port = try #require(server.boundPort)
         #expect(try await AdminServerTests.curl(port, "/live").status == 200)
 
-        // A client holding a keep-alive connection open must not keep the server alive.
-        let idle = try ChildProcess([
-            "curl", "-s", "--max-time", "20", "http://127.0.0.1:\(port)/live", "--next", "--max-time", "20",
-            "--limit-rate", "1", "http://127.0.0.1:\(port)/metrics",
-        ])
-        defer { idle.terminate() }
+        // A client holding a keep-alive connection open must not keep the server alive. It is
+        // confirmed connected (its request answered, the connection still open) before shutdown.
+        let received = ReceivedBytes()
+        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(received) }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        try await client.writeAndFlush(ByteBuffer(string: "GET /live HTTP/1.1\r\nHost: admin\r\n\r\n"))
+        #expect(await eventually { received.text.hasPrefix("HTTP/1.1 200 OK\r\n") && received.text.contains("\r\n\r\nlive") },
+                "\(received.text)")
+        #expect(!received.text.lowercased().contains("connection: close"))
+        #expect(client.isActive, "the keep-alive connection is open and idle")
 
         await group.triggerGracefulShutdown()
         let stopped = Task {
@@ -33,8 +43,10 @@ import Testing
         }
         #expect(try await stopped.value)
         #expect(server.boundPort == nil)
+        // The server closed the keep-alive connection, and nothing listens any more.
+        #expect(await eventually { !client.isActive })
         let refused = try await ChildProcess.run(["curl", "-s", "--max-time", "5", "http://127.0.0.1:\(port)/live"])
-        #expect(refused.status != 0)
+        #expect(refused.status == 7, "curl: could not connect")
     }
 }
 
@@ -46,6 +58,20 @@ extension AdminServerLifecycleTests {
         defer { running.cancel() }
         #expect(await eventually { first.boundPort != nil })
         let second = AdminServer(port: try #require(first.boundPort), providers: providers)
-        await #expect(throws: (any Error).self) { try await second.run() }
+        let error = await #expect(throws: IOError.self) { try await second.run() }
+        #expect(error?.errnoCode == EADDRINUSE, "\(String(describing: error))")
+    }
+}
+
+/// Everything one raw client connection received, as text.
+private final class ReceivedBytes: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    private let bytes = Mutex("")
+
+    var text: String { bytes.withLock { $0 } }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        bytes.withLock { $0 += String(buffer: buffer) }
     }
 }

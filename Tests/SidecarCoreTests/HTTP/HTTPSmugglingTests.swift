@@ -89,10 +89,18 @@ struct SmugglingCase: Sendable, CustomTestStringConvertible {
         #expect(HTTPParserError.unknownTransferCoding.status == 501)
     }
 
-    @Test func leadingZerosInChunkSizeAreNotOverflow() throws {
-        let text = Self.post + "Transfer-Encoding: chunked\r\n\r\n0000000000000000000000005\r\nhello\r\n0\r\n\r\n"
-        let messages = try HTTPTestDriver.frame(text)
-        #expect(messages.count == 1)
+    @Test(arguments: [nil, [1], [7, 3]] as [[Int]?])
+    func leadingZerosInChunkSizeAreNotOverflow(reads: [Int]?) throws {
+        // The chunk is 5 bytes: the framed body ends exactly after the last chunk, and the
+        // request behind it on the connection is framed on its own.
+        let chunked = "0000000000000000000000005\r\nhello\r\n0\r\n\r\n"
+        let next = "GET /next HTTP/1.1\r\nHost: h\r\n\r\n"
+        let messages = try HTTPTestDriver.frame(Self.post + "Transfer-Encoding: chunked\r\n\r\n" + chunked + next, reads: reads)
+        #expect(messages.count == 2)
+        #expect(messages.first?.framing == .chunked)
+        #expect(messages.first.map { String(decoding: $0.body, as: UTF8.self) } == chunked, "chunked bytes relayed unchanged")
+        #expect(messages.last?.startLine == "GET /next HTTP/1.1")
+        #expect(messages.last?.body == [])
     }
 
     @Test func unboundedTrailersAreRefused() {

@@ -113,9 +113,12 @@ import Testing
         defer { pair.tearDown() }
         try pair.connect()
         pair.client.close(promise: nil)
-        #expect(throws: (any Error).self) {
+        #expect(throws: ChannelError.ioOnClosedChannel) {
             try pair.client.writeAndFlush(ByteBuffer(string: "late")).wait()
         }
+        try pair.pump()
+        #expect(pair.serverRecorder.events.contains(.closeNotifyReceived))
+        #expect(pair.serverRecorder.receivedString.isEmpty, "nothing written after close reaches the peer")
     }
 
     @Test func sessionsResume() throws {
