@@ -1,4 +1,5 @@
 import Foundation
+import MeshAPI
 import SidecarCore
 
 /// Who is calling, and the join tokens that prove a sidecar's service until it has a

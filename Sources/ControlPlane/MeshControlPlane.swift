@@ -1,4 +1,5 @@
 import Foundation
+import MeshAPI
 import SidecarCore
 
 /// The control plane's state and every operation the API offers, independent of HTTP: the

@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import NIOCore
 import SidecarCore
+import SidecarDiscovery
 
 /// `sidecar`: the per-service proxy. Argument parsing and wiring only.
 @main

@@ -45,8 +45,8 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     public var json: String {
-        var body = "{\"error\":\(JSONText.quote(message))"
-        if !issues.isEmpty { body += ",\"issues\":[" + issues.map(JSONText.quote).joined(separator: ",") + "]" }
+        var body = "{\"error\":\(ConfigValue.quoted(message))"
+        if !issues.isEmpty { body += ",\"issues\":[" + issues.map(ConfigValue.quoted).joined(separator: ",") + "]" }
         return body + "}\n"
     }
 }

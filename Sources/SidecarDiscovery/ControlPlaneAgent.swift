@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import MeshAPI
 import ServiceLifecycle
+import SidecarCore
 
 /// Keeps a dynamic-mode sidecar in step with the control plane, as one lifecycle `Service`
 /// with three loops:
@@ -140,7 +142,7 @@ actor ControlPlaneAgent: Service {
         }
     }
 
-    private func apply(_ snapshot: MeshResourceDecoder.SnapshotDocument) {
+    private func apply(_ snapshot: MeshSnapshot) {
         applier.apply(snapshot: snapshot.resources, version: snapshot.version)
         session.snapshotVersion = snapshot.version
         logger.info("configuration applied", metadata: [

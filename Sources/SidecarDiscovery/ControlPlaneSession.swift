@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SidecarCore
 
 /// Dynamic mode's start: with the join token, trade a CSR for this service's certificate
 /// (the key is made here and never sent), then fetch the first snapshot over mTLS, and build
