@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "sidecar", targets: ["sidecar"]),
         .executable(name: "control-plane", targets: ["control-plane"]),
         .library(name: "SidecarCore", targets: ["SidecarCore"]),
+        .library(name: "MeshAPI", targets: ["MeshAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -42,10 +43,37 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
+        // What the sidecar, the control plane and the CLI share: the API's JSON messages, the
+        // snapshot wire type and the HTTPS client of the API (over SidecarCore's TLS, with the
+        // mesh resource model SidecarCore holds).
+        .target(
+            name: "MeshAPI",
+            dependencies: [
+                "SidecarCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        // The sidecar's dynamic mode: bootstrap (CSR, first snapshot) and the agent that
+        // registers, heartbeats, watches and renews; plugged into `Sidecar` by the executable.
+        .target(
+            name: "SidecarDiscovery",
+            dependencies: [
+                "SidecarCore",
+                "MeshAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "sidecar",
             dependencies: [
                 "SidecarCore",
+                "SidecarDiscovery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -62,6 +90,7 @@ let package = Package(
             name: "control-plane",
             dependencies: [
                 "ControlPlane",
+                "MeshAPI",
                 "SidecarCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -73,6 +102,7 @@ let package = Package(
         .target(
             name: "ControlPlane",
             dependencies: [
+                "MeshAPI",
                 "SidecarCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -131,6 +161,8 @@ let package = Package(
             name: "SidecarCoreTests",
             dependencies: [
                 "SidecarCore",
+                "MeshAPI",
+                "SidecarDiscovery",
                 "MeshTestSupport",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -144,6 +176,7 @@ let package = Package(
             name: "ControlPlaneTests",
             dependencies: [
                 "ControlPlane",
+                "MeshAPI",
                 "SidecarCore",
                 "MeshTestSupport",
                 // Writes a store in the previous schema, to test its migration.
@@ -160,6 +193,7 @@ let package = Package(
             name: "MeshIntegrationTests",
             dependencies: [
                 "SidecarCore",
+                "MeshAPI",
                 "ControlPlane",
                 "MeshTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import Foundation
+import MeshAPI
 import SidecarCore
 
 /// Who is calling, and the join tokens that prove a sidecar's service until it has a
@@ -18,14 +19,14 @@ extension MeshControlPlane {
     ///
     /// Nonisolated and synchronous apart from one indexed SQLite read for a join token: the API
     /// server calls it on every request head, before it reads a body.
-    nonisolated public func authenticate(bearer: String?, peer: SPIFFEID?) throws(APIError) -> Principal {
+    nonisolated public func authenticate(bearer: String?, peer: SPIFFEID?) throws(ControlPlaneError) -> Principal {
         if let bearer, !bearer.isEmpty {
             if Self.constantTimeEquals(bearer, adminToken) { return .admin }
             // Looked up by the hash of the secret: what is compared is a digest the caller
             // cannot steer, so the lookup's timing tells nothing about stored secrets.
             let stored: JoinToken?
-            do { stored = try store.joinToken(secretHash: DataDirectory.hash(bearer)) } catch { throw APIError(error) }
-            guard let stored else { throw .unauthorized("invalid bearer token") }
+            do { stored = try store.joinToken(secretHash: DataDirectory.hash(bearer)) } catch { throw .store(error) }
+            guard let stored else { throw .unauthenticated("invalid bearer token") }
             let state = stored.state(now: Self.unixNow())
             guard state == .active else { throw Self.refusal(stored, state) }
             return .joinToken(id: stored.id, service: stored.service)
@@ -33,20 +34,20 @@ extension MeshControlPlane {
         if let peer, peer.trustDomain == authority.trustDomain, let service = peer.serviceName {
             return .service(service)
         }
-        throw .unauthorized("missing bearer token (Authorization: Bearer <token>) or client certificate")
+        throw .unauthenticated("missing bearer token (Authorization: Bearer <token>) or client certificate")
     }
 
     /// The 401 for a token that exists but cannot be used, saying why.
-    static func refusal(_ token: JoinToken, _ state: JoinToken.State) -> APIError {
+    static func refusal(_ token: JoinToken, _ state: JoinToken.State) -> ControlPlaneError {
         switch state {
         case .expired:
-            .unauthorized("join token \(token.id) for service \(token.service) expired at \(rfc3339(token.expiresAt)); create a new one")
+            .unauthenticated("join token \(token.id) for service \(token.service) expired at \(rfc3339(token.expiresAt)); create a new one")
         case .revoked:
-            .unauthorized("join token \(token.id) for service \(token.service) was revoked; create a new one")
+            .unauthenticated("join token \(token.id) for service \(token.service) was revoked; create a new one")
         case .usedUp:
-            .unauthorized("join token \(token.id) for service \(token.service) is used up (no uses left); create a new one")
+            .unauthenticated("join token \(token.id) for service \(token.service) is used up (no uses left); create a new one")
         case .active:
-            .unauthorized("join token \(token.id) is not usable")
+            .unauthenticated("join token \(token.id) is not usable")
         }
     }
 
@@ -60,33 +61,33 @@ extension MeshControlPlane {
 
     /// Makes a token for `service` living `ttl` (default 24 h), exchangeable for at most `uses`
     /// certificates (nil: no limit). The secret is returned once and only its hash is stored.
-    public func createJoinToken(service: String, ttl: MeshDuration? = nil, uses: Int? = nil) throws(APIError) -> APIMessages.TokenResponse {
+    public func createJoinToken(service: String, ttl: MeshDuration? = nil, uses: Int? = nil) throws(ControlPlaneError) -> APIMessages.TokenResponse {
         guard ServiceName.isValid(service) else {
             let shown = service.count > 64 ? "\"\(service.prefix(64))…\" (\(service.count) characters)" : "\"\(service)\""
-            throw .badRequest("service \(shown) is not a valid service name (\(ServiceName.rule))")
+            throw .invalid("service \(shown) is not a valid service name (\(ServiceName.rule))")
         }
         var lifetime = JoinToken.defaultLifetimeSeconds
         if let ttl {
             lifetime = ttl.nanoseconds / 1_000_000_000
             guard lifetime >= 1, lifetime <= Self.maximumTokenLifetimeSeconds else {
-                throw .badRequest("ttl \(ttl) is out of range: between 1s and \(Self.maximumTokenLifetimeSeconds / 3600)h")
+                throw .invalid("ttl \(ttl) is out of range: between 1s and \(Self.maximumTokenLifetimeSeconds / 3600)h")
             }
         }
         if let uses, uses < 1 {
-            throw .badRequest("uses \(uses) must be at least 1 (leave it out for no limit)")
+            throw .invalid("uses \(uses) must be at least 1 (leave it out for no limit)")
         }
         let secret = DataDirectory.makeSecret()
         let token = JoinToken(
             secretHash: DataDirectory.hash(secret), service: service, expiresAt: Self.unixNow() + lifetime, usesLeft: uses)
-        do { try store.saveJoinToken(token) } catch { throw APIError(error) }
+        do { try store.saveJoinToken(token) } catch { throw .store(error) }
         return APIMessages.TokenResponse(
             token: secret, id: token.id, service: service, expiresAt: token.expiresAt, usesLeft: token.usesLeft)
     }
 
     /// Every stored token with its state; never a secret (the store has none).
-    public func joinTokens() throws(APIError) -> [APIMessages.TokenStatus] {
+    public func joinTokens() throws(ControlPlaneError) -> [APIMessages.TokenStatus] {
         let tokens: [JoinToken]
-        do { tokens = try store.joinTokens() } catch { throw APIError(error) }
+        do { tokens = try store.joinTokens() } catch { throw .store(error) }
         let now = Self.unixNow()
         return tokens.map { token in
             APIMessages.TokenStatus(
@@ -97,9 +98,9 @@ extension MeshControlPlane {
 
     /// Revokes a token at once: the next request presenting it gets 401. Certificates it was
     /// already exchanged for stay valid until they expire.
-    public func revokeJoinToken(id: String) throws(APIError) -> APIMessages.TokenStatus {
+    public func revokeJoinToken(id: String) throws(ControlPlaneError) -> APIMessages.TokenStatus {
         let token: JoinToken
-        do { token = try store.revokeJoinToken(id: id) } catch { throw APIError(error) }
+        do { token = try store.revokeJoinToken(id: id) } catch { throw .store(error) }
         return APIMessages.TokenStatus(
             id: token.id, service: token.service, expires: Self.rfc3339(token.expiresAt), usesLeft: token.usesLeft,
             state: token.state(now: Self.unixNow()).rawValue)
@@ -110,21 +111,21 @@ extension MeshControlPlane {
     /// Signs the CSR for the principal's service. With a join token, the certificate is handed
     /// out only once one of the token's uses has been taken (atomically, in the store); a CSR
     /// the CA refuses takes no use.
-    public func issueCertificate(csrPEM: String, principal: Principal) throws(APIError) -> APIMessages.CertificateResponse {
+    public func issueCertificate(csrPEM: String, principal: Principal) throws(ControlPlaneError) -> APIMessages.CertificateResponse {
         let requester: CertificateAuthority.Requester
         switch principal {
         case .admin: requester = .admin
         case .service(let service), .joinToken(_, let service): requester = .service(service)
         }
         let issued: CertificateAuthority.IssuedCertificate
-        do { issued = try authority.issue(csrPEM: csrPEM, for: requester) } catch { throw APIError(error) }
+        do { issued = try authority.issue(csrPEM: csrPEM, for: requester) } catch { throw .certificate(error) }
         if case .joinToken(let id, _) = principal {
             let use: JoinTokenUse
-            do { use = try store.consumeJoinToken(id: id, now: Self.unixNow()) } catch { throw APIError(error) }
+            do { use = try store.consumeJoinToken(id: id, now: Self.unixNow()) } catch { throw .store(error) }
             switch use {
             case .consumed: break
             case .refused(let token, let state): throw Self.refusal(token, state)
-            case .unknown: throw .unauthorized("invalid bearer token")
+            case .unknown: throw .unauthenticated("invalid bearer token")
             }
         }
         metrics.countCertificateIssued()

@@ -1,11 +1,13 @@
 import Foundation
+import MeshAPI
 import SidecarCore
 
 /// The control plane's state and every operation the API offers, independent of HTTP: the
 /// store, the registry of sidecar instances, the CA, join tokens, snapshots and watches.
 ///
 /// An actor so registry changes, version bumps and notifications happen in one order. Store
-/// calls are short synchronous SQLite transactions. Errors are `APIError`s (status + message).
+/// calls are short synchronous SQLite transactions. Errors are `ControlPlaneError`s, in the
+/// control plane's terms; `APIRouter` alone turns them into statuses.
 ///
 /// Watches do not queue here to wait or to wake: `watch` passes through the actor once to
 /// authorize and acknowledge, then waits in the `SnapshotDistributor`, which asks this actor
@@ -46,7 +48,7 @@ public actor MeshControlPlane: SnapshotSource {
     public init(
         store: any ResourceStore, authority: CertificateAuthority, adminToken: String,
         registrySettings: RegistryStateMachine.Settings = .init(), metrics: ControlPlaneMetrics = ControlPlaneMetrics()
-    ) throws(APIError) {
+    ) throws(ControlPlaneError) {
         self.store = store
         self.authority = authority
         self.adminToken = adminToken
@@ -59,7 +61,7 @@ public actor MeshControlPlane: SnapshotSource {
                 _ = registry.register(saved.instance, dependencies: saved.dependencies, now: .now)
             }
         } catch {
-            throw APIError(error)
+            throw .store(error)
         }
         self.registry = registry
         var leases = RegistryStateMachine(settings: registrySettings)
@@ -70,7 +72,7 @@ public actor MeshControlPlane: SnapshotSource {
         self.leases = leases
         self.registrySettings = registrySettings
         let version: Int64
-        do { version = try store.currentVersion() } catch { throw APIError(error) }
+        do { version = try store.currentVersion() } catch { throw .store(error) }
         self.version = version
         self.distributor = SnapshotDistributor(version: version, metrics: metrics)
         distributor.attach(self)
@@ -84,41 +86,41 @@ public actor MeshControlPlane: SnapshotSource {
     // MARK: Resources
 
     /// Decodes a YAML or JSON body and stores every resource in one transaction.
-    public func apply(body: String, json: Bool) throws(APIError) -> [MeshResource] {
+    public func apply(body: String, json: Bool) throws(ControlPlaneError) -> [MeshResource] {
         let resources: [MeshResource]
         do {
             resources = json ? try MeshResourceDecoder.decodeJSON(body) : try MeshResourceDecoder.decodeDocuments(yaml: body)
         } catch {
-            throw APIError(error)
+            throw .invalidResources(error)
         }
-        guard !resources.isEmpty else { throw .badRequest("the body holds no resources") }
+        guard !resources.isEmpty else { throw .invalid("the body holds no resources") }
         let stored: [MeshResource]
-        do { stored = try store.apply(resources) } catch { throw APIError(error) }
+        do { stored = try store.apply(resources) } catch { throw .store(error) }
         let after = try storedVersion()
         if after != version { notify(after) }
         for resource in stored { Self.renewLease(resource, in: &leases, now: .now) }
         return stored
     }
 
-    public func list(kind: ResourceKind?) throws(APIError) -> [MeshResource] {
-        do { return try store.list(kind: kind) } catch { throw APIError(error) }
+    public func list(kind: ResourceKind?) throws(ControlPlaneError) -> [MeshResource] {
+        do { return try store.list(kind: kind) } catch { throw .store(error) }
     }
 
-    public func get(kind: ResourceKind, name: String) throws(APIError) -> MeshResource {
+    public func get(kind: ResourceKind, name: String) throws(ControlPlaneError) -> MeshResource {
         let resource: MeshResource?
-        do { resource = try store.get(kind: kind, name: name) } catch { throw APIError(error) }
+        do { resource = try store.get(kind: kind, name: name) } catch { throw .store(error) }
         guard let resource else { throw .notFound("\(kind) \"\(name)\" not found") }
         return resource
     }
 
-    public func delete(kind: ResourceKind, name: String) throws(APIError) {
-        do { try store.delete(kind: kind, name: name) } catch { throw APIError(error) }
+    public func delete(kind: ResourceKind, name: String) throws(ControlPlaneError) {
+        do { try store.delete(kind: kind, name: name) } catch { throw .store(error) }
         if kind == .instance { _ = leases.deregister(name: name) }
         notify(try storedVersion())
     }
 
-    private func storedVersion() throws(APIError) -> Int64 {
-        do { return try store.currentVersion() } catch { throw APIError(error) }
+    private func storedVersion() throws(ControlPlaneError) -> Int64 {
+        do { return try store.currentVersion() } catch { throw .store(error) }
     }
 
     /// The store moved to `version`: remember it, and let the watchers know (in this same
@@ -131,11 +133,11 @@ public actor MeshControlPlane: SnapshotSource {
 
     // MARK: Registry
 
-    public func register(_ request: APIMessages.RegisterRequest, principal: Principal) throws(APIError) -> APIMessages.RegisterResponse {
+    public func register(_ request: APIMessages.RegisterRequest, principal: Principal) throws(ControlPlaneError) -> APIMessages.RegisterResponse {
         try authorize(principal, forService: request.service)
-        guard (1...65535).contains(request.port) else { throw .badRequest("port \(request.port) is out of range 1-65535") }
+        guard (1...65535).contains(request.port) else { throw .invalid("port \(request.port) is out of range 1-65535") }
         guard case .success = HostPort.parse(HostPort(host: request.address, port: request.port).description) else {
-            throw .badRequest("address \"\(request.address)\" is not an IP address or host name")
+            throw .invalid("address \"\(request.address)\" is not an IP address or host name")
         }
         let instance = Instance(service: request.service, address: request.address, port: request.port, labels: request.labels ?? [:])
         let actions = registry.register(instance, dependencies: request.dependencies, now: .now)
@@ -145,7 +147,7 @@ public actor MeshControlPlane: SnapshotSource {
             ttlSeconds: registry.settings.ttl.inSeconds)
     }
 
-    public func heartbeat(_ request: APIMessages.HeartbeatRequest, principal: Principal) throws(APIError) {
+    public func heartbeat(_ request: APIMessages.HeartbeatRequest, principal: Principal) throws(ControlPlaneError) {
         guard let entry = registry.entries[request.name] else {
             throw .notFound("instance \"\(request.name)\" is not registered (expired or never registered); register again")
         }
@@ -160,7 +162,7 @@ public actor MeshControlPlane: SnapshotSource {
         if let applied { acknowledged(applied, previous: entry.appliedVersion) }
     }
 
-    public func deregister(_ request: APIMessages.DeregisterRequest, principal: Principal) throws(APIError) {
+    public func deregister(_ request: APIMessages.DeregisterRequest, principal: Principal) throws(ControlPlaneError) {
         guard let entry = registry.entries[request.name] else {
             throw .notFound("instance \"\(request.name)\" is not registered")
         }
@@ -187,12 +189,12 @@ public actor MeshControlPlane: SnapshotSource {
     }
 
     /// A lapsed lease marks the stored Instance unhealthy; after the grace it is deleted.
-    private func expireLease(_ action: RegistryStateMachine.Action) throws(APIError) {
+    private func expireLease(_ action: RegistryStateMachine.Action) throws(ControlPlaneError) {
         switch action {
         case .becameUnhealthy(let name):
             guard case .instance(var instance)? = try? store.get(kind: .instance, name: name) else { return }
             instance.health = .unhealthy
-            do { _ = try store.apply([.instance(instance.withoutVersion)]) } catch { throw APIError(error) }
+            do { _ = try store.apply([.instance(instance.withoutVersion)]) } catch { throw .store(error) }
         case .removed(let name):
             do { try store.delete(kind: .instance, name: name) } catch { return }
         case .added, .becameHealthy:
@@ -206,7 +208,7 @@ public actor MeshControlPlane: SnapshotSource {
         metrics.observePush(seconds: elapsed.inSeconds)
     }
 
-    private func carryOut(_ actions: [RegistryStateMachine.Action]) throws(APIError) {
+    private func carryOut(_ actions: [RegistryStateMachine.Action]) throws(ControlPlaneError) {
         guard !actions.isEmpty else { return }
         var saving: [Registration] = []
         var removing: [String] = []
@@ -223,11 +225,11 @@ public actor MeshControlPlane: SnapshotSource {
             }
         }
         let version: Int64
-        do { version = try store.recordRegistryChange(saving: saving, removing: removing) } catch { throw APIError(error) }
+        do { version = try store.recordRegistryChange(saving: saving, removing: removing) } catch { throw .store(error) }
         notify(version)
     }
 
-    private func authorize(_ principal: Principal, forService service: String) throws(APIError) {
+    private func authorize(_ principal: Principal, forService service: String) throws(ControlPlaneError) {
         if let own = principal.serviceName, own != service {
             throw .forbidden("a sidecar of service \(own) may not act for service \(service)")
         }
@@ -238,13 +240,13 @@ public actor MeshControlPlane: SnapshotSource {
     // MARK: Snapshots
 
     /// The snapshot of `service` now.
-    public func snapshot(service: String) throws(APIError) -> MeshSnapshot {
+    public func snapshot(service: String) throws(ControlPlaneError) -> MeshSnapshot {
         try snapshots(of: [service])[0]
     }
 
     /// The snapshots of `services` at the current version, from one read of the store and
     /// one pass over the registry.
-    private func snapshots(of services: [String]) throws(APIError) -> [MeshSnapshot] {
+    private func snapshots(of services: [String]) throws(ControlPlaneError) -> [MeshSnapshot] {
         let stored = try list(kind: nil)
         // A service's destinations: what its instances declared, together; nil if none did.
         var declared: [String: Set<String>] = [:]
@@ -276,7 +278,7 @@ public actor MeshControlPlane: SnapshotSource {
         return services.compactMap { snapshotCache[$0] }
     }
 
-    private func publishedSnapshot(service: String) throws(APIError) -> PublishedSnapshot {
+    private func publishedSnapshot(service: String) throws(ControlPlaneError) -> PublishedSnapshot {
         if let cached = snapshotCache[service], cached.version == version { return cached }
         let snapshot = PublishedSnapshot(try self.snapshot(service: service))
         snapshotCache[service] = snapshot
@@ -290,7 +292,7 @@ public actor MeshControlPlane: SnapshotSource {
     /// woken by one change do not pass through this actor one by one.
     nonisolated public func watch(
         service: String, knownVersion: Int64?, instance: String?, principal: Principal, timeout: Duration
-    ) async throws(APIError) -> PublishedSnapshot? {
+    ) async throws(ControlPlaneError) -> PublishedSnapshot? {
         try await beginWatch(service: service, knownVersion: knownVersion, instance: instance, principal: principal)
         switch await distributor.watch(service: service, knownVersion: knownVersion, timeout: timeout) {
         case .snapshot(let snapshot): return snapshot
@@ -300,7 +302,7 @@ public actor MeshControlPlane: SnapshotSource {
     }
 
     /// Checks the sidecar may watch `service`; its request reports the version it applied.
-    private func beginWatch(service: String, knownVersion: Int64?, instance: String?, principal: Principal) throws(APIError) {
+    private func beginWatch(service: String, knownVersion: Int64?, instance: String?, principal: Principal) throws(ControlPlaneError) {
         try authorize(principal, forService: service)
         if let knownVersion, let instance, let entry = registry.entries[instance], entry.instance.service == service {
             let previous = entry.appliedVersion
@@ -311,7 +313,7 @@ public actor MeshControlPlane: SnapshotSource {
 
     // MARK: Status
 
-    public func proxies() throws(APIError) -> [APIMessages.ProxyStatus] {
+    public func proxies() throws(ControlPlaneError) -> [APIMessages.ProxyStatus] {
         let current = version
         let now = ContinuousClock.now
         return registry.entries.values.sorted { $0.instance.name < $1.instance.name }.map { entry in

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ControlPlane
+import MeshAPI
 import SidecarCore
 import Foundation
 

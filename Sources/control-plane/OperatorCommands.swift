@@ -1,6 +1,7 @@
 import ArgumentParser
 import ControlPlane
 import Foundation
+import MeshAPI
 import NIOHTTP1
 import SidecarCore
 

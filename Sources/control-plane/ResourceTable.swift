@@ -1,5 +1,6 @@
 import Foundation
 import ControlPlane
+import MeshAPI
 import SidecarCore
 
 /// The default `get` output: aligned columns, one row per resource or sidecar.

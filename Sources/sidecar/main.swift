@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import NIOCore
 import SidecarCore
+import SidecarDiscovery
 
 /// `sidecar`: the per-service proxy. Argument parsing and wiring only.
 @main
@@ -66,7 +67,7 @@ struct SidecarCommand: AsyncParsableCommand {
                 requestHeadTimeout: headTimeout.timeAmount, requestBodyTimeout: bodyTimeout.timeAmount,
                 idleTimeout: idle.timeAmount)
             do {
-                try await Sidecar(configPath: config, options: options).run()
+                try await Sidecar(configPath: config, options: options, controlPlane: ControlPlaneSession.connect).run()
             } catch let error as ConfigError {
                 FileHandleError.print(error.description)
                 throw ExitCode(2)
@@ -96,10 +97,10 @@ struct SidecarCommand: AsyncParsableCommand {
                 let configuration = try SidecarConfiguration.load(contentsOf: config)
                 if configuration.controlPlane != nil {
                     // The certificate and resources come from the control plane at run time.
-                    _ = try Sidecar.prepareDynamic(configuration)
+                    _ = try ControlPlaneSession.credentials(for: configuration)
                     print("\(config): ok (service \(configuration.service), dynamic mode: \(configuration.controlPlane!.address))")
                 } else {
-                    _ = try Sidecar.prepare(configuration)
+                    _ = try ConfigApplier.prepare(configuration)
                     print("\(config): ok (service \(configuration.service), \(configuration.resources.count) resources)")
                 }
             } catch let error as ConfigError {

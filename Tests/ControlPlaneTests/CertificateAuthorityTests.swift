@@ -1,5 +1,6 @@
 import ControlPlane
 import Foundation
+import MeshAPI
 import MeshTestSupport
 import SidecarCore
 import Testing

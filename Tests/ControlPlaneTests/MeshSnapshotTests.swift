@@ -1,4 +1,5 @@
 import ControlPlane
+import MeshAPI
 import SidecarCore
 import Testing
 
@@ -82,18 +83,18 @@ import Testing
             versioned[4] = .route(route)
         }
         let snapshot = MeshSnapshot.compute(service: "web", version: 42, stored: versioned, registered: registered, dependencies: nil)
-        let decoded = try MeshResourceDecoder.decodeSnapshot(snapshot.json)
+        let decoded = try MeshSnapshot.decode(json: snapshot.json)
         #expect(decoded.service == "web")
         #expect(decoded.version == 42)
         #expect(decoded.resources == snapshot.resources)
     }
 
     @Test func aSnapshotTheSidecarCannotReadIsRefusedWhole() {
-        #expect(throws: ConfigError.self) { try MeshResourceDecoder.decodeSnapshot(#"{"service":"web","version":"x","resources":[]}"#) }
-        #expect(throws: ConfigError.self) { try MeshResourceDecoder.decodeSnapshot("[1, 2]") }
+        #expect(throws: ConfigError.self) { try MeshSnapshot.decode(json: #"{"service":"web","version":"x","resources":[]}"#) }
+        #expect(throws: ConfigError.self) { try MeshSnapshot.decode(json: "[1, 2]") }
         let badRoute = #"{"service":"web","version":"3","resources":[{"kind":"Route","service":"p","rules":[{"timeout":"soon"}]}]}"#
         #expect {
-            try MeshResourceDecoder.decodeSnapshot(badRoute)
+            try MeshSnapshot.decode(json: badRoute)
         } throws: { error in
             "\(error)".contains("resources[0]")
         }

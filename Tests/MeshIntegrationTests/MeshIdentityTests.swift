@@ -1,4 +1,5 @@
 import Foundation
+import MeshAPI
 import MeshTestSupport
 import NIOPosix
 import SidecarCore

@@ -1,4 +1,5 @@
 import Foundation
+import MeshAPI
 import NIOCore
 import SidecarCore
 
@@ -98,7 +99,9 @@ public struct APIResponse: Sendable {
 /// | `GET /v1/snapshot/{service}?version=N&instance=NAME` | that service's sidecar | 200 `MeshSnapshot` JSON at once if N is not current, else on the next change; 304 after the watch timeout |
 ///
 /// An expired, revoked or used-up join token gets 401 saying which. Every error is
-/// `{"error": "..."}` (plus `issues` for validation) with the status from `APIError`.
+/// `{"error": "..."}` (plus `issues` for validation) with the status from `APIError`: the
+/// router's own refusals (route, body shape) and `MeshControlPlane`'s `ControlPlaneError`s,
+/// mapped here and nowhere else.
 public struct APIRouter: Sendable {
     public let controlPlane: MeshControlPlane
     public var watchTimeout: Duration
@@ -150,13 +153,16 @@ public struct APIRouter: Sendable {
             return refused(route: "unmatched", known ? APIError(405, message) : .notFound(message))
         }
         guard route.access != .anyone else { return .accepted(route, nil) }
-        do throws(APIError) {
-            let principal = try controlPlane.authenticate(bearer: request.bearerToken, peer: request.peerIdentity)
-            if route.access == .admin, principal != .admin { throw APIError.forbidden("this route needs the admin token") }
-            return .accepted(route, principal)
+        let principal: MeshControlPlane.Principal
+        do {
+            principal = try controlPlane.authenticate(bearer: request.bearerToken, peer: request.peerIdentity)
         } catch {
-            return refused(route: route.template, error)
+            return refused(route: route.template, APIError(error))
         }
+        if route.access == .admin, principal != .admin {
+            return refused(route: route.template, .forbidden("this route needs the admin token"))
+        }
+        return .accepted(route, principal)
     }
 
     /// Runs an admitted request's operation and counts it under the route's template.
@@ -166,6 +172,8 @@ public struct APIRouter: Sendable {
             response = try await run(route, request, principal: principal)
         } catch let error as APIError {
             response = APIResponse(error)
+        } catch let error as ControlPlaneError {
+            response = APIResponse(APIError(error))
         } catch {
             response = APIResponse(APIError(500, "internal error: \(error)"))
         }

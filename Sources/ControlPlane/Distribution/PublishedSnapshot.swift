@@ -1,3 +1,4 @@
+import MeshAPI
 import NIOCore
 
 /// One service's snapshot at one version in its wire form: the JSON body (with its trailing

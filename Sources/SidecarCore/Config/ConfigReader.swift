@@ -6,11 +6,11 @@ import Yams
 /// Each reader method returns nil when the value is absent or wrong (having recorded why),
 /// so decoders read every field, fall back to defaults, and report all issues at the end.
 /// Not thread-safe: one reader per decode call.
-final class ConfigReader {
+package final class ConfigReader {
     let file: String?
     private(set) var issues: [ConfigIssue] = []
 
-    init(file: String?) {
+    package init(file: String?) {
         self.file = file
     }
 
@@ -30,7 +30,7 @@ final class ConfigReader {
         }
     }
 
-    func error() -> ConfigError? {
+    package func error() -> ConfigError? {
         issues.isEmpty ? nil : ConfigError(issues: issues)
     }
 

@@ -5,7 +5,7 @@ import Yams
 /// `resources:` list.
 extension MeshResource {
     /// The resource, or nil if its mapping had any issue (all recorded in `reader`).
-    static func decode(_ node: Node, path: String, reader: ConfigReader) -> MeshResource? {
+    package static func decode(_ node: Node, path: String, reader: ConfigReader) -> MeshResource? {
         let issuesBefore = reader.issues.count
         guard let map = reader.mapping(node, path: path) else { return nil }
         guard let kind = decodeKind(map) else {

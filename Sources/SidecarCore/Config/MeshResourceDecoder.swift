@@ -102,8 +102,8 @@ public enum MeshResourceDecoder {
         }
     }
 
-    /// A YAML syntax error as one issue with its line.
-    static func issueForYAMLError(_ error: any Error, file: String?) -> ConfigIssue {
+    /// A YAML syntax error as one issue with its line (also for wire types in MeshAPI).
+    package static func issueForYAMLError(_ error: any Error, file: String?) -> ConfigIssue {
         guard let yamlError = error as? YamlError else {
             return ConfigIssue(file: file, path: "", message: "invalid YAML: \(error)")
         }
@@ -140,46 +140,9 @@ public enum MeshResourceDecoder {
 }
 
 extension String {
-    fileprivate func replacingTabs() -> String {
+    /// JSON forbids raw tabs inside strings, so every tab is whitespace; libyaml refuses tabs as
+    /// indentation, so JSON read as YAML gets spaces instead.
+    package func replacingTabs() -> String {
         String(map { $0 == "\t" ? " " : $0 })
-    }
-}
-
-extension MeshResourceDecoder {
-    /// What a control plane serves one sidecar: `{"service": S, "version": "N", "resources": [...]}`.
-    public struct SnapshotDocument: Sendable, Equatable {
-        public var service: String
-        public var version: Int64
-        public var resources: [MeshResource]
-    }
-
-    /// Decodes a snapshot body; every resource is validated like an applied one, so a snapshot
-    /// this sidecar cannot understand is refused whole (and the running config kept).
-    public static func decodeSnapshot(_ json: String) throws(ConfigError) -> SnapshotDocument {
-        let file = "snapshot"
-        let root: Node?
-        do {
-            root = try Yams.compose(yaml: json.replacingTabs())
-        } catch {
-            throw ConfigError(issueForYAMLError(error, file: file))
-        }
-        guard let root, let map = root.mapping else {
-            throw ConfigError(ConfigIssue(file: file, path: "", message: "expected a snapshot object"))
-        }
-        guard let service = map["service"]?.string, let versionText = map["version"]?.string,
-            let version = Int64(versionText)
-        else {
-            throw ConfigError(ConfigIssue(file: file, path: "", message: "a snapshot needs service and a numeric version"))
-        }
-        let reader = ConfigReader(file: file)
-        var decoded: [DecodedResource] = []
-        for (index, element) in (map["resources"]?.sequence ?? []).enumerated() {
-            let path = "resources[\(index)]"
-            if let resource = MeshResource.decode(element, path: path, reader: reader) {
-                decoded.append(DecodedResource(resource: resource, label: path, node: element))
-            }
-        }
-        if let error = reader.error() { throw error }
-        return SnapshotDocument(service: service, version: version, resources: decoded.map(\.resource))
     }
 }

@@ -1,3 +1,4 @@
+import MeshAPI
 import MeshTestSupport
 import NIOCore
 import NIOPosix

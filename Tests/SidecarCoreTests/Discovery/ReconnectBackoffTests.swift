@@ -1,4 +1,4 @@
-@testable import SidecarCore
+@testable import SidecarDiscovery
 import Testing
 
 /// How long a sidecar waits between calls to an unreachable control plane.

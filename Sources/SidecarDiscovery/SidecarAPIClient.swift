@@ -1,6 +1,8 @@
 import Foundation
+import MeshAPI
 import NIOCore
 import NIOHTTP1
+import SidecarCore
 
 /// The calls a sidecar makes to the control plane (certificate, register, heartbeat, watch,
 /// deregister), typed: each answers a decoded message or a `ControlPlaneCallError` that says
@@ -46,7 +48,7 @@ struct SidecarAPIClient: Sendable {
 
     /// The snapshot at once when `knownVersion` is not current, else at the next change; nil
     /// when the control plane's long-poll ran out without one.
-    func snapshot(knownVersion: Int64?, instance: String?) async throws(ControlPlaneCallError) -> MeshResourceDecoder.SnapshotDocument? {
+    func snapshot(knownVersion: Int64?, instance: String?) async throws(ControlPlaneCallError) -> MeshSnapshot? {
         var query: [String] = []
         if let knownVersion { query.append("version=\(knownVersion)") }
         if let instance { query.append("instance=\(Self.percentEncoded(instance))") }
@@ -57,7 +59,7 @@ struct SidecarAPIClient: Sendable {
             return nil
         case 200:
             do {
-                return try MeshResourceDecoder.decodeSnapshot(response.body)
+                return try MeshSnapshot.decode(json: response.body)
             } catch {
                 throw ControlPlaneCallError(.invalidAnswer, "the snapshot cannot be applied: \(error.description)")
             }

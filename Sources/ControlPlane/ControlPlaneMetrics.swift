@@ -1,3 +1,5 @@
+import SidecarCore
+
 /// Every metric the control plane exposes on its `/metrics`, declared here with HELP text,
 /// type and labels (DESIGN.md, "Metrics"), on the same primitives as the sidecar so the
 /// control plane adopts them as they are.

@@ -1,22 +1,9 @@
-import Foundation
+import MeshAPI
 import SidecarCore
 
-/// What one service's sidecar receives: its own inbound policy and, for every service it
-/// calls, the Route, TrafficPolicy, Service and healthy Instances; stamped with the global
-/// version it was computed at. Immutable; the wire form is JSON
-/// `{"service": S, "version": "N", "resources": [...]}` with resources in their config form.
+/// How the control plane makes a service's snapshot from what it stores and what is registered.
 /// `PublishedSnapshot` is its encoded form, shared by every watcher of the service.
-public struct MeshSnapshot: Sendable, Equatable {
-    public var service: String
-    public var version: Int64
-    public var resources: [MeshResource]
-
-    public init(service: String, version: Int64, resources: [MeshResource]) {
-        self.service = service
-        self.version = version
-        self.resources = resources
-    }
-
+extension MeshSnapshot {
     /// The snapshot of `service` from everything stored and registered (a pure function).
     ///
     /// - Parameters:
@@ -51,15 +38,4 @@ public struct MeshSnapshot: Sendable, Equatable {
         resources.sort { ($0.kind.rawValue, $0.name) < ($1.kind.rawValue, $1.name) }
         return MeshSnapshot(service: service, version: version, resources: resources)
     }
-
-    /// The wire form.
-    public var json: String {
-        let list = MeshResource.json(resources)
-        return "{\"service\":\(JSONText.quote(service)),\"version\":\"\(version)\",\"resources\":\(list)}"
-    }
-}
-
-/// JSON string quoting for hand-assembled bodies: the config model's one quoting function.
-enum JSONText {
-    static func quote(_ text: String) -> String { ConfigValue.quoted(text) }
 }

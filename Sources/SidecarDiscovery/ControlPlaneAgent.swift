@@ -1,6 +1,8 @@
 import Foundation
 import Logging
+import MeshAPI
 import ServiceLifecycle
+import SidecarCore
 
 /// Keeps a dynamic-mode sidecar in step with the control plane, as one lifecycle `Service`
 /// with three loops:
@@ -16,19 +18,13 @@ import ServiceLifecycle
 /// its last snapshot, sets `sidecar_control_plane_connected` to 0 and retries with backoff.
 /// On graceful shutdown it deregisters first, so callers stop picking it while it drains.
 actor ControlPlaneAgent: Service {
-    struct TLSStores: Sendable {
-        var server: TLSContextStore
-        var client: TLSContextStore
-        var tunnel: TLSContextStore
-    }
-
     private var session: ControlPlaneSession
     private let configuration: SidecarConfiguration
-    private let loops: ProxyLoops
-    private let stores: TLSStores
-    private let inboundPort: ListenerAddressBox
+    /// Where snapshots and renewed certificates go: the same path as static mode's reload.
+    private let applier: ConfigApplier
+    /// The port the inbound bound; nil until it has.
+    private let inboundPort: @Sendable () -> Int?
     private let metrics: SidecarMetrics
-    private let configJSON: ConfigJSONBox
     private let logger: Logger
     /// mTLS with the current certificate; replaced on renewal.
     private var api: SidecarAPIClient
@@ -37,16 +33,14 @@ actor ControlPlaneAgent: Service {
     private var random = SystemRandomNumberGenerator()
 
     init(
-        session: ControlPlaneSession, configuration: SidecarConfiguration, loops: ProxyLoops, stores: TLSStores,
-        inboundPort: ListenerAddressBox, metrics: SidecarMetrics, configJSON: ConfigJSONBox, logger: Logger
+        session: ControlPlaneSession, configuration: SidecarConfiguration, applier: ConfigApplier,
+        inboundPort: @escaping @Sendable () -> Int?, metrics: SidecarMetrics, logger: Logger
     ) throws {
         self.session = session
         self.configuration = configuration
-        self.loops = loops
-        self.stores = stores
+        self.applier = applier
         self.inboundPort = inboundPort
         self.metrics = metrics
-        self.configJSON = configJSON
         self.logger = logger
         api = try SidecarAPIClient(
             credentials: session.credentials, service: configuration.service,
@@ -103,10 +97,10 @@ actor ControlPlaneAgent: Service {
         if let advertise = controlPlane?.advertise {
             (host, port) = (advertise.host, advertise.port)
         } else {
-            while inboundPort.value == nil, !Task.isCancelled {
+            while inboundPort() == nil, !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(20))
             }
-            port = inboundPort.value ?? port
+            port = inboundPort() ?? port
         }
         return APIMessages.RegisterRequest(
             service: configuration.service, address: host, port: port,
@@ -148,15 +142,12 @@ actor ControlPlaneAgent: Service {
         }
     }
 
-    private func apply(_ snapshot: MeshResourceDecoder.SnapshotDocument) {
-        let resources = configuration.resources + snapshot.resources
-        let table = Sidecar.makeTable(configuration, resources: resources, version: Int(snapshot.version), metrics: metrics)
-        loops.replaceTable(table)
+    private func apply(_ snapshot: MeshSnapshot) {
+        applier.apply(snapshot: snapshot.resources, version: snapshot.version)
         session.snapshotVersion = snapshot.version
-        var effective = configuration
-        effective.resources = resources
-        configJSON.set(effective.json)
-        logger.info("configuration applied", metadata: ["version": "\(snapshot.version)", "resources": "\(resources.count)"])
+        logger.info("configuration applied", metadata: [
+            "version": "\(snapshot.version)", "resources": "\(configuration.resources.count + snapshot.resources.count)",
+        ])
     }
 
     // MARK: Renew
@@ -171,13 +162,11 @@ actor ControlPlaneAgent: Service {
             }
             do {
                 let certificate = try await ControlPlaneSession.issueCertificate(configuration, api: api)
-                let contexts = try Sidecar.makeTLS(configuration, identity: certificate.identity, metrics: metrics)
-                api = try SidecarAPIClient(
+                let renewedAPI = try SidecarAPIClient(
                     credentials: session.credentials, service: configuration.service,
                     certificate: (certificate.certificatePEM, certificate.keyPEM))
-                stores.server.replace(with: contexts.server)
-                stores.client.replace(with: contexts.client)
-                stores.tunnel.replace(with: contexts.tunnel)
+                try applier.apply(identity: certificate.identity)
+                api = renewedAPI
                 session.certificate = certificate
                 backoff.reset()
                 logger.info("certificate renewed", metadata: ["expiresAt": "\(certificate.expiresAt)"])

@@ -1,13 +1,15 @@
 import Foundation
 import Logging
+import SidecarCore
 
 /// Dynamic mode's start: with the join token, trade a CSR for this service's certificate
 /// (the key is made here and never sent), then fetch the first snapshot over mTLS, and build
-/// the TLS contexts and route table the listeners open with. Waits out an unreachable control
-/// plane (logging each attempt); a refused token or an invalid answer ends the start with
-/// the control plane's own words.
+/// the TLS contexts the listeners open with. Waits out an unreachable control plane (logging
+/// each attempt); a refused token or an invalid answer ends the start with the control
+/// plane's own words.
 ///
-/// The result is a value handed to `ControlPlaneAgent`, which keeps it current.
+/// The session (credentials, certificate, applied version) is then handed to
+/// `ControlPlaneAgent`, which keeps it current.
 public struct ControlPlaneSession: Sendable {
     /// The files behind `controlPlane:`, read and checked once.
     public struct Credentials: Sendable {
@@ -62,20 +64,34 @@ public struct ControlPlaneSession: Sendable {
 
     let credentials: Credentials
     var certificate: Certificate
-    var contexts: Sidecar.TLSContexts
     var snapshotVersion: Int64
-    /// The bootstrap's own resources followed by the snapshot's.
-    var resources: [MeshResource]
-    var table: RouteTable
 
+    /// Checks a dynamic-mode configuration offline: the token file holds a token and the CA
+    /// file a usable trust bundle.
+    public static func credentials(for configuration: SidecarConfiguration) throws -> Credentials {
+        guard let controlPlane = configuration.controlPlane else {
+            throw Sidecar.StartupError(description: "no controlPlane in the configuration")
+        }
+        return try Credentials(controlPlane, trustDomain: configuration.trustDomain)
+    }
+
+    /// Dynamic mode for `Sidecar` (its `ControlPlaneConnector`): the credentials, then `start`.
+    public static func connect(
+        _ configuration: SidecarConfiguration, metrics: SidecarMetrics, logger: Logger
+    ) async throws -> Sidecar.ControlPlaneStart {
+        try await start(configuration, credentials: try credentials(for: configuration), metrics: metrics, logger: logger)
+    }
+
+    /// The certificate and the first snapshot; the follower it returns is a `ControlPlaneAgent`
+    /// that carries on from this session.
     static func start(
         _ configuration: SidecarConfiguration, credentials: Credentials, metrics: SidecarMetrics, logger: Logger
-    ) async throws -> ControlPlaneSession {
+    ) async throws -> Sidecar.ControlPlaneStart {
         let bootstrap = try SidecarAPIClient(credentials: credentials, service: configuration.service)
         let certificate = try await retrying("certificate", logger: logger) {
             try await issueCertificate(configuration, api: bootstrap)
         }
-        let contexts = try Sidecar.makeTLS(configuration, identity: certificate.identity, metrics: metrics)
+        let contexts = try TLSContextSet.Contexts(configuration, identity: certificate.identity)
         let api = try SidecarAPIClient(
             credentials: credentials, service: configuration.service,
             certificate: (certificate.certificatePEM, certificate.keyPEM))
@@ -84,14 +100,17 @@ public struct ControlPlaneSession: Sendable {
         }
         metrics.controlPlaneConnection.set(true)
         let version = snapshot?.version ?? 0
-        let resources = configuration.resources + (snapshot?.resources ?? [])
+        let resources = snapshot?.resources ?? []
         logger.info("identity and configuration from the control plane", metadata: [
-            "address": "\(credentials.address)", "version": "\(version)", "resources": "\(resources.count)",
+            "address": "\(credentials.address)", "version": "\(version)",
+            "resources": "\(configuration.resources.count + resources.count)",
         ])
-        return ControlPlaneSession(
-            credentials: credentials, certificate: certificate, contexts: contexts, snapshotVersion: version,
-            resources: resources,
-            table: Sidecar.makeTable(configuration, resources: resources, version: Int(version), metrics: metrics))
+        let session = ControlPlaneSession(credentials: credentials, certificate: certificate, snapshotVersion: version)
+        return Sidecar.ControlPlaneStart(contexts: contexts, resources: resources, version: version) { applier, inboundPort in
+            try ControlPlaneAgent(
+                session: session, configuration: configuration, applier: applier, inboundPort: inboundPort,
+                metrics: metrics, logger: logger)
+        }
     }
 
     /// A fresh key and a CSR for this service's SPIFFE ID, signed by the control plane's CA.

@@ -1,0 +1,121 @@
+import NIOConcurrencyHelpers
+
+/// Makes a configuration the running one, the same way for static mode's reload (the whole
+/// file again) and for dynamic mode (a control-plane snapshot, a renewed certificate): what
+/// the new configuration needs — TLS contexts from its identity, a route table from its
+/// resources — is built first, and swapped in only once all of it is built, so one that cannot
+/// be built is refused whole and the running configuration stays. New requests and connections
+/// use what was applied; open connections keep their TLS context, in-flight requests their table.
+///
+/// It also keeps what `/config` shows (the effective configuration as JSON) and sets
+/// `sidecar_config_version` and `sidecar_cert_expiry_timestamp_seconds`. Thread-safe; callers
+/// apply one change at a time (the reloader's loop, the control-plane agent's actor).
+public final class ConfigApplier: Sendable {
+    /// The TLS contexts the listeners and loops take new connections' contexts from.
+    public let tls: TLSContextSet
+    private let loops: ProxyLoops
+    private let metrics: SidecarMetrics
+    private let state: NIOLockedValueBox<State>
+
+    private struct State {
+        /// The configuration the running one was made from: static mode's last file, or dynamic
+        /// mode's bootstrap file (whose resources a snapshot extends).
+        var configuration: SidecarConfiguration
+        var version: Int
+        /// `/config`.
+        var json: String
+    }
+
+    /// Takes over the configuration the loops and `tls` were opened with: `table` was built
+    /// from `configuration` and `resources`.
+    init(
+        configuration: SidecarConfiguration, resources: [MeshResource], table: RouteTable, tls: TLSContextSet,
+        loops: ProxyLoops, metrics: SidecarMetrics
+    ) {
+        self.tls = tls
+        self.loops = loops
+        self.metrics = metrics
+        state = NIOLockedValueBox(State(
+            configuration: configuration, version: table.version, json: Self.json(configuration, resources: resources)))
+        metrics.configurationVersion.set(Int64(table.version))
+        metrics.certificateExpiry.set(tls.server.current.certificateExpiry ?? 0)
+    }
+
+    /// The effective configuration as JSON (`/config`).
+    public var configurationJSON: String { state.withLockedValue { $0.json } }
+
+    /// The version of the route table in use (`sidecar_config_version`).
+    public var version: Int { state.withLockedValue { $0.version } }
+
+    // MARK: Building (checks only, nothing swapped)
+
+    /// Everything a static configuration needs to run, built and checked without binding a
+    /// socket: the TLS contexts from its certificate files and its route table.
+    public static func prepare(
+        _ configuration: SidecarConfiguration, version: Int = 1, metrics: SidecarMetrics? = nil
+    ) throws -> (contexts: TLSContextSet.Contexts, table: RouteTable) {
+        guard let files = configuration.tls else {
+            throw Sidecar.StartupError(description: "dynamic mode gets its certificate from the control plane")
+        }
+        let contexts = try TLSContextSet.Contexts(configuration, identity: SidecarIdentity(files))
+        let table = makeTable(configuration, resources: configuration.resources, version: version, metrics: metrics)
+        return (contexts, table)
+    }
+
+    /// The route table for `resources` (in dynamic mode, the bootstrap's own followed by a
+    /// snapshot's, which win where both name the same service).
+    static func makeTable(
+        _ configuration: SidecarConfiguration, resources: [MeshResource], version: Int, metrics: SidecarMetrics?
+    ) -> RouteTable {
+        RouteTable(
+            localService: configuration.service, trustDomain: configuration.trustDomain, resources: resources,
+            version: version, metrics: metrics)
+    }
+
+    // MARK: Applying
+
+    /// Static mode's reload: `configuration`'s certificate files and resources replace the
+    /// running ones; the version moves by one. Throws, changing nothing, when it cannot be built.
+    @discardableResult
+    func apply(_ configuration: SidecarConfiguration) throws -> Int {
+        let version = self.version + 1
+        let (contexts, table) = try Self.prepare(configuration, version: version, metrics: metrics)
+        tls.replace(with: contexts)
+        metrics.certificateExpiry.set(contexts.certificateExpiry)
+        install(table, configuration: configuration, resources: configuration.resources)
+        return version
+    }
+
+    /// Dynamic mode: a snapshot's resources, on top of the bootstrap's own, at the snapshot's version.
+    package func apply(snapshot resources: [MeshResource], version: Int64) {
+        let configuration = state.withLockedValue { $0.configuration }
+        let all = configuration.resources + resources
+        install(
+            Self.makeTable(configuration, resources: all, version: Int(version), metrics: metrics),
+            configuration: configuration, resources: all)
+    }
+
+    /// Dynamic mode: a renewed certificate. Throws, changing nothing, when the certificate is
+    /// not this service's or the contexts cannot be built.
+    package func apply(identity: SidecarIdentity) throws {
+        let configuration = state.withLockedValue { $0.configuration }
+        let contexts = try TLSContextSet.Contexts(configuration, identity: identity)
+        tls.replace(with: contexts)
+        metrics.certificateExpiry.set(contexts.certificateExpiry)
+    }
+
+    private func install(_ table: RouteTable, configuration: SidecarConfiguration, resources: [MeshResource]) {
+        loops.replaceTable(table)
+        let json = Self.json(configuration, resources: resources)
+        state.withLockedValue {
+            $0 = State(configuration: configuration, version: table.version, json: json)
+        }
+        metrics.configurationVersion.set(Int64(table.version))
+    }
+
+    private static func json(_ configuration: SidecarConfiguration, resources: [MeshResource]) -> String {
+        var effective = configuration
+        effective.resources = resources
+        return effective.json
+    }
+}
