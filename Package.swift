@@ -131,6 +131,7 @@ let package = Package(
             name: "MeshFuzzTargets",
             dependencies: [
                 "SidecarCore",
+                "MeshAPI",
                 "ControlPlane",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),

@@ -1,5 +1,6 @@
 import ControlPlane
 import Foundation
+import MeshAPI
 import SidecarCore
 
 /// The control-plane API's request parsing: every `APIMessages` body the router decodes

@@ -1,7 +1,8 @@
 import ControlPlane
+import MeshAPI
 import SidecarCore
 
-/// A sidecar receiving `GET /v1/snapshot/{service}`: `MeshResourceDecoder.decodeSnapshot`,
+/// A sidecar receiving `GET /v1/snapshot/{service}`: `MeshSnapshot.decode`,
 /// then the route table and limiters it swaps in.
 ///
 /// Properties: an accepted snapshot, re-encoded the way the control plane serves it
@@ -9,16 +10,16 @@ import SidecarCore
 /// ones; the sidecar can run with them.
 enum SnapshotFuzzTarget {
     static func run(_ data: [UInt8]) {
-        let snapshot: MeshResourceDecoder.SnapshotDocument
+        let snapshot: MeshSnapshot
         do {
-            snapshot = try MeshResourceDecoder.decodeSnapshot(data.text)
+            snapshot = try MeshSnapshot.decode(json: data.text)
         } catch {
             fuzzCheck(!error.issues.isEmpty, "a refused snapshot carries no issue")
             return
         }
-        let served = MeshSnapshot(service: snapshot.service, version: snapshot.version, resources: snapshot.resources).json
+        let served = snapshot.json
         do {
-            let again = try MeshResourceDecoder.decodeSnapshot(served)
+            let again = try MeshSnapshot.decode(json: served)
             fuzzCheck(again == snapshot, "the served form of an accepted snapshot decodes differently:\n\(served)")
         } catch {
             fuzzCheck(false, "the served form of an accepted snapshot is refused: \(error)\n\(served)")

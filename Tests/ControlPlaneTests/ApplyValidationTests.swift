@@ -1,4 +1,5 @@
 import ControlPlane
+import MeshAPI
 import Foundation
 import SidecarCore
 import Testing
