@@ -94,7 +94,7 @@ import Testing
         #expect(pair.serverRecorder.tlsErrors.map(\.reason) == [.foreignTrustDomain])
     }
 
-    /// The sidecars' own profile (`TLSConfiguration.mesh`, as `Sidecar.makeTLS` builds it).
+    /// The sidecars' own profile (`TLSConfiguration.mesh`, as `TLSContextSet.Contexts` builds it).
     func meshConfiguration(_ identity: TestIdentity) -> TLSConfiguration {
         .mesh(
             certificateChain: .pem(identity.certificatePEM, name: "test cert"),
