@@ -15,6 +15,8 @@
 set -e
 cd "$(dirname "$0")/.."
 BIN=fuzz/mesh-fuzz
+# Let libFuzzer, not the Swift backtracer, handle a trap: it saves the input.
+export SWIFT_BACKTRACE=enable=no
 [ -x "$BIN" ] || { echo "no $BIN: run fuzz/build.sh mesh (under the build lock)" >&2; exit 1; }
 
 max_len() {
