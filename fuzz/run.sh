@@ -7,7 +7,8 @@
 #       fuzz/seeds/make_seeds.py (fuzz/seeds/TARGET) are read, not written.
 #   fuzz/run.sh merge TARGET
 #       minimizes fuzz/corpus/TARGET + fuzz/work/TARGET + fuzz/seeds/TARGET into a new
-#       fuzz/corpus/TARGET (libFuzzer -merge=1: a small set with the same edge coverage).
+#       fuzz/corpus/TARGET (libFuzzer -merge=1: a small set with the same edge coverage);
+#       inputs named regression-* (those of fixed bugs) are always kept.
 #   fuzz/run.sh replay TARGET FILE…
 #       runs inputs once (e.g. a crash) and prints what failed.
 #
@@ -15,6 +16,8 @@
 set -e
 cd "$(dirname "$0")/.."
 BIN=fuzz/mesh-fuzz
+# Let libFuzzer, not the Swift backtracer, handle a trap: it saves the input.
+export SWIFT_BACKTRACE=enable=no
 [ -x "$BIN" ] || { echo "no $BIN: run fuzz/build.sh mesh (under the build lock)" >&2; exit 1; }
 
 max_len() {
@@ -36,6 +39,8 @@ merge)
     features="-use_counters=0 -use_cmp=0"; [ "$T" = chunked ] && features=
     MESH_FUZZ_TARGET=$T nice -n 19 "$BIN" -merge=1 $features -max_len="$(max_len "$T")" \
         "fuzz/work/$T.merged" "$@"
+    # Inputs of fixed bugs (regression-*) stay whatever the merge thinks of their coverage.
+    for kept in "fuzz/corpus/$T"/regression-*; do [ -e "$kept" ] && cp "$kept" "fuzz/work/$T.merged/"; done
     rm -rf "fuzz/corpus/$T" && mv "fuzz/work/$T.merged" "fuzz/corpus/$T"
     echo "fuzz/corpus/$T: $(ls "fuzz/corpus/$T" | wc -l) inputs, $(cat "fuzz/corpus/$T"/* | wc -c) bytes"
     ;;

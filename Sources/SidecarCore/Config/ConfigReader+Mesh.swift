@@ -68,6 +68,7 @@ extension ConfigReader {
         var result: [String: String] = [:]
         for (key, value) in map.entries {
             let entryPath = "\(path).\(key)"
+            guard keyFits(key, path: entryPath, at: value) else { continue }
             guard Self.isHeaderName(key) else {
                 report("\"\(key)\" is not a valid header name", path: entryPath, at: value)
                 continue

@@ -150,11 +150,25 @@ package final class ConfigReader {
         guard let map = mapping(node, path: path) else { return nil }
         var result: [String: String] = [:]
         for (key, value) in map.entries {
+            guard keyFits(key, path: "\(path).\(key)", at: value) else { continue }
             if let text = string(value, path: "\(path).\(key)") {
                 result[key] = text
             }
         }
         return result
+    }
+
+    /// Longest key of a label or header mapping, in characters. libyaml reads a key only
+    /// within 1024 characters of its `:`, and the YAML and JSON we write (snapshots,
+    /// `get -o yaml|json`) must read back: 128 characters stay under that even when every one
+    /// is written as a `\uXXXX` escape.
+    static let maxKeyLength = 128
+
+    /// Reports a key longer than `maxKeyLength`.
+    func keyFits(_ key: String, path: String, at node: Node) -> Bool {
+        guard key.count > Self.maxKeyLength else { return true }
+        report("key \"\(key.prefix(32))…\" is longer than \(Self.maxKeyLength) characters", path: path, at: node)
+        return false
     }
 
     func stringList(_ node: Node, path: String) -> [String]? {

@@ -16,6 +16,25 @@ import Testing
         #expect(MeshResource.yaml(decoded) == yaml)
     }
 
+    /// Found by fuzzing (fuzz/corpus/apply-yaml): a label key written as more than 1024
+    /// characters (here tabs, each written `\t`) was accepted, but its YAML and JSON forms were
+    /// not readable (libyaml's key limit), so `get -o yaml` could not be applied back and a
+    /// snapshot carrying it would be refused by every sidecar. Keys are now at most 128 characters.
+    @Test func labelAndHeaderKeysAreBoundedSoTheyReadBack() throws {
+        let longest = String(repeating: "\t", count: ConfigReader.maxKeyLength)
+        let instance = MeshResource.instance(Instance(service: "payments", address: "127.0.0.1", port: 1, labels: [longest: "v"]))
+        #expect(try MeshResourceDecoder.decodeDocuments(yaml: instance.yaml) == [instance])
+        #expect(try MeshResourceDecoder.decodeJSON(instance.json) == [instance])
+
+        let tooLong = "ve" + String(repeating: "\\t", count: 600)
+        for yaml in [
+            "kind: Instance\nservice: payments\naddress: 127.0.0.1\nport: 1\nlabels:\n  ? \"\(tooLong)\"\n  : v\n",
+            "kind: Route\nservice: payments\nrules: [ { match: { headers: { \(String(repeating: "x", count: 129)): v } } } ]\n",
+        ] {
+            #expect(throws: ConfigError.self) { try MeshResourceDecoder.decodeDocuments(yaml: yaml) }
+        }
+    }
+
     @Test func jsonRoundTripIsEqual() throws {
         let resources = try designResources()
         let decoded = try MeshResourceDecoder.decodeJSON(MeshResource.json(resources))
