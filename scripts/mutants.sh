@@ -21,7 +21,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 lock="${MESH_BUILD_LOCK:-/tmp/mesh-build.lock}"
-per_run_limit="${MUTANT_TEST_TIMEOUT:-1800}"  # seconds; a hung run counts as killed
+# Seconds a test run may take. A mutant that crashes the test process has been seen to leave
+# `swift test` hanging while it holds the shared lock, so the bound is short; such a run counts
+# as killed.
+per_run_limit="${MUTANT_TEST_TIMEOUT:-}"
 logs=".build/mutants"
 
 ids=() files=() filters=() froms=() tos=()
@@ -77,16 +80,19 @@ mutant retry-metric Sources/SidecarCore/Upstream/ProxyLoopState.swift \
     'metrics.retries(peer: destination.service, reason: failure.reason).increment()' \
     '_ = metrics.retries(peer: destination.service, reason: failure.reason)'
 # Path normalization (the security issue): routing and authorization see the path the app gets.
+# Not HTTPProxyHandlerTests: a request these mutants wrongly allow reaches ProxyLoopState's
+# ClientBootstrap on an EmbeddedEventLoop, a NIO fatal error that takes the whole test process
+# down and hides which expectations failed.
 mutant path-normalization-skipped $target \
-    'HTTPRequestTargetTests|AuthorizerTests|HTTPProxyHandlerTests|HostileRequestTests' \
+    'HTTPRequestTargetTests|AuthorizerTests|HostileRequestTests' \
     'if try isAlreadyNormal(raw) { return nil }' \
     'if try isAlreadyNormal(raw) || true { return nil }'
 mutant path-dot-dot-kept $target \
-    'HTTPRequestTargetTests|AuthorizerTests|HTTPProxyHandlerTests|HostileRequestTests' \
+    'HTTPRequestTargetTests|AuthorizerTests|HostileRequestTests' \
     'if !segments.isEmpty { segments.removeLast() }' \
     'if false, !segments.isEmpty { segments.removeLast() }'
 mutant path-prefix-not-segment $target \
-    'HTTPRequestTargetTests|AuthorizerTests|HTTPProxyHandlerTests|HostileRequestTests' \
+    'HTTPRequestTargetTests|AuthorizerTests|HostileRequestTests' \
     'return next == nil || next == UInt8(ascii: "/")' \
     'return true'
 
@@ -107,6 +113,7 @@ for name in "${wanted[@]}"; do
     [[ " ${ids[*]} " == *" $name "* ]] || { echo "no mutant named $name (--list shows them)" >&2; exit 2; }
 done
 
+per_run_limit="${per_run_limit:-$((full ? 3600 : 600))}"
 mkdir -p "$logs"
 backup="" backup_of=""
 restore() {
@@ -140,19 +147,28 @@ for i in "${!ids[@]}"; do
         continue
     fi
     echo "--- $id: $file: $(diff "$backup" "$file" | grep '^>' | sed 's/^> *//')" > "$log"
-    if ! flock "$lock" swift build --build-tests >> "$log" 2>&1; then
+    if ! flock -o "$lock" swift build --build-tests >> "$log" 2>&1; then
         echo "INVALID   $id: does not compile (see $log)"
         invalid+=("$id")
     else
         filter_args=(--filter "${filters[$i]}")
         ((full)) && filter_args=(--parallel)
         started=$SECONDS
-        if flock "$lock" timeout "$per_run_limit" swift test --skip-build "${filter_args[@]}" >> "$log" 2>&1; then
+        status=0
+        # No backtracer: a mutant that crashes the tests is killed either way, and swift-backtrace
+        # outlives the crashed process (it held the lock for 15 minutes once). `flock -o` keeps
+        # the lock's fd out of the command, so no leftover child can hold the lock.
+        SWIFT_BACKTRACE=enable=no flock -o "$lock" timeout -k 10 "$per_run_limit" \
+            swift test --skip-build "${filter_args[@]}" >> "$log" 2>&1 || status=$?
+        if ((status == 0)); then
             echo "SURVIVED  $id ($((SECONDS - started)) s): every test passed with: $to"
             survived+=("$id")
         else
-            # Name a few failing tests: Swift Testing's "✘ Test name(...)" and XCTest's "error: -[...]".
-            failing=$(grep -oE '✘ Test [^ (]+' "$log" | sed 's/✘ Test //' | sort -u | head -4 | paste -sd, - || true)
+            # Name a few failing tests (Swift Testing's "✘ Test name(...)"), or the crash.
+            failing=$(grep -oE '✘ Test [^ (]+' "$log" | sed 's/✘ Test //' | grep -vx run | sort -u | head -4 | paste -sd, - || true)
+            crash=$(grep -m1 -oE 'Fatal error: .{0,80}' "$log" || true)
+            [[ -n "$crash" ]] && failing="${failing:+$failing; }the test process crashed ($crash)"
+            ((status == 124 || status == 137)) && failing="${failing:+$failing; }stopped after ${per_run_limit} s"
             echo "KILLED    $id ($((SECONDS - started)) s) by: ${failing:-the test run (see $log)}"
             killed+=("$id")
         fi
