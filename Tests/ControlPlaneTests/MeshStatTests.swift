@@ -27,7 +27,7 @@ import Testing
             .latencyP95: answer([(web, "0.0125"), (payments, "0.009"), (ledger, "0.004")]),
             .latencyP99: answer([(web, "0.0475"), (payments, "0.02"), (ledger, "NaN")]),
             .retriesPerSecond: answer([(["peer": "ledger"], "0.5")]),
-            .openBreakers: answer([(["peer": "ledger"], "1"), (["peer": "payments"], "0")]),
+            .openBreakers: answer([(["peer": "ledger"], "1"), (["peer": "payments"], "0"), (["peer": "unknown"], "0")]),
             .ejectedEndpoints: answer([(["peer": "ledger"], "0"), (["peer": "payments"], "1")]),
         ]
         func edge(_ from: String, _ to: String) -> [String: String] { ["service": from, "peer": to] }
@@ -39,7 +39,8 @@ import Testing
             .latencyP95: answer([(edge("web", "payments"), "0.015")]),
             .latencyP99: answer([(edge("web", "payments"), "+Inf")]),
             .retriesPerSecond: answer([(edge("payments", "ledger"), "0.5")]),
-            .openBreakers: answer([(edge("payments", "ledger"), "1")]),
+            // Every sidecar exports breaker gauges for each service it knows: zeros make no edge.
+            .openBreakers: answer([(edge("payments", "ledger"), "1"), (edge("ledger", "web"), "0")]),
             .ejectedEndpoints: answer([(edge("web", "payments"), "1")]),
         ]
         var answers: [MeshStatQuery: PrometheusVector] = [:]

@@ -55,14 +55,17 @@ public struct MeshStat: Sendable, Equatable, Codable {
     public var edges: [EdgeRow]
 
     /// Rows from each query's answer, sorted by name; with a service filter, only its row
-    /// and the edges into or out of it.
+    /// and the edges into or out of it. A row needs traffic, a sidecar, or a non-zero number:
+    /// every sidecar exports breaker and endpoint gauges for each service it knows, and those
+    /// zeros alone make no edge.
     public init(prometheus: String, queries: MeshStatQueries, answers: [MeshStatQuery: PrometheusVector]) {
         self.prometheus = prometheus
         window = queries.window
         var services: [String: Golden] = [:]
         var edges: [EdgeKey: Golden] = [:]
         for (query, vector) in answers {
-            for sample in vector.samples {
+            let defining = query.metric == .sidecars || query.metric == .requestsPerSecond
+            for sample in vector.samples where defining || (sample.value.isFinite && sample.value != 0) {
                 let key = query.keyLabels.map { sample.labels[$0] ?? "" }
                 guard !key.contains(where: \.isEmpty) else { continue }
                 switch query.scope {
