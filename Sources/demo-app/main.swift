@@ -31,8 +31,14 @@ struct Downstream: Sendable {
     var viaPort: Int
 }
 
+/// One line on stdout at once (print's buffer would hold it back when stdout is a log file).
+func say(_ line: String) {
+    var text = line + "\n"
+    text.withUTF8 { bytes in _ = write(1, bytes.baseAddress, bytes.count) }
+}
+
 func fail(_ message: String) -> Never {
-    print("demo-app: \(message)\n\(usage)")
+    say("demo-app: \(message)\n\(usage)")
     exit(2)
 }
 
@@ -213,7 +219,7 @@ func runLoad(_ options: [String: String]) async -> Never {
     guard rps > 0, rps <= 1000, concurrency > 0 else { fail("--rps must be in (0, 1000], --concurrency at least 1") }
     let group = MultiThreadedEventLoopGroup.singleton
     let counts = LoadCounts()
-    print("demo-app load: \(rps) requests/s to \(target.service)\(target.path) via \(target.viaHost):\(target.viaPort), at most \(concurrency) in flight")
+    say("demo-app load: \(rps) requests/s to \(target.service)\(target.path) via \(target.viaHost):\(target.viaPort), at most \(concurrency) in flight")
     let interval = Duration.nanoseconds(Int64(1e9 / rps))
     var next = ContinuousClock.now
     var lastSummary = next
@@ -226,7 +232,7 @@ func runLoad(_ options: [String: String]) async -> Never {
         next += interval
         if next - lastSummary >= .seconds(10) {
             lastSummary = next
-            print("demo-app load: last 10 s: \(counts.takeSummary())")
+            say("demo-app load: last 10 s: \(counts.takeSummary())")
         }
         try? await Task.sleep(until: next, clock: .continuous)
     }
@@ -250,5 +256,5 @@ let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singl
     }
     .bind(host: host, port: port).get()
 let calls = target.map { " (calls \($0.service)\($0.path) via \($0.viaHost):\($0.viaPort))" } ?? ""
-print("demo-app \(name) listening on \(channel.localAddress.map { "\($0)" } ?? "?")\(calls)")
+say("demo-app \(name) listening on \(channel.localAddress.map { "\($0)" } ?? "?")\(calls)")
 try await channel.closeFuture.get()
