@@ -10,8 +10,8 @@ if [[ " $* " == *" --dynamic "* ]]; then exec ./scripts/demo-dynamic.sh "$@"; fi
 ./scripts/install-deps.sh
 bin=${MESH_BIN:-.build-release/release}
 if [[ -z "${MESH_BIN:-}" ]]; then
-    swift build -c release --scratch-path .build-release --product sidecar
-    swift build -c release --scratch-path .build-release --product demo-app
+    echo "building release (every product in one swift build): about 6 minutes the first time on 2 cores, seconds after"
+    swift build -c release --scratch-path .build-release
 fi
 dir=demo
 rm -rf "$dir" && mkdir -p "$dir/certs"
@@ -75,7 +75,14 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-run() { echo "\$ $*"; "$@"; echo; }
+# Prints a command so that it pastes as it is (arguments with spaces or quotes quoted), then runs it.
+run() {
+    local shown=() arg
+    for arg in "$@"; do [[ $arg =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]] && shown+=("$arg") || shown+=("${arg@Q}"); done
+    echo "\$ ${shown[*]}"
+    "$@"
+    echo
+}
 echo "== through the mesh: web's app calls payments via its sidecar (plain HTTP to localhost:15001)"
 run curl -sS -x http://127.0.0.1:15001 http://payments/pay
 run curl -sS -H 'Host: payments' -X POST -d 'amount=42' http://127.0.0.1:15001/pay
@@ -85,7 +92,9 @@ run curl -sS -i -x http://127.0.0.1:15001 http://nowhere/
 echo "== plain bytes on payments' mTLS port never reach the app"
 run curl -sS --max-time 3 http://127.0.0.1:16006/pay || true
 echo "== metrics (Prometheus text) on the admin port"
-run bash -c "curl -sS http://127.0.0.1:15000/metrics | grep '^sidecar_requests_total'"
+echo "\$ curl -sS http://127.0.0.1:15000/metrics | grep '^sidecar_requests_total'"
+curl -sS http://127.0.0.1:15000/metrics | grep '^sidecar_requests_total'
+echo
 echo "== access logs (JSON, one line per request): $dir/web-access.log, $dir/payments-access.log"
 tail -n 3 "$dir/web-access.log"
 echo "== sidecar logs: $dir/web-sidecar.log, $dir/payments-sidecar.log"
