@@ -14,6 +14,7 @@ if [[ -z "${MESH_BIN:-}" ]]; then
 fi
 dir=demo-dynamic
 rm -rf "$dir" && mkdir -p "$dir"
+umask 077  # join tokens and the data dir stay private
 cp="$bin/control-plane"
 # Prints a command so that it pastes as it is (arguments with spaces or quotes quoted), then runs it.
 run() {

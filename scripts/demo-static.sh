@@ -71,7 +71,8 @@ trap cleanup EXIT INT TERM
 "$bin/sidecar" --config "$dir/payments.yaml" >"$dir/payments-access.log" 2>"$dir/payments-sidecar.log" & pids+=($!)
 
 for _ in $(seq 1 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/15001) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/16006) 2>/dev/null && break
+    # Each sidecar's admin /ready (a probe of the mTLS port itself would count as a failed handshake).
+    curl -sf -o /dev/null http://127.0.0.1:15000/ready && curl -sf -o /dev/null http://127.0.0.1:16000/ready && break
     sleep 0.1
 done
 
