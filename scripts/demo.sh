@@ -267,7 +267,7 @@ rules:
     fault: { abort: { percent: 20, status: 500 } }
 YAML
 cp="$bin/control-plane"
-[[ $cp == "$root/"* ]] && cp=".${cp#"$root"}"
+[[ $cp == "$root/"* ]] && cp=${cp#"$root/"}
 data=$cpdir
 echo "mesh demo ready: Prometheus $prom (graph: $prom/graph, targets: $prom/targets) · control plane https://127.0.0.1:$cp_port (data dir $cpdir) · web through loadgen's sidecar: curl -H 'Host: web' http://127.0.0.1:$loadgen_outbound/ · logs $dir/logs"
 cat <<EOF

@@ -103,4 +103,58 @@ import Testing
         #expect(expressions.filter { $0.contains("sidecar_") }.allSatisfy { $0.contains("$service") },
                 "\(expressions.filter { $0.contains("sidecar_") && !$0.contains("$service") })")
     }
+
+    @Test func promtoolAcceptsThePrometheusConfigWithItsRuleFiles() async throws {
+        let promtool = try #require(promtoolPath(), "promtool not found on PATH or in .build-tools/: run scripts/install-deps.sh")
+        let config = packageRoot.appendingPathComponent("deploy/prometheus/prometheus.yml").path
+        let result = try await ChildProcess.run([promtool, "check", "config", config])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("SUCCESS: 2 rule files found"), "\(result.stdout)")
+        let text = try Self.read("deploy/prometheus/prometheus.yml")
+        #expect(text.matches(of: /labels: \{ service: [a-z]+/).count == 4, "every sidecar target names its service")
+    }
+
+    @Test func everyFileComposeAndTheDockerfileUseExists() throws {
+        let compose = try Self.read("deploy/compose.yaml")
+        let files = compose.matches(of: /file: (\.[^ }]+)/).map { String($0.output.1) }
+        #expect(files.count == 3, "\(files)")
+        for file in files {
+            let url = packageRoot.appendingPathComponent("deploy").appendingPathComponent(file)
+            #expect(FileManager.default.fileExists(atPath: url.path), "compose.yaml names \(file), which does not exist")
+        }
+        #expect(compose.contains("dockerfile: deploy/Dockerfile"))
+        let dockerfile = try Self.read("deploy/Dockerfile")
+        for copied in dockerfile.matches(of: #/^COPY (?!--from)([^ ]+) /#.anchorsMatchLineEndings()).map({ String($0.output.1) }) {
+            #expect(FileManager.default.fileExists(atPath: packageRoot.appendingPathComponent(copied).path), "Dockerfile copies \(copied)")
+        }
+        // The image runs as a non-root user.
+        #expect(dockerfile.contains("\nUSER mesh\n"))
+    }
+
+    static let systemdAnalyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+
+    @Test(.enabled(if: systemdAnalyze != nil, "systemd-analyze is not installed"))
+    func systemdUnitsPassSystemdAnalyzeVerify() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        // The units name /usr/local/bin; verify them against the binaries built here.
+        let binaries = URL(fileURLWithPath: ControlPlaneServer.binary).deletingLastPathComponent().path + "/"
+        let units = try FileManager.default.contentsOfDirectory(atPath: packageRoot.appendingPathComponent("deploy/systemd").path)
+        #expect(Set(units) == ["mesh-control-plane.service", "mesh-sidecar@.service"])
+        for unit in units {
+            let text = try Self.read("deploy/systemd/\(unit)")
+            #expect(text.contains("Restart=on-failure") && text.contains("NoNewPrivileges=yes") && text.contains("DynamicUser=yes"), "\(unit)")
+            try text.replacingOccurrences(of: "/usr/local/bin/", with: binaries)
+                .write(toFile: directory.path + "/" + unit, atomically: true, encoding: .utf8)
+        }
+        try FileManager.default.createSymbolicLink(
+            atPath: directory.path + "/mesh-sidecar@payments.service", withDestinationPath: "mesh-sidecar@.service")
+        let result = try await ChildProcess.run(
+            [Self.systemdAnalyze!, "verify", "--man=no", "./mesh-control-plane.service", "./mesh-sidecar@payments.service"],
+            directory: directory.path)
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect((result.stdout + result.stderr).trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(result.stdout)\(result.stderr)")
+    }
 }
