@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 bin=${MESH_BIN:-.build-release/release}
 if [[ -z "${MESH_BIN:-}" ]]; then
-    echo "building release (every product in one swift build): about 6 minutes the first time on 2 cores, seconds after"
+    echo "building release (every product in one swift build): about 6 to 9 minutes the first time on 2 cores, seconds after"
     swift build -c release --scratch-path .build-release
 fi
 dir=demo-dynamic

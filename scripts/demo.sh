@@ -36,7 +36,7 @@ if [[ -n "${MESH_BIN:-}" ]]; then
     step "using the binaries in $MESH_BIN (MESH_BIN set: no build)"
     bin=$(cd "$MESH_BIN" && pwd)
 else
-    step "building sidecar, control-plane and demo-app in release mode, in one swift build: about 6 minutes the first time on 2 cores, seconds after"
+    step "building sidecar, control-plane and demo-app in release mode, in one swift build: about 6 to 9 minutes the first time on 2 cores, seconds after"
     swift build -c release --scratch-path .build-release
     bin="$root/.build-release/release"
 fi
