@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need, only when one is missing:
 # libssl-dev (COpenSSL), libsqlite3-dev (GRDB), pkg-config, openssl and curl (interop tests).
-# Also promtool (metrics tests), unpacked into .build-tools/ without installing Prometheus.
+# Also promtool and prometheus (metrics tests, the demo), unpacked into .build-tools/ without
+# installing Debian's prometheus package (whose service would start and take port 9090).
 set -euo pipefail
 packages=(libssl-dev libsqlite3-dev pkg-config openssl curl)
 missing=()
@@ -16,12 +17,18 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# promtool (tests check the /metrics exposition with `promtool check metrics`): taken out of
-# Debian's prometheus package without installing it, so no Prometheus server is ever started.
+# promtool (tests check the /metrics exposition with `promtool check metrics` and the alert
+# rules with `promtool check rules`) and prometheus (the demo and an integration test run a
+# real one as a plain process): both taken out of Debian's prometheus package into
+# .build-tools/ without installing it, so no system Prometheus service is ever started (it
+# would take port 9090). A prometheus or promtool already on PATH is used as it is.
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-promtool_path="$root/.build-tools/promtool"
-if ! command -v promtool >/dev/null 2>&1 && [[ ! -x "$promtool_path" ]]; then
-    echo "fetching promtool into $promtool_path" >&2
+tools=()
+for tool in promtool prometheus; do
+    command -v "$tool" >/dev/null 2>&1 || [[ -x "$root/.build-tools/$tool" ]] || tools+=("$tool")
+done
+if ((${#tools[@]})); then
+    echo "fetching ${tools[*]} from Debian's prometheus package into $root/.build-tools/" >&2
     scratch="$(mktemp -d)"
     chmod 0755 "$scratch"  # apt fetches as the _apt user
     trap 'rm -rf "$scratch"' EXIT
@@ -33,5 +40,7 @@ if ! command -v promtool >/dev/null 2>&1 && [[ ! -x "$promtool_path" ]]; then
     fi
     dpkg-deb -x "$scratch"/prometheus_*.deb "$scratch/extracted"
     mkdir -p "$root/.build-tools"
-    install -m 0755 "$scratch/extracted/usr/bin/promtool" "$promtool_path"
+    for tool in "${tools[@]}"; do
+        install -m 0755 "$scratch/extracted/usr/bin/$tool" "$root/.build-tools/$tool"
+    done
 fi

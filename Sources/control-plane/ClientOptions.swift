@@ -55,7 +55,14 @@ struct ClientOptions: ParsableArguments {
     }
 
     func client() throws -> MeshAPIClient {
-        try MeshAPIClient(
+        let configured = server != nil || tokenFile != nil || caFile != nil || dataDir != nil
+            || ["MESH_SERVER", "MESH_TOKEN", "MESH_TOKEN_FILE", "MESH_CA_FILE"].contains { !(environment[$0] ?? "").isEmpty }
+        guard configured else {
+            throw CLIFailure(
+                "no control plane configured: pass --server URL with --token-file and --ca-file, or --data-dir DIR on the "
+                    + "control plane's machine (or set MESH_SERVER, MESH_TOKEN_FILE, MESH_CA_FILE)")
+        }
+        return try MeshAPIClient(
             server: resolvedServer(), caPEM: resolvedCA(), token: resolvedToken(), trustDomain: resolvedTrustDomain())
     }
 

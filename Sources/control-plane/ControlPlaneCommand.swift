@@ -19,7 +19,7 @@ struct ControlPlaneCommand: AsyncParsableCommand {
         version: "control-plane \(MeshVersion.current)",
         subcommands: [
             ServeCommand.self, ApplyCommand.self, GetCommand.self, DeleteCommand.self, TokenCommand.self,
-            CACommand.self,
+            CACommand.self, StatCommand.self,
         ]
     )
 }
