@@ -15,7 +15,7 @@ import Testing
         defer { fixture.remove() }
         var limits = APIServer.Limits()
         limits.maxBodySize = 1024
-        limits.idleTimeout = .seconds(2)  // generous: a loaded CI machine is slow to handshake
+        limits.idleTimeout = .seconds(5)  // generous: a loaded CI machine can take seconds to handshake
         let server = try await APIServer.start(
             host: "127.0.0.1", port: 0, router: fixture.router, authority: fixture.authority, limits: limits)
         let url = "https://127.0.0.1:\(server.port)"
@@ -58,7 +58,8 @@ import Testing
     @Test func anUnauthenticatedBodyIsRefusedOnTheHeadWithoutBeingRead() async throws {
         let fixture = try ControlPlaneFixture()
         defer { fixture.remove() }
-        let server = try await start(fixture) { $0.drainTimeout = .milliseconds(300) }
+        // Long enough that the second send below lands while the server still drains, on a loaded machine too.
+        let server = try await start(fixture) { $0.drainTimeout = .seconds(2) }
         defer { Task { try? await server.close() } }
         let connection = try await RawHTTPSConnection.connect(port: server.port, caPEM: fixture.authority.rootPEM)
         defer { connection.close() }
