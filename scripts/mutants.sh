@@ -63,7 +63,7 @@ mutant tls-identity Sources/SidecarCore/TLS/TLSConfiguration.swift \
     'TLSRefusalTests|TLSHandshakeTests|MeshAPIClientIdentityTests|MeshDataPlaneTests' \
     'if allowed.contains(identity) { return nil }' \
     'if true { return nil }'
-mutant caller-header-strip $http/HTTPProxyHandler+Request.swift \
+mutant caller-header-strip Sources/SidecarCore/Proxy/HTTPProxyHandler+Request.swift \
     'HTTPProxyHandlerTests|MeshDataPlaneTests|HostileRequestTests' \
     'static let identityHeaders = ["x-mesh-caller", "x-mesh-user"]' \
     'static let identityHeaders = ["x-mesh-user"]'
