@@ -20,6 +20,6 @@ import Testing
         let statuses = try await mesh.run((0..<30).map { "http://payments/lb/\($0)" }, format: "%{http_code}\\n")
         #expect(statuses.filter { $0 == "200" }.count == 30, "\(statuses)")
         #expect(slow.requests + fast.requests == 30)
-        #expect(slow.requests <= 5, "the slow instance got \(slow.requests) of 30")
+        #expect(slow.requests <= 10, "the slow instance got \(slow.requests) of 30 (least-request: about 15)")
     }
 }
