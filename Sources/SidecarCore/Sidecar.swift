@@ -10,7 +10,7 @@ import ServiceLifecycle
 /// `ConfigApplier`) and runs them as one `ServiceGroup` that drains on SIGTERM.
 ///
 /// Start here to follow a request: `ProxyListener` accepts, `HTTPProxyHandler` routes and
-/// relays, `ProxyLoopState` balances and pools, `UpstreamHandler` reads the response.
+/// relays, a `LoopContext` per loop holds the route table, one `Cluster` per destination (balancer, breaker, budget, outliers) and the `ConnectionPool`, `UpstreamHandler` reads the response.
 public final class Sidecar: Sendable {
     public struct Options: Sendable {
         public var workers: Int

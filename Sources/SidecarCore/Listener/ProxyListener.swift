@@ -69,13 +69,13 @@ final class ProxyListener: Service, Sendable {
             .childChannelOption(.autoRead, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let state = loops.state(for: channel.eventLoop)
+                    let context = loops.context(for: channel.eventLoop)
                     if case .inbound(_, let tls) = kind {
                         try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls.current))
-                        try channel.pipeline.syncOperations.addHandler(TLSErrorLogger(logger: logger, metrics: state.metrics))
+                        try channel.pipeline.syncOperations.addHandler(TLSErrorLogger(logger: logger, metrics: context.metrics))
                     }
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTPProxyHandler(direction: direction, loop: state, accessLog: log, timeouts: timeouts))
+                        HTTPProxyHandler(direction: direction, loop: context, accessLog: log, timeouts: timeouts))
                 }
             }
             .bind(host: address.host, port: address.port).get()

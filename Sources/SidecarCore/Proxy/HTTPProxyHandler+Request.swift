@@ -131,7 +131,7 @@ extension HTTPProxyHandler {
                 return
             case .delay(let delay):
                 phase = .connecting
-                context.eventLoop.scheduleTask(in: delay) { [weak self] in
+                context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
                     guard let self, self.exchange === exchange, let context = self.context else { return }
                     self.admit(request, through: remaining, context: context)
                 }
@@ -196,7 +196,7 @@ extension HTTPProxyHandler {
         if !exchange.requestComplete, retry.shouldBufferBody || exchange.mirrorPending, (declared ?? 0) <= limit {
             exchange.replayBody = context.channel.allocator.buffer(capacity: declared ?? 4096)
         }
-        loop.retryBudgetRequestStarted(destination)
+        loop.cluster(destination).retryBudgetRequestStarted(now: context.eventLoop.now)
     }
 
     /// Sends the fire-and-forget copy once the whole request is buffered; a body that was not
@@ -230,14 +230,16 @@ extension HTTPProxyHandler {
     }
 
     func lease(
-        _ exchange: ProxyExchange, key: ProxyLoopState.PoolKey, connectTimeout: TimeAmount, context: ChannelHandlerContext
+        _ exchange: ProxyExchange, key: ConnectionPool.Key, connectTimeout: TimeAmount, context: ChannelHandlerContext
     ) {
+        // Pool limits apply to a destination a request made a cluster for (not tunnels, not the app).
+        let cluster = key.tunnel ? nil : key.service.flatMap { loop.existingCluster($0) }
         phase = .connecting
         exchange.poolKey = key
         exchange.attempts += 1
         exchange.tryEpoch &+= 1
         let epoch = exchange.tryEpoch
-        loop.lease(key, connectTimeout: connectTimeout).whenComplete { [weak self] result in
+        loop.pool.lease(key, cluster: cluster, connectTimeout: connectTimeout).assumeIsolated().whenComplete { [weak self] result in
             guard let self, self.exchange === exchange, exchange.tryEpoch == epoch, self.phase == .connecting,
                 let context = self.context
             else {
@@ -283,9 +285,10 @@ extension HTTPProxyHandler {
         exchange.rewrittenHead = nil
         upstream.begin(owner: self, method: exchange.method)
         upstream.setReadsPaused(!context.channel.isWritable)
-        if let address = exchange.upstreamAddress {
-            loop.requestStarted(address)
-            exchange.outstandingAt = address
+        if let address = exchange.upstreamAddress, let destination = exchange.route?.destination {
+            let cluster = loop.cluster(destination)
+            cluster.tryStarted(at: address)
+            exchange.outstandingAt = (cluster, address)
         }
         upstreamWritable = channel.isWritable
         exchange.bodyProgressAt = context.eventLoop.now

@@ -16,7 +16,8 @@ extension HTTPProxyHandler {
         }
         if let service = exchange.poolKey?.service, let address = exchange.upstreamAddress, exchange.poolKey?.tunnel == false {
             loop.recordOutcome(.status(head.status), service: service, address: address)
-            loop.observeLatency(context.eventLoop.now - exchange.tryStartedAt, service: service, address: address)
+            loop.existingCluster(service)?.observeLatency(
+                context.eventLoop.now - exchange.tryStartedAt, of: address, now: context.eventLoop.now)
         }
         exchange.tryDeadline = nil
         if head.status >= 500, retryElsewhere(exchange, after: .status(head.status), context: context) { return }
@@ -69,7 +70,7 @@ extension HTTPProxyHandler {
         endOutstanding(exchange)
         if let upstream = exchange.upstream, let key = exchange.poolKey {
             if reusable && exchange.requestComplete && phase != .tunnel {
-                loop.release(upstream, key: key)
+                loop.pool.release(upstream, key: key)
             } else {
                 upstream.abandon()
             }
@@ -104,9 +105,9 @@ extension HTTPProxyHandler {
     ) -> Bool {
         guard var retry = exchange.retry, let destination = exchange.route?.destination, let head = exchange.retryHead
         else { return false }
-        let address = exchange.upstreamAddress
-        let action = loop.decideRetry(
-            &retry, after: failure, from: address, destination: destination, holdsRetrySlot: &exchange.holdsBreakerRetry)
+        let action = loop.cluster(destination).decideRetry(
+            &retry, after: failure, from: exchange.upstreamAddress, holdsRetrySlot: &exchange.holdsBreakerRetry,
+            now: context.eventLoop.now, random: &loop.random)
         exchange.retry = retry
         switch action {
         case .retry: exchange.retryReasons.append(failure)
@@ -118,7 +119,7 @@ extension HTTPProxyHandler {
         if let exclude { exchange.triedEndpoints.insert(exclude) }
         exchange.rewrittenHead = head
         phase = .connecting
-        context.eventLoop.scheduleTask(in: backoff) { [weak self] in
+        context.eventLoop.assumeIsolated().scheduleTask(in: backoff) { [weak self] in
             guard let self, self.exchange === exchange, let context = self.context else { return }
             self.connectOutbound(exchange, context: context)
         }
@@ -139,9 +140,9 @@ extension HTTPProxyHandler {
 
     /// The try no longer counts as outstanding on its endpoint (least-request and EWMA balancing).
     func endOutstanding(_ exchange: ProxyExchange) {
-        guard let address = exchange.outstandingAt else { return }
+        guard let (cluster, address) = exchange.outstandingAt else { return }
         exchange.outstandingAt = nil
-        loop.requestFinished(address)
+        cluster.tryEnded(at: address)
     }
 
     /// Starts the try's `perTryTimeout` clock once the whole request has gone upstream on this
@@ -172,7 +173,7 @@ extension HTTPProxyHandler {
         if let firesAt = deadlineTimerFiresAt, firesAt <= due { return }  // it will re-check then
         deadlineTimer?.cancel()
         deadlineTimerFiresAt = due
-        deadlineTimer = context.eventLoop.scheduleTask(deadline: due) { [weak self] in
+        deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] in
             guard let self else { return }
             self.deadlineTimer = nil
             self.deadlineTimerFiresAt = nil
@@ -248,11 +249,7 @@ extension HTTPProxyHandler {
             let (request, retry) = (exchange.holdsBreakerRequest, exchange.holdsBreakerRetry)
             exchange.holdsBreakerRequest = false
             exchange.holdsBreakerRetry = false
-            loop.withResilience(destination) { state in
-                if request { state.breaker.releaseRequest() }
-                if retry { state.breaker.releaseRetry() }
-            }
-            loop.publishBreakerState(service: destination.service)
+            loop.cluster(destination).releaseSlots(request: request, retry: retry)
         }
         let handle: RequestMetricsHandle
         switch direction {
@@ -308,7 +305,7 @@ extension HTTPProxyHandler {
         self.exchange = nil
         if exchange.closeAfterResponse || phase == .tunnel {
             phase = .closed
-            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
             return
@@ -324,6 +321,6 @@ extension HTTPProxyHandler {
     func respondWithoutExchange(_ error: ProxyError, context: ChannelHandlerContext) {
         phase = .closed
         let response = error.response(closing: true, requestID: nil, allocator: context.channel.allocator)
-        context.writeAndFlush(wrapOutboundOut(response)).whenComplete { _ in context.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(response)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 }

@@ -15,7 +15,7 @@ final class ProxyExchange {
     var requestFramer: HTTPBodyFramer
     var requestComplete = false
     var upstream: UpstreamHandler?
-    var poolKey: ProxyLoopState.PoolKey?
+    var poolKey: ConnectionPool.Key?
     var rewrittenHead: ByteBuffer?
     var responseStarted = false
     var status = 0
@@ -42,9 +42,9 @@ final class ProxyExchange {
     var bodyProgressAt = NIODeadline.uptimeNanoseconds(0)
     /// When the current try's head went upstream (its response latency feeds the balancer).
     var tryStartedAt = NIODeadline.uptimeNanoseconds(0)
-    /// The endpoint the current try counts as one outstanding request on, until it ends
-    /// (tunnels never count; every end uncounts exactly once).
-    var outstandingAt: HostPort?
+    /// The endpoint (and its cluster) the current try counts as one outstanding request on,
+    /// until it ends (tunnels never count; every end uncounts exactly once).
+    var outstandingAt: (cluster: Cluster, address: HostPort)?
     /// Moves when a try starts or is abandoned, so a late lease result of an older try is dropped.
     var tryEpoch = 0
     /// The failures that were retried, in order, and why the last failure was not (access log).

@@ -27,7 +27,7 @@ import Testing
         let channel = EmbeddedChannel()
         let metrics = SidecarMetrics()
         let table = RouteTable(localService: service, trustDomain: "mesh.local", resources: Self.resources, metrics: metrics)
-        let loop = ProxyLoopState(
+        let loop = LoopContext(
             eventLoop: channel.embeddedEventLoop, table: table,
             connector: SocketUpstreamConnector(clientTLS: nil, tunnelTLS: nil), metrics: metrics)
         try channel.pipeline.syncOperations.addHandler(

@@ -5,7 +5,7 @@ import NIOCore
 struct HopLimitFilter: RequestFilter {
     static let maxHops = 8
 
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard let hops = Self.hopCount(request.head.headers.firstValue(named: "x-mesh-hops")) else {
             return .reject(ProxyError(.badRequest, "x-mesh-hops must be a small non-negative integer"))
         }
@@ -29,7 +29,7 @@ struct HopLimitFilter: RequestFilter {
 /// Finds the destination (by `Host`/authority) and its first matching rule (404 `no-route`
 /// otherwise); applies the rule's request header rewrites and starts the route timeout.
 struct RoutingFilter: RequestFilter {
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         let exchange = request.exchange
         guard let destination = loop.table.destination(forHost: Substring(exchange.authority)) else {
             return .reject(ProxyError(.noRoute, "no service \"\(exchange.peer)\" in the mesh"))
@@ -54,7 +54,7 @@ struct RoutingFilter: RequestFilter {
 
 /// The matched rule's own rate limit (429 `rate-limited` with `Retry-After`), exact across loops.
 struct RouteRateLimitFilter: RequestFilter {
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard let (destination, rule, index) = request.route, let limit = rule.rateLimit,
             case .limited = loop.takeRuleToken(service: destination.service, ruleIndex: index, limit: limit, now: now)
         else { return .next }
@@ -67,13 +67,9 @@ struct RouteRateLimitFilter: RequestFilter {
 /// Takes one of the destination's `maxRequests` slots, held until the exchange is recorded;
 /// at the limit the answer is 503 `circuit-open` (or the TrafficPolicy's fallback).
 struct CircuitBreakerFilter: RequestFilter {
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard let destination = request.route?.destination else { return .next }
-        let admission = loop.withResilience(destination) { $0.breaker.tryAcquireRequest() }
-        loop.publishBreakerState(service: destination.service)
-        if case .rejected(let resource) = admission {
-            return .reject(loop.circuitOpen(destination.service, "circuit breaker \(resource) reached"))
-        }
+        if let refusal = loop.cluster(destination).admitRequest() { return .reject(refusal) }
         request.exchange.holdsBreakerRequest = true
         return .next
     }
@@ -81,7 +77,7 @@ struct CircuitBreakerFilter: RequestFilter {
 
 /// The rule's fault injection, abort half: a share of requests answered with the set status.
 struct FaultAbortFilter: RequestFilter {
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard let abort = request.route?.rule.fault?.abort, loop.chance(abort.percent) else { return .next }
         return .reject(ProxyError(.faultInjected, "aborted by the route's fault injection", status: abort.status))
     }
@@ -90,7 +86,7 @@ struct FaultAbortFilter: RequestFilter {
 /// The rule's fault injection, delay half: a share of requests held on the loop's timer (the
 /// loop serves other requests meanwhile).
 struct FaultDelayFilter: RequestFilter {
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard let delay = request.route?.rule.fault?.delay, loop.chance(delay.percent) else { return .next }
         return .delay(delay.duration.timeAmount)
     }

@@ -10,7 +10,7 @@ import NIOCore
 /// is answered here with a `ProxyError`, or goes on after a delay. It runs on the
 /// connection's event loop and may use that loop's state (limits, randomness, metrics).
 protocol RequestFilter: Sendable {
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision
 }
 
 /// What a `RequestFilter` decided.
