@@ -71,7 +71,6 @@ extension HTTPProxyHandler {
             requestID: requestID, peer: peer, closeAfterResponse: !head.framing.keepAlive || loop.draining,
             framing: head.framing.body, start: context.eventLoop.now)
         exchange.upgradeRequested = head.framing.upgrade
-        exchange.bodyProgressAt = context.eventLoop.now
         self.exchange = exchange
 
         if head.method == .CONNECT || (rawTarget.utf8.first != UInt8(ascii: "/") && rawTarget.lowercased().hasPrefix("https://")) {
@@ -121,9 +120,7 @@ extension HTTPProxyHandler {
         let exchange = request.exchange
         var remaining = filters
         while let filter = remaining.popFirst() {
-            let decision = filter.admit(&request, loop: loop, now: context.eventLoop.now)
-            armDeadlineTimer(context: context)  // a filter may have started the route timeout
-            switch decision {
+            switch filter.admit(&request, loop: loop, now: context.eventLoop.now) {
             case .next:
                 continue
             case .reject(let error):
@@ -131,6 +128,7 @@ extension HTTPProxyHandler {
                 return
             case .delay(let delay):
                 phase = .connecting
+                armDeadlineTimer(context: context)  // the route timeout runs on while the request waits
                 context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
                     guard let self, self.exchange === exchange, let context = self.context else { return }
                     self.admit(request, through: remaining, context: context)
@@ -138,6 +136,7 @@ extension HTTPProxyHandler {
                 return
             }
         }
+        armDeadlineTimer(context: context)  // routing started the route timeout
         forward(request, context: context)
     }
 
@@ -291,8 +290,8 @@ extension HTTPProxyHandler {
             exchange.outstandingAt = (cluster, address)
         }
         upstreamWritable = channel.isWritable
-        exchange.bodyProgressAt = context.eventLoop.now
-        exchange.tryStartedAt = exchange.bodyProgressAt
+        exchange.deadlines.bodyProgress = context.eventLoop.now
+        exchange.tryStartedAt = context.eventLoop.now
         channel.write(head, promise: nil)
         // A retry: first the body bytes an earlier try forwarded, then whatever still arrives.
         if let body = exchange.replayBody, body.readableBytes > 0 { channel.write(body, promise: nil) }
@@ -317,7 +316,7 @@ extension HTTPProxyHandler {
                     allocator: context.channel.allocator)
             }
             if let body, body.readableBytes > 0 {
-                exchange.bodyProgressAt = context.eventLoop.now
+                exchange.deadlines.bodyProgress = context.eventLoop.now
                 exchange.bytesReceived += body.readableBytes
                 exchange.keepForReplay(body)
                 channel.write(body, promise: nil)

@@ -19,7 +19,7 @@ extension HTTPProxyHandler {
             loop.existingCluster(service)?.observeLatency(
                 context.eventLoop.now - exchange.tryStartedAt, of: address, now: context.eventLoop.now)
         }
-        exchange.tryDeadline = nil
+        exchange.deadlines.currentTry = nil
         if head.status >= 500, retryElsewhere(exchange, after: .status(head.status), context: context) { return }
         exchange.responseStarted = true
         exchange.status = head.status
@@ -60,7 +60,7 @@ extension HTTPProxyHandler {
     func upstreamWritabilityChanged(_ writable: Bool) {
         upstreamWritable = writable
         // Time the upstream made us wait is not the caller's pause.
-        if writable, let now = context?.eventLoop.now { exchange?.bodyProgressAt = now }
+        if writable, let now = context?.eventLoop.now { exchange?.deadlines.bodyProgress = now }
         if writable { resumeReadingIfWanted() }
     }
 
@@ -130,7 +130,7 @@ extension HTTPProxyHandler {
     /// come), its timer stopped, and a lease still pending for it will be discarded.
     func abandonTry(_ exchange: ProxyExchange) {
         exchange.tryEpoch &+= 1
-        exchange.tryDeadline = nil
+        exchange.deadlines.currentTry = nil
         if let upstream = exchange.upstream {
             upstream.abandon()
             endOutstanding(exchange)
@@ -149,10 +149,10 @@ extension HTTPProxyHandler {
     /// try (as Envoy: it bounds the wait for the response, not a slow upload), when the route
     /// sets one shorter than what is left of the route timeout (which bounds all tries itself).
     func armTryTimer(_ exchange: ProxyExchange, context: ChannelHandlerContext) {
-        exchange.tryDeadline = nil
+        exchange.deadlines.currentTry = nil
         if let retry = exchange.retry, retry.policy.perTryTimeout != nil {
             let due = retry.tryDeadline(now: context.eventLoop.now)
-            if due < retry.deadline { exchange.tryDeadline = due }
+            if due < retry.deadline { exchange.deadlines.currentTry = due }
         }
         armDeadlineTimer(context: context)
     }
@@ -162,14 +162,9 @@ extension HTTPProxyHandler {
     /// earliest deadline, and when it fires it re-checks the deadlines of whatever exchange is
     /// current (so a request that ends in time cancels nothing and schedules nothing).
     func armDeadlineTimer(context: ChannelHandlerContext) {
-        guard let exchange else { return }
-        var due = exchange.routeDeadline
-        if let tryDeadline = exchange.tryDeadline, due.map({ tryDeadline < $0 }) ?? true { due = tryDeadline }
-        if !exchange.requestComplete {
-            let bodyDue = exchange.bodyProgressAt + timeouts.requestBodyIdle
-            if due.map({ bodyDue < $0 }) ?? true { due = bodyDue }
-        }
-        guard let due else { return }
+        guard let exchange,
+            let due = exchange.deadlines.nextDue(requestComplete: exchange.requestComplete, bodyIdle: timeouts.requestBodyIdle)
+        else { return }
         if let firesAt = deadlineTimerFiresAt, firesAt <= due { return }  // it will re-check then
         deadlineTimer?.cancel()
         deadlineTimerFiresAt = due
@@ -184,18 +179,20 @@ extension HTTPProxyHandler {
     private func deadlinePassed() {
         guard let exchange, let context else { return }
         let now = context.eventLoop.now
-        if let deadline = exchange.routeDeadline, deadline <= now, let (_, rule) = exchange.route {
-            requestTimedOut(exchange, after: rule.timeout)
-        } else if !exchange.requestComplete, exchange.bodyProgressAt + timeouts.requestBodyIdle <= now {
-            if phase == .forwardingRequest && upstreamWritable {
-                requestBodyStalled(exchange)
-            } else {
-                exchange.bodyProgressAt = now  // not reading the body now (connecting, or upstream full): no pause of the caller's
-            }
-        } else if let deadline = exchange.tryDeadline, deadline <= now, !exchange.responseStarted,
-            let perTry = exchange.retry?.policy.perTryTimeout
+        switch exchange.deadlines.expiry(
+            at: now, requestComplete: exchange.requestComplete, bodyIdle: timeouts.requestBodyIdle,
+            readingBody: phase == .forwardingRequest && upstreamWritable, responseStarted: exchange.responseStarted)
         {
-            tryTimedOut(exchange, after: perTry)
+        case .route:
+            requestTimedOut(exchange, after: exchange.route?.rule.timeout ?? .zero)
+        case .bodyStalled:
+            requestBodyStalled(exchange)
+        case .bodyWaitNotTheCallers:
+            exchange.deadlines.bodyProgress = now
+        case .currentTry:
+            tryTimedOut(exchange, after: exchange.retry?.policy.perTryTimeout ?? .zero)
+        case .none:
+            break
         }
         // Whatever exchange is current now (the same one retrying, or none) keeps its watch.
         armDeadlineTimer(context: context)
@@ -204,7 +201,7 @@ extension HTTPProxyHandler {
     /// No response head within `perTryTimeout`: try again where the policy allows, else 504.
     func tryTimedOut(_ exchange: ProxyExchange, after perTry: MeshDuration) {
         guard let context else { return }
-        exchange.tryDeadline = nil
+        exchange.deadlines.currentTry = nil
         if retryElsewhere(exchange, after: .perTryTimeout, context: context) { return }
         abandonTry(exchange)
         fail(exchange, ProxyError(.timeout, "no response within the per-try timeout \(perTry)"), context: context)

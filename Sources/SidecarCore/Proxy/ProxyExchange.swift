@@ -33,13 +33,9 @@ final class ProxyExchange {
     /// a retry or a mirror while they fit in `RetryStateMachine.maxReplayBodyBytes`; nil when
     /// no copy is kept (no body, nothing wants one, or it outgrew the limit).
     var replayBody: ByteBuffer?
-    /// When the route's timeout ends the exchange (all tries), and when the current try's
-    /// `perTryTimeout` abandons it; checked by the handler's one lazy deadline timer.
-    var routeDeadline: NIODeadline?
-    var tryDeadline: NIODeadline?
-    /// When request body bytes last moved (or forwarding could last resume): a body that sends
-    /// nothing for the handler's `bodyIdle` timeout ends the exchange with 408.
-    var bodyProgressAt = NIODeadline.uptimeNanoseconds(0)
+    /// The route timeout, the current try's `perTryTimeout`, and when request body bytes last
+    /// moved; checked by the handler's one lazy deadline timer.
+    var deadlines: ExchangeDeadlines
     /// When the current try's head went upstream (its response latency feeds the balancer).
     var tryStartedAt = NIODeadline.uptimeNanoseconds(0)
     /// The endpoint (and its cluster) the current try counts as one outstanding request on,
@@ -76,14 +72,14 @@ final class ProxyExchange {
         // Trailers are held whole so identity fields can be removed from them (HTTPTrailerSection).
         self.requestFramer = HTTPBodyFramer(framing: framing, holdsTrailers: true)
         self.start = start
+        self.deadlines = ExchangeDeadlines(bodyProgress: start)
         self.requestComplete = framing == .none
     }
 
     var upstreamAddress: HostPort? { poolKey?.address }
 
     func cancelTimers() {
-        routeDeadline = nil
-        tryDeadline = nil
+        deadlines.stop()
     }
 
     /// Keeps a copy of body bytes just forwarded while a retry or the mirror can use it;

@@ -43,7 +43,7 @@ struct RoutingFilter: RequestFilter {
         let rule = destination.rules[index]
         request.route = (destination, rule, index)
         exchange.route = (destination, rule)
-        exchange.routeDeadline = now + rule.timeout.timeAmount
+        exchange.deadlines.route = now + rule.timeout.timeAmount
         request.removedHeaders += rule.requestHeaders.remove
         for (name, value) in rule.requestHeaders.set.sorted(by: { $0.key < $1.key }) {
             if let line = try? HTTPHeaderLine(name: name, value: value) { request.addedHeaders.append(line) }
