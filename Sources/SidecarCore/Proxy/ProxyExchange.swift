@@ -60,7 +60,7 @@ final class ProxyExchange {
 
     init(
         method: HTTPRequestMethod, methodName: String, authority: String, path: String, requestID: String,
-        peer: String, closeAfterResponse: Bool, framing: HTTPBodyFraming, start: NIODeadline = .now()
+        peer: String, closeAfterResponse: Bool, framing: HTTPBodyFraming, start: NIODeadline
     ) {
         self.method = method
         self.methodName = methodName

@@ -12,7 +12,8 @@ import Testing
     func exchange(method: String = "GET", path: String = "/pay") -> ProxyExchange {
         ProxyExchange(
             method: method == "GET" ? .GET : .POST, methodName: method, authority: "payments", path: path,
-            requestID: "r-1", peer: "payments", closeAfterResponse: false, framing: .none)
+            requestID: "r-1", peer: "payments", closeAfterResponse: false, framing: .none,
+            start: .uptimeNanoseconds(1_000_000_000))
     }
 
     func json(_ line: String) throws -> [String: Any] {
