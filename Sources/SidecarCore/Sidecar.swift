@@ -93,8 +93,7 @@ public final class Sidecar: Sendable {
 
     public func run() async throws {
         let configuration = try SidecarConfiguration.load(contentsOf: configPath)
-        let metrics = SidecarMetrics()
-        metrics.controlPlaneConnection.set(0)
+        let metrics = SidecarMetrics(mode: configuration.controlPlane == nil ? .static : .dynamic)
         // What the listeners open with: the files (static mode), or an identity and a first
         // snapshot from the control plane (dynamic mode), before any listener opens.
         let contexts: TLSContextSet.Contexts

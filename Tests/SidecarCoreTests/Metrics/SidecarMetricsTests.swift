@@ -91,3 +91,15 @@ import Testing
         }
     }
 }
+
+/// A static sidecar has no control plane: its /metrics does not carry the connection gauge
+/// (a constant 0 would read as "disconnected" and fire MeshSidecarDisconnectedFromControlPlane).
+@Suite struct SidecarMetricsModeTests {
+    @Test func staticModeDoesNotExportTheControlPlaneConnection() {
+        let text = SidecarMetrics(mode: .static).registry.text
+        #expect(!text.contains("sidecar_control_plane_connected"), "\(text)")
+        #expect(text.contains("sidecar_config_version 0"))
+        let dynamic = SidecarMetrics(mode: .dynamic).registry.text
+        #expect(dynamic.contains("# TYPE sidecar_control_plane_connected gauge\nsidecar_control_plane_connected 0\n"), "\(dynamic)")
+    }
+}
