@@ -14,7 +14,7 @@ import Testing
             "sidecar_connections_open", "sidecar_bytes_total", "sidecar_tls_handshake_errors_total",
             "sidecar_authz_denied_total", "sidecar_cert_expiry_timestamp_seconds", "sidecar_config_version",
             "sidecar_control_plane_connected",
-            // README, additions to the DESIGN.md contract:
+            // README, additions to the original design:
             "sidecar_mirror_requests_total",
         ])
     }
