@@ -71,23 +71,21 @@ struct DemoScriptTests {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         let binaries = URL(fileURLWithPath: ControlPlaneServer.binary).deletingLastPathComponent().path
-        var demo: ChildProcess?
+        var demo: (child: ChildProcess, offset: Int)?
         for _ in 0..<3 {
             try? FileManager.default.removeItem(atPath: directory.path + "/demo")
+            let offset = Int.random(in: 1...40) * 100
             let child = try ChildProcess(
                 [packageRoot.appendingPathComponent("scripts/demo.sh").path],
-                environment: [
-                    "MESH_BIN": binaries, "DEMO_DIR": directory.path + "/demo",
-                    "DEMO_PORT_OFFSET": String(Int.random(in: 1...40) * 100),
-                ])
+                environment: ["MESH_BIN": binaries, "DEMO_DIR": directory.path + "/demo", "DEMO_PORT_OFFSET": String(offset)])
             child.closeInput()
             _ = await eventually(timeout: .seconds(240)) { child.stdout.contains("Ctrl-C stops everything.") || !child.isRunning }
             if child.isRunning || !child.stderr.contains("is already in use") {
-                demo = child
+                demo = (child, offset)
                 break
             }
         }
-        let child = try #require(demo)
+        let (child, offset) = try #require(demo)
         defer { child.terminate() }
         try #require(child.isRunning, "stdout:\n\(child.stdout)\nstderr:\n\(child.stderr)")
 
@@ -97,6 +95,15 @@ struct DemoScriptTests {
             let result = try await ChildProcess.run(["bash", "-c", command], directory: packageRoot.path)
             #expect(result.status == 0, "\(command)\nstdout: \(result.stdout)\nstderr: \(result.stderr)")
             if command.contains(" stat ") { #expect(result.stdout.contains("SERVICE"), "\(result.stdout)") }
+        }
+
+        // Nothing the demo did (its readiness checks, the commands) failed a TLS handshake on
+        // any sidecar: it probes readiness over HTTP, never by connecting to an mTLS port.
+        for admin in [15000, 16000, 17000, 18000, 19000] {
+            let metrics = try await curl(["http://127.0.0.1:\(admin + offset)/metrics"]).body
+            let failed = metrics.split(separator: "\n").filter { $0.hasPrefix("sidecar_tls_handshake_errors_total{") && !$0.hasSuffix(" 0") }
+            #expect(metrics.contains("sidecar_tls_handshake_errors_total{"), "\(admin + offset): \(metrics.prefix(300))")
+            #expect(failed.isEmpty, "sidecar with admin port \(admin + offset): \(failed)")
         }
 
         kill(child.process.processIdentifier, SIGTERM)
