@@ -4,8 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 # Warnings are errors in every target of ours but SidecarCore (Package.swift). Until it joins,
-# a warning in its sources outside Proxy/ and Upstream/ (whose Sendable captures the data-plane
-# restructuring removes) fails the run here. CI builds from a clean clone, so every file is
+# a warning in its sources outside Proxy/ and Upstream/ (where the data-plane restructuring
+# removes the last three) fails the run here. CI builds from a clean clone, so every file is
 # compiled and every warning shown.
 log=$(mktemp "${TMPDIR:-/tmp}/mesh-build.XXXXXX")
 trap 'rm -f "$log"' EXIT
