@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need, only when one is missing:
-# libssl-dev (COpenSSL), libsqlite3-dev (GRDB), pkg-config, openssl and curl (interop tests).
+# libssl-dev (COpenSSL), libsqlite3-dev (GRDB), pkg-config, openssl and curl (interop tests),
+# python3 and python3-venv (the tests' venv, below).
 # Also promtool and prometheus (metrics tests, the demo), unpacked into .build-tools/ without
 # installing Debian's prometheus package (whose service would start and take port 9090), and
 # the tests' Python packages (scripts/requirements-test.txt) in a venv, .venv/.
 set -euo pipefail
-packages=(libssl-dev libsqlite3-dev pkg-config openssl curl)
+packages=(libssl-dev libsqlite3-dev pkg-config openssl curl python3 python3-venv)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -50,13 +51,7 @@ fi
 # into .venv/, pinned in scripts/requirements-test.txt; redone only when one is missing.
 if ! "$root/.venv/bin/python3" -c 'import jsonschema, yaml' 2>/dev/null; then
     echo "installing the tests' Python packages into $root/.venv/ (scripts/requirements-test.txt)" >&2
-    if ! python3 -m venv "$root/.venv" 2>/dev/null; then
-        # Debian's python3 has no ensurepip without python3-venv.
-        sudo_cmd=()
-        [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
-        DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq python3-venv >/dev/null
-        rm -rf "$root/.venv"
-        python3 -m venv "$root/.venv"
-    fi
+    rm -rf "$root/.venv"
+    python3 -m venv "$root/.venv"
     "$root/.venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements-test.txt"
 fi
