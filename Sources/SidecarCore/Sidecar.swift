@@ -93,8 +93,7 @@ public final class Sidecar: Sendable {
 
     public func run() async throws {
         let configuration = try SidecarConfiguration.load(contentsOf: configPath)
-        let metrics = SidecarMetrics()
-        metrics.controlPlaneConnection.set(0)
+        let metrics = SidecarMetrics(mode: configuration.controlPlane == nil ? .static : .dynamic)
         // What the listeners open with: the files (static mode), or an identity and a first
         // snapshot from the control plane (dynamic mode), before any listener opens.
         let contexts: TLSContextSet.Contexts
@@ -122,19 +121,20 @@ public final class Sidecar: Sendable {
         let readiness = ReadinessState(expectedListeners: 2 + configuration.outbound.tcp.count)
         let timeouts = HTTPProxyHandler.Timeouts(
             requestHead: options.requestHeadTimeout, requestBodyIdle: options.requestBodyTimeout, idle: options.idleTimeout)
-        let tcpListeners = configuration.outbound.tcp.map { upstream in
+        let tcpListeners = configuration.outbound.tcp.enumerated().map { index, upstream in
             ProxyListener(
-                name: "outbound-tcp-\(upstream.service)", address: upstream.listen, kind: .tcp(service: upstream.service),
+                name: "outbound-tcp-\(upstream.service)", address: upstream.listen, configKey: "outbound.tcp[\(index)].listen",
+                kind: .tcp(service: upstream.service),
                 group: group, loops: loops, drainTimeout: options.drainTimeout, accessLog: options.accessLog,
                 timeouts: timeouts, logger: logger, bound: ListenerAddressBox(), readiness: readiness)
         }
         let outbound = ProxyListener(
-            name: "outbound", address: configuration.outbound.listen, kind: .outbound, group: group, loops: loops,
+            name: "outbound", address: configuration.outbound.listen, configKey: "outbound.listen", kind: .outbound, group: group, loops: loops,
             drainTimeout: options.drainTimeout, accessLog: options.accessLog, timeouts: timeouts, logger: logger,
             bound: ListenerAddressBox(), readiness: readiness)
         let inboundBound = ListenerAddressBox()
         let inbound = ProxyListener(
-            name: "inbound", address: configuration.inbound.listen,
+            name: "inbound", address: configuration.inbound.listen, configKey: "inbound.listen",
             kind: .inbound(app: configuration.inbound.app, tls: tls.server), group: group, loops: loops,
             drainTimeout: options.drainTimeout, accessLog: options.accessLog, timeouts: timeouts, logger: logger,
             bound: inboundBound, readiness: readiness)

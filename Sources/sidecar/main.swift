@@ -10,9 +10,18 @@ struct SidecarCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sidecar",
         abstract: "The mesh sidecar: mTLS, routing and policy beside one service instance.",
+        usage: """
+            sidecar --config <file> [<run options>]   (the same as `sidecar run --config <file>`)
+            sidecar validate --config <file>
+            sidecar run --help                        (lists the run options)
+            """,
         discussion: """
-            The local app sends plain HTTP to the outbound port (as a proxy, or with the service as Host);
-            other sidecars reach this one over mTLS on the inbound port. See DESIGN.md for the config shape.
+            The local app sends plain HTTP to the outbound port (as a proxy, or with the service as Host); \
+            other sidecars reach this one over mTLS on the inbound port.
+
+            --config <file> is the sidecar's YAML config: its service, listeners, certificates (static \
+            mode) or control plane (dynamic mode) and resources. Every key, with its type, default and an \
+            example, is in docs/configuration.md.
             """,
         version: MeshVersion.current,
         subcommands: [Run.self, Validate.self],

@@ -270,6 +270,9 @@ import Testing
         let check = try await ChildProcess.run([promtool, "check", "metrics"], input: exposition)
         #expect(check.status == 0, "\(check.stdout) \(check.stderr)")
         #expect(check.stdout.isEmpty && check.stderr.isEmpty, "\(check.stdout) \(check.stderr)")
+        // A static sidecar has no control plane to be connected to: no such gauge at all.
+        #expect(!exposition.contains("sidecar_control_plane_connected"), "\(exposition)")
+        #expect(exposition.contains("\nsidecar_config_version "))
     }
 
     @Test func fileChangeWithoutSignalReloads() async throws {
