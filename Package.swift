@@ -3,10 +3,6 @@ import PackageDescription
 
 // Our targets build with zero warnings and keep it so: any warning is an error (SE-0480, tools
 // 6.2). Settings apply to the target that declares them, so dependencies are not affected.
-// SidecarCore is the one exception for now: Upstream/ConnectionPool.swift still has three
-// "UpstreamHandler does not conform to Sendable" warnings (futures of a loop-confined handler,
-// left to the data-plane restructuring); it joins by adding `swiftSettings: warningsAsErrors`
-// once they are gone (scripts/test.sh fails on any other SidecarCore warning meanwhile).
 let warningsAsErrors: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 let cWarningsAsErrors: [CSetting] = [.treatAllWarnings(as: .error)]
 
@@ -51,7 +47,8 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: warningsAsErrors
         ),
         // What the sidecar, the control plane and the CLI share: the API's JSON messages, the
         // snapshot wire type and the HTTPS client of the API (over SidecarCore's TLS, with the

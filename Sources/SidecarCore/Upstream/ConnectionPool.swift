@@ -48,7 +48,7 @@ final class ConnectionPool {
     /// request waits for a connection to come free (bounded by `connectTimeout`); with
     /// `maxPendingRequests` also reached it fails at once with `circuit-open` (or the fallback).
     func lease(_ key: Key, cluster: Cluster?, connectTimeout: TimeAmount) -> EventLoopFuture<UpstreamHandler> {
-        if let handler = popIdle(key) { return eventLoop.makeSucceededFuture(handler) }
+        if let handler = popIdle(key) { return eventLoop.assumeIsolated().makeSucceededFuture(handler) }
         guard !key.tunnel, let cluster else {
             return connect(key, cluster: nil, connectTimeout: connectTimeout)
         }
@@ -151,8 +151,12 @@ final class ConnectionPool {
     /// A waiter gets a connection on its own: a freed slot opens one for it.
     private func serveWaiter(_ id: Int, cluster: Cluster) {
         guard let waiter = cluster.waiters.removeValue(forKey: id) else { return }
-        connect(waiter.key, cluster: cluster, connectTimeout: waiter.connectTimeout)
-            .cascade(to: waiter.promise)
+        Self.complete(waiter, with: connect(waiter.key, cluster: cluster, connectTimeout: waiter.connectTimeout))
+    }
+
+    /// `cascade(to:)` on the loop: the handler is loop-bound, not `Sendable`.
+    private static func complete(_ waiter: Waiter, with connection: EventLoopFuture<UpstreamHandler>) {
+        connection.assumeIsolated().whenComplete { waiter.promise.assumeIsolated().completeWith($0) }
     }
 
     private func handOver(_ handler: UpstreamHandler, to waiter: Waiter, cluster: Cluster) {
@@ -160,8 +164,7 @@ final class ConnectionPool {
             waiter.promise.assumeIsolated().succeed(handler)
         } else {
             // Closed in between (its slot went back to the pool): lease afresh.
-            lease(waiter.key, cluster: cluster, connectTimeout: waiter.connectTimeout)
-                .cascade(to: waiter.promise)
+            Self.complete(waiter, with: lease(waiter.key, cluster: cluster, connectTimeout: waiter.connectTimeout))
         }
     }
 
