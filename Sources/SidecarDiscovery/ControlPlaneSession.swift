@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeshAPI
 import SidecarCore
 
 /// Dynamic mode's start: with the join token, trade a CSR for this service's certificate
@@ -64,7 +65,10 @@ public struct ControlPlaneSession: Sendable {
 
     let credentials: Credentials
     var certificate: Certificate
-    var snapshotVersion: Int64
+    /// The snapshot in use (what a restart without control plane serves).
+    var snapshot: MeshSnapshot
+    var follow: SnapshotFollowStateMachine
+    let store: LastKnownGoodStore
 
     /// Checks a dynamic-mode configuration offline: the token file holds a token and the CA
     /// file a usable trust bundle.
@@ -83,33 +87,121 @@ public struct ControlPlaneSession: Sendable {
     }
 
     /// The certificate and the first snapshot; the follower it returns is a `ControlPlaneAgent`
-    /// that carries on from this session.
+    /// that carries on from this session. When the first call finds no control plane and a
+    /// usable state file was saved by an earlier run, starts from that instead (fail-static).
     static func start(
         _ configuration: SidecarConfiguration, credentials: Credentials, metrics: SidecarMetrics, logger: Logger
     ) async throws -> Sidecar.ControlPlaneStart {
+        let store = LastKnownGoodStore(
+            directory: configuration.controlPlane?.stateDirectory ?? MeshDefaults.stateDirectory, service: configuration.service)
         let bootstrap = try SidecarAPIClient(credentials: credentials, service: configuration.service)
-        let certificate = try await retrying("certificate", logger: logger) {
-            try await issueCertificate(configuration, api: bootstrap)
+        let certificate: Certificate
+        do {
+            certificate = try await issueCertificate(configuration, api: bootstrap)
+        } catch let error as ControlPlaneCallError where error.isRetryable {
+            if let saved = lastKnownGood(configuration, store: store, logger: logger) {
+                logger.warning("control plane unreachable; serving the last-known-good state until it answers", metadata: [
+                    "error": "\(error)", "version": "\(saved.state.snapshot.version)", "certificateExpiresAt": "\(saved.state.expiresAt)",
+                    "stateFile": "\(store.path)",
+                ])
+                return try started(
+                    configuration, credentials: credentials, certificate: saved.certificate, snapshot: saved.state.snapshot,
+                    source: .lastKnownGood, store: store, metrics: metrics, logger: logger)
+            }
+            certificate = try await retrying("certificate", logger: logger) {
+                try await issueCertificate(configuration, api: bootstrap)
+            }
         }
-        let contexts = try TLSContextSet.Contexts(configuration, identity: certificate.identity)
         let api = try SidecarAPIClient(
             credentials: credentials, service: configuration.service,
             certificate: (certificate.certificatePEM, certificate.keyPEM))
-        let snapshot = try await retrying("first snapshot", logger: logger) {
+        let answer = try await retrying("first snapshot", logger: logger) {
             try await api.snapshot(knownVersion: nil, instance: nil)
         }
         metrics.controlPlaneConnection.set(true)
-        let version = snapshot?.version ?? 0
-        let resources = snapshot?.resources ?? []
+        let snapshot = answer ?? MeshSnapshot(service: configuration.service, version: 0, resources: [])
         logger.info("identity and configuration from the control plane", metadata: [
-            "address": "\(credentials.address)", "version": "\(version)",
-            "resources": "\(configuration.resources.count + resources.count)",
+            "address": "\(credentials.address)", "version": "\(snapshot.version)",
+            "resources": "\(configuration.resources.count + snapshot.resources.count)",
         ])
-        let session = ControlPlaneSession(credentials: credentials, certificate: certificate, snapshotVersion: version)
-        return Sidecar.ControlPlaneStart(contexts: contexts, resources: resources, version: version) { applier, inboundPort in
+        return try started(
+            configuration, credentials: credentials, certificate: certificate, snapshot: snapshot, source: .live,
+            store: store, metrics: metrics, logger: logger)
+    }
+
+    /// The start from `snapshot`, or from the bootstrap's resources alone when this sidecar
+    /// cannot apply it (refused, counted and reported by the agent's first heartbeat).
+    private static func started(
+        _ configuration: SidecarConfiguration, credentials: Credentials, certificate: Certificate, snapshot: MeshSnapshot,
+        source: ConfigSource, store: LastKnownGoodStore, metrics: SidecarMetrics, logger: Logger
+    ) throws -> Sidecar.ControlPlaneStart {
+        let contexts = try TLSContextSet.Contexts(configuration, identity: certificate.identity)
+        var follow = SnapshotFollowStateMachine(appliedVersion: snapshot.version, source: source)
+        var applied = snapshot
+        if let problem = SnapshotCheck.problem(configuration, resources: snapshot.resources) {
+            let rejection = SnapshotRejection(version: snapshot.version, reason: problem)
+            follow = SnapshotFollowStateMachine(appliedVersion: 0, source: source)
+            _ = follow.refused(rejection)
+            metrics.configurationRejected.increment()
+            logger.error("configuration refused; starting from the bootstrap file's resources", metadata: [
+                "version": "\(rejection.version)", "reason": "\(rejection.reason)",
+            ])
+            applied = MeshSnapshot(service: configuration.service, version: 0, resources: [])
+        }
+        let session = ControlPlaneSession(
+            credentials: credentials, certificate: certificate, snapshot: applied, follow: follow, store: store)
+        if source == .live { session.save(configuration, logger: logger) }
+        return Sidecar.ControlPlaneStart(
+            contexts: contexts, resources: applied.resources, version: applied.version, source: source
+        ) { applier, inboundPort in
             try ControlPlaneAgent(
                 session: session, configuration: configuration, applier: applier, inboundPort: inboundPort,
                 metrics: metrics, logger: logger)
+        }
+    }
+
+    /// The saved state, when there is one this sidecar may serve from; a refused file is
+    /// logged with its reason (and the sidecar waits for the control plane as without one).
+    static func lastKnownGood(
+        _ configuration: SidecarConfiguration, store: LastKnownGoodStore, logger: Logger, now: Date = Date()
+    ) -> (state: LastKnownGoodState, certificate: Certificate)? {
+        let bytes: [UInt8]
+        do {
+            guard let read = try store.load() else { return nil }
+            bytes = read
+        } catch {
+            logger.error("cannot read the saved state; waiting for the control plane", metadata: ["error": "\(error)"])
+            return nil
+        }
+        let unixNow = Int64(now.timeIntervalSince1970)
+        do {
+            let state = try LastKnownGoodState.decode(
+                bytes, service: configuration.service, trustDomain: configuration.trustDomain, now: unixNow)
+            let certificate = Certificate(
+                certificatePEM: state.certificatePEM, keyPEM: state.keyPEM, bundlePEM: state.bundlePEM,
+                expiresAt: state.expiresAt, renewAt: .now + .seconds(max(1, (state.expiresAt - unixNow) / 2)))
+            // The certificate must be this service's, in this trust domain, with its key.
+            _ = try TLSContextSet.Contexts(configuration, identity: certificate.identity)
+            return (state, certificate)
+        } catch {
+            logger.error("refusing the saved state; waiting for the control plane", metadata: [
+                "stateFile": "\(store.path)", "reason": "\(error)",
+            ])
+            return nil
+        }
+    }
+
+    /// Writes the applied snapshot and the certificate in use to the state directory; a
+    /// failure is logged (the sidecar runs on, only a restart without control plane suffers).
+    func save(_ configuration: SidecarConfiguration, logger: Logger) {
+        let state = LastKnownGoodState(
+            service: configuration.service, trustDomain: configuration.trustDomain, snapshot: snapshot,
+            certificatePEM: certificate.certificatePEM, keyPEM: certificate.keyPEM, bundlePEM: certificate.bundlePEM,
+            expiresAt: certificate.expiresAt)
+        do {
+            try store.save(state)
+        } catch {
+            logger.error("cannot save the last-known-good state", metadata: ["error": "\(error)"])
         }
     }
 

@@ -44,6 +44,11 @@ struct SidecarCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Close keep-alive connections idle this long (e.g. 1h).")
         var idleTimeout: String = "1h"
 
+        @Argument(parsing: .postTerminator, help: ArgumentHelp(
+            "Supervisor mode: after --, the app to run beside the sidecar (started once ready, gets SIGTERM/SIGINT; its exit status is the sidecar's).",
+            valueName: "command"))
+        var appCommand: [String] = []
+
         mutating func run() async throws {
             LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
             guard let drain = MeshDuration(parsing: drainTimeout) else {
@@ -65,9 +70,13 @@ struct SidecarCommand: AsyncParsableCommand {
             let options = Sidecar.Options(
                 workers: workers ?? System.coreCount, drainTimeout: drain.timeAmount, accessLog: accessLog == "on",
                 requestHeadTimeout: headTimeout.timeAmount, requestBodyTimeout: bodyTimeout.timeAmount,
-                idleTimeout: idle.timeAmount)
+                idleTimeout: idle.timeAmount, appCommand: appCommand)
             do {
-                try await Sidecar(configPath: config, options: options, controlPlane: ControlPlaneSession.connect).run()
+                // Supervisor mode: the app's exit status is the sidecar's.
+                let sidecar = Sidecar(configPath: config, options: options, controlPlane: ControlPlaneSession.connect)
+                if let status = try await sidecar.run(), status != 0 { throw ExitCode(status) }
+            } catch let exit as ExitCode {
+                throw exit
             } catch let error as ConfigError {
                 FileHandleError.print(error.description)
                 throw ExitCode(2)
