@@ -188,7 +188,11 @@ actor ControlPlaneAgent: Service {
                 return
             }
             do {
-                let certificate = try await ControlPlaneSession.issueCertificate(configuration, api: api)
+                // An expired certificate no longer authenticates us to the control plane: ask
+                // with the join token then, as at the start (it may still be valid).
+                let expired = session.certificate.expiresAt <= Int64(Date().timeIntervalSince1970)
+                let caller = expired ? try SidecarAPIClient(credentials: session.credentials, service: configuration.service) : api
+                let certificate = try await ControlPlaneSession.issueCertificate(configuration, api: caller)
                 let renewedAPI = try SidecarAPIClient(
                     credentials: session.credentials, service: configuration.service,
                     certificate: (certificate.certificatePEM, certificate.keyPEM))

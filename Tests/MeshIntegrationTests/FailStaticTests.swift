@@ -52,6 +52,30 @@ import Testing
         #expect(try await curl(call).status == 200)
     }
 
+    @Test func whileTheControlPlaneIsAwayRenewalRetriesWithBackoffThenSucceedsWhenItReturns() async throws {
+        // Certificates for 70 s, back-dated 60 s by the CA: 10 s left, renewal due after about 5.
+        let mesh = try await DynamicModeTests.Mesh(serverArguments: ["--certificate-lifetime", "70s"])
+        defer { mesh.stop() }
+        let (web, _, _) = try await mesh.webCallingPayments()
+        let metricsURL = "http://127.0.0.1:\(web.admin)/metrics"
+        let first = try #require(metricValue(try await curl([metricsURL]).body, "sidecar_cert_expiry_timestamp_seconds"))
+        mesh.server.kill9()
+
+        // Retried with backoff (logged each time); the certificate in use stays.
+        func failures() -> [String] {
+            web.process.logs.split(separator: "\n").filter { $0.contains("certificate renewal failed") }.map(String.init)
+        }
+        #expect(await eventually(timeout: .seconds(30)) { failures().count >= 3 }, "\(web.process.logs)")
+        #expect(metricValue(try await curl([metricsURL]).body, "sidecar_cert_expiry_timestamp_seconds") == first)
+
+        let port = mesh.server.port
+        mesh.server = try await ControlPlaneServer(dataDir: mesh.directory.path + "/control-plane", listen: "127.0.0.1:\(port)")
+        #expect(await eventually(timeout: .seconds(30)) {
+            (metricValue((try? await curl([metricsURL]))?.body ?? "", "sidecar_cert_expiry_timestamp_seconds") ?? 0) > first
+        }, "\(web.process.logs)")
+        #expect(web.process.logs.contains("certificate renewed"))
+    }
+
     @Test func aCorruptOrForeignStateFileIsRefusedAndTheSidecarWaitsForTheControlPlane() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
