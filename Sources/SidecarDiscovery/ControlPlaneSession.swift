@@ -111,6 +111,8 @@ public struct ControlPlaneSession: Sendable {
             certificate = try await retrying("certificate", logger: logger) {
                 try await issueCertificate(configuration, api: bootstrap)
             }
+        } catch let error as ControlPlaneCallError {
+            throw startupError(error, asking: "certificate")
         }
         let api = try SidecarAPIClient(
             credentials: credentials, service: configuration.service,
@@ -236,11 +238,17 @@ public struct ControlPlaneSession: Sendable {
                     "for": "\(what)", "error": "\(error)", "retryIn": "\(wait)",
                 ])
                 try await Task.sleep(for: wait)
-            } catch let error as ControlPlaneCallError where error.kind == .wrongServer {
-                throw Sidecar.StartupError(description: "cannot ask for the \(what): \(error)")
             } catch let error as ControlPlaneCallError {
-                throw Sidecar.StartupError(description: "control plane refused the \(what): \(error)")
+                throw startupError(error, asking: what)
             }
         }
+    }
+
+    /// What ends the start: a wrong server, or the control plane's refusal in its own words.
+    private static func startupError(_ error: ControlPlaneCallError, asking what: String) -> Sidecar.StartupError {
+        if error.kind == .wrongServer {
+            return Sidecar.StartupError(description: "cannot ask for the \(what): \(error)")
+        }
+        return Sidecar.StartupError(description: "control plane refused the \(what): \(error)")
     }
 }

@@ -35,6 +35,12 @@ struct SidecarCommand: AsyncParsableCommand {
         @Option(name: .long, help: "JSON access log on stdout: on or off.")
         var accessLog: String = "on"
 
+        @Option(name: .long, help: "Operational log lines on stderr: json (one object per line) or text.")
+        var logFormat: String = "json"
+
+        @Option(name: .long, help: "The least severe operational log level: trace, debug, info, notice, warning, error or critical.")
+        var logLevel: String = "info"
+
         @Option(name: .long, help: "A client must send a whole request head within this time, else 408 (e.g. 10s).")
         var requestHeadTimeout: String = "10s"
 
@@ -50,7 +56,10 @@ struct SidecarCommand: AsyncParsableCommand {
         var appCommand: [String] = []
 
         mutating func run() async throws {
-            LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+            switch SidecarLogging.parse(format: logFormat, level: logLevel) {
+            case .success(let (format, level)): SidecarLogging.bootstrap(format, level: level)
+            case .failure(let error): throw ValidationError(error.description)
+            }
             guard let drain = MeshDuration(parsing: drainTimeout) else {
                 throw ValidationError("--drain-timeout: \"\(drainTimeout)\" is not a duration (use 30s, 500ms)")
             }

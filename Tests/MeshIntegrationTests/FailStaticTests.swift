@@ -115,7 +115,7 @@ import Testing
         defer { sidecar.stop() }
         #expect(await eventually(timeout: .seconds(10)) { sidecar.logs.contains("control plane unreachable, retrying") })
         #expect(sidecar.logs.contains("foreign"), "\(sidecar.logs)")
-        #expect(sidecar.logs.contains("\"payments\""), "\(sidecar.logs)")
+        #expect(sidecar.logs.contains("service \\\"payments\\\""), "\(sidecar.logs)")
         #expect(!canConnect(port: admin))
     }
 

@@ -16,7 +16,9 @@ import Testing
 
     deinit { directory.remove() }
 
-    func sidecar(_ script: (_ admin: Int, _ outbound: Int) -> String) throws -> (SidecarProcess, admin: Int, outbound: Int) {
+    func sidecar(
+        arguments: [String] = [], _ script: (_ admin: Int, _ outbound: Int) -> String
+    ) throws -> (SidecarProcess, admin: Int, outbound: Int) {
         let (inbound, outbound, admin) = (try freeLoopbackPort(), try freeLoopbackPort(), try freeLoopbackPort())
         let process = try SidecarProcess(configYAML: """
             service: web
@@ -24,7 +26,7 @@ import Testing
             outbound: { listen: 127.0.0.1:\(outbound) }
             admin:    { listen: 127.0.0.1:\(admin) }
             tls:      { cert: certs/web.pem, key: certs/web.key, trustBundle: certs/ca.pem }
-            """, in: directory, name: "web-\(admin)", extraArguments: ["--access-log", "off", "--", "sh", "-c", script(admin, outbound)])
+            """, in: directory, name: "web-\(admin)", extraArguments: ["--access-log", "off"] + arguments + ["--", "sh", "-c", script(admin, outbound)])
         return (process, admin, outbound)
     }
 
@@ -73,5 +75,27 @@ import Testing
         defer { sidecar.stop() }
         #expect(await sidecar.process.wait(timeout: .seconds(30)) == 127, "\(sidecar.logs)")
         #expect(sidecar.logs.contains("cannot start the app"), "\(sidecar.logs)")
+    }
+
+    /// `--log-format` and `--log-level` (swift-log): JSON lines by default, text on request.
+    @Test func operationalLogsAreJSONLinesByDefaultAndFollowTheLevel() async throws {
+        let (json, _, _) = try sidecar { _, _ in "exit 0" }
+        defer { json.stop() }
+        #expect(await json.process.wait(timeout: .seconds(30)) == 0, "\(json.logs)")
+        let lines = json.logs.split(separator: "\n")
+        #expect(lines.contains { $0.contains("sidecar starting") }, "\(json.logs)")
+        for line in lines {
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
+            #expect(object?["level"] != nil && object?["message"] != nil, "not a JSON log line: \(line)")
+        }
+
+        let (text, _, _) = try sidecar(arguments: ["--log-format", "text", "--log-level", "warning"]) { _, _ in "exit 0" }
+        defer { text.stop() }
+        #expect(await text.process.wait(timeout: .seconds(30)) == 0, "\(text.logs)")
+        #expect(!text.logs.contains("sidecar starting"), "info lines are below --log-level warning: \(text.logs)")
+
+        let refused = try await ChildProcess.run([builtExecutable("sidecar"), "--config", text.configPath, "--log-format", "xml"])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("json or text"), "\(refused.stderr)")
     }
 }
