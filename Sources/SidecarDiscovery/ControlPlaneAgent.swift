@@ -199,9 +199,9 @@ actor ControlPlaneAgent: Service {
                 try applier.apply(identity: certificate.identity)
                 api = renewedAPI
                 session.certificate = certificate
-                session.save(configuration, logger: logger)
                 backoff.reset()
                 logger.info("certificate renewed", metadata: ["expiresAt": "\(certificate.expiresAt)"])
+                session.save(configuration, logger: logger)
             } catch {
                 if Task.isCancelled { return }
                 let wait = backoff.next(using: &random)

@@ -87,8 +87,10 @@ public struct ControlPlaneSession: Sendable {
     }
 
     /// The certificate and the first snapshot; the follower it returns is a `ControlPlaneAgent`
-    /// that carries on from this session. When the first call finds no control plane and a
-    /// usable state file was saved by an earlier run, starts from that instead (fail-static).
+    /// that carries on from this session. With a usable state file saved by an earlier run
+    /// (`ControlPlaneSession+LastKnownGood`): when the first call finds no control plane, starts
+    /// from that state (fail-static); when the join token is refused (spent, expired), asks for
+    /// a certificate with the saved one instead.
     static func start(
         _ configuration: SidecarConfiguration, credentials: Credentials, metrics: SidecarMetrics, logger: Logger
     ) async throws -> Sidecar.ControlPlaneStart {
@@ -111,100 +113,48 @@ public struct ControlPlaneSession: Sendable {
             certificate = try await retrying("certificate", logger: logger) {
                 try await issueCertificate(configuration, api: bootstrap)
             }
+        } catch let error as ControlPlaneCallError where error.kind == .refused {
+            guard let saved = lastKnownGood(configuration, store: store, logger: logger) else {
+                throw startupError(error, asking: "certificate")
+            }
+            logger.warning("join token refused; asking with the saved certificate", metadata: ["error": "\(error)"])
+            let renewing = try SidecarAPIClient(
+                credentials: credentials, service: configuration.service,
+                certificate: (saved.certificate.certificatePEM, saved.certificate.keyPEM))
+            do {
+                certificate = try await issueCertificate(configuration, api: renewing)
+            } catch let second as ControlPlaneCallError {
+                throw startupError(error, asking: "certificate", also: second)
+            }
         } catch let error as ControlPlaneCallError {
             throw startupError(error, asking: "certificate")
         }
         let api = try SidecarAPIClient(
             credentials: credentials, service: configuration.service,
             certificate: (certificate.certificatePEM, certificate.keyPEM))
-        let answer = try await retrying("first snapshot", logger: logger) {
-            try await api.snapshot(knownVersion: nil, instance: nil)
+        // A first snapshot this sidecar cannot read is refused like any other: it starts from
+        // its bootstrap file's resources and reports the refusal.
+        let answer = try await retrying("first snapshot", logger: logger) { () async throws -> Result<MeshSnapshot?, SnapshotRejection> in
+            do {
+                return .success(try await api.snapshot(knownVersion: nil, instance: nil))
+            } catch let error as ControlPlaneCallError where error.rejection != nil {
+                return .failure(error.rejection!)
+            }
         }
         metrics.controlPlaneConnection.set(true)
-        let snapshot = answer ?? MeshSnapshot(service: configuration.service, version: 0, resources: [])
+        var snapshot = MeshSnapshot(service: configuration.service, version: 0, resources: [])
+        var rejection: SnapshotRejection?
+        switch answer {
+        case .success(let received): snapshot = received ?? snapshot
+        case .failure(let refused): rejection = refused
+        }
         logger.info("identity and configuration from the control plane", metadata: [
             "address": "\(credentials.address)", "version": "\(snapshot.version)",
             "resources": "\(configuration.resources.count + snapshot.resources.count)",
         ])
         return try started(
-            configuration, credentials: credentials, certificate: certificate, snapshot: snapshot, source: .live,
-            store: store, metrics: metrics, logger: logger)
-    }
-
-    /// The start from `snapshot`, or from the bootstrap's resources alone when this sidecar
-    /// cannot apply it (refused, counted and reported by the agent's first heartbeat).
-    private static func started(
-        _ configuration: SidecarConfiguration, credentials: Credentials, certificate: Certificate, snapshot: MeshSnapshot,
-        source: ConfigSource, store: LastKnownGoodStore, metrics: SidecarMetrics, logger: Logger
-    ) throws -> Sidecar.ControlPlaneStart {
-        let contexts = try TLSContextSet.Contexts(configuration, identity: certificate.identity)
-        var follow = SnapshotFollowStateMachine(appliedVersion: snapshot.version, source: source)
-        var applied = snapshot
-        if let problem = SnapshotCheck.problem(configuration, resources: snapshot.resources) {
-            let rejection = SnapshotRejection(version: snapshot.version, reason: problem)
-            follow = SnapshotFollowStateMachine(appliedVersion: 0, source: source)
-            _ = follow.refused(rejection)
-            metrics.configurationRejected.increment()
-            logger.error("configuration refused; starting from the bootstrap file's resources", metadata: [
-                "version": "\(rejection.version)", "reason": "\(rejection.reason)",
-            ])
-            applied = MeshSnapshot(service: configuration.service, version: 0, resources: [])
-        }
-        let session = ControlPlaneSession(
-            credentials: credentials, certificate: certificate, snapshot: applied, follow: follow, store: store)
-        if source == .live { session.save(configuration, logger: logger) }
-        return Sidecar.ControlPlaneStart(
-            contexts: contexts, resources: applied.resources, version: applied.version, source: source
-        ) { applier, inboundPort in
-            try ControlPlaneAgent(
-                session: session, configuration: configuration, applier: applier, inboundPort: inboundPort,
-                metrics: metrics, logger: logger)
-        }
-    }
-
-    /// The saved state, when there is one this sidecar may serve from; a refused file is
-    /// logged with its reason (and the sidecar waits for the control plane as without one).
-    static func lastKnownGood(
-        _ configuration: SidecarConfiguration, store: LastKnownGoodStore, logger: Logger, now: Date = Date()
-    ) -> (state: LastKnownGoodState, certificate: Certificate)? {
-        let bytes: [UInt8]
-        do {
-            guard let read = try store.load() else { return nil }
-            bytes = read
-        } catch {
-            logger.error("cannot read the saved state; waiting for the control plane", metadata: ["error": "\(error)"])
-            return nil
-        }
-        let unixNow = Int64(now.timeIntervalSince1970)
-        do {
-            let state = try LastKnownGoodState.decode(
-                bytes, service: configuration.service, trustDomain: configuration.trustDomain, now: unixNow)
-            let certificate = Certificate(
-                certificatePEM: state.certificatePEM, keyPEM: state.keyPEM, bundlePEM: state.bundlePEM,
-                expiresAt: state.expiresAt, renewAt: .now + .seconds(max(1, (state.expiresAt - unixNow) / 2)))
-            // The certificate must be this service's, in this trust domain, with its key.
-            _ = try TLSContextSet.Contexts(configuration, identity: certificate.identity)
-            return (state, certificate)
-        } catch {
-            logger.error("refusing the saved state; waiting for the control plane", metadata: [
-                "stateFile": "\(store.path)", "reason": "\(error)",
-            ])
-            return nil
-        }
-    }
-
-    /// Writes the applied snapshot and the certificate in use to the state directory; a
-    /// failure is logged (the sidecar runs on, only a restart without control plane suffers).
-    func save(_ configuration: SidecarConfiguration, logger: Logger) {
-        let state = LastKnownGoodState(
-            service: configuration.service, trustDomain: configuration.trustDomain, snapshot: snapshot,
-            certificatePEM: certificate.certificatePEM, keyPEM: certificate.keyPEM, bundlePEM: certificate.bundlePEM,
-            expiresAt: certificate.expiresAt)
-        do {
-            try store.save(state)
-        } catch {
-            logger.error("cannot save the last-known-good state", metadata: ["error": "\(error)"])
-        }
+            configuration, credentials: credentials, certificate: certificate, snapshot: snapshot, rejection: rejection,
+            source: .live, store: store, metrics: metrics, logger: logger)
     }
 
     /// A fresh key and a CSR for this service's SPIFFE ID, signed by the control plane's CA.
@@ -245,10 +195,13 @@ public struct ControlPlaneSession: Sendable {
     }
 
     /// What ends the start: a wrong server, or the control plane's refusal in its own words.
-    private static func startupError(_ error: ControlPlaneCallError, asking what: String) -> Sidecar.StartupError {
+    private static func startupError(
+        _ error: ControlPlaneCallError, asking what: String, also second: ControlPlaneCallError? = nil
+    ) -> Sidecar.StartupError {
         if error.kind == .wrongServer {
             return Sidecar.StartupError(description: "cannot ask for the \(what): \(error)")
         }
-        return Sidecar.StartupError(description: "control plane refused the \(what): \(error)")
+        let saved = second.map { "; with the saved certificate: \($0)" } ?? ""
+        return Sidecar.StartupError(description: "control plane refused the \(what): \(error)\(saved)")
     }
 }

@@ -52,6 +52,26 @@ import Testing
         #expect(try await curl(call).status == 200)
     }
 
+    @Test func aSidecarWhoseJoinTokenIsSpentRestartsWithItsSavedCertificate() async throws {
+        let mesh = try await DynamicModeTests.Mesh()
+        defer { mesh.stop() }
+        let created = try await mesh.server.cli(["token", "create", "--service", "web", "--ttl", "1h", "--uses", "1"])
+        #expect(created.status == 0, "\(created.stderr)")
+        try created.stdout.write(toFile: mesh.directory.path + "/web-once.token", atomically: true, encoding: .utf8)
+        let web = try await mesh.sidecar("web", app: 1, tokenFile: "web-once.token")
+        #expect(await web.process.waitUntilListening(ports: [web.outbound, web.admin]), "\(web.process.logs)")
+        #expect(await eventually { FileManager.default.fileExists(atPath: mesh.directory.path + "/sidecar-state/web.state") })
+
+        // The token is used up; the saved certificate still proves who this sidecar is.
+        let yaml = try String(contentsOfFile: web.process.configPath, encoding: .utf8)
+        web.process.stop()
+        let restarted = try SidecarProcess(configYAML: yaml, in: mesh.directory, name: "web")
+        defer { restarted.stop() }
+        #expect(await restarted.waitUntilListening(ports: [web.outbound, web.admin]), "\(restarted.logs)")
+        #expect(restarted.logs.contains("join token refused; asking with the saved certificate"), "\(restarted.logs)")
+        #expect(await Self.ready(web.admin).body.contains(#""source":"live""#))
+    }
+
     @Test func whileTheControlPlaneIsAwayRenewalRetriesWithBackoffThenSucceedsWhenItReturns() async throws {
         // Certificates for 70 s, back-dated 60 s by the CA: 10 s left, renewal due after about 5.
         let mesh = try await DynamicModeTests.Mesh(serverArguments: ["--certificate-lifetime", "70s"])
