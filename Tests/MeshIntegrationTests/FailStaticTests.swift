@@ -52,6 +52,45 @@ import Testing
         #expect(try await curl(call).status == 200)
     }
 
+    /// The drill: with the control plane down, one of two payments sidecars is restarted; the
+    /// restarted one comes back from its saved state, and web's calls never fail meanwhile
+    /// (a refused connection to the restarting one is retried on the other).
+    @Test func restartingOneSidecarWhileTheControlPlaneIsDownLosesNoRequest() async throws {
+        let mesh = try await DynamicModeTests.Mesh()
+        defer { mesh.stop() }
+        try await mesh.declarePayments()
+        let appA = try await TestHTTPApp(name: "payments-a")
+        let paymentsA = try await mesh.sidecar("payments", app: appA.port, controlPlaneExtra: ", stateDir: state-a")
+        let yamlA = try String(contentsOfFile: paymentsA.process.configPath, encoding: .utf8)
+        defer { paymentsA.process.stop() }
+        #expect(await paymentsA.process.waitUntilListening(ports: [paymentsA.inbound, paymentsA.admin]), "\(paymentsA.process.logs)")
+        let (web, _, call) = try await mesh.webCallingPayments()
+        #expect(await eventually(timeout: .seconds(15)) { FileManager.default.fileExists(atPath: mesh.directory.path + "/state-a/payments.state") })
+        // web knows both instances before the control plane goes away.
+        #expect(await eventually(timeout: .seconds(15)) {
+            let clusters = (try? await curl(["http://127.0.0.1:\(web.admin)/clusters"]))?.body ?? ""
+            return clusters.contains("\(paymentsA.inbound)") && clusters.components(separatedBy: "127.0.0.1:").count >= 3
+        })
+        mesh.server.kill9()
+
+        let statuses = Statuses()
+        let load = Task {
+            while !Task.isCancelled { statuses.append((try? await curl(call))?.status ?? 0) }
+        }
+        #expect(await eventually { statuses.count >= 5 })
+        paymentsA.process.signal(SIGTERM)
+        #expect(await paymentsA.process.process.wait() == 0, "\(paymentsA.process.logs)")
+        let restarted = try SidecarProcess(configYAML: yamlA, in: mesh.directory, name: "payments")
+        defer { restarted.stop() }
+        #expect(await restarted.waitUntilListening(ports: [paymentsA.inbound, paymentsA.admin]), "\(restarted.logs)")
+        #expect(await Self.ready(paymentsA.admin).body.contains(#""source":"last-known-good""#), "\(restarted.logs)")
+        let after = statuses.count
+        #expect(await eventually { statuses.count >= after + 10 })
+        load.cancel()
+        _ = await load.value
+        #expect(statuses.values.allSatisfy { $0 == 200 }, "\(statuses.values)")
+    }
+
     @Test func aSidecarWhoseJoinTokenIsSpentRestartsWithItsSavedCertificate() async throws {
         let mesh = try await DynamicModeTests.Mesh()
         defer { mesh.stop() }
@@ -149,4 +188,13 @@ import Testing
         #expect(await eventually(timeout: .seconds(15)) { FileManager.default.fileExists(atPath: path) }, "\(payments.process.logs)")
         return try String(contentsOfFile: path, encoding: .utf8)
     }
+}
+
+/// Statuses seen by a load loop, read from the test.
+private final class Statuses: @unchecked Sendable {
+    private let lock = NSLock()
+    private var recorded: [Int] = []
+    func append(_ status: Int) { lock.withLock { recorded.append(status) } }
+    var values: [Int] { lock.withLock { recorded } }
+    var count: Int { lock.withLock { recorded.count } }
 }
