@@ -75,6 +75,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                // The state file's checksum.
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: warningsAsErrors
         ),

@@ -203,7 +203,7 @@ service: $service
 inbound:  { listen: 127.0.0.1:$inbound, app: 127.0.0.1:$app }
 outbound: { listen: 127.0.0.1:$outbound }
 admin:    { listen: 127.0.0.1:$admin }
-controlPlane: { address: https://127.0.0.1:$cp_port, tokenFile: $service.token, caFile: ca.pem,
+controlPlane: { address: https://127.0.0.1:$cp_port, tokenFile: $service.token, caFile: ca.pem, stateDir: state/$name,
                 labels: { ${labels/=/: } }, dependencies: $dependencies }
 YAML
     [[ $service == loadgen ]] || start "$name app" "$dir/logs/$name-app.log" "$bin/demo-app" "$name" "127.0.0.1:$app" "${call[@]}"

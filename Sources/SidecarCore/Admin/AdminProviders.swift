@@ -6,6 +6,8 @@ public struct AdminProviders: Sendable {
     public var metrics: MetricsRegistry
     /// Answers `/ready`.
     public var readiness: @Sendable () -> Readiness
+    /// Where the configuration in use came from (`/ready`'s `source`).
+    public var source: @Sendable () -> ConfigSource
     /// The JSON document served on `/config` (the configuration snapshot in use).
     public var config: @Sendable () -> String
     /// The JSON document served on `/clusters` (clusters, endpoints and their state).
@@ -14,11 +16,13 @@ public struct AdminProviders: Sendable {
     public init(
         metrics: MetricsRegistry,
         readiness: @escaping @Sendable () -> Readiness,
+        source: @escaping @Sendable () -> ConfigSource = { .file },
         config: @escaping @Sendable () -> String = { "{}" },
         clusters: @escaping @Sendable () -> String = { "{}" }
     ) {
         self.metrics = metrics
         self.readiness = readiness
+        self.source = source
         self.config = config
         self.clusters = clusters
     }

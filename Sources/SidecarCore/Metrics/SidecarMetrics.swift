@@ -54,6 +54,9 @@ public final class SidecarMetrics: Sendable {
     let configVersion = GaugeFamily(MetricDescriptor(
         "sidecar_config_version", .gauge,
         help: "Version of the configuration snapshot in use."))
+    let configRejected = CounterFamily(MetricDescriptor(
+        "sidecar_config_rejected_total", .counter,
+        help: "Configuration snapshots refused whole because this sidecar cannot apply them (the running one stays)."))
     let controlPlaneConnected = GaugeFamily(MetricDescriptor(
         "sidecar_control_plane_connected", .gauge,
         help: "1 while connected to the control plane, else 0."))
@@ -69,6 +72,8 @@ public final class SidecarMetrics: Sendable {
     /// `sidecar_control_plane_connected` (set with `set(true)` / `set(false)`); exposed in
     /// dynamic mode only.
     public let controlPlaneConnection: Gauge
+    /// `sidecar_config_rejected_total`.
+    public let configurationRejected: Counter
 
     /// All families, for the admin server.
     public let registry: MetricsRegistry
@@ -94,9 +99,10 @@ public final class SidecarMetrics: Sendable {
         certificateExpiry = certExpiry.gauge()
         configurationVersion = configVersion.gauge()
         controlPlaneConnection = controlPlaneConnected.gauge()
+        configurationRejected = configRejected.counter()
         var families: [any MetricFamily] = requests.families + [
             retries, retryBudgetExhausted, mirrorRequests, circuitBreakerOpen, circuitBreakerRejections, outlierEjections,
-            endpoints, connectionsOpen, tlsHandshakeErrors, authzDenied, certExpiry, configVersion,
+            endpoints, connectionsOpen, tlsHandshakeErrors, authzDenied, certExpiry, configVersion, configRejected,
         ]
         if mode == .dynamic { families.append(controlPlaneConnected) }
         registry = MetricsRegistry(families: families)

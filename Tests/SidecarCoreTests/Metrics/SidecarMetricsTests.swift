@@ -13,7 +13,7 @@ import Testing
             "sidecar_circuit_breaker_rejections_total", "sidecar_outlier_ejections_total", "sidecar_endpoints",
             "sidecar_connections_open", "sidecar_bytes_total", "sidecar_tls_handshake_errors_total",
             "sidecar_authz_denied_total", "sidecar_cert_expiry_timestamp_seconds", "sidecar_config_version",
-            "sidecar_control_plane_connected",
+            "sidecar_config_rejected_total", "sidecar_control_plane_connected",
             // README, additions to the original design:
             "sidecar_mirror_requests_total",
         ])
