@@ -139,6 +139,10 @@ public actor MeshControlPlane: SnapshotSource {
         guard case .success = HostPort.parse(HostPort(host: request.address, port: request.port).description) else {
             throw .invalid("address \"\(request.address)\" is not an IP address or host name")
         }
+        // The same bound as an applied Instance's labels: what we serve must read back.
+        if let key = request.labels?.keys.first(where: { $0.count > ConfigReader.maxKeyLength }) {
+            throw .invalid("label key \"\(key.prefix(32))…\" is longer than \(ConfigReader.maxKeyLength) characters")
+        }
         let instance = Instance(service: request.service, address: request.address, port: request.port, labels: request.labels ?? [:])
         let actions = registry.register(instance, dependencies: request.dependencies, now: .now)
         try carryOut(actions)

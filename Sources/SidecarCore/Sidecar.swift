@@ -161,7 +161,8 @@ public final class Sidecar: Sendable {
                 readiness: { readiness.readiness },
                 source: { applier.source },
                 config: { applier.configurationJSON },
-                clusters: { loops.clustersJSON() }),
+                clusters: { loops.clustersJSON() },
+                explain: { uri in loops.explain(uri: uri, certificateExpiry: metrics.certificateExpiry.value) }),
             group: group)
         // Supervisor mode: the app sits between the outbound side (stopped after it exits) and
         // the inbound (drained first), and its own exit ends the sidecar.

@@ -99,8 +99,10 @@ final class LoopContext {
     // MARK: Rate limits
 
     /// The route rule's own rate limit (outbound), exact across loops.
-    func takeRuleToken(service: String, ruleIndex: Int, limit: RateLimit, now: NIODeadline) -> TokenBucket.Decision {
-        rateLimiters.takeRuleToken(service: service, ruleIndex: ruleIndex, limit: limit, now: now)
+    func takeRuleToken(
+        service: String, ruleIndex: Int, limit: RateLimit, now: NIODeadline, peek: Bool = false
+    ) -> TokenBucket.Decision {
+        rateLimiters.takeRuleToken(service: service, ruleIndex: ruleIndex, limit: limit, now: now, peek: peek)
     }
 
     /// The local service's TrafficPolicy rate limit, enforced on inbound (optionally per
