@@ -181,7 +181,13 @@ public final class Sidecar: Sendable {
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         logger.info("sidecar starting", metadata: ["service": "\(configuration.service)", "workers": "\(options.workers)"])
-        try await group_.run()
+        do {
+            try await group_.run()
+        } catch {
+            await loops.flushAccessLogs()
+            throw error
+        }
+        await loops.flushAccessLogs()
         try await group.shutdownGracefully()
         return app?.exitStatus
     }

@@ -141,7 +141,10 @@ import Testing
         // One mTLS connection from web's pool carried all 100.
         let inbound = metricValue(try await metrics(ports.payAdmin), "sidecar_connections_open", ["direction": "inbound"])
         #expect(inbound == 1)
-        #expect(paymentsSidecar.accessLog.components(separatedBy: "\"direction\":\"inbound\"").count >= 101)
+        // Access log lines are written in batches (at most 100 ms later).
+        #expect(await eventually(timeout: .seconds(5)) {
+            self.paymentsSidecar.accessLog.components(separatedBy: "\"direction\":\"inbound\"").count >= 101
+        })
     }
 
     @Test func unknownHostIsNoRoute() async throws {

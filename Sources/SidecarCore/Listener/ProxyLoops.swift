@@ -67,6 +67,13 @@ final class ProxyLoops: Sendable {
         }
     }
 
+    /// Writes every loop's pending access log lines (shutdown: nothing is lost).
+    func flushAccessLogs() async {
+        for (loop, context) in all {
+            try? await loop.submit { context.value.accessLogBuffer.flush() }.get()
+        }
+    }
+
     /// Asks every connection to finish, then waits (bounded) until none is open.
     func drain(timeout: TimeAmount) async {
         for (loop, context) in all {

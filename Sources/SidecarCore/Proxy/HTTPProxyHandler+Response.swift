@@ -241,7 +241,7 @@ extension HTTPProxyHandler {
     /// Every finished exchange goes through here once: access log line and request metrics.
     func record(_ exchange: ProxyExchange, status: Int) {
         let now = loop.eventLoop.now
-        accessLog.record(exchange, status: status, now: now)
+        accessLog.record(exchange, status: status, now: now, into: loop.accessLogBuffer)
         if exchange.holdsBreakerRequest || exchange.holdsBreakerRetry, let destination = exchange.route?.destination {
             let (request, retry) = (exchange.holdsBreakerRequest, exchange.holdsBreakerRetry)
             exchange.holdsBreakerRequest = false
