@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need, only when one is missing:
-# libssl-dev (COpenSSL), libsqlite3-dev (GRDB), pkg-config, openssl and curl (interop tests).
+# libssl-dev (COpenSSL), libsqlite3-dev (GRDB), pkg-config, openssl and curl (interop tests),
+# etcd-server (the etcd store's tests start their own etcd cluster; the package's own service
+# is not started in containers, and the tests use free ports, never 2379).
 # Also promtool and prometheus (metrics tests, the demo), unpacked into .build-tools/ without
 # installing Debian's prometheus package (whose service would start and take port 9090).
 set -euo pipefail
-packages=(libssl-dev libsqlite3-dev pkg-config openssl curl)
+packages=(libssl-dev libsqlite3-dev pkg-config openssl curl etcd-server)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -76,6 +76,26 @@ public actor MeshControlPlane: SnapshotSource {
         self.version = version
         self.distributor = SnapshotDistributor(version: version, metrics: metrics)
         distributor.attach(self)
+        // Changes other replicas make (and registrations whose lease expired) come from the
+        // store in order, one at a time, through one stream.
+        let (changes, continuation) = AsyncStream.makeStream(of: StoreChange.self)
+        store.observeChanges { continuation.yield($0) }
+        Task { [weak self] in
+            for await change in changes {
+                guard let self else { return }
+                await self.storeChanged(change)
+            }
+        }
+    }
+
+    /// A shared store (etcd) changed, maybe by another replica: take its registrations into
+    /// the registry and move to its version, so this replica's watchers get the change.
+    func storeChanged(_ change: StoreChange) {
+        for registration in change.savedRegistrations {
+            _ = registry.register(registration.instance, dependencies: registration.dependencies, now: .now)
+        }
+        for name in change.removedRegistrations { _ = registry.deregister(name: name) }
+        if let current = try? store.currentVersion(), current > version { notify(current) }
     }
 
     /// How often the registry clock applies the TTL rules: a fifth of the TTL, at most 1 s.
@@ -152,6 +172,15 @@ public actor MeshControlPlane: SnapshotSource {
             throw .notFound("instance \"\(request.name)\" is not registered (expired or never registered); register again")
         }
         try authorize(principal, forService: entry.instance.service)
+        if store.expiresRegistrations {
+            // The registration's lease in the store is what keeps it: whichever replica took it.
+            let alive: Bool
+            do { alive = try store.keepAlive(registration: request.name) } catch { throw .store(error) }
+            guard alive else {
+                _ = registry.deregister(name: request.name)
+                throw .notFound("instance \"\(request.name)\" is not registered (its lease expired); register again")
+            }
+        }
         let applied = request.version.flatMap { Int64($0) }
         switch registry.heartbeat(name: request.name, appliedVersion: applied, now: .now) {
         case .unknownInstance:
@@ -172,7 +201,9 @@ public actor MeshControlPlane: SnapshotSource {
 
     /// Runs the TTL rules; the registry clock calls it, tests may too.
     public func tick(now: ContinuousClock.Instant) {
-        try? carryOut(registry.tick(now: now))
+        // A store that expires registrations itself (etcd leases) removes them for every
+        // replica at once; a replica's own clock must not, since heartbeats may go elsewhere.
+        if !store.expiresRegistrations { try? carryOut(registry.tick(now: now)) }
         for action in leases.tick(now: now) {
             try? expireLease(action)
         }
