@@ -151,4 +151,77 @@ struct EtcdReplicaTests {
         })
         #expect(try await admin.send(.GET, "/v1/resources/route/payments").body.contains("/two"))
     }
+
+    @Test func sidecarsFollowTheOtherReplicaWhenTheirsIsKilledAndSeeAppliesMadeOnAnother() async throws {
+        let cluster = try await EtcdCluster()
+        defer { cluster.stop() }
+        let prefix = Self.prefix()
+        let (a, directoryA) = try await replica(cluster, prefix: prefix)
+        defer { a.stop(); directoryA.remove() }
+        let (b, directoryB) = try await replica(cluster, prefix: prefix)
+        defer { b.stop(); directoryB.remove() }
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        try a.caPEM.write(toFile: directory.path + "/ca.pem", atomically: true, encoding: .utf8)
+
+        let app = try await TestHTTPApp(name: "payments-app")
+        var sidecars: [SidecarProcess] = []
+        defer { sidecars.forEach { $0.stop() } }
+        // Both sidecars list B first: they watch, register and heartbeat through B.
+        func sidecar(_ service: String, app: Int) async throws -> (SidecarProcess, inbound: Int, outbound: Int) {
+            let (inbound, outbound, admin) = (try freeLoopbackPort(), try freeLoopbackPort(), try freeLoopbackPort())
+            let token = try await joinToken(a, service: service)
+            try token.write(toFile: directory.path + "/\(service).token", atomically: true, encoding: .utf8)
+            let process = try SidecarProcess(configYAML: """
+                service: \(service)
+                inbound:  { listen: 127.0.0.1:\(inbound), app: 127.0.0.1:\(app) }
+                outbound: { listen: 127.0.0.1:\(outbound) }
+                admin:    { listen: 127.0.0.1:\(admin) }
+                controlPlane: { address: [ \(b.url), \(a.url) ], tokenFile: \(service).token, caFile: ca.pem }
+                """, in: directory, name: service)
+            sidecars.append(process)
+            return (process, inbound, outbound)
+        }
+        let declared = try await a.cli(["apply", "-f", "-"], input: "kind: Service\nname: payments\n")
+        #expect(declared.status == 0, "\(declared.stderr)")
+        let payments = try await sidecar("payments", app: app.port)
+        let web = try await sidecar("web", app: 1)
+        #expect(await payments.0.waitUntilListening(ports: [payments.inbound]), "\(payments.0.logs)")
+        #expect(await web.0.waitUntilListening(ports: [web.outbound]), "\(web.0.logs)")
+        let call = ["-H", "Host: payments", "http://127.0.0.1:\(web.outbound)/pay"]
+        #expect(await eventually(timeout: .seconds(15)) { (try? await curl(call))?.status == 200 }, "\(web.0.logs)")
+
+        // An apply taken by A reaches the traffic of sidecars that watch B.
+        let deny = "kind: AuthorizationPolicy\nservice: payments\ndefault: deny\nallow: [ { from: [ billing ] } ]\n"
+        let denied = try await a.cli(["apply", "-f", "-"], input: deny)
+        let applied = ContinuousClock.now
+        #expect(denied.status == 0, "\(denied.stderr)")
+        #expect(await eventually(timeout: .seconds(5)) { (try? await curl(call))?.status == 403 })
+        let elapsed = applied.duration(to: .now)
+        #expect(elapsed < .seconds(1), "took \(elapsed)")
+        let removed = try await a.cli(["delete", "authorizationpolicy", "payments"])
+        #expect(removed.status == 0, "\(removed.stderr)")
+        #expect(await eventually(timeout: .seconds(5)) { (try? await curl(call))?.status == 200 })
+
+        // B dies: no request fails while the sidecars move to A.
+        b.kill9()
+        let statuses = StatusLog()
+        let deadline = ContinuousClock.now + .seconds(4)
+        while ContinuousClock.now < deadline { statuses.append((try? await curl(call))?.status ?? 0) }
+        #expect(!statuses.values.isEmpty)
+        #expect(statuses.values.allSatisfy { $0 == 200 }, "\(statuses.values)")
+
+        // A shows both proxies, each at A's current version (they heartbeat and watch through A).
+        #expect(await eventually(timeout: .seconds(20)) {
+            guard let proxies = try? await a.cli(["get", "proxies", "-o", "json"]), proxies.status == 0,
+                let list = try? JSONSerialization.jsonObject(with: Data(proxies.stdout.utf8)) as? [[String: Any]]
+            else { return false }
+            let services = Set(list.compactMap { $0["service"] as? String })
+            let current = list.allSatisfy { ($0["appliedVersion"] as? String) == ($0["currentVersion"] as? String) }
+            return services == ["web", "payments"] && current
+        }, "\(web.0.logs)")
+        // An apply on A now still reaches them.
+        #expect(try await a.cli(["apply", "-f", "-"], input: deny).status == 0)
+        #expect(await eventually(timeout: .seconds(5)) { (try? await curl(call))?.status == 403 })
+    }
 }
