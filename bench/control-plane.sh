@@ -49,7 +49,8 @@ trap 'for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2
 STORE_ARGS=()
 if [[ $STORE == etcd ]]; then
     command -v etcd >/dev/null || { echo "bench/control-plane.sh: --store etcd needs etcd (apt-get install etcd-server)" >&2; exit 1; }
-    # Three members on free loopback ports, data under $OUT/etcd.
+    # Three members on free loopback ports, data under $OUT/etcd (a fresh cluster every run).
+    rm -rf "$OUT/etcd"
     read -r -a EPORTS <<< "$(python3 -c 'import socket
 ports = []
 for _ in range(6):

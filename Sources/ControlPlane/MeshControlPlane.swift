@@ -95,6 +95,12 @@ public actor MeshControlPlane: SnapshotSource {
             _ = registry.register(registration.instance, dependencies: registration.dependencies, now: .now)
         }
         for name in change.removedRegistrations { _ = registry.deregister(name: name) }
+        // An Instance (re-)applied on any replica renews its `ttl` lease here too; the
+        // unhealthy mark a lease expiry writes does not (the grace then runs to removal).
+        for instance in change.storedInstances where instance.health != .unhealthy {
+            Self.renewLease(.instance(instance), in: &leases, now: .now)
+        }
+        for name in change.deletedInstances { _ = leases.deregister(name: name) }
         if let current = try? store.currentVersion(), current > version { notify(current) }
     }
 

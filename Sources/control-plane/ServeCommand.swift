@@ -16,6 +16,13 @@ struct ServeCommand: AsyncParsableCommand {
             "listening on https://HOST:PORT" once the API accepts connections (with --listen HOST:0, the \
             port the OS picked) and records that URL in DIR/server.url for operator commands using --data-dir.
 
+            With --store etcd --etcd-endpoints URL,… the control plane is one of several replicas over an etcd v3 \
+            cluster: resources, registrations, join tokens, the CA and the admin token live in etcd under \
+            --etcd-prefix (the first replica on an empty prefix creates the CA and token, the others load them); \
+            the data dir then holds only ca.pem, admin.token and server.url for the CLI. Each replica watches etcd \
+            and pushes changes to its own sidecars. Without etcd quorum, writes answer 503 store-unavailable while \
+            reads and watches serve the replica's copy.
+
             Every API route but /metrics checks its caller (admin bearer token, join token or client \
             certificate) on the request head and answers 401/403 before reading a body. Bodies are at most \
             1 MiB each and 64 MiB for all connections together (503 beyond), and must arrive within 15s of \

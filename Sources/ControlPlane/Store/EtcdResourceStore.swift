@@ -420,7 +420,16 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
                 } else {
                     change.removedRegistrations.append(String(item.key.dropFirst(registrations.count)))
                 }
-            } else if item.key.hasPrefix(resources) || item.key == versionKey {
+            } else if item.key.hasPrefix(resources) {
+                versioned = true
+                let instances = "\(resources)\(ResourceKind.instance.rawValue)/"
+                guard item.key.hasPrefix(instances) else { continue }
+                if let kv = item.kv, case .instance(let instance)? = try? Self.decode(kv) {
+                    change.storedInstances.append(instance)
+                } else if item.kv == nil {
+                    change.deletedInstances.append(String(item.key.dropFirst(instances.count)))
+                }
+            } else if item.key == versionKey {
                 versioned = true
             }
         }

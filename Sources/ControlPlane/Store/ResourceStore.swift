@@ -57,14 +57,22 @@ public protocol ResourceStore: Sendable {
 }
 
 /// What changed in a shared store: registrations saved and removed (by any replica, or by
-/// lease expiry). The version moved too: `currentVersion()` has it.
+/// lease expiry), and operator-applied Instances stored or deleted (their `ttl` leases are
+/// renewed by a re-apply on any replica). The version moved too: `currentVersion()` has it.
 public struct StoreChange: Sendable, Equatable {
     public var savedRegistrations: [Registration]
     public var removedRegistrations: [String]
+    public var storedInstances: [Instance]
+    public var deletedInstances: [String]
 
-    public init(savedRegistrations: [Registration] = [], removedRegistrations: [String] = []) {
+    public init(
+        savedRegistrations: [Registration] = [], removedRegistrations: [String] = [], storedInstances: [Instance] = [],
+        deletedInstances: [String] = []
+    ) {
         self.savedRegistrations = savedRegistrations
         self.removedRegistrations = removedRegistrations
+        self.storedInstances = storedInstances
+        self.deletedInstances = deletedInstances
     }
 }
 
