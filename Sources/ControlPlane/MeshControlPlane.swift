@@ -53,6 +53,11 @@ public actor MeshControlPlane: SnapshotSource {
         self.authority = authority
         self.adminToken = adminToken
         self.metrics = metrics
+        // Changes other replicas make (and registrations whose lease expired) come from the
+        // store in order, one at a time, through one stream; observed before the first read, so
+        // none falls between that read and the observation (a change seen twice is harmless).
+        let (changes, continuation) = AsyncStream.makeStream(of: StoreChange.self)
+        store.observeChanges { continuation.yield($0) }
         var registry = RegistryStateMachine(settings: registrySettings)
         // Registrations survive a restart, each with a full TTL: a live sidecar's next heartbeat
         // finds it, a gone one expires as usual.
@@ -76,10 +81,6 @@ public actor MeshControlPlane: SnapshotSource {
         self.version = version
         self.distributor = SnapshotDistributor(version: version, metrics: metrics)
         distributor.attach(self)
-        // Changes other replicas make (and registrations whose lease expired) come from the
-        // store in order, one at a time, through one stream.
-        let (changes, continuation) = AsyncStream.makeStream(of: StoreChange.self)
-        store.observeChanges { continuation.yield($0) }
         Task { [weak self] in
             for await change in changes {
                 guard let self else { return }

@@ -9,14 +9,14 @@ import SidecarCore
 /// `/v3/lease/grant`, `/v3/lease/keepalive`, `/v3/watch`): HTTP/1.1 over NIO, with TLS (and a
 /// client certificate) through our OpenSSL layer when an endpoint is `https://`.
 ///
-/// Why the gateway and not gRPC: the gateway is the same etcd server API (the same Range, Txn,
+/// Unary calls reuse kept-alive connections (one call at a time each). Why the gateway and not gRPC: the gateway is the same etcd server API (the same Range, Txn,
 /// Lease and Watch RPCs, the same revisions, compare semantics and watch guarantees: events
 /// in revision order from `start_revision`, `compact_revision` when that revision is gone), so
 /// nothing about watch semantics is lost; a watch is one streamed response of newline-separated
 /// JSON messages. gRPC would need grpc-swift 2, swift-protobuf, HTTP/2 and swift-nio-ssl
 /// (BoringSSL): minutes more of every 2-core CI build, and a second TLS stack beside the system
-/// OpenSSL 3 the mesh is built on. What the gateway costs: one connection per unary call
-/// (loopback or LAN: well under a millisecond to set up) and base64 keys.
+/// OpenSSL 3 the mesh is built on. What the gateway costs: JSON and base64 keys, and
+/// HTTP/1.1 without multiplexing (a connection per concurrent call).
 ///
 /// Endpoints are tried in order starting from the last one that answered; a refused or failed
 /// connection moves to the next. A call that gets no answer within `requestTimeout` (an etcd
@@ -24,7 +24,7 @@ import SidecarCore
 /// Calls run on the client's own event loop, so a synchronous caller may wait for them from
 /// any other thread.
 public final class EtcdClient: Sendable {
-    public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
+    public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         public var host: String
         public var port: Int
         public var tls: Bool
@@ -50,6 +50,8 @@ public final class EtcdClient: Sendable {
     private let group: MultiThreadedEventLoopGroup
     /// Index of the endpoint to try first: the last one that answered.
     private let preferred = NIOLockedValueBox(0)
+    /// Idle keep-alive connections per endpoint, each used by one call at a time.
+    private let idle = NIOLockedValueBox<[Endpoint: [PooledConnection]]>([:])
 
     /// Parses `http://host:port,https://host:port,…`.
     public static func parseEndpoints(_ text: String) throws(EtcdError) -> [Endpoint] {
@@ -179,25 +181,55 @@ public final class EtcdClient: Sendable {
         return promise.futureResult
     }
 
-    /// One request on its own connection; the status and the whole body.
+    /// One request on a kept-alive connection to `endpoint` (an idle one, or a new one); the
+    /// status and the whole body. A reused connection that fails before answering (etcd closed
+    /// it while idle) is retried once on a new connection.
     private func exchange(_ endpoint: Endpoint, path: String, body: Data, on loop: any EventLoop) -> EventLoopFuture<(Int, Data)> {
         let promise = loop.makePromise(of: (Int, Data).self)
         let timeout = requestTimeout
-        connect(endpoint, on: loop) { ResponseCollector(promise: promise) }.whenComplete { result in
-            switch result {
-            case .failure(let error):
-                promise.fail(error)
-            case .success(let channel):
-                let timer = loop.scheduleTask(in: timeout) {
-                    promise.fail(EtcdError.unavailable("no answer within \(timeout.nanoseconds / 1_000_000) ms"))
+        @Sendable func run(_ connection: PooledConnection, reused: Bool) {
+            let attempt = connection.channel.eventLoop.makePromise(of: (Int, Data, Bool).self)
+            let timer = connection.channel.eventLoop.scheduleTask(in: timeout) {
+                attempt.fail(EtcdError.unavailable("no answer within \(timeout.nanoseconds / 1_000_000) ms"))
+            }
+            connection.channel.eventLoop.execute {
+                connection.handler.begin(attempt)
+                Self.send(path: path, body: body, endpoint: endpoint, keepAlive: true, on: connection.channel)
+            }
+            attempt.futureResult.whenComplete { result in
+                timer.cancel()
+                switch result {
+                case .success(let (status, answer, keepOpen)):
+                    if keepOpen { self.idle.withLockedValue { $0[endpoint, default: []].append(connection) } } else {
+                        connection.channel.close(promise: nil)
+                    }
+                    promise.succeed((status, answer))
+                case .failure(let error):
+                    connection.channel.close(promise: nil)
+                    if reused, connection.handler.answeredNothing {
+                        fresh()
+                    } else {
+                        promise.fail(error)
+                    }
                 }
-                promise.futureResult.whenComplete { _ in
-                    timer.cancel()
-                    channel.close(promise: nil)
-                }
-                Self.send(path: path, body: body, endpoint: endpoint, keepAlive: false, on: channel)
             }
         }
+        @Sendable func fresh() {
+            let handler = UnaryResponseHandler()
+            connect(endpoint, on: loop) { handler }.whenComplete { result in
+                switch result {
+                case .failure(let error): promise.fail(error)
+                case .success(let channel): run(PooledConnection(channel: channel, handler: handler), reused: false)
+                }
+            }
+        }
+        let reusable = idle.withLockedValue { pool -> PooledConnection? in
+            while let connection = pool[endpoint]?.popLast() {
+                if connection.channel.isActive { return connection }
+            }
+            return nil
+        }
+        if let reusable { run(reusable, reused: true) } else { fresh() }
         return promise.futureResult
     }
 
@@ -288,33 +320,60 @@ public struct EtcdWatchStream: Sendable {
     }
 }
 
-/// Collects one response (status and body) for a unary call.
-private final class ResponseCollector: ChannelInboundHandler, @unchecked Sendable {
+/// A kept-alive connection and the handler that collects its answers.
+private struct PooledConnection: Sendable {
+    let channel: any Channel
+    let handler: UnaryResponseHandler
+}
+
+/// Collects one response (status, body, whether the connection stays open) per `begin`, on a
+/// connection that serves one request at a time. Touched only on the channel's event loop.
+private final class UnaryResponseHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPClientResponsePart
 
-    private let promise: EventLoopPromise<(Int, Data)>
+    private var promise: EventLoopPromise<(Int, Data, Bool)>?
     private var status = 0
+    private var keepOpen = true
     private var body = ByteBuffer()
+    /// No byte of the current answer arrived. On a reused connection that is almost always
+    /// etcd having closed it while idle, so the call is sent again on a new connection. (Had
+    /// etcd applied it and died before answering, a resend is a put of the same value, or a
+    /// txn whose compare now fails and is read as a conflict.)
+    private(set) var answeredNothing = true
 
-    init(promise: EventLoopPromise<(Int, Data)>) {
+    func begin(_ promise: EventLoopPromise<(Int, Data, Bool)>) {
         self.promise = promise
+        status = 0
+        keepOpen = true
+        body.clear()
+        answeredNothing = true
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        answeredNothing = false
         switch unwrapInboundIn(data) {
-        case .head(let head): status = Int(head.status.code)
-        case .body(var chunk): body.writeBuffer(&chunk)
-        case .end: promise.succeed((status, Data(body.readableBytesView)))
+        case .head(let head):
+            status = Int(head.status.code)
+            keepOpen = head.isKeepAlive
+        case .body(var chunk):
+            body.writeBuffer(&chunk)
+        case .end:
+            let answer = (status, Data(body.readableBytesView), keepOpen)
+            let promise = self.promise
+            self.promise = nil
+            promise?.succeed(answer)
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        promise.fail(error)
+        promise?.fail(error)
+        promise = nil
         context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        promise.fail(EtcdError.unavailable("etcd closed the connection before answering"))
+        promise?.fail(EtcdError.unavailable("etcd closed the connection before answering"))
+        promise = nil
         context.fireChannelInactive()
     }
 }
