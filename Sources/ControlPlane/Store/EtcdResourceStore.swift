@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
 import SidecarCore
 
 /// The `ResourceStore` of control-plane replicas: everything under one etcd prefix, shared by
@@ -21,7 +22,8 @@ import SidecarCore
 ///   that revision away, the mirror reloads everything and reports the difference, so no change
 ///   is skipped.
 ///
-/// Writes block the calling thread (as SQLite's do) on the etcd client's own event loop.
+/// Writes block the calling thread (as SQLite's do) while the etcd client's own event loop does
+/// the I/O; the watch lives entirely on that loop.
 public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
     public let client: EtcdClient
     /// Without a trailing slash: `/mesh`.
@@ -38,7 +40,7 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
         var stream: EtcdWatchStream?
         var needsReload = false
         var stopped = false
-        var task: Task<Void, Never>?
+        var pause = TimeAmount.milliseconds(50)
     }
 
     /// Reads the whole prefix and starts watching it; fails if no endpoint answers.
@@ -52,11 +54,7 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
         let resources = trimmed + "/resources/", registrations = trimmed + "/registrations/", version = trimmed + "/version"
         mirror = EtcdMirror { key in key.hasPrefix(resources) || key.hasPrefix(registrations) || key == version }
         _ = try reload()
-        let task = Task.detached { [weak self] in
-            guard let self else { return }
-            await self.watchLoop()
-        }
-        watchState.withLockedValue { $0.task = task }
+        openWatch()
     }
 
     deinit {
@@ -65,11 +63,10 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
 
     /// Ends the watch (tests; a serving process just exits).
     public func stop() {
-        let (stream, task) = watchState.withLockedValue { state in
+        let stream = watchState.withLockedValue { state in
             state.stopped = true
-            return (state.stream, state.task)
+            return state.stream
         }
-        task?.cancel()
         stream?.cancel()
     }
 
@@ -367,31 +364,55 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
     }
 
     /// Keeps one watch open from the mirror's revision, across broken streams and members that
-    /// go away; reloads when etcd compacted the revision it needs.
-    private func watchLoop() async {
-        var pause = Duration.milliseconds(50)
-        while !watchState.withLockedValue({ $0.stopped }) {
-            do {
-                if watchState.withLockedValue({ $0.needsReload }) {
-                    let changes = try reload()
-                    watchState.withLockedValue { $0.needsReload = false }
-                    publish(changes)
+    /// go away; reloads first when etcd compacted the revision it needs. Runs on the etcd
+    /// client's event loop, never on Swift's cooperative pool: writers blocked there waiting
+    /// for their echo must not be what the echo waits for.
+    private func openWatch() {
+        let (stopped, reload) = watchState.withLockedValue { ($0.stopped, $0.needsReload) }
+        guard !stopped else { return }
+        guard !reload else {
+            client.callFuture(
+                "/v3/kv/range", ["key": Self.base64(rangeStart), "range_end": Self.base64(rangeEnd)]
+            ).whenComplete { result in
+                guard case .success(let raw) = result, let answer = try? JSONDecoder().decode(EtcdRangeResponse.self, from: raw) else {
+                    self.retryWatch()
+                    return
                 }
-                let stream = try await client.watch(
-                    key: rangeStart, rangeEnd: rangeEnd, startRevision: mirror.revision + 1
-                ) { [weak self] message in self?.received(message) }
-                let stopped = watchState.withLockedValue { state in
+                let changes = self.mirror.load(answer.kvs, revision: answer.header.revision)
+                self.watchState.withLockedValue { $0.needsReload = false }
+                self.publish(changes)
+                self.openWatch()
+            }
+            return
+        }
+        client.watch(key: rangeStart, rangeEnd: rangeEnd, startRevision: mirror.revision + 1) { [weak self] message in
+            self?.received(message)
+        }.whenComplete { result in
+            switch result {
+            case .failure:
+                self.retryWatch()
+            case .success(let stream):
+                let stopped = self.watchState.withLockedValue { state in
                     state.stream = stream
                     return state.stopped
                 }
                 if stopped { stream.cancel() }
-                try? await stream.ended.get()
-                pause = .milliseconds(50)
-            } catch {
-                pause = min(pause * 2, .seconds(1))
+                stream.ended.whenComplete { _ in
+                    self.watchState.withLockedValue { $0.pause = .milliseconds(50) }
+                    self.retryWatch()
+                }
             }
-            try? await Task.sleep(for: pause)
         }
+    }
+
+    /// Opens the watch again after a pause that doubles (up to 1 s) while etcd is unreachable.
+    private func retryWatch() {
+        let pause = watchState.withLockedValue { state in
+            let pause = state.pause
+            state.pause = min(state.pause * 2, .seconds(1))
+            return pause
+        }
+        client.eventLoop.scheduleTask(in: pause) { self.openWatch() }
     }
 
     /// One watch message, on the etcd client's loop.

@@ -267,38 +267,59 @@ public final class EtcdClient: Sendable {
 
     // MARK: Watch
 
+    /// The client's event loop: what the store's watch runs on, so it never waits for a thread
+    /// of Swift's cooperative pool (which callers blocked in synchronous writes may be holding).
+    public var eventLoop: any EventLoop { group.next() }
+
+    /// Unary call as a future on the client's loop (the raw JSON answer).
+    public func callFuture(_ path: String, _ body: [String: Any]) -> EventLoopFuture<Data> {
+        do {
+            return call(path, body: try JSONSerialization.data(withJSONObject: body))
+        } catch {
+            return group.next().makeFailedFuture(EtcdError.invalid("cannot encode a request to \(path): \(error)"))
+        }
+    }
+
     /// Opens `/v3/watch` for `[key, rangeEnd)` from `startRevision` on the first endpoint that
     /// accepts a connection, and calls `onMessage` with each streamed message (on the client's
-    /// event loop, in order). Completes when the stream ends (the member went away, or
-    /// `cancel` closed it); fails if no endpoint could be reached.
+    /// event loop, in order). The stream's `ended` completes when the stream ends (the member
+    /// went away, or `cancel` closed it); the future fails if no endpoint could be reached.
     public func watch(
         key: String, rangeEnd: String, startRevision: Int64, onMessage: @escaping @Sendable (EtcdWatchMessage) -> Void
-    ) async throws(EtcdError) -> EtcdWatchStream {
+    ) -> EventLoopFuture<EtcdWatchStream> {
         let request: [String: Any] = [
             "create_request": [
                 "key": Data(key.utf8).base64EncodedString(), "range_end": Data(rangeEnd.utf8).base64EncodedString(),
                 "start_revision": String(startRevision), "progress_notify": true,
             ]
         ]
+        let loop = group.next()
         let body: Data
-        do { body = try JSONSerialization.data(withJSONObject: request) } catch { throw .invalid("\(error)") }
+        do { body = try JSONSerialization.data(withJSONObject: request) } catch {
+            return loop.makeFailedFuture(EtcdError.invalid("\(error)"))
+        }
         let start = preferred.withLockedValue { $0 }
-        var failures: [String] = []
-        for offset in 0..<endpoints.count {
-            let index = (start + offset) % endpoints.count
-            let endpoint = endpoints[index]
-            let loop = group.next()
+        let promise = loop.makePromise(of: EtcdWatchStream.self)
+        @Sendable func attempt(_ offset: Int, failures: [String]) {
+            guard offset < endpoints.count else {
+                promise.fail(EtcdError.unavailable("no etcd endpoint accepted a watch: " + failures.joined(separator: "; ")))
+                return
+            }
+            let endpoint = endpoints[(start + offset) % endpoints.count]
             let ended = loop.makePromise(of: Void.self)
-            do {
-                let channel = try await connect(endpoint, on: loop) { WatchStreamHandler(onMessage: onMessage, ended: ended) }.get()
-                Self.send(path: "/v3/watch", body: body, endpoint: endpoint, keepAlive: true, on: channel)
-                return EtcdWatchStream(channel: channel, ended: ended.futureResult, endpoint: endpoint)
-            } catch {
-                ended.fail(error)
-                failures.append("\(endpoint): \(Self.describe(error))")
+            connect(endpoint, on: loop) { WatchStreamHandler(onMessage: onMessage, ended: ended) }.whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    Self.send(path: "/v3/watch", body: body, endpoint: endpoint, keepAlive: true, on: channel)
+                    promise.succeed(EtcdWatchStream(channel: channel, ended: ended.futureResult, endpoint: endpoint))
+                case .failure(let error):
+                    ended.succeed(())
+                    attempt(offset + 1, failures: failures + ["\(endpoint): \(Self.describe(error))"])
+                }
             }
         }
-        throw .unavailable("no etcd endpoint accepted a watch: " + failures.joined(separator: "; "))
+        attempt(0, failures: [])
+        return promise.futureResult
     }
 
     static func describe(_ error: any Error) -> String {
