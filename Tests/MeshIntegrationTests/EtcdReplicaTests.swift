@@ -224,4 +224,27 @@ struct EtcdReplicaTests {
         #expect(try await a.cli(["apply", "-f", "-"], input: deny).status == 0)
         #expect(await eventually(timeout: .seconds(5)) { (try? await curl(call))?.status == 403 })
     }
+
+    @Test func etcdOverTLSWithAClientCertificate() async throws {
+        let cluster = try await EtcdCluster(size: 1, tls: true)
+        defer { cluster.stop() }
+        let tls = try #require(cluster.tls)
+        let (server, directory) = try await replica(
+            cluster, prefix: Self.prefix(),
+            extra: ["--etcd-ca-file", tls.ca, "--etcd-cert-file", tls.clientCertificate, "--etcd-key-file", tls.clientKey])
+        defer { server.stop(); directory.remove() }
+        let admin = try server.client(token: server.adminToken)
+        #expect(try await admin.send(.POST, "/v1/apply", body: Self.route, contentType: "application/yaml").status == 200)
+        #expect(server.process.stdout.contains("store: etcd https://127.0.0.1:"), "\(server.process.stdout)")
+
+        // Without a client certificate etcd refuses the handshake: serve says so and stops.
+        let refused = TemporaryDirectory()
+        defer { refused.remove() }
+        let bare = try await ChildProcess.run([
+            ControlPlaneServer.binary, "serve", "--data-dir", refused.path, "--listen", "127.0.0.1:0", "--store", "etcd",
+            "--etcd-endpoints", cluster.endpoints, "--etcd-ca-file", tls.ca,
+        ])
+        #expect(bare.status != 0)
+        #expect(bare.stderr.contains("cannot read the store from etcd"), "\(bare.stderr)")
+    }
 }
