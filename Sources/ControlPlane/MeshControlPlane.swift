@@ -64,6 +64,7 @@ public actor MeshControlPlane: SnapshotSource {
         do {
             for saved in try store.registrations() {
                 _ = registry.register(saved.instance, dependencies: saved.dependencies, now: .now)
+                if saved.instance.health == .unhealthy { _ = registry.setHealth(name: saved.instance.name, healthy: false) }
             }
         } catch {
             throw .store(error)
@@ -94,7 +95,10 @@ public actor MeshControlPlane: SnapshotSource {
     func storeChanged(_ change: StoreChange) {
         for registration in change.savedRegistrations {
             _ = registry.register(registration.instance, dependencies: registration.dependencies, now: .now)
+            if registration.instance.health == .unhealthy { _ = registry.setHealth(name: registration.instance.name, healthy: false) }
         }
+        for name in change.unhealthyRegistrations { _ = registry.setHealth(name: name, healthy: false) }
+        for name in change.healthyRegistrations { _ = registry.setHealth(name: name, healthy: true) }
         for name in change.removedRegistrations { _ = registry.deregister(name: name) }
         // An Instance (re-)applied on any replica renews its `ttl` lease here too; the
         // unhealthy mark a lease expiry writes does not (the grace then runs to removal).

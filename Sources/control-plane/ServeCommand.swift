@@ -111,7 +111,7 @@ struct ServeCommand: AsyncParsableCommand {
             // Everything this process creates (keys, token, database) is private to its user.
             umask(0o077)
             let directory = DataDirectory(path: URL(fileURLWithPath: dataDir).standardizedFileURL.path)
-            let opened = try openStore(directory: directory, registrationTTL: ttl)
+            let opened = try openStore(directory: directory, registrationTTL: ttl, registrationGrace: grace)
             var loaded = opened.loaded
             let resourceStore = opened.store
             loaded.authority = loaded.authority.withLeafLifetime(
@@ -149,7 +149,7 @@ struct ServeCommand: AsyncParsableCommand {
     /// etcd (the first replica on an empty prefix creates them), copied to the data dir for the
     /// operator CLI on this machine.
     private func openStore(
-        directory: DataDirectory, registrationTTL: Duration
+        directory: DataDirectory, registrationTTL: Duration, registrationGrace: Duration
     ) throws -> (store: any ResourceStore, loaded: DataDirectory.Loaded, description: String) {
         guard store == "etcd", let etcdEndpoints else {
             let loaded = try directory.loadOrCreate(trustDomain: trustDomain)
@@ -166,7 +166,8 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let etcdStore: EtcdResourceStore
         do {
-            etcdStore = try EtcdResourceStore(client: client, prefix: etcdPrefix, registrationTTL: registrationTTL)
+            etcdStore = try EtcdResourceStore(
+                client: client, prefix: etcdPrefix, registrationTTL: registrationTTL, registrationGrace: registrationGrace)
         } catch {
             throw CLIFailure("cannot read the store from etcd: \(error)")
         }

@@ -19,7 +19,7 @@ import Testing
         let second: any ResourceStore
         private let cleanup: () -> Void
 
-        init(_ backend: Backend, registrationTTL: Duration = .seconds(15)) async throws {
+        init(_ backend: Backend, registrationTTL: Duration = .seconds(15), grace: Duration = .seconds(60)) async throws {
             let directory = TemporaryDirectory()
             switch backend {
             case .sqlite:
@@ -30,8 +30,8 @@ import Testing
                 let cluster = try await EtcdCluster(size: 1)
                 let prefix = "/contract-\(UUID().uuidString.prefix(8))"
                 let client = try EtcdClient(endpoints: try EtcdClient.parseEndpoints(cluster.endpoints))
-                let a = try EtcdResourceStore(client: client, prefix: prefix, registrationTTL: registrationTTL)
-                let b = try EtcdResourceStore(client: client, prefix: prefix, registrationTTL: registrationTTL)
+                let a = try EtcdResourceStore(client: client, prefix: prefix, registrationTTL: registrationTTL, registrationGrace: grace)
+                let b = try EtcdResourceStore(client: client, prefix: prefix, registrationTTL: registrationTTL, registrationGrace: grace)
                 (first, second) = (a, b)
                 cleanup = {
                     a.stop()
@@ -137,34 +137,43 @@ import Testing
         #expect(try stores.first.bumpVersion() > removed)
     }
 
-    /// etcd alone: a registration's lease is renewed by a heartbeat to any replica; without
-    /// one etcd removes it and every replica hears of it.
+    /// etcd alone: a registration's leases are renewed by a heartbeat to any replica; without
+    /// one, etcd marks it unhealthy after the TTL (its alive key lapses) and removes it after
+    /// the grace, and every replica hears of both; a heartbeat in between makes it healthy.
     @Test(.enabled(if: EtcdCluster.binary != nil, Comment(rawValue: EtcdCluster.missing)))
-    func anEtcdRegistrationLivesByItsLease() async throws {
-        let stores = try await Stores(.etcd, registrationTTL: .seconds(1))
+    func anEtcdRegistrationLivesByItsLeases() async throws {
+        let stores = try await Stores(.etcd, registrationTTL: .seconds(1), grace: .seconds(2))
         defer { stores.stop() }
-        let removals = RemovalLog()
-        stores.second.observeChanges { change in removals.append(change.removedRegistrations) }
+        let log = ChangeLog()
+        stores.second.observeChanges { change in log.append(change) }
         let instance = Instance(service: "payments", address: "127.0.0.1", port: 16006)
         _ = try stores.first.recordRegistryChange(saving: [Registration(instance: instance, dependencies: nil)], removing: [])
-        #expect(await eventually { (try? stores.second.registrations().count) == 1 })
-        // Renewed through the other replica for longer than the TTL: still there.
-        let renewUntil = ContinuousClock.now + .milliseconds(2500)
+        #expect(await eventually { (try? stores.second.registrations())?.first?.instance.health == .healthy })
+        // Renewed through the other replica for longer than TTL + grace: still there, healthy.
+        let renewUntil = ContinuousClock.now + .milliseconds(3500)
         while ContinuousClock.now < renewUntil {
             #expect(try stores.second.keepAlive(registration: instance.name))
             try await Task.sleep(for: .milliseconds(300))
         }
-        #expect(try stores.first.registrations().count == 1)
-        // No more heartbeats: gone for both, and reported.
-        #expect(await eventually(timeout: .seconds(10)) { removals.names.contains(instance.name) })
+        #expect(try stores.first.registrations().first?.instance.health == .healthy)
+        // No heartbeats: unhealthy for both after the TTL, then healthy again on a heartbeat.
+        #expect(await eventually(timeout: .seconds(10)) { log.unhealthy.contains(instance.name) })
+        #expect(await eventually { (try? stores.first.registrations())?.first?.instance.health == .unhealthy })
+        #expect(try stores.first.keepAlive(registration: instance.name))
+        #expect(await eventually { log.healthy.contains(instance.name) })
+        #expect(await eventually { (try? stores.second.registrations())?.first?.instance.health == .healthy })
+        // Silence again: removed after TTL + grace, and reported.
+        #expect(await eventually(timeout: .seconds(15)) { log.removed.contains(instance.name) })
         #expect(try stores.first.registrations().isEmpty)
         #expect(try !stores.first.keepAlive(registration: instance.name))
     }
 }
 
-private final class RemovalLog: @unchecked Sendable {
+private final class ChangeLog: @unchecked Sendable {
     private let lock = NSLock()
-    private var recorded: [String] = []
-    func append(_ names: [String]) { lock.withLock { recorded += names } }
-    var names: [String] { lock.withLock { recorded } }
+    private var changes: [StoreChange] = []
+    func append(_ change: StoreChange) { lock.withLock { changes.append(change) } }
+    var removed: [String] { lock.withLock { changes.flatMap(\.removedRegistrations) } }
+    var unhealthy: [String] { lock.withLock { changes.flatMap(\.unhealthyRegistrations) } }
+    var healthy: [String] { lock.withLock { changes.flatMap(\.healthyRegistrations) } }
 }

@@ -7,7 +7,9 @@ import SidecarCore
 /// every replica that names it.
 ///
 /// Keys (`P` is the prefix): `P/resources/<Kind>/<name>` (the resource's JSON),
-/// `P/registrations/<name>` (with an etcd lease: the registration's TTL), `P/tokens/<id>`,
+/// `P/registrations/<name>` (with an etcd lease of TTL + grace: while it lives the instance is
+/// registered), `P/alive/<name>` (with a lease of the TTL: while it lives the instance is
+/// healthy; a heartbeat renews both, on any replica), `P/tokens/<id>`,
 /// `P/bootstrap` (CA root, CA key, admin token) and `P/version` (moved by a bare version bump).
 ///
 /// - A resource's `resourceVersion` is its key's etcd mod revision; the store's version is the
@@ -30,6 +32,8 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
     public let prefix: String
     /// The lease of a sidecar's registration.
     public let registrationTTL: Duration
+    /// How long an instance stays (unhealthy) after its TTL lapsed, before it is removed.
+    public let registrationGrace: Duration
     private let mirror: EtcdMirror
     private let observers = NIOLockedValueBox<[@Sendable (StoreChange) -> Void]>([])
     private let watchState = NIOLockedValueBox(WatchState())
@@ -44,15 +48,21 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
     }
 
     /// Reads the whole prefix and starts watching it; fails if no endpoint answers.
-    public init(client: EtcdClient, prefix: String = "/mesh", registrationTTL: Duration = .seconds(15)) throws(StoreError) {
+    public init(
+        client: EtcdClient, prefix: String = "/mesh", registrationTTL: Duration = .seconds(15), registrationGrace: Duration = .seconds(60)
+    ) throws(StoreError) {
         var trimmed = prefix
         while trimmed.hasSuffix("/") { trimmed.removeLast() }
         if !trimmed.hasPrefix("/") { trimmed = "/" + trimmed }
         self.prefix = trimmed
         self.client = client
         self.registrationTTL = registrationTTL
+        self.registrationGrace = registrationGrace
         let resources = trimmed + "/resources/", registrations = trimmed + "/registrations/", version = trimmed + "/version"
-        mirror = EtcdMirror { key in key.hasPrefix(resources) || key.hasPrefix(registrations) || key == version }
+        let alive = trimmed + "/alive/"
+        mirror = EtcdMirror { key in
+            key.hasPrefix(resources) || key.hasPrefix(registrations) || key.hasPrefix(alive) || key == version
+        }
         _ = try reload()
         openWatch()
     }
@@ -77,6 +87,7 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
     private var rangeEnd: String { prefix + "0" }
     private func resourceKey(_ kind: ResourceKind, _ name: String) -> String { "\(prefix)/resources/\(kind.rawValue)/\(name)" }
     private func registrationKey(_ name: String) -> String { "\(prefix)/registrations/\(name)" }
+    private func aliveKey(_ name: String) -> String { "\(prefix)/alive/\(name)" }
     private func tokenKey(_ id: String) -> String { "\(prefix)/tokens/\(id)" }
     var bootstrapKey: String { prefix + "/bootstrap" }
     private var versionKey: String { prefix + "/version" }
@@ -161,16 +172,18 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
 
     public func recordRegistryChange(saving: [Registration], removing: [String]) throws(StoreError) -> Int64 {
         var operations: [[String: Any]] = []
-        let ttl = max(1, Int64((Double(registrationTTL.components.seconds) + Double(registrationTTL.components.attoseconds) / 1e18).rounded(.up)))
         for registration in saving {
-            let lease = try call("/v3/lease/grant", ["TTL": ttl], as: EtcdLeaseGrantResponse.self)
+            let name = registration.instance.name
+            let kept = try grant(registrationTTL + registrationGrace), alive = try grant(registrationTTL)
             let stored = StoredRegistration(
                 instance: MeshResource.instance(registration.instance).json, dependencies: registration.dependencies)
             let value = (try? JSONEncoder().encode(stored)) ?? Data()
-            operations.append(Self.put(registrationKey(registration.instance.name), value: value, lease: lease.id))
+            operations.append(Self.put(registrationKey(name), value: value, lease: kept))
+            operations.append(Self.put(aliveKey(name), value: Data(), lease: alive))
         }
         for name in removing {
             operations.append(["request_delete_range": ["key": Self.base64(registrationKey(name))]])
+            operations.append(["request_delete_range": ["key": Self.base64(aliveKey(name))]])
         }
         if operations.isEmpty { operations.append(Self.put(versionKey, value: Data("bump".utf8))) }
         let answer = try txn(compares: [], success: operations, failure: [])
@@ -178,16 +191,40 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
         return mirror.version
     }
 
-    public func registrations() throws(StoreError) -> [Registration] {
-        let start = prefix + "/registrations/"
-        let stored = mirror.read { entries in entries.filter { $0.key.hasPrefix(start) }.map(\.value) }
-        return stored.compactMap(Self.registration).sorted { $0.instance.name < $1.instance.name }
+    /// A new lease of `duration` (whole seconds, at least 1).
+    private func grant(_ duration: Duration) throws(StoreError) -> Int64 {
+        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        return try call("/v3/lease/grant", ["TTL": max(1, Int64(seconds.rounded(.up)))], as: EtcdLeaseGrantResponse.self).id
     }
 
+    /// Every saved registration, unhealthy when its alive key lapsed.
+    public func registrations() throws(StoreError) -> [Registration] {
+        let start = prefix + "/registrations/", alive = prefix + "/alive/"
+        let (stored, living) = mirror.read { entries in
+            (entries.filter { $0.key.hasPrefix(start) }.map(\.value), Set(entries.keys.filter { $0.hasPrefix(alive) }))
+        }
+        return stored.compactMap { kv in
+            guard var registration = Self.registration(kv) else { return nil }
+            registration.instance.health = living.contains(aliveKey(registration.instance.name)) ? .healthy : .unhealthy
+            return registration
+        }.sorted { $0.instance.name < $1.instance.name }
+    }
+
+    /// A heartbeat: renews the registration's lease and its alive lease (a new alive key if it
+    /// lapsed: the instance is healthy again for every replica). False if the registration is gone.
     public func keepAlive(registration name: String) throws(StoreError) -> Bool {
         guard let kv = mirror.entry(registrationKey(name)) else { return false }
-        guard kv.lease != 0 else { return true }
-        let answer = try call("/v3/lease/keepalive", ["ID": String(kv.lease)], as: EtcdKeepAliveResponse.self)
+        guard kv.lease != 0, try renew(kv.lease) else { return kv.lease == 0 }
+        if let alive = mirror.entry(aliveKey(name)), alive.lease != 0, try renew(alive.lease) { return true }
+        let answer = try txn(
+            compares: [], success: [Self.put(aliveKey(name), value: Data(), lease: try grant(registrationTTL))], failure: [])
+        awaitEcho(answer.header.revision)
+        return true
+    }
+
+    /// Whether the lease still lived (and now has its full TTL again).
+    private func renew(_ lease: Int64) throws(StoreError) -> Bool {
+        let answer = try call("/v3/lease/keepalive", ["ID": String(lease)], as: EtcdKeepAliveResponse.self)
         return (answer.result?.ttl ?? 0) > 0
     }
 
@@ -430,13 +467,19 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
     }
 
     private func publish(_ changes: [EtcdMirror.Change]) {
-        let registrations = prefix + "/registrations/", resources = prefix + "/resources/"
+        let registrations = prefix + "/registrations/", resources = prefix + "/resources/", alive = prefix + "/alive/"
         var change = StoreChange()
         var versioned = false
         for item in changes {
-            if item.key.hasPrefix(registrations) {
+            if item.key.hasPrefix(alive) {
                 versioned = true
-                if let kv = item.kv, let registration = Self.registration(kv) {
+                let name = String(item.key.dropFirst(alive.count))
+                if item.kv == nil { change.unhealthyRegistrations.append(name) } else { change.healthyRegistrations.append(name) }
+            } else if item.key.hasPrefix(registrations) {
+                versioned = true
+                if let kv = item.kv, var registration = Self.registration(kv) {
+                    let name = registration.instance.name
+                    registration.instance.health = mirror.entry(aliveKey(name)) == nil ? .unhealthy : .healthy
                     change.savedRegistrations.append(registration)
                 } else {
                     change.removedRegistrations.append(String(item.key.dropFirst(registrations.count)))

@@ -64,6 +64,9 @@ public struct StoreChange: Sendable, Equatable {
     public var removedRegistrations: [String]
     public var storedInstances: [Instance]
     public var deletedInstances: [String]
+    /// Registrations whose TTL lapsed (no heartbeat to any replica), or that heard one again.
+    public var unhealthyRegistrations: [String] = []
+    public var healthyRegistrations: [String] = []
 
     public init(
         savedRegistrations: [Registration] = [], removedRegistrations: [String] = [], storedInstances: [Instance] = [],
