@@ -123,6 +123,12 @@ final class EtcdCluster: @unchecked Sendable {
         lock.withLock { members[index].process = nil }
     }
 
+    /// SIGSTOP (or SIGCONT): the member keeps its connections open and answers nothing.
+    func pause(_ index: Int, _ paused: Bool = true) {
+        guard let process = lock.withLock({ members[index].process }) else { return }
+        _ = Foundation.kill(process.process.processIdentifier, paused ? SIGSTOP : SIGCONT)
+    }
+
     func restart(_ index: Int) throws {
         kill(index)
         try start(index)

@@ -169,6 +169,34 @@ import Testing
     }
 }
 
+/// etcd's watch when its member goes silent without closing the stream.
+@Suite(.serialized, .enabled(if: EtcdCluster.binary != nil, Comment(rawValue: EtcdCluster.missing)))
+struct EtcdWatchLivenessTests {
+    @Test func aWatchWhoseMemberStopsAnsweringIsReplacedAndMissesNothing() async throws {
+        let cluster = try await EtcdCluster(size: 3)
+        defer { cluster.stop() }
+        let prefix = "/liveness-\(UUID().uuidString.prefix(8))"
+        // A watches through member 0 (its first endpoint); B writes through members 1 and 2.
+        let watching = try EtcdResourceStore(
+            client: try EtcdClient(endpoints: try EtcdClient.parseEndpoints(cluster.endpoints)), prefix: prefix,
+            livenessInterval: .milliseconds(300))
+        defer { watching.stop() }
+        let others = [cluster.endpoint(1), cluster.endpoint(2), cluster.endpoint(0)].joined(separator: ",")
+        let writing = try EtcdResourceStore(client: try EtcdClient(endpoints: try EtcdClient.parseEndpoints(others)), prefix: prefix)
+        defer { writing.stop() }
+
+        cluster.pause(0)
+        defer { cluster.pause(0, false) }
+        _ = try writing.apply([ResourceStoreContractTests.route("/while-paused")])
+        // Its stream is open but silent: the liveness check replaces it through a live member.
+        #expect(await eventually(timeout: .seconds(20)) { (try? watching.get(kind: .route, name: "payments")) != nil })
+        _ = try writing.apply([ResourceStoreContractTests.route("/after")])
+        #expect(await eventually(timeout: .seconds(5)) {
+            (try? watching.get(kind: .route, name: "payments"))??.yaml.contains("/after") == true
+        })
+    }
+}
+
 private final class ChangeLog: @unchecked Sendable {
     private let lock = NSLock()
     private var changes: [StoreChange] = []

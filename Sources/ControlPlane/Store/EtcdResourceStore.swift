@@ -45,12 +45,20 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
         var needsReload = false
         var stopped = false
         var pause = TimeAmount.milliseconds(50)
+        /// A revision etcd had under the prefix that the watch had not delivered at the last check.
+        var undelivered: Int64?
     }
+
+    /// How often the watch is checked against etcd (a member cut off from the others keeps a
+    /// stream open that delivers nothing).
+    private let livenessInterval: TimeAmount
 
     /// Reads the whole prefix and starts watching it; fails if no endpoint answers.
     public init(
-        client: EtcdClient, prefix: String = "/mesh", registrationTTL: Duration = .seconds(15), registrationGrace: Duration = .seconds(60)
+        client: EtcdClient, prefix: String = "/mesh", registrationTTL: Duration = .seconds(15), registrationGrace: Duration = .seconds(60),
+        livenessInterval: TimeAmount = .seconds(5)
     ) throws(StoreError) {
+        self.livenessInterval = livenessInterval
         var trimmed = prefix
         while trimmed.hasSuffix("/") { trimmed.removeLast() }
         if !trimmed.hasPrefix("/") { trimmed = "/" + trimmed }
@@ -65,6 +73,7 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
         }
         _ = try reload()
         openWatch()
+        scheduleLivenessCheck()
     }
 
     deinit {
@@ -439,6 +448,37 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
                     self.retryWatch()
                 }
             }
+        }
+    }
+
+    /// Every `livenessInterval`: the newest mod revision under the prefix, read through etcd's
+    /// leader. One the watch still has not delivered at the next check means the stream went
+    /// silent (its member is cut off, or stopped): it is closed, and reopened (from the mirror's
+    /// revision) on the endpoint that answers.
+    private func scheduleLivenessCheck() {
+        client.eventLoop.scheduleTask(in: livenessInterval) { self.checkLiveness() }
+    }
+
+    private func checkLiveness() {
+        guard !watchState.withLockedValue({ $0.stopped }) else { return }
+        client.callFuture("/v3/kv/range", [
+            "key": Self.base64(rangeStart), "range_end": Self.base64(rangeEnd), "sort_order": "DESCEND", "sort_target": "MOD",
+            "limit": "1", "keys_only": true,
+        ]).whenComplete { result in
+            defer { self.scheduleLivenessCheck() }
+            guard case .success(let raw) = result, let answer = try? JSONDecoder().decode(EtcdRangeResponse.self, from: raw),
+                let newest = answer.kvs.first?.modRevision
+            else { return }
+            let delivered = self.mirror.revision
+            let silent = self.watchState.withLockedValue { state -> EtcdWatchStream? in
+                if let undelivered = state.undelivered, undelivered > delivered {
+                    state.undelivered = nil
+                    return state.stream
+                }
+                state.undelivered = newest > delivered ? newest : nil
+                return nil
+            }
+            silent?.cancel()
         }
     }
 
