@@ -1,5 +1,10 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
+
+// Our targets build with zero warnings and keep it so: any warning is an error (SE-0480, tools
+// 6.2). Settings apply to the target that declares them, so dependencies are not affected.
+let warningsAsErrors: [SwiftSetting] = [.treatAllWarnings(as: .error)]
+let cWarningsAsErrors: [CSetting] = [.treatAllWarnings(as: .error)]
 
 let package = Package(
     name: "mesh",
@@ -25,6 +30,7 @@ let package = Package(
         // The system OpenSSL 3 (apt: libssl-dev) plus C shims for the macros Swift cannot call.
         .target(
             name: "COpenSSL",
+            cSettings: cWarningsAsErrors,
             linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
         ),
         .target(
@@ -41,7 +47,8 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: warningsAsErrors
         ),
         // What the sidecar, the control plane and the CLI share: the API's JSON messages, the
         // snapshot wire type and the HTTPS client of the API (over SidecarCore's TLS, with the
@@ -54,7 +61,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
-            ]
+            ],
+            swiftSettings: warningsAsErrors
         ),
         // The sidecar's dynamic mode: bootstrap (CSR, first snapshot) and the agent that
         // registers, heartbeats, watches and renews; plugged into `Sidecar` by the executable.
@@ -67,7 +75,10 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+                // The state file's checksum.
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: warningsAsErrors
         ),
         .executableTarget(
             name: "sidecar",
@@ -75,7 +86,8 @@ let package = Package(
                 "SidecarCore",
                 "SidecarDiscovery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            swiftSettings: warningsAsErrors
         ),
         // A tiny HTTP service for the demo mesh (scripts/demo.sh).
         .executableTarget(
@@ -84,7 +96,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: warningsAsErrors
         ),
         .executableTarget(
             name: "control-plane",
@@ -96,7 +109,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: warningsAsErrors
         ),
         // The control plane as a library: store, registry, snapshots, CA, HTTPS API, operator client.
         .target(
@@ -111,7 +125,8 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: warningsAsErrors
         ),
         // Benchmarks: TLS handshakes and bulk throughput now, the sidecar pair later (bench/).
         .executableTarget(
@@ -122,7 +137,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            swiftSettings: warningsAsErrors
         ),
         // Fuzz targets over the mesh's untrusted inputs (config YAML, API JSON, snapshots, CSRs,
         // chunked bodies), one entry function each: driven by libFuzzer through `mesh-fuzz`
@@ -138,13 +154,15 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
-            ]
+            ],
+            swiftSettings: warningsAsErrors
         ),
         // The declaration of libFuzzer's driver, called by mesh-fuzz only in a -sanitize=fuzzer build.
-        .target(name: "CLibFuzzer"),
+        .target(name: "CLibFuzzer", cSettings: cWarningsAsErrors),
         .executableTarget(
             name: "mesh-fuzz",
-            dependencies: ["MeshFuzzTargets", "CLibFuzzer"]
+            dependencies: ["MeshFuzzTargets", "CLibFuzzer"],
+            swiftSettings: warningsAsErrors
         ),
         // Test-only helpers shared by both test targets: certificates minted at test time,
         // in-memory channel pumping, free ports, child processes.
@@ -157,7 +175,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
-            path: "Tests/MeshTestSupport"
+            path: "Tests/MeshTestSupport",
+            swiftSettings: warningsAsErrors
         ),
         .testTarget(
             name: "SidecarCoreTests",
@@ -172,7 +191,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            swiftSettings: warningsAsErrors
         ),
         .testTarget(
             name: "ControlPlaneTests",
@@ -185,11 +205,13 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: warningsAsErrors
         ),
         .testTarget(
             name: "MeshFuzzTargetsTests",
-            dependencies: ["MeshFuzzTargets"]
+            dependencies: ["MeshFuzzTargets"],
+            swiftSettings: warningsAsErrors
         ),
         .testTarget(
             name: "MeshIntegrationTests",
@@ -200,7 +222,8 @@ let package = Package(
                 "MeshTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: warningsAsErrors
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -16,6 +16,8 @@
 #   SIDECAR_VARIANTS="demo none" bench/sidecar.sh      # a second sidecar config (column ours.none)
 #   SIDECAR_VARIANTS="none policy" PAIRS="direct ours" bench/sidecar.sh   # every resilience policy vs none
 #   PROFILE=1 bench/sidecar.sh                         # then perf-record our pair at saturation
+#   BASE_BIN=/other/checkout/.build-release/release PAIRS="direct base ours" ROUNDS=5 bench/sidecar.sh
+#                                                      # before/after: another build's sidecar as pair "base"
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -188,14 +190,14 @@ EOF
 EOF
 }
 
-start_ours() {  # name variant
-    local name=$1 variant=$2 d="$OUT/$1" b; mkdir -p "$d"
+start_ours() {  # name variant [bin-dir]
+    local name=$1 variant=$2 d="$OUT/$1" b bin=${3:-$BIN}; mkdir -p "$d"
     A_LISTEN=$(free_port); b=$(free_port)
     "sidecar_config_$variant" "$d" "$APP_PORT" "$b"
-    "$BIN/sidecar" validate --config "$d/web.yaml" > /dev/null
-    "$BIN/sidecar" validate --config "$d/payments.yaml" > /dev/null
-    "$BIN/sidecar" --config "$d/payments.yaml" --workers 1 --access-log off > "$d/b.log" 2>&1 & B_PID[$name]=$!; PIDS+=($!)
-    "$BIN/sidecar" --config "$d/web.yaml" --workers 1 --access-log off > "$d/a.log" 2>&1 & A_PID[$name]=$!; PIDS+=($!)
+    "$bin/sidecar" validate --config "$d/web.yaml" > /dev/null
+    "$bin/sidecar" validate --config "$d/payments.yaml" > /dev/null
+    "$bin/sidecar" --config "$d/payments.yaml" --workers 1 --access-log off > "$d/b.log" 2>&1 & B_PID[$name]=$!; PIDS+=($!)
+    "$bin/sidecar" --config "$d/web.yaml" --workers 1 --access-log off > "$d/a.log" 2>&1 & A_PID[$name]=$!; PIDS+=($!)
     wait_listening "$b"; wait_listening "$A_LISTEN"
     PORT_OF[$name]=$A_LISTEN
 }
@@ -363,6 +365,9 @@ for pair in $PAIRS; do
                 if (( first )); then name=ours; first=0; else name=ours.$v; fi
                 start_ours "$name" "$v"; NAMES+=("$name")
             done ;;
+        base)
+            [[ -x "${BASE_BIN:-}/sidecar" ]] || { echo "bench/sidecar.sh: pair base needs BASE_BIN=<dir with another build's sidecar>" >&2; exit 1; }
+            start_ours base "${SIDECAR_VARIANTS%% *}" "$BASE_BIN"; NAMES+=(base) ;;
         *) "start_$pair"; NAMES+=("$pair") ;;
     esac
 done

@@ -12,6 +12,19 @@ if [[ -z "${MESH_BIN:-}" ]]; then
     echo "building release (every product in one swift build): about 6 to 9 minutes the first time on 2 cores, seconds after"
     swift build -c release --scratch-path .build-release
 fi
+# Every port checked before anything starts, so a taken one is named, not discovered later as
+# a connection refused.
+check_port() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+        echo "demo: port $1 on 127.0.0.1 ($2) is already in use: stop what listens there (ss -ltnp 'sport = :$1')" >&2
+        exit 1
+    fi
+}
+for entry in "15010 control plane API" "8080 web app" "9090 payments app" "15000 web sidecar admin" \
+    "15001 web sidecar outbound" "15006 web sidecar inbound" "16000 payments sidecar admin" \
+    "16001 payments sidecar outbound" "16006 payments sidecar inbound"; do
+    check_port "${entry%% *}" "${entry#* }"
+done
 dir=demo-dynamic
 rm -rf "$dir" && mkdir -p "$dir"
 umask 077  # join tokens and the data dir stay private

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the mesh in release mode and runs the static two-service example from DESIGN.md:
+# Builds the mesh in release mode and runs the README's static two-service example:
 # demo apps `web` (127.0.0.1:8080) and `payments` (127.0.0.1:9090), each behind its sidecar,
 # with certificates minted here. Sends traffic through the mesh and shows where to look.
 # Ctrl-C stops everything it started. `--once` sends the traffic and exits.
@@ -13,6 +13,19 @@ if [[ -z "${MESH_BIN:-}" ]]; then
     echo "building release (every product in one swift build): about 6 to 9 minutes the first time on 2 cores, seconds after"
     swift build -c release --scratch-path .build-release
 fi
+# Every port checked before anything starts, so a taken one is named, not discovered later as
+# a connection refused.
+check_port() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+        echo "demo: port $1 on 127.0.0.1 ($2) is already in use: stop what listens there (ss -ltnp 'sport = :$1')" >&2
+        exit 1
+    fi
+}
+for entry in "8080 web app" "9090 payments app" "15000 web sidecar admin" "15001 web sidecar outbound" \
+    "15006 web sidecar inbound" "16000 payments sidecar admin" "16001 payments sidecar outbound" \
+    "16006 payments sidecar inbound"; do
+    check_port "${entry%% *}" "${entry#* }"
+done
 dir=demo
 rm -rf "$dir" && mkdir -p "$dir/certs"
 

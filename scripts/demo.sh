@@ -203,7 +203,7 @@ service: $service
 inbound:  { listen: 127.0.0.1:$inbound, app: 127.0.0.1:$app }
 outbound: { listen: 127.0.0.1:$outbound }
 admin:    { listen: 127.0.0.1:$admin }
-controlPlane: { address: https://127.0.0.1:$cp_port, tokenFile: $service.token, caFile: ca.pem,
+controlPlane: { address: https://127.0.0.1:$cp_port, tokenFile: $service.token, caFile: ca.pem, stateDir: state/$name,
                 labels: { ${labels/=/: } }, dependencies: $dependencies }
 YAML
     [[ $service == loadgen ]] || start "$name app" "$dir/logs/$name-app.log" "$bin/demo-app" "$name" "127.0.0.1:$app" "${call[@]}"
@@ -266,20 +266,23 @@ rules:
   - match: { pathPrefix: / }
     fault: { abort: { percent: 20, status: 500 } }
 YAML
+# The commands below paste as they are into any shell: plain programs (no function of this
+# script), every path quoted for the shell (printf %q), no quotes for a terminal to lose.
 cp="$bin/control-plane"
 [[ $cp == "$root/"* ]] && cp=${cp#"$root/"}
-data=$cpdir
+cp=$(printf '%q' "$cp") data=$(printf '%q' "$cpdir") try=$(printf '%q' "$dir/try")
 echo "mesh demo ready: Prometheus $prom (graph: $prom/graph, targets: $prom/targets) · control plane https://127.0.0.1:$cp_port (data dir $cpdir) · web through loadgen's sidecar: curl -H 'Host: web' http://127.0.0.1:$loadgen_outbound/ · logs $dir/logs"
 cat <<EOF
 
-Load: ${DEMO_RPS:-5} requests/s, loadgen -> web -> payments (v1) -> ledger. Try, from $root:
+Load: ${DEMO_RPS:-5} requests/s, loadgen -> web -> payments (v1) -> ledger. Try, from $(printf '%q' "$root"):
   $cp stat --prometheus $prom                          # golden metrics per service and edge
-  $cp apply -f $dir/try/canary.yaml --data-dir $data      # 90/10 canary to payments v2
-  $cp apply -f $dir/try/fault.yaml --data-dir $data       # 20% of ledger calls fail with 500
-  $cp apply -f $dir/try/breaker.yaml --data-dir $data     # slow ledger + a circuit breaker
+  $cp apply -f $try/canary.yaml --data-dir $data      # 90/10 canary to payments v2
+  $cp apply -f $try/fault.yaml --data-dir $data       # 20% of ledger calls fail with 500
+  $cp apply -f $try/breaker.yaml --data-dir $data     # slow ledger + a circuit breaker
   $cp delete route ledger --data-dir $data                # undo the fault / the slowdown
   $cp delete trafficpolicy ledger --data-dir $data        # undo the breaker
   $cp get proxies --data-dir $data                        # which config each sidecar applied
+  curl -s -H 'Host: payments' http://127.0.0.1:$(p 15001)/pay      # web's sidecar -> payments, as web's app calls it
   curl -s http://127.0.0.1:$(p 16000)/metrics | grep ^sidecar_requests_total     # payments-v1's sidecar
 Ctrl-C stops everything.
 EOF

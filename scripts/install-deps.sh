@@ -2,11 +2,13 @@
 # Installs the system packages the build and the tests need, only when one is missing:
 # libssl-dev (COpenSSL), libsqlite3-dev (GRDB), pkg-config, openssl and curl (interop tests),
 # etcd-server (the etcd store's tests start their own etcd cluster; the package's own service
-# is not started in containers, and the tests use free ports, never 2379).
+# is not started in containers, and the tests use free ports, never 2379), python3 and
+# python3-venv (the tests' venv, below).
 # Also promtool and prometheus (metrics tests, the demo), unpacked into .build-tools/ without
-# installing Debian's prometheus package (whose service would start and take port 9090).
+# installing Debian's prometheus package (whose service would start and take port 9090), and
+# the tests' Python packages (scripts/requirements-test.txt) in a venv, .venv/.
 set -euo pipefail
-packages=(libssl-dev libsqlite3-dev pkg-config openssl curl etcd-server)
+packages=(libssl-dev libsqlite3-dev pkg-config openssl curl etcd-server python3 python3-venv)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -45,4 +47,13 @@ if ((${#tools[@]})); then
     for tool in "${tools[@]}"; do
         install -m 0755 "$scratch/extracted/usr/bin/$tool" "$root/.build-tools/$tool"
     done
+fi
+
+# The tests' Python packages (jsonschema and PyYAML for scripts/check-compose.py), from PyPI
+# into .venv/, pinned in scripts/requirements-test.txt; redone only when one is missing.
+if ! "$root/.venv/bin/python3" -c 'import jsonschema, yaml' 2>/dev/null; then
+    echo "installing the tests' Python packages into $root/.venv/ (scripts/requirements-test.txt)" >&2
+    rm -rf "$root/.venv"
+    python3 -m venv "$root/.venv"
+    "$root/.venv/bin/pip" install -q --disable-pip-version-check -r "$root/scripts/requirements-test.txt"
 fi

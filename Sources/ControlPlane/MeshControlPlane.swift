@@ -170,6 +170,10 @@ public actor MeshControlPlane: SnapshotSource {
         guard case .success = HostPort.parse(HostPort(host: request.address, port: request.port).description) else {
             throw .invalid("address \"\(request.address)\" is not an IP address or host name")
         }
+        // The same bound as an applied Instance's labels: what we serve must read back.
+        if let key = request.labels?.keys.first(where: { $0.count > ConfigReader.maxKeyLength }) {
+            throw .invalid("label key \"\(key.prefix(32))…\" is longer than \(ConfigReader.maxKeyLength) characters")
+        }
         let instance = Instance(service: request.service, address: request.address, port: request.port, labels: request.labels ?? [:])
         let actions = registry.register(instance, dependencies: request.dependencies, now: .now)
         try carryOut(actions)
@@ -193,7 +197,11 @@ public actor MeshControlPlane: SnapshotSource {
             }
         }
         let applied = request.version.flatMap { Int64($0) }
-        switch registry.heartbeat(name: request.name, appliedVersion: applied, now: .now) {
+        let rejection = request.rejectedVersion.flatMap { Int64($0) }.map {
+            // A reason is the sidecar's words: bounded, so `get proxies` stays readable.
+            RegistryStateMachine.Rejection(version: $0, reason: String((request.rejectedReason ?? "").prefix(500)))
+        }
+        switch registry.heartbeat(name: request.name, appliedVersion: applied, rejection: rejection, now: .now) {
         case .unknownInstance:
             throw .notFound("instance \"\(request.name)\" is not registered; register again")
         case .accepted(let actions):
@@ -332,11 +340,16 @@ public actor MeshControlPlane: SnapshotSource {
     ///
     /// Nonisolated: the wait and the wake-up happen in the distributor, so a thousand watchers
     /// woken by one change do not pass through this actor one by one.
+    ///
+    /// `rejectedVersion`: a snapshot the sidecar refused (it still runs `knownVersion`); the
+    /// wait is for a version after that one, so the refused snapshot is not sent again at once.
     nonisolated public func watch(
-        service: String, knownVersion: Int64?, instance: String?, principal: Principal, timeout: Duration
+        service: String, knownVersion: Int64?, rejectedVersion: Int64? = nil, instance: String?, principal: Principal,
+        timeout: Duration
     ) async throws(ControlPlaneError) -> PublishedSnapshot? {
         try await beginWatch(service: service, knownVersion: knownVersion, instance: instance, principal: principal)
-        switch await distributor.watch(service: service, knownVersion: knownVersion, timeout: timeout) {
+        let waitAfter = rejectedVersion.map { max($0, knownVersion ?? $0) } ?? knownVersion
+        switch await distributor.watch(service: service, knownVersion: waitAfter, timeout: timeout) {
         case .snapshot(let snapshot): return snapshot
         case .changed: return try await publishedSnapshot(service: service)
         case .timedOut: return nil
@@ -365,7 +378,8 @@ public actor MeshControlPlane: SnapshotSource {
                 port: entry.instance.port, health: entry.instance.health.rawValue,
                 appliedVersion: entry.appliedVersion.map(String.init), currentVersion: String(current),
                 lastSeenSecondsAgo: silence.inSeconds,
-                stale: (entry.appliedVersion ?? -1) < current)
+                stale: (entry.appliedVersion ?? -1) < current,
+                rejectedVersion: entry.rejection.map { String($0.version) }, rejectedReason: entry.rejection?.reason)
         }
     }
 

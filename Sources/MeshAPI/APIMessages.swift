@@ -120,7 +120,17 @@ public enum APIMessages {
         public var name: String
         /// The snapshot version the sidecar has applied.
         public var version: String?
-        public init(name: String, version: String? = nil) { self.name = name; self.version = version }
+        /// The newest snapshot version the sidecar refused (it keeps serving `version`), and
+        /// why; absent when it applied the newest one it received.
+        public var rejectedVersion: String?
+        public var rejectedReason: String?
+
+        public init(name: String, version: String? = nil, rejectedVersion: String? = nil, rejectedReason: String? = nil) {
+            self.name = name
+            self.version = version
+            self.rejectedVersion = rejectedVersion
+            self.rejectedReason = rejectedReason
+        }
     }
 
     public struct DeregisterRequest: Codable, Sendable {
@@ -138,8 +148,17 @@ public enum APIMessages {
         public var currentVersion: String
         public var lastSeenSecondsAgo: Double
         public var stale: Bool
+        /// The newest snapshot version the proxy refused, and why (from its heartbeat).
+        public var rejectedVersion: String?
+        public var rejectedReason: String?
 
-        public init(name: String, service: String, address: String, port: Int, health: String, appliedVersion: String? = nil, currentVersion: String, lastSeenSecondsAgo: Double, stale: Bool) {
+        public init(
+            name: String, service: String, address: String, port: Int, health: String, appliedVersion: String? = nil,
+            currentVersion: String, lastSeenSecondsAgo: Double, stale: Bool, rejectedVersion: String? = nil,
+            rejectedReason: String? = nil
+        ) {
+            self.rejectedVersion = rejectedVersion
+            self.rejectedReason = rejectedReason
             self.name = name
             self.service = service
             self.address = address

@@ -10,7 +10,7 @@ import ServiceLifecycle
 /// `ConfigApplier`) and runs them as one `ServiceGroup` that drains on SIGTERM.
 ///
 /// Start here to follow a request: `ProxyListener` accepts, `HTTPProxyHandler` routes and
-/// relays, `ProxyLoopState` balances and pools, `UpstreamHandler` reads the response.
+/// relays, a `LoopContext` per loop holds the route table, one `Cluster` per destination (balancer, breaker, budget, outliers) and the `ConnectionPool`, `UpstreamHandler` reads the response.
 public final class Sidecar: Sendable {
     public struct Options: Sendable {
         public var workers: Int
@@ -22,12 +22,16 @@ public final class Sidecar: Sendable {
         public var requestBodyTimeout: TimeAmount
         /// How long a keep-alive connection may sit idle.
         public var idleTimeout: TimeAmount
+        /// Supervisor mode: the app's command line (`sidecar --config F -- CMD ARGS…`), started
+        /// once the sidecar is ready; empty runs the sidecar alone.
+        public var appCommand: [String]
 
         public init(
             workers: Int = System.coreCount, drainTimeout: TimeAmount = .seconds(30), accessLog: Bool = true,
             requestHeadTimeout: TimeAmount = .seconds(10), requestBodyTimeout: TimeAmount = .seconds(30),
-            idleTimeout: TimeAmount = .hours(1)
+            idleTimeout: TimeAmount = .hours(1), appCommand: [String] = []
         ) {
+            self.appCommand = appCommand
             self.requestBodyTimeout = requestBodyTimeout
             self.workers = workers
             self.drainTimeout = drainTimeout
@@ -55,17 +59,21 @@ public final class Sidecar: Sendable {
         /// The first snapshot's resources (the bootstrap file's own come first) and its version.
         public var resources: [MeshResource]
         public var version: Int64
+        /// `live`, or `lastKnownGood` when the control plane did not answer and the sidecar
+        /// starts from the state it saved (fail-static).
+        public var source: ConfigSource
         /// Registers, heartbeats, watches and renews, applying what it receives through the
         /// applier; the closure reads the port the inbound bound (nil until it has).
         public var follower: @Sendable (ConfigApplier, _ inboundPort: @escaping @Sendable () -> Int?) throws -> any Service
 
         public init(
-            contexts: TLSContextSet.Contexts, resources: [MeshResource], version: Int64,
+            contexts: TLSContextSet.Contexts, resources: [MeshResource], version: Int64, source: ConfigSource = .live,
             follower: @escaping @Sendable (ConfigApplier, _ inboundPort: @escaping @Sendable () -> Int?) throws -> any Service
         ) {
             self.contexts = contexts
             self.resources = resources
             self.version = version
+            self.source = source
             self.follower = follower
         }
     }
@@ -91,10 +99,12 @@ public final class Sidecar: Sendable {
         self.connectControlPlane = controlPlane
     }
 
-    public func run() async throws {
+    /// Runs until a graceful-shutdown signal (or, in supervisor mode, until the app exits);
+    /// returns the app's exit status in supervisor mode, else nil.
+    @discardableResult
+    public func run() async throws -> Int32? {
         let configuration = try SidecarConfiguration.load(contentsOf: configPath)
-        let metrics = SidecarMetrics()
-        metrics.controlPlaneConnection.set(0)
+        let metrics = SidecarMetrics(mode: configuration.controlPlane == nil ? .static : .dynamic)
         // What the listeners open with: the files (static mode), or an identity and a first
         // snapshot from the control plane (dynamic mode), before any listener opens.
         let contexts: TLSContextSet.Contexts
@@ -118,23 +128,25 @@ public final class Sidecar: Sendable {
         let tls = TLSContextSet(contexts)
         let loops = ProxyLoops(group: group, table: table, clientTLS: tls.client, tunnelTLS: tls.tunnel, metrics: metrics)
         let applier = ConfigApplier(
-            configuration: configuration, resources: resources, table: table, tls: tls, loops: loops, metrics: metrics)
+            configuration: configuration, resources: resources, table: table, tls: tls, loops: loops, metrics: metrics,
+            source: controlPlane?.source ?? .file)
         let readiness = ReadinessState(expectedListeners: 2 + configuration.outbound.tcp.count)
         let timeouts = HTTPProxyHandler.Timeouts(
             requestHead: options.requestHeadTimeout, requestBodyIdle: options.requestBodyTimeout, idle: options.idleTimeout)
-        let tcpListeners = configuration.outbound.tcp.map { upstream in
+        let tcpListeners = configuration.outbound.tcp.enumerated().map { index, upstream in
             ProxyListener(
-                name: "outbound-tcp-\(upstream.service)", address: upstream.listen, kind: .tcp(service: upstream.service),
+                name: "outbound-tcp-\(upstream.service)", address: upstream.listen, configKey: "outbound.tcp[\(index)].listen",
+                kind: .tcp(service: upstream.service),
                 group: group, loops: loops, drainTimeout: options.drainTimeout, accessLog: options.accessLog,
                 timeouts: timeouts, logger: logger, bound: ListenerAddressBox(), readiness: readiness)
         }
         let outbound = ProxyListener(
-            name: "outbound", address: configuration.outbound.listen, kind: .outbound, group: group, loops: loops,
+            name: "outbound", address: configuration.outbound.listen, configKey: "outbound.listen", kind: .outbound, group: group, loops: loops,
             drainTimeout: options.drainTimeout, accessLog: options.accessLog, timeouts: timeouts, logger: logger,
             bound: ListenerAddressBox(), readiness: readiness)
         let inboundBound = ListenerAddressBox()
         let inbound = ProxyListener(
-            name: "inbound", address: configuration.inbound.listen,
+            name: "inbound", address: configuration.inbound.listen, configKey: "inbound.listen",
             kind: .inbound(app: configuration.inbound.app, tls: tls.server), group: group, loops: loops,
             drainTimeout: options.drainTimeout, accessLog: options.accessLog, timeouts: timeouts, logger: logger,
             bound: inboundBound, readiness: readiness)
@@ -147,19 +159,30 @@ public final class Sidecar: Sendable {
             providers: AdminProviders(
                 metrics: metrics.registry,
                 readiness: { readiness.readiness },
+                source: { applier.source },
                 config: { applier.configurationJSON },
-                clusters: { loops.clustersJSON() }),
+                clusters: { loops.clustersJSON() },
+                explain: { uri in loops.explain(uri: uri, certificateExpiry: metrics.certificateExpiry.value) }),
             group: group)
+        // Supervisor mode: the app sits between the outbound side (stopped after it exits) and
+        // the inbound (drained first), and its own exit ends the sidecar.
+        let app = options.appCommand.isEmpty
+            ? nil : AppSupervisor(command: options.appCommand, readiness: readiness, logger: logger)
+        let outboundSide: [ServiceGroupConfiguration.ServiceConfiguration] =
+            [.init(service: outbound)] + tcpListeners.map { .init(service: $0) }
+        let appSide: [ServiceGroupConfiguration.ServiceConfiguration] =
+            app.map { [.init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup)] } ?? []
         let group_ = ServiceGroup(
             configuration: .init(
-                // Shut down in reverse: listeners drain first while admin still answers /ready with 503.
-                services: [.init(service: admin), .init(service: outbound), .init(service: inbound)]
-                    + tcpListeners.map { .init(service: $0) }
+                // Shut down in reverse: the follower deregisters, the inbound drains while admin
+                // still answers /ready with 503, the app exits, then the outbound side stops.
+                services: [.init(service: admin)] + outboundSide + appSide + [.init(service: inbound)]
                     + [.init(service: follower, successTerminationBehavior: .ignore)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         logger.info("sidecar starting", metadata: ["service": "\(configuration.service)", "workers": "\(options.workers)"])
         try await group_.run()
         try await group.shutdownGracefully()
+        return app?.exitStatus
     }
 }

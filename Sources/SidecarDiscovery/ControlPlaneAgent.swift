@@ -10,12 +10,18 @@ import SidecarCore
 ///   dependencies) once the inbound is bound, then heartbeats at a third of the TTL with the
 ///   snapshot version it applied; a 404 (the control plane forgot it) registers again.
 /// - **watch**: long-polls its service's snapshot and swaps in a new route table for every
-///   version; a snapshot it cannot decode is refused and the running table kept.
+///   version; a snapshot it cannot decode or `SnapshotCheck` refuses is refused whole, counted
+///   (`sidecar_config_rejected_total`) and reported in the heartbeat, and the running table kept
+///   (`SnapshotFollowStateMachine` decides).
 /// - **renew**: at half-life trades a new key's CSR (over mTLS) for a new certificate and
 ///   swaps the TLS contexts; open connections keep theirs, new ones use the new certificate.
+///   While the control plane is unreachable it retries with backoff (1 s up to 60 s) until
+///   the certificate expires; `sidecar_cert_expiry_timestamp_seconds` is there to alert on.
 ///
-/// An unreachable control plane changes nothing in the data plane: the sidecar keeps serving
-/// its last snapshot, sets `sidecar_control_plane_connected` to 0 and retries with backoff.
+/// Each applied snapshot and each renewed certificate is saved to `controlPlane.stateDir`
+/// (fail-static: `LastKnownGoodStore`). An unreachable control plane changes nothing in the
+/// data plane: the sidecar keeps serving its last snapshot, sets
+/// `sidecar_control_plane_connected` to 0 and retries with backoff.
 /// On graceful shutdown it deregisters first, so callers stop picking it while it drains.
 actor ControlPlaneAgent: Service {
     private var session: ControlPlaneSession
@@ -66,7 +72,8 @@ actor ControlPlaneAgent: Service {
         while !Task.isCancelled {
             do {
                 if let name = instanceName {
-                    try await api.heartbeat(name: name, appliedVersion: session.snapshotVersion)
+                    try await api.heartbeat(
+                        name: name, appliedVersion: session.follow.appliedVersion, rejection: session.follow.rejection)
                 } else {
                     let registered = try await api.register(await registration())
                     instanceName = registered.name
@@ -122,31 +129,51 @@ actor ControlPlaneAgent: Service {
     private func watch() async {
         var backoff = ReconnectBackoff()
         while !Task.isCancelled {
+            let (known, rejected) = session.follow.watchVersions
             do {
-                let known = session.snapshotVersion
-                if let snapshot = try await api.snapshot(knownVersion: known, instance: instanceName),
-                    snapshot.version != known {
-                    apply(snapshot)
+                if let snapshot = try await api.snapshot(knownVersion: known, instance: instanceName, rejectedVersion: rejected) {
+                    received(snapshot)
                 }
                 connected(true)
                 backoff.reset()
+            } catch let error where error.rejection != nil {
+                // An answer that does not decode: the control plane is there, the snapshot is not usable.
+                connected(true)
+                refused(error.rejection!)
             } catch {
                 if Task.isCancelled { return }
                 connected(false)
                 let wait = backoff.next(using: &random)
                 logger.warning("watch failed; serving the last configuration", metadata: [
-                    "error": "\(error)", "version": "\(session.snapshotVersion)", "retryIn": "\(wait)",
+                    "error": "\(error)", "version": "\(session.follow.appliedVersion)", "retryIn": "\(wait)",
                 ])
                 try? await Task.sleep(for: wait)
             }
         }
     }
 
-    private func apply(_ snapshot: MeshSnapshot) {
-        applier.apply(snapshot: snapshot.resources, version: snapshot.version)
-        session.snapshotVersion = snapshot.version
+    private func received(_ snapshot: MeshSnapshot) {
+        guard case .apply(let snapshot) = session.follow.received(snapshot) else { return }
+        do {
+            try applier.apply(snapshot: snapshot.resources, version: snapshot.version)
+        } catch {
+            refused(error)
+            return
+        }
+        session.follow.applied(version: snapshot.version)
+        session.snapshot = snapshot
+        session.save(configuration, logger: logger)
         logger.info("configuration applied", metadata: [
             "version": "\(snapshot.version)", "resources": "\(configuration.resources.count + snapshot.resources.count)",
+        ])
+    }
+
+    private func refused(_ rejection: SnapshotRejection) {
+        guard case .countAndLog = session.follow.refused(rejection) else { return }
+        metrics.configurationRejected.increment()
+        logger.error("configuration refused; serving the running one", metadata: [
+            "version": "\(rejection.version)", "reason": "\(rejection.reason)",
+            "running": "\(session.follow.appliedVersion)",
         ])
     }
 
@@ -161,7 +188,11 @@ actor ControlPlaneAgent: Service {
                 return
             }
             do {
-                let certificate = try await ControlPlaneSession.issueCertificate(configuration, api: api)
+                // An expired certificate no longer authenticates us to the control plane: ask
+                // with the join token then, as at the start (it may still be valid).
+                let expired = session.certificate.expiresAt <= Int64(Date().timeIntervalSince1970)
+                let caller = expired ? try SidecarAPIClient(credentials: session.credentials, service: configuration.service) : api
+                let certificate = try await ControlPlaneSession.issueCertificate(configuration, api: caller)
                 let renewedAPI = try SidecarAPIClient(
                     credentials: session.credentials, service: configuration.service,
                     certificate: (certificate.certificatePEM, certificate.keyPEM))
@@ -170,6 +201,7 @@ actor ControlPlaneAgent: Service {
                 session.certificate = certificate
                 backoff.reset()
                 logger.info("certificate renewed", metadata: ["expiresAt": "\(certificate.expiresAt)"])
+                session.save(configuration, logger: logger)
             } catch {
                 if Task.isCancelled { return }
                 let wait = backoff.next(using: &random)
@@ -181,5 +213,11 @@ actor ControlPlaneAgent: Service {
 
     private func connected(_ flag: Bool) {
         metrics.controlPlaneConnection.set(flag)
+        if flag, session.follow.controlPlaneAnswered() == .goLive {
+            applier.markLive()
+            logger.info("control plane answered; the configuration is live again", metadata: [
+                "version": "\(session.follow.appliedVersion)",
+            ])
+        }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeshAPI
 import SidecarCore
 
 /// Dynamic mode's start: with the join token, trade a CSR for this service's certificate
@@ -69,7 +70,10 @@ public struct ControlPlaneSession: Sendable {
 
     let credentials: Credentials
     var certificate: Certificate
-    var snapshotVersion: Int64
+    /// The snapshot in use (what a restart without control plane serves).
+    var snapshot: MeshSnapshot
+    var follow: SnapshotFollowStateMachine
+    let store: LastKnownGoodStore
 
     /// Checks a dynamic-mode configuration offline: the token file holds a token and the CA
     /// file a usable trust bundle.
@@ -88,34 +92,74 @@ public struct ControlPlaneSession: Sendable {
     }
 
     /// The certificate and the first snapshot; the follower it returns is a `ControlPlaneAgent`
-    /// that carries on from this session.
+    /// that carries on from this session. With a usable state file saved by an earlier run
+    /// (`ControlPlaneSession+LastKnownGood`): when the first call finds no control plane, starts
+    /// from that state (fail-static); when the join token is refused (spent, expired), asks for
+    /// a certificate with the saved one instead.
     static func start(
         _ configuration: SidecarConfiguration, credentials: Credentials, metrics: SidecarMetrics, logger: Logger
     ) async throws -> Sidecar.ControlPlaneStart {
+        let store = LastKnownGoodStore(
+            directory: configuration.controlPlane?.stateDirectory ?? MeshDefaults.stateDirectory, service: configuration.service)
         let bootstrap = try SidecarAPIClient(credentials: credentials, service: configuration.service)
-        let certificate = try await retrying("certificate", logger: logger) {
-            try await issueCertificate(configuration, api: bootstrap)
+        let certificate: Certificate
+        do {
+            certificate = try await issueCertificate(configuration, api: bootstrap)
+        } catch let error as ControlPlaneCallError where error.isRetryable {
+            if let saved = lastKnownGood(configuration, store: store, logger: logger) {
+                logger.warning("control plane unreachable; serving the last-known-good state until it answers", metadata: [
+                    "error": "\(error)", "version": "\(saved.state.snapshot.version)", "certificateExpiresAt": "\(saved.state.expiresAt)",
+                    "stateFile": "\(store.path)",
+                ])
+                return try started(
+                    configuration, credentials: credentials, certificate: saved.certificate, snapshot: saved.state.snapshot,
+                    source: .lastKnownGood, store: store, metrics: metrics, logger: logger)
+            }
+            certificate = try await retrying("certificate", logger: logger) {
+                try await issueCertificate(configuration, api: bootstrap)
+            }
+        } catch let error as ControlPlaneCallError where error.kind == .refused {
+            guard let saved = lastKnownGood(configuration, store: store, logger: logger) else {
+                throw startupError(error, asking: "certificate")
+            }
+            logger.warning("join token refused; asking with the saved certificate", metadata: ["error": "\(error)"])
+            let renewing = try SidecarAPIClient(
+                credentials: credentials, service: configuration.service,
+                certificate: (saved.certificate.certificatePEM, saved.certificate.keyPEM))
+            do {
+                certificate = try await issueCertificate(configuration, api: renewing)
+            } catch let second as ControlPlaneCallError {
+                throw startupError(error, asking: "certificate", also: second)
+            }
+        } catch let error as ControlPlaneCallError {
+            throw startupError(error, asking: "certificate")
         }
-        let contexts = try TLSContextSet.Contexts(configuration, identity: certificate.identity)
         let api = try SidecarAPIClient(
             credentials: credentials, service: configuration.service,
             certificate: (certificate.certificatePEM, certificate.keyPEM))
-        let snapshot = try await retrying("first snapshot", logger: logger) {
-            try await api.snapshot(knownVersion: nil, instance: nil)
+        // A first snapshot this sidecar cannot read is refused like any other: it starts from
+        // its bootstrap file's resources and reports the refusal.
+        let answer = try await retrying("first snapshot", logger: logger) { () async throws -> Result<MeshSnapshot?, SnapshotRejection> in
+            do {
+                return .success(try await api.snapshot(knownVersion: nil, instance: nil))
+            } catch let error as ControlPlaneCallError where error.rejection != nil {
+                return .failure(error.rejection!)
+            }
         }
         metrics.controlPlaneConnection.set(true)
-        let version = snapshot?.version ?? 0
-        let resources = snapshot?.resources ?? []
-        logger.info("identity and configuration from the control plane", metadata: [
-            "address": "\(credentials.address)", "version": "\(version)",
-            "resources": "\(configuration.resources.count + resources.count)",
-        ])
-        let session = ControlPlaneSession(credentials: credentials, certificate: certificate, snapshotVersion: version)
-        return Sidecar.ControlPlaneStart(contexts: contexts, resources: resources, version: version) { applier, inboundPort in
-            try ControlPlaneAgent(
-                session: session, configuration: configuration, applier: applier, inboundPort: inboundPort,
-                metrics: metrics, logger: logger)
+        var snapshot = MeshSnapshot(service: configuration.service, version: 0, resources: [])
+        var rejection: SnapshotRejection?
+        switch answer {
+        case .success(let received): snapshot = received ?? snapshot
+        case .failure(let refused): rejection = refused
         }
+        logger.info("identity and configuration from the control plane", metadata: [
+            "address": "\(credentials.address)", "version": "\(snapshot.version)",
+            "resources": "\(configuration.resources.count + snapshot.resources.count)",
+        ])
+        return try started(
+            configuration, credentials: credentials, certificate: certificate, snapshot: snapshot, rejection: rejection,
+            source: .live, store: store, metrics: metrics, logger: logger)
     }
 
     /// A fresh key and a CSR for this service's SPIFFE ID, signed by the control plane's CA.
@@ -149,11 +193,20 @@ public struct ControlPlaneSession: Sendable {
                     "for": "\(what)", "error": "\(error)", "retryIn": "\(wait)",
                 ])
                 try await Task.sleep(for: wait)
-            } catch let error as ControlPlaneCallError where error.kind == .wrongServer {
-                throw Sidecar.StartupError(description: "cannot ask for the \(what): \(error)")
             } catch let error as ControlPlaneCallError {
-                throw Sidecar.StartupError(description: "control plane refused the \(what): \(error)")
+                throw startupError(error, asking: what)
             }
         }
+    }
+
+    /// What ends the start: a wrong server, or the control plane's refusal in its own words.
+    private static func startupError(
+        _ error: ControlPlaneCallError, asking what: String, also second: ControlPlaneCallError? = nil
+    ) -> Sidecar.StartupError {
+        if error.kind == .wrongServer {
+            return Sidecar.StartupError(description: "cannot ask for the \(what): \(error)")
+        }
+        let saved = second.map { "; with the saved certificate: \($0)" } ?? ""
+        return Sidecar.StartupError(description: "control plane refused the \(what): \(error)\(saved)")
     }
 }

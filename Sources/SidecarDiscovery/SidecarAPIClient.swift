@@ -42,8 +42,11 @@ struct SidecarAPIClient: Sendable {
         try await call(.POST, "/v1/register", request, expect: 201)
     }
 
-    func heartbeat(name: String, appliedVersion: Int64?) async throws(ControlPlaneCallError) {
-        let request = APIMessages.HeartbeatRequest(name: name, version: appliedVersion.map(String.init))
+    /// Reports the version applied and, when the newest one was refused, its version and reason.
+    func heartbeat(name: String, appliedVersion: Int64?, rejection: SnapshotRejection? = nil) async throws(ControlPlaneCallError) {
+        let request = APIMessages.HeartbeatRequest(
+            name: name, version: appliedVersion.map(String.init),
+            rejectedVersion: rejection.map { String($0.version) }, rejectedReason: rejection?.reason)
         let _: Acknowledgement = try await call(.POST, "/v1/heartbeat", request, expect: 200)
     }
 
@@ -53,10 +56,15 @@ struct SidecarAPIClient: Sendable {
     }
 
     /// The snapshot at once when `knownVersion` is not current, else at the next change; nil
-    /// when the control plane's long-poll ran out without one.
-    func snapshot(knownVersion: Int64?, instance: String?) async throws(ControlPlaneCallError) -> MeshSnapshot? {
+    /// when the control plane's long-poll ran out without one. `rejectedVersion` (a snapshot
+    /// this sidecar refused) makes the control plane wait for a version after it too. A body
+    /// that does not decode throws `.rejected` with the reason.
+    func snapshot(
+        knownVersion: Int64?, instance: String?, rejectedVersion: Int64? = nil
+    ) async throws(ControlPlaneCallError) -> MeshSnapshot? {
         var query: [String] = []
         if let knownVersion { query.append("version=\(knownVersion)") }
+        if let rejectedVersion { query.append("rejected=\(rejectedVersion)") }
         if let instance { query.append("instance=\(Self.percentEncoded(instance))") }
         let path = "/v1/snapshot/\(Self.percentEncoded(service))" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
         let response = try await send(.GET, path, body: nil, timeout: .seconds(75))
@@ -67,7 +75,9 @@ struct SidecarAPIClient: Sendable {
             do {
                 return try MeshSnapshot.decode(json: response.body)
             } catch {
-                throw ControlPlaneCallError(.invalidAnswer, "the snapshot cannot be applied: \(error.description)")
+                throw ControlPlaneCallError(
+                    .invalidAnswer, "the snapshot cannot be applied: \(error.description)",
+                    rejection: SnapshotRejection(version: Self.version(ofUnreadable: response.body) ?? -1, reason: error.description))
             }
         default:
             throw ControlPlaneCallError(status: response.status, path: "/v1/snapshot", body: response.body)
@@ -119,6 +129,13 @@ struct SidecarAPIClient: Sendable {
         throw ControlPlaneCallError(.unreachable, failures.joined(separator: "; "))
     }
 
+    /// The `version` of a snapshot body that does not decode as a whole, to report which one
+    /// was refused.
+    private static func version(ofUnreadable body: String) -> Int64? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else { return nil }
+        return (object["version"] as? String).flatMap { Int64($0) }
+    }
+
     private static func percentEncoded(_ text: String) -> String {
         text.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=?/"))) ?? text
     }
@@ -144,10 +161,13 @@ struct ControlPlaneCallError: Error, CustomStringConvertible {
 
     let kind: Kind
     let description: String
+    /// A snapshot that arrived but cannot be applied (it does not decode): refused, reported.
+    let rejection: SnapshotRejection?
 
-    init(_ kind: Kind, _ description: String) {
+    init(_ kind: Kind, _ description: String, rejection: SnapshotRejection? = nil) {
         self.kind = kind
         self.description = description
+        self.rejection = rejection
     }
 
     init(status: Int, path: String, body: String) {

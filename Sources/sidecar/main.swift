@@ -10,9 +10,18 @@ struct SidecarCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sidecar",
         abstract: "The mesh sidecar: mTLS, routing and policy beside one service instance.",
+        usage: """
+            sidecar --config <file> [<run options>]   (the same as `sidecar run --config <file>`)
+            sidecar validate --config <file>
+            sidecar run --help                        (lists the run options)
+            """,
         discussion: """
-            The local app sends plain HTTP to the outbound port (as a proxy, or with the service as Host);
-            other sidecars reach this one over mTLS on the inbound port. See DESIGN.md for the config shape.
+            The local app sends plain HTTP to the outbound port (as a proxy, or with the service as Host); \
+            other sidecars reach this one over mTLS on the inbound port.
+
+            --config <file> is the sidecar's YAML config: its service, listeners, certificates (static \
+            mode) or control plane (dynamic mode) and resources. Every key, with its type, default and an \
+            example, is in docs/configuration.md.
             """,
         version: MeshVersion.current,
         subcommands: [Run.self, Validate.self],
@@ -35,6 +44,12 @@ struct SidecarCommand: AsyncParsableCommand {
         @Option(name: .long, help: "JSON access log on stdout: on or off.")
         var accessLog: String = "on"
 
+        @Option(name: .long, help: "Operational log lines on stderr: json (one object per line) or text.")
+        var logFormat: String = "json"
+
+        @Option(name: .long, help: "The least severe operational log level: trace, debug, info, notice, warning, error or critical.")
+        var logLevel: String = "info"
+
         @Option(name: .long, help: "A client must send a whole request head within this time, else 408 (e.g. 10s).")
         var requestHeadTimeout: String = "10s"
 
@@ -44,8 +59,16 @@ struct SidecarCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Close keep-alive connections idle this long (e.g. 1h).")
         var idleTimeout: String = "1h"
 
+        @Argument(parsing: .postTerminator, help: ArgumentHelp(
+            "Supervisor mode: after --, the app to run beside the sidecar (started once ready, gets SIGTERM/SIGINT; its exit status is the sidecar's).",
+            valueName: "command"))
+        var appCommand: [String] = []
+
         mutating func run() async throws {
-            LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+            switch SidecarLogging.parse(format: logFormat, level: logLevel) {
+            case .success(let (format, level)): SidecarLogging.bootstrap(format, level: level)
+            case .failure(let error): throw ValidationError(error.description)
+            }
             guard let drain = MeshDuration(parsing: drainTimeout) else {
                 throw ValidationError("--drain-timeout: \"\(drainTimeout)\" is not a duration (use 30s, 500ms)")
             }
@@ -65,9 +88,13 @@ struct SidecarCommand: AsyncParsableCommand {
             let options = Sidecar.Options(
                 workers: workers ?? System.coreCount, drainTimeout: drain.timeAmount, accessLog: accessLog == "on",
                 requestHeadTimeout: headTimeout.timeAmount, requestBodyTimeout: bodyTimeout.timeAmount,
-                idleTimeout: idle.timeAmount)
+                idleTimeout: idle.timeAmount, appCommand: appCommand)
             do {
-                try await Sidecar(configPath: config, options: options, controlPlane: ControlPlaneSession.connect).run()
+                // Supervisor mode: the app's exit status is the sidecar's.
+                let sidecar = Sidecar(configPath: config, options: options, controlPlane: ControlPlaneSession.connect)
+                if let status = try await sidecar.run(), status != 0 { throw ExitCode(status) }
+            } catch let exit as ExitCode {
+                throw exit
             } catch let error as ConfigError {
                 FileHandleError.print(error.description)
                 throw ExitCode(2)

@@ -189,8 +189,10 @@ import Testing
         let admin = try MeshAPIClient(
             server: "https://127.0.0.1:\(server.port)", caPEM: fixture.authority.rootPEM, token: ControlPlaneFixture.adminToken)
         let current = try fixture.store.currentVersion()
-        let watch = Task { try? await admin.send(.GET, "/v1/snapshot/web?version=\(current)", timeout: .seconds(1)) }
-        #expect(await eventually(timeout: .seconds(5)) { fixture.controlPlane.metrics.watchers == 1 })
+        // The client hangs up after 4 s: long enough that a handshake slowed by a loaded machine
+        // still leaves the watcher counted for a while (with 1 s it could come and go unseen).
+        let watch = Task { try? await admin.send(.GET, "/v1/snapshot/web?version=\(current)", timeout: .seconds(4)) }
+        #expect(await eventually(timeout: .seconds(4)) { fixture.controlPlane.metrics.watchers == 1 })
         let child = try ChildProcess(["sleep", "30"])  // spawned while the watch's connection is open
         defer { child.terminate() }
         #expect(await watch.value == nil, "the watch waits: nothing changed")

@@ -21,6 +21,20 @@ import Testing
         #expect(machine.heartbeat(name: web.name, appliedVersion: nil, now: at(76)) == .unknownInstance)
     }
 
+    @Test func aHeartbeatReportsTheRefusedSnapshotUntilALaterOneApplies() {
+        var machine = RegistryStateMachine(settings: .init(ttl: .seconds(15), grace: .seconds(60)))
+        _ = machine.register(web, dependencies: nil, now: at(0))
+        let refused = RegistryStateMachine.Rejection(version: 5, reason: "AuthorizationPolicy web: allow[0] …")
+        #expect(machine.heartbeat(name: web.name, appliedVersion: 4, rejection: refused, now: at(5)) == .accepted([]))
+        #expect(machine.entries[web.name]?.appliedVersion == 4)
+        #expect(machine.entries[web.name]?.rejection == refused)
+        // A watch acknowledgement keeps it; the next heartbeat without one clears it.
+        machine.acknowledge(name: web.name, appliedVersion: 4)
+        #expect(machine.entries[web.name]?.rejection == refused)
+        #expect(machine.heartbeat(name: web.name, appliedVersion: 6, now: at(10)) == .accepted([]))
+        #expect(machine.entries[web.name]?.rejection == nil)
+    }
+
     @Test func heartbeatKeepsAliveAndRevives() {
         var machine = RegistryStateMachine(settings: .init(ttl: .seconds(15), grace: .seconds(60)))
         _ = machine.register(web, dependencies: ["payments"], now: at(0))

@@ -144,6 +144,19 @@ import Testing
         #expect(bundle.stdout == ca)
     }
 
+    @Test func aTakenListenAddressIsNamedWithItsFlag() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let taken = try TakenPort()
+        defer { taken.release() }
+        let result = try await ChildProcess.run(
+            [ControlPlaneServer.binary, "serve", "--data-dir", directory.path, "--listen", "127.0.0.1:\(taken.port)"])
+        #expect(result.status == 1)
+        #expect(result.stderr == "control-plane: cannot listen on 127.0.0.1:\(taken.port) (--listen): address already in use\n",
+                "\(result.stderr)")
+        #expect(!result.stdout.contains("listening on"), "\(result.stdout)")
+    }
+
     @Test func etcdStoreWithoutEndpointsOrWithNoEtcdIsAClearError() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }

@@ -44,6 +44,95 @@ struct DemoScriptTests {
         // Prometheus scraped each target (its data is there) and the sidecars logged traffic.
         let logs = try FileManager.default.contentsOfDirectory(atPath: directory.path + "/demo/logs")
         #expect(logs.contains("web-sidecar.log") && logs.contains("prometheus.log"), "\(logs)")
+
+        // Join tokens (and everything else it writes) are private to the user.
+        for service in ["web", "payments", "ledger", "loadgen"] {
+            let attributes = try FileManager.default.attributesOfItem(atPath: directory.path + "/demo/\(service).token")
+            #expect((attributes[.posixPermissions] as? Int) == 0o600, "\(service).token: \(attributes[.posixPermissions] ?? "?")")
+        }
+
+        // The commands it prints are plain shell: they parse, and each starts with a program
+        // (no shell function that exists only inside the script).
+        let commands = Self.printedCommands(result.stdout)
+        #expect(commands.count >= 10, "\(result.stdout)")
+        for command in commands {
+            let parsed = try await ChildProcess.run(["bash", "-n", "-c", command])
+            #expect(parsed.status == 0, "\(command): \(parsed.stderr)")
+            let program = String(command.prefix { $0 != " " })
+            #expect(program == "curl" || FileManager.default.isExecutableFile(atPath: packageRoot.appendingPathComponent(program).path)
+                    || FileManager.default.isExecutableFile(atPath: program), "\(command)")
+        }
+    }
+
+    /// The demo run until it is ready, then every command it printed pasted into a shell from
+    /// the repository root, as a user would: each exits 0 while the mesh runs. Then SIGTERM
+    /// stops it all, exit 0.
+    @Test func thePrintedCommandsWorkWhenPasted() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let binaries = URL(fileURLWithPath: ControlPlaneServer.binary).deletingLastPathComponent().path
+        var demo: (child: ChildProcess, offset: Int)?
+        for _ in 0..<3 {
+            try? FileManager.default.removeItem(atPath: directory.path + "/demo")
+            let offset = Int.random(in: 1...40) * 100
+            let child = try ChildProcess(
+                [packageRoot.appendingPathComponent("scripts/demo.sh").path],
+                environment: ["MESH_BIN": binaries, "DEMO_DIR": directory.path + "/demo", "DEMO_PORT_OFFSET": String(offset)])
+            child.closeInput()
+            _ = await eventually(timeout: .seconds(240)) { child.stdout.contains("Ctrl-C stops everything.") || !child.isRunning }
+            if child.isRunning || !child.stderr.contains("is already in use") {
+                demo = (child, offset)
+                break
+            }
+        }
+        let (child, offset) = try #require(demo)
+        defer { child.terminate() }
+        try #require(child.isRunning, "stdout:\n\(child.stdout)\nstderr:\n\(child.stderr)")
+
+        let commands = Self.printedCommands(child.stdout)
+        #expect(commands.count >= 10, "\(child.stdout)")
+        for command in commands {
+            let result = try await ChildProcess.run(["bash", "-c", command], directory: packageRoot.path)
+            #expect(result.status == 0, "\(command)\nstdout: \(result.stdout)\nstderr: \(result.stderr)")
+            if command.contains(" stat ") { #expect(result.stdout.contains("SERVICE"), "\(result.stdout)") }
+        }
+
+        // Nothing the demo did (its readiness checks, the commands) failed a TLS handshake on
+        // any sidecar: it probes readiness over HTTP, never by connecting to an mTLS port.
+        for admin in [15000, 16000, 17000, 18000, 19000] {
+            let metrics = try await curl(["http://127.0.0.1:\(admin + offset)/metrics"]).body
+            let failed = metrics.split(separator: "\n").filter { $0.hasPrefix("sidecar_tls_handshake_errors_total{") && !$0.hasSuffix(" 0") }
+            #expect(metrics.contains("sidecar_tls_handshake_errors_total{"), "\(admin + offset): \(metrics.prefix(300))")
+            #expect(failed.isEmpty, "sidecar with admin port \(admin + offset): \(failed)")
+        }
+
+        kill(child.process.processIdentifier, SIGTERM)
+        #expect(await child.wait(timeout: .seconds(60)) == 0, "stdout:\n\(child.stdout)\nstderr:\n\(child.stderr)")
+        let pids = try String(contentsOfFile: directory.path + "/demo/pids", encoding: .utf8)
+            .split(separator: "\n").compactMap { Int32($0.split(separator: " ").first ?? "") }
+        for pid in pids {
+            #expect(kill(pid, 0) == -1 && errno == ESRCH, "pid \(pid) is still there")
+        }
+    }
+
+    /// The commands the demo prints for the user to paste: the lines between `Try, from …:`
+    /// and `Ctrl-C stops everything.`, without their `# comment`, and the ready line's curl.
+    static func printedCommands(_ stdout: String) -> [String] {
+        var commands: [String] = []
+        var inList = false
+        for line in stdout.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("mesh demo ready: "), let curl = line.firstMatch(of: /curl [^·]+/) {
+                commands.append(String(curl.output).trimmingCharacters(in: .whitespaces))
+            } else if line.contains(". Try, from ") {
+                inList = true
+            } else if line.hasPrefix("Ctrl-C stops everything.") {
+                inList = false
+            } else if inList {
+                let command = line.split(separator: "  #", maxSplits: 1).first ?? ""
+                commands.append(command.trimmingCharacters(in: .whitespaces))
+            }
+        }
+        return commands.filter { !$0.isEmpty }
     }
 
     @Test func aTakenPortIsNamedBeforeAnythingStarts() async throws {
@@ -51,9 +140,9 @@ struct DemoScriptTests {
         defer { directory.remove() }
         let binaries = URL(fileURLWithPath: ControlPlaneServer.binary).deletingLastPathComponent().path
         // Something listening where the demo's Prometheus would go (9090 + offset).
-        let port = try freeLoopbackPort()
-        let blocker = try #require(Self.listen(port: port))
-        defer { close(blocker) }
+        let taken = try TakenPort()
+        defer { taken.release() }
+        let port = taken.port
         let offset = port - 9090
         let result = try await Self.run(
             environment: [
@@ -74,22 +163,5 @@ struct DemoScriptTests {
         let result = (status, child.stdout, child.stderr)
         child.terminate()
         return result
-    }
-
-    /// A socket listening on 127.0.0.1:port (nil if that failed); the caller closes it.
-    static func listen(port: Int) -> Int32? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        guard bound, Glibc.listen(fd, 8) == 0 else {
-            close(fd)
-            return nil
-        }
-        return fd
     }
 }

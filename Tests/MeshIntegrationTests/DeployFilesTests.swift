@@ -114,14 +114,60 @@ import Testing
         #expect(text.matches(of: /labels: \{ service: [a-z]+/).count == 4, "every sidecar target names its service")
     }
 
-    @Test func everyFileComposeAndTheDockerfileUseExists() throws {
-        let compose = try Self.read("deploy/compose.yaml")
-        let files = compose.matches(of: /file: (\.[^ }]+)/).map { String($0.output.1) }
-        #expect(files.count == 3, "\(files)")
-        for file in files {
-            let url = packageRoot.appendingPathComponent("deploy").appendingPathComponent(file)
-            #expect(FileManager.default.fileExists(atPath: url.path), "compose.yaml names \(file), which does not exist")
+    /// The tests' Python, with jsonschema and PyYAML (scripts/install-deps.sh makes it).
+    static let python: String? = {
+        let path = packageRoot.appendingPathComponent(".venv/bin/python3").path
+        return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+    }()
+
+    /// scripts/check-compose.py on `paths`: the vendored Compose Specification schema, then
+    /// every file the Compose file names.
+    static func checkCompose(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let python = try #require(python, "no .venv/bin/python3 with jsonschema and PyYAML: run scripts/install-deps.sh")
+        return try await ChildProcess.run(
+            [python, packageRoot.appendingPathComponent("scripts/check-compose.py").path] + arguments)
+    }
+
+    @Test func composeFileMatchesTheComposeSpecificationAndEveryFileItNamesExists() async throws {
+        let compose = packageRoot.appendingPathComponent("deploy/compose.yaml").path
+        let result = try await Self.checkCompose([compose])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout == "\(compose): ok\n", "\(result.stdout)\(result.stderr)")
+    }
+
+    /// The check can fail: copies of compose.yaml with a misspelt key, a wrong type and a
+    /// config file that is not there are each refused with the place named.
+    @Test func brokenComposeFilesAreRefused() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let text = try Self.read("deploy/compose.yaml")
+        // Paths resolved as if beside the real file, so only the one broken reference is missing.
+        let deploy = packageRoot.appendingPathComponent("deploy").path
+        let broken: [(name: String, text: String, expected: String)] = [
+            ("misspelt.yaml",
+             text.replacingOccurrences(of: "    command: [ \"sidecar\", \"--config\", \"/web.yaml\" ]",
+                                       with: "    comand: [ \"sidecar\", \"--config\", \"/web.yaml\" ]"),
+             "services.web-sidecar: 'comand' does not match any of the regexes"),
+            ("wrong-type.yaml",
+             text.replacingOccurrences(of: "ports: [ \"9090:9090\" ]", with: "ports: { web: 9090 }"),
+             "services.prometheus.ports: {'web': 9090} is not of type 'array'"),
+            ("missing-file.yaml",
+             text.replacingOccurrences(of: "file: ./prometheus/alerts.yaml", with: "file: ./prometheus/alert.yaml"),
+             "configs.prometheus-alerts.file: ./prometheus/alert.yaml does not exist"),
+        ]
+        for (name, brokenText, expected) in broken {
+            #expect(brokenText != text, "\(name): the replacement found nothing to break")
+            let path = directory.path + "/" + name
+            try brokenText.write(toFile: path, atomically: true, encoding: .utf8)
+            let result = try await Self.checkCompose(["--directory", deploy, path])
+            #expect(result.status == 1, "\(name): \(result.stdout)\(result.stderr)")
+            #expect(result.stdout.contains("\(path): \(expected)"), "\(name): \(result.stdout)\(result.stderr)")
+            #expect(!result.stdout.contains(": ok\n"), "\(name)")
         }
+    }
+
+    @Test func everyFileTheDockerfileCopiesExists() throws {
+        let compose = try Self.read("deploy/compose.yaml")
         #expect(compose.contains("dockerfile: deploy/Dockerfile"))
         let dockerfile = try Self.read("deploy/Dockerfile")
         for copied in dockerfile.matches(of: #/^COPY (?!--from)([^ ]+) /#.anchorsMatchLineEndings()).map({ String($0.output.1) }) {

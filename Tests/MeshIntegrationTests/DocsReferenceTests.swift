@@ -213,3 +213,74 @@ import Testing
         #expect(extra.isEmpty, "in docs/configuration.md but not accepted: \(extra.sorted())")
     }
 }
+
+/// The README stands alone: its static example is a config the sidecar accepts, its TLS
+/// reason table lists every reason the code can emit, and neither it nor `sidecar`'s help
+/// sends the reader to a file that is not in the repository.
+@Suite struct ReadmeTests {
+    static let readme: String = (try? DocsReferenceTests.read("README.md")) ?? ""
+
+    static var sidecar: String {
+        URL(fileURLWithPath: ControlPlaneServer.binary).deletingLastPathComponent().appendingPathComponent("sidecar").path
+    }
+
+    /// The README's static example: the YAML block after "A static example", one document per
+    /// service, named by its `# web.yaml: …` comment.
+    static func staticExample() throws -> [(name: String, yaml: String)] {
+        let section = DocsReferenceTests.section(readme, from: "A static example, two services, no control plane:")
+        let block = try #require(section.firstMatch(of: /```yaml\n([\s\S]*?)```/), "no ```yaml block after the static example's heading")
+        return try block.output.1.split(separator: "\n---\n").map { document in
+            let name = try #require(document.firstMatch(of: /^# ([a-z]+\.yaml):/), "\(document)")
+            return (String(name.output.1), String(document))
+        }
+    }
+
+    @Test func theStaticExampleIsTwoServicesThatTheSidecarAccepts() async throws {
+        let example = try Self.staticExample()
+        #expect(example.map(\.name) == ["web.yaml", "payments.yaml"])
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        // The certificate files it names, minted here (as scripts/demo-static.sh does with openssl).
+        let certs = directory.url.appendingPathComponent("certs")
+        try FileManager.default.createDirectory(at: certs, withIntermediateDirectories: true)
+        let pki = TestPKI()
+        for service in ["web", "payments"] { try pki.issue(service: service).write(to: certs, name: service) }
+        for (name, yaml) in example {
+            #expect(!yaml.contains("controlPlane"), "\(name): static mode")
+            let path = directory.path + "/" + name
+            try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+            let result = try await ChildProcess.run([Self.sidecar, "validate", "--config", path])
+            #expect(result.status == 0, "\(name): \(result.stdout)\(result.stderr)")
+            #expect(result.stdout.hasPrefix("\(path): ok (service \(name.dropLast(5)), "), "\(result.stdout)")
+        }
+    }
+
+    @Test func theTLSReasonTableListsEveryReasonTheCodeCanEmit() {
+        let table = DocsReferenceTests.section(Self.readme, from: "| reason | when |", to: "\n\n")
+        var listed: Set<String> = []
+        for line in table.split(separator: "\n") where line.hasPrefix("| `") {
+            let firstCell = line.dropFirst(2).prefix { $0 != "|" }
+            listed.formUnion(firstCell.matches(of: /`([a-z-]+)`/).map { String($0.output.1) })
+        }
+        #expect(listed == Set(TLSFailureReason.allCases.map(\.rawValue)),
+                "code \(TLSFailureReason.allCases.map(\.rawValue)) vs README \(listed.sorted())")
+    }
+
+    @Test func sidecarWithoutArgumentsShowsConfigAndTheReferenceInTheRepository() async throws {
+        let bare = try await ChildProcess.run([Self.sidecar])
+        let help = try await ChildProcess.run([Self.sidecar, "--help"])
+        #expect(bare.status != 0)
+        for output in [bare.stdout + bare.stderr, help.stdout] {
+            #expect(output.contains("sidecar --config <file>"), "\(output)")
+            #expect(output.contains("docs/configuration.md"), "\(output)")
+            #expect(!output.contains("DESIGN"), "\(output)")
+        }
+        let docs = try FileManager.default.contentsOfDirectory(atPath: packageRoot.appendingPathComponent("docs").path)
+            .filter { $0.hasSuffix(".md") }.map { "docs/" + $0 }
+        #expect(docs.count >= 4, "\(docs)")
+        for document in ["README.md", "SECURITY.md"] + docs {
+            #expect(!(try DocsReferenceTests.read(document)).contains("DESIGN.md"), "\(document) names a DESIGN.md the repository does not have")
+        }
+        #expect(FileManager.default.fileExists(atPath: packageRoot.appendingPathComponent("docs/configuration.md").path))
+    }
+}

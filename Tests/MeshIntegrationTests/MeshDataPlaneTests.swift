@@ -265,11 +265,24 @@ import Testing
         let clusters = try await curl(["http://127.0.0.1:\(ports.webAdmin)/clusters"])
         #expect(clusters.body.contains("\"service\":\"payments\""))
         #expect(clusters.body.contains("127.0.0.1:\(ports.payIn)"))
+        // What the next request to payments would get, and why, from a real sidecar.
+        let explain = try await curl(["http://127.0.0.1:\(ports.webAdmin)/explain?authority=payments&path=/pay&method=GET"])
+        #expect(explain.status == 200)
+        #expect(explain.body.contains("\"decision\":\"forward\""), "\(explain.body)")
+        #expect(explain.body.contains("\"expectedPeer\":\"spiffe://mesh.local/service/payments\""), "\(explain.body)")
+        #expect(explain.body.contains("127.0.0.1:\(ports.payIn)"))
+        let nowhere = try await curl(["http://127.0.0.1:\(ports.webAdmin)/explain?authority=nowhere"])
+        #expect(nowhere.body.contains("\"decision\":\"no-route\""), "\(nowhere.body)")
+        let bad = try await curl(["http://127.0.0.1:\(ports.webAdmin)/explain"])
+        #expect(bad.status == 400 && bad.body.contains("missing authority"), "\(bad.body)")
         let promtool = try #require(promtoolPath(), "promtool not found: run scripts/install-deps.sh")
         let exposition = try await metrics(ports.webAdmin)
         let check = try await ChildProcess.run([promtool, "check", "metrics"], input: exposition)
         #expect(check.status == 0, "\(check.stdout) \(check.stderr)")
         #expect(check.stdout.isEmpty && check.stderr.isEmpty, "\(check.stdout) \(check.stderr)")
+        // A static sidecar has no control plane to be connected to: no such gauge at all.
+        #expect(!exposition.contains("sidecar_control_plane_connected"), "\(exposition)")
+        #expect(exposition.contains("\nsidecar_config_version "))
     }
 
     @Test func fileChangeWithoutSignalReloads() async throws {

@@ -46,6 +46,31 @@ import Testing
         return (web, payments, webOut, webAdmin)
     }
 
+    /// A port held by another program: the sidecar exits 1 at once with the address and the
+    /// config key in one line, for each of its listeners.
+    @Test(arguments: ["outbound.listen", "inbound.listen", "admin.listen", "outbound.tcp[0].listen"])
+    func aTakenPortIsNamedWithItsConfigKey(key: String) async throws {
+        let taken = try TakenPort()
+        defer { taken.release() }
+        var ports: [String: Int] = [:]
+        for name in ["outbound.listen", "inbound.listen", "admin.listen", "outbound.tcp[0].listen"] {
+            ports[name] = name == key ? taken.port : try freeLoopbackPort()
+        }
+        let sidecar = try SidecarProcess(configYAML: """
+            service: web
+            inbound:  { listen: 127.0.0.1:\(ports["inbound.listen"]!), app: 127.0.0.1:1 }
+            outbound: { listen: 127.0.0.1:\(ports["outbound.listen"]!), tcp: [ { listen: 127.0.0.1:\(ports["outbound.tcp[0].listen"]!), service: db } ] }
+            admin:    { listen: 127.0.0.1:\(ports["admin.listen"]!) }
+            tls:      { cert: certs/web.pem, key: certs/web.key, trustBundle: certs/ca.pem }
+            """, in: directory, name: "taken-\(taken.port)")
+        defer { sidecar.stop() }
+        let status = await sidecar.process.wait(timeout: .seconds(20))
+        #expect(!sidecar.process.isRunning)
+        #expect(status == 1, "\(sidecar.logs)")
+        #expect(sidecar.logs.contains("sidecar: cannot listen on 127.0.0.1:\(taken.port) (\(key)): address already in use\n"),
+                "\(sidecar.logs)")
+    }
+
     @Test func validateReportsErrorsWithKeyPathAndLine() async throws {
         let path = directory.url.appendingPathComponent("bad.yaml").path
         try """
@@ -209,20 +234,5 @@ import Testing
         #expect(result.stdout.contains("echoed 1048576"), "\(result.stdout) \(result.stderr) \(web.logs) \(db.logs)")
         // The tunnel's log line is written when it closes.
         #expect(await eventually { db.accessLog.contains("\"peer\":\"web\"") }, "\(db.accessLog)")
-    }
-
-    @Test func aPortInUseFailsTheStartWithAClearError() async throws {
-        let busy = try await TCPEchoApp()  // holds a port
-        let sidecar = try SidecarProcess(configYAML: """
-            service: web
-            inbound:  { listen: 127.0.0.1:\(try freeLoopbackPort()), app: 127.0.0.1:1 }
-            outbound: { listen: 127.0.0.1:\(try freeLoopbackPort()) }
-            admin:    { listen: 127.0.0.1:\(busy.port) }
-            tls:      { cert: certs/web.pem, key: certs/web.key, trustBundle: certs/ca.pem }
-            """, in: directory, name: "busy")
-        defer { sidecar.stop() }
-        let status = await sidecar.process.wait(timeout: .seconds(20))
-        #expect(status == 1)
-        #expect(sidecar.logs.contains("Address already in use"), "\(sidecar.logs)")
     }
 }

@@ -1,11 +1,14 @@
 import Foundation
 
 /// Runs real programs (`openssl`, `curl`, our own binaries) for interop tests. Output goes to
-/// files, so a chatty child never blocks on a full pipe.
+/// files, so a chatty child never blocks on a full pipe; the files are unlinked as soon as the
+/// child has opened them and read back through descriptors held here, so nothing is left in
+/// the temp directory, whether the test ends, fails or crashes.
 public final class ChildProcess: @unchecked Sendable {
     public let process: SpawnedProcess
-    private let stdoutURL: URL
-    private let stderrURL: URL
+    /// Read ends of the child's stdout and stderr files (already unlinked).
+    private let stdoutFD: Int32
+    private let stderrFD: Int32
     /// Our end of the child's stdin.
     private let stdinWriter: FileHandle
 
@@ -17,10 +20,22 @@ public final class ChildProcess: @unchecked Sendable {
     public init(_ arguments: [String], environment: [String: String]? = nil, directory: String? = nil) throws {
         Self.ignoreSIGPIPE
         let scratch = FileManager.default.temporaryDirectory
-        stdoutURL = scratch.appendingPathComponent("child-\(UUID().uuidString).out")
-        stderrURL = scratch.appendingPathComponent("child-\(UUID().uuidString).err")
-        FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
-        FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        let stdoutPath = scratch.appendingPathComponent("child-\(UUID().uuidString).out").path
+        let stderrPath = scratch.appendingPathComponent("child-\(UUID().uuidString).err").path
+        // Ours to read from; the paths go as soon as the child has its own descriptors.
+        let outFD = open(stdoutPath, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        let errFD = outFD < 0 ? -1 : open(stderrPath, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        defer {
+            unlink(stdoutPath)
+            unlink(stderrPath)
+        }
+        guard outFD >= 0, errFD >= 0 else {
+            let code = errno
+            if outFD >= 0 { close(outFD) }
+            throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
+        }
+        stdoutFD = outFD
+        stderrFD = errFD
         let merged = environment.map { ProcessInfo.processInfo.environment.merging($0) { $1 } }
         // `env -C dir` changes directory in the child.
         let command = (directory.map { ["-C", $0] } ?? []) + arguments
@@ -30,12 +45,30 @@ public final class ChildProcess: @unchecked Sendable {
         Self.spawning.lock()
         defer { Self.spawning.unlock() }
         var ends: [Int32] = [-1, -1]
-        guard pipe(&ends) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EMFILE) }
+        guard pipe(&ends) == 0 else {
+            close(outFD)
+            close(errFD)
+            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EMFILE)
+        }
         for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         let readEnd = ends[0]
         stdinWriter = FileHandle(fileDescriptor: ends[1], closeOnDealloc: true)
-        process = try SpawnedProcess(
-            arguments: command, environment: merged, stdoutPath: stdoutURL.path, stderrPath: stderrURL.path, stdinFD: readEnd)
+        do {
+            // posix_spawn returns once the child has exec'd, so its file actions (opening both
+            // paths) are done before the deferred unlinks.
+            process = try SpawnedProcess(
+                arguments: command, environment: merged, stdoutPath: stdoutPath, stderrPath: stderrPath, stdinFD: readEnd)
+        } catch {
+            close(outFD)
+            close(errFD)
+            throw error
+        }
+    }
+
+    deinit {
+        if process.isRunning { kill() }
+        close(stdoutFD)
+        close(stderrFD)
     }
 
     /// Writes to the child's stdin; a child that already exited (broken pipe) is not an error
@@ -48,8 +81,21 @@ public final class ChildProcess: @unchecked Sendable {
         try? stdinWriter.close()
     }
 
-    public var stdout: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
-    public var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+    public var stdout: String { Self.readAll(stdoutFD) }
+    public var stderr: String { Self.readAll(stderrFD) }
+
+    /// Everything written to the file so far (`pread` from 0: no shared offset, any thread).
+    private static func readAll(_ fd: Int32) -> String {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(bytes.count)) }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { break }
+            bytes += chunk[0..<count]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
     public var isRunning: Bool { process.isRunning }
 
     private func kill() {
@@ -69,11 +115,10 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// Stops the child at once (SIGKILL: tests that need a graceful stop send SIGTERM themselves
-    /// and `wait`), so no test thread ever waits on a child's shutdown.
+    /// and `wait`), so no test thread ever waits on a child's shutdown. Its output stays
+    /// readable until this object goes.
     public func terminate() {
         if process.isRunning { kill() }
-        try? FileManager.default.removeItem(at: stdoutURL)
-        try? FileManager.default.removeItem(at: stderrURL)
     }
 
     /// Runs to completion with `input` on stdin.

@@ -30,6 +30,20 @@ public final class SpawnedProcess: @unchecked Sendable {
         // long-poll watcher kept counting; APIServerTests flaked whenever a concurrent test
         // spawned a child at the wrong moment).
         Self.closeInheritedDescriptors(&actions)
+        // The child starts with no signal blocked and the usual signals at their defaults, as
+        // from a shell. Otherwise it inherits the spawning thread's mask (Dispatch's worker
+        // threads block SIGTERM and most others) and this process's ignored SIGPIPE: a shell
+        // script then never sees the SIGTERM a test sends, and cannot trap it.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), defaults = sigset_t()
+        sigemptyset(&none)
+        sigemptyset(&defaults)
+        for signal in [SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGPIPE, SIGUSR1, SIGUSR2] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         let argv = (["/usr/bin/env"] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
@@ -37,9 +51,9 @@ public final class SpawnedProcess: @unchecked Sendable {
         if let environment {
             let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
             defer { envp.forEach { free($0) } }
-            result = posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, envp)
+            result = posix_spawn(&pid, "/usr/bin/env", &actions, &attributes, argv, envp)
         } else {
-            result = posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, environ)
+            result = posix_spawn(&pid, "/usr/bin/env", &actions, &attributes, argv, environ)
         }
         close(stdinFD)
         guard result == 0 else { throw POSIXError(POSIXErrorCode(rawValue: result) ?? .EINVAL) }

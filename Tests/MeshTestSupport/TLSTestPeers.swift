@@ -65,7 +65,7 @@ final class FixtureHandler: ChannelInboundHandler, Sendable {
             }
             guard complete else { return }
             let response = "HTTP/1.1 200 OK\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n\(body)"
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response))).whenComplete { _ in
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
         }

@@ -125,12 +125,12 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
                 if !keepAlive { headers.add(name: "connection", value: "close") }
                 context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
                 context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
-                context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in
+                context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
                     if !keepAlive { context.close(promise: nil) }
                 }
             }
             if delay > 0 {
-                context.eventLoop.scheduleTask(in: .milliseconds(delay)) { respond() }
+                context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(delay)) { respond() }
             } else {
                 respond()
             }

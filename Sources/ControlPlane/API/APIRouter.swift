@@ -94,9 +94,9 @@ public struct APIResponse: Sendable {
 /// | `GET /v1/ca/bundle` | any principal | PEM |
 /// | `POST /v1/certificates` | sidecar (join token or mTLS) | `{"csr"}` -> 201 `{"certificate","bundle","identity","expiresAt"}`; 403 another service's ID; takes one use of a join token |
 /// | `POST /v1/register` | sidecar | `{"service","address","port","labels"?,"dependencies"?}` -> 201 `{"name","version","ttlSeconds"}` |
-/// | `POST /v1/heartbeat` | sidecar | `{"name","version"?}` (version = snapshot applied); 404 -> register again |
+/// | `POST /v1/heartbeat` | sidecar | `{"name","version"?,"rejectedVersion"?,"rejectedReason"?}` (version = snapshot applied; rejected = the newest it refused); 404 -> register again |
 /// | `POST /v1/deregister` | sidecar | `{"name"}` |
-/// | `GET /v1/snapshot/{service}?version=N&instance=NAME` | that service's sidecar | 200 `MeshSnapshot` JSON at once if N is not current, else on the next change; 304 after the watch timeout |
+/// | `GET /v1/snapshot/{service}?version=N&instance=NAME&rejected=R` | that service's sidecar | 200 `MeshSnapshot` JSON at once if max(N, R) is not current, else on the next change; 304 after the watch timeout |
 ///
 /// An expired, revoked or used-up join token gets 401 saying which. Every error is
 /// `{"error": "..."}` (plus `issues` for validation) with the status from `APIError`: the
@@ -306,9 +306,14 @@ public struct APIRouter: Sendable {
                 guard let value = Int64(text) else { throw APIError.badRequest("version \"\(text)\" is not an integer") }
                 known = value
             }
+            var rejected: Int64?
+            if let text = request.query["rejected"], !text.isEmpty {
+                guard let value = Int64(text) else { throw APIError.badRequest("rejected \"\(text)\" is not an integer") }
+                rejected = value
+            }
             let snapshot = try await controlPlane.watch(
-                service: captures[0], knownVersion: known, instance: request.query["instance"], principal: try caller(),
-                timeout: watchTimeout)
+                service: captures[0], knownVersion: known, rejectedVersion: rejected, instance: request.query["instance"],
+                principal: try caller(), timeout: watchTimeout)
             guard let snapshot else { return APIResponse(status: 304, body: "") }
             return APIResponse(status: 200, bytes: snapshot.body)
         case .proxies:

@@ -47,10 +47,12 @@ public final class APIServer: Service, Sendable {
     /// The connection cap was reached: the accepted connection is closed at once.
     struct ConnectionLimitReached: Error {}
 
-    /// Builds the TLS context (off the event loop) and binds `host:port` (port 0: any free port).
+    /// Builds the TLS context (off the event loop) and binds `host:port` (port 0: any free port);
+    /// a bind failure is a `ListenerBindError` naming the address and `listenKey`, the setting
+    /// it came from.
     public static func start(
-        host: String, port: Int, router: APIRouter, authority: CertificateAuthority, limits: Limits = Limits(),
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        host: String, port: Int, listenKey: String = "--listen", router: APIRouter, authority: CertificateAuthority,
+        limits: Limits = Limits(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> APIServer {
         let credentials = try authority.makeServerCredentials(listenHost: host)
         let configuration = TLSConfiguration(
@@ -65,7 +67,7 @@ public final class APIServer: Service, Sendable {
         let handlerConfiguration = APIServerHandler.Configuration(
             limits: .init(maxBodySize: limits.maxBodySize, maxDrainBytes: 8 * limits.maxBodySize),
             bodyTimeout: limits.bodyTimeout, drainTimeout: limits.drainTimeout)
-        let channel = try await ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 // Before any TLS work: a connection over the cap costs an accept and a close.
@@ -80,7 +82,9 @@ public final class APIServer: Service, Sendable {
                         APIServerHandler(router: router, configuration: handlerConfiguration, bodyBudget: bodyBudget))
                 }
             }
-            .bind(host: host, port: port).get()
+        let channel = try await ListenerBindError.binding(HostPort(host: host, port: port), key: listenKey) {
+            try await bootstrap.bind(host: host, port: port).get()
+        }
         return APIServer(channel: channel, connections: connections, bodyBudget: bodyBudget)
     }
 

@@ -29,6 +29,19 @@ public struct RegistryStateMachine: Sendable {
         public var appliedVersion: Int64?
         /// This entry's own TTL (an operator-applied Instance's `ttl`); nil uses the settings'.
         public var ttl: Duration?
+        /// The newest snapshot the sidecar refused and why, as its last heartbeat said; nil
+        /// once it applies a later one.
+        public var rejection: Rejection?
+    }
+
+    public struct Rejection: Sendable, Equatable {
+        public var version: Int64
+        public var reason: String
+
+        public init(version: Int64, reason: String) {
+            self.version = version
+            self.reason = reason
+        }
     }
 
     /// What the caller must do. Every case but `none` changes what sidecars see.
@@ -64,10 +77,14 @@ public struct RegistryStateMachine: Sendable {
         return [.added(name: instance.name)]
     }
 
-    public mutating func heartbeat(name: String, appliedVersion: Int64?, now: Instant) -> HeartbeatResult {
+    /// A heartbeat reports the version applied and the refused one (nil clears it).
+    public mutating func heartbeat(
+        name: String, appliedVersion: Int64?, rejection: Rejection? = nil, now: Instant
+    ) -> HeartbeatResult {
         guard var entry = entries[name] else { return .unknownInstance }
         entry.lastHeartbeat = now
         if let appliedVersion { entry.appliedVersion = appliedVersion }
+        entry.rejection = rejection
         var actions: [Action] = []
         if entry.instance.health == .unhealthy {
             entry.instance.health = .healthy

@@ -22,6 +22,10 @@ public struct AdminResponse: Sendable {
     }
 
     public static func json(_ document: String) -> AdminResponse {
-        AdminResponse(status: .ok, contentType: "application/json", body: ByteBuffer(string: document))
+        json(.ok, document)
+    }
+
+    public static func json(_ status: HTTPResponseStatus, _ document: String) -> AdminResponse {
+        AdminResponse(status: status, contentType: "application/json", body: ByteBuffer(string: document))
     }
 }

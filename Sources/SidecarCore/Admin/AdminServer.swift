@@ -7,22 +7,26 @@ import Synchronization
 /// The sidecar's admin HTTP/1.1 server (default `127.0.0.1:15000`): `/metrics`, `/ready`,
 /// `/live`, `/config`, `/clusters`, routed by `AdminRouter`.
 ///
-/// A `Service`: `run()` binds (port 0 picks a free port, read back from `boundAddress`),
-/// serves until graceful shutdown or cancellation, then closes the listener and every open
-/// admin connection before returning.
+/// A `Service`: `run()` binds (port 0 picks a free port, read back from `boundAddress`; a
+/// failure is a `ListenerBindError` naming the address and `configKey`), serves until graceful
+/// shutdown or cancellation, then closes the listener and every open admin connection before
+/// returning.
 public final class AdminServer: Service, Sendable {
     public let host: String
     public let port: Int
+    /// Where the address was configured, named when it cannot be bound.
+    public let configKey: String
     private let router: AdminRouter
     private let group: any EventLoopGroup
     private let state = Mutex<(bound: SocketAddress?, connections: [ObjectIdentifier: any Channel])>((nil, [:]))
 
     public init(
-        host: String = "127.0.0.1", port: Int = 15000, providers: AdminProviders,
+        host: String = "127.0.0.1", port: Int = 15000, configKey: String = "admin.listen", providers: AdminProviders,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.host = host
         self.port = port
+        self.configKey = configKey
         router = AdminRouter(providers: providers)
         self.group = group
     }
@@ -35,7 +39,7 @@ public final class AdminServer: Service, Sendable {
 
     public func run() async throws {
         let router = self.router
-        let server = try await ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] channel in
@@ -45,8 +49,10 @@ public final class AdminServer: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandler(AdminHTTPHandler(router: router))
                 }
             }
-            .bind(host: host, port: port)
-            .get()
+        let address = HostPort(host: host, port: port)
+        let server = try await ListenerBindError.binding(address, key: configKey) {
+            try await bootstrap.bind(host: address.host, port: address.port).get()
+        }
         state.withLock { $0.bound = server.localAddress }
         defer { state.withLock { $0.bound = nil } }
 

@@ -24,19 +24,22 @@ public final class ConfigApplier: Sendable {
         var version: Int
         /// `/config`.
         var json: String
+        /// `/ready`'s `source`.
+        var source: ConfigSource
     }
 
     /// Takes over the configuration the loops and `tls` were opened with: `table` was built
     /// from `configuration` and `resources`.
     init(
         configuration: SidecarConfiguration, resources: [MeshResource], table: RouteTable, tls: TLSContextSet,
-        loops: ProxyLoops, metrics: SidecarMetrics
+        loops: ProxyLoops, metrics: SidecarMetrics, source: ConfigSource = .file
     ) {
         self.tls = tls
         self.loops = loops
         self.metrics = metrics
         state = NIOLockedValueBox(State(
-            configuration: configuration, version: table.version, json: Self.json(configuration, resources: resources)))
+            configuration: configuration, version: table.version, json: Self.json(configuration, resources: resources),
+            source: source))
         metrics.configurationVersion.set(Int64(table.version))
         metrics.certificateExpiry.set(tls.server.current.certificateExpiry ?? 0)
     }
@@ -46,6 +49,15 @@ public final class ConfigApplier: Sendable {
 
     /// The version of the route table in use (`sidecar_config_version`).
     public var version: Int { state.withLockedValue { $0.version } }
+
+    /// Where the configuration in use came from (`/ready`).
+    public var source: ConfigSource { state.withLockedValue { $0.source } }
+
+    /// Dynamic mode: the control plane answered, so what runs is live (or about to be: a newer
+    /// snapshot follows at once) rather than the saved last-known-good state.
+    package func markLive() {
+        state.withLockedValue { $0.source = .live }
+    }
 
     // MARK: Building (checks only, nothing swapped)
 
@@ -86,9 +98,13 @@ public final class ConfigApplier: Sendable {
         return version
     }
 
-    /// Dynamic mode: a snapshot's resources, on top of the bootstrap's own, at the snapshot's version.
-    package func apply(snapshot resources: [MeshResource], version: Int64) {
+    /// Dynamic mode: a snapshot's resources, on top of the bootstrap's own, at the snapshot's
+    /// version. Throws `SnapshotRejection`, changing nothing, when `SnapshotCheck` refuses it.
+    package func apply(snapshot resources: [MeshResource], version: Int64) throws(SnapshotRejection) {
         let configuration = state.withLockedValue { $0.configuration }
+        if let problem = SnapshotCheck.problem(configuration, resources: resources) {
+            throw SnapshotRejection(version: version, reason: problem)
+        }
         let all = configuration.resources + resources
         install(
             Self.makeTable(configuration, resources: all, version: Int(version), metrics: metrics),
@@ -108,7 +124,9 @@ public final class ConfigApplier: Sendable {
         loops.replaceTable(table)
         let json = Self.json(configuration, resources: resources)
         state.withLockedValue {
-            $0 = State(configuration: configuration, version: table.version, json: json)
+            $0.configuration = configuration
+            $0.version = table.version
+            $0.json = json
         }
         metrics.configurationVersion.set(Int64(table.version))
     }
@@ -118,4 +136,17 @@ public final class ConfigApplier: Sendable {
         effective.resources = resources
         return effective.json
     }
+}
+
+/// A snapshot this sidecar refused: its version and why, as the heartbeat reports it.
+public struct SnapshotRejection: Error, Sendable, Equatable, CustomStringConvertible {
+    public var version: Int64
+    public var reason: String
+
+    public init(version: Int64, reason: String) {
+        self.version = version
+        self.reason = reason
+    }
+
+    public var description: String { "snapshot \(version) refused: \(reason)" }
 }

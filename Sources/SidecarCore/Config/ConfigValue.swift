@@ -76,7 +76,12 @@ public indirect enum ConfigValue: Sendable, Equatable {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F || scalar.value == 0x2028 || scalar.value == 0x2029:
+            // Every scalar YAML does not print as itself in a quoted scalar: C0 and C1 controls,
+            // NEL (U+0085, a line break to YAML), the line and paragraph separators, the BOM
+            // and the noncharacters U+FFFE/U+FFFF. Escaped, the text reads back unchanged
+            // through both JSON and YAML parsers (found by the snapshot fuzz target).
+            case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028
+                || scalar.value == 0x2029 || scalar.value == 0xFEFF || scalar.value >= 0xFFFE && scalar.value <= 0xFFFF:
                 let hex = String(scalar.value, radix: 16, uppercase: true)
                 out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
             default: out.unicodeScalars.append(scalar)

@@ -6,6 +6,8 @@ public enum MeshDefaults {
     public static let inboundListen = HostPort(host: "0.0.0.0", port: 15006)
     public static let outboundListen = HostPort(host: "127.0.0.1", port: 15001)
     public static let adminListen = HostPort(host: "127.0.0.1", port: 15000)
+    /// Dynamic mode's saved state (`controlPlane.stateDir`), relative to the config file.
+    public static let stateDirectory = "sidecar-state"
 
     // Route rules.
     /// The request timeout of a rule without `timeout`, and of traffic with no Route at all.

@@ -39,6 +39,7 @@ extension SidecarConfiguration {
             if let dependencies = controlPlane.dependencies {
                 fields.append(("dependencies", .list(dependencies.map { .string($0) })))
             }
+            fields.append(("stateDir", .string(controlPlane.stateDirectory)))
             pairs.append(("controlPlane", .map(fields)))
         }
         pairs.append(("resources", .list(resources.map(\.configValue))))

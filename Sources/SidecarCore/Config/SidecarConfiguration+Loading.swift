@@ -142,10 +142,15 @@ extension SidecarConfiguration {
         }
         let labels = controlMap.stringMap("labels") ?? [:]
         let dependencies = controlMap.stringList("dependencies")
+        var stateDirectory = SidecarConfiguration.resolve(path: MeshDefaults.stateDirectory, against: baseDirectory)
+        if controlMap.optional("stateDir") != nil {
+            guard let path = controlMap.filePath("stateDir", baseDirectory: baseDirectory) else { return nil }
+            stateDirectory = path
+        }
         guard let address, let tokenFile, let caFile else { return nil }
         return ControlPlane(
             address: address, tokenFile: tokenFile, caFile: caFile, advertise: advertise, labels: labels,
-            dependencies: dependencies, moreAddresses: Array(addresses.dropFirst()))
+            dependencies: dependencies, stateDirectory: stateDirectory, moreAddresses: Array(addresses.dropFirst()))
     }
 
     /// Exactly one identity source; a registered address others can dial.

@@ -72,11 +72,17 @@ public struct SidecarConfiguration: Sendable, Equatable {
         public var labels: [String: String]
         /// The services this one calls; nil means all (the snapshot then holds every service).
         public var dependencies: [String]?
+        /// Where the last applied snapshot and the current certificate and key are kept, so a
+        /// sidecar restarted while no control plane answers can serve from them (fail-static).
+        /// Default `sidecar-state` beside the config file.
+        public var stateDirectory: String
 
         public init(
             address: String, tokenFile: String, caFile: String, advertise: HostPort? = nil,
-            labels: [String: String] = [:], dependencies: [String]? = nil, moreAddresses: [String] = []
+            labels: [String: String] = [:], dependencies: [String]? = nil,
+            stateDirectory: String = MeshDefaults.stateDirectory, moreAddresses: [String] = []
         ) {
+            self.stateDirectory = stateDirectory
             self.addresses = [address] + moreAddresses
             self.tokenFile = tokenFile
             self.caFile = caFile

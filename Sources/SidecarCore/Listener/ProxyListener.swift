@@ -16,6 +16,8 @@ final class ProxyListener: Service, Sendable {
 
     let name: String
     let address: HostPort
+    /// The config key `address` comes from (`outbound.listen`), named by a bind error.
+    let configKey: String
     let kind: Kind
     let group: EventLoopGroup
     let loops: ProxyLoops
@@ -27,7 +29,7 @@ final class ProxyListener: Service, Sendable {
     let readiness: ReadinessState?
 
     init(
-        name: String, address: HostPort, kind: Kind, group: EventLoopGroup, loops: ProxyLoops,
+        name: String, address: HostPort, configKey: String, kind: Kind, group: EventLoopGroup, loops: ProxyLoops,
         drainTimeout: TimeAmount, accessLog: Bool, timeouts: HTTPProxyHandler.Timeouts, logger: Logger,
         bound: ListenerAddressBox, readiness: ReadinessState? = nil
     ) {
@@ -35,6 +37,7 @@ final class ProxyListener: Service, Sendable {
         self.timeouts = timeouts
         self.name = name
         self.address = address
+        self.configKey = configKey
         self.kind = kind
         self.group = group
         self.loops = loops
@@ -62,23 +65,26 @@ final class ProxyListener: Service, Sendable {
             log = AccessLog(enabled: accessLog, direction: "outbound-tcp")
             direction = .tcpOutbound(service: service)
         }
-        let channel = try await ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.autoRead, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let state = loops.state(for: channel.eventLoop)
+                    let context = loops.context(for: channel.eventLoop)
                     if case .inbound(_, let tls) = kind {
                         try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls.current))
-                        try channel.pipeline.syncOperations.addHandler(TLSErrorLogger(logger: logger, metrics: state.metrics))
+                        try channel.pipeline.syncOperations.addHandler(TLSErrorLogger(logger: logger, metrics: context.metrics))
                     }
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTPProxyHandler(direction: direction, loop: state, accessLog: log, timeouts: timeouts))
+                        HTTPProxyHandler(direction: direction, loop: context, accessLog: log, timeouts: timeouts))
                 }
             }
-            .bind(host: address.host, port: address.port).get()
+        let address = self.address
+        let channel = try await ListenerBindError.binding(address, key: configKey) {
+            try await bootstrap.bind(host: address.host, port: address.port).get()
+        }
         let local = channel.localAddress
         bound.set(local?.port ?? address.port)
         readiness?.listenerBound()

@@ -1,12 +1,14 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 
-/// The per-event-loop proxy states, made once at start (one per loop) and looked up once per
+/// The per-event-loop proxy contexts, made once at start (one per loop) and looked up once per
 /// accepted connection; they share one `SharedLimits` (exact breaker and rate limits). Swapping the route table sends it to each loop, so requests read it
 /// without a lock.
 final class ProxyLoops: Sendable {
-    private let states: [ObjectIdentifier: ProxyLoopState]
-    let all: [ProxyLoopState]
+    /// Each loop's context, reachable from other threads only by a task on its own loop.
+    private let contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>]
+    private let all: [(eventLoop: EventLoop, context: NIOLoopBound<LoopContext>)]
     /// The snapshot every loop was last sent, for readers outside the loops (`/clusters`).
     private let current: NIOLockedValueBox<RouteTable>
 
@@ -14,21 +16,23 @@ final class ProxyLoops: Sendable {
         group: EventLoopGroup, table: RouteTable, clientTLS: TLSContextStore?, tunnelTLS: TLSContextStore? = nil,
         metrics: SidecarMetrics = SidecarMetrics()
     ) {
-        var states: [ObjectIdentifier: ProxyLoopState] = [:]
-        var all: [ProxyLoopState] = []
         let shared = SharedLimits()
         let connector = SocketUpstreamConnector(clientTLS: clientTLS, tunnelTLS: tunnelTLS)
-        for loop in group.makeIterator() {
-            let state = ProxyLoopState(
-                eventLoop: loop, table: table, connector: connector, metrics: metrics, shared: shared)
-            states[ObjectIdentifier(loop)] = state
-            all.append(state)
+        let loops = Array(group.makeIterator())
+        // Each context is made on its own loop and stays there.
+        let all = loops.map { loop in
+            let context = try! loop.submit {
+                NIOLoopBound(
+                    LoopContext(eventLoop: loop, table: table, connector: connector, metrics: metrics, shared: shared),
+                    eventLoop: loop)
+            }.wait()
+            return (eventLoop: loop, context: context)
         }
-        for state in all {
-            state.loopCount = all.count
-            state.siblings = all.filter { $0 !== state }
+        for entry in all {
+            let siblings = all.filter { $0.eventLoop !== entry.eventLoop }
+            try! entry.eventLoop.submit { entry.context.value.join(siblings, loopCount: all.count) }.wait()
         }
-        self.states = states
+        self.contexts = Dictionary(uniqueKeysWithValues: all.map { (ObjectIdentifier($0.eventLoop), $0.context) })
         self.all = all
         self.current = NIOLockedValueBox(table)
         self.shared = shared
@@ -46,32 +50,33 @@ final class ProxyLoops: Sendable {
         }
     }
 
-    func state(for loop: EventLoop) -> ProxyLoopState {
-        guard let state = states[ObjectIdentifier(loop)] else {
+    /// The context of `loop`; call it on that loop (a connection's initializer).
+    func context(for loop: EventLoop) -> LoopContext {
+        guard let context = contexts[ObjectIdentifier(loop)] else {
             preconditionFailure("event loop outside the sidecar's group")
         }
-        return state
+        return context.value
     }
 
     /// Installs a new route table on every loop.
     func replaceTable(_ table: RouteTable) {
         current.withLockedValue { $0 = table }
         publishEndpoints(table)
-        for state in all {
-            state.eventLoop.execute { state.replaceTable(table) }
+        for (loop, context) in all {
+            loop.execute { context.value.replaceTable(table) }
         }
     }
 
     /// Asks every connection to finish, then waits (bounded) until none is open.
     func drain(timeout: TimeAmount) async {
-        for state in all {
-            try? await state.eventLoop.submit { state.beginDrain() }.get()
+        for (loop, context) in all {
+            try? await loop.submit { context.value.beginDrain() }.get()
         }
         let deadline = NIODeadline.now() + timeout
         while NIODeadline.now() < deadline, !Task.isCancelled {
             var open = 0
-            for state in all {
-                open += (try? await state.eventLoop.submit { state.openConnections }.get()) ?? 0
+            for (loop, context) in all {
+                open += (try? await loop.submit { context.value.openConnections }.get()) ?? 0
             }
             if open == 0 { return }
             try? await Task.sleep(for: .milliseconds(20))
@@ -107,12 +112,26 @@ final class ProxyLoops: Sendable {
         return out + "]}\n"
     }
 
+    /// `/explain` (see `Explain`), from the worker loop the admin request runs on (the admin
+    /// server shares the sidecar's event loop group). 400 with `{"error": …}` for a bad query.
+    func explain(uri: String, certificateExpiry: Int64) -> (ok: Bool, json: String) {
+        let query: Explain.Query
+        switch Explain.query(fromURI: uri) {
+        case .success(let parsed): query = parsed
+        case .failure(let error): return (false, ConfigValue.map([("error", .string(error.message))]).json + "\n")
+        }
+        guard let loop = MultiThreadedEventLoopGroup.currentEventLoop, let context = contexts[ObjectIdentifier(loop)] else {
+            return (false, ConfigValue.map([("error", .string("explain runs on a worker loop of the sidecar"))]).json + "\n")
+        }
+        return (true, Explain.report(query, loop: context.value, certificateExpiry: certificateExpiry))
+    }
+
     /// Open downstream connections and in-flight requests, for /clusters and tests.
     func snapshot() async -> (connections: Int, idleUpstreams: Int) {
         var connections = 0
         var idle = 0
-        for state in all {
-            let (c, i) = (try? await state.eventLoop.submit { (state.openConnections, state.idleCount) }.get()) ?? (0, 0)
+        for (loop, context) in all {
+            let (c, i) = (try? await loop.submit { (context.value.openConnections, context.value.pool.idleCount) }.get()) ?? (0, 0)
             connections += c
             idle += i
         }

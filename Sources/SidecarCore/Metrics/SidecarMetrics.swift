@@ -54,6 +54,9 @@ public final class SidecarMetrics: Sendable {
     let configVersion = GaugeFamily(MetricDescriptor(
         "sidecar_config_version", .gauge,
         help: "Version of the configuration snapshot in use."))
+    let configRejected = CounterFamily(MetricDescriptor(
+        "sidecar_config_rejected_total", .counter,
+        help: "Configuration snapshots refused whole because this sidecar cannot apply them (the running one stays)."))
     let controlPlaneConnected = GaugeFamily(MetricDescriptor(
         "sidecar_control_plane_connected", .gauge,
         help: "1 while connected to the control plane, else 0."))
@@ -66,13 +69,26 @@ public final class SidecarMetrics: Sendable {
     public let certificateExpiry: Gauge
     /// `sidecar_config_version`.
     public let configurationVersion: Gauge
-    /// `sidecar_control_plane_connected` (set with `set(true)` / `set(false)`).
+    /// `sidecar_control_plane_connected` (set with `set(true)` / `set(false)`); exposed in
+    /// dynamic mode only.
     public let controlPlaneConnection: Gauge
+    /// `sidecar_config_rejected_total`.
+    public let configurationRejected: Counter
 
     /// All families, for the admin server.
     public let registry: MetricsRegistry
 
-    public init() {
+    /// Which families `/metrics` carries: a static sidecar has no control plane, so it exports
+    /// no `sidecar_control_plane_connected` (a constant 0 would read as "disconnected" and fire
+    /// the disconnection alert).
+    public enum Mode: Sendable {
+        case `static`
+        case dynamic
+    }
+
+    /// - Parameter mode: `.dynamic` (the default) exposes every family, `.static` all but
+    ///   `sidecar_control_plane_connected`.
+    public init(mode: Mode = .dynamic) {
         let tlsHandshakeErrors = tlsHandshakeErrors, connectionsOpen = connectionsOpen
         tlsErrorCounters = TrafficDirection.allCases.map { direction in
             Dictionary(uniqueKeysWithValues: TLSFailureReason.allCases.map {
@@ -83,11 +99,13 @@ public final class SidecarMetrics: Sendable {
         certificateExpiry = certExpiry.gauge()
         configurationVersion = configVersion.gauge()
         controlPlaneConnection = controlPlaneConnected.gauge()
-        registry = MetricsRegistry(families: requests.families + [
+        configurationRejected = configRejected.counter()
+        var families: [any MetricFamily] = requests.families + [
             retries, retryBudgetExhausted, mirrorRequests, circuitBreakerOpen, circuitBreakerRejections, outlierEjections,
-            endpoints, connectionsOpen, tlsHandshakeErrors, authzDenied, certExpiry, configVersion,
-            controlPlaneConnected,
-        ])
+            endpoints, connectionsOpen, tlsHandshakeErrors, authzDenied, certExpiry, configVersion, configRejected,
+        ]
+        if mode == .dynamic { families.append(controlPlaneConnected) }
+        registry = MetricsRegistry(families: families)
     }
 
     /// The upstream series of `peer` (breaker, outlier, budget, endpoints). Takes locks:

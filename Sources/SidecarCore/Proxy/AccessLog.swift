@@ -50,6 +50,10 @@ struct AccessLog: Sendable {
         Self.appendJSONString(exchange.peer, to: &line)
         line += ",\"request_id\":"
         Self.appendJSONString(exchange.requestID, to: &line)
+        if let trace = exchange.trace {
+            // Hex digits only (validated or made here): no escaping needed.
+            line += ",\"trace_id\":\"\(trace.traceID)\",\"span_id\":\"\(trace.spanID)\""
+        }
         if let cause = exchange.errorCause { line += ",\"mesh_error\":\"\(cause.rawValue)\"" }
         if exchange.attempts > 1 || !exchange.retryReasons.isEmpty || exchange.retryStopped != nil {
             line += ",\"tries\":\(exchange.attempts)"

@@ -71,7 +71,6 @@ extension HTTPProxyHandler {
             requestID: requestID, peer: peer, closeAfterResponse: !head.framing.keepAlive || loop.draining,
             framing: head.framing.body, start: context.eventLoop.now)
         exchange.upgradeRequested = head.framing.upgrade
-        exchange.bodyProgressAt = context.eventLoop.now
         self.exchange = exchange
 
         if head.method == .CONNECT || (rawTarget.utf8.first != UInt8(ascii: "/") && rawTarget.lowercased().hasPrefix("https://")) {
@@ -87,10 +86,10 @@ extension HTTPProxyHandler {
         if !head.headers.contains("x-request-id") {
             request.addedHeaders.append(try! HTTPHeaderLine(name: "x-request-id", value: requestID))
         }
-        if !head.headers.contains("traceparent") {
-            request.addedHeaders.append(
-                try! HTTPHeaderLine(name: "traceparent", value: RequestIdentifiers.traceparent(using: &loop.random)))
-        }
+        // This hop is a span of the caller's trace (or starts one): a new span id goes upstream.
+        let trace = TraceContext.nextHop(after: head.headers.firstValue(named: "traceparent"), using: &loop.random)
+        exchange.trace = trace
+        request.addedHeaders.append(try! HTTPHeaderLine(name: "traceparent", value: trace.traceparent))
         if let absolute = target.authority {
             // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host.
             guard let host = try? HTTPHeaderLine(name: "host", value: absolute) else {
@@ -121,9 +120,7 @@ extension HTTPProxyHandler {
         let exchange = request.exchange
         var remaining = filters
         while let filter = remaining.popFirst() {
-            let decision = filter.admit(&request, loop: loop, now: context.eventLoop.now)
-            armDeadlineTimer(context: context)  // a filter may have started the route timeout
-            switch decision {
+            switch filter.admit(&request, loop: loop, now: context.eventLoop.now) {
             case .next:
                 continue
             case .reject(let error):
@@ -131,13 +128,15 @@ extension HTTPProxyHandler {
                 return
             case .delay(let delay):
                 phase = .connecting
-                context.eventLoop.scheduleTask(in: delay) { [weak self] in
+                armDeadlineTimer(context: context)  // the route timeout runs on while the request waits
+                context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
                     guard let self, self.exchange === exchange, let context = self.context else { return }
                     self.admit(request, through: remaining, context: context)
                 }
                 return
             }
         }
+        armDeadlineTimer(context: context)  // routing started the route timeout
         forward(request, context: context)
     }
 
@@ -196,7 +195,7 @@ extension HTTPProxyHandler {
         if !exchange.requestComplete, retry.shouldBufferBody || exchange.mirrorPending, (declared ?? 0) <= limit {
             exchange.replayBody = context.channel.allocator.buffer(capacity: declared ?? 4096)
         }
-        loop.retryBudgetRequestStarted(destination)
+        loop.cluster(destination).retryBudgetRequestStarted(now: context.eventLoop.now)
     }
 
     /// Sends the fire-and-forget copy once the whole request is buffered; a body that was not
@@ -230,14 +229,16 @@ extension HTTPProxyHandler {
     }
 
     func lease(
-        _ exchange: ProxyExchange, key: ProxyLoopState.PoolKey, connectTimeout: TimeAmount, context: ChannelHandlerContext
+        _ exchange: ProxyExchange, key: ConnectionPool.Key, connectTimeout: TimeAmount, context: ChannelHandlerContext
     ) {
+        // Pool limits apply to a destination a request made a cluster for (not tunnels, not the app).
+        let cluster = key.tunnel ? nil : key.service.flatMap { loop.existingCluster($0) }
         phase = .connecting
         exchange.poolKey = key
         exchange.attempts += 1
         exchange.tryEpoch &+= 1
         let epoch = exchange.tryEpoch
-        loop.lease(key, connectTimeout: connectTimeout).whenComplete { [weak self] result in
+        loop.pool.lease(key, cluster: cluster, connectTimeout: connectTimeout).assumeIsolated().whenComplete { [weak self] result in
             guard let self, self.exchange === exchange, exchange.tryEpoch == epoch, self.phase == .connecting,
                 let context = self.context
             else {
@@ -283,13 +284,14 @@ extension HTTPProxyHandler {
         exchange.rewrittenHead = nil
         upstream.begin(owner: self, method: exchange.method)
         upstream.setReadsPaused(!context.channel.isWritable)
-        if let address = exchange.upstreamAddress {
-            loop.requestStarted(address)
-            exchange.outstandingAt = address
+        if let address = exchange.upstreamAddress, let destination = exchange.route?.destination {
+            let cluster = loop.cluster(destination)
+            cluster.tryStarted(at: address)
+            exchange.outstandingAt = (cluster, address)
         }
         upstreamWritable = channel.isWritable
-        exchange.bodyProgressAt = context.eventLoop.now
-        exchange.tryStartedAt = exchange.bodyProgressAt
+        exchange.deadlines.bodyProgress = context.eventLoop.now
+        exchange.tryStartedAt = context.eventLoop.now
         channel.write(head, promise: nil)
         // A retry: first the body bytes an earlier try forwarded, then whatever still arrives.
         if let body = exchange.replayBody, body.readableBytes > 0 { channel.write(body, promise: nil) }
@@ -314,7 +316,7 @@ extension HTTPProxyHandler {
                     allocator: context.channel.allocator)
             }
             if let body, body.readableBytes > 0 {
-                exchange.bodyProgressAt = context.eventLoop.now
+                exchange.deadlines.bodyProgress = context.eventLoop.now
                 exchange.bytesReceived += body.readableBytes
                 exchange.keepForReplay(body)
                 channel.write(body, promise: nil)

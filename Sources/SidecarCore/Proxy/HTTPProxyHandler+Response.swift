@@ -16,9 +16,10 @@ extension HTTPProxyHandler {
         }
         if let service = exchange.poolKey?.service, let address = exchange.upstreamAddress, exchange.poolKey?.tunnel == false {
             loop.recordOutcome(.status(head.status), service: service, address: address)
-            loop.observeLatency(context.eventLoop.now - exchange.tryStartedAt, service: service, address: address)
+            loop.existingCluster(service)?.observeLatency(
+                context.eventLoop.now - exchange.tryStartedAt, of: address, now: context.eventLoop.now)
         }
-        exchange.tryDeadline = nil
+        exchange.deadlines.currentTry = nil
         if head.status >= 500, retryElsewhere(exchange, after: .status(head.status), context: context) { return }
         exchange.responseStarted = true
         exchange.status = head.status
@@ -59,7 +60,7 @@ extension HTTPProxyHandler {
     func upstreamWritabilityChanged(_ writable: Bool) {
         upstreamWritable = writable
         // Time the upstream made us wait is not the caller's pause.
-        if writable, let now = context?.eventLoop.now { exchange?.bodyProgressAt = now }
+        if writable, let now = context?.eventLoop.now { exchange?.deadlines.bodyProgress = now }
         if writable { resumeReadingIfWanted() }
     }
 
@@ -69,7 +70,7 @@ extension HTTPProxyHandler {
         endOutstanding(exchange)
         if let upstream = exchange.upstream, let key = exchange.poolKey {
             if reusable && exchange.requestComplete && phase != .tunnel {
-                loop.release(upstream, key: key)
+                loop.pool.release(upstream, key: key)
             } else {
                 upstream.abandon()
             }
@@ -104,9 +105,9 @@ extension HTTPProxyHandler {
     ) -> Bool {
         guard var retry = exchange.retry, let destination = exchange.route?.destination, let head = exchange.retryHead
         else { return false }
-        let address = exchange.upstreamAddress
-        let action = loop.decideRetry(
-            &retry, after: failure, from: address, destination: destination, holdsRetrySlot: &exchange.holdsBreakerRetry)
+        let action = loop.cluster(destination).decideRetry(
+            &retry, after: failure, from: exchange.upstreamAddress, holdsRetrySlot: &exchange.holdsBreakerRetry,
+            now: context.eventLoop.now, random: &loop.random)
         exchange.retry = retry
         switch action {
         case .retry: exchange.retryReasons.append(failure)
@@ -118,7 +119,7 @@ extension HTTPProxyHandler {
         if let exclude { exchange.triedEndpoints.insert(exclude) }
         exchange.rewrittenHead = head
         phase = .connecting
-        context.eventLoop.scheduleTask(in: backoff) { [weak self] in
+        context.eventLoop.assumeIsolated().scheduleTask(in: backoff) { [weak self] in
             guard let self, self.exchange === exchange, let context = self.context else { return }
             self.connectOutbound(exchange, context: context)
         }
@@ -129,7 +130,7 @@ extension HTTPProxyHandler {
     /// come), its timer stopped, and a lease still pending for it will be discarded.
     func abandonTry(_ exchange: ProxyExchange) {
         exchange.tryEpoch &+= 1
-        exchange.tryDeadline = nil
+        exchange.deadlines.currentTry = nil
         if let upstream = exchange.upstream {
             upstream.abandon()
             endOutstanding(exchange)
@@ -139,19 +140,19 @@ extension HTTPProxyHandler {
 
     /// The try no longer counts as outstanding on its endpoint (least-request and EWMA balancing).
     func endOutstanding(_ exchange: ProxyExchange) {
-        guard let address = exchange.outstandingAt else { return }
+        guard let (cluster, address) = exchange.outstandingAt else { return }
         exchange.outstandingAt = nil
-        loop.requestFinished(address)
+        cluster.tryEnded(at: address)
     }
 
     /// Starts the try's `perTryTimeout` clock once the whole request has gone upstream on this
     /// try (as Envoy: it bounds the wait for the response, not a slow upload), when the route
     /// sets one shorter than what is left of the route timeout (which bounds all tries itself).
     func armTryTimer(_ exchange: ProxyExchange, context: ChannelHandlerContext) {
-        exchange.tryDeadline = nil
+        exchange.deadlines.currentTry = nil
         if let retry = exchange.retry, retry.policy.perTryTimeout != nil {
             let due = retry.tryDeadline(now: context.eventLoop.now)
-            if due < retry.deadline { exchange.tryDeadline = due }
+            if due < retry.deadline { exchange.deadlines.currentTry = due }
         }
         armDeadlineTimer(context: context)
     }
@@ -161,18 +162,13 @@ extension HTTPProxyHandler {
     /// earliest deadline, and when it fires it re-checks the deadlines of whatever exchange is
     /// current (so a request that ends in time cancels nothing and schedules nothing).
     func armDeadlineTimer(context: ChannelHandlerContext) {
-        guard let exchange else { return }
-        var due = exchange.routeDeadline
-        if let tryDeadline = exchange.tryDeadline, due.map({ tryDeadline < $0 }) ?? true { due = tryDeadline }
-        if !exchange.requestComplete {
-            let bodyDue = exchange.bodyProgressAt + timeouts.requestBodyIdle
-            if due.map({ bodyDue < $0 }) ?? true { due = bodyDue }
-        }
-        guard let due else { return }
+        guard let exchange,
+            let due = exchange.deadlines.nextDue(requestComplete: exchange.requestComplete, bodyIdle: timeouts.requestBodyIdle)
+        else { return }
         if let firesAt = deadlineTimerFiresAt, firesAt <= due { return }  // it will re-check then
         deadlineTimer?.cancel()
         deadlineTimerFiresAt = due
-        deadlineTimer = context.eventLoop.scheduleTask(deadline: due) { [weak self] in
+        deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] in
             guard let self else { return }
             self.deadlineTimer = nil
             self.deadlineTimerFiresAt = nil
@@ -183,18 +179,20 @@ extension HTTPProxyHandler {
     private func deadlinePassed() {
         guard let exchange, let context else { return }
         let now = context.eventLoop.now
-        if let deadline = exchange.routeDeadline, deadline <= now, let (_, rule) = exchange.route {
-            requestTimedOut(exchange, after: rule.timeout)
-        } else if !exchange.requestComplete, exchange.bodyProgressAt + timeouts.requestBodyIdle <= now {
-            if phase == .forwardingRequest && upstreamWritable {
-                requestBodyStalled(exchange)
-            } else {
-                exchange.bodyProgressAt = now  // not reading the body now (connecting, or upstream full): no pause of the caller's
-            }
-        } else if let deadline = exchange.tryDeadline, deadline <= now, !exchange.responseStarted,
-            let perTry = exchange.retry?.policy.perTryTimeout
+        switch exchange.deadlines.expiry(
+            at: now, requestComplete: exchange.requestComplete, bodyIdle: timeouts.requestBodyIdle,
+            readingBody: phase == .forwardingRequest && upstreamWritable, responseStarted: exchange.responseStarted)
         {
-            tryTimedOut(exchange, after: perTry)
+        case .route:
+            requestTimedOut(exchange, after: exchange.route?.rule.timeout ?? .zero)
+        case .bodyStalled:
+            requestBodyStalled(exchange)
+        case .bodyWaitNotTheCallers:
+            exchange.deadlines.bodyProgress = now
+        case .currentTry:
+            tryTimedOut(exchange, after: exchange.retry?.policy.perTryTimeout ?? .zero)
+        case .none:
+            break
         }
         // Whatever exchange is current now (the same one retrying, or none) keeps its watch.
         armDeadlineTimer(context: context)
@@ -203,7 +201,7 @@ extension HTTPProxyHandler {
     /// No response head within `perTryTimeout`: try again where the policy allows, else 504.
     func tryTimedOut(_ exchange: ProxyExchange, after perTry: MeshDuration) {
         guard let context else { return }
-        exchange.tryDeadline = nil
+        exchange.deadlines.currentTry = nil
         if retryElsewhere(exchange, after: .perTryTimeout, context: context) { return }
         abandonTry(exchange)
         fail(exchange, ProxyError(.timeout, "no response within the per-try timeout \(perTry)"), context: context)
@@ -248,11 +246,7 @@ extension HTTPProxyHandler {
             let (request, retry) = (exchange.holdsBreakerRequest, exchange.holdsBreakerRetry)
             exchange.holdsBreakerRequest = false
             exchange.holdsBreakerRetry = false
-            loop.withResilience(destination) { state in
-                if request { state.breaker.releaseRequest() }
-                if retry { state.breaker.releaseRetry() }
-            }
-            loop.publishBreakerState(service: destination.service)
+            loop.cluster(destination).releaseSlots(request: request, retry: retry)
         }
         let handle: RequestMetricsHandle
         switch direction {
@@ -289,7 +283,7 @@ extension HTTPProxyHandler {
         if !exchange.requestComplete { exchange.closeAfterResponse = true }
         let response = error.response(
             closing: exchange.closeAfterResponse, requestID: exchange.requestID, allocator: context.channel.allocator)
-        exchange.bytesSent += response.readableBytes
+        exchange.bytesSent += error.body.utf8.count  // body bytes, as for a relayed response
         context.write(wrapOutboundOut(response), promise: nil)
         finishExchange(exchange, status: error.effectiveStatus, context: context)
     }
@@ -308,7 +302,7 @@ extension HTTPProxyHandler {
         self.exchange = nil
         if exchange.closeAfterResponse || phase == .tunnel {
             phase = .closed
-            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
             return
@@ -320,10 +314,19 @@ extension HTTPProxyHandler {
         resumeReadingIfWanted()
     }
 
-    /// A malformed head: answer and close (the stream's framing can no longer be trusted).
+    /// A malformed head (or one that came too slowly): answer and close (the stream's framing
+    /// can no longer be trusted). Logged and counted like every answer, with what is known:
+    /// no method, path or destination (`sidecar_requests_total{peer="unknown"}` outbound).
     func respondWithoutExchange(_ error: ProxyError, context: ChannelHandlerContext) {
         phase = .closed
-        let response = error.response(closing: true, requestID: nil, allocator: context.channel.allocator)
-        context.writeAndFlush(wrapOutboundOut(response)).whenComplete { _ in context.close(promise: nil) }
+        let exchange = ProxyExchange(
+            method: .other, methodName: "-", authority: "", path: "",
+            requestID: RequestIdentifiers.requestID(using: &loop.random), peer: callerService ?? "unknown",
+            closeAfterResponse: true, framing: .none, start: context.eventLoop.now)
+        exchange.errorCause = error.cause
+        exchange.bytesSent = error.body.utf8.count
+        record(exchange, status: error.effectiveStatus)
+        let response = error.response(closing: true, requestID: exchange.requestID, allocator: context.channel.allocator)
+        context.writeAndFlush(wrapOutboundOut(response)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 }

@@ -48,7 +48,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     let direction: Direction
-    let loop: ProxyLoopState
+    let loop: LoopContext
     let accessLog: AccessLog
     let timeouts: Timeouts
     var headTimer: Scheduled<Void>?
@@ -73,7 +73,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var inboundMetrics: RequestMetricsHandle?
     var connectionGauge: Gauge?
 
-    init(direction: Direction, loop: ProxyLoopState, accessLog: AccessLog, timeouts: Timeouts = Timeouts()) {
+    init(direction: Direction, loop: LoopContext, accessLog: AccessLog, timeouts: Timeouts = Timeouts()) {
         self.direction = direction
         self.loop = loop
         self.accessLog = accessLog
@@ -156,7 +156,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     func scheduleHeadTimer(at deadline: NIODeadline, context: ChannelHandlerContext) {
         headTimerFiresAt = deadline
-        headTimer = context.eventLoop.scheduleTask(deadline: deadline) { [weak self] in
+        headTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
             guard let self, let context = self.context else { return }
             self.headTimer = nil
             self.headTimerFiresAt = nil

@@ -21,13 +21,13 @@ final class MirrorExchange: UpstreamOwner {
         case skipped
     }
 
-    private let loop: ProxyLoopState
-    private let key: ProxyLoopState.PoolKey
+    private let loop: LoopContext
+    private let key: ConnectionPool.Key
     private var upstream: UpstreamHandler?
     private var timer: Scheduled<Void>?
     private var finished = false
 
-    private init(loop: ProxyLoopState, key: ProxyLoopState.PoolKey) {
+    private init(loop: LoopContext, key: ConnectionPool.Key) {
         self.loop = loop
         self.key = key
     }
@@ -36,7 +36,7 @@ final class MirrorExchange: UpstreamOwner {
     @discardableResult
     static func send(
         head: ByteBuffer, body: ByteBuffer?, method: HTTPRequestMethod, subset: [String: String],
-        destination: RouteTable.Destination, timeout: TimeAmount, loop: ProxyLoopState
+        destination: RouteTable.Destination, timeout: TimeAmount, loop: LoopContext
     ) -> Bool {
         // Uniform among the subset's endpoints, without building a candidate list.
         var chosen: HostPort?
@@ -50,8 +50,11 @@ final class MirrorExchange: UpstreamOwner {
             return false
         }
         let mirror = MirrorExchange(loop: loop, key: .init(address: address, service: destination.service))
-        mirror.timer = loop.eventLoop.scheduleTask(in: timeout) { mirror.finish(.failed, reusable: false) }
-        loop.lease(mirror.key, connectTimeout: destination.policy.connectTimeout.timeAmount).whenComplete { result in
+        mirror.timer = loop.eventLoop.assumeIsolated().scheduleTask(in: timeout) { mirror.finish(.failed, reusable: false) }
+        loop.pool.lease(
+            mirror.key, cluster: loop.existingCluster(destination.service),
+            connectTimeout: destination.policy.connectTimeout.timeAmount
+        ).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let upstream):
                 guard !mirror.finished, let channel = upstream.channel else {
@@ -78,7 +81,7 @@ final class MirrorExchange: UpstreamOwner {
         if let upstream {
             self.upstream = nil
             if reusable {
-                loop.release(upstream, key: key)
+                loop.pool.release(upstream, key: key)
             } else {
                 upstream.abandon()
             }

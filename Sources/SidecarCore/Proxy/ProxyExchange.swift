@@ -15,11 +15,14 @@ final class ProxyExchange {
     var requestFramer: HTTPBodyFramer
     var requestComplete = false
     var upstream: UpstreamHandler?
-    var poolKey: ProxyLoopState.PoolKey?
+    var poolKey: ConnectionPool.Key?
     var rewrittenHead: ByteBuffer?
     var responseStarted = false
     var status = 0
     var bytesReceived = 0
+    /// The trace this request belongs to and the span id this hop sent upstream (nil: a tunnel,
+    /// or a request refused before its head was read).
+    var trace: TraceContext?
     var bytesSent = 0
     var errorCause: ProxyError.Cause?
     var attempts = 0
@@ -33,18 +36,14 @@ final class ProxyExchange {
     /// a retry or a mirror while they fit in `RetryStateMachine.maxReplayBodyBytes`; nil when
     /// no copy is kept (no body, nothing wants one, or it outgrew the limit).
     var replayBody: ByteBuffer?
-    /// When the route's timeout ends the exchange (all tries), and when the current try's
-    /// `perTryTimeout` abandons it; checked by the handler's one lazy deadline timer.
-    var routeDeadline: NIODeadline?
-    var tryDeadline: NIODeadline?
-    /// When request body bytes last moved (or forwarding could last resume): a body that sends
-    /// nothing for the handler's `bodyIdle` timeout ends the exchange with 408.
-    var bodyProgressAt = NIODeadline.uptimeNanoseconds(0)
+    /// The route timeout, the current try's `perTryTimeout`, and when request body bytes last
+    /// moved; checked by the handler's one lazy deadline timer.
+    var deadlines: ExchangeDeadlines
     /// When the current try's head went upstream (its response latency feeds the balancer).
     var tryStartedAt = NIODeadline.uptimeNanoseconds(0)
-    /// The endpoint the current try counts as one outstanding request on, until it ends
-    /// (tunnels never count; every end uncounts exactly once).
-    var outstandingAt: HostPort?
+    /// The endpoint (and its cluster) the current try counts as one outstanding request on,
+    /// until it ends (tunnels never count; every end uncounts exactly once).
+    var outstandingAt: (cluster: Cluster, address: HostPort)?
     /// Moves when a try starts or is abandoned, so a late lease result of an older try is dropped.
     var tryEpoch = 0
     /// The failures that were retried, in order, and why the last failure was not (access log).
@@ -64,7 +63,7 @@ final class ProxyExchange {
 
     init(
         method: HTTPRequestMethod, methodName: String, authority: String, path: String, requestID: String,
-        peer: String, closeAfterResponse: Bool, framing: HTTPBodyFraming, start: NIODeadline = .now()
+        peer: String, closeAfterResponse: Bool, framing: HTTPBodyFraming, start: NIODeadline
     ) {
         self.method = method
         self.methodName = methodName
@@ -76,14 +75,14 @@ final class ProxyExchange {
         // Trailers are held whole so identity fields can be removed from them (HTTPTrailerSection).
         self.requestFramer = HTTPBodyFramer(framing: framing, holdsTrailers: true)
         self.start = start
+        self.deadlines = ExchangeDeadlines(bodyProgress: start)
         self.requestComplete = framing == .none
     }
 
     var upstreamAddress: HostPort? { poolKey?.address }
 
     func cancelTimers() {
-        routeDeadline = nil
-        tryDeadline = nil
+        deadlines.stop()
     }
 
     /// Keeps a copy of body bytes just forwarded while a retry or the mirror can use it;
@@ -120,7 +119,4 @@ enum RequestIdentifiers {
 
     static func requestID(using generator: inout some RandomNumberGenerator) -> String { hex(16, using: &generator) }
 
-    static func traceparent(using generator: inout some RandomNumberGenerator) -> String {
-        "00-\(hex(16, using: &generator))-\(hex(8, using: &generator))-01"
-    }
 }

@@ -6,7 +6,7 @@ import NIOCore
 /// it waits as *pending* for a connection to come free, in arrival order; when
 /// `pendingLimit` requests already wait it is refused at once (503 `circuit-open`).
 ///
-/// Decisions only; `ProxyLoopState` carries out the actions (connect, hand a connection
+/// Decisions only; `ConnectionPool` carries out the actions (connect, hand a connection
 /// over, close one). Freed capacity goes to the oldest waiter: a released connection to the
 /// endpoint it wants is handed over as it is; one to another endpoint is closed and its slot
 /// used to connect to the waiter's endpoint; a closed connection's slot opens a new one.

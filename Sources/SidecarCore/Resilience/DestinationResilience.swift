@@ -4,7 +4,7 @@ import NIOCore
 /// breaker, connection pool limits, retry budget and outlier detector, built from the
 /// service's `TrafficPolicy` and carried across config snapshots by `update`.
 ///
-/// The proxy holds one per destination in its `ProxyLoopState` (confined to the loop, so no
+/// Each loop holds one per destination in its `Cluster` (confined to the loop, so no
 /// locks) and calls the members directly; this type only builds them and keeps them
 /// consistent when the policy or the endpoint set changes. The breaker's request and retry
 /// counts and the retry budget's window are shared by all loops (the numbers hold for the

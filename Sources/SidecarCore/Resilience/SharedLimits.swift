@@ -7,7 +7,7 @@ import Synchronization
 /// for the process whichever loop the traffic lands on.
 ///
 /// Threading: a `Mutex` guards the maps, and it is taken only on a loop's first use of a key
-/// (each `ProxyLoopState` keeps the references it got); the per-request work is on the
+/// (each loop's `Cluster` keeps the references it got); the per-request work is on the
 /// returned objects' atomics. A bucket's key includes its limit, so a changed limit starts a
 /// new (full) bucket and an unchanged one keeps its state across config snapshots.
 ///

@@ -4,13 +4,23 @@
 /// current one, so a request reads it without a lock.
 public struct RouteTable: Sendable {
     /// One destination the local app may call.
-    public struct Destination: Sendable {
+    /// A class, immutable: every request that routes to it holds it, and a reference costs one
+    /// retain where a struct of this size would copy (and retain) each of its fields.
+    public final class Destination: Sendable {
         public let service: String
         public let rules: [RouteRule]
         public let endpoints: [Endpoint]
         public let policy: TrafficPolicy
         /// `sidecar_requests_total{direction="outbound",peer=service}` and friends, resolved once here.
         let requestMetrics: RequestMetricsHandle?
+
+        init(service: String, rules: [RouteRule], endpoints: [Endpoint], policy: TrafficPolicy, requestMetrics: RequestMetricsHandle?) {
+            self.service = service
+            self.rules = rules
+            self.endpoints = endpoints
+            self.policy = policy
+            self.requestMetrics = requestMetrics
+        }
     }
 
     /// A sidecar inbound that serves the destination service.

@@ -3,14 +3,14 @@ import NIOPosix
 
 /// Opens one upstream connection for the loop's pool: TCP to the endpoint, mTLS with the
 /// destination's expected identity when the key names a service, then the `UpstreamHandler`.
-/// The pool decides when to connect; this only knows how. Injected into `ProxyLoopState`, so
+/// The pool decides when to connect; this only knows how. Injected into the loop's `ConnectionPool`, so
 /// tests can put the upstream on an `EmbeddedChannel` and drive a whole exchange without a
 /// socket (`advanceTime` moves every timer).
 protocol UpstreamConnector: Sendable {
     /// Connects `upstream` to `key.address` on `eventLoop` within `timeout`; fails with a
     /// `ProxyError` (`connect-failed`, `tls-failed`).
     func connect(
-        _ key: ProxyLoopState.PoolKey, upstream: UpstreamHandler, trustDomain: String, timeout: TimeAmount,
+        _ key: ConnectionPool.Key, upstream: UpstreamHandler, trustDomain: String, timeout: TimeAmount,
         on eventLoop: EventLoop
     ) -> EventLoopFuture<Void>
 }
@@ -23,7 +23,7 @@ struct SocketUpstreamConnector: UpstreamConnector {
     let tunnelTLS: TLSContextStore?
 
     func connect(
-        _ key: ProxyLoopState.PoolKey, upstream: UpstreamHandler, trustDomain: String, timeout: TimeAmount,
+        _ key: ConnectionPool.Key, upstream: UpstreamHandler, trustDomain: String, timeout: TimeAmount,
         on eventLoop: EventLoop
     ) -> EventLoopFuture<Void> {
         let tls: TLSHandler?

@@ -30,7 +30,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     var onClose: (() -> Void)?
     /// The destination whose connection-pool slot this connection holds (nil: none, or given
     /// back); the pool frees it once, when the connection closes or its slot is reused.
-    var poolService: String?
+    var poolCluster: Cluster?
     private let metrics: SidecarMetrics
 
     init(metrics: SidecarMetrics) {
@@ -47,7 +47,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     func closeIfStillIdle(after timeout: TimeAmount) {
         guard let channel else { return }
         idleTimer?.cancel()
-        idleTimer = channel.eventLoop.scheduleTask(in: timeout) { [weak self] in
+        idleTimer = channel.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
             guard let self, self.owner == nil else { return }
             self.channel?.close(promise: nil)
         }

@@ -28,13 +28,23 @@ import Testing
         let readiness = ReadinessSwitch()
         let router = Self.router(readiness: readiness)
         #expect(Self.get(router, "/ready").0 == .serviceUnavailable)
-        #expect(Self.get(router, "/ready").1 == "not ready\n")
+        #expect(Self.get(router, "/ready").1 == #"{"status":"not ready","source":"file"}"# + "\n")
         readiness.set(.ready)
         #expect(Self.get(router, "/ready").0 == .ok)
-        #expect(Self.get(router, "/ready").1 == "ready\n")
+        #expect(Self.get(router, "/ready").1 == #"{"status":"ready","source":"file"}"# + "\n")
+        #expect(Self.get(router, "/ready").2.contentType == "application/json")
         readiness.set(.draining)
         #expect(Self.get(router, "/ready").0 == .serviceUnavailable)
-        #expect(Self.get(router, "/ready").1 == "draining\n")
+        #expect(Self.get(router, "/ready").1 == #"{"status":"draining","source":"file"}"# + "\n")
+    }
+
+    @Test func readinessSaysWhereTheConfigurationCameFrom() {
+        let readiness = ReadinessSwitch()
+        readiness.set(.ready)
+        let router = AdminRouter(providers: AdminProviders(
+            metrics: SidecarMetrics().registry, readiness: { readiness.readiness }, source: { .lastKnownGood }))
+        #expect(Self.get(router, "/ready").0 == .ok)
+        #expect(Self.get(router, "/ready").1 == #"{"status":"ready","source":"last-known-good"}"# + "\n")
     }
 
     @Test func routesAnswerWithTheirContent() {

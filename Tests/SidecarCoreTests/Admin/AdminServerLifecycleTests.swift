@@ -57,9 +57,10 @@ extension AdminServerLifecycleTests {
         let running = Task { try await first.run() }
         defer { running.cancel() }
         #expect(await eventually { first.boundPort != nil })
-        let second = AdminServer(port: try #require(first.boundPort), providers: providers)
-        let error = await #expect(throws: IOError.self) { try await second.run() }
-        #expect(error?.errnoCode == EADDRINUSE, "\(String(describing: error))")
+        let port = try #require(first.boundPort)
+        let second = AdminServer(port: port, providers: providers)
+        let error = await #expect(throws: ListenerBindError.self) { try await second.run() }
+        #expect(error?.description == "cannot listen on 127.0.0.1:\(port) (admin.listen): address already in use")
     }
 }
 

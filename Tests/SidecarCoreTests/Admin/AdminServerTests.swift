@@ -42,10 +42,10 @@ import Testing
         #expect(port > 0)
 
         let ready = try await Self.curl(port, "/ready")
-        #expect(ready.status == 200 && ready.body == "ready\n")
+        #expect(ready.status == 200 && ready.body == #"{"status":"ready","source":"file"}"# + "\n")
         readiness.set(.draining)
         let draining = try await Self.curl(port, "/ready")
-        #expect(draining.status == 503 && draining.body == "draining\n")
+        #expect(draining.status == 503 && draining.body == #"{"status":"draining","source":"file"}"# + "\n")
 
         #expect(try await Self.curl(port, "/live").status == 200)
         let config = try await Self.curl(port, "/config")

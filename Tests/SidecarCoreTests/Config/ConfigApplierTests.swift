@@ -19,8 +19,8 @@ import Testing
         let loops: ProxyLoops
         let base: SidecarConfiguration
 
-        init() throws {
-            var base = SidecarConfiguration(
+        init(base configured: SidecarConfiguration? = nil) throws {
+            var base = configured ?? SidecarConfiguration(
                 service: "web", inbound: .init(app: HostPort(host: "127.0.0.1", port: 8080)),
                 resources: [.instance(Instance(service: "payments", address: "127.0.0.1", port: 16006))])
             base.tls = try Self.write(ConfigApplierTests.pki.issue(service: "web"), to: directory, name: "web-1")
@@ -104,7 +104,7 @@ import Testing
     @Test func aSnapshotExtendsTheBootstrapResourcesAtItsVersion() throws {
         let running = try Running()
         defer { running.close() }
-        running.applier.apply(
+        try running.applier.apply(
             snapshot: [.instance(Instance(service: "ledger", address: "127.0.0.1", port: 17006))], version: 7)
 
         #expect(running.applier.version == 7)
@@ -123,5 +123,29 @@ import Testing
             #expect(old !== new)
         }
         #expect(running.applier.version == 7)
+    }
+
+    @Test func aSnapshotTheSidecarCannotApplyIsRefusedWholeAndTheRunningOneStays() throws {
+        // An inbound that carries bytes sees no method or path: an L7 allow rule can never match.
+        let tcp = SidecarConfiguration(
+            service: "web", inbound: .init(app: HostPort(host: "127.0.0.1", port: 8080), appProtocol: .tcp))
+        let running = try Running(base: tcp)
+        defer { running.close() }
+        let json = running.applier.configurationJSON
+        let policy = AuthorizationPolicy(
+            service: "web", defaultAction: .deny, allow: [.init(from: ["payments"], methods: ["GET"])])
+        #expect(throws: SnapshotRejection.self) {
+            try running.applier.apply(snapshot: [.authorizationPolicy(policy)], version: 9)
+        }
+        #expect(running.applier.version == 1)
+        #expect(running.applier.configurationJSON == json)
+        // The same rule by caller alone applies.
+        let byCaller = AuthorizationPolicy(service: "web", defaultAction: .deny, allow: [.init(from: ["payments"])])
+        try running.applier.apply(snapshot: [.authorizationPolicy(byCaller)], version: 10)
+        #expect(running.applier.version == 10)
+        #expect(SnapshotCheck.problem(tcp, resources: [.authorizationPolicy(policy)])?.contains("allow[0]") == true)
+        var http = tcp
+        http.inbound.appProtocol = .http
+        #expect(SnapshotCheck.problem(http, resources: [.authorizationPolicy(policy)]) == nil)
     }
 }

@@ -69,7 +69,7 @@ import Testing
             fallback: FallbackResponse(
                 status: 503,
                 headers: ["x-note": "true", "x-num": "1.5", "x-empty": ""],
-                body: "line1\nline2\t\"quoted\" \\ back: # not a comment\u{1}é")))
+                body: "line1\nline2\t\"quoted\" \\ back: # not a comment\u{1}é, NEL\u{85} C1\u{9F} LS\u{2028} BOM\u{FEFF} \u{FFFE}")))
         #expect(try MeshResourceDecoder.decodeDocuments(yaml: policy.yaml) == [policy])
         #expect(try MeshResourceDecoder.decodeJSON(policy.json) == [policy])
     }

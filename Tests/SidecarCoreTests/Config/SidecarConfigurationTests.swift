@@ -83,9 +83,14 @@ import Testing
         #expect(config.outbound.tcp == [.init(listen: HostPort(host: "127.0.0.1", port: 15432), service: "db")])
         #expect(config.controlPlane == .init(
             address: "https://127.0.0.1:15010", tokenFile: "/etc/mesh/web.token", caFile: "/etc/mesh/ca.pem",
-            advertise: HostPort(host: "10.0.0.7", port: 15006), labels: ["version": "v2"], dependencies: ["payments"]))
+            advertise: HostPort(host: "10.0.0.7", port: 15006), labels: ["version": "v2"], dependencies: ["payments"],
+            stateDirectory: "/etc/mesh/sidecar-state"))
         // What /config shows decodes back to the same configuration.
         #expect(try SidecarConfiguration.decode(yaml: config.yaml) == config)
+        // controlPlane.stateDir: relative to the config file's directory, like every path.
+        let stateDir = yaml.replacingOccurrences(of: "dependencies: [ payments ]", with: "stateDir: state/web")
+        #expect(try SidecarConfiguration.decode(yaml: stateDir, fileName: "web.yaml", baseDirectory: "/etc/mesh")
+            .controlPlane?.stateDirectory == "/etc/mesh/state/web")
         #expect(config.spiffeID == "spiffe://prod.example/service/web")
     }
 

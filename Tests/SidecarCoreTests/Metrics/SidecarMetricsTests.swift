@@ -13,8 +13,8 @@ import Testing
             "sidecar_circuit_breaker_rejections_total", "sidecar_outlier_ejections_total", "sidecar_endpoints",
             "sidecar_connections_open", "sidecar_bytes_total", "sidecar_tls_handshake_errors_total",
             "sidecar_authz_denied_total", "sidecar_cert_expiry_timestamp_seconds", "sidecar_config_version",
-            "sidecar_control_plane_connected",
-            // README, additions to the DESIGN.md contract:
+            "sidecar_config_rejected_total", "sidecar_control_plane_connected",
+            // README, additions to the original design:
             "sidecar_mirror_requests_total",
         ])
     }
@@ -89,5 +89,17 @@ import Testing
                     #"sidecar_tls_handshake_errors_total{direction="\#(direction.rawValue)",reason="\#(reason.rawValue)"} 0"#))
             }
         }
+    }
+}
+
+/// A static sidecar has no control plane: its /metrics does not carry the connection gauge
+/// (a constant 0 would read as "disconnected" and fire MeshSidecarDisconnectedFromControlPlane).
+@Suite struct SidecarMetricsModeTests {
+    @Test func staticModeDoesNotExportTheControlPlaneConnection() {
+        let text = SidecarMetrics(mode: .static).registry.text
+        #expect(!text.contains("sidecar_control_plane_connected"), "\(text)")
+        #expect(text.contains("sidecar_config_version 0"))
+        let dynamic = SidecarMetrics(mode: .dynamic).registry.text
+        #expect(dynamic.contains("# TYPE sidecar_control_plane_connected gauge\nsidecar_control_plane_connected 0\n"), "\(dynamic)")
     }
 }

@@ -16,7 +16,7 @@ final class EmbeddedUpstreamConnector: UpstreamConnector, @unchecked Sendable {
     init(loop: EmbeddedEventLoop) { self.loop = loop }
 
     func connect(
-        _ key: ProxyLoopState.PoolKey, upstream: UpstreamHandler, trustDomain: String, timeout: TimeAmount,
+        _ key: ConnectionPool.Key, upstream: UpstreamHandler, trustDomain: String, timeout: TimeAmount,
         on eventLoop: EventLoop
     ) -> EventLoopFuture<Void> {
         if refused.contains(key.address) {
@@ -56,21 +56,32 @@ struct ExchangeHarness {
     let downstream: EmbeddedChannel
     let upstreams: EmbeddedUpstreamConnector
     let metrics = SidecarMetrics()
-    let state: ProxyLoopState
+    let context: LoopContext
 
-    init(rules: [RouteRule], policy: TrafficPolicy = .default(service: "payments"), endpoints: [HostPort] = [first, second]) throws {
+    static let ledger = HostPort(host: "10.0.0.9", port: 15006)
+
+    /// `ledgerPolicy`: also a `ledger` service (one endpoint, `ledger`, one catch-all rule).
+    init(
+        rules: [RouteRule], policy: TrafficPolicy = .default(service: "payments"), endpoints: [HostPort] = [first, second],
+        ledgerPolicy: TrafficPolicy? = nil
+    ) throws {
         var resources: [MeshResource] = endpoints.enumerated().map { index, endpoint in
             .instance(Instance(service: "payments", address: endpoint.host, port: endpoint.port, labels: ["v": "\(index + 1)"]))
         }
         resources.append(.route(Route(service: "payments", rules: rules)))
         resources.append(.trafficPolicy(policy))
+        if let ledgerPolicy {
+            resources.append(.instance(Instance(service: "ledger", address: Self.ledger.host, port: Self.ledger.port)))
+            resources.append(.route(Route(service: "ledger", rules: [RouteRule()])))
+            resources.append(.trafficPolicy(ledgerPolicy))
+        }
         upstreams = EmbeddedUpstreamConnector(loop: loop)
         let table = RouteTable(localService: "web", trustDomain: "mesh.local", resources: resources, metrics: metrics)
-        state = ProxyLoopState(eventLoop: loop, table: table, connector: upstreams, metrics: metrics)
-        state.random = LoopRandom(seed: 7)
+        context = LoopContext(eventLoop: loop, table: table, connector: upstreams, metrics: metrics)
+        context.random = LoopRandom(seed: 7)
         downstream = EmbeddedChannel(loop: loop)
         try downstream.pipeline.syncOperations.addHandler(
-            HTTPProxyHandler(direction: .outbound, loop: state, accessLog: AccessLog(enabled: false, direction: "test")))
+            HTTPProxyHandler(direction: .outbound, loop: context, accessLog: AccessLog(enabled: false, direction: "test")))
         try downstream.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
     }
 
@@ -78,7 +89,7 @@ struct ExchangeHarness {
     func anotherDownstream() throws -> EmbeddedChannel {
         let channel = EmbeddedChannel(loop: loop)
         try channel.pipeline.syncOperations.addHandler(
-            HTTPProxyHandler(direction: .outbound, loop: state, accessLog: AccessLog(enabled: false, direction: "test")))
+            HTTPProxyHandler(direction: .outbound, loop: context, accessLog: AccessLog(enabled: false, direction: "test")))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2)).wait()
         return channel
     }
@@ -92,6 +103,11 @@ struct ExchangeHarness {
         var all = ByteBuffer()
         while var part = try (channel ?? downstream).readOutbound(as: ByteBuffer.self) { all.writeBuffer(&part) }
         return String(buffer: all)
+    }
+
+    /// Tries outstanding on `address` of `payments` (least-request / EWMA bookkeeping).
+    func outstanding(_ address: HostPort) -> Int {
+        context.existingCluster("payments")?.outstandingTries(at: address) ?? 0
     }
 
     static func get(_ path: String = "/pay") -> String { "GET \(path) HTTP/1.1\r\nHost: payments\r\n\r\n" }

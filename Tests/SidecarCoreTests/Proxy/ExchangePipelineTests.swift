@@ -22,6 +22,16 @@ import Testing
         #expect(try h.answer() == "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
     }
 
+    @Test func theUpstreamGetsTheCallersTraceWithThisHopsSpan() throws {
+        let h = try H(rules: [RouteRule()])
+        try h.send("GET /pay HTTP/1.1\r\nHost: payments\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n")
+        let sent = try h.upstreams.received(0)
+        let line = try #require(sent.split(separator: "\r\n").first { $0.hasPrefix("traceparent: ") })
+        #expect(line.hasPrefix("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-"))
+        #expect(!line.contains("00f067aa0ba902b7"), "a new span id for this hop: \(line)")
+        #expect(sent.components(separatedBy: "traceparent").count == 2, "one traceparent goes upstream")
+    }
+
     @Test func theRouteTimeoutAnswers504() throws {
         let h = try H(rules: [RouteRule(timeout: .seconds(1), retries: RetryPolicy(attempts: 1))])
         try h.send(H.get())
@@ -99,7 +109,7 @@ import Testing
         let waiting = try h.anotherDownstream(), refused = try h.anotherDownstream()
         try h.send(H.get("/b"), on: waiting)
         #expect(try h.answer(on: waiting).isEmpty)
-        #expect(h.state.pendingCount == 1)
+        #expect(h.context.pendingCount == 1)
         try h.send(H.get("/c"), on: refused)
         #expect(try h.answer(on: refused).contains("x-mesh-error: circuit-open"))
         #expect(try h.upstreams.received(0).hasPrefix("GET /a "))
@@ -110,6 +120,34 @@ import Testing
         #expect(try h.upstreams.received(0).hasPrefix("GET /b "))
         try h.upstreams.respond(0, H.ok)
         #expect(try h.answer(on: waiting).hasPrefix("HTTP/1.1 200 OK\r\n"))
+    }
+
+    /// Each destination's waiters are its own: two services at their limit on one loop both
+    /// number their first waiter 0, and a released connection goes to its own service's waiter.
+    @Test func waitersOfTwoDestinationsAtTheirLimitsDoNotMix() throws {
+        var payments = TrafficPolicy.default(service: "payments")
+        payments.circuitBreaker.maxConnections = 1
+        var ledger = TrafficPolicy.default(service: "ledger")
+        ledger.circuitBreaker.maxConnections = 1
+        let h = try H(rules: [RouteRule()], policy: payments, endpoints: [H.first], ledgerPolicy: ledger)
+        let ledgerFirst = try h.anotherDownstream(), paymentsWaiter = try h.anotherDownstream()
+        let ledgerWaiter = try h.anotherDownstream()
+        try h.send(H.get("/a"))
+        try h.send("GET /l1 HTTP/1.1\r\nHost: ledger\r\n\r\n", on: ledgerFirst)
+        try h.send(H.get("/b"), on: paymentsWaiter)
+        try h.send("GET /l2 HTTP/1.1\r\nHost: ledger\r\n\r\n", on: ledgerWaiter)
+        #expect(h.context.pendingCount == 2)
+        #expect(h.upstreams.connections.map(\.address) == [H.first, H.ledger])
+        #expect(try h.upstreams.received(0).hasPrefix("GET /a "))
+        #expect(try h.upstreams.received(1).hasPrefix("GET /l1 "))
+        try h.upstreams.respond(0, H.ok)
+        h.loop.run()
+        let next = try h.upstreams.received(0)
+        #expect(next.hasPrefix("GET /b "), "payments' connection went to payments' waiter: \(next)")
+        try h.upstreams.respond(1, H.ok)
+        h.loop.run()
+        #expect(try h.upstreams.received(1).hasPrefix("GET /l2 "), "ledger's connection went to ledger's waiter")
+        #expect(h.context.pendingCount == 0)
     }
 
     @Test func aPendingRequestGivesUpAfterTheConnectTimeout() throws {
@@ -197,20 +235,20 @@ import Testing
     @Test func outstandingCountsReturnToZeroHoweverAnExchangeEnds() throws {
         let h = try H(rules: [RouteRule(retries: RetryPolicy(attempts: 1))], endpoints: [H.first])
         try h.send(H.get())
-        #expect(h.state.inFlightCount(H.first) == 1)
+        #expect(h.outstanding(H.first) == 1)
         try h.upstreams.respond(0, H.ok)
-        #expect(h.state.inFlightCount(H.first) == 0)
+        #expect(h.outstanding(H.first) == 0)
 
         try h.send("POST /pay HTTP/1.1\r\nHost: payments\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
-        #expect(h.state.inFlightCount(H.first) == 1)
+        #expect(h.outstanding(H.first) == 1)
         try h.send("lo\r\nzz\r\n")  // not a chunk size
         #expect(try h.answer().contains("400 Bad Request"))
-        #expect(h.state.inFlightCount(H.first) == 0)
+        #expect(h.outstanding(H.first) == 0)
 
         let other = try h.anotherDownstream()
         try h.send(H.get(), on: other)
-        #expect(h.state.inFlightCount(H.first) == 1)
+        #expect(h.outstanding(H.first) == 1)
         try other.close().wait()
-        #expect(h.state.inFlightCount(H.first) == 0)
+        #expect(h.outstanding(H.first) == 0)
     }
 }

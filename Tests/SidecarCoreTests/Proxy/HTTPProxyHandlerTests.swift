@@ -27,7 +27,7 @@ import Testing
         let channel = EmbeddedChannel()
         let metrics = SidecarMetrics()
         let table = RouteTable(localService: service, trustDomain: "mesh.local", resources: Self.resources, metrics: metrics)
-        let loop = ProxyLoopState(
+        let loop = LoopContext(
             eventLoop: channel.embeddedEventLoop, table: table,
             connector: SocketUpstreamConnector(clientTLS: nil, tunnelTLS: nil), metrics: metrics)
         try channel.pipeline.syncOperations.addHandler(
@@ -75,6 +75,20 @@ import Testing
         #expect(text.contains("connection: close"))
         channel.embeddedEventLoop.run()
         #expect(!channel.isActive)
+    }
+
+    /// A head refused before it could be an exchange (no Host here) is still counted and
+    /// logged as an answer, its response bytes are its body's, as for any other response.
+    @Test func aRequestWithoutHostIsAnswered400AndCounted() throws {
+        let (channel, metrics) = try makeChannel(.outbound)
+        try channel.writeInbound(ByteBuffer(string: "GET /pay HTTP/1.1\r\n\r\n"))
+        let text = try response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+        #expect(text.contains("x-mesh-error: bad-request"))
+        let unrouted = metrics.requests.handle(direction: .outbound, peer: "unknown")
+        #expect(unrouted.count(status: 400) == 1)
+        let body = try #require(text.range(of: "\r\n\r\n")).upperBound
+        #expect(unrouted.responseBytes.value == UInt64(text[body...].utf8.count))
     }
 
     @Test func oversizeHeadIs431() throws {

@@ -41,7 +41,7 @@ extension ResilienceTests {
         }
 
         @Test func loopsShareTheCountsSoTheLimitIsExact() async {
-            // One breaker value per loop over the same counters, as ProxyLoopState builds them.
+            // One breaker value per loop over the same counters, as LoopContext builds them.
             let counters = CircuitBreakerCounters()
             let thresholds = CircuitBreakerThresholds(
                 maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 100, maxRetries: 3)

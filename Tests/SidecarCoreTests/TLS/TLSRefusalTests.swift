@@ -165,13 +165,22 @@ import Testing
         #expect(pair.serverRecorder.handshakeInfo?.peerIdentity?.serviceName == "web")
     }
 
+    /// Bytes named in the test list by what they are, not printed whole.
+    struct NotAClientHello: Sendable, CustomTestStringConvertible {
+        let testDescription: String
+        let bytes: [UInt8]
+    }
+
     @Test(arguments: [
-        Array("GET / HTTP/1.1\r\nHost: payments\r\n\r\n".utf8),
-        [UInt8](repeating: 0, count: 64),
-        (0..<600).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) },
-        [0x16, 0x03, 0x01, 0xFF, 0xFF] + [UInt8](repeating: 0x41, count: 40),
+        NotAClientHello(testDescription: "a plain HTTP request", bytes: Array("GET / HTTP/1.1\r\nHost: payments\r\n\r\n".utf8)),
+        NotAClientHello(testDescription: "64 zero bytes", bytes: [UInt8](repeating: 0, count: 64)),
+        NotAClientHello(testDescription: "600 pseudo-random bytes", bytes: (0..<600).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }),
+        NotAClientHello(
+            testDescription: "a handshake record header announcing 65535 bytes, then 40",
+            bytes: [0x16, 0x03, 0x01, 0xFF, 0xFF] + [UInt8](repeating: 0x41, count: 40)),
     ])
-    func garbageInsteadOfClientHelloClosesWithoutCrash(bytes: [UInt8]) throws {
+    func garbageInsteadOfClientHelloClosesWithoutCrash(garbage: NotAClientHello) throws {
+        let bytes = garbage.bytes
         let context = try TLSContext(configuration: Self.payments.configuration(), role: .server)
         let channel = EmbeddedChannel()
         let recorder = EventRecorder()

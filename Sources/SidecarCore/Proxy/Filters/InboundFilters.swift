@@ -3,7 +3,7 @@ import NIOCore
 /// The destination's AuthorizationPolicy, on the normalized path: a caller it does not allow
 /// gets 403 `forbidden`, counted in `sidecar_authz_denied_total{caller}`.
 struct AuthorizationFilter: RequestFilter {
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         let exchange = request.exchange
         guard Authorizer.allows(
             loop.table.authorization, caller: request.caller, method: exchange.methodName, path: Substring(exchange.path))
@@ -18,7 +18,7 @@ struct AuthorizationFilter: RequestFilter {
 
 /// The local service's own rate limit (TrafficPolicy `rateLimit`, optionally per caller).
 struct InboundRateLimitFilter: RequestFilter {
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard case .limited(let wait) = loop.takeInboundToken(caller: request.caller ?? "unknown", now: now) else {
             return .next
         }

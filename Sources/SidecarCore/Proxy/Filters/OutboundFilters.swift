@@ -5,7 +5,7 @@ import NIOCore
 struct HopLimitFilter: RequestFilter {
     static let maxHops = 8
 
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard let hops = Self.hopCount(request.head.headers.firstValue(named: "x-mesh-hops")) else {
             return .reject(ProxyError(.badRequest, "x-mesh-hops must be a small non-negative integer"))
         }
@@ -29,7 +29,7 @@ struct HopLimitFilter: RequestFilter {
 /// Finds the destination (by `Host`/authority) and its first matching rule (404 `no-route`
 /// otherwise); applies the rule's request header rewrites and starts the route timeout.
 struct RoutingFilter: RequestFilter {
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         let exchange = request.exchange
         guard let destination = loop.table.destination(forHost: Substring(exchange.authority)) else {
             return .reject(ProxyError(.noRoute, "no service \"\(exchange.peer)\" in the mesh"))
@@ -43,7 +43,7 @@ struct RoutingFilter: RequestFilter {
         let rule = destination.rules[index]
         request.route = (destination, rule, index)
         exchange.route = (destination, rule)
-        exchange.routeDeadline = now + rule.timeout.timeAmount
+        exchange.deadlines.route = now + rule.timeout.timeAmount
         request.removedHeaders += rule.requestHeaders.remove
         for (name, value) in rule.requestHeaders.set.sorted(by: { $0.key < $1.key }) {
             if let line = try? HTTPHeaderLine(name: name, value: value) { request.addedHeaders.append(line) }
@@ -54,9 +54,10 @@ struct RoutingFilter: RequestFilter {
 
 /// The matched rule's own rate limit (429 `rate-limited` with `Retry-After`), exact across loops.
 struct RouteRateLimitFilter: RequestFilter {
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard let (destination, rule, index) = request.route, let limit = rule.rateLimit,
-            case .limited = loop.takeRuleToken(service: destination.service, ruleIndex: index, limit: limit, now: now)
+            case .limited = loop.takeRuleToken(
+                service: destination.service, ruleIndex: index, limit: limit, now: now, peek: request.dryRun)
         else { return .next }
         var error = ProxyError(.rateLimited, "\(destination.service): this route allows \(limit.requestsPerSecond) requests per second")
         error.retryAfter = 1
@@ -67,22 +68,20 @@ struct RouteRateLimitFilter: RequestFilter {
 /// Takes one of the destination's `maxRequests` slots, held until the exchange is recorded;
 /// at the limit the answer is 503 `circuit-open` (or the TrafficPolicy's fallback).
 struct CircuitBreakerFilter: RequestFilter {
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard let destination = request.route?.destination else { return .next }
-        let admission = loop.withResilience(destination) { $0.breaker.tryAcquireRequest() }
-        loop.publishBreakerState(service: destination.service)
-        if case .rejected(let resource) = admission {
-            return .reject(loop.circuitOpen(destination.service, "circuit breaker \(resource) reached"))
-        }
-        request.exchange.holdsBreakerRequest = true
+        if let refusal = loop.cluster(destination).admitRequest(peek: request.dryRun) { return .reject(refusal) }
+        if !request.dryRun { request.exchange.holdsBreakerRequest = true }
         return .next
     }
 }
 
 /// The rule's fault injection, abort half: a share of requests answered with the set status.
 struct FaultAbortFilter: RequestFilter {
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
-        guard let abort = request.route?.rule.fault?.abort, loop.chance(abort.percent) else { return .next }
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
+        guard let abort = request.route?.rule.fault?.abort,
+            request.dryRun ? abort.percent >= 100 : loop.chance(abort.percent)
+        else { return .next }
         return .reject(ProxyError(.faultInjected, "aborted by the route's fault injection", status: abort.status))
     }
 }
@@ -90,8 +89,8 @@ struct FaultAbortFilter: RequestFilter {
 /// The rule's fault injection, delay half: a share of requests held on the loop's timer (the
 /// loop serves other requests meanwhile).
 struct FaultDelayFilter: RequestFilter {
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision {
-        guard let delay = request.route?.rule.fault?.delay, loop.chance(delay.percent) else { return .next }
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
+        guard let delay = request.route?.rule.fault?.delay, !request.dryRun, loop.chance(delay.percent) else { return .next }
         return .delay(delay.duration.timeAmount)
     }
 }

@@ -10,7 +10,7 @@ import NIOCore
 /// is answered here with a `ProxyError`, or goes on after a delay. It runs on the
 /// connection's event loop and may use that loop's state (limits, randomness, metrics).
 protocol RequestFilter: Sendable {
-    func admit(_ request: inout AdmittedRequest, loop: ProxyLoopState, now: NIODeadline) -> FilterDecision
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision
 }
 
 /// What a `RequestFilter` decided.
@@ -37,6 +37,9 @@ struct AdmittedRequest {
     var removedHeaders: [String] = []
     /// Header lines set on the head going upstream (replacing any received of the same name).
     var addedHeaders: [HTTPHeaderLine] = []
+    /// `/explain`: filters decide as for a real request but take nothing (no rate-limit token,
+    /// no breaker slot, no counted rejection) and leave chance to the report (fault percentages).
+    var dryRun = false
 }
 
 /// The filter chains of the two directions, in request order.

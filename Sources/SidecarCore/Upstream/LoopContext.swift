@@ -1,0 +1,191 @@
+import NIOCore
+
+/// What one event loop's proxy connections share: the route table snapshot, one `Cluster` per
+/// destination, the `ConnectionPool`, rate limiters, the loop's randomness and clock, and the
+/// open downstream connections (for drain).
+///
+/// One per loop, made at start; confined to it (not `Sendable`: other threads reach it only
+/// through `NIOLoopBound`, by a task on its loop), so the hot path takes no lock and never
+/// hops. Time is the loop's (`now`), so `EmbeddedEventLoop.advanceTime` drives every timer.
+final class LoopContext {
+    let eventLoop: EventLoop
+    private(set) var table: RouteTable
+    let metrics: SidecarMetrics
+    /// For requests that never found a destination (`no-route`, `bad-request`).
+    let unroutedMetrics: (outbound: RequestMetricsHandle, inbound: RequestMetricsHandle)
+    let pool: ConnectionPool
+    /// Per-loop randomness (balancing, shares, jitter, request ids); see `LoopRandom`.
+    var random = LoopRandom()
+    /// Limits shared by all loops (breaker counts, rate-limit buckets): exact per process.
+    let shared: SharedLimits
+    private var rateLimiters: LoopRateLimiters
+    private var clusters: [String: Cluster] = [:]
+    private var outlierTimerRunning = false
+    /// Event loops sharing the per-loop limits (pool limits; each enforces its share).
+    private(set) var loopCount = 1
+    /// The other loops' contexts, told about outlier ejections (set once at start).
+    private var siblings: [(eventLoop: EventLoop, context: NIOLoopBound<LoopContext>)] = []
+
+    init(
+        eventLoop: EventLoop, table: RouteTable, connector: any UpstreamConnector,
+        metrics: SidecarMetrics = SidecarMetrics(), shared: SharedLimits = SharedLimits()
+    ) {
+        self.eventLoop = eventLoop
+        self.table = table
+        self.metrics = metrics
+        self.shared = shared
+        self.rateLimiters = LoopRateLimiters(shared: shared)
+        self.unroutedMetrics = (
+            metrics.requests.handle(direction: .outbound, peer: "unknown"),
+            metrics.requests.handle(direction: .inbound, peer: "unknown")
+        )
+        self.pool = ConnectionPool(eventLoop: eventLoop, connector: connector, metrics: metrics, trustDomain: table.trustDomain)
+    }
+
+    /// Joins this loop to the others of its group (at start, before any connection).
+    func join(_ siblings: [(eventLoop: EventLoop, context: NIOLoopBound<LoopContext>)], loopCount: Int) {
+        self.siblings = siblings
+        self.loopCount = loopCount
+    }
+
+    var now: NIODeadline { eventLoop.now }
+
+    /// Installs a new snapshot; requests already routed keep what they chose. Clusters of
+    /// services that left are dropped; the others keep their state under the new policy.
+    func replaceTable(_ table: RouteTable) {
+        eventLoop.assertInEventLoop()
+        self.table = table
+        pool.trustDomain = table.trustDomain
+        rateLimiters.tableReplaced()
+        for (service, cluster) in clusters {
+            guard let destination = table.destinations[service] else {
+                clusters[service] = nil
+                continue
+            }
+            let actions = cluster.update(destination)
+            apply(actions.filter { if case .uneject = $0 { return true } else { return false } }, cluster: cluster)
+        }
+    }
+
+    // MARK: Clusters
+
+    /// The cluster of `destination`, made on its first request.
+    func cluster(_ destination: RouteTable.Destination) -> Cluster {
+        if let cluster = clusters[destination.service] { return cluster }
+        let cluster = Cluster(destination, loopCount: loopCount, shared: shared, metrics: metrics, now: now)
+        clusters[destination.service] = cluster
+        startOutlierTimer()
+        return cluster
+    }
+
+    /// The cluster of `service` if a request made it (pool limits apply only then).
+    func existingCluster(_ service: String) -> Cluster? { clusters[service] }
+
+    /// Requests waiting for a connection on this loop (tests, `/clusters`).
+    var pendingCount: Int { clusters.values.reduce(0) { $0 + $1.waiters.count } }
+
+    /// Picks an endpoint of `destination` for `rule` (see `Cluster.pick`).
+    func pickEndpoint(
+        _ destination: RouteTable.Destination, rule: RouteRule, excluding: Set<HostPort> = []
+    ) -> RouteTable.Endpoint? {
+        cluster(destination).pick(destination, rule: rule, excluding: excluding, now: now, random: &random)
+    }
+
+    /// True with probability `percent`/100 (fault injection, mirroring).
+    func chance(_ percent: Double) -> Bool {
+        percent >= 100 || (percent > 0 && Double.random(in: 0..<100, using: &random) < percent)
+    }
+
+    // MARK: Rate limits
+
+    /// The route rule's own rate limit (outbound), exact across loops.
+    func takeRuleToken(
+        service: String, ruleIndex: Int, limit: RateLimit, now: NIODeadline, peek: Bool = false
+    ) -> TokenBucket.Decision {
+        rateLimiters.takeRuleToken(service: service, ruleIndex: ruleIndex, limit: limit, now: now, peek: peek)
+    }
+
+    /// The local service's TrafficPolicy rate limit, enforced on inbound (optionally per
+    /// caller), exact across loops.
+    func takeInboundToken(caller: String, now: NIODeadline) -> TokenBucket.Decision {
+        rateLimiters.takeInboundToken(limit: table.localPolicy?.rateLimit, caller: caller, now: now)
+    }
+
+    // MARK: Outlier detection (per cluster; ejections shared with the other loops)
+
+    /// Records an upstream outcome for passive outlier detection; ejections move the metrics.
+    func recordOutcome(_ outcome: OutlierDetectorStateMachine<HostPort>.Outcome, service: String, address: HostPort) {
+        guard let cluster = clusters[service],
+            let action = cluster.resilience.outliers.record(outcome, for: address, now: now)
+        else { return }
+        apply([action], cluster: cluster)
+    }
+
+    /// How many endpoints of `service` outlier detection ejects now (access log causes).
+    func ejectedEndpoints(_ service: String) -> Int { clusters[service]?.resilience.outliers.ejectedCount ?? 0 }
+
+    /// Ejections found here count in `sidecar_outlier_ejections_total` and are sent to the
+    /// other loops (rare: no hop per request); the ledger keeps `sidecar_endpoints` per endpoint.
+    private func apply(
+        _ actions: [OutlierDetectorStateMachine<HostPort>.Action], cluster: Cluster, detectedHere: Bool = true
+    ) {
+        let service = cluster.service
+        for action in actions {
+            switch action {
+            case .eject(let endpoint, let until):
+                shared.ejections.record(service: service, endpoint: endpoint, ejected: true, metrics: metrics)
+                guard detectedHere else { continue }
+                metrics.peer(service).outlierEjections.increment()
+                for sibling in siblings {
+                    let context = sibling.context
+                    sibling.eventLoop.execute { context.value.adoptEjection(service: service, endpoint: endpoint, until: until) }
+                }
+            case .uneject(let endpoint):
+                shared.ejections.record(service: service, endpoint: endpoint, ejected: false, metrics: metrics)
+            }
+        }
+    }
+
+    /// Another loop ejected `endpoint` of `service`: stop picking it here too.
+    private func adoptEjection(service: String, endpoint: HostPort, until: NIODeadline) {
+        guard let destination = table.destinations[service] else { return }
+        let cluster = cluster(destination)
+        guard let action = cluster.resilience.outliers.adoptEjection(of: endpoint, until: until) else { return }
+        apply([action], cluster: cluster, detectedHere: false)
+    }
+
+    /// Once a second while any cluster exists: un-ejections whose time is up, interval ticks.
+    private func startOutlierTimer() {
+        guard !outlierTimerRunning else { return }
+        outlierTimerRunning = true
+        scheduleOutlierTick()
+    }
+
+    private func scheduleOutlierTick() {
+        eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [weak self] in
+            guard let self else { return }
+            let now = self.now
+            for cluster in self.clusters.values {
+                self.apply(cluster.resilience.tickOutliers(now: now), cluster: cluster)
+            }
+            self.scheduleOutlierTick()
+        }
+    }
+
+    // MARK: Downstream connections (for drain)
+
+    private var connections: [ObjectIdentifier: any DownstreamConnection] = [:]
+    var openConnections: Int { connections.count }
+    var draining: Bool { pool.draining }
+
+    func connectionOpened(_ connection: any DownstreamConnection) { connections[ObjectIdentifier(connection)] = connection }
+    func connectionClosed(_ connection: any DownstreamConnection) { connections[ObjectIdentifier(connection)] = nil }
+
+    /// Stops reusing connections and asks every downstream connection to finish and close.
+    func beginDrain() {
+        eventLoop.assertInEventLoop()
+        pool.draining = true
+        pool.closeIdle()
+        for connection in connections.values { connection.beginDrain() }
+    }
+}
