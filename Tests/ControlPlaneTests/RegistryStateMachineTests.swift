@@ -47,6 +47,17 @@ import Testing
         #expect(machine.tick(now: at(44)) == [])
     }
 
+    @Test func healthSetByASharedStoreMovesOnlyOnAChange() {
+        var machine = RegistryStateMachine(settings: .init(ttl: .seconds(15), grace: .seconds(60)))
+        _ = machine.register(web, dependencies: nil, now: at(0))
+        #expect(machine.setHealth(name: web.name, healthy: true) == [])
+        #expect(machine.setHealth(name: web.name, healthy: false) == [.becameUnhealthy(name: web.name)])
+        #expect(machine.setHealth(name: web.name, healthy: false) == [])
+        #expect(machine.instances.first?.health == .unhealthy)
+        #expect(machine.setHealth(name: web.name, healthy: true) == [.becameHealthy(name: web.name)])
+        #expect(machine.setHealth(name: "nobody", healthy: false) == [])
+    }
+
     @Test func deregistrationRemovesAtOnce() {
         var machine = RegistryStateMachine()
         _ = machine.register(web, dependencies: nil, now: at(0))

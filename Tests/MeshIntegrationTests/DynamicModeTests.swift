@@ -221,7 +221,7 @@ import Testing
 }
 
 /// Statuses seen from inside a polling closure.
-private final class StatusLog: @unchecked Sendable {
+final class StatusLog: @unchecked Sendable {
     private let lock = NSLock()
     private var recorded: [Int] = []
     func append(_ status: Int) { lock.withLock { recorded.append(status) } }

@@ -99,6 +99,14 @@ public struct RegistryStateMachine: Sendable {
         entries[name]?.appliedVersion = appliedVersion
     }
 
+    /// Sets an entry's health as a shared store decided it (etcd: its alive lease lapsed, or a
+    /// heartbeat to another replica renewed it).
+    public mutating func setHealth(name: String, healthy: Bool) -> [Action] {
+        guard let entry = entries[name], (entry.instance.health == .healthy) != healthy else { return [] }
+        entries[name]?.instance.health = healthy ? .healthy : .unhealthy
+        return [healthy ? .becameHealthy(name: name) : .becameUnhealthy(name: name)]
+    }
+
     public mutating func deregister(name: String) -> [Action] {
         entries.removeValue(forKey: name) == nil ? [] : [.removed(name: name)]
     }
