@@ -103,42 +103,40 @@ public final class EtcdClient: Sendable {
 
     /// POSTs `body` (JSON) to `path` and decodes the answer; waits on the calling thread.
     public func callSync<Answer: Decodable>(_ path: String, _ body: [String: Any], as: Answer.Type) throws(EtcdError) -> Answer {
-        let data: Data
-        do {
-            data = try JSONSerialization.data(withJSONObject: body)
-        } catch {
-            throw .invalid("cannot encode a request to \(path): \(error)")
-        }
+        let data = try Self.encode(path, body)
         let raw: Data
         do {
             raw = try call(path, body: data).wait()
-        } catch let error as EtcdError {
-            throw error
         } catch {
-            throw .unavailable("\(error)")
+            throw Self.unavailable(error)
         }
-        do {
-            return try JSONDecoder().decode(Answer.self, from: raw)
-        } catch {
-            throw .failed("etcd answered \(path) with what is not its JSON: \(String(decoding: raw.prefix(200), as: UTF8.self))")
-        }
+        return try Self.decode(path, raw, as: Answer.self)
     }
 
     public func call<Answer: Decodable & Sendable>(_ path: String, _ body: [String: Any], as: Answer.Type) async throws(EtcdError) -> Answer {
-        let data: Data
-        do {
-            data = try JSONSerialization.data(withJSONObject: body)
-        } catch {
-            throw .invalid("cannot encode a request to \(path): \(error)")
-        }
+        let data = try Self.encode(path, body)
         let raw: Data
         do {
             raw = try await call(path, body: data).get()
-        } catch let error as EtcdError {
-            throw error
         } catch {
-            throw .unavailable("\(error)")
+            throw Self.unavailable(error)
         }
+        return try Self.decode(path, raw, as: Answer.self)
+    }
+
+    private static func encode(_ path: String, _ body: [String: Any]) throws(EtcdError) -> Data {
+        do {
+            return try JSONSerialization.data(withJSONObject: body)
+        } catch {
+            throw .invalid("cannot encode a request to \(path): \(error)")
+        }
+    }
+
+    private static func unavailable(_ error: any Error) -> EtcdError {
+        error as? EtcdError ?? .unavailable("\(error)")
+    }
+
+    private static func decode<Answer: Decodable>(_ path: String, _ raw: Data, as: Answer.Type) throws(EtcdError) -> Answer {
         do {
             return try JSONDecoder().decode(Answer.self, from: raw)
         } catch {
