@@ -12,7 +12,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${N:-100}
 CHANGES=${CHANGES:-50}
-PORT_BASE=${PORT_BASE:-24000}   # sidecar i listens on PORT_BASE+3i..+2 (below the ephemeral range)
 OUT=${OUT:-$ROOT/bench/out/propagation-$(date -u +%Y%m%dT%H%M%S)}
 BIN=${BIN:-$ROOT/.build-release/release}
 
@@ -28,9 +27,11 @@ mkdir -p "$OUT/data" "$OUT/sidecars"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+cleanup() {  # sidecars first (they deregister), then the control plane
+    for pid in "${PIDS[@]:1}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]:1}"; do wait "$pid" 2>/dev/null || true; done
+    kill "${PIDS[0]}" 2>/dev/null || true
+    wait "${PIDS[0]}" 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -46,14 +47,28 @@ printf 'kind: Service\nname: payments\n---\nkind: Route\nservice: payments\nrule
     | cli apply -f - > /dev/null
 cli token create --service web --ttl 1h > "$OUT/sidecars/web.token"
 
+# 3N ports free now, below the ephemeral range (32768+), so outgoing connections cannot take them.
+mapfile -t PORTS < <(python3 - "$((3 * N))" <<'PY'
+import random, socket, sys
+chosen = set()
+while len(chosen) < int(sys.argv[1]):
+    port = random.randrange(20000, 32000)
+    if port in chosen: continue
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try: s.bind(("127.0.0.1", port))
+        except OSError: continue
+    chosen.add(port)
+print("\n".join(map(str, chosen)))
+PY
+)
 echo "starting $N sidecars…" >&2
 for i in $(seq 0 $((N - 1))); do
-    base=$((PORT_BASE + 3 * i))
     cat > "$OUT/sidecars/web-$i.yaml" <<EOF
 service: web
-inbound:  { listen: 127.0.0.1:$base, app: 127.0.0.1:1 }
-outbound: { listen: 127.0.0.1:$((base + 1)) }
-admin:    { listen: 127.0.0.1:$((base + 2)) }
+inbound:  { listen: 127.0.0.1:${PORTS[3 * i]}, app: 127.0.0.1:1 }
+outbound: { listen: 127.0.0.1:${PORTS[3 * i + 1]} }
+admin:    { listen: 127.0.0.1:${PORTS[3 * i + 2]} }
 controlPlane: { address: $URL, tokenFile: web.token, caFile: ca.pem, stateDir: state-$i, dependencies: [ payments ] }
 EOF
     "$BIN/sidecar" --config "$OUT/sidecars/web-$i.yaml" --workers 1 --access-log off --log-level warning \
@@ -63,7 +78,7 @@ done
 SIDECARS=("${PIDS[@]:1}")
 
 python3 - "$URL" "$OUT" "$N" "$CHANGES" "$SERVER" "${SIDECARS[@]}" <<'PY' | tee "$OUT/results.txt"
-import http.client, json, math, ssl, sys, time
+import http.client, json, math, os, ssl, sys, time
 
 url, out, n, changes, server = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 sidecars = sys.argv[6:]
@@ -96,6 +111,9 @@ def rss_mib(pid):
 
 deadline = time.monotonic() + 120
 while True:
+    exited = [pid for pid in sidecars if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"]
+    if exited:
+        raise SystemExit(f"{len(exited)} sidecars exited (see {out}/sidecars/web-*.log)")
     listed = proxies()
     if len(listed) == n and all(p.get("appliedVersion") == p.get("currentVersion") for p in listed):
         break
