@@ -123,6 +123,12 @@ while True:
 print(f"sidecars={n} registered_and_current=yes", flush=True)
 time.sleep(1)  # every watch suspended again at the current version
 
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+cpu_before = sum(cpu_seconds(pid) for pid in sidecars)
+server_cpu_before = cpu_seconds(server)
 latencies = []
 for change in range(1, changes + 1):
     route = ("kind: Route\nservice: payments\nrules:\n"
@@ -140,11 +146,16 @@ def percentile(values, q):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]  # nearest rank
 
+cpu = sum(cpu_seconds(pid) for pid in sidecars) - cpu_before
+server_cpu = cpu_seconds(server) - server_cpu_before
 rss = [rss_mib(pid) for pid in sidecars]
 print(f"changes={changes}")
 print(f"apply_to_last_ack_p50_ms={percentile(latencies, 50):.1f}")
 print(f"apply_to_last_ack_p99_ms={percentile(latencies, 99):.1f}")
 print(f"apply_to_last_ack_max_ms={max(latencies):.1f}")
+print(f"sidecar_cpu_ms_per_change_each={cpu / changes / n * 1000:.2f}")
+print(f"sidecars_cpu_ms_per_change_all={cpu / changes * 1000:.1f}")
+print(f"control_plane_cpu_ms_per_change={server_cpu / changes * 1000:.1f}")
 print(f"sidecar_rss_median_mib={percentile(rss, 50):.1f}")
 print(f"sidecar_rss_max_mib={max(rss):.1f}")
 print(f"control_plane_rss_mib={rss_mib(server):.1f}")
