@@ -103,11 +103,13 @@ def all_at(version):
     listed = proxies()
     return len(listed) == n and all(int(p.get("appliedVersion") or 0) >= version for p in listed)
 
-def rss_mib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
+def status_mib(pid, field, path="status"):
+    for line in open(f"/proc/{pid}/{path}"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+def rss_mib(pid): return status_mib(pid, "VmRSS")
 
 deadline = time.monotonic() + 120
 while True:
@@ -149,6 +151,10 @@ def percentile(values, q):
 cpu = sum(cpu_seconds(pid) for pid in sidecars) - cpu_before
 server_cpu = cpu_seconds(server) - server_cpu_before
 rss = [rss_mib(pid) for pid in sidecars]
+# VmRSS counts the binary's and shared libraries' pages, which the N processes share; RssAnon
+# is what each sidecar has to itself, Pss its share of everything.
+anon = [status_mib(pid, "RssAnon") for pid in sidecars]
+pss = [status_mib(pid, "Pss", "smaps_rollup") for pid in sidecars]
 print(f"changes={changes}")
 print(f"apply_to_last_ack_p50_ms={percentile(latencies, 50):.1f}")
 print(f"apply_to_last_ack_p99_ms={percentile(latencies, 99):.1f}")
@@ -158,6 +164,8 @@ print(f"sidecars_cpu_ms_per_change_all={cpu / changes * 1000:.1f}")
 print(f"control_plane_cpu_ms_per_change={server_cpu / changes * 1000:.1f}")
 print(f"sidecar_rss_median_mib={percentile(rss, 50):.1f}")
 print(f"sidecar_rss_max_mib={max(rss):.1f}")
+print(f"sidecar_rss_anon_median_mib={percentile(anon, 50):.1f}")
+print(f"sidecar_pss_median_mib={percentile(pss, 50):.1f}")
 print(f"control_plane_rss_mib={rss_mib(server):.1f}")
 with open(f"{out}/latencies.txt", "w") as f:
     f.write("\n".join(f"{v:.2f}" for v in latencies) + "\n")
