@@ -6,12 +6,13 @@
 # p50/p99 over the changes; VmRSS of every sidecar and of the control plane at the end.
 #
 #   bench/propagation.sh                           # build sidecar + control-plane (release), N=100
-#   N=50 CHANGES=50 SKIP_BUILD=1 bench/propagation.sh
+#   N=50 CHANGES=50 POLL_MS=10 SKIP_BUILD=1 bench/propagation.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${N:-100}
 CHANGES=${CHANGES:-50}
+POLL_MS=${POLL_MS:-10}   # how often GET /v1/proxies is asked during a change
 OUT=${OUT:-$ROOT/bench/out/propagation-$(date -u +%Y%m%dT%H%M%S)}
 BIN=${BIN:-$ROOT/.build-release/release}
 
@@ -47,28 +48,13 @@ printf 'kind: Service\nname: payments\n---\nkind: Route\nservice: payments\nrule
     | cli apply -f - > /dev/null
 cli token create --service web --ttl 1h > "$OUT/sidecars/web.token"
 
-# 3N ports free now, below the ephemeral range (32768+), so outgoing connections cannot take them.
-mapfile -t PORTS < <(python3 - "$((3 * N))" <<'PY'
-import random, socket, sys
-chosen = set()
-while len(chosen) < int(sys.argv[1]):
-    port = random.randrange(20000, 32000)
-    if port in chosen: continue
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try: s.bind(("127.0.0.1", port))
-        except OSError: continue
-    chosen.add(port)
-print("\n".join(map(str, chosen)))
-PY
-)
 echo "starting $N sidecars…" >&2
 for i in $(seq 0 $((N - 1))); do
     cat > "$OUT/sidecars/web-$i.yaml" <<EOF
 service: web
-inbound:  { listen: 127.0.0.1:${PORTS[3 * i]}, app: 127.0.0.1:1 }
-outbound: { listen: 127.0.0.1:${PORTS[3 * i + 1]} }
-admin:    { listen: 127.0.0.1:${PORTS[3 * i + 2]} }
+inbound:  { listen: 127.0.0.1:0, app: 127.0.0.1:1 }
+outbound: { listen: 127.0.0.1:0 }
+admin:    { listen: 127.0.0.1:0 }
 controlPlane: { address: $URL, tokenFile: web.token, caFile: ca.pem, stateDir: state-$i, dependencies: [ payments ] }
 EOF
     "$BIN/sidecar" --config "$OUT/sidecars/web-$i.yaml" --workers 1 --access-log off --log-level warning \
@@ -77,11 +63,11 @@ EOF
 done
 SIDECARS=("${PIDS[@]:1}")
 
-python3 - "$URL" "$OUT" "$N" "$CHANGES" "$SERVER" "${SIDECARS[@]}" <<'PY' | tee "$OUT/results.txt"
+python3 - "$URL" "$OUT" "$N" "$CHANGES" "$SERVER" "$POLL_MS" "${SIDECARS[@]}" <<'PY' | tee "$OUT/results.txt"
 import http.client, json, math, os, ssl, sys, time
 
-url, out, n, changes, server = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-sidecars = sys.argv[6:]
+url, out, n, changes, server, poll = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], float(sys.argv[6]) / 1000
+sidecars = sys.argv[7:]
 host, port = url.removeprefix("https://").rsplit(":", 1)
 context = ssl.create_default_context(cafile=f"{out}/data/ca.pem")
 token = open(f"{out}/data/admin.token").read().strip()
@@ -141,6 +127,9 @@ for change in range(1, changes + 1):
     while not all_at(version):
         if time.monotonic() - started > 30:
             raise SystemExit(f"change {change}: not every sidecar acknowledged version {version} within 30 s")
+        # Polled every POLL_MS (default 10): back to back, answering the polls took the control
+        # plane as much CPU as the change itself, on the same two cores.
+        time.sleep(poll)
     latencies.append((time.monotonic() - started) * 1000)
     time.sleep(0.2)  # let every watch suspend again before the next change
 
