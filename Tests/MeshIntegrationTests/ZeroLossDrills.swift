@@ -58,9 +58,11 @@ final class ZeroLossDrill: @unchecked Sendable {
         return instance
     }
 
-    /// Web's calls to payments under load, until stopped (at most 90 s).
-    func load(path: String = "/pay", connections: Int = 2) -> RequestLoop {
-        RequestLoop(port: web.outbound, host: "payments", path: path, connections: connections)
+    /// Web's calls to payments under load, until stopped (at most 90 s): one keep-alive
+    /// connection, at most ~100 requests/s, so the five drills running at once leave the
+    /// shared cores to the suites beside them.
+    func load(path: String = "/pay") -> RequestLoop {
+        RequestLoop(port: web.outbound, host: "payments", path: path, connections: 1, pace: .milliseconds(10))
     }
 
     /// `control-plane get proxies -o json`, or nil when it does not answer.
