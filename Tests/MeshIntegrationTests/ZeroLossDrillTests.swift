@@ -39,7 +39,7 @@ import Testing
                 instance.process.logs.contains("deregistered from the control plane")
             }, "\(instance.process.logs)")
             let deregistered = ContinuousClock.now
-            #expect(await eventually(timeout: .seconds(10)) {
+            #expect(await eventuallySlowly(timeout: .seconds(10)) {
                 let clusters = (try? await curl(["http://127.0.0.1:\(drill.web.admin)/clusters"]))?.body ?? "\(instance.inbound)"
                 return !clusters.contains("127.0.0.1:\(instance.inbound)")
             })
@@ -63,7 +63,7 @@ import Testing
         let v2 = try await drill.startPayments("payments-2", version: "v2")
         #expect(await v2.process.waitUntilListening(ports: [v2.admin]), "\(v2.process.logs)")
         try await drill.apply(Self.route(v1: 100, v2: 0))
-        #expect(await eventually(timeout: .seconds(20)) { await drill.everyProxyCurrent(count: 3) })
+        #expect(await eventuallySlowly(timeout: .seconds(20)) { await drill.everyProxyCurrent(count: 3) })
         let load = drill.load()
         #expect(await load.waitFor(20))
 
@@ -76,7 +76,7 @@ import Testing
         // The target is 1 s; the bound is loose because the suite shares two loaded cores.
         #expect(applied.duration(to: firstToV2) < .seconds(10), "first request to v2 \(applied.duration(to: firstToV2)) after apply")
         // Every proxy reports the new version.
-        #expect(await eventually(timeout: .seconds(20)) { await drill.everyProxyCurrent(count: 3, atLeast: before + 1) })
+        #expect(await eventuallySlowly(timeout: .seconds(20)) { await drill.everyProxyCurrent(count: 3, atLeast: before + 1) })
         let split = load.count
         #expect(await load.waitFor(600, timeout: .seconds(60)))
         let outcomes = await load.stop()
@@ -95,7 +95,7 @@ import Testing
         defer { drill.stop() }
         let load = drill.load()
         #expect(await load.waitFor(20))
-        #expect(await eventually(timeout: .seconds(20)) { await drill.everyProxyCurrent(count: 2) })
+        #expect(await eventuallySlowly(timeout: .seconds(20)) { await drill.everyProxyCurrent(count: 2) })
         let sidecars = [drill.web!] + [try #require(Self.payments1(drill))]
 
         drill.mesh.server.kill9()
@@ -113,11 +113,11 @@ import Testing
         let outage = down.duration(to: .now)
 
         for sidecar in sidecars {
-            #expect(await eventually(timeout: .seconds(20)) {
+            #expect(await eventuallySlowly(timeout: .seconds(20)) {
                 metricValue((try? await adminMetrics(sidecar.admin)) ?? "", "sidecar_control_plane_connected") == 1
             }, "\(sidecar.process.logs)")
         }
-        #expect(await eventually(timeout: .seconds(20)) { await drill.everyProxyCurrent(count: 2) })
+        #expect(await eventuallySlowly(timeout: .seconds(20)) { await drill.everyProxyCurrent(count: 2) })
         #expect(await load.waitFor(50))
         let outcomes = await load.stop()
         #expect(outcomes.filter { $0.status != 200 }.isEmpty,
@@ -172,10 +172,10 @@ import Testing
             default: deny
             allow: [ { from: [ web ], methods: [ GET ] } ]
             """)
-        #expect(await eventually(timeout: .seconds(15)) {
+        #expect(await eventuallySlowly(timeout: .seconds(15)) {
             metricValue((try? await adminMetrics(payments.admin)) ?? "", "sidecar_config_rejected_total") == 1
         }, "\(payments.process.logs)")
-        #expect(await eventually(timeout: .seconds(20)) {
+        #expect(await eventuallySlowly(timeout: .seconds(20)) {
             guard let list = await drill.proxies(), let proxy = list.first(where: { $0["service"] as? String == "payments" })
             else { return false }
             return (proxy["rejectedReason"] as? String)?.contains("inbound is tcp") == true

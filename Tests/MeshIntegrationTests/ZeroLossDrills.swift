@@ -29,7 +29,7 @@ final class ZeroLossDrill: @unchecked Sendable {
         web = try await start("web", service: "web", app: 1)
         #expect(await web.process.waitUntilListening(ports: [web.outbound, web.admin]), "\(web.process.logs)")
         let call = ["-H", "Host: payments", "http://127.0.0.1:\(web.outbound)/pay"]
-        #expect(await eventually(timeout: .seconds(15)) { (try? await curl(call))?.status == 200 }, "\(web.process.logs)")
+        #expect(await eventuallySlowly(timeout: .seconds(15)) { (try? await curl(call))?.status == 200 }, "\(web.process.logs)")
     }
 
     /// A payments instance with its own app; `tcp` makes its inbound carry bytes, not HTTP.
@@ -108,6 +108,17 @@ func metricSum(_ exposition: String, _ name: String) -> Double? {
         .filter { $0.hasPrefix(name + "{") || $0.hasPrefix(name + " ") }
         .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
         .reduce(0, +)
+}
+
+/// `eventually` for conditions that start a process (the CLI, curl): polled every 200 ms, not
+/// every 10, so five drills polling at once do not take the shared cores from other suites.
+func eventuallySlowly(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(200))
+    }
+    return try await condition()
 }
 
 /// How many lines of `logs` contain `text`.
