@@ -66,7 +66,7 @@ import Testing
                     rules:
                       - match: { pathPrefix: /route-limited }
                         backends: [ { subset: { app: open }, weight: 100 } ]
-                        rateLimit: { requestsPerSecond: 50, burst: 50 }
+                        rateLimit: { requestsPerSecond: 20, burst: 20 }
                       - match: { pathPrefix: /inbound-limited }
                         backends: [ { subset: { app: limited }, weight: 100 } ]
                       - match: { pathPrefix: / }
@@ -142,9 +142,11 @@ import Testing
                 "\(refused.map(\.latency))")
     }
 
-    /// Drives 3 s of load well above 50/s; the limit must let through its burst plus 50/s
-    /// over the time the load lasted, within 5 %.
-    func expectRateWithinFivePercent(path: String, connections: Int) async throws -> [HTTPLoadClient.Response] {
+    /// Drives 3 s of load well above `perSecond`; the limit must let through its burst
+    /// (`perSecond`) plus `perSecond` per second over the time the load lasted, within 5 %.
+    func expectRateWithinFivePercent(
+        path: String, connections: Int, perSecond: Double = 50
+    ) async throws -> [HTTPLoadClient.Response] {
         let responses = try await HTTPLoadClient.run(
             port: webOut, host: "payments", path: path, connections: connections, duration: .seconds(3))
         let sent = responses.map(\.sent)
@@ -154,9 +156,9 @@ import Testing
         }
         let span = first.duration(to: last)
         let seconds = Double(span.components.seconds) + Double(span.components.attoseconds) / 1e18
-        let expected = 50 + 50 * seconds
+        let expected = perSecond + perSecond * seconds
         let accepted = Double(responses.filter { $0.status == 200 }.count)
-        #expect(responses.count > 300, "the load must exceed the limit")
+        #expect(Double(responses.count) > 1.5 * expected, "the load must exceed the limit: \(responses.count) sent")
         #expect(abs(accepted - expected) <= expected * 0.05, "\(accepted) accepted in \(seconds) s, expected \(expected)")
         #expect(responses.allSatisfy { $0.status == 200 || $0.status == 429 })
         return responses
@@ -164,8 +166,9 @@ import Testing
 
     @Test func routeRateLimitHoldsWithinFivePercentAcrossLoops() async throws {
         // One connection: all the load on one of web's two loops, which must still get the
-        // whole limit (a per-loop share would let through half).
-        let responses = try await expectRateWithinFivePercent(path: "/route-limited/x", connections: 1)
+        // whole limit (a per-loop share would let through half). The rule allows 20/s: one
+        // connection on a loaded 2-core machine made only 45 requests/s, under a 50/s limit.
+        let responses = try await expectRateWithinFivePercent(path: "/route-limited/x", connections: 1, perSecond: 20)
         #expect(responses.filter { $0.status == 429 }.allSatisfy { $0.meshError == "rate-limited" })
     }
 
