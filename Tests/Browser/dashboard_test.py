@@ -94,10 +94,11 @@ def main():
         print("ok:", name, flush=True)
 
     def wait(condition, seconds, message):
+        """Polls `condition` every 50 ms for at most `seconds`; `message` is a function, called on failure."""
         try:
             return WebDriverWait(driver, seconds, poll_frequency=0.05).until(lambda d: condition())
         except TimeoutException:
-            raise Failure(message)
+            raise Failure(message() if callable(message) else message)
 
     def console_errors():
         return [entry for entry in driver.get_log("browser") if entry.get("level") == "SEVERE"]
@@ -150,16 +151,17 @@ def main():
         driver.get(base + "/ui/proxies")
 
         def versions():
-            applied = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid=applied]")]
-            current = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid=current]")]
-            return applied, current
+            # Read in one script: the live page swaps <main>, so element handles go stale.
+            return driver.execute_script(
+                "var texts = function (s) { return Array.from(document.querySelectorAll(s), function (e) { return e.textContent; }); };"
+                "return [texts('[data-testid=applied]'), texts('[data-testid=current]')];")
 
         def all_current(minimum=0):
             applied, current = versions()
             return (len(applied) == 2 and len(set(current)) == 1 and applied == current
                     and int(current[0]) > minimum)
 
-        wait(all_current, 15, f"proxies not both at the current version: {versions()}")
+        wait(all_current, 15, lambda: f"proxies not both at the current version: {versions()}")
         before = int(versions()[1][0])
         driver.execute_script("window.__meshNoReload = true;")
         started = time.monotonic()
@@ -168,7 +170,7 @@ def main():
             input="kind: TrafficPolicy\nservice: payments\nconnectTimeout: 3s\n", text=True, capture_output=True)
         check(applied.returncode == 0, f"apply failed: {applied.stderr}")
         wait(lambda: all_current(before), 2.0 + (time.monotonic() - started),
-             f"the new version did not show within 2 s of the apply: {versions()}")
+             lambda: f"the new version did not show within 2 s of the apply: {versions()}")
         elapsed = time.monotonic() - started
         check(driver.execute_script("return window.__meshNoReload === true;"), "the proxies page reloaded")
         expect_no_console_errors("the proxies page")

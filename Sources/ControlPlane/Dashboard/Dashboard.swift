@@ -187,7 +187,9 @@ public final class Dashboard: Sendable {
 
     /// A form post must come from our own pages: an `Origin` (browsers send one on POST) must
     /// name the `Host` it was sent to. The session cookie is `SameSite=Strict` besides.
+    /// (`Referrer-Policy: same-origin`, since `no-referrer` makes Chrome send `Origin: null`.)
     static func sameOrigin(_ request: APIRequest) -> Bool {
+        if let site = request.header("sec-fetch-site"), site != "same-origin", site != "none" { return false }
         guard let origin = request.header("origin") else { return true }
         guard let host = request.header("host") else { return false }
         return origin == "https://" + host
@@ -211,7 +213,7 @@ public final class Dashboard: Sendable {
         [
             ("content-security-policy", contentSecurityPolicy),
             ("x-content-type-options", "nosniff"),
-            ("referrer-policy", "no-referrer"),
+            ("referrer-policy", "same-origin"),
             ("x-frame-options", "DENY"),
             ("cache-control", cache),
         ]

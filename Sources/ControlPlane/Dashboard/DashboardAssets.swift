@@ -29,8 +29,13 @@ enum DashboardAssets {
         "use strict";
         (function () {
           var main = document.querySelector("main[data-generation]");
-          if (!main || !window.fetch) { return; }
+          if (!main || !window.fetch || !window.AbortController) { return; }
           var generation = main.getAttribute("data-generation");
+          // Leaving the page ends its poll at once: a poll left open would hold one of the
+          // browser's few connections to this host until the server's timeout.
+          var leaving = false;
+          var controller = new AbortController();
+          window.addEventListener("pagehide", function () { leaving = true; controller.abort(); });
           function refresh() {
             return fetch(location.pathname, { credentials: "same-origin", cache: "no-store" })
               .then(function (response) { return response.text(); })
@@ -45,7 +50,9 @@ enum DashboardAssets {
               });
           }
           function poll() {
-            fetch("/ui/events?after=" + encodeURIComponent(generation), { credentials: "same-origin", cache: "no-store" })
+            if (leaving) { return; }
+            fetch("/ui/events?after=" + encodeURIComponent(generation),
+                  { credentials: "same-origin", cache: "no-store", signal: controller.signal })
               .then(function (response) {
                 if (response.status === 401) { location.assign("/ui/login"); return null; }
                 return response.ok ? response.json() : null;
@@ -53,7 +60,7 @@ enum DashboardAssets {
               .then(function (event) {
                 if (event && String(event.generation) !== generation) { return refresh(); }
               })
-              .then(poll, function () { setTimeout(poll, 1000); });
+              .then(poll, function () { if (!leaving) { setTimeout(poll, 1000); } });
           }
           poll();
         })();
