@@ -186,7 +186,10 @@ def main():
 
         # 7. Every page at both sizes: no console error, nothing wider than the screen, a screenshot.
         for width, height in SIZES:
-            driver.set_window_size(width, height)
+            # The viewport exactly (a window's size includes the browser's own bars); a phone
+            # width as a mobile device, so the page's viewport meta applies.
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
             for page in PAGES:
                 driver.get(base + page_path(page))
                 check(driver.find_elements(By.CSS_SELECTOR, "main h1"), f"{page}: no heading")
@@ -195,7 +198,7 @@ def main():
                 check(overflow <= 1, f"{page} at {width}x{height} scrolls sideways by {overflow}px")
                 expect_no_console_errors(f"{page} at {width}x{height}")
                 driver.save_screenshot(os.path.join(args.screenshots, f"{page}-{width}x{height}.png"))
-        driver.set_window_size(1280, 800)
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         driver.get(base + "/ui/services/payments")
         check("TrafficPolicy payments" in text("main"), "the service page does not show its TrafficPolicy")
         check("connectTimeout: 3s" in text("main"), "the service page does not show the applied policy as YAML")

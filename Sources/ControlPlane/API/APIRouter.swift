@@ -99,6 +99,7 @@ public struct APIResponse: Sendable {
 /// | `POST /v1/heartbeat` | sidecar | `{"name","version"?,"rejectedVersion"?,"rejectedReason"?}` (version = snapshot applied; rejected = the newest it refused); 404 -> register again |
 /// | `POST /v1/deregister` | sidecar | `{"name"}` |
 /// | `GET /v1/snapshot/{service}?version=N&instance=NAME&rejected=R` | that service's sidecar | 200 `MeshSnapshot` JSON at once if max(N, R) is not current, else on the next change; 304 after the watch timeout |
+/// | `GET, POST /ui/…` | a dashboard session (cookie), `Dashboard` decides | HTML pages, sign-in/out, `/ui/events` long poll; no session: 303 to `/ui/login` (pages) or 401 (data) |
 ///
 /// An expired, revoked or used-up join token gets 401 saying which. Every error is
 /// `{"error": "..."}` (plus `issues` for validation) with the status from `APIError`: the

@@ -139,8 +139,14 @@ enum DashboardAssets {
           header.top { padding: .5rem 1rem; }
           main { padding: .75rem 1rem 2rem; }
           .signout { margin-left: 0; }
-          th, td { padding: .4rem .5rem; }
           h1 { font-size: 1.35rem; }
+          /* Tables become one card per row, each cell led by its column's name. */
+          table, caption, tbody, tr, th, td { display: block; width: 100%; }
+          caption { padding: .25rem .75rem; }
+          thead { position: absolute; left: -9999px; }
+          tr { border-bottom: 2px solid var(--line); padding: .25rem 0; }
+          th, td { border: 0; padding: .2rem .75rem; }
+          td::before { content: attr(data-label) ": "; font-weight: 600; color: var(--muted); }
         }
 
         """
