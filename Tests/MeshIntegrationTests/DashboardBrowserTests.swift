@@ -54,10 +54,54 @@ import Testing
         #expect(try await curl(["-k", "-H", "Cookie: \(session)", url + "/v1/proxies"]).status == 401)
         #expect(try await curl(["-k", "-H", "Authorization: Bearer \(token)", url + "/v1/proxies"]).status == 200)
 
+        // A browser's next connection resumes the TLS session of the first (no client
+        // certificate, which the API makes optional): it must be answered like the first.
+        let twice = try await ChildProcess.run([
+            "curl", "-sk", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} ", "-H", "Connection: close", url + "/ui/login", url + "/ui/login",
+        ])
+        #expect(twice.stdout == "200 200 ", "\(twice.stdout) \(twice.stderr)")
+
         // Sign-out ends it.
         let out = try await curl(["-k", "-X", "POST", "-H", "Cookie: \(session)", url + "/ui/logout"])
         #expect(out.status == 303 && (out.headers["set-cookie"] ?? "").contains("Max-Age=0"))
         #expect(try await curl(["-k", "-H", "Cookie: \(session)", url + "/ui/"]).status == 303)
+    }
+
+    @Test(.enabled(if: prometheusPath() != nil, "no prometheus binary: run scripts/install-deps.sh"))
+    func withPrometheusTheTopologyHasTrafficRatesAndServicePagesHaveCharts() async throws {
+        let prometheusPort = try freeLoopbackPort()
+        let mesh = try await DynamicModeTests.Mesh(serverArguments: ["--prometheus", "http://127.0.0.1:\(prometheusPort)"])
+        defer { mesh.stop() }
+        try await mesh.declarePayments()
+        let (web, payments, call) = try await mesh.webCallingPayments(web: ", dependencies: [ payments ]")
+        let prometheus = try await PrometheusProcess(configYAML: """
+            global: { scrape_interval: 1s }
+            scrape_configs:
+              - job_name: sidecars
+                static_configs:
+                  - { targets: [ "127.0.0.1:\(web.admin)" ], labels: { service: web } }
+                  - { targets: [ "127.0.0.1:\(payments.admin)" ], labels: { service: payments } }
+            """, in: mesh.directory, port: prometheusPort)
+        defer { prometheus.stop() }
+        let signedIn = try await curl(["-k", "--data-urlencode", "token=\(mesh.server.adminToken)", mesh.server.url + "/ui/login"])
+        let session = String(try #require(signedIn.headers["set-cookie"]).split(separator: ";")[0])
+
+        // Traffic until Prometheus has a rate for the edge; the topology labels it in words.
+        var topology = ""
+        let rated = await eventually(timeout: .seconds(40)) {
+            for _ in 0..<5 { _ = try? await curl(call) }
+            topology = (try? await curl(["-k", "-H", "Cookie: \(session)", mesh.server.url + "/ui/topology"]))?.body ?? ""
+            return topology.contains("req/s") && topology.contains("% ok")
+        }
+        #expect(rated, "\(topology)")
+        #expect(topology.contains("data-from=\"web\" data-to=\"payments\""))
+        // The service page charts its golden metrics from range queries.
+        var service = ""
+        let charted = await eventually(timeout: .seconds(20)) {
+            service = (try? await curl(["-k", "-H", "Cookie: \(session)", mesh.server.url + "/ui/services/payments"]))?.body ?? ""
+            return service.contains("Requests per second") && service.contains("class=\"series\"")
+        }
+        #expect(charted, "\(service)")
     }
 
     @Test(.enabled(if: browser != nil, "chromium, chromium-driver or .venv with selenium missing: run scripts/install-deps.sh"))

@@ -75,7 +75,9 @@ extension PrometheusClient {
         }
         return result.map { series in
             ((series["values"] as? [[Any]]) ?? []).compactMap { pair in
-                guard pair.count == 2, let time = pair[0] as? Double, let text = pair[1] as? String, let value = Double(text),
+                // The time is a JSON number (whole or not), the value a string.
+                guard pair.count == 2, let time = (pair[0] as? NSNumber)?.doubleValue, let text = pair[1] as? String,
+                    let value = Double(text),
                     value.isFinite
                 else { return nil }
                 return (time, value)
