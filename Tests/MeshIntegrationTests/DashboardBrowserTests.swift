@@ -102,6 +102,9 @@ import Testing
             return service.contains("Requests per second") && service.contains("class=\"series\"")
         }
         #expect(charted, "\(service)")
+        // The overview knows the soonest certificate expiry from the sidecars' own metric.
+        let overview = try await curl(["-k", "-H", "Cookie: \(session)", mesh.server.url + "/ui/"])
+        #expect(overview.body.contains("Soonest certificate expiry") && overview.body.contains(" h</span>"), "\(overview.body)")
     }
 
     @Test(.enabled(if: browser != nil, "chromium, chromium-driver or .venv with selenium missing: run scripts/install-deps.sh"))

@@ -148,7 +148,8 @@ public final class Dashboard: Sendable {
             response.headers = Self.securityHeaders()
             return response
         case .overview:
-            return Self.page(DashboardPages.overview(await model()))
+            let expiry = await DashboardMetrics.soonestCertificateExpiry(prometheus: configuration.prometheus)
+            return Self.page(DashboardPages.overview(await model(), certificateExpiry: expiry))
         case .service(let name):
             let model = await model()
             guard model.services.contains(where: { $0.name == name }) else {

@@ -23,6 +23,21 @@ enum DashboardMetrics {
         }
     }
 
+    /// The soonest workload-certificate expiry: each sidecar exports its own
+    /// (`sidecar_cert_expiry_timestamp_seconds`), so only Prometheus knows them all. Words for
+    /// the overview's card: the service, how long, and the time.
+    static func soonestCertificateExpiry(prometheus: PrometheusClient?, now: Double = Date().timeIntervalSince1970) async -> (value: String, note: String) {
+        guard let prometheus else { return ("unknown", "needs serve --prometheus URL (sidecars export it)") }
+        guard let vector = try? await prometheus.query("min by (service) (sidecar_cert_expiry_timestamp_seconds{service!=\"\"})"),
+            let soonest = vector.samples.min(by: { $0.value < $1.value })
+        else { return ("unknown", "Prometheus at \(prometheus.url) did not answer") }
+        let left = soonest.value - now
+        let words = left <= 0 ? "expired" : left < 3600 ? "in \(Int(left / 60)) min" : "in \(format(left / 3600, digits: 1)) h"
+        let formatter = ISO8601DateFormatter()
+        let service = soonest.labels["service"] ?? "?"
+        return ("\(service) \(words)", "at \(formatter.string(from: Date(timeIntervalSince1970: soonest.value)))")
+    }
+
     struct Charts: Sendable {
         var html: String
     }

@@ -70,12 +70,13 @@ enum DashboardPages {
 
     // MARK: Overview
 
-    static func overview(_ model: DashboardModel) -> String {
+    static func overview(_ model: DashboardModel, certificateExpiry: (value: String, note: String)) -> String {
         let healthyServices = model.services.filter { !$0.instances.isEmpty && $0.healthy == $0.instances.count }.count
         let cards = [
             ("Services", "\(model.services.count)", "\(healthyServices) with every instance healthy"),
             ("Proxies", "\(model.proxies.count)", model.staleProxies == 0 ? "all up to date" : "\(model.staleProxies) stale"),
             ("Rejected snapshots", "\(model.rejectingProxies)", model.rejectingProxies == 0 ? "none" : "see Proxies"),
+            ("Soonest certificate expiry", certificateExpiry.value, certificateExpiry.note),
             ("Trust domain", model.trustDomain, model.prometheus.map { "metrics from \($0)" } ?? "no Prometheus configured"),
         ]
         var body = liveLine(model) + "<ul class=\"cards\">"
