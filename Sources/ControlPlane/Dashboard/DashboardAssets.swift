@@ -92,7 +92,7 @@ enum DashboardAssets {
         h1 { font-size: 1.6rem; margin: .5rem 0; }
         h2 { font-size: 1.25rem; margin-top: 2rem; }
         .live { color: var(--muted); margin: 0 0 1rem; }
-        .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(220px, 1fr)); gap: 1rem; list-style: none; padding: 0; }
+        .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(160px, 1fr)); gap: .75rem; list-style: none; padding: 0; }
         .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 1rem; display: flex; flex-direction: column; }
         .card .label { color: var(--muted); font-size: .9rem; }
         .card .value { font-size: 1.6rem; font-weight: 700; overflow-wrap: anywhere; }
@@ -140,6 +140,8 @@ enum DashboardAssets {
           main { padding: .75rem 1rem 2rem; }
           .signout { margin-left: 0; }
           h1 { font-size: 1.35rem; }
+          .card { padding: .75rem; }
+          .card .value { font-size: 1.2rem; }
           /* Tables become one card per row, each cell led by its column's name. */
           table, caption, tbody, tr, th, td { display: block; width: 100%; }
           caption { padding: .25rem .75rem; }
