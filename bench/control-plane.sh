@@ -7,7 +7,19 @@
 #
 #   bench/control-plane.sh                          # build, 5 rounds
 #   ROUNDS=7 WATCHERS=100,1000 REGISTRATIONS=1000 CONCURRENCY=50 SKIP_BUILD=1 bench/control-plane.sh
+#   bench/control-plane.sh --store etcd             # REPLICAS=2 replicas over a 3-member etcd
+#                                                   # cluster started here (etcd-server); load
+#                                                   # spread over the replicas, applies to the first
 set -euo pipefail
+
+STORE=${STORE:-sqlite}
+while (($#)); do
+    case "$1" in
+        --store) STORE=$2; shift 2 ;;
+        *) echo "bench/control-plane.sh: unknown argument $1 (--store sqlite|etcd)" >&2; exit 2 ;;
+    esac
+done
+REPLICAS=${REPLICAS:-$([[ $STORE == etcd ]] && echo 2 || echo 1)}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ROUNDS=${ROUNDS:-5}
@@ -32,32 +44,64 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 mkdir -p "$OUT/data"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
+PIDS=()
+trap 'for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done' EXIT
+STORE_ARGS=()
+if [[ $STORE == etcd ]]; then
+    command -v etcd >/dev/null || { echo "bench/control-plane.sh: --store etcd needs etcd (apt-get install etcd-server)" >&2; exit 1; }
+    # Three members on free loopback ports, data under $OUT/etcd (a fresh cluster every run).
+    rm -rf "$OUT/etcd"
+    read -r -a EPORTS <<< "$(python3 -c 'import socket
+ports = []
+for _ in range(6):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); ports.append(s); 
+print(" ".join(str(s.getsockname()[1]) for s in ports))')"
+    CLUSTER="e0=http://127.0.0.1:${EPORTS[3]},e1=http://127.0.0.1:${EPORTS[4]},e2=http://127.0.0.1:${EPORTS[5]}"
+    ENDPOINTS="http://127.0.0.1:${EPORTS[0]},http://127.0.0.1:${EPORTS[1]},http://127.0.0.1:${EPORTS[2]}"
+    for i in 0 1 2; do
+        etcd --name "e$i" --data-dir "$OUT/etcd/e$i" --listen-client-urls "http://127.0.0.1:${EPORTS[$i]}" \
+            --advertise-client-urls "http://127.0.0.1:${EPORTS[$i]}" --listen-peer-urls "http://127.0.0.1:${EPORTS[$((i + 3))]}" \
+            --initial-advertise-peer-urls "http://127.0.0.1:${EPORTS[$((i + 3))]}" --initial-cluster "$CLUSTER" \
+            --initial-cluster-token "bench-$$" --log-level warn > "$OUT/etcd-e$i.log" 2>&1 &
+        PIDS+=($!)
+    done
+    for _ in $(seq 200); do curl -sf "http://127.0.0.1:${EPORTS[0]}/health" | grep -q '"true"' && break; sleep 0.1; done
+    STORE_ARGS=(--store etcd --etcd-endpoints "$ENDPOINTS" --etcd-prefix /bench)
+fi
+
 # Instances get a 1 h TTL: the bench sends no heartbeats, and a TTL expiry mid-run would bump
 # the version and wake the watchers on its own.
-"$BIN/control-plane" serve --data-dir "$OUT/data" --listen 127.0.0.1:0 --instance-ttl 1h --instance-grace 1h \
-    > "$OUT/serve.out" 2> "$OUT/serve.err" &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 200); do grep -q '^listening on' "$OUT/serve.out" 2>/dev/null && break; sleep 0.05; done
-URL=$(sed -n 's/^listening on //p' "$OUT/serve.out")
-[[ -n "$URL" ]] || { echo "control-plane did not start:" >&2; cat "$OUT/serve.out" "$OUT/serve.err" >&2; exit 1; }
-PORT=${URL##*:}
+PORTS=()
+for r in $(seq 0 $((REPLICAS - 1))); do
+    DATA="$OUT/data"; ((r == 0)) || DATA="$OUT/data-$r"
+    "$BIN/control-plane" serve --data-dir "$DATA" --listen 127.0.0.1:0 --instance-ttl 1h --instance-grace 1h "${STORE_ARGS[@]}" \
+        > "$OUT/serve-$r.out" 2> "$OUT/serve-$r.err" &
+    PIDS+=($!)
+    ((r == 0)) && SERVER=$!
+    for _ in $(seq 200); do grep -q '^listening on' "$OUT/serve-$r.out" 2>/dev/null && break; sleep 0.05; done
+    URL=$(sed -n 's/^listening on //p' "$OUT/serve-$r.out")
+    [[ -n "$URL" ]] || { echo "control-plane did not start:" >&2; cat "$OUT/serve-$r.out" "$OUT/serve-$r.err" >&2; exit 1; }
+    PORTS+=("${URL##*:}")
+done
+PORT=${PORTS[0]}
+MORE_PORTS=$(IFS=,; echo "${PORTS[*]:1}")
 cpu_of() { awk -v hz="$HZ" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 CPU0=$(cpu_of "$SERVER")
 : > "$OUT/latencies.tsv"
 TIMER=(); [[ -x /usr/bin/time ]] && TIMER=(/usr/bin/time -f "%U %S" -o "$OUT/time.client")
 "${TIMER[@]}" "$BIN/mesh-bench" cp-load --port "$PORT" --ca "$OUT/data/ca.pem" --admin-token-file "$OUT/data/admin.token" \
-    --server-pid "$SERVER" --services "$SERVICES" --registrations "$REGISTRATIONS" --registration-rounds "$ROUNDS" \
+    --server-pid "$SERVER" --more-ports "$MORE_PORTS" --services "$SERVICES" --registrations "$REGISTRATIONS" --registration-rounds "$ROUNDS" \
     --concurrency "$CONCURRENCY" --watchers "$WATCHERS" --watch-rounds "$ROUNDS" --threads "$THREADS" \
     --latencies "$OUT/latencies.tsv" | tee "$OUT/cp-load.out" >&2
 CPU1=$(cpu_of "$SERVER")
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 CLIENT_CPU=$(awk '/^[0-9.]+ [0-9.]+$/ { s = $1 + $2 } END { printf "%.1f", s }' "$OUT/time.client" 2>/dev/null || echo "?")
-python3 - "$OUT" "$REGISTRATIONS" "$WATCHERS" "$LOAD_BEFORE" "$LOAD_AFTER" "$(python3 -c "print($CPU1-$CPU0)")" "$CLIENT_CPU" <<'EOF'
+python3 - "$OUT" "$REGISTRATIONS" "$WATCHERS" "$LOAD_BEFORE" "$LOAD_AFTER" "$(python3 -c "print($CPU1-$CPU0)")" "$CLIENT_CPU" "$STORE" "$REPLICAS" <<'EOF'
 import math, re, statistics, sys
 out, registrations, sizes, load0, load1, cpu = sys.argv[1], int(sys.argv[2]), [int(s) for s in sys.argv[3].split(",")], sys.argv[4], sys.argv[5], float(sys.argv[6])
+store, replicas = sys.argv[8], sys.argv[9]
 lines = open(f"{out}/cp-load.out").read().splitlines()
 kv = lambda line: dict(re.findall(r"(\w+)=(\S+)", line))
 rows = [kv(l) | {"kind": l.split()[0]} for l in lines]
@@ -73,6 +117,7 @@ lat = {}
 for line in open(f"{out}/latencies.tsv"):
     size, rnd, ms = line.split(); lat.setdefault(int(size), {}).setdefault(int(rnd), []).append(float(ms))
 w = lambda size, key: [float(r[key]) for r in rows if r["kind"] == "watch" and int(r["watchers"]) == size]
+print(f"store: {store}, {replicas} replica(s); RSS figures are the first replica's")
 print(f"{'metric':<58}{'median':>10}   rounds")
 print(f"{'registrations/s (%d per round, keep-alive HTTPS)' % registrations:<58}{med(reg):>10.0f}   {fmt(reg)}")
 print(f"{'deregistrations/s':<58}{med(dereg):>10.0f}   {fmt(dereg)}")

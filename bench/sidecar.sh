@@ -16,6 +16,7 @@
 #   SIDECAR_VARIANTS="demo none" bench/sidecar.sh      # a second sidecar config (column ours.none)
 #   SIDECAR_VARIANTS="none policy" PAIRS="direct ours" bench/sidecar.sh   # every resilience policy vs none
 #   PROFILE=1 bench/sidecar.sh                         # then perf-record our pair at saturation
+#   ACCESS_LOG=on bench/sidecar.sh                     # our sidecars with their default access log
 #   BASE_BIN=/other/checkout/.build-release/release PAIRS="direct base ours" ROUNDS=5 bench/sidecar.sh
 #                                                      # before/after: another build's sidecar as pair "base"
 set -euo pipefail
@@ -32,6 +33,8 @@ PAIRS=${PAIRS:-"direct ours envoy haproxy nginx"}
 # The first is the column "ours"; further ones become "ours.<name>".
 SIDECAR_VARIANTS=${SIDECAR_VARIANTS:-demo}
 PROFILE=${PROFILE:-0}
+# Our sidecars' access log: off (the stripped-down figure) or on (the default a user runs).
+ACCESS_LOG=${ACCESS_LOG:-off}
 PROFILE_SECONDS=${PROFILE_SECONDS:-10}
 OUT=${OUT:-$ROOT/bench/out/sidecar-$(date -u +%Y%m%dT%H%M%S)}
 BIN=$ROOT/.build-release/release
@@ -196,8 +199,8 @@ start_ours() {  # name variant [bin-dir]
     "sidecar_config_$variant" "$d" "$APP_PORT" "$b"
     "$bin/sidecar" validate --config "$d/web.yaml" > /dev/null
     "$bin/sidecar" validate --config "$d/payments.yaml" > /dev/null
-    "$bin/sidecar" --config "$d/payments.yaml" --workers 1 --access-log off > "$d/b.log" 2>&1 & B_PID[$name]=$!; PIDS+=($!)
-    "$bin/sidecar" --config "$d/web.yaml" --workers 1 --access-log off > "$d/a.log" 2>&1 & A_PID[$name]=$!; PIDS+=($!)
+    "$bin/sidecar" --config "$d/payments.yaml" --workers 1 --access-log "$ACCESS_LOG" > "$d/b.log" 2>&1 & B_PID[$name]=$!; PIDS+=($!)
+    "$bin/sidecar" --config "$d/web.yaml" --workers 1 --access-log "$ACCESS_LOG" > "$d/a.log" 2>&1 & A_PID[$name]=$!; PIDS+=($!)
     wait_listening "$b"; wait_listening "$A_LISTEN"
     PORT_OF[$name]=$A_LISTEN
 }

@@ -26,6 +26,7 @@ public enum ControlPlaneError: Error, Sendable, CustomStringConvertible {
             message
         case .invalidResources(let error): error.description
         case .store(.storage(let message)): "store failed: \(message)"
+        case .store(.unavailable(let message)): "store-unavailable: \(message)"
         case .store(let error): error.description
         case .certificate(let error): error.description
         }

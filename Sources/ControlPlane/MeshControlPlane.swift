@@ -55,12 +55,18 @@ public actor MeshControlPlane: SnapshotSource {
         self.authority = authority
         self.adminToken = adminToken
         self.metrics = metrics
+        // Changes other replicas make (and registrations whose lease expired) come from the
+        // store in order, one at a time, through one stream; observed before the first read, so
+        // none falls between that read and the observation (a change seen twice is harmless).
+        let (changes, continuation) = AsyncStream.makeStream(of: StoreChange.self)
+        store.observeChanges { continuation.yield($0) }
         var registry = RegistryStateMachine(settings: registrySettings)
         // Registrations survive a restart, each with a full TTL: a live sidecar's next heartbeat
         // finds it, a gone one expires as usual.
         do {
             for saved in try store.registrations() {
                 _ = registry.register(saved.instance, dependencies: saved.dependencies, now: .now)
+                if saved.instance.health == .unhealthy { _ = registry.setHealth(name: saved.instance.name, healthy: false) }
             }
         } catch {
             throw .store(error)
@@ -78,6 +84,31 @@ public actor MeshControlPlane: SnapshotSource {
         self.version = version
         self.distributor = SnapshotDistributor(version: version, metrics: metrics)
         distributor.attach(self)
+        Task { [weak self] in
+            for await change in changes {
+                guard let self else { return }
+                await self.storeChanged(change)
+            }
+        }
+    }
+
+    /// A shared store (etcd) changed, maybe by another replica: take its registrations into
+    /// the registry and move to its version, so this replica's watchers get the change.
+    func storeChanged(_ change: StoreChange) {
+        for registration in change.savedRegistrations {
+            _ = registry.register(registration.instance, dependencies: registration.dependencies, now: .now)
+            if registration.instance.health == .unhealthy { _ = registry.setHealth(name: registration.instance.name, healthy: false) }
+        }
+        for name in change.unhealthyRegistrations { _ = registry.setHealth(name: name, healthy: false) }
+        for name in change.healthyRegistrations { _ = registry.setHealth(name: name, healthy: true) }
+        for name in change.removedRegistrations { _ = registry.deregister(name: name) }
+        // An Instance (re-)applied on any replica renews its `ttl` lease here too; the
+        // unhealthy mark a lease expiry writes does not (the grace then runs to removal).
+        for instance in change.storedInstances where instance.health != .unhealthy {
+            Self.renewLease(.instance(instance), in: &leases, now: .now)
+        }
+        for name in change.deletedInstances { _ = leases.deregister(name: name) }
+        if let current = try? store.currentVersion(), current > version { notify(current) }
     }
 
     /// How often the registry clock applies the TTL rules: a fifth of the TTL, at most 1 s.
@@ -142,6 +173,10 @@ public actor MeshControlPlane: SnapshotSource {
         guard case .success = HostPort.parse(HostPort(host: request.address, port: request.port).description) else {
             throw .invalid("address \"\(request.address)\" is not an IP address or host name")
         }
+        // The same bound as an applied Instance's labels: what we serve must read back.
+        if let key = request.labels?.keys.first(where: { $0.count > ConfigReader.maxKeyLength }) {
+            throw .invalid("label key \"\(key.prefix(32))…\" is longer than \(ConfigReader.maxKeyLength) characters")
+        }
         let instance = Instance(service: request.service, address: request.address, port: request.port, labels: request.labels ?? [:])
         let actions = registry.register(instance, dependencies: request.dependencies, now: .now)
         try carryOut(actions)
@@ -155,6 +190,15 @@ public actor MeshControlPlane: SnapshotSource {
             throw .notFound("instance \"\(request.name)\" is not registered (expired or never registered); register again")
         }
         try authorize(principal, forService: entry.instance.service)
+        if store.expiresRegistrations {
+            // The registration's lease in the store is what keeps it: whichever replica took it.
+            let alive: Bool
+            do { alive = try store.keepAlive(registration: request.name) } catch { throw .store(error) }
+            guard alive else {
+                _ = registry.deregister(name: request.name)
+                throw .notFound("instance \"\(request.name)\" is not registered (its lease expired); register again")
+            }
+        }
         let applied = request.version.flatMap { Int64($0) }
         let rejection = request.rejectedVersion.flatMap { Int64($0) }.map {
             // A reason is the sidecar's words: bounded, so `get proxies` stays readable.
@@ -180,7 +224,9 @@ public actor MeshControlPlane: SnapshotSource {
 
     /// Runs the TTL rules; the registry clock calls it, tests may too.
     public func tick(now: ContinuousClock.Instant) {
-        try? carryOut(registry.tick(now: now))
+        // A store that expires registrations itself (etcd leases) removes them for every
+        // replica at once; a replica's own clock must not, since heartbeats may go elsewhere.
+        if !store.expiresRegistrations { try? carryOut(registry.tick(now: now)) }
         for action in leases.tick(now: now) {
             try? expireLease(action)
         }

@@ -161,7 +161,8 @@ public final class Sidecar: Sendable {
                 readiness: { readiness.readiness },
                 source: { applier.source },
                 config: { applier.configurationJSON },
-                clusters: { loops.clustersJSON() }),
+                clusters: { loops.clustersJSON() },
+                explain: { uri in loops.explain(uri: uri, certificateExpiry: metrics.certificateExpiry.value) }),
             group: group)
         // Supervisor mode: the app sits between the outbound side (stopped after it exits) and
         // the inbound (drained first), and its own exit ends the sidecar.
@@ -180,7 +181,13 @@ public final class Sidecar: Sendable {
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         logger.info("sidecar starting", metadata: ["service": "\(configuration.service)", "workers": "\(options.workers)"])
-        try await group_.run()
+        do {
+            try await group_.run()
+        } catch {
+            await loops.flushAccessLogs()
+            throw error
+        }
+        await loops.flushAccessLogs()
         try await group.shutdownGracefully()
         return app?.exitStatus
     }

@@ -14,14 +14,19 @@ import SidecarCore
 public struct ControlPlaneSession: Sendable {
     /// The files behind `controlPlane:`, read and checked once.
     public struct Credentials: Sendable {
-        public var address: String
+        /// The control-plane replicas (one, or several to fail over between).
+        public var addresses: [String]
+        /// Which replica the sidecar talks to now: shared by every client made from these
+        /// credentials, so a move to the next replica holds for all its calls.
+        let replica = ReplicaCursor()
+        public var address: String { addresses[replica.index(of: addresses.count)] }
         public var token: String
         public var caPEM: String
         /// The server must present `spiffe://<trustDomain>/control-plane`.
         public var trustDomain: String
 
         public init(_ controlPlane: SidecarConfiguration.ControlPlane, trustDomain: String = MeshDefaults.trustDomain) throws {
-            address = controlPlane.address
+            addresses = controlPlane.addresses
             self.trustDomain = trustDomain
             token = try Self.read(controlPlane.tokenFile, what: "join token")
                 .trimmingCharacters(in: .whitespacesAndNewlines)

@@ -3,13 +3,16 @@ import MeshAPI
 import NIOCore
 import NIOHTTP1
 import SidecarCore
+import Synchronization
 
 /// The calls a sidecar makes to the control plane (certificate, register, heartbeat, watch,
 /// deregister), typed: each answers a decoded message or a `ControlPlaneCallError` that says
 /// whether trying again can help. Authenticates with the join token until the sidecar has a
 /// certificate, then with mTLS. Off the request path: Foundation's JSON coding is fine here.
 struct SidecarAPIClient: Sendable {
-    let client: MeshAPIClient
+    /// One client per control-plane replica, in the configured order.
+    let clients: [MeshAPIClient]
+    let replica: ReplicaCursor
     let service: String
 
     /// With the join token (bootstrap) or with the workload certificate (everything after).
@@ -18,13 +21,16 @@ struct SidecarAPIClient: Sendable {
         certificate: (certificatePEM: String, keyPEM: String)? = nil
     ) throws {
         do {
-            client = try MeshAPIClient(
-                server: credentials.address, caPEM: credentials.caPEM,
-                token: certificate == nil ? credentials.token : nil, clientCertificate: certificate,
-                trustDomain: credentials.trustDomain)
+            clients = try credentials.addresses.map { address throws(MeshAPIClientError) in
+                try MeshAPIClient(
+                    server: address, caPEM: credentials.caPEM,
+                    token: certificate == nil ? credentials.token : nil, clientCertificate: certificate,
+                    trustDomain: credentials.trustDomain)
+            }
         } catch {
             throw Sidecar.StartupError(description: "controlPlane: \(error.description)")
         }
+        replica = credentials.replica
         self.service = service
     }
 
@@ -100,13 +106,27 @@ struct SidecarAPIClient: Sendable {
         }
     }
 
+    /// Sends to the current replica; one that cannot be reached (refused, reset, killed
+    /// mid-watch) makes the call go to the next one at once, each replica tried once per call,
+    /// and the next calls stay with the one that answered. The agent's jittered backoff spaces
+    /// out rounds in which none answered.
     private func send(_ method: HTTPMethod, _ path: String, body: String?, timeout: TimeAmount) async throws(ControlPlaneCallError) -> MeshAPIClient.Response {
-        do {
-            return try await client.send(method, path, body: body, timeout: timeout)
-        } catch {
-            if case .wrongServerIdentity = error.kind { throw ControlPlaneCallError(.wrongServer, error.description) }
-            throw ControlPlaneCallError(.unreachable, error.description)
+        let start = replica.index(of: clients.count)
+        var failures: [String] = []
+        for offset in 0..<clients.count {
+            let index = (start + offset) % clients.count
+            do {
+                let response = try await clients[index].send(method, path, body: body, timeout: timeout)
+                replica.settle(on: index, from: start)
+                return response
+            } catch {
+                if case .wrongServerIdentity = error.kind { throw ControlPlaneCallError(.wrongServer, error.description) }
+                if Task.isCancelled { throw ControlPlaneCallError(.unreachable, error.description) }
+                failures.append(error.description)
+            }
         }
+        replica.settle(on: (start + 1) % clients.count, from: start)
+        throw ControlPlaneCallError(.unreachable, failures.joined(separator: "; "))
     }
 
     /// The `version` of a snapshot body that does not decode as a whole, to report which one
@@ -166,5 +186,21 @@ struct ControlPlaneCallError: Error, CustomStringConvertible {
     private static func errorMessage(_ body: String) -> String? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else { return nil }
         return object["error"] as? String
+    }
+}
+
+/// The index of the control-plane replica a sidecar talks to now, shared by all its clients.
+final class ReplicaCursor: Sendable {
+    private let current = Mutex(0)
+
+    func index(of count: Int) -> Int {
+        current.withLock { $0 } % max(count, 1)
+    }
+
+    /// Moves to `index` unless another call already moved away from `start` meanwhile.
+    func settle(on index: Int, from start: Int) {
+        current.withLock { value in
+            if value == start || value == index { value = index }
+        }
     }
 }

@@ -7,7 +7,8 @@ import Foundation
 /// Where an operator command finds the server, the admin token and the CA to trust: options,
 /// then `--data-dir`, then the environment (kubectl/consul style).
 struct ClientOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Control plane URL (env MESH_SERVER).", valueName: "https://host:port"))
+    @Option(name: .long, help: ArgumentHelp(
+        "Control plane URL, or several replicas' comma-separated, tried in order (env MESH_SERVER).", valueName: "https://host:port[,…]"))
     var server: String?
 
     @Option(name: .long, help: ArgumentHelp("File holding the admin token (env MESH_TOKEN, MESH_TOKEN_FILE).", valueName: "file"))
@@ -54,7 +55,7 @@ struct ClientOptions: ParsableArguments {
         return SPIFFEID.defaultTrustDomain
     }
 
-    func client() throws -> MeshAPIClient {
+    func client() throws -> MeshAPIReplicaClient {
         let configured = server != nil || tokenFile != nil || caFile != nil || dataDir != nil
             || ["MESH_SERVER", "MESH_TOKEN", "MESH_TOKEN_FILE", "MESH_CA_FILE"].contains { !(environment[$0] ?? "").isEmpty }
         guard configured else {
@@ -62,8 +63,8 @@ struct ClientOptions: ParsableArguments {
                 "no control plane configured: pass --server URL with --token-file and --ca-file, or --data-dir DIR on the "
                     + "control plane's machine (or set MESH_SERVER, MESH_TOKEN_FILE, MESH_CA_FILE)")
         }
-        return try MeshAPIClient(
-            server: resolvedServer(), caPEM: resolvedCA(), token: resolvedToken(), trustDomain: resolvedTrustDomain())
+        return try MeshAPIReplicaClient(
+            servers: resolvedServer(), caPEM: resolvedCA(), token: resolvedToken(), trustDomain: resolvedTrustDomain())
     }
 
     private func read(_ path: String) throws -> String {

@@ -16,6 +16,13 @@ struct ServeCommand: AsyncParsableCommand {
             "listening on https://HOST:PORT" once the API accepts connections (with --listen HOST:0, the \
             port the OS picked) and records that URL in DIR/server.url for operator commands using --data-dir.
 
+            With --store etcd --etcd-endpoints URL,… the control plane is one of several replicas over an etcd v3 \
+            cluster: resources, registrations, join tokens, the CA and the admin token live in etcd under \
+            --etcd-prefix (the first replica on an empty prefix creates the CA and token, the others load them); \
+            the data dir then holds only ca.pem, admin.token and server.url for the CLI. Each replica watches etcd \
+            and pushes changes to its own sidecars. Without etcd quorum, writes answer 503 store-unavailable while \
+            reads and watches serve the replica's copy.
+
             Every API route but /metrics checks its caller (admin bearer token, join token or client \
             certificate) on the request head and answers 401/403 before reading a body. Bodies are at most \
             1 MiB each and 64 MiB for all connections together (503 beyond), and must arrive within 15s of \
@@ -38,6 +45,18 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("etcd endpoints, comma-separated (with --store etcd).", valueName: "urls"))
     var etcdEndpoints: String?
+
+    @Option(name: .long, help: ArgumentHelp("Key prefix in etcd that replicas of one mesh share (with --store etcd).", valueName: "prefix"))
+    var etcdPrefix: String = "/mesh"
+
+    @Option(name: .long, help: ArgumentHelp("CA bundle etcd's member certificates chain to (https:// endpoints).", valueName: "file"))
+    var etcdCaFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Client certificate to present to etcd (with --etcd-key-file).", valueName: "file"))
+    var etcdCertFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Key of --etcd-cert-file.", valueName: "file"))
+    var etcdKeyFile: String?
 
     @Option(name: .long, help: ArgumentHelp(
         "Prometheus base URL for the dashboard's traffic edges and golden-metric charts (none by default).", valueName: "url"))
@@ -75,8 +94,12 @@ struct ServeCommand: AsyncParsableCommand {
             case .failure(let why): throw CLIFailure("--listen \"\(listen)\" \(why.reason)")
             }
             switch store {
-            case "sqlite": break
-            case "etcd": throw CLIFailure("--store etcd is not available in this build; use --store sqlite (the default)")
+            case "sqlite":
+                guard etcdEndpoints == nil else { throw CLIFailure("--etcd-endpoints needs --store etcd") }
+            case "etcd":
+                guard etcdEndpoints != nil else {
+                    throw CLIFailure("--store etcd needs --etcd-endpoints http://HOST:2379,… (the etcd cluster's client URLs)")
+                }
             default: throw CLIFailure("--store \"\(store)\" is unknown; use sqlite or etcd")
             }
             guard SPIFFEID.isValidTrustDomain(Substring(trustDomain)) else {
@@ -98,10 +121,11 @@ struct ServeCommand: AsyncParsableCommand {
             // Everything this process creates (keys, token, database) is private to its user.
             umask(0o077)
             let directory = DataDirectory(path: URL(fileURLWithPath: dataDir).standardizedFileURL.path)
-            var loaded = try directory.loadOrCreate(trustDomain: trustDomain)
+            let opened = try openStore(directory: directory, registrationTTL: ttl, registrationGrace: grace)
+            var loaded = opened.loaded
+            let resourceStore = opened.store
             loaded.authority = loaded.authority.withLeafLifetime(
                 Double(lifetime.components.seconds) + Double(lifetime.components.attoseconds) / 1e18)
-            let resourceStore = try SQLiteResourceStore(path: directory.storePath)
             let controlPlane = try MeshControlPlane(
                 store: resourceStore, authority: loaded.authority, adminToken: loaded.adminToken,
                 registrySettings: .init(ttl: ttl, grace: grace))
@@ -116,21 +140,53 @@ struct ServeCommand: AsyncParsableCommand {
             let hostText = address.host.contains(":") ? "[\(address.host)]" : address.host
             let url = "https://\(hostText):\(server.port)"
             try? (url + "\n").write(toFile: directory.path + "/server.url", atomically: true, encoding: .utf8)
-            let lines = [
+            var lines = [
                 "control-plane \(MeshVersion.current)",
                 "\(verb) CA certificate (trust bundle): \(directory.caCertificatePath)",
                 "\(verb) CA key: \(directory.caKeyPath)",
                 "\(verb) admin token: \(directory.adminTokenPath)",
-                "store: sqlite \(directory.storePath) (version \(try resourceStore.currentVersion()))",
+                "store: \(opened.description) (version \(try resourceStore.currentVersion()))",
                 "dashboard: \(url)/ui/",
                 "listening on \(url)",
             ]
+            if store == "etcd" { lines[2] = "\(verb) CA key: in etcd under \(etcdPrefix) (shared by every replica)" }
             let group = ServiceGroup(
                 services: [server, RegistryClock(controlPlane: controlPlane), ReadinessAnnouncement(lines: lines)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: Logger(label: "control-plane"))
             try await group.run()
         }
+    }
+
+    /// The store, and the CA and admin token: from the data dir with SQLite; from etcd with
+    /// etcd (the first replica on an empty prefix creates them), copied to the data dir for the
+    /// operator CLI on this machine.
+    private func openStore(
+        directory: DataDirectory, registrationTTL: Duration, registrationGrace: Duration
+    ) throws -> (store: any ResourceStore, loaded: DataDirectory.Loaded, description: String) {
+        guard store == "etcd", let etcdEndpoints else {
+            let loaded = try directory.loadOrCreate(trustDomain: trustDomain)
+            return (try SQLiteResourceStore(path: directory.storePath), loaded, "sqlite \(directory.storePath)")
+        }
+        let client: EtcdClient
+        do {
+            let tls = EtcdClient.TLSFiles(caFile: etcdCaFile, certificateFile: etcdCertFile, keyFile: etcdKeyFile)
+            client = try EtcdClient(
+                endpoints: try EtcdClient.parseEndpoints(etcdEndpoints),
+                tls: etcdCaFile == nil && etcdCertFile == nil && etcdKeyFile == nil ? nil : tls)
+        } catch {
+            throw CLIFailure("--etcd-endpoints: \(error)")
+        }
+        let etcdStore: EtcdResourceStore
+        do {
+            etcdStore = try EtcdResourceStore(
+                client: client, prefix: etcdPrefix, registrationTTL: registrationTTL, registrationGrace: registrationGrace)
+        } catch {
+            throw CLIFailure("cannot read the store from etcd: \(error)")
+        }
+        let loaded = try etcdStore.loadOrCreateAuthority(trustDomain: trustDomain)
+        try directory.saveForOperators(rootPEM: loaded.authority.rootPEM, adminToken: loaded.adminToken)
+        return (etcdStore, loaded, "etcd \(client.endpointList) prefix \(etcdStore.prefix)")
     }
 
     static func duration(_ text: String, option: String) throws -> Duration {

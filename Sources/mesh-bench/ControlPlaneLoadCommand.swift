@@ -32,6 +32,8 @@ struct ControlPlaneLoadCommand: AsyncParsableCommand {
 
     @Option(help: "Server address.") var host: String = "127.0.0.1"
     @Option(help: "Server port.") var port: Int
+    @Option(help: "Ports of more replicas (comma-separated): registrations and watchers are spread over every replica, the apply goes to --port.")
+    var morePorts: String = ""
     @Option(help: "The server's CA bundle (data dir ca.pem).") var ca: String
     @Option(help: "File with the admin token (data dir admin.token).") var adminTokenFile: String
     @Option(help: "Trust domain: the server must present spiffe://DOMAIN/control-plane.") var trustDomain: String = SPIFFEID.defaultTrustDomain
@@ -52,6 +54,7 @@ struct ControlPlaneLoadCommand: AsyncParsableCommand {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         let address = try SocketAddress(ipAddress: host, port: port)
+        let addresses = try [address] + morePorts.split(separator: ",").compactMap { Int($0) }.map { try SocketAddress(ipAddress: host, port: $0) }
         guard let controlPlane = SPIFFEID.controlPlane(trustDomain: trustDomain) else {
             throw ValidationError("--trust-domain \(trustDomain) is not a valid SPIFFE trust domain")
         }
@@ -78,7 +81,7 @@ struct ControlPlaneLoadCommand: AsyncParsableCommand {
         print("rss_idle_mib=\(format(residentMiB(pid: serverPid)))")
 
         // 2. Registrations.
-        let registrars = try await connect(concurrency, to: address, context: tls, group: group)
+        let registrars = try await connect(concurrency, to: addresses, context: tls, group: group)
         var registered: [(service: Int, name: String)] = []
         for round in 1...max(1, registrationRounds) {
             let requests = (0..<registrations).map { index in
@@ -113,7 +116,8 @@ struct ControlPlaneLoadCommand: AsyncParsableCommand {
 
         // 3. Watchers.
         let largest = sizes.max()!
-        let connections = try await connect(largest, to: address, context: tls, group: group)
+        let connections = try await connect(largest, to: addresses, context: tls, group: group)
+        let admins = try await connect(addresses.count, to: addresses, context: tls, group: group)
         let clock = RoundClock()
         let fleet = zip(connections, registered).map { connection, instance in
             Watcher(connection: connection, service: "svc-\(instance.service)", instance: instance.name, token: tokens[instance.service])
@@ -128,7 +132,7 @@ struct ControlPlaneLoadCommand: AsyncParsableCommand {
                 clock.reset()
                 let armed = Array(fleet.prefix(size))
                 let received = armed.map { $0.watch(clock) }
-                try await waitForWatchers(size, admin: admin, token: adminToken)
+                try await waitForWatchers(size, admins: admins, token: adminToken)
                 if size == largest, !measuredFull {
                     measuredFull = true
                     print("rss_watchers_mib=\(format(residentMiB(pid: serverPid))) watchers=\(size)")
@@ -159,6 +163,7 @@ struct ControlPlaneLoadCommand: AsyncParsableCommand {
         }
         for connection in connections { connection.close() }
         admin.close()
+        for other in admins { other.close() }
         try await group.shutdownGracefully()
     }
 
@@ -167,28 +172,35 @@ struct ControlPlaneLoadCommand: AsyncParsableCommand {
     }
 
     /// Polls `/metrics` until the server holds `count` suspended watches.
-    private func waitForWatchers(_ count: Int, admin: APIConnection, token: String) async throws {
+    private func waitForWatchers(_ count: Int, admins: [APIConnection], token: String) async throws {
         let deadline = ContinuousClock.now + .seconds(120)
         while ContinuousClock.now < deadline {
-            let metrics = try await admin.request(.GET, "/metrics", token: token).get().text
-            let line = metrics.split(separator: "\n").first { $0.hasPrefix("control_plane_watchers ") }
-            if let line, Int(line.split(separator: " ")[1]) == count { return }
+            var held = 0
+            for admin in admins {
+                let metrics = try await admin.request(.GET, "/metrics", token: token).get().text
+                let line = metrics.split(separator: "\n").first { $0.hasPrefix("control_plane_watchers ") }
+                held += line.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+            }
+            if held == count { return }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw BenchClientError("the server never held \(count) watches")
     }
 
-    private func connect(_ count: Int, to address: SocketAddress, context: TLSContext, group: any EventLoopGroup) async throws -> [APIConnection] {
+    /// `count` connections, the i-th to `addresses[i % n]` (replicas share the load).
+    private func connect(_ count: Int, to addresses: [SocketAddress], context: TLSContext, group: any EventLoopGroup) async throws -> [APIConnection] {
         var connections: [APIConnection] = []
         // Batches, so the listen backlog is not overrun; the first request completes each handshake.
         var index = 0
         while index < count {
             let batch = min(100, count - index)
             let opened = try await EventLoopFuture.whenAllSucceed(
-                (0..<batch).map { _ in APIConnection.connect(to: address, context: context, on: group.next()) }, on: group.next()
+                (0..<batch).map { offset in
+                    APIConnection.connect(to: addresses[(index + offset) % addresses.count], context: context, on: group.next())
+                }, on: group.next()
             ).get()
             for connection in opened {
-                _ = try await connection.request(.GET, "/v1/ca/bundle", token: nil).get()
+                _ = try await connection.request(.GET, "/metrics", token: nil).get()  // needs no token (any other route does)
             }
             connections += opened
             index += batch

@@ -15,7 +15,7 @@ import Testing
         defer { fixture.remove() }
         var limits = APIServer.Limits()
         limits.maxBodySize = 1024
-        limits.idleTimeout = .seconds(5)  // generous: a loaded CI machine can take seconds to handshake
+        limits.idleTimeout = .seconds(15)  // generous: at load 13 on 2 cores a handshake took over 5 s
         let server = try await APIServer.start(
             host: "127.0.0.1", port: 0, router: fixture.router, authority: fixture.authority, limits: limits)
         let url = "https://127.0.0.1:\(server.port)"
@@ -42,7 +42,7 @@ import Testing
         // A TCP connection that never says anything is closed after the idle timeout.
         let idle = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: server.port).get()
-        #expect(await eventually(timeout: .seconds(15)) { !idle.isActive })
+        #expect(await eventually(timeout: .seconds(25)) { !idle.isActive })
         try await server.close()
     }
 
@@ -189,8 +189,10 @@ import Testing
         let admin = try MeshAPIClient(
             server: "https://127.0.0.1:\(server.port)", caPEM: fixture.authority.rootPEM, token: ControlPlaneFixture.adminToken)
         let current = try fixture.store.currentVersion()
-        let watch = Task { try? await admin.send(.GET, "/v1/snapshot/web?version=\(current)", timeout: .seconds(1)) }
-        #expect(await eventually(timeout: .seconds(5)) { fixture.controlPlane.metrics.watchers == 1 })
+        // The client hangs up after 10 s: long enough that a handshake slowed by a loaded machine
+        // (over 4 s at load 13 on 2 cores) still leaves the watcher counted for a while.
+        let watch = Task { try? await admin.send(.GET, "/v1/snapshot/web?version=\(current)", timeout: .seconds(10)) }
+        #expect(await eventually(timeout: .seconds(10)) { fixture.controlPlane.metrics.watchers == 1 })
         let child = try ChildProcess(["sleep", "30"])  // spawned while the watch's connection is open
         defer { child.terminate() }
         #expect(await watch.value == nil, "the watch waits: nothing changed")

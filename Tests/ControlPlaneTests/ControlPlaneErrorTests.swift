@@ -31,6 +31,17 @@ import Testing
             try await controlPlane.register(register, principal: .service("web"))
         }
         guard case .forbidden? = other else { Issue.record("\(String(describing: other))"); return }
+
+        // A label key an applied Instance could not have is refused at registration too.
+        let long = APIMessages.RegisterRequest(
+            service: "payments", address: "127.0.0.1", port: 16006, labels: [String(repeating: "k", count: 129): "v"])
+        let tooLong = await #expect(throws: ControlPlaneError.self) {
+            try await controlPlane.register(long, principal: .service("payments"))
+        }
+        guard case .invalid(let detail)? = tooLong, detail.contains("longer than 128 characters") else {
+            Issue.record("\(String(describing: tooLong))")
+            return
+        }
     }
 
     @Test func eachDomainErrorHasItsStatus() {

@@ -84,6 +84,8 @@ import Testing
         let client = try PrometheusClient(url: "http://127.0.0.1:9090/prom/")
         let target = client.target(for: "sum by (peer) (x{code!~\"5..\"} + 1)")
         #expect(target == "/prom/api/v1/query?query=sum%20by%20(peer)%20(x%7Bcode!~%225..%22%7D%20%2B%201)")
+        // stat evaluates all its queries at one instant, so their ratios compare the same window.
+        #expect(client.target(for: "up", at: 1_700_000_000.25) == "/prom/api/v1/query?query=up&time=1700000000.250")
         #expect(throws: MeshStatError.self) { try PrometheusClient(url: "https://127.0.0.1:9090") }
         #expect(throws: MeshStatError.self) { try PrometheusClient(url: "127.0.0.1:9090") }
     }

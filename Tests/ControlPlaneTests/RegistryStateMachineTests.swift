@@ -35,6 +35,20 @@ import Testing
         #expect(machine.entries[web.name]?.rejection == nil)
     }
 
+    /// Found by bench/propagation.sh: a heartbeat built before a snapshot applied and answered
+    /// after the watch acknowledged it showed the proxy stale for a heartbeat period (5 s).
+    @Test func aLateHeartbeatDoesNotTakeBackAWatchAcknowledgement() {
+        var machine = RegistryStateMachine(settings: .init(ttl: .seconds(15), grace: .seconds(60)))
+        _ = machine.register(web, dependencies: nil, now: at(0))
+        #expect(machine.heartbeat(name: web.name, appliedVersion: 4, now: at(1)) == .accepted([]))
+        machine.acknowledge(name: web.name, appliedVersion: 5)
+        #expect(machine.heartbeat(name: web.name, appliedVersion: 4, now: at(2)) == .accepted([]))
+        #expect(machine.entries[web.name]?.appliedVersion == 5)
+        // The watch reports what the sidecar runs, older too (a restart from saved state).
+        machine.acknowledge(name: web.name, appliedVersion: 3)
+        #expect(machine.entries[web.name]?.appliedVersion == 3)
+    }
+
     @Test func heartbeatKeepsAliveAndRevives() {
         var machine = RegistryStateMachine(settings: .init(ttl: .seconds(15), grace: .seconds(60)))
         _ = machine.register(web, dependencies: ["payments"], now: at(0))
@@ -45,6 +59,17 @@ import Testing
         #expect(machine.entries[web.name]?.appliedVersion == 4)
         #expect(machine.entries[web.name]?.dependencies == ["payments"])
         #expect(machine.tick(now: at(44)) == [])
+    }
+
+    @Test func healthSetByASharedStoreMovesOnlyOnAChange() {
+        var machine = RegistryStateMachine(settings: .init(ttl: .seconds(15), grace: .seconds(60)))
+        _ = machine.register(web, dependencies: nil, now: at(0))
+        #expect(machine.setHealth(name: web.name, healthy: true) == [])
+        #expect(machine.setHealth(name: web.name, healthy: false) == [.becameUnhealthy(name: web.name)])
+        #expect(machine.setHealth(name: web.name, healthy: false) == [])
+        #expect(machine.instances.first?.health == .unhealthy)
+        #expect(machine.setHealth(name: web.name, healthy: true) == [.becameHealthy(name: web.name)])
+        #expect(machine.setHealth(name: "nobody", healthy: false) == [])
     }
 
     @Test func deregistrationRemovesAtOnce() {

@@ -157,11 +157,19 @@ import Testing
         #expect(!result.stdout.contains("listening on"), "\(result.stdout)")
     }
 
-    @Test func etcdStoreIsAClearError() async throws {
+    @Test func etcdStoreWithoutEndpointsOrWithNoEtcdIsAClearError() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
-        let result = try await ChildProcess.run([ControlPlaneServer.binary, "serve", "--data-dir", directory.path, "--store", "etcd"])
-        #expect(result.status != 0)
-        #expect(result.stderr.contains("not available in this build"), "\(result.stderr)")
+        let bare = try await ChildProcess.run([ControlPlaneServer.binary, "serve", "--data-dir", directory.path, "--store", "etcd"])
+        #expect(bare.status != 0)
+        #expect(bare.stderr.contains("--store etcd needs --etcd-endpoints"), "\(bare.stderr)")
+        let port = try freeLoopbackPort()
+        let unreachable = try await ChildProcess.run([
+            ControlPlaneServer.binary, "serve", "--data-dir", directory.path, "--store", "etcd",
+            "--etcd-endpoints", "http://127.0.0.1:\(port)",
+        ])
+        #expect(unreachable.status != 0)
+        #expect(unreachable.stderr.contains("cannot read the store from etcd"), "\(unreachable.stderr)")
+        #expect(unreachable.stderr.contains("127.0.0.1:\(port)"), "\(unreachable.stderr)")
     }
 }

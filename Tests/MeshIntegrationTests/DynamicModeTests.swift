@@ -127,8 +127,8 @@ import Testing
     }
 
     @Test func aSidecarRenewsItsCertificateAtHalfLifeWithoutDroppingTraffic() async throws {
-        // Certificates for 70 s, back-dated 60 s by the CA: 10 s left, renewed after about 5.
-        let mesh = try await Mesh(serverArguments: ["--certificate-lifetime", "70s"])
+        // Certificates valid for 10 s: renewal due after about 5.
+        let mesh = try await Mesh(serverArguments: ["--certificate-lifetime", "10s"])
         defer { mesh.stop() }
         let (web, _, call) = try await mesh.webCallingPayments()
         let first = try #require(
@@ -221,7 +221,7 @@ import Testing
 }
 
 /// Statuses seen from inside a polling closure.
-private final class StatusLog: @unchecked Sendable {
+final class StatusLog: @unchecked Sendable {
     private let lock = NSLock()
     private var recorded: [Int] = []
     func append(_ status: Int) { lock.withLock { recorded.append(status) } }

@@ -112,8 +112,8 @@ import Testing
     }
 
     @Test func whileTheControlPlaneIsAwayRenewalRetriesWithBackoffThenSucceedsWhenItReturns() async throws {
-        // Certificates for 70 s, back-dated 60 s by the CA: 10 s left, renewal due after about 5.
-        let mesh = try await DynamicModeTests.Mesh(serverArguments: ["--certificate-lifetime", "70s"])
+        // Certificates valid for 10 s: renewal due after about 5.
+        let mesh = try await DynamicModeTests.Mesh(serverArguments: ["--certificate-lifetime", "10s"])
         defer { mesh.stop() }
         let (web, _, _) = try await mesh.webCallingPayments()
         let metricsURL = "http://127.0.0.1:\(web.admin)/metrics"

@@ -141,7 +141,10 @@ import Testing
         // One mTLS connection from web's pool carried all 100.
         let inbound = metricValue(try await metrics(ports.payAdmin), "sidecar_connections_open", ["direction": "inbound"])
         #expect(inbound == 1)
-        #expect(paymentsSidecar.accessLog.components(separatedBy: "\"direction\":\"inbound\"").count >= 101)
+        // Access log lines are written in batches (at most 100 ms later).
+        #expect(await eventually(timeout: .seconds(5)) {
+            self.paymentsSidecar.accessLog.components(separatedBy: "\"direction\":\"inbound\"").count >= 101
+        })
     }
 
     @Test func unknownHostIsNoRoute() async throws {
@@ -265,6 +268,16 @@ import Testing
         let clusters = try await curl(["http://127.0.0.1:\(ports.webAdmin)/clusters"])
         #expect(clusters.body.contains("\"service\":\"payments\""))
         #expect(clusters.body.contains("127.0.0.1:\(ports.payIn)"))
+        // What the next request to payments would get, and why, from a real sidecar.
+        let explain = try await curl(["http://127.0.0.1:\(ports.webAdmin)/explain?authority=payments&path=/pay&method=GET"])
+        #expect(explain.status == 200)
+        #expect(explain.body.contains("\"decision\":\"forward\""), "\(explain.body)")
+        #expect(explain.body.contains("\"expectedPeer\":\"spiffe://mesh.local/service/payments\""), "\(explain.body)")
+        #expect(explain.body.contains("127.0.0.1:\(ports.payIn)"))
+        let nowhere = try await curl(["http://127.0.0.1:\(ports.webAdmin)/explain?authority=nowhere"])
+        #expect(nowhere.body.contains("\"decision\":\"no-route\""), "\(nowhere.body)")
+        let bad = try await curl(["http://127.0.0.1:\(ports.webAdmin)/explain"])
+        #expect(bad.status == 400 && bad.body.contains("missing authority"), "\(bad.body)")
         let promtool = try #require(promtoolPath(), "promtool not found: run scripts/install-deps.sh")
         let exposition = try await metrics(ports.webAdmin)
         let check = try await ChildProcess.run([promtool, "check", "metrics"], input: exposition)

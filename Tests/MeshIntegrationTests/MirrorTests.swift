@@ -51,7 +51,9 @@ import Testing
         #expect(v2.bodyBytes == 10 * 2048)
         #expect(v1.bodyBytes == 10 * 2048)
         #expect(await eventually(timeout: .seconds(10)) { (try? await self.mirrored("completed")) == 30 })
-        let lines = mesh.web.accessLog.split(separator: "\n").filter { $0.contains("\"path\":\"/") }
+        let logged = { self.mesh.web.accessLog.split(separator: "\n").filter { $0.contains("\"path\":\"/") } }
+        _ = await eventually(timeout: .seconds(5)) { logged().count >= 30 }  // written in batches
+        let lines = logged()
         #expect(lines.count == 30 && lines.allSatisfy { $0.contains("\"mirrored\":true") }, "\(mesh.web.accessLog)")
     }
 

@@ -143,6 +143,9 @@ import Testing
         let exit = await web.process.wait(timeout: .seconds(30))
         #expect(exit == 0, "\(web.logs)")
         #expect(!canConnect(port: outbound))
+        // Access log lines are written in batches; none is lost at exit, however late it came.
+        let logged = web.accessLog.split(separator: "\n").filter { $0.contains("\"path\":\"/slow") && $0.contains("\"status\":200") }
+        #expect(logged.count == 50, "\(web.accessLog.suffix(600))")
     }
 
     @Test func slowlorisGets408AndOthersAreServed() async throws {

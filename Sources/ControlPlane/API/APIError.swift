@@ -48,6 +48,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         case .conflict(let message): self.init(409, message)
         case .notFound(let message): self.init(404, message)
         case .storage: self.init(500, ControlPlaneError.store(error).description)
+        case .unavailable: self.init(503, ControlPlaneError.store(error).description)
         }
     }
 

@@ -18,7 +18,11 @@ public struct CertificateAuthority: Sendable {
     let rootKeyPEM: String
     /// The root in the bundle that `rootKeyPEM` belongs to.
     let signingRootPEM: String
+    /// How long a leaf stays valid from the moment it is issued.
     public let leafLifetime: TimeInterval
+    /// How far back a leaf's notBefore is set, for peers whose clocks run a little behind. It
+    /// comes on top of `leafLifetime`: a 20 s lifetime gives 20 s of use, not an expired leaf.
+    public static let clockSkewAllowance: TimeInterval = 60
 
     public init(rootPEM: String, rootKeyPEM: String, trustDomain: String, leafLifetime: TimeInterval = 86_400) {
         self.rootPEM = rootPEM
@@ -82,13 +86,12 @@ public struct CertificateAuthority: Sendable {
                     requested: identity.description, allowed: expected?.description ?? allowed).description)
             }
         }
-        let notBefore = Date().addingTimeInterval(-60)
+        let now = Date()
         do {
             let leaf = try CertificateMinting.signLeaf(
                 request: request, issuerCertificatePEM: signingRootPEM, issuerKeyPEM: rootKeyPEM,
-                notBefore: notBefore, lifetime: leafLifetime)
-            return IssuedCertificate(
-                certificatePEM: leaf, identity: identity, expiresAt: notBefore.addingTimeInterval(leafLifetime))
+                notBefore: now.addingTimeInterval(-Self.clockSkewAllowance), lifetime: Self.clockSkewAllowance + leafLifetime)
+            return IssuedCertificate(certificatePEM: leaf, identity: identity, expiresAt: now.addingTimeInterval(leafLifetime))
         } catch {
             throw .invalidRequest("\(error)")
         }

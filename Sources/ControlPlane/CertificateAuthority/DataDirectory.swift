@@ -68,6 +68,18 @@ public struct DataDirectory: Sendable {
         return Loaded(authority: authority, adminToken: token, created: created)
     }
 
+    /// With the etcd store the CA and admin token live in etcd; a replica's data dir holds the
+    /// trust bundle and the admin token for the operator CLI on its machine (never the CA key).
+    public func saveForOperators(rootPEM: String, adminToken: String) throws(DataDirectoryError) {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw DataDirectoryError("cannot create data dir \(path): \(error.localizedDescription)")
+        }
+        try write(rootPEM, to: caCertificatePath)
+        try write(adminToken + "\n", to: adminTokenPath)
+    }
+
     /// 32 random bytes, hex.
     public static func makeSecret() -> String {
         var generator = SystemRandomNumberGenerator()

@@ -78,12 +78,17 @@ public struct RegistryStateMachine: Sendable {
     }
 
     /// A heartbeat reports the version applied and the refused one (nil clears it).
+    ///
+    /// The applied version only moves forward here: a heartbeat runs beside the watch, so one
+    /// sent just before a snapshot was applied can arrive after the watch that acknowledged
+    /// it; taking its older version would show the proxy stale until the next heartbeat.
+    /// The watch (`acknowledge`), whose requests follow the applies in order, may set any.
     public mutating func heartbeat(
         name: String, appliedVersion: Int64?, rejection: Rejection? = nil, now: Instant
     ) -> HeartbeatResult {
         guard var entry = entries[name] else { return .unknownInstance }
         entry.lastHeartbeat = now
-        if let appliedVersion { entry.appliedVersion = appliedVersion }
+        if let appliedVersion { entry.appliedVersion = max(entry.appliedVersion ?? appliedVersion, appliedVersion) }
         entry.rejection = rejection
         var actions: [Action] = []
         if entry.instance.health == .unhealthy {
@@ -97,6 +102,14 @@ public struct RegistryStateMachine: Sendable {
     /// Records the version a sidecar applied (a watch request reports it too).
     public mutating func acknowledge(name: String, appliedVersion: Int64) {
         entries[name]?.appliedVersion = appliedVersion
+    }
+
+    /// Sets an entry's health as a shared store decided it (etcd: its alive lease lapsed, or a
+    /// heartbeat to another replica renewed it).
+    public mutating func setHealth(name: String, healthy: Bool) -> [Action] {
+        guard let entry = entries[name], (entry.instance.health == .healthy) != healthy else { return [] }
+        entries[name]?.instance.health = healthy ? .healthy : .unhealthy
+        return [healthy ? .becameHealthy(name: name) : .becameUnhealthy(name: name)]
     }
 
     public mutating func deregister(name: String) -> [Action] {

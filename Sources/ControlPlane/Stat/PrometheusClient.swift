@@ -28,30 +28,34 @@ public struct PrometheusClient: Sendable {
         self.timeout = timeout
     }
 
-    /// The request target of an instant query.
-    public func target(for promQL: String) -> String {
+    /// The request target of an instant query, evaluated at `time` (Unix seconds) when given.
+    public func target(for promQL: String, at time: Double? = nil) -> String {
         var allowed = CharacterSet.urlQueryAllowed
         allowed.remove(charactersIn: "&+=?#;")
         let encoded = promQL.addingPercentEncoding(withAllowedCharacters: allowed) ?? promQL
-        return "\(pathPrefix)/api/v1/query?query=\(encoded)"
+        let at = time.map { "&time=" + String(format: "%.3f", $0) } ?? ""
+        return "\(pathPrefix)/api/v1/query?query=\(encoded)\(at)"
     }
 
-    /// Runs one instant query.
-    public func query(_ promQL: String) async throws(MeshStatError) -> PrometheusVector {
-        let (status, body) = try await get(target(for: promQL))
+    /// Runs one instant query (at `time`, Unix seconds, or Prometheus' now).
+    public func query(_ promQL: String, at time: Double? = nil) async throws(MeshStatError) -> PrometheusVector {
+        let (status, body) = try await get(target(for: promQL, at: time))
         // The query API answers errors as JSON with 400/422/503; anything else is not Prometheus.
         guard status == 200 || body.hasPrefix("{") else {
-            throw MeshStatError("Prometheus at \(url) answered \(status) to \(target(for: promQL)): \(body.prefix(200))")
+            throw MeshStatError("Prometheus at \(url) answered \(status) to \(target(for: promQL, at: time)): \(body.prefix(200))")
         }
         return try PrometheusVector(json: body)
     }
 
-    /// Runs every query, all at once.
+    /// Runs every query, all at once and all at the same evaluation instant: a ratio of two of
+    /// them (a success rate) compares rates over the same window, not windows a few
+    /// milliseconds apart that `rate()` extrapolates differently.
     public func answers(_ queries: [MeshStatQuery]) async throws(MeshStatError) -> [MeshStatQuery: PrometheusVector] {
+        let time = Date().timeIntervalSince1970
         do {
             return try await withThrowingTaskGroup(of: (MeshStatQuery, PrometheusVector).self) { group in
                 for query in queries {
-                    group.addTask { (query, try await self.query(query.promQL)) }
+                    group.addTask { (query, try await self.query(query.promQL, at: time)) }
                 }
                 var answers: [MeshStatQuery: PrometheusVector] = [:]
                 for try await (query, vector) in group { answers[query] = vector }

@@ -4,7 +4,8 @@ import SidecarCore
 ///
 /// Every resource carries a `resourceVersion` taken from one global, monotonically increasing
 /// counter; every mutation is one transaction (all-or-nothing) and is durable once it returns.
-/// A protocol so an etcd backend can join the SQLite one later.
+/// Two backends: `SQLiteResourceStore` (one process, embedded) and `EtcdResourceStore` (replicas
+/// sharing an etcd cluster, where other processes write too: `observeChanges`).
 public protocol ResourceStore: Sendable {
     /// The counter's current value: the version of the latest change (0 when empty).
     func currentVersion() throws(StoreError) -> Int64
@@ -44,9 +45,45 @@ public protocol ResourceStore: Sendable {
     /// Takes one use of the token `id` in one transaction if it is usable at `now` (Unix
     /// seconds): of two concurrent calls on a token with one use left, exactly one succeeds.
     func consumeJoinToken(id: String, now: Int64) throws(StoreError) -> JoinTokenUse
+
+    /// Whether the store itself expires registrations (etcd leases): then no process's registry
+    /// clock removes them, and a heartbeat to any replica keeps one alive (`keepAlive`).
+    var expiresRegistrations: Bool { get }
+    /// Keeps a saved registration alive; false if the store no longer has it (it expired).
+    func keepAlive(registration name: String) throws(StoreError) -> Bool
+    /// Calls `handler` after each change the store saw from anyone (other replicas included),
+    /// once it can be read. A store only this process writes never calls it.
+    func observeChanges(_ handler: @escaping @Sendable (StoreChange) -> Void)
+}
+
+/// What changed in a shared store: registrations saved and removed (by any replica, or by
+/// lease expiry), and operator-applied Instances stored or deleted (their `ttl` leases are
+/// renewed by a re-apply on any replica). The version moved too: `currentVersion()` has it.
+public struct StoreChange: Sendable, Equatable {
+    public var savedRegistrations: [Registration]
+    public var removedRegistrations: [String]
+    public var storedInstances: [Instance]
+    public var deletedInstances: [String]
+    /// Registrations whose TTL lapsed (no heartbeat to any replica), or that heard one again.
+    public var unhealthyRegistrations: [String] = []
+    public var healthyRegistrations: [String] = []
+
+    public init(
+        savedRegistrations: [Registration] = [], removedRegistrations: [String] = [], storedInstances: [Instance] = [],
+        deletedInstances: [String] = []
+    ) {
+        self.savedRegistrations = savedRegistrations
+        self.removedRegistrations = removedRegistrations
+        self.storedInstances = storedInstances
+        self.deletedInstances = deletedInstances
+    }
 }
 
 extension ResourceStore {
+    public var expiresRegistrations: Bool { false }
+    public func keepAlive(registration name: String) throws(StoreError) -> Bool { true }
+    public func observeChanges(_ handler: @escaping @Sendable (StoreChange) -> Void) {}
+
     /// Advances the global version alone.
     public func bumpVersion() throws(StoreError) -> Int64 {
         try recordRegistryChange(saving: [], removing: [])
@@ -128,10 +165,12 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case notFound(String)
     /// The database itself failed (disk, corruption): the message names the file.
     case storage(String)
+    /// The store cannot take writes now (etcd without quorum): 503 `store-unavailable`.
+    case unavailable(String)
 
     public var description: String {
         switch self {
-        case .conflict(let message), .notFound(let message), .storage(let message): message
+        case .conflict(let message), .notFound(let message), .storage(let message), .unavailable(let message): message
         }
     }
 }

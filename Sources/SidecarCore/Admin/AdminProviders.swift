@@ -12,18 +12,22 @@ public struct AdminProviders: Sendable {
     public var config: @Sendable () -> String
     /// The JSON document served on `/clusters` (clusters, endpoints and their state).
     public var clusters: @Sendable () -> String
+    /// `/explain?authority=…&path=…&method=…`: the status and JSON document for the request URI.
+    public var explain: @Sendable (String) -> (ok: Bool, json: String)
 
     public init(
         metrics: MetricsRegistry,
         readiness: @escaping @Sendable () -> Readiness,
         source: @escaping @Sendable () -> ConfigSource = { .file },
         config: @escaping @Sendable () -> String = { "{}" },
-        clusters: @escaping @Sendable () -> String = { "{}" }
+        clusters: @escaping @Sendable () -> String = { "{}" },
+        explain: @escaping @Sendable (String) -> (ok: Bool, json: String) = { _ in (false, #"{"error":"not available"}"#) }
     ) {
         self.metrics = metrics
         self.readiness = readiness
         self.source = source
         self.config = config
         self.clusters = clusters
+        self.explain = explain
     }
 }

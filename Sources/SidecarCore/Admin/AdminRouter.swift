@@ -5,7 +5,7 @@ import NIOHTTP1
 /// port 15000, without I/O, so it is tested in memory and the handler only writes the result.
 ///
 /// Only `GET` is served (405 with `Allow: GET` otherwise, for known paths and unknown alike);
-/// the query string is ignored; an unknown path is 404. `/ready` answers JSON
+/// the query string is ignored but by `/explain`; an unknown path is 404. `/ready` answers JSON
 /// `{"status": "ready", "source": "live"}` (200, or 503 when not ready or draining).
 public struct AdminRouter: Sendable {
     public let providers: AdminProviders
@@ -41,6 +41,9 @@ public struct AdminRouter: Sendable {
             return .json(providers.config())
         case "/clusters":
             return .json(providers.clusters())
+        case "/explain":
+            let (ok, document) = providers.explain(uri)
+            return .json(ok ? .ok : .badRequest, document)
         default:
             return .text(.notFound, "not found")
         }

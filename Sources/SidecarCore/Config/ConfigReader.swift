@@ -162,7 +162,7 @@ package final class ConfigReader {
     /// within 1024 characters of its `:`, and the YAML and JSON we write (snapshots,
     /// `get -o yaml|json`) must read back: 128 characters stay under that even when every one
     /// is written as a `\uXXXX` escape.
-    static let maxKeyLength = 128
+    package static let maxKeyLength = 128
 
     /// Reports a key longer than `maxKeyLength`.
     func keyFits(_ key: String, path: String, at node: Node) -> Bool {

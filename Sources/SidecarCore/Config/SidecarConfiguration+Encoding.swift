@@ -28,7 +28,8 @@ extension SidecarConfiguration {
         }
         if let controlPlane {
             var fields: [(String, ConfigValue)] = [
-                ("address", .string(controlPlane.address)), ("tokenFile", .string(controlPlane.tokenFile)),
+                ("address", controlPlane.addresses.count == 1
+                    ? .string(controlPlane.address) : .list(controlPlane.addresses.map { .string($0) })), ("tokenFile", .string(controlPlane.tokenFile)),
                 ("caFile", .string(controlPlane.caFile)),
             ]
             if let advertise = controlPlane.advertise { fields.append(("advertise", .string(advertise.description))) }

@@ -111,17 +111,28 @@ extension SidecarConfiguration {
     private static func decodeControlPlane(_ map: MappingReader, baseDirectory: String) -> ControlPlane? {
         guard let controlMap = map.mapping("controlPlane") else { return nil }
         defer { controlMap.finish() }
-        var address: String?
-        if let node = controlMap.required("address"),
-           let text = map.reader.string(node, path: controlMap.childPath("address")) {
-            let rest = text.hasPrefix("https://") ? String(text.dropFirst("https://".count)) : nil
-            if let rest, case .success = HostPort.parse(rest.hasSuffix("/") ? String(rest.dropLast()) : rest) {
-                address = text
-            } else {
-                map.reader.report("\"\(text)\" is not a control plane address (https://host:port)",
-                                  path: controlMap.childPath("address"), at: node)
+        // One address, or a list of replicas (tried in order, the next on failure).
+        var addresses: [String] = []
+        var addressValid = true
+        if let node = controlMap.required("address") {
+            let path = controlMap.childPath("address")
+            let texts = node.sequence != nil ? map.reader.stringList(node, path: path) : map.reader.string(node, path: path).map { [$0] }
+            for (index, text) in (texts ?? []).enumerated() {
+                let rest = text.hasPrefix("https://") ? String(text.dropFirst("https://".count)) : nil
+                if let rest, case .success = HostPort.parse(rest.hasSuffix("/") ? String(rest.dropLast()) : rest) {
+                    addresses.append(text)
+                } else {
+                    addressValid = false
+                    map.reader.report("\"\(text)\" is not a control plane address (https://host:port)",
+                                      path: node.sequence != nil ? path + "[\(index)]" : path, at: node)
+                }
+            }
+            if texts?.isEmpty == true {
+                addressValid = false
+                map.reader.report("give at least one control plane address (https://host:port)", path: path, at: node)
             }
         }
+        let address = addressValid ? addresses.first : nil
         let tokenFile = controlMap.filePath("tokenFile", baseDirectory: baseDirectory)
         let caFile = controlMap.filePath("caFile", baseDirectory: baseDirectory)
         let advertise = controlMap.hostPort("advertise")
@@ -139,7 +150,7 @@ extension SidecarConfiguration {
         guard let address, let tokenFile, let caFile else { return nil }
         return ControlPlane(
             address: address, tokenFile: tokenFile, caFile: caFile, advertise: advertise, labels: labels,
-            dependencies: dependencies, stateDirectory: stateDirectory)
+            dependencies: dependencies, stateDirectory: stateDirectory, moreAddresses: Array(addresses.dropFirst()))
     }
 
     /// Exactly one identity source; a registered address others can dial.

@@ -57,8 +57,11 @@ public struct SidecarConfiguration: Sendable, Equatable {
     /// that the control plane's certificate must chain to (the token is sent to nobody else),
     /// and what to register: the address other sidecars dial, labels, and the services we call.
     public struct ControlPlane: Sendable, Equatable {
-        /// `https://host:port`.
-        public var address: String
+        /// `https://host:port`: the first of `addresses`.
+        public var address: String { addresses[0] }
+        /// The control-plane replicas, in the order tried: the sidecar uses one and moves to the
+        /// next when it fails. Never empty.
+        public var addresses: [String]
         public var tokenFile: String
         /// The control plane's trust bundle (`control-plane ca bundle`, or `ca.pem` in its data dir).
         public var caFile: String
@@ -77,10 +80,10 @@ public struct SidecarConfiguration: Sendable, Equatable {
         public init(
             address: String, tokenFile: String, caFile: String, advertise: HostPort? = nil,
             labels: [String: String] = [:], dependencies: [String]? = nil,
-            stateDirectory: String = MeshDefaults.stateDirectory
+            stateDirectory: String = MeshDefaults.stateDirectory, moreAddresses: [String] = []
         ) {
             self.stateDirectory = stateDirectory
-            self.address = address
+            self.addresses = [address] + moreAddresses
             self.tokenFile = tokenFile
             self.caFile = caFile
             self.advertise = advertise

@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 
 /// The per-event-loop proxy contexts, made once at start (one per loop) and looked up once per
 /// accepted connection; they share one `SharedLimits` (exact breaker and rate limits). Swapping the route table sends it to each loop, so requests read it
@@ -66,6 +67,13 @@ final class ProxyLoops: Sendable {
         }
     }
 
+    /// Writes every loop's pending access log lines (shutdown: nothing is lost).
+    func flushAccessLogs() async {
+        for (loop, context) in all {
+            try? await loop.submit { context.value.accessLogBuffer.flush() }.get()
+        }
+    }
+
     /// Asks every connection to finish, then waits (bounded) until none is open.
     func drain(timeout: TimeAmount) async {
         for (loop, context) in all {
@@ -109,6 +117,20 @@ final class ProxyLoops: Sendable {
             out += "]}"
         }
         return out + "]}\n"
+    }
+
+    /// `/explain` (see `Explain`), from the worker loop the admin request runs on (the admin
+    /// server shares the sidecar's event loop group). 400 with `{"error": …}` for a bad query.
+    func explain(uri: String, certificateExpiry: Int64) -> (ok: Bool, json: String) {
+        let query: Explain.Query
+        switch Explain.query(fromURI: uri) {
+        case .success(let parsed): query = parsed
+        case .failure(let error): return (false, ConfigValue.map([("error", .string(error.message))]).json + "\n")
+        }
+        guard let loop = MultiThreadedEventLoopGroup.currentEventLoop, let context = contexts[ObjectIdentifier(loop)] else {
+            return (false, ConfigValue.map([("error", .string("explain runs on a worker loop of the sidecar"))]).json + "\n")
+        }
+        return (true, Explain.report(query, loop: context.value, certificateExpiry: certificateExpiry))
     }
 
     /// Open downstream connections and in-flight requests, for /clusters and tests.

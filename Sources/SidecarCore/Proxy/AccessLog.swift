@@ -6,28 +6,22 @@ import Darwin
 import NIOCore
 
 /// One JSON line per request on stdout (time, direction, method, authority, path, status,
-/// duration, bytes, upstream, peer identity, request id, `x-mesh-error` cause, and the causes
-/// behind the answer: tries and retry reasons, ejections avoided, mirroring). Written with
-/// one `write(2)` per line so lines never interleave and nothing waits in a stdio buffer.
+/// duration, bytes, upstream, peer identity, request id, trace, `x-mesh-error` cause, and the
+/// causes behind the answer: tries and retry reasons, ejections avoided, mirroring).
+///
+/// Lines go to the loop's `AccessLogBuffer`, written in batches (whole lines, so lines of
+/// different loops never interleave), not a `write(2)` per request.
 struct AccessLog: Sendable {
     let enabled: Bool
     let direction: String
 
     /// `now` is the event loop's clock (the exchange's duration); the line's timestamp is wall time.
-    func record(_ exchange: ProxyExchange, status: Int, now: NIODeadline) {
+    func record(_ exchange: ProxyExchange, status: Int, now: NIODeadline, into buffer: AccessLogBuffer) {
         guard enabled else { return }
         var timespec = timespec()
         clock_gettime(CLOCK_REALTIME, &timespec)
         let millis = Int64(timespec.tv_sec) * 1000 + Int64(timespec.tv_nsec) / 1_000_000
-        var line = line(for: exchange, status: status, wallMillis: millis, now: now)
-        line.withUTF8 { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let written = Glibc.write(1, bytes.baseAddress! + offset, bytes.count - offset)
-                if written <= 0 { break }
-                offset += written
-            }
-        }
+        buffer.append(line(for: exchange, status: status, wallMillis: millis, now: now))
     }
 
     /// The line for one exchange, newline included. Routed requests add their causes: `tries`
@@ -50,6 +44,10 @@ struct AccessLog: Sendable {
         Self.appendJSONString(exchange.peer, to: &line)
         line += ",\"request_id\":"
         Self.appendJSONString(exchange.requestID, to: &line)
+        if let trace = exchange.trace {
+            // Hex digits only (validated or made here): no escaping needed.
+            line += ",\"trace_id\":\"\(trace.traceID)\",\"span_id\":\"\(trace.spanID)\""
+        }
         if let cause = exchange.errorCause { line += ",\"mesh_error\":\"\(cause.rawValue)\"" }
         if exchange.attempts > 1 || !exchange.retryReasons.isEmpty || exchange.retryStopped != nil {
             line += ",\"tries\":\(exchange.attempts)"

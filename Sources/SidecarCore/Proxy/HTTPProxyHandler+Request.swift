@@ -86,10 +86,10 @@ extension HTTPProxyHandler {
         if !head.headers.contains("x-request-id") {
             request.addedHeaders.append(try! HTTPHeaderLine(name: "x-request-id", value: requestID))
         }
-        if !head.headers.contains("traceparent") {
-            request.addedHeaders.append(
-                try! HTTPHeaderLine(name: "traceparent", value: RequestIdentifiers.traceparent(using: &loop.random)))
-        }
+        // This hop is a span of the caller's trace (or starts one): a new span id goes upstream.
+        let trace = TraceContext.nextHop(after: head.headers.firstValue(named: "traceparent"), using: &loop.random)
+        exchange.trace = trace
+        request.addedHeaders.append(try! HTTPHeaderLine(name: "traceparent", value: trace.traceparent))
         if let absolute = target.authority {
             // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host.
             guard let host = try? HTTPHeaderLine(name: "host", value: absolute) else {

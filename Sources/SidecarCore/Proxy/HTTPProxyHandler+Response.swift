@@ -241,7 +241,7 @@ extension HTTPProxyHandler {
     /// Every finished exchange goes through here once: access log line and request metrics.
     func record(_ exchange: ProxyExchange, status: Int) {
         let now = loop.eventLoop.now
-        accessLog.record(exchange, status: status, now: now)
+        accessLog.record(exchange, status: status, now: now, into: loop.accessLogBuffer)
         if exchange.holdsBreakerRequest || exchange.holdsBreakerRetry, let destination = exchange.route?.destination {
             let (request, retry) = (exchange.holdsBreakerRequest, exchange.holdsBreakerRetry)
             exchange.holdsBreakerRequest = false
@@ -283,7 +283,7 @@ extension HTTPProxyHandler {
         if !exchange.requestComplete { exchange.closeAfterResponse = true }
         let response = error.response(
             closing: exchange.closeAfterResponse, requestID: exchange.requestID, allocator: context.channel.allocator)
-        exchange.bytesSent += response.readableBytes
+        exchange.bytesSent += error.body.utf8.count  // body bytes, as for a relayed response
         context.write(wrapOutboundOut(response), promise: nil)
         finishExchange(exchange, status: error.effectiveStatus, context: context)
     }
@@ -314,10 +314,19 @@ extension HTTPProxyHandler {
         resumeReadingIfWanted()
     }
 
-    /// A malformed head: answer and close (the stream's framing can no longer be trusted).
+    /// A malformed head (or one that came too slowly): answer and close (the stream's framing
+    /// can no longer be trusted). Logged and counted like every answer, with what is known:
+    /// no method, path or destination (`sidecar_requests_total{peer="unknown"}` outbound).
     func respondWithoutExchange(_ error: ProxyError, context: ChannelHandlerContext) {
         phase = .closed
-        let response = error.response(closing: true, requestID: nil, allocator: context.channel.allocator)
+        let exchange = ProxyExchange(
+            method: .other, methodName: "-", authority: "", path: "",
+            requestID: RequestIdentifiers.requestID(using: &loop.random), peer: callerService ?? "unknown",
+            closeAfterResponse: true, framing: .none, start: context.eventLoop.now)
+        exchange.errorCause = error.cause
+        exchange.bytesSent = error.body.utf8.count
+        record(exchange, status: error.effectiveStatus)
+        let response = error.response(closing: true, requestID: exchange.requestID, allocator: context.channel.allocator)
         context.writeAndFlush(wrapOutboundOut(response)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 }

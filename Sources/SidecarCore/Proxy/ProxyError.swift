@@ -56,9 +56,12 @@ public struct ProxyError: Error, Sendable, Equatable {
         ProxyError(error.status == 431 ? .headersTooLarge : .badRequest, error.detail, status: error.status)
     }
 
-    /// The whole response: `x-mesh-error: <cause>` and the body `mesh: <cause>: <detail>`.
+    /// The response body: the fallback's, else `mesh: <cause>: <detail>`.
+    var body: String { fallback?.body ?? "mesh: \(cause.rawValue): \(detail)\n" }
+
+    /// The whole response: `x-mesh-error: <cause>` and the body.
     func response(closing: Bool, requestID: String?, allocator: ByteBufferAllocator) -> ByteBuffer {
-        let body = fallback?.body ?? "mesh: \(cause.rawValue): \(detail)\n"
+        let body = self.body
         let status = effectiveStatus
         var buffer = allocator.buffer(capacity: 160 + body.utf8.count)
         buffer.writeString("HTTP/1.1 \(status) \(Self.reasonPhrase(status))\r\n")

@@ -20,6 +20,9 @@ final class ProxyExchange {
     var responseStarted = false
     var status = 0
     var bytesReceived = 0
+    /// The trace this request belongs to and the span id this hop sent upstream (nil: a tunnel,
+    /// or a request refused before its head was read).
+    var trace: TraceContext?
     var bytesSent = 0
     var errorCause: ProxyError.Cause?
     var attempts = 0
@@ -116,7 +119,4 @@ enum RequestIdentifiers {
 
     static func requestID(using generator: inout some RandomNumberGenerator) -> String { hex(16, using: &generator) }
 
-    static func traceparent(using generator: inout some RandomNumberGenerator) -> String {
-        "00-\(hex(16, using: &generator))-\(hex(8, using: &generator))-01"
-    }
 }

@@ -30,13 +30,20 @@ struct LoopRateLimiters {
         rules.removeAll(keepingCapacity: true)
     }
 
-    /// The route rule's own rate limit (outbound), keyed by destination and rule position.
-    mutating func takeRuleToken(service: String, ruleIndex: Int, limit: RateLimit, now: NIODeadline) -> TokenBucket.Decision {
+    /// The route rule's own rate limit (outbound), keyed by destination and rule position;
+    /// `peek` answers what taking would, taking nothing (`/explain`).
+    mutating func takeRuleToken(
+        service: String, ruleIndex: Int, limit: RateLimit, now: NIODeadline, peek: Bool = false
+    ) -> TokenBucket.Decision {
         let key = RuleKey(service: service, rule: ruleIndex)
-        if let bucket = rules[key] { return bucket.tryTake(now: now) }
-        let bucket = shared.bucket(.init(scope: "route:" + service, rule: ruleIndex, limit: limit), now: now)
-        rules[key] = bucket
-        return bucket.tryTake(now: now)
+        let bucket: SharedTokenBucket
+        if let known = rules[key] {
+            bucket = known
+        } else {
+            bucket = shared.bucket(.init(scope: "route:" + service, rule: ruleIndex, limit: limit), now: now)
+            rules[key] = bucket
+        }
+        return peek ? bucket.peek(now: now) : bucket.tryTake(now: now)
     }
 
     /// The local service's TrafficPolicy rate limit, enforced on inbound (optionally per caller).

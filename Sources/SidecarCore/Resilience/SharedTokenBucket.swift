@@ -33,6 +33,12 @@ public final class SharedTokenBucket: Sendable {
         }
     }
 
+    /// What `tryTake` would answer at `now`, taking nothing (`/explain`).
+    public func peek(now: NIODeadline) -> TokenBucket.Decision {
+        var copy = tat.load(ordering: .relaxed)
+        return TokenBucket.take(tat: &copy, now: now.uptimeNanoseconds, interval: parameters.interval, tolerance: parameters.tolerance)
+    }
+
     /// Whether the bucket is full at `now` (indistinguishable from a new one; may be forgotten).
     public func isFull(now: NIODeadline) -> Bool { tat.load(ordering: .relaxed) <= now.uptimeNanoseconds }
 }

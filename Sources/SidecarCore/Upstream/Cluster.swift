@@ -82,7 +82,13 @@ final class Cluster {
     // MARK: Circuit breaker and retries
 
     /// Takes one of the `maxRequests` slots, or refuses with `circuit-open` (or the fallback).
-    func admitRequest() -> ProxyError? {
+    /// `peek`: the same answer, taking and counting nothing (`/explain`).
+    func admitRequest(peek: Bool = false) -> ProxyError? {
+        if peek {
+            let breaker = resilience.breaker
+            guard breaker.count(.requests) >= breaker.limit(.requests) else { return nil }
+            return refusal("circuit breaker \(CircuitBreaker.Resource.requests) reached")
+        }
         let admission = resilience.breaker.tryAcquireRequest()
         publishBreakerState()
         if case .rejected(let resource) = admission { return circuitOpen("circuit breaker \(resource) reached") }
@@ -135,6 +141,10 @@ final class Cluster {
     /// A `circuit-open` refusal (or the fallback), counted in `sidecar_circuit_breaker_rejections_total`.
     func circuitOpen(_ detail: String) -> ProxyError {
         metrics.peer(service).circuitBreakerRejections.increment()
+        return refusal(detail)
+    }
+
+    private func refusal(_ detail: String) -> ProxyError {
         var error = ProxyError(.circuitOpen, "\(service): \(detail)")
         error.fallback = resilience.policy.fallback
         return error

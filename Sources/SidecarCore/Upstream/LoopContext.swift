@@ -16,6 +16,8 @@ final class LoopContext {
     let pool: ConnectionPool
     /// Per-loop randomness (balancing, shares, jitter, request ids); see `LoopRandom`.
     var random = LoopRandom()
+    /// This loop's access log lines, written in batches.
+    let accessLogBuffer: AccessLogBuffer
     /// Limits shared by all loops (breaker counts, rate-limit buckets): exact per process.
     let shared: SharedLimits
     private var rateLimiters: LoopRateLimiters
@@ -40,6 +42,7 @@ final class LoopContext {
             metrics.requests.handle(direction: .inbound, peer: "unknown")
         )
         self.pool = ConnectionPool(eventLoop: eventLoop, connector: connector, metrics: metrics, trustDomain: table.trustDomain)
+        self.accessLogBuffer = AccessLogBuffer(eventLoop: eventLoop)
     }
 
     /// Joins this loop to the others of its group (at start, before any connection).
@@ -99,8 +102,10 @@ final class LoopContext {
     // MARK: Rate limits
 
     /// The route rule's own rate limit (outbound), exact across loops.
-    func takeRuleToken(service: String, ruleIndex: Int, limit: RateLimit, now: NIODeadline) -> TokenBucket.Decision {
-        rateLimiters.takeRuleToken(service: service, ruleIndex: ruleIndex, limit: limit, now: now)
+    func takeRuleToken(
+        service: String, ruleIndex: Int, limit: RateLimit, now: NIODeadline, peek: Bool = false
+    ) -> TokenBucket.Decision {
+        rateLimiters.takeRuleToken(service: service, ruleIndex: ruleIndex, limit: limit, now: now, peek: peek)
     }
 
     /// The local service's TrafficPolicy rate limit, enforced on inbound (optionally per

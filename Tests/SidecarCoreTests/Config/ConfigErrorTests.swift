@@ -102,6 +102,25 @@ import Testing
         ])
     }
 
+    @Test func controlPlaneAddressMayListReplicasEachOfThemHTTPS() throws {
+        let replicas = "service: web\ninbound: { listen: 127.0.0.1:15006, app: 127.0.0.1:8080 }\n"
+            + "controlPlane: { address: [ https://cp-a:15010, https://cp-b:15010 ], tokenFile: t, caFile: c }\n"
+        let config = try SidecarConfiguration.decode(yaml: replicas, fileName: "web.yaml")
+        #expect(config.controlPlane?.addresses == ["https://cp-a:15010", "https://cp-b:15010"])
+        #expect(config.controlPlane?.address == "https://cp-a:15010")
+        // Encoded back as the same list.
+        let again = try SidecarConfiguration.decode(yaml: config.configValue.yaml, fileName: "web.yaml")
+        #expect(again.controlPlane?.addresses == config.controlPlane?.addresses)
+
+        let oneBad = "service: web\ninbound: { listen: 127.0.0.1:15006, app: 127.0.0.1:8080 }\n"
+            + "controlPlane: { address: [ https://cp-a:15010, http://cp-b:15010 ], tokenFile: t, caFile: c }\n"
+        #expect(issues(oneBad) == [
+            #"web.yaml:3: controlPlane.address[1]: "http://cp-b:15010" is not a control plane address (https://host:port)"#
+        ])
+        let none = "service: web\ninbound: { listen: 127.0.0.1:15006, app: 127.0.0.1:8080 }\ncontrolPlane: { address: [], tokenFile: t, caFile: c }\n"
+        #expect(issues(none) == ["web.yaml:3: controlPlane.address: give at least one control plane address (https://host:port)"])
+    }
+
     @Test func dynamicModeNeedsTheCAOneIdentitySourceAndADiallableAddress() {
         let missingCA = "service: web\ninbound: { listen: 127.0.0.1:15006, app: 127.0.0.1:8080 }\ncontrolPlane: { address: https://cp:15010, tokenFile: t }\n"
         #expect(issues(missingCA) == ["web.yaml:3: controlPlane.caFile: is required"])

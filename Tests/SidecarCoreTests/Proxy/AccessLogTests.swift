@@ -32,9 +32,18 @@ import Testing
         #expect(fields["status"] as? Int == 200)
         #expect(fields["duration_us"] as? Int == 3000)
         #expect(fields["upstream"] as? String == "127.0.0.1:16006")
+        #expect(fields["trace_id"] == nil, "no trace context was set")
         for absent in ["mesh_error", "tries", "retry_reasons", "retry_stopped", "avoided_ejected", "mirrored"] {
             #expect(fields[absent] == nil, "\(absent)")
         }
+    }
+
+    @Test func theTraceAndThisHopsSpanAreLogged() throws {
+        let exchange = exchange()
+        exchange.trace = TraceContext(traceID: "4bf92f3577b34da6a3ce929d0e0e4736", spanID: "b7ad6b7169203331", flags: "01")
+        let fields = try json(log.line(for: exchange, status: 200, wallMillis: 1, now: exchange.start))
+        #expect(fields["trace_id"] as? String == "4bf92f3577b34da6a3ce929d0e0e4736")
+        #expect(fields["span_id"] as? String == "b7ad6b7169203331")
     }
 
     @Test func retriesRejectionsEjectionsAndMirroringAreLoggedWithTheirCauses() throws {

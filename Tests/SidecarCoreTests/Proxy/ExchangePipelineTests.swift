@@ -22,6 +22,16 @@ import Testing
         #expect(try h.answer() == "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
     }
 
+    @Test func theUpstreamGetsTheCallersTraceWithThisHopsSpan() throws {
+        let h = try H(rules: [RouteRule()])
+        try h.send("GET /pay HTTP/1.1\r\nHost: payments\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n")
+        let sent = try h.upstreams.received(0)
+        let line = try #require(sent.split(separator: "\r\n").first { $0.hasPrefix("traceparent: ") })
+        #expect(line.hasPrefix("traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-"))
+        #expect(!line.contains("00f067aa0ba902b7"), "a new span id for this hop: \(line)")
+        #expect(sent.components(separatedBy: "traceparent").count == 2, "one traceparent goes upstream")
+    }
+
     @Test func theRouteTimeoutAnswers504() throws {
         let h = try H(rules: [RouteRule(timeout: .seconds(1), retries: RetryPolicy(attempts: 1))])
         try h.send(H.get())

@@ -77,6 +77,20 @@ import Testing
         #expect(!channel.isActive)
     }
 
+    /// A head refused before it could be an exchange (no Host here) is still counted and
+    /// logged as an answer, its response bytes are its body's, as for any other response.
+    @Test func aRequestWithoutHostIsAnswered400AndCounted() throws {
+        let (channel, metrics) = try makeChannel(.outbound)
+        try channel.writeInbound(ByteBuffer(string: "GET /pay HTTP/1.1\r\n\r\n"))
+        let text = try response(channel)
+        #expect(text.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+        #expect(text.contains("x-mesh-error: bad-request"))
+        let unrouted = metrics.requests.handle(direction: .outbound, peer: "unknown")
+        #expect(unrouted.count(status: 400) == 1)
+        let body = try #require(text.range(of: "\r\n\r\n")).upperBound
+        #expect(unrouted.responseBytes.value == UInt64(text[body...].utf8.count))
+    }
+
     @Test func oversizeHeadIs431() throws {
         let (channel, _) = try makeChannel(.outbound)
         let big = String(repeating: "a", count: 70 * 1024)

@@ -56,7 +56,8 @@ struct RoutingFilter: RequestFilter {
 struct RouteRateLimitFilter: RequestFilter {
     func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard let (destination, rule, index) = request.route, let limit = rule.rateLimit,
-            case .limited = loop.takeRuleToken(service: destination.service, ruleIndex: index, limit: limit, now: now)
+            case .limited = loop.takeRuleToken(
+                service: destination.service, ruleIndex: index, limit: limit, now: now, peek: request.dryRun)
         else { return .next }
         var error = ProxyError(.rateLimited, "\(destination.service): this route allows \(limit.requestsPerSecond) requests per second")
         error.retryAfter = 1
@@ -69,8 +70,8 @@ struct RouteRateLimitFilter: RequestFilter {
 struct CircuitBreakerFilter: RequestFilter {
     func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard let destination = request.route?.destination else { return .next }
-        if let refusal = loop.cluster(destination).admitRequest() { return .reject(refusal) }
-        request.exchange.holdsBreakerRequest = true
+        if let refusal = loop.cluster(destination).admitRequest(peek: request.dryRun) { return .reject(refusal) }
+        if !request.dryRun { request.exchange.holdsBreakerRequest = true }
         return .next
     }
 }
@@ -78,7 +79,9 @@ struct CircuitBreakerFilter: RequestFilter {
 /// The rule's fault injection, abort half: a share of requests answered with the set status.
 struct FaultAbortFilter: RequestFilter {
     func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
-        guard let abort = request.route?.rule.fault?.abort, loop.chance(abort.percent) else { return .next }
+        guard let abort = request.route?.rule.fault?.abort,
+            request.dryRun ? abort.percent >= 100 : loop.chance(abort.percent)
+        else { return .next }
         return .reject(ProxyError(.faultInjected, "aborted by the route's fault injection", status: abort.status))
     }
 }
@@ -87,7 +90,7 @@ struct FaultAbortFilter: RequestFilter {
 /// loop serves other requests meanwhile).
 struct FaultDelayFilter: RequestFilter {
     func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
-        guard let delay = request.route?.rule.fault?.delay, loop.chance(delay.percent) else { return .next }
+        guard let delay = request.route?.rule.fault?.delay, !request.dryRun, loop.chance(delay.percent) else { return .next }
         return .delay(delay.duration.timeAmount)
     }
 }

@@ -37,6 +37,9 @@ struct AdmittedRequest {
     var removedHeaders: [String] = []
     /// Header lines set on the head going upstream (replacing any received of the same name).
     var addedHeaders: [HTTPHeaderLine] = []
+    /// `/explain`: filters decide as for a real request but take nothing (no rate-limit token,
+    /// no breaker slot, no counted rejection) and leave chance to the report (fault percentages).
+    var dryRun = false
 }
 
 /// The filter chains of the two directions, in request order.

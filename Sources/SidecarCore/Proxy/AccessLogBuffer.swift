@@ -1,0 +1,64 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import NIOCore
+
+/// One event loop's access log lines on their way to stdout: appended on the request path,
+/// written in batches, so a busy sidecar makes one `write(2)` per batch instead of one per
+/// request. A batch is written when it reaches `flushBytes`, else `flushInterval` after its
+/// first line (one timer per batch, never one per request), and on `flush()` (drain and
+/// shutdown: nothing is lost on SIGTERM). Each write holds whole lines, so the lines of
+/// different loops never interleave. Confined to its loop.
+final class AccessLogBuffer {
+    private let eventLoop: EventLoop
+    private let fileDescriptor: CInt
+    private var pending: [UInt8] = []
+    private var flushScheduled = false
+    let flushBytes: Int
+    let flushInterval: TimeAmount
+
+    init(
+        eventLoop: EventLoop, fileDescriptor: CInt = 1, flushBytes: Int = 64 * 1024,
+        flushInterval: TimeAmount = .milliseconds(100)
+    ) {
+        self.eventLoop = eventLoop
+        self.fileDescriptor = fileDescriptor
+        self.flushBytes = flushBytes
+        self.flushInterval = flushInterval
+        pending.reserveCapacity(flushBytes + 4096)
+    }
+
+    /// Bytes waiting for the next write.
+    var pendingBytes: Int { pending.count }
+
+    func append(_ line: String) {
+        pending.append(contentsOf: line.utf8)
+        if pending.count >= flushBytes {
+            flush()
+        } else if !flushScheduled {
+            flushScheduled = true
+            eventLoop.assumeIsolated().scheduleTask(in: flushInterval) { [weak self] in
+                guard let self else { return }
+                self.flushScheduled = false
+                self.flush()
+            }
+        }
+    }
+
+    /// Writes every pending line now.
+    func flush() {
+        guard !pending.isEmpty else { return }
+        pending.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = write(fileDescriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0, errno == EINTR { continue }
+                if written <= 0 { break }  // stdout gone: the lines have nowhere to go
+                offset += written
+            }
+        }
+        pending.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,0 +1,48 @@
+import Testing
+
+@testable import SidecarCore
+
+/// W3C trace context per hop: the caller's trace id and flags go on with a new span id; an
+/// invalid or missing `traceparent` starts a new trace.
+@Suite struct TraceContextTests {
+    static let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    @Test func aValidTraceContinuesWithANewSpan() {
+        var random = LoopRandom(seed: 1)
+        let next = TraceContext.nextHop(after: Self.caller, using: &random)
+        #expect(next.traceID == "4bf92f3577b34da6a3ce929d0e0e4736")
+        #expect(next.flags == "01")
+        #expect(next.spanID != "00f067aa0ba902b7")
+        #expect(next.spanID.utf8.count == 16)
+        #expect(TraceContext.parse(next.traceparent)?.traceID == next.traceID)
+        let again = TraceContext.nextHop(after: next.traceparent, using: &random)
+        #expect(again.traceID == next.traceID && again.spanID != next.spanID, "each hop its own span")
+    }
+
+    @Test func unsampledFlagsAreKept() {
+        var random = LoopRandom(seed: 2)
+        let next = TraceContext.nextHop(after: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", using: &random)
+        #expect(next.flags == "00")
+    }
+
+    @Test(arguments: [
+        "", "garbage", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  // uppercase
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  // all-zero trace id
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  // all-zero parent id
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  // forbidden version
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",  // version 00 is exact
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ])
+    func anInvalidTraceparentStartsANewTrace(_ value: String) {
+        var random = LoopRandom(seed: 3)
+        let next = TraceContext.nextHop(after: value, using: &random)
+        #expect(next.traceID != "4bf92f3577b34da6a3ce929d0e0e4736")
+        #expect(next.traceID.utf8.count == 32 && next.flags == "01")
+        #expect(TraceContext.parse(value) == nil)
+    }
+
+    @Test func aLaterVersionIsReadAsVersion00() {
+        let parsed = TraceContext.parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-comes-later")
+        #expect(parsed?.traceID == "4bf92f3577b34da6a3ce929d0e0e4736")
+    }
+}
