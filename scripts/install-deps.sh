@@ -3,12 +3,13 @@
 # libssl-dev (COpenSSL), libsqlite3-dev (GRDB), pkg-config, openssl and curl (interop tests),
 # etcd-server (the etcd store's tests start their own etcd cluster; the package's own service
 # is not started in containers, and the tests use free ports, never 2379), python3 and
-# python3-venv (the tests' venv, below).
+# python3-venv (the tests' venv, below), chromium and chromium-driver (the dashboard's browser
+# test drives headless Chromium through Selenium).
 # Also promtool and prometheus (metrics tests, the demo), unpacked into .build-tools/ without
 # installing Debian's prometheus package (whose service would start and take port 9090), and
 # the tests' Python packages (scripts/requirements-test.txt) in a venv, .venv/.
 set -euo pipefail
-packages=(libssl-dev libsqlite3-dev pkg-config openssl curl etcd-server python3 python3-venv)
+packages=(libssl-dev libsqlite3-dev pkg-config openssl curl etcd-server python3 python3-venv chromium chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -49,9 +50,10 @@ if ((${#tools[@]})); then
     done
 fi
 
-# The tests' Python packages (jsonschema and PyYAML for scripts/check-compose.py), from PyPI
+# The tests' Python packages (jsonschema and PyYAML for scripts/check-compose.py, selenium for
+# Tests/Browser/dashboard_test.py), from PyPI
 # into .venv/, pinned in scripts/requirements-test.txt; redone only when one is missing.
-if ! "$root/.venv/bin/python3" -c 'import jsonschema, yaml' 2>/dev/null; then
+if ! "$root/.venv/bin/python3" -c 'import jsonschema, yaml, selenium' 2>/dev/null; then
     echo "installing the tests' Python packages into $root/.venv/ (scripts/requirements-test.txt)" >&2
     rm -rf "$root/.venv"
     python3 -m venv "$root/.venv"

@@ -35,6 +35,8 @@ public actor MeshControlPlane: SnapshotSource {
     nonisolated public let authority: CertificateAuthority
     nonisolated public let metrics: ControlPlaneMetrics
     nonisolated public let distributor: SnapshotDistributor
+    /// What the dashboard's live pages wait on: version moves, acknowledgements, rejections.
+    nonisolated public let changes = MeshChangeFeed()
     nonisolated let adminToken: String
     private var registry: RegistryStateMachine
     /// Operator-applied Instances that set `ttl`: the same rules, renewed by re-applying.
@@ -160,6 +162,7 @@ public actor MeshControlPlane: SnapshotSource {
         self.version = version
         pushTracker.changed(version: version, at: .now)
         distributor.changed(version: version)
+        changes.changed()
     }
 
     // MARK: Registry
@@ -208,6 +211,7 @@ public actor MeshControlPlane: SnapshotSource {
             try carryOut(actions)
         }
         if let applied { acknowledged(applied, previous: entry.appliedVersion) }
+        if applied.map({ $0 != entry.appliedVersion }) == true || rejection != entry.rejection { changes.changed() }
     }
 
     public func deregister(_ request: APIMessages.DeregisterRequest, principal: Principal) throws(ControlPlaneError) {
@@ -363,6 +367,7 @@ public actor MeshControlPlane: SnapshotSource {
             let previous = entry.appliedVersion
             registry.acknowledge(name: instance, appliedVersion: knownVersion)
             acknowledged(knownVersion, previous: previous)
+            if previous != knownVersion { changes.changed() }
         }
     }
 

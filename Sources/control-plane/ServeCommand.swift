@@ -27,6 +27,10 @@ struct ServeCommand: AsyncParsableCommand {
             certificate) on the request head and answers 401/403 before reading a body. Bodies are at most \
             1 MiB each and 64 MiB for all connections together (503 beyond), and must arrive within 15s of \
             their head (408 after).
+
+            Also serves the read-only dashboard at https://HOST:PORT/ui/ (sign in with the admin token); \
+            with --prometheus URL its topology edges carry request and success rates and service pages \
+            show golden-metric charts.
             """
     )
 
@@ -53,6 +57,10 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Key of --etcd-cert-file.", valueName: "file"))
     var etcdKeyFile: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Prometheus base URL for the dashboard's traffic edges and golden-metric charts (none by default).", valueName: "url"))
+    var prometheus: String?
 
     @Option(name: .long, help: ArgumentHelp("SPIFFE trust domain of issued identities.", valueName: "domain"))
     var trustDomain: String = SPIFFEID.defaultTrustDomain
@@ -102,6 +110,8 @@ struct ServeCommand: AsyncParsableCommand {
             let watch = try Self.duration(watchTimeout, option: "--watch-timeout")
             let lifetime = try Self.duration(certificateLifetime, option: "--certificate-lifetime")
             let bodyTimeout = try Self.duration(requestBodyTimeout, option: "--request-body-timeout")
+            let dashboard: Dashboard.Configuration
+            do { dashboard = try Dashboard.Configuration(prometheusURL: prometheus) } catch { throw CLIFailure("\(error)") }
             guard maxConnections >= 1 else { throw CLIFailure("--max-connections \(maxConnections) must be at least 1") }
             var limits = APIServer.Limits()
             limits.maxConnections = maxConnections
@@ -119,9 +129,11 @@ struct ServeCommand: AsyncParsableCommand {
             let controlPlane = try MeshControlPlane(
                 store: resourceStore, authority: loaded.authority, adminToken: loaded.adminToken,
                 registrySettings: .init(ttl: ttl, grace: grace))
+            let router = APIRouter(
+                controlPlane: controlPlane, watchTimeout: watch,
+                dashboard: Dashboard(controlPlane: controlPlane, configuration: dashboard))
             let server = try await APIServer.start(
-                host: address.host, port: address.port,
-                router: APIRouter(controlPlane: controlPlane, watchTimeout: watch), authority: loaded.authority,
+                host: address.host, port: address.port, router: router, authority: loaded.authority,
                 limits: limits)
 
             let verb = loaded.created ? "created" : "using"
@@ -134,6 +146,7 @@ struct ServeCommand: AsyncParsableCommand {
                 "\(verb) CA key: \(directory.caKeyPath)",
                 "\(verb) admin token: \(directory.adminTokenPath)",
                 "store: \(opened.description) (version \(try resourceStore.currentVersion()))",
+                "dashboard: \(url)/ui/",
                 "listening on \(url)",
             ]
             if store == "etcd" { lines[2] = "\(verb) CA key: in etcd under \(etcdPrefix) (shared by every replica)" }

@@ -18,10 +18,11 @@ public final class PrometheusProcess: @unchecked Sendable {
     public let process: ChildProcess
     public var url: String { "http://127.0.0.1:\(port)" }
 
-    /// Starts it and waits for `/-/ready`.
-    public init(configYAML: String, in directory: TemporaryDirectory) async throws {
+    /// Starts it and waits for `/-/ready`; on `port` when given (a URL handed out before it starts).
+    public init(configYAML: String, in directory: TemporaryDirectory, port: Int? = nil) async throws {
         guard let binary = prometheusPath() else { throw POSIXError(.ENOENT) }
-        port = try freeLoopbackPort()
+        self.port = try port ?? freeLoopbackPort()
+        let port = self.port
         let config = directory.path + "/prometheus.yml"
         try configYAML.write(toFile: config, atomically: true, encoding: .utf8)
         process = try ChildProcess([

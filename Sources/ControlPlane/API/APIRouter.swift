@@ -49,6 +49,8 @@ public struct APIResponse: Sendable {
     public var contentType: String
     /// The body as sent. A snapshot's bytes are shared by all the responses that carry it.
     public var bytes: ByteBuffer
+    /// More response headers (the dashboard's `set-cookie`, `location`, security headers).
+    public var headers: [(String, String)] = []
 
     public var body: String { String(buffer: bytes) }
 
@@ -97,6 +99,7 @@ public struct APIResponse: Sendable {
 /// | `POST /v1/heartbeat` | sidecar | `{"name","version"?,"rejectedVersion"?,"rejectedReason"?}` (version = snapshot applied; rejected = the newest it refused); 404 -> register again |
 /// | `POST /v1/deregister` | sidecar | `{"name"}` |
 /// | `GET /v1/snapshot/{service}?version=N&instance=NAME&rejected=R` | that service's sidecar | 200 `MeshSnapshot` JSON at once if max(N, R) is not current, else on the next change; 304 after the watch timeout |
+/// | `GET, POST /ui/…` | a dashboard session (cookie), `Dashboard` decides | HTML pages, sign-in/out, `/ui/events` long poll; no session: 303 to `/ui/login` (pages) or 401 (data) |
 ///
 /// An expired, revoked or used-up join token gets 401 saying which. Every error is
 /// `{"error": "..."}` (plus `issues` for validation) with the status from `APIError`: the
@@ -105,10 +108,13 @@ public struct APIResponse: Sendable {
 public struct APIRouter: Sendable {
     public let controlPlane: MeshControlPlane
     public var watchTimeout: Duration
+    /// Everything under `/ui`: its own session rules (see `Dashboard`), not the bearer token's.
+    public let dashboard: Dashboard
 
-    public init(controlPlane: MeshControlPlane, watchTimeout: Duration = .seconds(30)) {
+    public init(controlPlane: MeshControlPlane, watchTimeout: Duration = .seconds(30), dashboard: Dashboard? = nil) {
         self.controlPlane = controlPlane
         self.watchTimeout = watchTimeout
+        self.dashboard = dashboard ?? Dashboard(controlPlane: controlPlane)
     }
 
     /// A matched route: the operation, its captured path segments, its metrics label and who
@@ -118,6 +124,7 @@ public struct APIRouter: Sendable {
             case metrics, apply, listAll, listKind, getResource, deleteResource
             case createToken, listTokens, revokeToken
             case caBundle, certificates, register, heartbeat, deregister, snapshot, proxies
+            case dashboard
         }
 
         public enum Access: Sendable, Equatable {
@@ -147,6 +154,15 @@ public struct APIRouter: Sendable {
     /// not looked at). Synchronous, but a join token costs one indexed SQLite read: the server
     /// calls it off the event loop.
     public func admit(_ request: APIRequest) -> Admission {
+        if Dashboard.serves(path: request.path) {
+            switch dashboard.admit(request) {
+            case .accepted(let template):
+                return .accepted(Route(operation: .dashboard, captures: [], template: template, access: .anyone), nil)
+            case .refused(let template, let response):
+                controlPlane.metrics.countRequest(route: template, code: response.status)
+                return .refused(response)
+            }
+        }
         guard let route = Self.route(method: request.method, path: request.path) else {
             let known = ["metrics", "v1"].contains(request.path.split(separator: "/").first.map(String.init) ?? "")
             let message = "no route \(request.method) \(request.path)"
@@ -318,6 +334,8 @@ public struct APIRouter: Sendable {
             return APIResponse(status: 200, bytes: snapshot.body)
         case .proxies:
             return .json(try await controlPlane.proxies())
+        case .dashboard:
+            return await dashboard.respond(to: request)
         }
     }
 

@@ -235,6 +235,7 @@ final class APIServerHandler: ChannelDuplexHandler {
         let body = response.bytes
         headers.add(name: "content-type", value: response.contentType)
         headers.add(name: "content-length", value: String(body.readableBytes))
+        for (name, value) in response.headers { headers.add(name: name, value: value) }
         if closeAfterwards || connectionClose { headers.add(name: "connection", value: "close") }
         let head = HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: response.status), headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)

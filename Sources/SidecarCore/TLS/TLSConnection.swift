@@ -228,6 +228,9 @@ final class TLSConnection {
     }
 
     private func resumedIdentityRefusal() -> TLSError? {
+        // A client that presented no certificate where one is optional (the control plane's
+        // API: CLI and browsers use a token) was not checked at its first handshake either.
+        if peerCertificate == nil, context.configuration.certificateVerification == .optional { return nil }
         let identity = peerCertificate?.spiffeID
         guard let reason = peerIdentityPolicy.evaluate(identity) else { return nil }
         context.sessionCache.map { cache in sessionKey.map { cache.removeSession(for: $0) } }
