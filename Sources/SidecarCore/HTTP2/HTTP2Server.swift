@@ -150,10 +150,10 @@ final class InboundProtocolSwitch: ChannelInboundHandler, RemovableChannelHandle
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard case .handshakeCompleted(let info) = event as? TLSEvent, info.negotiatedProtocol == "h2" else {
+            context.fireUserInboundEventTriggered(event)
             if case .handshakeCompleted = event as? TLSEvent {
                 context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
             }
-            context.fireUserInboundEventTriggered(event)
             return
         }
         let caller = info.peerIdentity?.serviceName
