@@ -8,7 +8,14 @@ import Testing
 final class GRPCTests {
     @Test func everyCallShapeWithMetadataTrailersAndTheCallerIdentity() async throws {
         let app = try await GRPCMesh.App(name: "a")
-        let mesh = try await GRPCMesh(apps: [app])
+        // Streams are long exchanges: the route timeout (default 15 s) bounds each whole call.
+        let mesh = try await GRPCMesh(apps: [app], webResources: """
+              - kind: Route
+                service: payments
+                rules:
+                  - match: { pathPrefix: / }
+                    timeout: 120s
+            """)
 
         let unary = try await mesh.call("unary")
         #expect(unary["code"] as? String == "OK", "\(unary)")
@@ -147,5 +154,28 @@ final class GRPCTests {
         #expect(result["code"] as? String == "UNAVAILABLE", "\(result)")
         #expect(result["received"] as? Int == 1)
         #expect(app.calls("ServerStream") == 1, "the stream was not sent again")
+    }
+
+    @Test func anHTTP1CallerIsTranslatedForTheHTTP2AppWithTrailers() async throws {
+        let app = try await GRPCMesh.App(name: "a")
+        let mesh = try await GRPCMesh(apps: [app])
+        // One gRPC frame by hand: uncompressed, 7 bytes of EchoRequest { text: "hello" }.
+        let frame = mesh.directory.url.appendingPathComponent("frame.bin")
+        try Data([0, 0, 0, 0, 7, 0x0a, 5] + Array("hello".utf8)).write(to: frame)
+        let body = mesh.directory.url.appendingPathComponent("reply.bin")
+        let result = try await ChildProcess.run([
+            "curl", "-sS", "--http1.1", "-x", "http://127.0.0.1:\(mesh.webOut)", "-D", "-", "-o", body.path,
+            "--data-binary", "@\(frame.path)", "-H", "content-type: application/grpc", "-H", "te: trailers",
+            "http://payments/mesh.test.Echo/Unary",
+        ])
+        #expect(result.stdout.hasPrefix("HTTP/1.1 200"), "\(result.stdout) \(result.stderr)")
+        #expect(result.stdout.contains("transfer-encoding: chunked"))
+        // The app's trailers arrive as HTTP/1.1 chunked trailers.
+        #expect(result.stdout.contains("grpc-status: 0"), "\(result.stdout)")
+        #expect(result.stdout.contains("x-app-trailer: unary"), "\(result.stdout)")
+        let reply = try Data(contentsOf: body)
+        #expect(String(decoding: reply, as: UTF8.self).contains("hello"), "the app echoed the message")
+        #expect(String(decoding: reply, as: UTF8.self).contains("web"), "and saw the verified caller")
+        #expect(app.calls("Unary") == 1)
     }
 }

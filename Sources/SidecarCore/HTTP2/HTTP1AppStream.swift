@@ -1,7 +1,6 @@
 import NIOCore
 import NIOHPACK
 import NIOHTTP1
-import NIOPosix
 
 /// An HTTP/2 caller's stream to an app that speaks HTTP/1.1 (`inbound.protocol: http`),
 /// translated: the stream's head becomes a request head (`:authority` → `Host`, chunked when the
@@ -14,38 +13,20 @@ final class HTTP1AppStream: HTTP2Upstream {
     private let loop: LoopContext
     private var handler: HTTP1AppConnectionHandler?
     private var app: HostPort?
+    /// The whole request went out (only then may the connection carry another).
+    private var requestEnded = false
 
     init(owner: any HTTP2UpstreamOwner, loop: LoopContext, grpc: Bool) {
         self.owner = owner
         self.loop = loop
     }
 
-    /// An idle connection to `app` from this loop, or a new one.
+    /// A connection to `app` from this loop's pool (idle, new, or the next one released).
     func connect(to app: HostPort, connectTimeout: TimeAmount) -> EventLoopFuture<Void> {
         self.app = app
-        if let idle = loop.http2Pool.takeIdleHTTP1(app) {
-            attach(idle)
-            return loop.eventLoop.makeSucceededVoidFuture()
-        }
-        return ClientBootstrap(group: loop.eventLoop)
-            .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(HTTP1AppConnectionHandler())
-                }
-            }
-            .connect(host: app.host, port: app.port)
-            .flatMapErrorThrowing { error in
-                throw ProxyError(.connectFailed, "connect to \(app) failed: \(error)")
-            }
-            .flatMapThrowing { channel in
-                try channel.pipeline.syncOperations.handler(type: HTTP1AppConnectionHandler.self)
-            }
-            .assumeIsolated()
-            .map { [self] handler in attach(handler) }
-            .nonisolated()
+        return loop.http2Pool.leaseHTTP1(app, connectTimeout: connectTimeout).assumeIsolated().map { [self] handler in
+            attach(handler)
+        }.nonisolated()
     }
 
     private func attach(_ handler: HTTP1AppConnectionHandler) {
@@ -61,11 +42,14 @@ final class HTTP1AppStream: HTTP2Upstream {
         case .headers(let headers, let endStream):
             handler.write(.head(Self.requestHead(headers, endStream: endStream)))
             if endStream { handler.write(.end(nil)) }
+            requestEnded = endStream
         case .data(let data, let endStream):
             if data.readableBytes > 0 { handler.write(.body(.byteBuffer(data))) }
             if endStream { handler.write(.end(nil)) }
+            requestEnded = endStream
         case .trailers(let trailers):
             handler.write(.end(HTTPHeaders(trailers.map { ($0.name, $0.value) })))
+            requestEnded = true
         }
     }
 
@@ -138,9 +122,13 @@ final class HTTP1AppStream: HTTP2Upstream {
 
     fileprivate func responseEnd(_ trailers: HTTPHeaders?, reusable: Bool) {
         let owner = self.owner
-        if let handler, reusable, let app {
+        if let handler, let app {
             handler.stream = nil
-            loop.http2Pool.keepIdleHTTP1(handler, for: app)
+            if reusable && requestEnded {
+                loop.http2Pool.releaseHTTP1(handler, for: app)
+            } else {
+                handler.context?.close(promise: nil)
+            }
         }
         handler = nil
         if let trailers, !trailers.isEmpty {

@@ -1,5 +1,7 @@
 import NIOCore
+import NIOHTTP1
 import NIOHTTP2
+import NIOPosix
 
 /// One event loop's HTTP/2 upstream connections: mTLS with ALPN `h2` to peer sidecars, h2c
 /// with prior knowledge to the local app. Streams are multiplexed: a connection carries up to
@@ -126,27 +128,89 @@ final class HTTP2ConnectionPool {
 
     // MARK: HTTP/1.1 connections to the app (HTTP/2 callers translated)
 
-    private var http1Idle: [HostPort: [HTTP1AppConnectionHandler]] = [:]
+    /// At most this many HTTP/1.1 connections per app per loop (one request each at a time);
+    /// streams beyond them wait for one to come free, within their connect timeout.
+    static let maxHTTP1AppConnections = 64
 
-    func takeIdleHTTP1(_ app: HostPort) -> HTTP1AppConnectionHandler? {
+    private var http1Idle: [HostPort: [HTTP1AppConnectionHandler]] = [:]
+    private var http1Open: [HostPort: Int] = [:]
+    private var http1Waiters: [HostPort: [(id: Int, promise: EventLoopPromise<HTTP1AppConnectionHandler>, timeout: TimeAmount)]] = [:]
+    private var nextWaiter = 0
+
+    /// An idle connection to `app`, a new one while under the cap, else the next one released.
+    func leaseHTTP1(_ app: HostPort, connectTimeout: TimeAmount) -> EventLoopFuture<HTTP1AppConnectionHandler> {
         while let handler = http1Idle[app]?.popLast() {
-            if handler.context?.channel.isActive == true {
-                handler.onClose = nil
-                return handler
-            }
+            if handler.context?.channel.isActive == true { return eventLoop.assumeIsolated().makeSucceededFuture(handler) }
         }
-        return nil
+        if http1Open[app, default: 0] < Self.maxHTTP1AppConnections {
+            return connectHTTP1(app, timeout: connectTimeout)
+        }
+        let promise = eventLoop.makePromise(of: HTTP1AppConnectionHandler.self)
+        nextWaiter += 1
+        let id = nextWaiter
+        http1Waiters[app, default: []].append((id, promise, connectTimeout))
+        eventLoop.assumeIsolated().scheduleTask(in: connectTimeout) { [weak self] in
+            guard let self, let index = self.http1Waiters[app]?.firstIndex(where: { $0.id == id }) else { return }
+            self.http1Waiters[app]?.remove(at: index)
+            promise.fail(ProxyError(.connectFailed, "no connection to the app \(app) came free within \(connectTimeout.nanoseconds / 1_000_000) ms"))
+        }
+        return promise.futureResult
     }
 
-    func keepIdleHTTP1(_ handler: HTTP1AppConnectionHandler, for app: HostPort) {
-        guard !draining, (http1Idle[app]?.count ?? 0) < 64, handler.context?.channel.isActive == true else {
+    private func connectHTTP1(_ app: HostPort, timeout: TimeAmount) -> EventLoopFuture<HTTP1AppConnectionHandler> {
+        http1Open[app, default: 0] += 1
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(HTTP1AppConnectionHandler())
+                }
+            }
+            .connect(host: app.host, port: app.port)
+            .flatMapThrowing { channel in try channel.pipeline.syncOperations.handler(type: HTTP1AppConnectionHandler.self) }
+            .assumeIsolated()
+            .map { [weak self] handler in
+                handler.onClose = { [weak self] in self?.http1Closed(app) }
+                return handler
+            }
+            .flatMapErrorThrowing { [weak self] error in
+                self?.http1Closed(app)
+                throw ProxyError(.connectFailed, "connect to \(app) failed: \(error)")
+            }
+            .nonisolated()
+    }
+
+    /// A connection to `app` closed (or never opened): its slot goes to the next waiter.
+    private func http1Closed(_ app: HostPort) {
+        http1Open[app, default: 1] -= 1
+        http1Idle[app]?.removeAll { $0.context?.channel.isActive != true }
+        guard var waiters = http1Waiters[app], !waiters.isEmpty else { return }
+        let waiter = waiters.removeFirst()
+        http1Waiters[app] = waiters
+        connectHTTP1(app, timeout: waiter.timeout).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let handler): waiter.promise.assumeIsolated().succeed(handler)
+            case .failure(let error): waiter.promise.fail(error)
+            }
+        }
+    }
+
+    /// A connection whose response ended and may carry another request: to the oldest waiter,
+    /// else idle (closed when draining).
+    func releaseHTTP1(_ handler: HTTP1AppConnectionHandler, for app: HostPort) {
+        guard !draining, handler.context?.channel.isActive == true else {
             handler.context?.close(promise: nil)
             return
         }
-        http1Idle[app, default: []].append(handler)
-        handler.onClose = { [weak self, weak handler] in
-            self?.http1Idle[app]?.removeAll { $0 === handler }
+        if var waiters = http1Waiters[app], !waiters.isEmpty {
+            let waiter = waiters.removeFirst()
+            http1Waiters[app] = waiters
+            waiter.promise.assumeIsolated().succeed(handler)
+            return
         }
+        http1Idle[app, default: []].append(handler)
     }
 
     private static func proxyError(_ error: Error, connection: Connection) -> ProxyError {

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHTTP1
 import NIOHTTP2
 
 /// The downstream side of HTTP/2: a connection that speaks it gets NIOHTTP2's handler (framing,
@@ -149,11 +150,18 @@ final class InboundProtocolSwitch: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard case .handshakeCompleted(let info) = event as? TLSEvent, info.negotiatedProtocol == "h2" else {
+        guard case .handshakeCompleted(let info) = event as? TLSEvent else {
             context.fireUserInboundEventTriggered(event)
-            if case .handshakeCompleted = event as? TLSEvent {
-                context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-            }
+            return
+        }
+        if info.negotiatedProtocol == HTTPProxyHandler.tunnelALPN || (info.negotiatedProtocol != "h2" && !appSpeaksHTTP2) {
+            // HTTP/1.1 to an HTTP/1.1 app (bytes relayed by `HTTPProxyHandler`), or a TCP tunnel.
+            context.fireUserInboundEventTriggered(event)
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            return
+        }
+        if info.negotiatedProtocol != "h2" {
+            translateHTTP1(caller: info.peerIdentity?.serviceName, context: context)
             return
         }
         let caller = info.peerIdentity?.serviceName
@@ -168,6 +176,58 @@ final class InboundProtocolSwitch: ChannelInboundHandler, RemovableChannelHandle
         } catch {
             context.close(promise: nil)
         }
+    }
+}
+
+extension InboundProtocolSwitch {
+    /// An HTTP/1.1 caller to an app that speaks HTTP/2: each request becomes an h2c stream.
+    private func translateHTTP1(caller: String?, context: ChannelHandlerContext) {
+        let sync = context.pipeline.syncOperations
+        do {
+            if let http1 = try? sync.handler(type: HTTPProxyHandler.self) { sync.removeHandler(http1, promise: nil) }
+            let metrics = loop.metrics.requests.handle(direction: .inbound, peer: caller ?? "unknown")
+            let side = HTTP2StreamProxyHandler.Side.inbound(app: app, appSpeaksHTTP2: true, caller: caller, metrics: metrics)
+            let (loop, accessLog) = (self.loop, self.accessLog)
+            try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+            try sync.addHandler(HTTPResponseEncoder())
+            try sync.addHandler(HTTPServerPipelineHandler())
+            try sync.addHandler(HTTP1ToHTTP2Adapter { HTTP2StreamProxyHandler(side: side, loop: loop, accessLog: accessLog) })
+            try sync.addHandler(HTTP1DownstreamConnection(loop: loop))
+            sync.removeHandler(context: context, promise: nil)
+        } catch {
+            context.close(promise: nil)
+        }
+    }
+}
+
+/// A translated HTTP/1.1 inbound connection as the loop knows it (gauge, drain: close when idle).
+final class HTTP1DownstreamConnection: ChannelInboundHandler, DownstreamConnection {
+    typealias InboundIn = HTTP2Frame.FramePayload
+
+    let loop: LoopContext
+    let gauge: Gauge
+    private var context: ChannelHandlerContext?
+
+    init(loop: LoopContext) {
+        self.loop = loop
+        self.gauge = loop.metrics.connectionsOpen(.inbound)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        loop.connectionOpened(self)
+        gauge.increment()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        loop.connectionClosed(self)
+        gauge.decrement()
+        self.context = nil
+    }
+
+    /// Draining: let the pipeline handler finish the request in flight, then close.
+    func beginDrain() {
+        context?.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
     }
 }
 

@@ -18,7 +18,7 @@ import NIOHTTP2
 /// gRPC (`content-type: application/grpc…`): trailers relayed both ways; the sidecar's own
 /// errors answered trailers-only with `grpc-status`/`grpc-message`; `grpc-timeout` bounds the
 /// route timeout; a try is retried only before any response message reached the caller.
-final class HTTP2StreamProxyHandler: ChannelDuplexHandler, HTTP2UpstreamOwner {
+final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, HTTP2UpstreamOwner {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
