@@ -708,7 +708,8 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         self.exchange = nil
         pending = []
         replay = nil
-        context?.flush()
+        // No flush here: the answer's last frame is flushed with its read batch
+        // (`upstreamReadComplete`) or by the error path's writeAndFlush.
         resumeReadingIfWanted()
     }
 }
