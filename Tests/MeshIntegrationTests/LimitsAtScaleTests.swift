@@ -34,7 +34,7 @@ import Testing
                 resources:
                   - kind: TrafficPolicy
                     service: payments
-                    rateLimit: { requestsPerSecond: 50, burst: 50 }
+                    rateLimit: { requestsPerSecond: 25, burst: 25 }
                 """ : ""
             let sidecar = try SidecarProcess(configYAML: """
                 service: payments
@@ -173,7 +173,9 @@ import Testing
     }
 
     @Test func inboundRateLimitHoldsWithinFivePercentAcrossLoops() async throws {
-        let responses = try await expectRateWithinFivePercent(path: "/inbound-limited/x", connections: 16)
+        // 25/s: 16 connections through two debug sidecars made 178 requests in 3 s while the
+        // HTTP/2 and gRPC suites ran beside this one (50/s needed 300 to exceed the limit).
+        let responses = try await expectRateWithinFivePercent(path: "/inbound-limited/x", connections: 16, perSecond: 25)
         let limited = try await adminMetrics(limitedAdmin)
         let refused = responses.filter { $0.status == 429 }.count
         #expect(metricValue(limited, "sidecar_requests_total", ["direction": "inbound", "peer": "web", "code": "429"])

@@ -129,8 +129,9 @@ final class HTTP2ConnectionPool {
     // MARK: HTTP/1.1 connections to the app (HTTP/2 callers translated)
 
     /// At most this many HTTP/1.1 connections per app per loop (one request each at a time);
-    /// streams beyond them wait for one to come free, within their connect timeout.
-    static let maxHTTP1AppConnections = 64
+    /// streams beyond them wait for one to come free, within their connect timeout. Envoy's
+    /// default `max_connections` per cluster.
+    static let maxHTTP1AppConnections = 1024
 
     private var http1Idle: [HostPort: [HTTP1AppConnectionHandler]] = [:]
     private var http1Open: [HostPort: Int] = [:]
