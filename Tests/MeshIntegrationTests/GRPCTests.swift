@@ -178,4 +178,27 @@ final class GRPCTests {
         #expect(String(decoding: reply, as: UTF8.self).contains("web"), "and saw the verified caller")
         #expect(app.calls("Unary") == 1)
     }
+
+    /// 1,000 streams at once on one downstream connection (h2load -m 1000); upstream they
+    /// spread over pooled connections of at most 100 streams each to a multiplexing app.
+    @Test func aThousandConcurrentStreamsOverOneConnectionAllComplete() async throws {
+        let app = try await GRPCMesh.App(name: "a")
+        let mesh = try await GRPCMesh(apps: [app], webResources: """
+              - kind: Route
+                service: payments
+                rules:
+                  - match: { pathPrefix: / }
+                    timeout: 120s
+            """)
+        let frame = mesh.directory.url.appendingPathComponent("frame.bin")
+        try Data([0, 0, 0, 0, 7, 0x0a, 5] + Array("hello".utf8)).write(to: frame)
+        let result = try await ChildProcess.run(
+            ["h2load", "-n", "1000", "-c", "1", "-m", "1000", "-d", frame.path, "-H", ":authority: payments",
+             "-H", "content-type: application/grpc", "-H", "te: trailers",
+             "http://127.0.0.1:\(mesh.webOut)/mesh.test.Echo/Unary"], timeout: .seconds(120))
+        #expect(result.stdout.contains("1000 succeeded, 0 failed, 0 errored"), "\(result.stdout)")
+        #expect(app.calls("Unary") == 1000)
+        let metrics = try await mesh.webMetrics()
+        #expect(metricValue(metrics, "sidecar_grpc_responses_total", ["direction": "outbound", "peer": "payments", "grpc_status": "0"]) == 1000)
+    }
 }
