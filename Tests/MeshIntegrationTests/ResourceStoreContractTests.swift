@@ -30,8 +30,8 @@ import Testing
                 let cluster = try await EtcdCluster(size: 1)
                 let prefix = "/contract-\(UUID().uuidString.prefix(8))"
                 let client = try EtcdClient(endpoints: try EtcdClient.parseEndpoints(cluster.endpoints))
-                let a = try EtcdResourceStore(client: client, prefix: prefix, registrationTTL: registrationTTL, registrationGrace: grace)
-                let b = try EtcdResourceStore(client: client, prefix: prefix, registrationTTL: registrationTTL, registrationGrace: grace)
+                let a = try await EtcdResourceStore(client: client, prefix: prefix, registrationTTL: registrationTTL, registrationGrace: grace)
+                let b = try await EtcdResourceStore(client: client, prefix: prefix, registrationTTL: registrationTTL, registrationGrace: grace)
                 (first, second) = (a, b)
                 cleanup = {
                     a.stop()
@@ -58,42 +58,42 @@ import Testing
         defer { stores.stop() }
         let (a, b) = (stores.first, stores.second)
         let before = try a.currentVersion()
-        let stored = try a.apply([Self.route("/")])
+        let stored = try await a.apply([Self.route("/")])
         let version = try #require(stored.first?.resourceVersion)
         #expect(Int64(version)! > before)
         #expect(try a.currentVersion() == Int64(version))
         #expect(try a.get(kind: .route, name: "payments")?.resourceVersion == version)
 
         // The same content again changes nothing.
-        #expect(try a.apply([Self.route("/")]).first?.resourceVersion == version)
+        #expect(try await a.apply([Self.route("/")]).first?.resourceVersion == version)
         #expect(try a.currentVersion() == Int64(version))
 
         // Another writer moves it on; the first version is now stale for both.
-        let newer = try #require(try b.apply([Self.route("/v2")]).first?.resourceVersion)
+        let newer = try #require(try await b.apply([Self.route("/v2")]).first?.resourceVersion)
         #expect(Int64(newer)! > Int64(version)!)
         for store in [a, b] {
-            #expect {
-                try store.apply([Self.route("/v3", version: version)])
+            await #expect {
+                try await store.apply([Self.route("/v3", version: version)])
             } throws: { error in
                 guard case .conflict(let message) = error as? StoreError else { return false }
                 return message.contains("stale")
             }
         }
-        #expect {
-            try a.apply([MeshResourceDecoder.decodeDocuments(yaml: "resourceVersion: \"7\"\nkind: Service\nname: nobody\n")[0]])
+        await #expect {
+            try await a.apply([MeshResourceDecoder.decodeDocuments(yaml: "resourceVersion: \"7\"\nkind: Service\nname: nobody\n")[0]])
         } throws: { error in
             guard case .conflict(let message) = error as? StoreError else { return false }
             return message.contains("does not exist")
         }
         // The other writer's version is current for both (an etcd replica reads it once its watch has it).
         #expect(await eventually { (try? a.get(kind: .route, name: "payments"))??.resourceVersion == newer })
-        #expect(try a.apply([Self.route("/v3", version: newer)]).count == 1)
+        #expect(try await a.apply([Self.route("/v3", version: newer)]).count == 1)
 
         // Listing is by kind, then name; delete once, then not found.
-        _ = try a.apply(try MeshResourceDecoder.decodeDocuments(yaml: "kind: Service\nname: b\n---\nkind: Service\nname: a\n"))
+        _ = try await a.apply(try MeshResourceDecoder.decodeDocuments(yaml: "kind: Service\nname: b\n---\nkind: Service\nname: a\n"))
         #expect(try a.list(kind: .service).map(\.name) == ["a", "b"])
-        try a.delete(kind: .service, name: "a")
-        #expect(throws: StoreError.self) { try a.delete(kind: .service, name: "a") }
+        try await a.delete(kind: .service, name: "a")
+        await #expect(throws: StoreError.self) { try await a.delete(kind: .service, name: "a") }
         #expect(try a.list(kind: .service).map(\.name) == ["b"])
     }
 
@@ -102,24 +102,24 @@ import Testing
         defer { stores.stop() }
         let now = Int64(Date().timeIntervalSince1970)
         let token = JoinToken(secretHash: DataDirectory.hash("once-\(backend)"), service: "web", expiresAt: now + 60, usesLeft: 1)
-        try stores.first.saveJoinToken(token)
+        try await stores.first.saveJoinToken(token)
         #expect(try stores.first.joinToken(secretHash: token.secretHash)?.id == token.id)
         let pair = [stores.first, stores.second]
         let consumed = try await withThrowingTaskGroup(of: Bool.self) { group in
             for index in 0..<8 {
                 let store = pair[index % 2]
                 group.addTask {
-                    if case .consumed = try store.consumeJoinToken(id: token.id, now: now) { return true }
+                    if case .consumed = try await store.consumeJoinToken(id: token.id, now: now) { return true }
                     return false
                 }
             }
             return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
         #expect(consumed == 1)
-        let revoked = try stores.second.revokeJoinToken(id: token.id)
+        let revoked = try await stores.second.revokeJoinToken(id: token.id)
         #expect(revoked.revoked)
-        #expect(try stores.first.consumeJoinToken(id: "nope", now: now) == .unknown)
-        #expect(throws: StoreError.self) { try stores.first.revokeJoinToken(id: "nope") }
+        #expect(try await stores.first.consumeJoinToken(id: "nope", now: now) == .unknown)
+        await #expect(throws: StoreError.self) { try await stores.first.revokeJoinToken(id: "nope") }
     }
 
     @Test(arguments: backends) func registrationsAreSavedAndRemovedAndMoveTheVersion(_ backend: Backend) async throws {
@@ -127,14 +127,14 @@ import Testing
         defer { stores.stop() }
         let instance = Instance(service: "payments", address: "127.0.0.1", port: 16006, labels: ["version": "v1"])
         let before = try stores.first.currentVersion()
-        let saved = try stores.first.recordRegistryChange(
+        let saved = try await stores.first.recordRegistryChange(
             saving: [Registration(instance: instance, dependencies: ["db"])], removing: [])
         #expect(saved > before)
         #expect(try stores.first.registrations() == [Registration(instance: instance, dependencies: ["db"])])
-        let removed = try stores.first.recordRegistryChange(saving: [], removing: [instance.name])
+        let removed = try await stores.first.recordRegistryChange(saving: [], removing: [instance.name])
         #expect(removed > saved)
         #expect(try stores.first.registrations().isEmpty)
-        #expect(try stores.first.bumpVersion() > removed)
+        #expect(try await stores.first.bumpVersion() > removed)
     }
 
     /// etcd alone: a registration's leases are renewed by a heartbeat to any replica; without
@@ -147,25 +147,25 @@ import Testing
         let log = ChangeLog()
         stores.second.observeChanges { change in log.append(change) }
         let instance = Instance(service: "payments", address: "127.0.0.1", port: 16006)
-        _ = try stores.first.recordRegistryChange(saving: [Registration(instance: instance, dependencies: nil)], removing: [])
+        _ = try await stores.first.recordRegistryChange(saving: [Registration(instance: instance, dependencies: nil)], removing: [])
         #expect(await eventually { (try? stores.second.registrations())?.first?.instance.health == .healthy })
         // Renewed through the other replica for longer than TTL + grace: still there, healthy.
         let renewUntil = ContinuousClock.now + .milliseconds(3500)
         while ContinuousClock.now < renewUntil {
-            #expect(try stores.second.keepAlive(registration: instance.name))
+            #expect(try await stores.second.keepAlive(registration: instance.name))
             try await Task.sleep(for: .milliseconds(300))
         }
         #expect(try stores.first.registrations().first?.instance.health == .healthy)
         // No heartbeats: unhealthy for both after the TTL, then healthy again on a heartbeat.
         #expect(await eventually(timeout: .seconds(10)) { log.unhealthy.contains(instance.name) })
         #expect(await eventually { (try? stores.first.registrations())?.first?.instance.health == .unhealthy })
-        #expect(try stores.first.keepAlive(registration: instance.name))
+        #expect(try await stores.first.keepAlive(registration: instance.name))
         #expect(await eventually { log.healthy.contains(instance.name) })
         #expect(await eventually { (try? stores.second.registrations())?.first?.instance.health == .healthy })
         // Silence again: removed after TTL + grace, and reported.
         #expect(await eventually(timeout: .seconds(15)) { log.removed.contains(instance.name) })
         #expect(try stores.first.registrations().isEmpty)
-        #expect(try !stores.first.keepAlive(registration: instance.name))
+        #expect(try await stores.first.keepAlive(registration: instance.name) == false)
     }
 }
 
@@ -177,20 +177,20 @@ struct EtcdWatchLivenessTests {
         defer { cluster.stop() }
         let prefix = "/liveness-\(UUID().uuidString.prefix(8))"
         // A watches through member 0 (its first endpoint); B writes through members 1 and 2.
-        let watching = try EtcdResourceStore(
+        let watching = try await EtcdResourceStore(
             client: try EtcdClient(endpoints: try EtcdClient.parseEndpoints(cluster.endpoints)), prefix: prefix,
             livenessInterval: .milliseconds(300))
         defer { watching.stop() }
         let others = [cluster.endpoint(1), cluster.endpoint(2), cluster.endpoint(0)].joined(separator: ",")
-        let writing = try EtcdResourceStore(client: try EtcdClient(endpoints: try EtcdClient.parseEndpoints(others)), prefix: prefix)
+        let writing = try await EtcdResourceStore(client: try EtcdClient(endpoints: try EtcdClient.parseEndpoints(others)), prefix: prefix)
         defer { writing.stop() }
 
         cluster.pause(0)
         defer { cluster.pause(0, false) }
-        _ = try writing.apply([ResourceStoreContractTests.route("/while-paused")])
+        _ = try await writing.apply([ResourceStoreContractTests.route("/while-paused")])
         // Its stream is open but silent: the liveness check replaces it through a live member.
         #expect(await eventually(timeout: .seconds(20)) { (try? watching.get(kind: .route, name: "payments")) != nil })
-        _ = try writing.apply([ResourceStoreContractTests.route("/after")])
+        _ = try await writing.apply([ResourceStoreContractTests.route("/after")])
         #expect(await eventually(timeout: .seconds(5)) {
             (try? watching.get(kind: .route, name: "payments"))??.yaml.contains("/after") == true
         })
