@@ -4,48 +4,33 @@ import MeshTestSupport
 import SidecarCore
 import Testing
 
-/// The `ResourceStore` contract, run against both backends: SQLite, and etcd (a real
-/// one-member cluster; two store instances on one prefix stand for two replicas, as two
-/// SQLite stores on one file stand for two writers). What one does the other must do the same.
-@Suite(.serialized) struct ResourceStoreContractTests {
-    enum Backend: String, CaseIterable, CustomTestStringConvertible {
-        case sqlite, etcd
-        var testDescription: String { rawValue }
-    }
-
+/// The `ResourceStore` contract, run against both backends: SQLite, and etcd (one real
+/// one-member cluster for the suite, a fresh prefix per test; two store instances on one
+/// prefix stand for two replicas, as two SQLite stores on one file stand for two writers).
+/// What one does the other must do the same.
+@Suite(.serialized, .sharedEtcdCluster) struct ResourceStoreContractTests {
     /// Two stores over the same data, and what to clean up.
     final class Stores: @unchecked Sendable {
         let first: any ResourceStore
         let second: any ResourceStore
-        private let cleanup: () -> Void
+        private let directory = TemporaryDirectory()
 
-        init(_ backend: Backend, registrationTTL: Duration = .seconds(15), grace: Duration = .seconds(60)) async throws {
-            let directory = TemporaryDirectory()
-            switch backend {
-            case .sqlite:
-                first = try SQLiteResourceStore(path: directory.path + "/mesh.sqlite")
-                second = try SQLiteResourceStore(path: directory.path + "/mesh.sqlite")
-                cleanup = { directory.remove() }
-            case .etcd:
-                let cluster = try await EtcdCluster(size: 1)
-                let prefix = "/contract-\(UUID().uuidString.prefix(8))"
-                let client = try EtcdClient(endpoints: try EtcdClient.parseEndpoints(cluster.endpoints))
-                let a = try await EtcdResourceStore(client: client, prefix: prefix, registrationTTL: registrationTTL, registrationGrace: grace)
-                let b = try await EtcdResourceStore(client: client, prefix: prefix, registrationTTL: registrationTTL, registrationGrace: grace)
-                (first, second) = (a, b)
-                cleanup = {
-                    a.stop()
-                    b.stop()
-                    cluster.stop()
-                    directory.remove()
-                }
-            }
+        init(_ backend: StoreBackend, registrationTTL: Duration = .seconds(15), grace: Duration = .seconds(60)) async throws {
+            let prefix = StoreBackend.freshPrefix()
+            first = try await backend.makeStore(
+                in: directory, etcdPrefix: prefix, registrationTTL: registrationTTL, registrationGrace: grace)
+            second = try await backend.makeStore(
+                in: directory, etcdPrefix: prefix, registrationTTL: registrationTTL, registrationGrace: grace)
         }
 
-        func stop() { cleanup() }
+        func stop() {
+            StoreBackend.close(first)
+            StoreBackend.close(second)
+            directory.remove()
+        }
     }
 
-    static let backends: [Backend] = EtcdCluster.binary == nil ? [.sqlite] : Backend.allCases
+    static let backends = StoreBackend.available
 
     static func route(_ prefix: String, version: String? = nil) -> MeshResource {
         let yaml = (version.map { "resourceVersion: \"\($0)\"\n" } ?? "")
@@ -53,7 +38,7 @@ import Testing
         return try! MeshResourceDecoder.decodeDocuments(yaml: yaml)[0]
     }
 
-    @Test(arguments: backends) func applyStampsVersionsAndRefusesStaleOnesFromAnyWriter(_ backend: Backend) async throws {
+    @Test(arguments: backends) func applyStampsVersionsAndRefusesStaleOnesFromAnyWriter(_ backend: StoreBackend) async throws {
         let stores = try await Stores(backend)
         defer { stores.stop() }
         let (a, b) = (stores.first, stores.second)
@@ -97,7 +82,7 @@ import Testing
         #expect(try a.list(kind: .service).map(\.name) == ["b"])
     }
 
-    @Test(arguments: backends) func aOneUseTokenIsTakenOnceByConcurrentWriters(_ backend: Backend) async throws {
+    @Test(arguments: backends) func aOneUseTokenIsTakenOnceByConcurrentWriters(_ backend: StoreBackend) async throws {
         let stores = try await Stores(backend)
         defer { stores.stop() }
         let now = Int64(Date().timeIntervalSince1970)
@@ -122,7 +107,7 @@ import Testing
         await #expect(throws: StoreError.self) { try await stores.first.revokeJoinToken(id: "nope") }
     }
 
-    @Test(arguments: backends) func registrationsAreSavedAndRemovedAndMoveTheVersion(_ backend: Backend) async throws {
+    @Test(arguments: backends) func registrationsAreSavedAndRemovedAndMoveTheVersion(_ backend: StoreBackend) async throws {
         let stores = try await Stores(backend)
         defer { stores.stop() }
         let instance = Instance(service: "payments", address: "127.0.0.1", port: 16006, labels: ["version": "v1"])
@@ -169,9 +154,52 @@ import Testing
     }
 }
 
-/// etcd's watch when its member goes silent without closing the stream.
+/// etcd's watch when its member goes silent without closing the stream, and writers waiting
+/// on a silent etcd.
 @Suite(.serialized, .enabled(if: EtcdCluster.binary != nil, Comment(rawValue: EtcdCluster.missing)))
 struct EtcdWatchLivenessTests {
+    /// Writes to an etcd that answers nothing wait without holding a thread: with more of them
+    /// under way than the cooperative pool has threads, other tasks still run at once (a
+    /// write that blocked its thread until its timeout would stall them for seconds), and each
+    /// write fails as `unavailable` after its timeout, not one after the other.
+    @Test func writesWaitingOnASilentEtcdHoldNoThread() async throws {
+        let cluster = try await EtcdCluster(size: 1)
+        defer { cluster.stop() }
+        let store = try await EtcdResourceStore(
+            client: try EtcdClient(endpoints: try EtcdClient.parseEndpoints(cluster.endpoints), requestTimeout: .seconds(3)),
+            prefix: StoreBackend.freshPrefix())
+        defer { store.stop() }
+        cluster.pause(0)
+        defer { cluster.pause(0, false) }
+        let writers = 4 * ProcessInfo.processInfo.activeProcessorCount
+        let started = ContinuousClock.now
+        try await withThrowingTaskGroup(of: StoreError?.self) { group in
+            for index in 0..<writers {
+                group.addTask {
+                    do {
+                        _ = try await store.apply([ResourceStoreContractTests.route("/w\(index)")])
+                        return nil
+                    } catch let error as StoreError {
+                        return error
+                    }
+                }
+            }
+            // Give the writers time to be under way, then see that the pool still runs tasks.
+            try await Task.sleep(for: .milliseconds(300))
+            let asked = ContinuousClock.now
+            let answered = await Task.detached { ContinuousClock.now }.value
+            #expect(asked.duration(to: answered) < .seconds(1), "a task waited \(asked.duration(to: answered)) for a thread")
+            var failures = 0
+            for try await error in group {
+                guard case .unavailable? = error else { Issue.record("expected unavailable, got \(String(describing: error))"); continue }
+                failures += 1
+            }
+            #expect(failures == writers)
+        }
+        // Side by side, not in turn: all timed out within a few timeouts, not `writers` of them.
+        #expect(started.duration(to: .now) < .seconds(3 * 4), "\(started.duration(to: .now))")
+    }
+
     @Test func aWatchWhoseMemberStopsAnsweringIsReplacedAndMissesNothing() async throws {
         let cluster = try await EtcdCluster(size: 3)
         defer { cluster.stop() }
