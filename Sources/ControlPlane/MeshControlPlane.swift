@@ -210,14 +210,21 @@ public actor MeshControlPlane: SnapshotSource {
             // A reason is the sidecar's words: bounded, so `get proxies` stays readable.
             RegistryStateMachine.Rejection(version: $0, reason: String((request.rejectedReason ?? "").prefix(500)))
         }
-        switch registry.heartbeat(name: request.name, appliedVersion: applied, rejection: rejection, now: .now) {
+        switch registry.heartbeat(
+            name: request.name, appliedVersion: applied, rejection: rejection, certificateExpiresAt: request.certificateExpiresAt,
+            now: .now)
+        {
         case .unknownInstance:
             throw .notFound("instance \"\(request.name)\" is not registered; register again")
         case .accepted(let actions):
             try await carryOut(actions)
         }
         if let applied { acknowledged(applied, previous: entry.appliedVersion) }
-        if applied.map({ $0 != entry.appliedVersion }) == true || rejection != entry.rejection { changes.changed() }
+        if applied.map({ $0 != entry.appliedVersion }) == true || rejection != entry.rejection
+            || request.certificateExpiresAt.map({ $0 != entry.certificateExpiresAt }) == true
+        {
+            changes.changed()
+        }
     }
 
     public func deregister(_ request: APIMessages.DeregisterRequest, principal: Principal) async throws(ControlPlaneError) {
@@ -390,7 +397,8 @@ public actor MeshControlPlane: SnapshotSource {
                 appliedVersion: entry.appliedVersion.map(String.init), currentVersion: String(current),
                 lastSeenSecondsAgo: silence.inSeconds,
                 stale: (entry.appliedVersion ?? -1) < current,
-                rejectedVersion: entry.rejection.map { String($0.version) }, rejectedReason: entry.rejection?.reason)
+                rejectedVersion: entry.rejection.map { String($0.version) }, rejectedReason: entry.rejection?.reason,
+                certificateExpiresAt: entry.certificateExpiresAt)
         }
     }
 
