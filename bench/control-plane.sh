@@ -66,19 +66,23 @@ print(" ".join(str(s.getsockname()[1]) for s in ports))')"
             --initial-cluster-token "bench-$$" --log-level warn > "$OUT/etcd-e$i.log" 2>&1 &
         PIDS+=($!)
     done
-    for _ in $(seq 200); do curl -sf "http://127.0.0.1:${EPORTS[0]}/health" | grep -q '"true"' && break; sleep 0.1; done
+    for i in 0 1 2; do
+        for _ in $(seq 300); do curl -sf "http://127.0.0.1:${EPORTS[$i]}/health" | grep -q '"true"' && break; sleep 0.1; done
+    done
     STORE_ARGS=(--store etcd --etcd-endpoints "$ENDPOINTS" --etcd-prefix /bench)
 fi
 
 # Instances get a 1 h TTL: the bench sends no heartbeats, and a TTL expiry mid-run would bump
 # the version and wake the watchers on its own. Every watcher holds a connection: the server's
-# connection limit (default 1024) is raised to the largest watcher set plus the registering ones.
+# connection limit (default 1024) is raised to the largest watcher set plus the registering ones,
+# and the long-poll timeout to 10 min: with 30 s, thousands of watchers armed over seconds time
+# out and re-poll at different moments, and the server never holds all of them at once.
 MAX_CONNECTIONS=$(( $(tr ',' '\n' <<< "$WATCHERS" | sort -n | tail -1) + CONCURRENCY + 64 ))
 PORTS=()
 for r in $(seq 0 $((REPLICAS - 1))); do
     DATA="$OUT/data"; ((r == 0)) || DATA="$OUT/data-$r"
     "$BIN/control-plane" serve --data-dir "$DATA" --listen 127.0.0.1:0 --instance-ttl 1h --instance-grace 1h \
-        --max-connections "$MAX_CONNECTIONS" "${STORE_ARGS[@]}" \
+        --max-connections "$MAX_CONNECTIONS" --watch-timeout 10m "${STORE_ARGS[@]}" \
         > "$OUT/serve-$r.out" 2> "$OUT/serve-$r.err" &
     PIDS+=($!)
     ((r == 0)) && SERVER=$!
