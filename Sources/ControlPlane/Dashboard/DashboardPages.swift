@@ -107,9 +107,10 @@ enum DashboardPages {
 
     static func proxies(_ model: DashboardModel, now: Double = Date().timeIntervalSince1970) -> String {
         let rows = model.proxies.map { proxy -> [String] in
+            // Words to read, the exact time for machines (and as the element's title).
             let expiry = proxy.certificateExpiresAt.map { notAfter in
-                let (_, at) = DashboardMetrics.expiry(service: proxy.service, notAfter: Double(notAfter), now: now)
-                return HTML.escape("\(DashboardMetrics.timeLeft(until: Double(notAfter), now: now)) (\(at))")
+                let at = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(notAfter)))
+                return "<time datetime=\"\(at)\" title=\"\(at)\">\(HTML.escape(DashboardMetrics.timeLeft(until: Double(notAfter), now: now)))</time>"
             }
             let rejected = proxy.rejectedVersion.map { "version \(HTML.escape($0)): \(HTML.escape(proxy.rejectedReason ?? ""))" } ?? "none"
             return [
