@@ -168,12 +168,14 @@ let package = Package(
             dependencies: ["MeshFuzzTargets", "CLibFuzzer"],
             swiftSettings: warningsAsErrors
         ),
-        // Test-only helpers shared by both test targets: certificates minted at test time,
-        // in-memory channel pumping, free ports, child processes.
+        // Test-only helpers shared by the test targets: certificates minted at test time,
+        // in-memory channel pumping, free ports, child processes, a real etcd cluster.
         .target(
             name: "MeshTestSupport",
             dependencies: [
                 "SidecarCore",
+                // EtcdCluster's readiness probe is our etcd client.
+                "ControlPlane",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

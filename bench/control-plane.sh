@@ -10,6 +10,7 @@
 #   bench/control-plane.sh --store etcd             # REPLICAS=2 replicas over a 3-member etcd
 #                                                   # cluster started here (etcd-server); load
 #                                                   # spread over the replicas, applies to the first
+#   REGISTRATIONS=10000 WATCHERS=10000 ROUNDS=2 bench/control-plane.sh --store etcd   # 10,000 light sidecars
 set -euo pipefail
 
 STORE=${STORE:-sqlite}
@@ -65,16 +66,23 @@ print(" ".join(str(s.getsockname()[1]) for s in ports))')"
             --initial-cluster-token "bench-$$" --log-level warn > "$OUT/etcd-e$i.log" 2>&1 &
         PIDS+=($!)
     done
-    for _ in $(seq 200); do curl -sf "http://127.0.0.1:${EPORTS[0]}/health" | grep -q '"true"' && break; sleep 0.1; done
+    for i in 0 1 2; do
+        for _ in $(seq 300); do curl -sf "http://127.0.0.1:${EPORTS[$i]}/health" | grep -q '"true"' && break; sleep 0.1; done
+    done
     STORE_ARGS=(--store etcd --etcd-endpoints "$ENDPOINTS" --etcd-prefix /bench)
 fi
 
 # Instances get a 1 h TTL: the bench sends no heartbeats, and a TTL expiry mid-run would bump
-# the version and wake the watchers on its own.
+# the version and wake the watchers on its own. Every watcher holds a connection: the server's
+# connection limit (default 1024) is raised to the largest watcher set plus the registering ones,
+# and the long-poll timeout to 10 min: with 30 s, thousands of watchers armed over seconds time
+# out and re-poll at different moments, and the server never holds all of them at once.
+MAX_CONNECTIONS=$(( $(tr ',' '\n' <<< "$WATCHERS" | sort -n | tail -1) + CONCURRENCY + 64 ))
 PORTS=()
 for r in $(seq 0 $((REPLICAS - 1))); do
     DATA="$OUT/data"; ((r == 0)) || DATA="$OUT/data-$r"
-    "$BIN/control-plane" serve --data-dir "$DATA" --listen 127.0.0.1:0 --instance-ttl 1h --instance-grace 1h "${STORE_ARGS[@]}" \
+    "$BIN/control-plane" serve --data-dir "$DATA" --listen 127.0.0.1:0 --instance-ttl 1h --instance-grace 1h \
+        --max-connections "$MAX_CONNECTIONS" --watch-timeout 10m "${STORE_ARGS[@]}" \
         > "$OUT/serve-$r.out" 2> "$OUT/serve-$r.err" &
     PIDS+=($!)
     ((r == 0)) && SERVER=$!
@@ -131,13 +139,18 @@ for size in sizes:
     print(f"{'  apply request itself (ms)':<58}{med(w(size, 'apply_ms')):>10.1f}   {fmt(w(size, 'apply_ms'))}")
 idle, regfirst, regd = first("rss_idle_mib"), first("rss_registered_first_mib"), first("rss_registered_mib")
 wrow = next(r for r in rows if "rss_watchers_mib" in r); watch, nw = float(wrow["rss_watchers_mib"]), int(wrow["watchers"])
+# The load is spread evenly over the replicas; the RSS is the first replica's, so per-watcher
+# figures divide by the watchers that replica holds. Every replica knows every instance.
+held = nw / int(replicas)
+per_watcher = (watch - regd) / held
 print(f"{'RSS idle (MiB)':<58}{idle:>10.1f}")
 print(f"{'RSS with %d registered instances, first round (MiB)' % registrations:<58}{regfirst:>10.1f}   {(regfirst - idle) / registrations:.4f} MiB/instance")
 print(f"{'RSS after all registration rounds, %d registered (MiB)' % registrations:<58}{regd:>10.1f}")
-print(f"{'RSS with %d watchers connected and polling (MiB)' % nw:<58}{watch:>10.1f}   {(watch - regd) / nw:.4f} MiB/watcher")
+print(f"{'RSS with %d watchers connected and polling (MiB)' % nw:<58}{watch:>10.1f}   {per_watcher:.4f} MiB/watcher ({held:.0f} on this replica)")
+print(f"{'  per sidecar on this replica: its instance + its watcher (MB)':<58}{((regd - idle) / registrations + per_watcher) * 1.048576:>10.4f}")
 print(f"CPU over the run: server {cpu:.1f} s, mesh-bench client {sys.argv[7]} s; load average before {load0}, after {load1}")
 p99 = pct([x for xs in lat.get(max(sizes), {}).values() for x in xs], .99)
 print(f"targets: {max(sizes)} watchers p99 <= 250 ms: {'met' if p99 <= 250 else 'MISSED'} ({p99:.1f}); "
-      f"RSS <= 0.2 MB/watcher: {'met' if (watch - regd) / nw * 1.048576 <= 0.2 else 'MISSED'} ({(watch - regd) / nw * 1.048576:.3f} MB)")
+      f"RSS <= 0.2 MB/watcher: {'met' if per_watcher * 1.048576 <= 0.2 else 'MISSED'} ({per_watcher * 1.048576:.3f} MB)")
 print(f"raw: {out}/cp-load.out, {out}/latencies.tsv")
 EOF

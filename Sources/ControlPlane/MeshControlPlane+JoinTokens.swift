@@ -61,7 +61,9 @@ extension MeshControlPlane {
 
     /// Makes a token for `service` living `ttl` (default 24 h), exchangeable for at most `uses`
     /// certificates (nil: no limit). The secret is returned once and only its hash is stored.
-    public func createJoinToken(service: String, ttl: MeshDuration? = nil, uses: Int? = nil) throws(ControlPlaneError) -> APIMessages.TokenResponse {
+    public func createJoinToken(
+        service: String, ttl: MeshDuration? = nil, uses: Int? = nil
+    ) async throws(ControlPlaneError) -> APIMessages.TokenResponse {
         guard ServiceName.isValid(service) else {
             let shown = service.count > 64 ? "\"\(service.prefix(64))…\" (\(service.count) characters)" : "\"\(service)\""
             throw .invalid("service \(shown) is not a valid service name (\(ServiceName.rule))")
@@ -79,7 +81,7 @@ extension MeshControlPlane {
         let secret = DataDirectory.makeSecret()
         let token = JoinToken(
             secretHash: DataDirectory.hash(secret), service: service, expiresAt: Self.unixNow() + lifetime, usesLeft: uses)
-        do { try store.saveJoinToken(token) } catch { throw .store(error) }
+        do { try await store.saveJoinToken(token) } catch { throw .store(error) }
         return APIMessages.TokenResponse(
             token: secret, id: token.id, service: service, expiresAt: token.expiresAt, usesLeft: token.usesLeft)
     }
@@ -98,9 +100,9 @@ extension MeshControlPlane {
 
     /// Revokes a token at once: the next request presenting it gets 401. Certificates it was
     /// already exchanged for stay valid until they expire.
-    public func revokeJoinToken(id: String) throws(ControlPlaneError) -> APIMessages.TokenStatus {
+    public func revokeJoinToken(id: String) async throws(ControlPlaneError) -> APIMessages.TokenStatus {
         let token: JoinToken
-        do { token = try store.revokeJoinToken(id: id) } catch { throw .store(error) }
+        do { token = try await store.revokeJoinToken(id: id) } catch { throw .store(error) }
         return APIMessages.TokenStatus(
             id: token.id, service: token.service, expires: Self.rfc3339(token.expiresAt), usesLeft: token.usesLeft,
             state: token.state(now: Self.unixNow()).rawValue)
@@ -111,7 +113,9 @@ extension MeshControlPlane {
     /// Signs the CSR for the principal's service. With a join token, the certificate is handed
     /// out only once one of the token's uses has been taken (atomically, in the store); a CSR
     /// the CA refuses takes no use.
-    public func issueCertificate(csrPEM: String, principal: Principal) throws(ControlPlaneError) -> APIMessages.CertificateResponse {
+    public func issueCertificate(
+        csrPEM: String, principal: Principal
+    ) async throws(ControlPlaneError) -> APIMessages.CertificateResponse {
         let requester: CertificateAuthority.Requester
         switch principal {
         case .admin: requester = .admin
@@ -121,7 +125,7 @@ extension MeshControlPlane {
         do { issued = try authority.issue(csrPEM: csrPEM, for: requester) } catch { throw .certificate(error) }
         if case .joinToken(let id, _) = principal {
             let use: JoinTokenUse
-            do { use = try store.consumeJoinToken(id: id, now: Self.unixNow()) } catch { throw .store(error) }
+            do { use = try await store.consumeJoinToken(id: id, now: Self.unixNow()) } catch { throw .store(error) }
             switch use {
             case .consumed: break
             case .refused(let token, let state): throw Self.refusal(token, state)

@@ -5,9 +5,11 @@ import SidecarCore
 /// The control plane's state and every operation the API offers, independent of HTTP: the
 /// store, the registry of sidecar instances, the CA, join tokens, snapshots and watches.
 ///
-/// An actor so registry changes, version bumps and notifications happen in one order. Store
-/// calls are short synchronous SQLite transactions. Errors are `ControlPlaneError`s, in the
-/// control plane's terms; `APIRouter` alone turns them into statuses.
+/// An actor so registry changes and notifications happen in one order. Store writes are
+/// `async` (etcd round trips): the actor is free while one is under way, so concurrent
+/// registrations overlap their writes. The registry decides before a write is sent, and the
+/// version only moves forward (`notify`), whichever write returns first. Errors are
+/// `ControlPlaneError`s, in the control plane's terms; `APIRouter` alone turns them into statuses.
 ///
 /// Watches do not queue here to wait or to wake: `watch` passes through the actor once to
 /// authorize and acknowledge, then waits in the `SnapshotDistributor`, which asks this actor
@@ -43,8 +45,8 @@ public actor MeshControlPlane: SnapshotSource {
     private var leases: RegistryStateMachine
     nonisolated private let registrySettings: RegistryStateMachine.Settings
     private var pushTracker = PushTracker()
-    /// The store's version, kept here so reads need no SQLite query: this actor makes every
-    /// change to the store (`notify` records each new version).
+    /// The store's version, kept here so reads need no store query: this actor makes every
+    /// change to the store, or hears of it (`notify` records each new version, never an older one).
     private var version: Int64
 
     public init(
@@ -119,7 +121,7 @@ public actor MeshControlPlane: SnapshotSource {
     // MARK: Resources
 
     /// Decodes a YAML or JSON body and stores every resource in one transaction.
-    public func apply(body: String, json: Bool) throws(ControlPlaneError) -> [MeshResource] {
+    public func apply(body: String, json: Bool) async throws(ControlPlaneError) -> [MeshResource] {
         let resources: [MeshResource]
         do {
             resources = json ? try MeshResourceDecoder.decodeJSON(body) : try MeshResourceDecoder.decodeDocuments(yaml: body)
@@ -128,9 +130,8 @@ public actor MeshControlPlane: SnapshotSource {
         }
         guard !resources.isEmpty else { throw .invalid("the body holds no resources") }
         let stored: [MeshResource]
-        do { stored = try store.apply(resources) } catch { throw .store(error) }
-        let after = try storedVersion()
-        if after != version { notify(after) }
+        do { stored = try await store.apply(resources) } catch { throw .store(error) }
+        notify(try storedVersion())
         for resource in stored { Self.renewLease(resource, in: &leases, now: .now) }
         return stored
     }
@@ -146,8 +147,8 @@ public actor MeshControlPlane: SnapshotSource {
         return resource
     }
 
-    public func delete(kind: ResourceKind, name: String) throws(ControlPlaneError) {
-        do { try store.delete(kind: kind, name: name) } catch { throw .store(error) }
+    public func delete(kind: ResourceKind, name: String) async throws(ControlPlaneError) {
+        do { try await store.delete(kind: kind, name: name) } catch { throw .store(error) }
         if kind == .instance { _ = leases.deregister(name: name) }
         notify(try storedVersion())
     }
@@ -157,8 +158,11 @@ public actor MeshControlPlane: SnapshotSource {
     }
 
     /// The store moved to `version`: remember it, and let the watchers know (in this same
-    /// actor step, so a watch that comes after this change is compared with it).
+    /// actor step, so a watch that comes after this change is compared with it). A version at
+    /// or below the current one is old news (a write that returned after a later one, or its
+    /// echo from the store's watch): nothing moves back.
     private func notify(_ version: Int64) {
+        guard version > self.version else { return }
         self.version = version
         pushTracker.changed(version: version, at: .now)
         distributor.changed(version: version)
@@ -167,7 +171,9 @@ public actor MeshControlPlane: SnapshotSource {
 
     // MARK: Registry
 
-    public func register(_ request: APIMessages.RegisterRequest, principal: Principal) throws(ControlPlaneError) -> APIMessages.RegisterResponse {
+    public func register(
+        _ request: APIMessages.RegisterRequest, principal: Principal
+    ) async throws(ControlPlaneError) -> APIMessages.RegisterResponse {
         try authorize(principal, forService: request.service)
         guard (1...65535).contains(request.port) else { throw .invalid("port \(request.port) is out of range 1-65535") }
         guard case .success = HostPort.parse(HostPort(host: request.address, port: request.port).description) else {
@@ -179,13 +185,13 @@ public actor MeshControlPlane: SnapshotSource {
         }
         let instance = Instance(service: request.service, address: request.address, port: request.port, labels: request.labels ?? [:])
         let actions = registry.register(instance, dependencies: request.dependencies, now: .now)
-        try carryOut(actions)
+        try await carryOut(actions)
         return APIMessages.RegisterResponse(
             name: instance.name, version: String(version),
             ttlSeconds: registry.settings.ttl.inSeconds)
     }
 
-    public func heartbeat(_ request: APIMessages.HeartbeatRequest, principal: Principal) throws(ControlPlaneError) {
+    public func heartbeat(_ request: APIMessages.HeartbeatRequest, principal: Principal) async throws(ControlPlaneError) {
         guard let entry = registry.entries[request.name] else {
             throw .notFound("instance \"\(request.name)\" is not registered (expired or never registered); register again")
         }
@@ -193,7 +199,7 @@ public actor MeshControlPlane: SnapshotSource {
         if store.expiresRegistrations {
             // The registration's lease in the store is what keeps it: whichever replica took it.
             let alive: Bool
-            do { alive = try store.keepAlive(registration: request.name) } catch { throw .store(error) }
+            do { alive = try await store.keepAlive(registration: request.name) } catch { throw .store(error) }
             guard alive else {
                 _ = registry.deregister(name: request.name)
                 throw .notFound("instance \"\(request.name)\" is not registered (its lease expired); register again")
@@ -204,31 +210,38 @@ public actor MeshControlPlane: SnapshotSource {
             // A reason is the sidecar's words: bounded, so `get proxies` stays readable.
             RegistryStateMachine.Rejection(version: $0, reason: String((request.rejectedReason ?? "").prefix(500)))
         }
-        switch registry.heartbeat(name: request.name, appliedVersion: applied, rejection: rejection, now: .now) {
+        switch registry.heartbeat(
+            name: request.name, appliedVersion: applied, rejection: rejection, certificateExpiresAt: request.certificateExpiresAt,
+            now: .now)
+        {
         case .unknownInstance:
             throw .notFound("instance \"\(request.name)\" is not registered; register again")
         case .accepted(let actions):
-            try carryOut(actions)
+            try await carryOut(actions)
         }
         if let applied { acknowledged(applied, previous: entry.appliedVersion) }
-        if applied.map({ $0 != entry.appliedVersion }) == true || rejection != entry.rejection { changes.changed() }
+        if applied.map({ $0 != entry.appliedVersion }) == true || rejection != entry.rejection
+            || request.certificateExpiresAt.map({ $0 != entry.certificateExpiresAt }) == true
+        {
+            changes.changed()
+        }
     }
 
-    public func deregister(_ request: APIMessages.DeregisterRequest, principal: Principal) throws(ControlPlaneError) {
+    public func deregister(_ request: APIMessages.DeregisterRequest, principal: Principal) async throws(ControlPlaneError) {
         guard let entry = registry.entries[request.name] else {
             throw .notFound("instance \"\(request.name)\" is not registered")
         }
         try authorize(principal, forService: entry.instance.service)
-        try carryOut(registry.deregister(name: request.name))
+        try await carryOut(registry.deregister(name: request.name))
     }
 
     /// Runs the TTL rules; the registry clock calls it, tests may too.
-    public func tick(now: ContinuousClock.Instant) {
+    public func tick(now: ContinuousClock.Instant) async {
         // A store that expires registrations itself (etcd leases) removes them for every
         // replica at once; a replica's own clock must not, since heartbeats may go elsewhere.
-        if !store.expiresRegistrations { try? carryOut(registry.tick(now: now)) }
+        if !store.expiresRegistrations { try? await carryOut(registry.tick(now: now)) }
         for action in leases.tick(now: now) {
-            try? expireLease(action)
+            try? await expireLease(action)
         }
     }
 
@@ -243,14 +256,14 @@ public actor MeshControlPlane: SnapshotSource {
     }
 
     /// A lapsed lease marks the stored Instance unhealthy; after the grace it is deleted.
-    private func expireLease(_ action: RegistryStateMachine.Action) throws(ControlPlaneError) {
+    private func expireLease(_ action: RegistryStateMachine.Action) async throws(ControlPlaneError) {
         switch action {
         case .becameUnhealthy(let name):
             guard case .instance(var instance)? = try? store.get(kind: .instance, name: name) else { return }
             instance.health = .unhealthy
-            do { _ = try store.apply([.instance(instance.withoutVersion)]) } catch { throw .store(error) }
+            do { _ = try await store.apply([.instance(instance.withoutVersion)]) } catch { throw .store(error) }
         case .removed(let name):
-            do { try store.delete(kind: .instance, name: name) } catch { return }
+            do { try await store.delete(kind: .instance, name: name) } catch { return }
         case .added, .becameHealthy:
             return
         }
@@ -262,7 +275,7 @@ public actor MeshControlPlane: SnapshotSource {
         metrics.observePush(seconds: elapsed.inSeconds)
     }
 
-    private func carryOut(_ actions: [RegistryStateMachine.Action]) throws(ControlPlaneError) {
+    private func carryOut(_ actions: [RegistryStateMachine.Action]) async throws(ControlPlaneError) {
         guard !actions.isEmpty else { return }
         var saving: [Registration] = []
         var removing: [String] = []
@@ -279,7 +292,7 @@ public actor MeshControlPlane: SnapshotSource {
             }
         }
         let version: Int64
-        do { version = try store.recordRegistryChange(saving: saving, removing: removing) } catch { throw .store(error) }
+        do { version = try await store.recordRegistryChange(saving: saving, removing: removing) } catch { throw .store(error) }
         notify(version)
     }
 
@@ -384,7 +397,8 @@ public actor MeshControlPlane: SnapshotSource {
                 appliedVersion: entry.appliedVersion.map(String.init), currentVersion: String(current),
                 lastSeenSecondsAgo: silence.inSeconds,
                 stale: (entry.appliedVersion ?? -1) < current,
-                rejectedVersion: entry.rejection.map { String($0.version) }, rejectedReason: entry.rejection?.reason)
+                rejectedVersion: entry.rejection.map { String($0.version) }, rejectedReason: entry.rejection?.reason,
+                certificateExpiresAt: entry.certificateExpiresAt)
         }
     }
 

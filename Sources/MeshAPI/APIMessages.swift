@@ -124,12 +124,20 @@ public enum APIMessages {
         /// why; absent when it applied the newest one it received.
         public var rejectedVersion: String?
         public var rejectedReason: String?
+        /// The notAfter of the certificate the sidecar serves with (Unix seconds), so the
+        /// control plane knows every proxy's expiry without Prometheus; absent from sidecars
+        /// older than this field (their heartbeats are accepted as before).
+        public var certificateExpiresAt: Int64?
 
-        public init(name: String, version: String? = nil, rejectedVersion: String? = nil, rejectedReason: String? = nil) {
+        public init(
+            name: String, version: String? = nil, rejectedVersion: String? = nil, rejectedReason: String? = nil,
+            certificateExpiresAt: Int64? = nil
+        ) {
             self.name = name
             self.version = version
             self.rejectedVersion = rejectedVersion
             self.rejectedReason = rejectedReason
+            self.certificateExpiresAt = certificateExpiresAt
         }
     }
 
@@ -151,12 +159,16 @@ public enum APIMessages {
         /// The newest snapshot version the proxy refused, and why (from its heartbeat).
         public var rejectedVersion: String?
         public var rejectedReason: String?
+        /// The notAfter of the proxy's certificate (Unix seconds), from its last heartbeat;
+        /// nil until it sent one carrying it.
+        public var certificateExpiresAt: Int64?
 
         public init(
             name: String, service: String, address: String, port: Int, health: String, appliedVersion: String? = nil,
             currentVersion: String, lastSeenSecondsAgo: Double, stale: Bool, rejectedVersion: String? = nil,
-            rejectedReason: String? = nil
+            rejectedReason: String? = nil, certificateExpiresAt: Int64? = nil
         ) {
+            self.certificateExpiresAt = certificateExpiresAt
             self.rejectedVersion = rejectedVersion
             self.rejectedReason = rejectedReason
             self.name = name

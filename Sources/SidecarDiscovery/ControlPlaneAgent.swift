@@ -73,7 +73,8 @@ actor ControlPlaneAgent: Service {
             do {
                 if let name = instanceName {
                     try await api.heartbeat(
-                        name: name, appliedVersion: session.follow.appliedVersion, rejection: session.follow.rejection)
+                        name: name, appliedVersion: session.follow.appliedVersion, rejection: session.follow.rejection,
+                        certificateExpiresAt: session.certificate.expiresAt)
                 } else {
                     let registered = try await api.register(await registration())
                     instanceName = registered.name

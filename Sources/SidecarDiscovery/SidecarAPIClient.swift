@@ -43,10 +43,13 @@ struct SidecarAPIClient: Sendable {
     }
 
     /// Reports the version applied and, when the newest one was refused, its version and reason.
-    func heartbeat(name: String, appliedVersion: Int64?, rejection: SnapshotRejection? = nil) async throws(ControlPlaneCallError) {
+    func heartbeat(
+        name: String, appliedVersion: Int64?, rejection: SnapshotRejection? = nil, certificateExpiresAt: Int64? = nil
+    ) async throws(ControlPlaneCallError) {
         let request = APIMessages.HeartbeatRequest(
             name: name, version: appliedVersion.map(String.init),
-            rejectedVersion: rejection.map { String($0.version) }, rejectedReason: rejection?.reason)
+            rejectedVersion: rejection.map { String($0.version) }, rejectedReason: rejection?.reason,
+            certificateExpiresAt: certificateExpiresAt)
         let _: Acknowledgement = try await call(.POST, "/v1/heartbeat", request, expect: 200)
     }
 

@@ -14,13 +14,14 @@ enum ResourceTable {
     }
 
     static func proxies(_ proxies: [APIMessages.ProxyStatus]) -> String {
-        var rows = [["NAME", "SERVICE", "ADDRESS", "HEALTH", "APPLIED", "CURRENT", "LAST SEEN", "STALE", "REJECTED"]]
+        var rows = [["NAME", "SERVICE", "ADDRESS", "HEALTH", "APPLIED", "CURRENT", "LAST SEEN", "STALE", "CERT EXPIRES", "REJECTED"]]
         for proxy in proxies {
             // The refused version and the sidecar's reason, last: the one column that may run long.
             let rejected = proxy.rejectedVersion.map { "\($0): \(proxy.rejectedReason ?? "")" } ?? "-"
             rows.append([
                 proxy.name, proxy.service, "\(proxy.address):\(proxy.port)", proxy.health, proxy.appliedVersion ?? "-",
-                proxy.currentVersion, "\(Int(proxy.lastSeenSecondsAgo.rounded()))s ago", proxy.stale ? "yes" : "no", rejected,
+                proxy.currentVersion, "\(Int(proxy.lastSeenSecondsAgo.rounded()))s ago", proxy.stale ? "yes" : "no",
+                proxy.certificateExpiresAt.map(TokenTable.rfc3339) ?? "-", rejected,
             ])
         }
         return render(rows)

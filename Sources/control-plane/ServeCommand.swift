@@ -121,7 +121,7 @@ struct ServeCommand: AsyncParsableCommand {
             // Everything this process creates (keys, token, database) is private to its user.
             umask(0o077)
             let directory = DataDirectory(path: URL(fileURLWithPath: dataDir).standardizedFileURL.path)
-            let opened = try openStore(directory: directory, registrationTTL: ttl, registrationGrace: grace)
+            let opened = try await openStore(directory: directory, registrationTTL: ttl, registrationGrace: grace)
             var loaded = opened.loaded
             let resourceStore = opened.store
             loaded.authority = loaded.authority.withLeafLifetime(
@@ -163,7 +163,7 @@ struct ServeCommand: AsyncParsableCommand {
     /// operator CLI on this machine.
     private func openStore(
         directory: DataDirectory, registrationTTL: Duration, registrationGrace: Duration
-    ) throws -> (store: any ResourceStore, loaded: DataDirectory.Loaded, description: String) {
+    ) async throws -> (store: any ResourceStore, loaded: DataDirectory.Loaded, description: String) {
         guard store == "etcd", let etcdEndpoints else {
             let loaded = try directory.loadOrCreate(trustDomain: trustDomain)
             return (try SQLiteResourceStore(path: directory.storePath), loaded, "sqlite \(directory.storePath)")
@@ -179,12 +179,12 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let etcdStore: EtcdResourceStore
         do {
-            etcdStore = try EtcdResourceStore(
+            etcdStore = try await EtcdResourceStore(
                 client: client, prefix: etcdPrefix, registrationTTL: registrationTTL, registrationGrace: registrationGrace)
         } catch {
             throw CLIFailure("cannot read the store from etcd: \(error)")
         }
-        let loaded = try etcdStore.loadOrCreateAuthority(trustDomain: trustDomain)
+        let loaded = try await etcdStore.loadOrCreateAuthority(trustDomain: trustDomain)
         try directory.saveForOperators(rootPEM: loaded.authority.rootPEM, adminToken: loaded.adminToken)
         return (etcdStore, loaded, "etcd \(client.endpointList) prefix \(etcdStore.prefix)")
     }

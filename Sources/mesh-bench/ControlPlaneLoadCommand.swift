@@ -138,7 +138,9 @@ struct ControlPlaneLoadCommand: AsyncParsableCommand {
                     print("rss_watchers_mib=\(format(residentMiB(pid: serverPid))) watchers=\(size)")
                 }
                 let started = clock.start()
-                let applied = try await admin.request(
+                // On a connection made for the watch phase: the setup one may have sat idle
+                // through long registration rounds past the server's idle timeout.
+                let applied = try await admins[0].request(
                     .POST, "/v1/apply", token: adminToken, body: Self.route(prefix: "/r\(round)"), contentType: "application/yaml"
                 ).get()
                 try expect(applied, 200, "apply")
@@ -199,8 +201,11 @@ struct ControlPlaneLoadCommand: AsyncParsableCommand {
                     APIConnection.connect(to: addresses[(index + offset) % addresses.count], context: context, on: group.next())
                 }, on: group.next()
             ).get()
+            // A request completes each handshake: the sign-in page needs no token and costs the
+            // server nothing (`/metrics` is computed over every instance: with 10,000 registered,
+            // connecting at its pace let the first connections reach the server's idle timeout).
             for connection in opened {
-                _ = try await connection.request(.GET, "/metrics", token: nil).get()  // needs no token (any other route does)
+                _ = try await connection.request(.GET, "/ui/login", token: nil).get()
             }
             connections += opened
             index += batch

@@ -5,9 +5,9 @@ import SidecarCore
 import Testing
 
 /// Routes in memory: authentication, who may read which snapshot, watches, metrics.
-@Suite struct APIRouterTests {
-    @Test func missingOrWrongTokenIs401ExceptMetrics() async throws {
-        let fixture = try ControlPlaneFixture()
+@Suite(.sharedEtcdCluster) struct APIRouterTests {
+    @Test(arguments: StoreBackend.available) func missingOrWrongTokenIs401ExceptMetrics(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let missing = await fixture.request("GET", "/v1/resources/routes", token: nil)
         #expect(missing.status == 401)
@@ -22,26 +22,26 @@ import Testing
         #expect(metrics.body.contains(#"control_plane_api_requests_total{route="/v1/apply",code="401"} 1"#))
     }
 
-    @Test func joinTokenCannotUseAdminRoutes() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func joinTokenCannotUseAdminRoutes(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let token = try await fixture.controlPlane.createJoinToken(service: "web", ttl: nil).token
         let response = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: x\n", token: token)
         #expect(response.status == 403)
     }
 
-    @Test func expiredJoinTokenIs401() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func expiredJoinTokenIs401(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let secret = "expired-secret"
-        try fixture.store.saveJoinToken(JoinToken(secretHash: DataDirectory.hash(secret), service: "web", expiresAt: 1))
+        try await fixture.store.saveJoinToken(JoinToken(secretHash: DataDirectory.hash(secret), service: "web", expiresAt: 1))
         let response = await fixture.request("GET", "/v1/snapshot/web", token: secret)
         #expect(response.status == 401)
         #expect(response.body.contains("expired"))
     }
 
-    @Test func sidecarReadsOnlyItsOwnSnapshot() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func sidecarReadsOnlyItsOwnSnapshot(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let token = try await fixture.controlPlane.createJoinToken(service: "web", ttl: nil).token
         #expect(await fixture.request("GET", "/v1/snapshot/web", token: token).status == 200)
@@ -51,42 +51,47 @@ import Testing
         #expect(await fixture.request("GET", "/v1/snapshot/web", token: nil, peer: SPIFFEID("spiffe://other.td/service/web")).status == 401)
     }
 
-    @Test func watchReturnsAtOnceWhenBehindAndOnChange() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func watchReturnsAtOnceWhenBehindAndOnChange(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         _ = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: payments\n")
-        let behind = await fixture.request("GET", "/v1/snapshot/web?version=0")
+        let first = fixture.version
+        #expect(first != String(fixture.initialVersion))
+        let behind = await fixture.request("GET", "/v1/snapshot/web?version=\(fixture.initialVersion)")
         #expect(behind.status == 200)
-        #expect(jsonObject(behind.body)["version"] as? String == "1")
+        #expect(jsonObject(behind.body)["version"] as? String == first)
 
-        async let watched = fixture.request("GET", "/v1/snapshot/web?version=1")
+        async let watched = fixture.request("GET", "/v1/snapshot/web?version=\(first)")
         #expect(await eventuallyWatching(fixture))
         let started = ContinuousClock.now
         _ = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: payments\nport: 80\n")
         let response = await watched
         #expect(response.status == 200)
-        #expect(jsonObject(response.body)["version"] as? String == "2")
+        #expect(jsonObject(response.body)["version"] as? String == fixture.version && fixture.version != first)
         // Well under the 30 s long-poll timeout: the change woke it (slack for a loaded machine).
         #expect(started.duration(to: .now) < .seconds(10))
     }
 
-    @Test func aThousandWatchersEachGetTheChangeOnceWithTheSameBytes() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func aThousandWatchersEachGetTheChangeOnceWithTheSameBytes(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         _ = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: payments\n")
+        let first = fixture.version
         let services = ["web", "orders", "ledger"]
         try await withThrowingTaskGroup(of: (String, APIResponse).self) { group in
             for index in 0..<1000 {
                 let service = services[index % services.count]
-                group.addTask { (service, await fixture.request("GET", "/v1/snapshot/\(service)?version=1")) }
+                group.addTask { (service, await fixture.request("GET", "/v1/snapshot/\(service)?version=\(first)")) }
             }
             #expect(await eventually { fixture.controlPlane.metrics.watchers == 1000 })
             _ = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: payments\nport: 80\n")
+            let second = fixture.version
+            #expect(second != first)
             var bodies: [String: Set<String>] = [:]
             var answered = 0
             for try await (service, response) in group {
                 #expect(response.status == 200)
-                #expect(jsonObject(response.body)["version"] as? String == "2")
+                #expect(jsonObject(response.body)["version"] as? String == second)
                 bodies[service, default: []].insert(response.body)
                 answered += 1
             }
@@ -96,15 +101,15 @@ import Testing
         #expect(fixture.controlPlane.metrics.watchers == 0)
     }
 
-    @Test func watchTimesOutWith304() async throws {
-        let fixture = try ControlPlaneFixture(watchTimeout: .milliseconds(100))
+    @Test(arguments: StoreBackend.available) func watchTimesOutWith304(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend, watchTimeout: .milliseconds(100))
         defer { fixture.remove() }
-        let response = await fixture.request("GET", "/v1/snapshot/web?version=0")
+        let response = await fixture.request("GET", "/v1/snapshot/web?version=\(fixture.initialVersion)")
         #expect(response.status == 304)
     }
 
-    @Test func registrationChangesTheVersionAndTheSnapshot() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func registrationChangesTheVersionAndTheSnapshot(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let token = try await fixture.controlPlane.createJoinToken(service: "payments", ttl: nil).token
         let register = #"{"service":"payments","address":"127.0.0.1","port":16006,"labels":{"version":"v1"}}"#
@@ -128,8 +133,8 @@ import Testing
         #expect(unknown.status == 404)
     }
 
-    @Test func malformedJSONBodiesAreClientErrors() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func malformedJSONBodiesAreClientErrors(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         #expect(await fixture.request("POST", "/v1/register", body: "{").status == 400)
         let missing = await fixture.request("POST", "/v1/register", body: #"{"service":"web"}"#)
@@ -151,9 +156,9 @@ import Testing
 }
 
 /// `control_plane_push_duration_seconds` measures change -> acknowledgement by a sidecar.
-@Suite struct PushMetricTests {
-    @Test func heartbeatReportingANewVersionObservesOnePush() async throws {
-        let fixture = try ControlPlaneFixture()
+@Suite(.sharedEtcdCluster) struct PushMetricTests {
+    @Test(arguments: StoreBackend.available) func heartbeatReportingANewVersionObservesOnePush(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let token = try await fixture.controlPlane.createJoinToken(service: "web", ttl: nil).token
         let registered = await fixture.request(
@@ -164,7 +169,8 @@ import Testing
         _ = await fixture.request("POST", "/v1/heartbeat", body: #"{"name":"\#(name)","version":"\#(version)"}"#, token: token)
         #expect(fixture.controlPlane.metrics.pushCount == 0)
         _ = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: payments\n")
-        let next = String(Int(version)! + 1)
+        let next = fixture.version
+        #expect(Int(next)! > Int(version)!)
         _ = await fixture.request("POST", "/v1/heartbeat", body: #"{"name":"\#(name)","version":"\#(next)"}"#, token: token)
         #expect(fixture.controlPlane.metrics.pushCount == 1)
         // The same version again is not a second push.

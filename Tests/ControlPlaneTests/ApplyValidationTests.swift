@@ -1,4 +1,5 @@
 import ControlPlane
+import MeshTestSupport
 import MeshAPI
 import Foundation
 import SidecarCore
@@ -6,7 +7,7 @@ import Testing
 
 /// Operator input through `POST /v1/apply`: validation errors name document, field and line;
 /// a multi-document apply is all or nothing.
-@Suite struct ApplyValidationTests {
+@Suite(.sharedEtcdCluster) struct ApplyValidationTests {
     static let route = """
         kind: Route
         service: payments
@@ -16,8 +17,8 @@ import Testing
             backends: [ { subset: { version: v1 }, weight: 100 } ]
         """
 
-    @Test func invalidFieldIs422NamingDocumentFieldAndLine() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func invalidFieldIs422NamingDocumentFieldAndLine(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let body = Self.route + "\n---\nkind: Route\nservice: web\nrules:\n  - match: { pathPrefix: / }\n    timeout: 2x\n"
         let response = await fixture.request("POST", "/v1/apply", body: body)
@@ -28,11 +29,11 @@ import Testing
         #expect(message.contains("rules[0].timeout"), "\(message)")
         // All or nothing: the valid first document was not stored either.
         #expect(try fixture.store.list(kind: nil).isEmpty)
-        #expect(try fixture.store.currentVersion() == 0)
+        #expect(try fixture.store.currentVersion() == fixture.initialVersion)
     }
 
-    @Test func yamlSyntaxErrorIs400WithLine() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func yamlSyntaxErrorIs400WithLine(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let response = await fixture.request("POST", "/v1/apply", body: "kind: Route\nservice: [payments\nrules: []\n")
         #expect(response.status == 400)
@@ -40,16 +41,16 @@ import Testing
         #expect(message.contains("invalid YAML") && message.contains("line"), "\(message)")
     }
 
-    @Test func unknownKindIsRefusedWithItsName() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func unknownKindIsRefusedWithItsName(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let response = await fixture.request("POST", "/v1/apply", body: "kind: Gateway\nname: x\n")
         #expect(response.status == 422)
         #expect(response.body.contains("Gateway"), "\(response.body)")
     }
 
-    @Test func jsonBodyIsAccepted() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func jsonBodyIsAccepted(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let response = await fixture.request(
             "POST", "/v1/apply", body: #"[{"kind":"Service","name":"payments"},{"kind":"Service","name":"web"}]"#,
@@ -58,15 +59,15 @@ import Testing
         #expect(try fixture.store.list(kind: .service).map(\.name) == ["payments", "web"])
     }
 
-    @Test func appliedResourcesComeBackWithVersions() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func appliedResourcesComeBackWithVersions(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let applied = await fixture.request("POST", "/v1/apply", body: Self.route)
         #expect(applied.status == 200, "\(applied.body)")
         let got = await fixture.request("GET", "/v1/resources/routes/payments")
         #expect(got.status == 200)
         let resource = try MeshResourceDecoder.decodeJSON(got.body)
-        #expect(resource.first?.resourceVersion == "1")
+        #expect(resource.first?.resourceVersion == fixture.version)
         #expect(resource.first?.service == "payments")
         let missing = await fixture.request("GET", "/v1/resources/route/nothing")
         #expect(missing.status == 404)
@@ -75,12 +76,13 @@ import Testing
         #expect(badKind.body.contains("unknown kind"))
     }
 
-    @Test func staleResourceVersionIs409AndRollsBackTheWholeApply() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func staleResourceVersionIs409AndRollsBackTheWholeApply(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         _ = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: payments\n")
+        let first = fixture.version
         _ = await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: payments\nport: 80\n")
-        let stale = "kind: Service\nname: web\n---\nkind: Service\nname: payments\nport: 81\nresourceVersion: \"1\"\n"
+        let stale = "kind: Service\nname: web\n---\nkind: Service\nname: payments\nport: 81\nresourceVersion: \"\(first)\"\n"
         let response = await fixture.request("POST", "/v1/apply", body: stale)
         #expect(response.status == 409)
         let message = jsonObject(response.body)["error"] as? String ?? ""
@@ -91,8 +93,8 @@ import Testing
         #expect(overwrite.status == 200)
     }
 
-    @Test func oversizedOrEmptyInputIsRefused() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func oversizedOrEmptyInputIsRefused(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let empty = await fixture.request("POST", "/v1/apply", body: "---\n")
         #expect(empty.status == 400)
@@ -111,7 +113,7 @@ import Testing
         let oversized = try await admin.send(.POST, "/v1/apply", body: document(bytes: (1 << 20) + 1))
         #expect(oversized.status == 413, "\(oversized.body)")
         #expect(try fixture.store.list(kind: nil).isEmpty, "nothing stored")
-        #expect(try fixture.store.currentVersion() == 0)
+        #expect(try fixture.store.currentVersion() == fixture.initialVersion)
         // At the limit it is accepted: the limit is the size, not something else about the body.
         let atLimit = try await admin.send(.POST, "/v1/apply", body: document(bytes: 1 << 20))
         #expect(atLimit.status == 200, "\(atLimit.body)")

@@ -1,13 +1,14 @@
 import ControlPlane
+import MeshTestSupport
 import MeshAPI
 import SidecarCore
 import Testing
 
 /// `MeshControlPlane` refuses in its own terms (`ControlPlaneError`, no status), and the API
 /// answers each refusal with the status and message `APIError` gives it.
-@Suite struct ControlPlaneErrorTests {
-    @Test func theControlPlaneThrowsDomainErrors() async throws {
-        let fixture = try ControlPlaneFixture()
+@Suite(.sharedEtcdCluster) struct ControlPlaneErrorTests {
+    @Test(arguments: StoreBackend.available) func theControlPlaneThrowsDomainErrors(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let controlPlane = fixture.controlPlane
 

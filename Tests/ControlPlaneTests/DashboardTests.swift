@@ -1,4 +1,5 @@
 import ControlPlane
+import MeshTestSupport
 import Foundation
 import MeshAPI
 import SidecarCore
@@ -6,7 +7,7 @@ import Testing
 
 /// The dashboard through the router in memory: session rules, sign-in and sign-out, security
 /// headers, escaping, and the change feed its live pages wait on.
-@Suite struct DashboardTests {
+@Suite(.sharedEtcdCluster) struct DashboardTests {
     func page(_ fixture: ControlPlaneFixture, _ method: String, _ uri: String, cookie: String? = nil, body: String = "",
               headers extra: [(String, String)] = []) async -> APIResponse {
         var headers = extra
@@ -25,8 +26,8 @@ import Testing
         return String(cookie.split(separator: ";")[0])
     }
 
-    @Test func withoutASessionPagesRedirectAndDataIsRefused() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func withoutASessionPagesRedirectAndDataIsRefused(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         for path in ["/ui/", "/ui/proxies", "/ui/topology", "/ui/resources", "/ui/services/web", "/ui/unknown"] {
             let response = await page(fixture, "GET", path)
@@ -42,8 +43,8 @@ import Testing
         #expect(await page(fixture, "GET", "/ui/assets/dashboard.js").status == 200)
     }
 
-    @Test func signInSetsASecureCookieAndSignOutEndsIt() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func signInSetsASecureCookieAndSignOutEndsIt(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let wrong = await page(fixture, "POST", "/ui/login", body: "token=nope")
         #expect(wrong.status == 401 && header(wrong, "set-cookie") == nil && wrong.body.contains("not the admin token"))
@@ -64,8 +65,8 @@ import Testing
         #expect(await page(fixture, "GET", "/ui/", cookie: cookie).status == 303)
     }
 
-    @Test func pagesShowServicesHealthInWordsAndEscapeWhatTheyShow() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func pagesShowServicesHealthInWordsAndEscapeWhatTheyShow(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let applied = await fixture.request("POST", "/v1/apply", body: """
             kind: Instance
@@ -95,8 +96,8 @@ import Testing
         #expect(topology.body.contains("data-service=\"payments\""))
     }
 
-    @Test func theLivePollAnswersWhenTheMeshChanges() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func theLivePollAnswersWhenTheMeshChanges(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let cookie = try await signIn(fixture)
         let generation = fixture.controlPlane.changes.generation
@@ -114,6 +115,64 @@ import Testing
         #expect(await fixture.request("POST", "/v1/apply", body: "kind: Service\nname: web\n").status == 200)
         let answer = await waited
         #expect(answer.status == 200 && !answer.body.contains("\"\(generation)\""), "\(answer.body)")
+    }
+
+    /// A session is a token signed with a key from the admin token: another replica (another
+    /// `DashboardSessions` with the same admin token) accepts it; nothing else does.
+    @Test func aSessionIsASignedTokenEveryReplicaWithTheAdminTokenAccepts() {
+        let now: Int64 = 1_900_000_000
+        let a = DashboardSessions(secret: "admin-token", lifetime: .seconds(3600))
+        let b = DashboardSessions(secret: "admin-token", lifetime: .seconds(3600))
+        let token = a.create(now: now)
+        #expect(a.isValid(token, now: now) && b.isValid(token, now: now + 3599))
+        #expect(!b.isValid(token, now: now + 3600), "expired")
+        #expect(!DashboardSessions(secret: "another-token").isValid(token, now: now), "another admin token, another key")
+        // Tampering with any part breaks the signature: a later expiry, another id, another MAC.
+        let parts = token.split(separator: ".").map(String.init)
+        #expect(parts.count == 4)
+        for forged in [
+            [parts[0], String(now + 999_999), parts[2], parts[3]], [parts[0], parts[1], String(parts[2].reversed()), parts[3]],
+            [parts[0], parts[1], parts[2], String(parts[3].reversed())],
+        ] {
+            #expect(!b.isValid(forged.joined(separator: "."), now: now), "\(forged)")
+        }
+        for junk in [nil, "", "v1", "v1.1.2.3", "v2.\(parts[1...].joined(separator: "."))", String(repeating: "a", count: 500)] {
+            #expect(!b.isValid(junk, now: now))
+        }
+        // Two sessions are two tokens; signing one out leaves the other.
+        let other = a.create(now: now)
+        #expect(other != token)
+        a.end(token, now: now)
+        #expect(!a.isValid(token, now: now) && a.isValid(other, now: now))
+    }
+
+    /// Each heartbeat carries the sidecar's certificate notAfter; `/v1/proxies`, the proxies
+    /// page and the overview show it without Prometheus. An older sidecar's heartbeat without
+    /// the field is accepted and changes nothing about it.
+    @Test(arguments: StoreBackend.available) func certificateExpiryComesFromHeartbeats(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
+        defer { fixture.remove() }
+        let token = try await fixture.controlPlane.createJoinToken(service: "web").token
+        let registered = await fixture.request(
+            "POST", "/v1/register", body: #"{"service":"web","address":"127.0.0.1","port":15006}"#, token: token)
+        let name = try #require(jsonObject(registered.body)["name"] as? String)
+        let cookie = try await signIn(fixture)
+        #expect(await page(fixture, "GET", "/ui/", cookie: cookie).body.contains("no proxy has reported one yet"))
+
+        let notAfter = Int64(Date().timeIntervalSince1970) + 5 * 3600
+        let heartbeat = #"{"name":"\#(name)","certificateExpiresAt":\#(notAfter)}"#
+        #expect(await fixture.request("POST", "/v1/heartbeat", body: heartbeat, token: token).status == 200)
+        let old = #"{"name":"\#(name)","version":"\#(fixture.version)"}"#
+        #expect(await fixture.request("POST", "/v1/heartbeat", body: old, token: token).status == 200, "an old sidecar's heartbeat")
+
+        let proxies = await fixture.request("GET", "/v1/proxies")
+        #expect(proxies.body.contains(#""certificateExpiresAt":\#(notAfter)"#), "\(proxies.body)")
+        let at = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(notAfter)))
+        let proxiesPage = await page(fixture, "GET", "/ui/proxies", cookie: cookie)
+        #expect(proxiesPage.body.contains("Certificate expires") && proxiesPage.body.contains(at), "\(proxiesPage.body)")
+        let overview = await page(fixture, "GET", "/ui/", cookie: cookie).body
+        #expect(overview.contains("web in 4.") || overview.contains("web in 5.0 h"), "\(overview)")
+        #expect(overview.contains(at))
     }
 
     @Test func theChangeFeedTimesOutWithTheSameGeneration() async {

@@ -7,7 +7,7 @@ import Testing
 
 /// The token routes in memory: create with validated names, ttl and uses; list without
 /// secrets; revoke; a CSR takes a use; expired, revoked and used-up tokens get 401 saying which.
-@Suite struct JoinTokenRouteTests {
+@Suite(.sharedEtcdCluster) struct JoinTokenRouteTests {
     private func csrBody(_ service: String) throws -> String {
         let csr = try CertificateMinting.makeCSR(
             identity: SPIFFEID.service(service)!, keyPEM: CertificateMinting.makePrivateKeyPEM())
@@ -18,8 +18,8 @@ import Testing
         await fixture.request("POST", "/v1/tokens", body: body)
     }
 
-    @Test func serviceNamesTtlAndUsesAreValidated() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func serviceNamesTtlAndUsesAreValidated(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let slash = await create(fixture, #"{"service":"A/B"}"#)
         #expect(slash.status == 400)
@@ -34,8 +34,8 @@ import Testing
         #expect(try fixture.store.joinTokens().isEmpty)
     }
 
-    @Test func aTokenExpiresIn24HoursByDefaultAndTheStoreHasOnlyItsHash() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func aTokenExpiresIn24HoursByDefaultAndTheStoreHasOnlyItsHash(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let before = Int64(Date().timeIntervalSince1970)
         let created = await create(fixture, #"{"service":"web"}"#)
@@ -53,8 +53,8 @@ import Testing
         #expect(hour.usesLeft == 3)
     }
 
-    @Test func listShowsEveryTokenWithoutSecretsAndOnlyToTheAdmin() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func listShowsEveryTokenWithoutSecretsAndOnlyToTheAdmin(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let web = try await fixture.controlPlane.createJoinToken(service: "web", uses: 2)
         let payments = try await fixture.controlPlane.createJoinToken(service: "payments", ttl: .hours(1))
@@ -75,8 +75,8 @@ import Testing
         #expect(await fixture.request("DELETE", "/v1/tokens/\(web.id!)", token: web.token).status == 403)
     }
 
-    @Test func aRevokedTokenIsRefusedAtOnceSayingSo() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func aRevokedTokenIsRefusedAtOnceSayingSo(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let token = try await fixture.controlPlane.createJoinToken(service: "web")
         #expect(await fixture.request("GET", "/v1/snapshot/web", token: token.token).status == 200)
@@ -91,8 +91,8 @@ import Testing
         #expect(fixture.controlPlane.metrics.certificatesIssued == 0)
     }
 
-    @Test func eachCertificateTakesAUseAndAUsedUpTokenIsRefused() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func eachCertificateTakesAUseAndAUsedUpTokenIsRefused(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let token = try await fixture.controlPlane.createJoinToken(service: "web", uses: 1)
         // A CSR the CA refuses (another service) takes no use.
@@ -107,8 +107,8 @@ import Testing
         #expect(fixture.controlPlane.metrics.certificatesIssued == 1)
     }
 
-    @Test func twoConcurrentCSRsWithAOneUseTokenGetOneCertificate() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func twoConcurrentCSRsWithAOneUseTokenGetOneCertificate(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let token = try await fixture.controlPlane.createJoinToken(service: "web", uses: 1)
         let bodies = [try csrBody("web"), try csrBody("web")]
@@ -119,11 +119,11 @@ import Testing
         #expect(fixture.controlPlane.metrics.certificatesIssued == 1)
     }
 
-    @Test func anExpiredTokenIsRefusedSayingSo() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func anExpiredTokenIsRefusedSayingSo(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         let secret = "expired-secret"
-        try fixture.store.saveJoinToken(JoinToken(secretHash: DataDirectory.hash(secret), service: "web", expiresAt: 1))
+        try await fixture.store.saveJoinToken(JoinToken(secretHash: DataDirectory.hash(secret), service: "web", expiresAt: 1))
         let refused = await fixture.request("POST", "/v1/certificates", body: try csrBody("web"), token: secret)
         #expect(refused.status == 401)
         #expect(refused.body.contains("expired at 1970-01-01T00:00:01Z"), "\(refused.body)")
@@ -131,8 +131,8 @@ import Testing
 
     /// The router decides from the head alone: an unauthenticated or unroutable request is
     /// refused without its body being looked at.
-    @Test func admissionNeedsOnlyTheHead() async throws {
-        let fixture = try ControlPlaneFixture()
+    @Test(arguments: StoreBackend.available) func admissionNeedsOnlyTheHead(_ backend: StoreBackend) async throws {
+        let fixture = try await ControlPlaneFixture(backend)
         defer { fixture.remove() }
         func admit(_ method: String, _ uri: String, token: String?) -> APIRouter.Admission {
             let headers = token.map { [("Authorization", "Bearer \($0)")] } ?? []

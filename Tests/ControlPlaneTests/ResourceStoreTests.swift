@@ -9,7 +9,7 @@ import Testing
     let directory = TemporaryDirectory()
     var path: String { directory.path + "/mesh.sqlite" }
 
-    @Test func versionsAreGlobalAndMonotonic() throws {
+    @Test func versionsAreGlobalAndMonotonic() async throws {
         defer { directory.remove() }
         let store = try SQLiteResourceStore(path: path)
         let first = try store.apply([.service(MeshService(name: "a")), .service(MeshService(name: "b"))])
@@ -18,7 +18,7 @@ import Testing
         #expect(second.map(\.resourceVersion) == ["3"])
         try store.delete(kind: .service, name: "b")
         #expect(try store.currentVersion() == 4)
-        #expect(try store.bumpVersion() == 5)
+        #expect(try await store.bumpVersion() == 5)
     }
 
     @Test func unchangedResourceKeepsItsVersion() throws {

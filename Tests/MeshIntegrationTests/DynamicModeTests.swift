@@ -99,19 +99,26 @@ import Testing
             return response?.status == 403 && response?.headers["x-mesh-error"] == "forbidden"
         })
 
-        // Both proxies report the version they applied; neither is stale.
+        // Both proxies report the version they applied; neither is stale. Their heartbeats
+        // carry their certificates' expiry, which the control plane shows.
+        var listed: [[String: Any]] = []
         #expect(await eventually(timeout: .seconds(15)) {
             guard let proxies = try? await mesh.server.cli(["get", "proxies", "-o", "json"]), proxies.status == 0,
                 let list = try? JSONSerialization.jsonObject(with: Data(proxies.stdout.utf8)) as? [[String: Any]]
             else { return false }
+            listed = list
             let services = Set(list.compactMap { $0["service"] as? String })
             let current = list.allSatisfy { ($0["appliedVersion"] as? String) == ($0["currentVersion"] as? String) }
             return services == ["web", "payments"] && current && list.allSatisfy { ($0["stale"] as? Bool) == false }
+                && list.allSatisfy { $0["certificateExpiresAt"] is Int }
         })
         let metrics = try await curl(["http://127.0.0.1:\(web.admin)/metrics"])
         #expect(metricValue(metrics.body, "sidecar_control_plane_connected") == 1)
         #expect((metricValue(metrics.body, "sidecar_config_version") ?? 0) > 1)
-        #expect((metricValue(metrics.body, "sidecar_cert_expiry_timestamp_seconds") ?? 0) > Date().timeIntervalSince1970 + 3600)
+        let expiry = try #require(metricValue(metrics.body, "sidecar_cert_expiry_timestamp_seconds"))
+        #expect(expiry > Date().timeIntervalSince1970 + 3600)
+        let reported = listed.first { $0["service"] as? String == "web" }?["certificateExpiresAt"] as? Int
+        #expect(reported.map(Double.init) == expiry, "what web's heartbeat said is the certificate it serves with")
         let config = try await curl(["http://127.0.0.1:\(web.admin)/config"])
         #expect(config.body.contains("payments-127.0.0.1-\(payments.inbound)"), "\(config.body)")
 

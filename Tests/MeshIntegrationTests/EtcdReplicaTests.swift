@@ -95,6 +95,7 @@ struct EtcdReplicaTests {
         #expect(fresh.status == 200, "\(fresh.body)")
     }
 
+    /// ... and so one dashboard session key: a session signed in on A opens B's pages.
     @Test func twoReplicasStartedAtOnceOnAnEmptyPrefixShareOneCAAndToken() async throws {
         let cluster = try await EtcdCluster()
         defer { cluster.stop() }
@@ -116,6 +117,14 @@ struct EtcdReplicaTests {
             #expect(try await server.client(token: a.adminToken).send(.GET, "/v1/resources").status == 200)
             #expect(!FileManager.default.fileExists(atPath: server.dataDir + "/ca.key"))
         }
+        let signedIn = try await curl(["-k", "--data-urlencode", "token=\(a.adminToken)", a.url + "/ui/login"])
+        let cookie = try #require(signedIn.headers["set-cookie"], "\(signedIn.status) \(signedIn.body)")
+        let session = String(cookie.split(separator: ";")[0])
+        let onB = try await curl(["-k", "-H", "Cookie: \(session)", b.url + "/ui/proxies"])
+        #expect(onB.status == 200 && onB.body.contains("<h1>Proxies</h1>"), "\(onB.status) \(onB.headers)")
+        // A forged one is not (B checks the signature, not a list).
+        let forged = session.dropLast(4) + (session.hasSuffix("0000") ? "1111" : "0000")
+        #expect(try await curl(["-k", "-H", "Cookie: \(forged)", b.url + "/ui/proxies"]).status == 303)
     }
 
     @Test func losingQuorumRefusesWritesWith503ThenWritesResume() async throws {

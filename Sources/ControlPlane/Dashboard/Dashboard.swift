@@ -44,7 +44,8 @@ public final class Dashboard: Sendable {
     public init(controlPlane: MeshControlPlane, configuration: Configuration = Configuration()) {
         self.controlPlane = controlPlane
         self.configuration = configuration
-        self.sessions = DashboardSessions(lifetime: configuration.sessionLifetime)
+        // Keyed by the admin token every replica shares: a session works on any of them.
+        self.sessions = DashboardSessions(secret: controlPlane.adminToken, lifetime: configuration.sessionLifetime)
     }
 
     static func serves(path: String) -> Bool { path == "/ui" || path.hasPrefix("/ui/") }
@@ -148,8 +149,9 @@ public final class Dashboard: Sendable {
             response.headers = Self.securityHeaders()
             return response
         case .overview:
-            let expiry = await DashboardMetrics.soonestCertificateExpiry(prometheus: configuration.prometheus)
-            return Self.page(DashboardPages.overview(await model(), certificateExpiry: expiry))
+            let model = await model()
+            let expiry = await DashboardMetrics.soonestCertificateExpiry(proxies: model.proxies, prometheus: configuration.prometheus)
+            return Self.page(DashboardPages.overview(model, certificateExpiry: expiry))
         case .service(let name):
             let model = await model()
             guard model.services.contains(where: { $0.name == name }) else {

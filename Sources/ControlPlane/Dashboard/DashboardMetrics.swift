@@ -1,4 +1,5 @@
 import Foundation
+import MeshAPI
 
 /// What the dashboard asks Prometheus (when `serve --prometheus URL` is given): the traffic on
 /// each caller → callee edge (the same instant queries as `control-plane stat`) and a service's
@@ -23,19 +24,33 @@ enum DashboardMetrics {
         }
     }
 
-    /// The soonest workload-certificate expiry: each sidecar exports its own
-    /// (`sidecar_cert_expiry_timestamp_seconds`), so only Prometheus knows them all. Words for
+    /// The soonest workload-certificate expiry. Sidecars report their certificate's notAfter
+    /// in every heartbeat (`certificateExpiresAt`), so the control plane knows it for each proxy
+    /// of its own; sidecars too old to say are known only to Prometheus
+    /// (`sidecar_cert_expiry_timestamp_seconds`), asked when no proxy reported one. Words for
     /// the overview's card: the service, how long, and the time.
-    static func soonestCertificateExpiry(prometheus: PrometheusClient?, now: Double = Date().timeIntervalSince1970) async -> (value: String, note: String) {
-        guard let prometheus else { return ("unknown", "needs serve --prometheus URL (sidecars export it)") }
+    static func soonestCertificateExpiry(
+        proxies: [APIMessages.ProxyStatus], prometheus: PrometheusClient?, now: Double = Date().timeIntervalSince1970
+    ) async -> (value: String, note: String) {
+        let reported = proxies.compactMap { proxy in proxy.certificateExpiresAt.map { (service: proxy.service, notAfter: Double($0)) } }
+        if let soonest = reported.min(by: { $0.notAfter < $1.notAfter }) {
+            return expiry(service: soonest.service, notAfter: soonest.notAfter, now: now)
+        }
+        guard let prometheus else { return ("unknown", "no proxy has reported one yet") }
         guard let vector = try? await prometheus.query("min by (service) (sidecar_cert_expiry_timestamp_seconds{service!=\"\"})"),
             let soonest = vector.samples.min(by: { $0.value < $1.value })
         else { return ("unknown", "Prometheus at \(prometheus.url) did not answer") }
-        let left = soonest.value - now
-        let words = left <= 0 ? "expired" : left < 3600 ? "in \(Int(left / 60)) min" : "in \(format(left / 3600, digits: 1)) h"
-        let formatter = ISO8601DateFormatter()
-        let service = soonest.labels["service"] ?? "?"
-        return ("\(service) \(words)", "at \(formatter.string(from: Date(timeIntervalSince1970: soonest.value)))")
+        return expiry(service: soonest.labels["service"] ?? "?", notAfter: soonest.value, now: now)
+    }
+
+    /// "payments in 23.9 h", "at 2026-12-06T02:00:00Z".
+    static func expiry(service: String, notAfter: Double, now: Double) -> (value: String, note: String) {
+        ("\(service) \(timeLeft(until: notAfter, now: now))", "at \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: notAfter)))")
+    }
+
+    static func timeLeft(until notAfter: Double, now: Double) -> String {
+        let left = notAfter - now
+        return left <= 0 ? "expired" : left < 3600 ? "in \(Int(left / 60)) min" : "in \(format(left / 3600, digits: 1)) h"
     }
 
     struct Charts: Sendable {

@@ -1,3 +1,4 @@
+import Foundation
 import MeshAPI
 import SidecarCore
 
@@ -104,8 +105,13 @@ enum DashboardPages {
 
     // MARK: Proxies
 
-    static func proxies(_ model: DashboardModel) -> String {
+    static func proxies(_ model: DashboardModel, now: Double = Date().timeIntervalSince1970) -> String {
         let rows = model.proxies.map { proxy -> [String] in
+            // Words to read, the exact time for machines (and as the element's title).
+            let expiry = proxy.certificateExpiresAt.map { notAfter in
+                let at = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(notAfter)))
+                return "<time datetime=\"\(at)\" title=\"\(at)\">\(HTML.escape(DashboardMetrics.timeLeft(until: Double(notAfter), now: now)))</time>"
+            }
             let rejected = proxy.rejectedVersion.map { "version \(HTML.escape($0)): \(HTML.escape(proxy.rejectedReason ?? ""))" } ?? "none"
             return [
                 HTML.escape(proxy.name),
@@ -116,12 +122,16 @@ enum DashboardPages {
                 "<span data-testid=\"current\">\(HTML.escape(proxy.currentVersion))</span>",
                 HTML.badge(proxy.stale ? "stale" : "up to date", good: !proxy.stale),
                 proxy.rejectedVersion == nil ? rejected : HTML.badge("rejected", good: false) + " " + rejected,
+                "<span data-testid=\"certificate-expiry\">\(expiry ?? "not reported")</span>",
                 "\(Int(proxy.lastSeenSecondsAgo.rounded())) s ago",
             ]
         }
         let body = liveLine(model) + HTML.table(
-            caption: "Every registered proxy, the snapshot version it applied and the current one",
-            headers: ["Proxy", "Service", "Address", "Health", "Applied", "Current", "Status", "Rejected snapshot", "Last seen"],
+            caption: "Every registered proxy, the snapshot version it applied and the current one, and when its certificate expires",
+            headers: [
+                "Proxy", "Service", "Address", "Health", "Applied", "Current", "Status", "Rejected snapshot", "Certificate expires",
+                "Last seen",
+            ],
             rows: rows, empty: "No proxy is registered.")
         return layout(title: "Proxies", section: .proxies, model: model, body: body)
     }

@@ -32,6 +32,9 @@ public struct RegistryStateMachine: Sendable {
         /// The newest snapshot the sidecar refused and why, as its last heartbeat said; nil
         /// once it applies a later one.
         public var rejection: Rejection?
+        /// The notAfter (Unix seconds) of the sidecar's certificate, as its last heartbeat that
+        /// carried one said.
+        public var certificateExpiresAt: Int64?
     }
 
     public struct Rejection: Sendable, Equatable {
@@ -84,10 +87,11 @@ public struct RegistryStateMachine: Sendable {
     /// it; taking its older version would show the proxy stale until the next heartbeat.
     /// The watch (`acknowledge`), whose requests follow the applies in order, may set any.
     public mutating func heartbeat(
-        name: String, appliedVersion: Int64?, rejection: Rejection? = nil, now: Instant
+        name: String, appliedVersion: Int64?, rejection: Rejection? = nil, certificateExpiresAt: Int64? = nil, now: Instant
     ) -> HeartbeatResult {
         guard var entry = entries[name] else { return .unknownInstance }
         entry.lastHeartbeat = now
+        if let certificateExpiresAt { entry.certificateExpiresAt = certificateExpiresAt }
         if let appliedVersion { entry.appliedVersion = max(entry.appliedVersion ?? appliedVersion, appliedVersion) }
         entry.rejection = rejection
         var actions: [Action] = []

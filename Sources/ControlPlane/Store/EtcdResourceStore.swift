@@ -24,8 +24,10 @@ import SidecarCore
 ///   that revision away, the mirror reloads everything and reports the difference, so no change
 ///   is skipped.
 ///
-/// Writes block the calling thread (as SQLite's do) while the etcd client's own event loop does
-/// the I/O; the watch lives entirely on that loop.
+/// Writes are `async` end to end: the etcd client's own event loop does the I/O and a writer
+/// suspends, holding no thread, until its answer and then its echo arrive; so concurrent writes
+/// (registrations from many sidecars) overlap their round trips. The watch lives entirely on
+/// that loop.
 public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
     public let client: EtcdClient
     /// Without a trailing slash: `/mesh`.
@@ -38,7 +40,7 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
     private let observers = NIOLockedValueBox<[@Sendable (StoreChange) -> Void]>([])
     private let watchState = NIOLockedValueBox(WatchState())
     /// How long a write waits for the watch to bring it back before returning anyway.
-    private let echoTimeout: TimeInterval = 5
+    private let echoTimeout: TimeAmount = .seconds(5)
 
     private struct WatchState {
         var stream: EtcdWatchStream?
@@ -57,7 +59,7 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
     public init(
         client: EtcdClient, prefix: String = "/mesh", registrationTTL: Duration = .seconds(15), registrationGrace: Duration = .seconds(60),
         livenessInterval: TimeAmount = .seconds(5)
-    ) throws(StoreError) {
+    ) async throws(StoreError) {
         self.livenessInterval = livenessInterval
         var trimmed = prefix
         while trimmed.hasSuffix("/") { trimmed.removeLast() }
@@ -71,7 +73,7 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
         mirror = EtcdMirror { key in
             key.hasPrefix(resources) || key.hasPrefix(registrations) || key.hasPrefix(alive) || key == version
         }
-        _ = try reload()
+        try await reload()
         openWatch()
         scheduleLivenessCheck()
     }
@@ -105,7 +107,7 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
 
     public func currentVersion() throws(StoreError) -> Int64 { mirror.version }
 
-    public func apply(_ resources: [MeshResource]) throws(StoreError) -> [MeshResource] {
+    public func apply(_ resources: [MeshResource]) async throws(StoreError) -> [MeshResource] {
         let bodies = resources.map { $0.withResourceVersion(nil).json }
         let keys = resources.map { resourceKey($0.kind, $0.name) }
         // Nothing new: answer from the mirror without a write (as SQLite does), which is the
@@ -130,7 +132,7 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
             checked.append(index)
         }
         let puts = zip(keys, bodies).map { Self.put($0, value: Data($1.utf8)) }
-        let answer = try txn(compares: compares, success: puts, failure: checked.map { Self.range(keys[$0]) })
+        let answer = try await txn(compares: compares, success: puts, failure: checked.map { Self.range(keys[$0]) })
         guard answer.succeeded else {
             for (position, index) in checked.enumerated() {
                 let resource = resources[index], wanted = resource.resourceVersion ?? ""
@@ -147,7 +149,7 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
             }
             throw StoreError.conflict("the apply's resourceVersions changed while it was applied; get them again")
         }
-        awaitEcho(answer.header.revision)
+        await awaitEcho(answer.header.revision)
         return resources.map { $0.withResourceVersion(String(answer.header.revision)) }
     }
 
@@ -164,10 +166,10 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
         return try Self.decode(kv)
     }
 
-    public func delete(kind: ResourceKind, name: String) throws(StoreError) {
-        let answer = try call("/v3/kv/deleterange", ["key": Self.base64(resourceKey(kind, name))], as: EtcdDeleteResponse.self)
+    public func delete(kind: ResourceKind, name: String) async throws(StoreError) {
+        let answer = try await call("/v3/kv/deleterange", ["key": Self.base64(resourceKey(kind, name))], as: EtcdDeleteResponse.self)
         guard answer.deleted > 0 else { throw StoreError.notFound("\(kind) \"\(name)\" not found") }
-        awaitEcho(answer.header.revision)
+        await awaitEcho(answer.header.revision)
     }
 
     // MARK: Registrations
@@ -179,11 +181,14 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
         var dependencies: [String]?
     }
 
-    public func recordRegistryChange(saving: [Registration], removing: [String]) throws(StoreError) -> Int64 {
+    public func recordRegistryChange(saving: [Registration], removing: [String]) async throws(StoreError) -> Int64 {
         var operations: [[String: Any]] = []
         for registration in saving {
             let name = registration.instance.name
-            let kept = try grant(registrationTTL + registrationGrace), alive = try grant(registrationTTL)
+            // Both leases in one round trip's time.
+            async let keptLease = grantResult(registrationTTL + registrationGrace)
+            async let aliveLease = grantResult(registrationTTL)
+            let kept = try await keptLease.get(), alive = try await aliveLease.get()
             let stored = StoredRegistration(
                 instance: MeshResource.instance(registration.instance).json, dependencies: registration.dependencies)
             let value = (try? JSONEncoder().encode(stored)) ?? Data()
@@ -195,15 +200,24 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
             operations.append(["request_delete_range": ["key": Self.base64(aliveKey(name))]])
         }
         if operations.isEmpty { operations.append(Self.put(versionKey, value: Data("bump".utf8))) }
-        let answer = try txn(compares: [], success: operations, failure: [])
-        awaitEcho(answer.header.revision)
+        let answer = try await txn(compares: [], success: operations, failure: [])
+        await awaitEcho(answer.header.revision)
         return mirror.version
     }
 
     /// A new lease of `duration` (whole seconds, at least 1).
-    private func grant(_ duration: Duration) throws(StoreError) -> Int64 {
+    private func grant(_ duration: Duration) async throws(StoreError) -> Int64 {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-        return try call("/v3/lease/grant", ["TTL": max(1, Int64(seconds.rounded(.up)))], as: EtcdLeaseGrantResponse.self).id
+        return try await call("/v3/lease/grant", ["TTL": max(1, Int64(seconds.rounded(.up)))], as: EtcdLeaseGrantResponse.self).id
+    }
+
+    /// `grant` as a value, for `async let` (which would lose the error's type).
+    private func grantResult(_ duration: Duration) async -> Result<Int64, StoreError> {
+        do { return .success(try await grant(duration)) } catch { return .failure(error) }
+    }
+
+    private func renewResult(_ lease: Int64) async -> Result<Bool, StoreError> {
+        do { return .success(try await renew(lease)) } catch { return .failure(error) }
     }
 
     /// Every saved registration, unhealthy when its alive key lapsed.
@@ -221,19 +235,25 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
 
     /// A heartbeat: renews the registration's lease and its alive lease (a new alive key if it
     /// lapsed: the instance is healthy again for every replica). False if the registration is gone.
-    public func keepAlive(registration name: String) throws(StoreError) -> Bool {
+    public func keepAlive(registration name: String) async throws(StoreError) -> Bool {
         guard let kv = mirror.entry(registrationKey(name)) else { return false }
-        guard kv.lease != 0, try renew(kv.lease) else { return kv.lease == 0 }
-        if let alive = mirror.entry(aliveKey(name)), alive.lease != 0, try renew(alive.lease) { return true }
-        let answer = try txn(
-            compares: [], success: [Self.put(aliveKey(name), value: Data(), lease: try grant(registrationTTL))], failure: [])
-        awaitEcho(answer.header.revision)
+        guard kv.lease != 0 else { return true }
+        // Both leases renewed together (one round trip's time); the alive one only counts if
+        // the registration's own lease still lived.
+        let aliveLease = mirror.entry(aliveKey(name)).map(\.lease) ?? 0
+        async let keptRenewal = renewResult(kv.lease)
+        async let aliveRenewal: Result<Bool, StoreError> = aliveLease == 0 ? .success(false) : renewResult(aliveLease)
+        guard try await keptRenewal.get() else { return false }
+        if try await aliveRenewal.get() { return true }
+        let lease = try await grant(registrationTTL)
+        let answer = try await txn(compares: [], success: [Self.put(aliveKey(name), value: Data(), lease: lease)], failure: [])
+        await awaitEcho(answer.header.revision)
         return true
     }
 
     /// Whether the lease still lived (and now has its full TTL again).
-    private func renew(_ lease: Int64) throws(StoreError) -> Bool {
-        let answer = try call("/v3/lease/keepalive", ["ID": String(lease)], as: EtcdKeepAliveResponse.self)
+    private func renew(_ lease: Int64) async throws(StoreError) -> Bool {
+        let answer = try await call("/v3/lease/keepalive", ["ID": String(lease)], as: EtcdKeepAliveResponse.self)
         return (answer.result?.ttl ?? 0) > 0
     }
 
@@ -272,12 +292,12 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
         }
     }
 
-    public func saveJoinToken(_ token: JoinToken) throws(StoreError) {
+    public func saveJoinToken(_ token: JoinToken) async throws(StoreError) {
         let key = tokenKey(token.id)
-        let answer = try txn(
+        let answer = try await txn(
             compares: [Self.compareAbsent(key)], success: [Self.put(key, value: Self.encode(token))], failure: [])
         guard answer.succeeded else { throw StoreError.conflict("join token \(token.id) already exists") }
-        awaitEcho(answer.header.revision)
+        await awaitEcho(answer.header.revision)
     }
 
     public func joinToken(secretHash: String) throws(StoreError) -> JoinToken? {
@@ -294,8 +314,8 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
         return stored.compactMap { try? JSONDecoder().decode(StoredToken.self, from: $0.value).token }
     }
 
-    public func revokeJoinToken(id: String) throws(StoreError) -> JoinToken {
-        let outcome: JoinToken? = try updateToken(id: id) { token in
+    public func revokeJoinToken(id: String) async throws(StoreError) -> JoinToken {
+        let outcome: JoinToken? = try await updateToken(id: id) { token in
             var revoked = token
             revoked.revoked = true
             return (revoked == token ? nil : revoked, revoked)
@@ -304,8 +324,8 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
         return outcome
     }
 
-    public func consumeJoinToken(id: String, now: Int64) throws(StoreError) -> JoinTokenUse {
-        let outcome: JoinTokenUse? = try updateToken(id: id) { token in
+    public func consumeJoinToken(id: String, now: Int64) async throws(StoreError) -> JoinTokenUse {
+        let outcome: JoinTokenUse? = try await updateToken(id: id) { token in
             let state = token.state(now: now)
             guard state == .active else { return (nil, .refused(token, state)) }
             guard let usesLeft = token.usesLeft else { return (nil, .consumed(token)) }
@@ -321,21 +341,21 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
     /// a txn compare on its mod revision, retried on the fresh value. Nil: no such token.
     private func updateToken<Outcome>(
         id: String, _ change: (JoinToken) -> (write: JoinToken?, outcome: Outcome)
-    ) throws(StoreError) -> Outcome? {
+    ) async throws(StoreError) -> Outcome? {
         let key = tokenKey(id)
         var current = mirror.entry(key)
-        if current == nil { current = try fetch(key) }
+        if current == nil { current = try await fetch(key) }
         for _ in 0..<20 {
             guard let kv = current, let token = try? JSONDecoder().decode(StoredToken.self, from: kv.value).token else {
                 return nil
             }
             let (write, outcome) = change(token)
             guard let write else { return outcome }
-            let answer = try txn(
+            let answer = try await txn(
                 compares: [Self.compare(key, modRevision: kv.modRevision)], success: [Self.put(key, value: Self.encode(write))],
                 failure: [Self.range(key)])
             if answer.succeeded {
-                awaitEcho(answer.header.revision)
+                await awaitEcho(answer.header.revision)
                 return outcome
             }
             current = answer.ranges.first?.first
@@ -365,13 +385,13 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
     /// transaction: of replicas starting together exactly one wins and every one gets the
     /// winner's. `created` says whether that was `proposed`. `propose` runs only when no
     /// secrets are stored yet (making a CA key is not free).
-    public func loadOrCreateSecrets(propose: () throws -> SharedSecrets) throws -> (secrets: SharedSecrets, created: Bool) {
-        if let stored = try fetch(bootstrapKey) {
+    public func loadOrCreateSecrets(propose: () throws -> SharedSecrets) async throws -> (secrets: SharedSecrets, created: Bool) {
+        if let stored = try await fetch(bootstrapKey) {
             return (try Self.decodeSecrets(stored.value), false)
         }
         let proposed = try propose()
         let value = try JSONEncoder().encode(proposed)
-        let answer = try txn(
+        let answer = try await txn(
             compares: [Self.compareAbsent(bootstrapKey)], success: [Self.put(bootstrapKey, value: value)],
             failure: [Self.range(bootstrapKey)])
         if answer.succeeded { return (proposed, true) }
@@ -381,8 +401,8 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
 
     /// The shared CA and admin token as the server uses them: created here (a new CA and
     /// token) when the prefix has none yet, loaded otherwise.
-    public func loadOrCreateAuthority(trustDomain: String) throws -> DataDirectory.Loaded {
-        let (secrets, created) = try loadOrCreateSecrets {
+    public func loadOrCreateAuthority(trustDomain: String) async throws -> DataDirectory.Loaded {
+        let (secrets, created) = try await loadOrCreateSecrets {
             let authority = try CertificateAuthority.create(trustDomain: trustDomain)
             return SharedSecrets(rootPEM: authority.rootPEM, rootKeyPEM: authority.rootKeyPEM, adminToken: DataDirectory.makeSecret())
         }
@@ -403,16 +423,15 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
 
     /// Reads the whole prefix into the mirror and reports what differs.
     @discardableResult
-    private func reload() throws(StoreError) -> [EtcdMirror.Change] {
-        let answer = try call(
+    private func reload() async throws(StoreError) -> [EtcdMirror.Change] {
+        let answer = try await call(
             "/v3/kv/range", ["key": Self.base64(rangeStart), "range_end": Self.base64(rangeEnd)], as: EtcdRangeResponse.self)
         return mirror.load(answer.kvs, revision: answer.header.revision)
     }
 
     /// Keeps one watch open from the mirror's revision, across broken streams and members that
     /// go away; reloads first when etcd compacted the revision it needs. Runs on the etcd
-    /// client's event loop, never on Swift's cooperative pool: writers blocked there waiting
-    /// for their echo must not be what the echo waits for.
+    /// client's event loop, apart from Swift's cooperative pool and whatever runs there.
     private func openWatch() {
         let (stopped, reload) = watchState.withLockedValue { ($0.stopped, $0.needsReload) }
         guard !stopped else { return }
@@ -542,23 +561,27 @@ public final class EtcdResourceStore: ResourceStore, @unchecked Sendable {
     }
 
     /// A write of ours at `revision` is readable once the watch brought it back.
-    private func awaitEcho(_ revision: Int64) {
-        mirror.wait(for: revision, timeout: echoTimeout)
+    private func awaitEcho(_ revision: Int64) async {
+        await mirror.wait(for: revision, timeout: echoTimeout, on: client.eventLoop)
     }
 
     // MARK: Requests
 
-    private func fetch(_ key: String) throws(StoreError) -> EtcdKeyValue? {
-        try call("/v3/kv/range", ["key": Self.base64(key)], as: EtcdRangeResponse.self).kvs.first
+    private func fetch(_ key: String) async throws(StoreError) -> EtcdKeyValue? {
+        try await call("/v3/kv/range", ["key": Self.base64(key)], as: EtcdRangeResponse.self).kvs.first
     }
 
-    private func txn(compares: [[String: Any]], success: [[String: Any]], failure: [[String: Any]]) throws(StoreError) -> EtcdTxnResponse {
-        try call("/v3/kv/txn", ["compare": compares, "success": success, "failure": failure], as: EtcdTxnResponse.self)
+    private func txn(
+        compares: [[String: Any]], success: [[String: Any]], failure: [[String: Any]]
+    ) async throws(StoreError) -> EtcdTxnResponse {
+        try await call("/v3/kv/txn", ["compare": compares, "success": success, "failure": failure], as: EtcdTxnResponse.self)
     }
 
-    private func call<Answer: Decodable>(_ path: String, _ body: [String: Any], as type: Answer.Type) throws(StoreError) -> Answer {
+    private func call<Answer: Decodable & Sendable>(
+        _ path: String, _ body: [String: Any], as type: Answer.Type
+    ) async throws(StoreError) -> Answer {
         do {
-            return try client.callSync(path, body, as: type)
+            return try await client.call(path, body, as: type)
         } catch {
             switch error {
             case .unavailable(let why):

@@ -6,6 +6,12 @@ import SidecarCore
 /// counter; every mutation is one transaction (all-or-nothing) and is durable once it returns.
 /// Two backends: `SQLiteResourceStore` (one process, embedded) and `EtcdResourceStore` (replicas
 /// sharing an etcd cluster, where other processes write too: `observeChanges`).
+///
+/// Writes are `async`: etcd's take network round trips, and a caller (the control plane's actor)
+/// must not hold a thread, or itself, while they are under way. They are `nonsending`: a store
+/// that needs no round trip (SQLite: a short local transaction) runs on the caller's executor,
+/// with no hop off the actor and back; etcd's store hops to its client for the I/O. Reads are
+/// synchronous: etcd's come from the replica's in-memory mirror, SQLite's are short local queries.
 public protocol ResourceStore: Sendable {
     /// The counter's current value: the version of the latest change (0 when empty).
     func currentVersion() throws(StoreError) -> Int64
@@ -13,7 +19,7 @@ public protocol ResourceStore: Sendable {
     /// Creates or updates every resource in one transaction. A resource carrying a
     /// `resourceVersion` must match the stored one (optimistic concurrency); one without
     /// overwrites. Returns the resources as stored, stamped with their versions.
-    func apply(_ resources: [MeshResource]) throws(StoreError) -> [MeshResource]
+    nonisolated(nonsending) func apply(_ resources: [MeshResource]) async throws(StoreError) -> [MeshResource]
 
     /// Resources of `kind` (all kinds when nil), ordered by kind and name.
     func list(kind: ResourceKind?) throws(StoreError) -> [MeshResource]
@@ -21,36 +27,36 @@ public protocol ResourceStore: Sendable {
     func get(kind: ResourceKind, name: String) throws(StoreError) -> MeshResource?
 
     /// Removes one resource; `StoreError.notFound` if absent.
-    func delete(kind: ResourceKind, name: String) throws(StoreError)
+    nonisolated(nonsending) func delete(kind: ResourceKind, name: String) async throws(StoreError)
 
     /// Records a registry change in one transaction: saves the registrations that were added
     /// or changed, drops the removed ones, and advances the global version without touching a
     /// resource, returning the new value (every change a sidecar sees has one ordered version).
     /// Registrations are kept so that a restarted control plane still knows every instance
     /// (each gets a full TTL again) instead of pushing endpoint lists without them.
-    func recordRegistryChange(saving: [Registration], removing: [String]) throws(StoreError) -> Int64
+    nonisolated(nonsending) func recordRegistryChange(saving: [Registration], removing: [String]) async throws(StoreError) -> Int64
 
     /// Every saved registration, ordered by name.
     func registrations() throws(StoreError) -> [Registration]
 
     /// Stores a new token; its id and secret hash must be new.
-    func saveJoinToken(_ token: JoinToken) throws(StoreError)
+    nonisolated(nonsending) func saveJoinToken(_ token: JoinToken) async throws(StoreError)
     /// The token whose secret hashes to `secretHash`, if stored (expired, revoked and used-up
     /// ones included, so the caller can say which).
     func joinToken(secretHash: String) throws(StoreError) -> JoinToken?
     /// Every stored token, ordered by service, then expiry, then id.
     func joinTokens() throws(StoreError) -> [JoinToken]
     /// Marks the token revoked (again is fine); `StoreError.notFound` if no token has that id.
-    func revokeJoinToken(id: String) throws(StoreError) -> JoinToken
+    nonisolated(nonsending) func revokeJoinToken(id: String) async throws(StoreError) -> JoinToken
     /// Takes one use of the token `id` in one transaction if it is usable at `now` (Unix
     /// seconds): of two concurrent calls on a token with one use left, exactly one succeeds.
-    func consumeJoinToken(id: String, now: Int64) throws(StoreError) -> JoinTokenUse
+    nonisolated(nonsending) func consumeJoinToken(id: String, now: Int64) async throws(StoreError) -> JoinTokenUse
 
     /// Whether the store itself expires registrations (etcd leases): then no process's registry
     /// clock removes them, and a heartbeat to any replica keeps one alive (`keepAlive`).
     var expiresRegistrations: Bool { get }
     /// Keeps a saved registration alive; false if the store no longer has it (it expired).
-    func keepAlive(registration name: String) throws(StoreError) -> Bool
+    nonisolated(nonsending) func keepAlive(registration name: String) async throws(StoreError) -> Bool
     /// Calls `handler` after each change the store saw from anyone (other replicas included),
     /// once it can be read. A store only this process writes never calls it.
     func observeChanges(_ handler: @escaping @Sendable (StoreChange) -> Void)
@@ -85,8 +91,8 @@ extension ResourceStore {
     public func observeChanges(_ handler: @escaping @Sendable (StoreChange) -> Void) {}
 
     /// Advances the global version alone.
-    public func bumpVersion() throws(StoreError) -> Int64 {
-        try recordRegistryChange(saving: [], removing: [])
+    nonisolated(nonsending) public func bumpVersion() async throws(StoreError) -> Int64 {
+        try await recordRegistryChange(saving: [], removing: [])
     }
 }
 

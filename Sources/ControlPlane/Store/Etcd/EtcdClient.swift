@@ -21,8 +21,7 @@ import SidecarCore
 /// Endpoints are tried in order starting from the last one that answered; a refused or failed
 /// connection moves to the next. A call that gets no answer within `requestTimeout` (an etcd
 /// member without quorum holds writes until its own, longer, timeout) fails as `unavailable`.
-/// Calls run on the client's own event loop, so a synchronous caller may wait for them from
-/// any other thread.
+/// Calls run on the client's own event loop; callers `await` them.
 public final class EtcdClient: Sendable {
     public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
         public var host: String
@@ -101,18 +100,8 @@ public final class EtcdClient: Sendable {
 
     // MARK: Unary calls
 
-    /// POSTs `body` (JSON) to `path` and decodes the answer; waits on the calling thread.
-    public func callSync<Answer: Decodable>(_ path: String, _ body: [String: Any], as: Answer.Type) throws(EtcdError) -> Answer {
-        let data = try Self.encode(path, body)
-        let raw: Data
-        do {
-            raw = try call(path, body: data).wait()
-        } catch {
-            throw Self.unavailable(error)
-        }
-        return try Self.decode(path, raw, as: Answer.self)
-    }
-
+    /// POSTs `body` (JSON) to `path` and decodes the answer. The I/O runs on the client's event
+    /// loop; the caller suspends meanwhile (no thread waits).
     public func call<Answer: Decodable & Sendable>(_ path: String, _ body: [String: Any], as: Answer.Type) async throws(EtcdError) -> Answer {
         let data = try Self.encode(path, body)
         let raw: Data
@@ -265,8 +254,8 @@ public final class EtcdClient: Sendable {
 
     // MARK: Watch
 
-    /// The client's event loop: what the store's watch runs on, so it never waits for a thread
-    /// of Swift's cooperative pool (which callers blocked in synchronous writes may be holding).
+    /// The client's event loop: what the store's watch and its timers run on, apart from Swift's
+    /// cooperative pool.
     public var eventLoop: any EventLoop { group.next() }
 
     /// Unary call as a future on the client's loop (the raw JSON answer).

@@ -1,13 +1,13 @@
 import ControlPlane
 import Foundation
-import MeshTestSupport
 import SidecarCore
+import Testing
 
 /// A real etcd cluster (Debian's `etcd-server`) of `size` members on free loopback ports, data
 /// dirs in a temporary directory removed by `stop`. Members can be killed (SIGKILL) and
 /// restarted on their data dirs.
-final class EtcdCluster: @unchecked Sendable {
-    struct Member {
+public final class EtcdCluster: @unchecked Sendable {
+    public struct Member {
         var name: String
         var clientPort: Int
         var peerPort: Int
@@ -15,12 +15,12 @@ final class EtcdCluster: @unchecked Sendable {
     }
 
     /// `etcd` on PATH or in /usr/bin; nil when not installed (tests then skip, saying so).
-    static var binary: String? {
+    public static var binary: String? {
         let paths = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init) + ["/usr/bin"]
         return paths.map { $0 + "/etcd" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    static let missing = "etcd is not installed (apt-get install etcd-server; scripts/install-deps.sh does): etcd tests skipped"
+    public static let missing = "etcd is not installed (apt-get install etcd-server; scripts/install-deps.sh does): etcd tests skipped"
 
     private let directory = TemporaryDirectory()
     private let lock = NSLock()
@@ -31,18 +31,18 @@ final class EtcdCluster: @unchecked Sendable {
     private let clusterToken = "mesh-test-\(UUID().uuidString.prefix(8))"
     private var probe: EtcdClient?
     /// With TLS: client URLs are https, members require client certificates from `ca`.
-    let tls: TLSFiles?
+    public let tls: TLSFiles?
 
     /// Files for etcd's TLS (server certificate valid for 127.0.0.1) and for a client of it.
-    struct TLSFiles: Sendable {
-        var ca: String
-        var serverCertificate: String
-        var serverKey: String
-        var clientCertificate: String
-        var clientKey: String
+    public struct TLSFiles: Sendable {
+        public var ca: String
+        public var serverCertificate: String
+        public var serverKey: String
+        public var clientCertificate: String
+        public var clientKey: String
 
         /// Minted now, written under `directory`.
-        static func mint(in directory: String) throws -> TLSFiles {
+        public static func mint(in directory: String) throws -> TLSFiles {
             let pki = TestPKI(commonName: "etcd test root")
             let serverKey = CertificateMinting.makePrivateKeyPEM()
             let serverCertificate = try CertificateMinting.signServerLeaf(
@@ -63,12 +63,12 @@ final class EtcdCluster: @unchecked Sendable {
             return files
         }
 
-        var clientFiles: EtcdClient.TLSFiles {
+        public var clientFiles: EtcdClient.TLSFiles {
             EtcdClient.TLSFiles(caFile: ca, certificateFile: clientCertificate, keyFile: clientKey)
         }
     }
 
-    init(size: Int = 3, tls: Bool = false) async throws {
+    public init(size: Int = 3, tls: Bool = false) async throws {
         guard let binary = Self.binary else { throw EtcdClusterError(Self.missing) }
         self.binary = binary
         self.tls = tls ? try TLSFiles.mint(in: directory.path) : nil
@@ -89,15 +89,15 @@ final class EtcdCluster: @unchecked Sendable {
 
     private var scheme: String { tls == nil ? "http" : "https" }
 
-    var endpoints: String { lock.withLock { members.map { "\(scheme)://127.0.0.1:\($0.clientPort)" }.joined(separator: ",") } }
+    public var endpoints: String { lock.withLock { members.map { "\(scheme)://127.0.0.1:\($0.clientPort)" }.joined(separator: ",") } }
 
-    func endpoint(_ index: Int) -> String { lock.withLock { "\(scheme)://127.0.0.1:\(members[index].clientPort)" } }
+    public func endpoint(_ index: Int) -> String { lock.withLock { "\(scheme)://127.0.0.1:\(members[index].clientPort)" } }
 
-    var logs: String {
+    public var logs: String {
         lock.withLock { members.compactMap { $0.process.map { "\($0.stderr)" } }.joined(separator: "\n---\n") }
     }
 
-    func start(_ index: Int) throws {
+    public func start(_ index: Int) throws {
         let member = lock.withLock { members[index] }
         let tlsArguments = tls.map {
             ["--cert-file", $0.serverCertificate, "--key-file", $0.serverKey, "--trusted-ca-file", $0.ca, "--client-cert-auth"]
@@ -117,31 +117,31 @@ final class EtcdCluster: @unchecked Sendable {
         lock.withLock { members[index].process = process }
     }
 
-    func kill(_ index: Int) {
+    public func kill(_ index: Int) {
         let process = lock.withLock { members[index].process }
         process?.terminate()
         lock.withLock { members[index].process = nil }
     }
 
     /// SIGSTOP (or SIGCONT): the member keeps its connections open and answers nothing.
-    func pause(_ index: Int, _ paused: Bool = true) {
+    public func pause(_ index: Int, _ paused: Bool = true) {
         guard let process = lock.withLock({ members[index].process }) else { return }
         _ = Foundation.kill(process.process.processIdentifier, paused ? SIGSTOP : SIGCONT)
     }
 
-    func restart(_ index: Int) throws {
+    public func restart(_ index: Int) throws {
         kill(index)
         try start(index)
     }
 
     /// A write to the cluster succeeds (it has a leader and quorum).
-    func canWrite() async -> Bool {
+    public func canWrite() async -> Bool {
         guard let client = lock.withLock({ probe }) else { return false }
         return (try? await client.call(
             "/v3/kv/put", ["key": Data("/health-probe".utf8).base64EncodedString(), "value": ""], as: EtcdRangeProbe.self)) != nil
     }
 
-    func stop() {
+    public func stop() {
         for index in 0..<lock.withLock({ members.count }) { kill(index) }
         directory.remove()
     }
@@ -149,7 +149,79 @@ final class EtcdCluster: @unchecked Sendable {
 
 private struct EtcdRangeProbe: Decodable, Sendable {}
 
-struct EtcdClusterError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct EtcdClusterError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+// MARK: One cluster shared by the suites that ask for it
+
+extension EtcdCluster {
+    /// The one-member cluster of the suite running now (`.sharedEtcdCluster`); nil outside one,
+    /// or when etcd is not installed.
+    @TaskLocal public static var shared: EtcdCluster?
+
+    /// A one-member cluster for every suite that runs while one is in use: started by the first
+    /// suite in, stopped when the last one leaves. Each user takes a fresh key prefix, so tests
+    /// sharing it never see each other's keys.
+    fileprivate static let sharing = SharedCluster()
+
+    fileprivate final class SharedCluster: @unchecked Sendable {
+        private let lock = NSLock()
+        private var users = 0
+        private var starting: Task<EtcdCluster, any Error>?
+
+        func acquire() async throws -> EtcdCluster {
+            let task = lock.withLock {
+                users += 1
+                if let starting { return starting }
+                let task = Task { try await EtcdCluster(size: 1) }
+                starting = task
+                return task
+            }
+            do {
+                return try await task.value
+            } catch {
+                await release()
+                throw error
+            }
+        }
+
+        /// Stops the cluster (before returning, so no member outlives the test run) if this
+        /// was its last user.
+        func release() async {
+            let last: Task<EtcdCluster, any Error>? = lock.withLock {
+                users -= 1
+                guard users == 0 else { return nil }
+                defer { starting = nil }
+                return starting
+            }
+            try? await last?.value.stop()
+        }
+    }
+}
+
+/// `@Suite(.sharedEtcdCluster)`: the suite's tests find a running one-member etcd cluster in
+/// `EtcdCluster.shared` (one for all such suites running at once, instead of one per test).
+/// Without etcd installed the suite runs without one (its etcd cases are not generated).
+public struct SharedEtcdClusterTrait: SuiteTrait, TestScoping {
+    public var isRecursive: Bool { false }
+
+    public func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        guard EtcdCluster.binary != nil else { return try await function() }
+        let cluster = try await EtcdCluster.sharing.acquire()
+        do {
+            try await EtcdCluster.$shared.withValue(cluster) { try await function() }
+        } catch {
+            await EtcdCluster.sharing.release()
+            throw error
+        }
+        await EtcdCluster.sharing.release()
+    }
+}
+
+extension Trait where Self == SharedEtcdClusterTrait {
+    public static var sharedEtcdCluster: Self { SharedEtcdClusterTrait() }
 }
