@@ -242,6 +242,7 @@ extension HTTPProxyHandler {
     func record(_ exchange: ProxyExchange, status: Int) {
         let now = loop.eventLoop.now
         accessLog.record(exchange, status: status, now: now, into: loop.accessLogBuffer)
+        loop.spans?.record(exchange, status: status, kind: SpanRecord.Kind(direction), now: now)
         if exchange.holdsBreakerRequest || exchange.holdsBreakerRetry, let destination = exchange.route?.destination {
             let (request, retry) = (exchange.holdsBreakerRequest, exchange.holdsBreakerRetry)
             exchange.holdsBreakerRequest = false
