@@ -9,6 +9,11 @@ import NIOCore
 /// `SpanRecord` (no JSON, no I/O on the request path); `SpanBatchStateMachine` decides when a
 /// batch leaves, and this carries it out: the flush timer, the JSON, the POST through
 /// `OTLPHTTPClient` on this same loop, the counters. Confined to its loop.
+///
+/// Not swift-otel: its OTLP/HTTP exporter alone (trait `OTLPHTTP`) brings async-http-client,
+/// swift-nio-ssl (BoringSSL beside our OpenSSL), swift-nio-http2, swift-protobuf and more,
+/// 2 min 42 s of clean debug build on 2 cores, and records spans through tasks and locks;
+/// a span here is a struct appended on the request's own loop.
 final class SpanExporter {
     private let eventLoop: EventLoop
     private let export: SpanExport
