@@ -71,6 +71,19 @@ import Testing
         #expect(span.statusCode == 2, "STATUS_CODE_ERROR")
     }
 
+    @Test func spansStillWaitingAtSIGTERMAreSentBeforeExit() async throws {
+        let collector = try await OTLPReceiver()
+        let app = try await TestHTTPApp(name: "payments")
+        let mesh = try await PaymentsMesh(
+            backends: [(app, "version: v1")], webResources: "", sidecarConfig: tracing(collector.port))
+        let lines = try await mesh.run(["http://payments/pay"])
+        #expect(lines.first?.hasPrefix("200 ") == true, "\(lines)")
+        // At once: web's span waits for its batch's 1 s timer, which exit must not outrun.
+        mesh.web.signal(SIGTERM)
+        #expect(await mesh.web.process.wait() == 0, "\(mesh.web.logs)")
+        #expect(collector.spans.contains { $0.service == "web" && $0.kind == 3 }, "\(collector.spans)")
+    }
+
     @Test func samplingZeroExportsNothingAndRequestsStillPass() async throws {
         let collector = try await OTLPReceiver()
         let app = try await TestHTTPApp(name: "payments")
