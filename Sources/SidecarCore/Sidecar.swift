@@ -126,7 +126,10 @@ public final class Sidecar: Sendable {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.workers))
         let tls = TLSContextSet(contexts)
-        let loops = ProxyLoops(group: group, table: table, clientTLS: tls.client, tunnelTLS: tls.tunnel, http2TLS: tls.http2Client, metrics: metrics)
+        let spanExport = configuration.tracing.map { SpanExport($0, service: configuration.service, metrics: metrics) }
+        let loops = ProxyLoops(
+            group: group, table: table, clientTLS: tls.client, tunnelTLS: tls.tunnel, http2TLS: tls.http2Client,
+            metrics: metrics, spanExport: spanExport)
         let applier = ConfigApplier(
             configuration: configuration, resources: resources, table: table, tls: tls, loops: loops, metrics: metrics,
             source: controlPlane?.source ?? .file)
@@ -186,9 +189,11 @@ public final class Sidecar: Sendable {
             try await group_.run()
         } catch {
             await loops.flushAccessLogs()
+            await loops.flushSpans()
             throw error
         }
         await loops.flushAccessLogs()
+        await loops.flushSpans()
         try await group.shutdownGracefully()
         return app?.exitStatus
     }

@@ -25,7 +25,7 @@ struct SidecarAPIClient: Sendable {
                 try MeshAPIClient(
                     server: address, caPEM: credentials.caPEM,
                     token: certificate == nil ? credentials.token : nil, clientCertificate: certificate,
-                    trustDomain: credentials.trustDomain)
+                    trustDomain: credentials.trustDomain, keepAlive: true)
             }
         } catch {
             throw Sidecar.StartupError(description: "controlPlane: \(error.description)")

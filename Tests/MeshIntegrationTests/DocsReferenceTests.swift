@@ -131,6 +131,7 @@ import Testing
         outbound: { listen: 127.0.0.1:15001, zzzq: 1, tcp: [ { listen: 127.0.0.1:15432, service: db, zzzq: 1 } ] }
         admin: { zzzq: 1 }
         tls: { cert: c.pem, key: k.pem, trustBundle: ca.pem, zzzq: 1 }
+        tracing: { otlpEndpoint: "http://127.0.0.1:4318", zzzq: 1 }
         resources:
           - { kind: Service, name: payments, zzzq: 1 }
           - { kind: Instance, service: payments, address: 127.0.0.1, port: 1, zzzq: 1 }

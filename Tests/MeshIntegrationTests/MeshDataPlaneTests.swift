@@ -95,7 +95,7 @@ import Testing
         #expect(response.body.contains("app=payments"))
         #expect(response.body.contains("caller=web"))
         #expect(response.body.contains("path=/pay?x=1"))
-        #expect(response.body.contains("traceparent=yes"))
+        #expect(response.body.contains("traceparent=00-"))
         #expect(response.headers["x-app"] == "payments")
         let viaHost = try await curl(["-H", "Host: payments.mesh", "http://127.0.0.1:\(ports.webOut)/pay"])
         #expect(viaHost.status == 200)

@@ -24,9 +24,10 @@ final class PaymentsMesh {
     ///   - paymentsResources: YAML list items for the `resources:` of the payments sidecar at an index.
     ///   - webResources: YAML list items appended to web's `resources:` after the instances.
     ///   - webArguments: extra `sidecar` arguments for web (its access log is on unless turned off here).
+    ///   - sidecarConfig: top-level lines for every sidecar's file (e.g. `tracing: {…}`).
     init(
         backends: [(app: TestHTTPApp, labels: String)], paymentsResources: (Int) -> String = { _ in "" },
-        webResources: String, webArguments: [String] = []
+        webResources: String, webArguments: [String] = [], sidecarConfig: String = ""
     ) async throws {
         let certs = directory.url.appendingPathComponent("certs")
         try FileManager.default.createDirectory(at: certs, withIntermediateDirectories: true)
@@ -43,6 +44,7 @@ final class PaymentsMesh {
                 outbound: { listen: 127.0.0.1:\(try freeLoopbackPort()) }
                 admin:    { listen: 127.0.0.1:\(admin) }
                 tls:      { cert: certs/payments.pem, key: certs/payments.key, trustBundle: certs/ca.pem }
+                \(sidecarConfig)
                 \(extra.isEmpty ? "" : "resources:\n" + extra)
                 """, in: directory, name: "payments-\(index)", extraArguments: ["--access-log", "off"])
             sidecars.append(sidecar)
@@ -57,6 +59,7 @@ final class PaymentsMesh {
             outbound: { listen: 127.0.0.1:\(webOut) }
             admin:    { listen: 127.0.0.1:\(webAdmin) }
             tls:      { cert: certs/web.pem, key: certs/web.key, trustBundle: certs/ca.pem }
+            \(sidecarConfig)
             resources:\(instances)
             \(webResources)
             """, in: directory, name: "web", extraArguments: webArguments)

@@ -40,13 +40,16 @@ public final class SharedRecorder: ChannelInboundHandler, Sendable {
     }
 }
 
-/// Echoes every byte back; or answers any request with a fixed HTTP response and closes.
+/// Echoes every byte back; or answers any request with a fixed HTTP response and closes; or
+/// answers each request on a kept-open connection (`closeQuietly`: then closes it without
+/// saying so, as a server's idle timeout does).
 final class FixtureHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     enum Mode: Sendable {
         case echo
         case http(String)
+        case keepAlive(String, closeQuietly: Bool)
     }
     let mode: Mode
     private let head = NIOLockedValueBox<[UInt8]>([])
@@ -68,6 +71,25 @@ final class FixtureHandler: ChannelInboundHandler, Sendable {
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
+        case .keepAlive(let body, let closeQuietly):
+            // Bodiless requests (GET) only: each complete head gets one answer.
+            let answers = head.withLockedValue { head -> Int in
+                head += buffer.readableBytesView
+                var text = String(decoding: head, as: UTF8.self)
+                var count = 0
+                while let end = text.range(of: "\r\n\r\n") {
+                    count += 1
+                    text = String(text[end.upperBound...])
+                }
+                head = Array(text.utf8)
+                return count
+            }
+            for _ in 0..<answers {
+                let response = "HTTP/1.1 200 OK\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response))).assumeIsolated().whenComplete { _ in
+                    if closeQuietly { context.close(promise: nil) }
+                }
+            }
         }
     }
 }
@@ -83,6 +105,9 @@ public final class TLSTestServer: Sendable {
     public enum Fixture: Sendable {
         case echo
         case http(body: String)
+        /// Answers every request of a connection; `closeQuietly` closes it after each answer
+        /// without `connection: close`.
+        case keepAlive(body: String, closeQuietly: Bool)
     }
 
     public init(group: EventLoopGroup, store: TLSContextStore, fixture: Fixture) async throws {
@@ -92,6 +117,7 @@ public final class TLSTestServer: Sendable {
         switch fixture {
         case .echo: mode = .echo
         case .http(let body): mode = .http(body)
+        case .keepAlive(let body, let closeQuietly): mode = .keepAlive(body, closeQuietly: closeQuietly)
         }
         channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

@@ -144,7 +144,7 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
                 app=\(name) method=\(head.method.rawValue) path=\(head.uri) \
                 caller=\(head.headers["x-mesh-caller"].joined(separator: ",")) \
                 request-id=\(head.headers["x-request-id"].first ?? "") \
-                traceparent=\(head.headers["traceparent"].first.map { _ in "yes" } ?? "no") \
+                traceparent=\(head.headers["traceparent"].first ?? "no") \
                 body-bytes=\(bodyBytes) checksum=\(checksum)
                 """
             let keepAlive = head.isKeepAlive

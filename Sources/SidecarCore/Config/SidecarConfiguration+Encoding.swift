@@ -43,6 +43,9 @@ extension SidecarConfiguration {
             pairs.append(("controlPlane", .map(fields)))
         }
         pairs.append(("resources", .list(resources.map(\.configValue))))
+        if let tracing {
+            pairs.append(("tracing", .map([("otlpEndpoint", .string(tracing.url)), ("sampling", .number(tracing.sampling))])))
+        }
         return .map(pairs)
     }
 

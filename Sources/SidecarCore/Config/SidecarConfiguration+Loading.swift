@@ -92,7 +92,8 @@ extension SidecarConfiguration {
         MeshResourceDecoder.checkUnique(decoded, reader: reader)
         let configuration = SidecarConfiguration(
             service: service, inbound: inbound, outbound: outbound, adminListen: adminListen,
-            trustDomain: trustDomain, tls: tls, controlPlane: controlPlane, resources: decoded.map(\.resource))
+            trustDomain: trustDomain, tls: tls, controlPlane: controlPlane, resources: decoded.map(\.resource),
+            tracing: decodeTracing(map))
         checkDistinctListeners(configuration, map: map)
         checkMode(configuration, map: map)
         return configuration
@@ -151,6 +152,22 @@ extension SidecarConfiguration {
         return ControlPlane(
             address: address, tokenFile: tokenFile, caFile: caFile, advertise: advertise, labels: labels,
             dependencies: dependencies, stateDirectory: stateDirectory, moreAddresses: Array(addresses.dropFirst()))
+    }
+
+    /// `tracing: { otlpEndpoint: http://127.0.0.1:4318, sampling: 100 }`.
+    private static func decodeTracing(_ map: MappingReader) -> Tracing? {
+        guard let tracingMap = map.mapping("tracing") else { return nil }
+        defer { tracingMap.finish() }
+        let sampling = tracingMap.percent("sampling") ?? 100
+        guard let text = tracingMap.string("otlpEndpoint", required: true) else { return nil }
+        switch Tracing.parseEndpoint(text) {
+        case .success(let (endpoint, path)):
+            return Tracing(endpoint: endpoint, path: path, sampling: sampling)
+        case .failure(let problem):
+            map.reader.report("\"\(text)\" \(problem.reason)",
+                              path: tracingMap.childPath("otlpEndpoint"), at: tracingMap.optional("otlpEndpoint"))
+            return nil
+        }
     }
 
     /// Exactly one identity source; a registered address others can dial.

@@ -92,6 +92,26 @@ public struct SidecarConfiguration: Sendable, Equatable {
         }
     }
 
+    /// Optional OTLP/HTTP export of one span per proxied request (`tracing:`).
+    public struct Tracing: Sendable, Equatable {
+        /// The collector's OTLP/HTTP traces endpoint: plain `http://host:port`, spans POSTed as
+        /// OTLP JSON to `path` (`/v1/traces` when the address gives none).
+        public var endpoint: HostPort
+        public var path: String
+        /// Percent of traces exported (0…100), decided from the trace id so every hop of a
+        /// trace makes the same choice; a `traceparent` whose sampled flag is off is never exported.
+        public var sampling: Double
+
+        public init(endpoint: HostPort, path: String = "/v1/traces", sampling: Double = 100) {
+            self.endpoint = endpoint
+            self.path = path
+            self.sampling = sampling
+        }
+
+        /// `http://host:port/path` as written in the file.
+        public var url: String { "http://\(endpoint)\(path)" }
+    }
+
     public var service: String
     public var inbound: Inbound
     public var outbound: Outbound
@@ -101,6 +121,8 @@ public struct SidecarConfiguration: Sendable, Equatable {
     public var controlPlane: ControlPlane?
     /// Static mode's resources (also allowed beside a control plane as a starting point).
     public var resources: [MeshResource]
+    /// nil: no span export.
+    public var tracing: Tracing?
 
     public init(
         service: String,
@@ -110,8 +132,10 @@ public struct SidecarConfiguration: Sendable, Equatable {
         trustDomain: String = MeshDefaults.trustDomain,
         tls: TLSFiles? = nil,
         controlPlane: ControlPlane? = nil,
-        resources: [MeshResource] = []
+        resources: [MeshResource] = [],
+        tracing: Tracing? = nil
     ) {
+        self.tracing = tracing
         self.service = service
         self.inbound = inbound
         self.outbound = outbound

@@ -701,7 +701,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         case .outbound: handle = exchange.route?.destination.requestMetrics ?? loop.unroutedMetrics.outbound
         case .inbound(_, _, _, let metrics): handle = metrics
         }
-        loop.record(exchange, status: status, accessLog: accessLog, metrics: handle)
+        loop.record(exchange, status: status, accessLog: accessLog, metrics: handle, span: direction == .inbound ? .server : .client)
         if isGRPC, let code = exchange.grpcStatus {
             loop.grpcResponses(direction, peer: exchange.peer, status: code).increment()
         }

@@ -14,7 +14,7 @@ final class ProxyLoops: Sendable {
 
     init(
         group: EventLoopGroup, table: RouteTable, clientTLS: TLSContextStore?, tunnelTLS: TLSContextStore? = nil,
-        http2TLS: TLSContextStore? = nil, metrics: SidecarMetrics = SidecarMetrics()
+        http2TLS: TLSContextStore? = nil, metrics: SidecarMetrics = SidecarMetrics(), spanExport: SpanExport? = nil
     ) {
         let shared = SharedLimits()
         let connector = SocketUpstreamConnector(clientTLS: clientTLS, tunnelTLS: tunnelTLS, http2TLS: http2TLS)
@@ -23,7 +23,9 @@ final class ProxyLoops: Sendable {
         let all = loops.map { loop in
             let context = try! loop.submit {
                 NIOLoopBound(
-                    LoopContext(eventLoop: loop, table: table, connector: connector, metrics: metrics, shared: shared),
+                    LoopContext(
+                        eventLoop: loop, table: table, connector: connector, metrics: metrics, shared: shared,
+                        spanExport: spanExport),
                     eventLoop: loop)
             }.wait()
             return (eventLoop: loop, context: context)
@@ -71,6 +73,22 @@ final class ProxyLoops: Sendable {
     func flushAccessLogs() async {
         for (loop, context) in all {
             try? await loop.submit { context.value.accessLogBuffer.flush() }.get()
+        }
+    }
+
+    /// Sends every loop's waiting spans and waits (at most `timeout`) for the exports to end
+    /// (shutdown: spans finished before SIGTERM reach a collector that answers).
+    func flushSpans(timeout: TimeAmount = .seconds(2)) async {
+        let deadline = NIODeadline.now() + timeout
+        for (loop, context) in all {
+            let done = try? await loop.submit { () -> EventLoopFuture<Void> in
+                let flushed = context.value.spans?.flush() ?? loop.makeSucceededVoidFuture()
+                let timer = loop.makePromise(of: Void.self)
+                loop.scheduleTask(deadline: deadline) { timer.succeed() }
+                flushed.cascade(to: timer)
+                return timer.futureResult
+            }.get()
+            try? await done?.get()
         }
     }
 

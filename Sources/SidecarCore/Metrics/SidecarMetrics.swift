@@ -63,6 +63,18 @@ public final class SidecarMetrics: Sendable {
     let controlPlaneConnected = GaugeFamily(MetricDescriptor(
         "sidecar_control_plane_connected", .gauge,
         help: "1 while connected to the control plane, else 0."))
+    let spansExportedFamily = CounterFamily(MetricDescriptor(
+        "sidecar_spans_exported_total", .counter,
+        help: "Spans the OTLP collector accepted (tracing.otlpEndpoint)."))
+    let spansDroppedFamily = CounterFamily(MetricDescriptor(
+        "sidecar_spans_dropped_total", .counter, labels: ["reason"],
+        help: "Spans not exported, by reason: buffer-full (the collector fell behind), export-failed (unreachable or refused)."))
+
+    /// Why a span was not exported.
+    public enum SpanDropReason: String, Sendable, CaseIterable {
+        case bufferFull = "buffer-full"
+        case exportFailed = "export-failed"
+    }
 
     /// Pre-made so the handshake path needs no lock: [direction][reason].
     private let tlsErrorCounters: [[TLSFailureReason: Counter]]
@@ -77,6 +89,9 @@ public final class SidecarMetrics: Sendable {
     public let controlPlaneConnection: Gauge
     /// `sidecar_config_rejected_total`.
     public let configurationRejected: Counter
+    /// `sidecar_spans_exported_total`.
+    public let spansExported: Counter
+    private let spansDroppedCounters: [SpanDropReason: Counter]
 
     /// All families, for the admin server.
     public let registry: MetricsRegistry
@@ -103,9 +118,15 @@ public final class SidecarMetrics: Sendable {
         configurationVersion = configVersion.gauge()
         controlPlaneConnection = controlPlaneConnected.gauge()
         configurationRejected = configRejected.counter()
+        spansExported = spansExportedFamily.counter()
+        let spansDroppedFamily = spansDroppedFamily
+        spansDroppedCounters = Dictionary(uniqueKeysWithValues: SpanDropReason.allCases.map {
+            ($0, spansDroppedFamily.counter($0.rawValue))
+        })
         var families: [any MetricFamily] = requests.families + [
             retries, retryBudgetExhausted, grpcResponses, mirrorRequests, circuitBreakerOpen, circuitBreakerRejections, outlierEjections,
             endpoints, connectionsOpen, tlsHandshakeErrors, authzDenied, certExpiry, configVersion, configRejected,
+            spansExportedFamily, spansDroppedFamily,
         ]
         if mode == .dynamic { families.append(controlPlaneConnected) }
         registry = MetricsRegistry(families: families)
@@ -131,6 +152,9 @@ public final class SidecarMetrics: Sendable {
 
     /// `sidecar_authz_denied_total{peer}` for a calling service (from its verified certificate).
     public func authzDenied(caller: String) -> Counter { authzDenied.counter(caller) }
+
+    /// `sidecar_spans_dropped_total{reason}`; every reason exists from the start.
+    public func spansDropped(_ reason: SpanDropReason) -> Counter { spansDroppedCounters[reason]! }
 
     /// `sidecar_connections_open{direction}`; no lookup.
     public func connectionsOpen(_ direction: TrafficDirection) -> Gauge { connectionGauges[direction.index] }

@@ -3,10 +3,14 @@ import NIOCore
 extension LoopContext {
     /// Every finished exchange, whichever codec carried it (an HTTP/1.1 connection, an HTTP/2
     /// stream, a tunnel), ends here once: its access log line, the breaker slots it held, and
-    /// its request metrics (`handle` is the direction and peer's series).
-    func record(_ exchange: ProxyExchange, status: Int, accessLog: AccessLog, metrics handle: RequestMetricsHandle) {
+    /// its request metrics (`handle` is the direction and peer's series), and its span when
+    /// traces are exported (`kind`: server on the inbound, client on the outbound).
+    func record(
+        _ exchange: ProxyExchange, status: Int, accessLog: AccessLog, metrics handle: RequestMetricsHandle, span kind: SpanRecord.Kind
+    ) {
         let now = eventLoop.now
         accessLog.record(exchange, status: status, now: now, into: accessLogBuffer)
+        spans?.record(exchange, status: status, kind: kind, now: now)
         if exchange.holdsBreakerRequest || exchange.holdsBreakerRetry, let destination = exchange.route?.destination {
             let (request, retry) = (exchange.holdsBreakerRequest, exchange.holdsBreakerRetry)
             exchange.holdsBreakerRequest = false

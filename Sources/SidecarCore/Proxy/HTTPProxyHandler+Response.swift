@@ -247,7 +247,7 @@ extension HTTPProxyHandler {
         case .inbound:
             handle = inboundMetrics ?? loop.unroutedMetrics.inbound
         }
-        loop.record(exchange, status: status, accessLog: accessLog, metrics: handle)
+        loop.record(exchange, status: status, accessLog: accessLog, metrics: handle, span: SpanRecord.Kind(direction))
     }
 
     /// Answers the current exchange with a sidecar-made error response.

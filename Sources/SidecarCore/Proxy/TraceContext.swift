@@ -1,7 +1,8 @@
 /// W3C trace context for one hop (`traceparent: 00-<trace-id>-<span-id>-<flags>`): the
 /// caller's trace continues with a new span id for what this sidecar sends on, so every hop
 /// is its own span of the same trace; a request without a valid `traceparent` starts a trace.
-/// The access log carries both ids (`trace_id`, `span_id`).
+/// The access log carries both ids (`trace_id`, `span_id`); an exported span also names the
+/// caller's span as its parent.
 struct TraceContext: Equatable {
     /// 32 lowercase hex digits, not all zero.
     let traceID: String
@@ -9,14 +10,19 @@ struct TraceContext: Equatable {
     let spanID: String
     /// 2 hex digits (bit 0: sampled).
     let flags: String
+    /// The caller's span (from its `traceparent`); nil when this hop started the trace.
+    var parentSpanID: String? = nil
+
+    /// Bit 0 of the flags: the caller wants this trace recorded.
+    var sampled: Bool { (UInt8(flags, radix: 16) ?? 0) & 1 == 1 }
 
     var traceparent: String { "00-\(traceID)-\(spanID)-\(flags)" }
 
     /// The context to send on for a request that arrived with `received` as its `traceparent`.
     static func nextHop(after received: String?, using random: inout some RandomNumberGenerator) -> TraceContext {
         let span = newID(8, using: &random)
-        if let received, let (trace, flags) = parse(received) {
-            return TraceContext(traceID: trace, spanID: span, flags: flags)
+        if let received, let (trace, flags, parent) = parse(received) {
+            return TraceContext(traceID: trace, spanID: span, flags: flags, parentSpanID: parent)
         }
         return TraceContext(traceID: newID(16, using: &random), spanID: span, flags: "01")
     }
@@ -24,7 +30,7 @@ struct TraceContext: Equatable {
     /// The trace id and flags of a valid `traceparent` (W3C Trace Context §3.2): version 00 is
     /// exactly 55 characters; a later version may append `-…`, and its first four fields are
     /// read as version 00's. Version `ff`, uppercase or non-hex digits, and all-zero ids are invalid.
-    static func parse(_ value: String) -> (traceID: String, flags: String)? {
+    static func parse(_ value: String) -> (traceID: String, flags: String, spanID: String)? {
         let bytes = Array(value.utf8)
         guard bytes.count >= 55, bytes[2] == UInt8(ascii: "-"), bytes[35] == UInt8(ascii: "-"),
             bytes[52] == UInt8(ascii: "-"),
@@ -33,7 +39,10 @@ struct TraceContext: Equatable {
         let version = String(decoding: bytes[0..<2], as: UTF8.self)
         guard version != "ff", bytes.count == 55 || (version != "00" && bytes[55] == UInt8(ascii: "-")) else { return nil }
         guard !allZero(bytes[3..<35]), !allZero(bytes[36..<52]) else { return nil }
-        return (String(decoding: bytes[3..<35], as: UTF8.self), String(decoding: bytes[53..<55], as: UTF8.self))
+        return (
+            String(decoding: bytes[3..<35], as: UTF8.self), String(decoding: bytes[53..<55], as: UTF8.self),
+            String(decoding: bytes[36..<52], as: UTF8.self)
+        )
     }
 
     private static func isHex(_ bytes: ArraySlice<UInt8>) -> Bool {

@@ -22,6 +22,8 @@ final class LoopContext {
     var random = LoopRandom()
     /// This loop's access log lines, written in batches.
     let accessLogBuffer: AccessLogBuffer
+    /// This loop's OTLP span export (nil without `tracing:`).
+    let spans: SpanExporter?
     /// Limits shared by all loops (breaker counts, rate-limit buckets): exact per process.
     let shared: SharedLimits
     private var rateLimiters: LoopRateLimiters
@@ -34,7 +36,7 @@ final class LoopContext {
 
     init(
         eventLoop: EventLoop, table: RouteTable, connector: any UpstreamConnector,
-        metrics: SidecarMetrics = SidecarMetrics(), shared: SharedLimits = SharedLimits()
+        metrics: SidecarMetrics = SidecarMetrics(), shared: SharedLimits = SharedLimits(), spanExport: SpanExport? = nil
     ) {
         self.eventLoop = eventLoop
         self.table = table
@@ -48,6 +50,7 @@ final class LoopContext {
         self.pool = ConnectionPool(eventLoop: eventLoop, connector: connector, metrics: metrics, trustDomain: table.trustDomain)
         self.http2Pool = HTTP2ConnectionPool(eventLoop: eventLoop, connector: connector, trustDomain: table.trustDomain)
         self.accessLogBuffer = AccessLogBuffer(eventLoop: eventLoop)
+        self.spans = spanExport.map { SpanExporter(eventLoop: eventLoop, export: $0) }
     }
 
     /// Joins this loop to the others of its group (at start, before any connection).

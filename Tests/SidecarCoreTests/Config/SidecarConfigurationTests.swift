@@ -129,3 +129,37 @@ import Testing
         #expect(config.json.hasPrefix(#"{"service":"web","inbound":{"listen":"127.0.0.1:15006","app":"127.0.0.1:8080","protocol":"http"}"#))
     }
 }
+
+/// `tracing:`: the OTLP/HTTP endpoint (path defaulted as OTLP's base endpoint), sampling, the
+/// errors naming the key, and the round trip through `/config`.
+@Suite struct SidecarTracingConfigurationTests {
+    @Test func theEndpointGetsV1TracesUnlessItNamesAPath() throws {
+        let plain = try SidecarConfiguration.decode(yaml: ConfigFixtures.sidecar(
+            "tracing: { otlpEndpoint: http://127.0.0.1:4318 }\n"))
+        #expect(plain.tracing == .init(endpoint: HostPort(host: "127.0.0.1", port: 4318), path: "/v1/traces", sampling: 100))
+        let custom = try SidecarConfiguration.decode(yaml: ConfigFixtures.sidecar(
+            "tracing: { otlpEndpoint: \"http://collector.local:4318/otlp/v1/traces\", sampling: 12.5 }\n"))
+        #expect(custom.tracing == .init(endpoint: HostPort(host: "collector.local", port: 4318), path: "/otlp/v1/traces", sampling: 12.5))
+        #expect(try SidecarConfiguration.decode(yaml: custom.yaml) == custom)
+        #expect(try SidecarConfiguration.decode(yaml: custom.json) == custom)
+        #expect(try SidecarConfiguration.decode(yaml: ConfigFixtures.sidecar()).tracing == nil)
+    }
+
+    @Test(arguments: [
+        ("tracing: { otlpEndpoint: https://127.0.0.1:4318 }", "tracing.otlpEndpoint: \"https://127.0.0.1:4318\" uses https"),
+        ("tracing: { otlpEndpoint: 127.0.0.1:4318 }", "tracing.otlpEndpoint: \"127.0.0.1:4318\" needs http://host:port"),
+        ("tracing: { otlpEndpoint: http://127.0.0.1 }", "tracing.otlpEndpoint: \"http://127.0.0.1\" needs a port"),
+        ("tracing: { otlpEndpoint: http://127.0.0.1:0 }", "tracing.otlpEndpoint: \"http://127.0.0.1:0\" needs a port other than 0"),
+        ("tracing: { sampling: 10 }", "tracing.otlpEndpoint: is required"),
+        ("tracing: { otlpEndpoint: http://127.0.0.1:4318, sampling: 150 }", "tracing.sampling: 150 is out of range"),
+        ("tracing: { otlpEndpoint: http://127.0.0.1:4318, sample: 10 }", "tracing.sample"),
+    ])
+    func aBadTracingBlockNamesTheKey(_ yaml: String, _ expected: String) {
+        do {
+            _ = try SidecarConfiguration.decode(yaml: ConfigFixtures.sidecar(yaml + "\n"), fileName: "web.yaml")
+            Issue.record("accepted: \(yaml)")
+        } catch {
+            #expect(error.description.contains(expected), "\(error.description)")
+        }
+    }
+}

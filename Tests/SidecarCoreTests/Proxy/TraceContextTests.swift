@@ -46,3 +46,16 @@ import Testing
         #expect(parsed?.traceID == "4bf92f3577b34da6a3ce929d0e0e4736")
     }
 }
+
+/// The caller's span becomes the parent of this hop's (an exported span's `parentSpanId`).
+@Suite struct TraceContextParentTests {
+    @Test func theCallersSpanIsTheParentAndANewTraceHasNone() {
+        var random = LoopRandom(seed: 5)
+        let next = TraceContext.nextHop(after: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", using: &random)
+        #expect(next.parentSpanID == "00f067aa0ba902b7")
+        #expect(next.spanID != "00f067aa0ba902b7")
+        #expect(next.sampled)
+        #expect(TraceContext.nextHop(after: nil, using: &random).parentSpanID == nil)
+        #expect(!TraceContext.nextHop(after: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", using: &random).sampled)
+    }
+}
