@@ -9,12 +9,15 @@ extension SidecarConfiguration {
                 ("listen", .string(inbound.listen.description)),
                 ("app", .string(inbound.app.description)),
                 ("protocol", .string(inbound.appProtocol.rawValue)),
+                ("transparent", .bool(inbound.transparent)),
             ])),
             ("outbound", .map([
                 ("listen", .string(outbound.listen.description)),
                 ("tcp", .list(outbound.tcp.map {
                     .map([("listen", .string($0.listen.description)), ("service", .string($0.service))])
                 })),
+                ("transparent", .bool(outbound.transparent)),
+                ("unknown", .string(outbound.unknown.rawValue)),
             ])),
             ("admin", .map([("listen", .string(adminListen.description))])),
             ("trustDomain", .string(trustDomain)),

@@ -10,6 +10,8 @@ import ServiceLifecycle
 final class ProxyListener: Service, Sendable {
     enum Kind: Sendable {
         case outbound
+        /// `outbound.transparent`: also takes connections `sidecar iptables` redirected.
+        case transparentOutbound(unknown: SidecarConfiguration.UnknownDestinationPolicy)
         case inbound(app: HostPort, tls: TLSContextStore)
         case tcp(service: String)
     }
@@ -55,7 +57,7 @@ final class ProxyListener: Service, Sendable {
         let log: AccessLog
         let direction: HTTPProxyHandler.Direction
         switch kind {
-        case .outbound:
+        case .outbound, .transparentOutbound:
             log = AccessLog(enabled: accessLog, direction: "outbound")
             direction = .outbound
         case .inbound(let app, _):
@@ -65,13 +67,19 @@ final class ProxyListener: Service, Sendable {
             log = AccessLog(enabled: accessLog, direction: "outbound-tcp")
             direction = .tcpOutbound(service: service)
         }
+        let tcpLog = AccessLog(enabled: accessLog, direction: "outbound-tcp")
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.autoRead, value: true)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                if case .transparentOutbound(let unknown) = kind {
+                    let listener = InterceptedConnectionHandler.Listener(
+                        unknown: unknown, httpLog: log, tcpLog: tcpLog, timeouts: timeouts)
+                    return InterceptedConnectionHandler.install(on: channel, loops: loops, listener: listener)
+                }
+                return channel.eventLoop.makeCompletedFuture {
                     let context = loops.context(for: channel.eventLoop)
                     if case .inbound(_, let tls) = kind {
                         try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls.current))
