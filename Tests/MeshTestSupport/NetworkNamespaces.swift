@@ -39,11 +39,11 @@ public final class NetworkNamespaces: @unchecked Sendable {
         namespaces[name] = namespace
         try await Self.run(["ip", "netns", "add", namespace])
         try await Self.run(["ip", "-n", namespace, "link", "set", "lo", "up"])
-        try await Self.run(["ip", "link", "add", "eth0", "netns", namespace, "type", "veth", "peer", "name", name, "netns", bridge])
+        try await Self.run(["ip", "link", "add", "eth0", "netns", namespace, "type", "veth", "peer", "name", "p-\(name)", "netns", bridge])
         try await Self.run(["ip", "-n", namespace, "addr", "add", address, "dev", "eth0"])
         try await Self.run(["ip", "-n", namespace, "link", "set", "eth0", "up"])
-        try await Self.run(["ip", "-n", bridge, "link", "set", name, "master", "br0"])
-        try await Self.run(["ip", "-n", bridge, "link", "set", name, "up"])
+        try await Self.run(["ip", "-n", bridge, "link", "set", "dev", "p-\(name)", "master", "br0"])
+        try await Self.run(["ip", "-n", bridge, "link", "set", "dev", "p-\(name)", "up"])
     }
 
     /// `ip netns exec <host's namespace>` followed by the command.
