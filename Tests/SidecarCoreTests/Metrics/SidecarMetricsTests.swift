@@ -15,7 +15,7 @@ import Testing
             "sidecar_authz_denied_total", "sidecar_cert_expiry_timestamp_seconds", "sidecar_config_version",
             "sidecar_config_rejected_total", "sidecar_control_plane_connected",
             // README, additions to the original design:
-            "sidecar_mirror_requests_total",
+            "sidecar_mirror_requests_total", "sidecar_intercepted_connections_total",
         ])
     }
 
