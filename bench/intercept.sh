@@ -60,6 +60,9 @@ ip netns add "$A"; ip netns add "$B"
 ip link add eth0 netns "$A" type veth peer name eth0 netns "$B"
 in_a ip addr add 10.78.0.1/24 dev eth0; in_b ip addr add 10.78.0.2/24 dev eth0
 for ns in "$A" "$B"; do ip -n "$ns" link set lo up; ip -n "$ns" link set eth0 up; done
+# TIME_WAIT reuse for every destination, not only loopback (the default, 2): with CLOSE=1 the
+# intercepted mode's connections go to 10.78.0.2 and would otherwise run out of ports first.
+in_a sysctl -qw net.ipv4.tcp_tw_reuse=1
 
 # --- certificates: P-256, SPIFFE URI SAN (as bench/sidecar.sh) ---
 PKI=$OUT/pki
