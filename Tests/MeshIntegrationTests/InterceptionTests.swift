@@ -156,3 +156,36 @@ final class InterceptionDynamicModeTests {
         #expect(metricValue(a, "sidecar_intercepted_connections_total", ["outcome": "mesh-tcp"]) == 1)
     }
 }
+
+/// `sidecar iptables`' command line, without a kernel: `--dry-run` prints the rules, bad
+/// options are refused with the option named.
+@Suite struct InterceptionCommandLineTests {
+    func iptables(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await ChildProcess.run([builtExecutable("sidecar"), "iptables"] + arguments)
+    }
+
+    @Test func dryRunPrintsTheRulesOfItsOptions() async throws {
+        let printed = try await iptables([
+            "--dry-run", "--proxy-uid", "1337", "--inbound-ports", "8080", "--exclude-outbound-cidrs", "10.96.0.1/12",
+            "--exclude-outbound-ports", "22,5432", "--outbound-port", "16001",
+        ])
+        #expect(printed.status == 0, "\(printed.stderr)")
+        for line in ["meta skuid 1337 return", "ip daddr 10.96.0.0/12 return", "tcp dport { 22, 5432 } return",
+                     "meta l4proto tcp redirect to :16001", "tcp dport 8080 redirect to :15006"] {
+            #expect(printed.stdout.contains("\t\t\(line)\n"), "\(line) in \(printed.stdout)")
+        }
+    }
+
+    @Test func badOptionsAreRefusedNamingTheOption() async throws {
+        for (arguments, message) in [
+            (["--dry-run"], "--proxy-uid is required"),
+            (["--apply", "--cleanup", "--proxy-uid", "0"], "give exactly one of --apply, --dry-run, --cleanup"),
+            (["--dry-run", "--proxy-uid", "0", "--inbound-ports", "http"], "--inbound-ports: \"http\" is not a TCP port"),
+            (["--dry-run", "--proxy-uid", "0", "--exclude-outbound-cidrs", "10.0.0.0/40"], "--exclude-outbound-cidrs: \"10.0.0.0/40\""),
+        ] {
+            let result = try await iptables(arguments)
+            #expect(result.status != 0)
+            #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
+        }
+    }
+}

@@ -60,6 +60,13 @@ extension SidecarConfiguration {
         if let outboundMap = map.mapping("outbound") {
             outbound.listen = outboundMap.hostPort("listen") ?? MeshDefaults.outboundListen
             outbound.transparent = outboundMap.bool("transparent") ?? false
+            let host = outbound.listen.host
+            if outbound.transparent, HostPort.loopbackHost(host) == nil, !HostPort.isUnspecified(host) {
+                // The rules redirect to 127.0.0.1 (nft `redirect` from the output hook).
+                reader.report("outbound.transparent needs outbound.listen on loopback or every address "
+                              + "(e.g. 127.0.0.1:15001), not \(host)", path: "outbound.listen",
+                              at: outboundMap.optional("listen") ?? outboundMap.node)
+            }
             outbound.unknown = outboundMap.oneOf("unknown") ?? .passthrough
             for element in outboundMap.list("tcp") ?? [] {
                 guard let tcpMap = reader.mapping(element.node, path: element.path) else { continue }

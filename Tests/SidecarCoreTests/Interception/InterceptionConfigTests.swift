@@ -46,6 +46,10 @@ import Testing
         #expect(issues(Self.transparent.replacingOccurrences(of: "0.0.0.0:15006", with: "127.0.0.1:15006")) == [
             "web.yaml:2: inbound.listen: inbound.transparent needs inbound.listen on an address other hosts reach (e.g. 0.0.0.0:15006), not 127.0.0.1",
         ])
+        #expect(issues(Self.transparent.replacingOccurrences(of: "127.0.0.1:15001", with: "10.0.0.5:15001")) == [
+            "web.yaml:3: outbound.listen: outbound.transparent needs outbound.listen on loopback or every address (e.g. 127.0.0.1:15001), not 10.0.0.5",
+        ])
+        #expect(issues(Self.transparent.replacingOccurrences(of: "127.0.0.1:15001", with: "0.0.0.0:15001")) == [])
         #expect(issues(Self.transparent.replacingOccurrences(of: "10.96.0.10", with: "ledger.example")) == [
             #"web.yaml:6: resources[0].addresses[0]: "ledger.example" is not an IP address (a virtual IP of the service, e.g. 10.96.0.10)"#,
         ])
