@@ -52,13 +52,20 @@ final class InterceptionTests {
         #expect(answer.body == "app=b caller=a routed=yes\n")
         // A raw TCP client: an L4 tunnel (ALPN mesh-tcp) to B's app.
         #expect(try await mesh.tcpEcho(from: "a", to: "10.77.0.2", port: 8080) == "ping-over-the-mesh")
+        // The outbound port used explicitly still works: loopback is not redirected, and a
+        // connection with no other original destination is the ordinary outbound proxy.
+        let explicit = try await mesh.hosts.run("a", mesh.asUser([
+            "curl", "-sS", "--max-time", "10", "-H", "Host: b", "http://127.0.0.1:15001/explicit",
+        ]))
+        #expect(explicit.stdout == "app=b caller=a routed=yes\n", "\(explicit.stderr)")
 
         let a = try await mesh.metrics("a")
         #expect(metricValue(a, "sidecar_intercepted_connections_total", ["outcome": "mesh-http"]) == 1)
         #expect(metricValue(a, "sidecar_intercepted_connections_total", ["outcome": "mesh-tcp"]) == 1)
-        #expect(metricValue(a, "sidecar_requests_total", ["direction": "outbound", "peer": "b", "code": "200"]) == 1)
+        #expect(metricValue(a, "sidecar_intercepted_connections_total", ["outcome": "passthrough"]) == 0)
+        #expect(metricValue(a, "sidecar_requests_total", ["direction": "outbound", "peer": "b", "code": "200"]) == 2)
         let b = try await mesh.metrics("b")
-        #expect(metricValue(b, "sidecar_requests_total", ["direction": "inbound", "peer": "a", "code": "200"]) == 1)
+        #expect(metricValue(b, "sidecar_requests_total", ["direction": "inbound", "peer": "a", "code": "200"]) == 2)
         #expect((metricValue(b, "sidecar_bytes_total", ["direction": "inbound", "peer": "a", "flow": "request"]) ?? 0) > 0)
 
         // C is not in the mesh: its connection to B's app lands on B's inbound, which wants mTLS.
