@@ -107,7 +107,7 @@ mutant intercept-sniff-default-http $interception/ProtocolSniffStateMachine.swif
 mutant intercept-shared-address-first Sources/SidecarCore/Routing/ServiceAddressMap.swift \
     'ServiceAddressMapTests|InterceptionTests' \
     'return matching.count == 1 ? matching[0] : nil' \
-    'return candidates.first'
+    'return matching.count == 1 ? matching[0] : candidates.first'
 mutant intercept-explicit-is-redirected $interception/OriginalDestination.swift \
     'InterceptionTests' \
     'guard let destination, destination.port != local.port || destination.host != local.ipAddress else { return nil }' \
