@@ -19,8 +19,10 @@ final class InterceptedConnectionHandler: ChannelInboundHandler, RemovableChanne
     typealias InboundOut = ByteBuffer
 
     /// How long a client may stay silent before its connection counts as TCP (protocols where
-    /// the server speaks first: SMTP, MySQL, SSH).
-    static let detectionTimeout = TimeAmount.milliseconds(100)
+    /// the server speaks first: SMTP, MySQL, SSH; declare the Service `protocol: tcp` to skip
+    /// the wait). Long enough that an HTTP client slowed by a loaded machine is not taken for
+    /// one (100 ms was not, under a load average of 15).
+    static let detectionTimeout = TimeAmount.seconds(1)
 
     struct Listener: Sendable {
         var unknown: SidecarConfiguration.UnknownDestinationPolicy
@@ -52,6 +54,10 @@ final class InterceptedConnectionHandler: ChannelInboundHandler, RemovableChanne
         }
         if let service = loop.table.addresses.service(address: destination.host, port: destination.port) {
             self.service = service
+            if loop.table.addresses.isDeclaredTCP(service) {
+                decided(.other, context: context)
+                return
+            }
             timer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.detectionTimeout) { [weak self] in
                 guard let self, !self.done else { return }
                 self.decided(self.sniffer.timedOut(), context: context)

@@ -10,16 +10,21 @@ public struct ServiceAddressMap: Sendable {
     private let services: [String: [String]]
     /// Each Service's declared app port, for telling apart services on one IP.
     private let ports: [String: Int]
+    /// Services declared `protocol: tcp`: their connections are tunnelled without waiting for
+    /// the client's first bytes (a server-speaks-first protocol would wait out detection).
+    private let tcpServices: Set<String>
 
     public init(resources: [MeshResource]) {
         var claims: [String: Set<String>] = [:]
         var ports: [String: Int] = [:]
+        var tcpServices: Set<String> = []
         for resource in resources {
             switch resource {
             case .instance(let instance):
                 claims[IPv4Text.canonical(instance.address), default: []].insert(instance.service)
             case .service(let service):
                 if let port = service.port { ports[service.name] = port }
+                if service.appProtocol == .tcp { tcpServices.insert(service.name) }
                 for address in service.addresses {
                     claims[IPv4Text.canonical(address), default: []].insert(service.name)
                 }
@@ -29,7 +34,11 @@ public struct ServiceAddressMap: Sendable {
         }
         self.services = claims.mapValues { $0.sorted() }
         self.ports = ports
+        self.tcpServices = tcpServices
     }
+
+    /// Whether `service`'s Service resource says `protocol: tcp`.
+    public func isDeclaredTCP(_ service: String) -> Bool { tcpServices.contains(service) }
 
     /// The service `address:port` belongs to, or nil when no service (or more than one) claims it.
     public func service(address: String, port: Int) -> String? {

@@ -65,6 +65,17 @@ import Testing
         #expect(try h.answer(on: channel) == "220 smtp ready\r\n")
     }
 
+    @Test func aServiceDeclaredTCPIsTunnelledWithoutWaitingForBytes() throws {
+        let h = try H(rules: [RouteRule()], ledgerPolicy: .default(service: "ledger"))
+        h.context.replaceTable(RouteTable(
+            localService: "web", trustDomain: "mesh.local",
+            resources: [.service(MeshService(name: "ledger", appProtocol: .tcp)),
+                        .instance(Instance(service: "ledger", address: H.ledger.host, port: H.ledger.port))]))
+        _ = try h.interceptedDownstream(originalDestination: HostPort(host: H.ledger.host, port: 3306))
+        #expect(h.upstreams.connections.map(\.address) == [H.ledger], "tunnelled at once")
+        #expect(h.metrics.interceptedConnections(.meshTCP).value == 1)
+    }
+
     @Test func registryOnlyRefusesAnAddressOutsideTheMeshAndCountsIt() throws {
         let h = try H(rules: [RouteRule()])
         let channel = try h.interceptedDownstream(

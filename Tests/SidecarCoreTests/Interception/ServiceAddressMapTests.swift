@@ -33,6 +33,14 @@ import Testing
         #expect(map.service(address: "10.77.0.2", port: 8080) == nil, "ambiguous: outside the mesh")
     }
 
+    @Test func servicesDeclaredTCPAreKnown() {
+        let map = ServiceAddressMap(resources: [
+            .service(MeshService(name: "db", appProtocol: .tcp)), .service(MeshService(name: "web")),
+        ])
+        #expect(map.isDeclaredTCP("db"))
+        #expect(!map.isDeclaredTCP("web") && !map.isDeclaredTCP("ledger"))
+    }
+
     @Test func theRouteTableCarriesTheMapOfItsSnapshot() {
         let table = RouteTable(localService: "web", trustDomain: "mesh.local", resources: [
             .service(MeshService(name: "ledger", addresses: ["10.96.0.10"])),
