@@ -45,7 +45,7 @@ HZ=$(getconf CLK_TCK)
 PATH_Q=/pay          # the demo route and policy allow /pay
 HOST_H=payments      # the outbound routes by Host
 
-need() { command -v "$1" >/dev/null || { echo "bench/sidecar.sh: needs $1 ($2)" >&2; exit 1; }; }
+source "$ROOT/bench/lib.sh"
 need openssl "apt-get install openssl"; need python3 "apt-get install python3"; need ss "apt-get install iproute2"
 need wrk "apt-get install wrk"; need h2load "apt-get install nghttp2-client"; need nginx "apt-get install nginx"
 [[ " $PAIRS " == *" haproxy "* ]] && need haproxy "apt-get install haproxy"
@@ -64,29 +64,7 @@ PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-now() { date +%s.%N; }
-cpu_of() { awk -v hz="$HZ" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }   # all threads
-kib_of() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }                    # VmRSS / VmHWM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_listening() {
-    for _ in $(seq 1 300); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.05; done
-    echo "nothing listens on port $1 (see $OUT/*.log)" >&2; exit 1
-}
-record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RESULTS"; }   # metric pair round value
-calc() { python3 -c "print(f'{$1:.4f}')"; }
-
-# --- certificates: as scripts/demo.sh (P-256, SPIFFE URI SAN, CN = service name) ---
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=mesh bench root" \
-    -keyout "$PKI/ca.key" -out "$PKI/ca.pem" 2>/dev/null
-for service in web payments; do
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$service" \
-        -keyout "$PKI/$service.key" -out "$PKI/$service.csr" 2>/dev/null
-    printf 'subjectAltName=URI:spiffe://mesh.local/service/%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$service" \
-        > "$PKI/$service.ext"
-    openssl x509 -req -in "$PKI/$service.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -CAcreateserial -days 1 \
-        -extfile "$PKI/$service.ext" -out "$PKI/$service.pem" 2>/dev/null
-    cat "$PKI/$service.pem" "$PKI/$service.key" > "$PKI/$service.combined.pem"   # HAProxy's crt
-done
+mint_pki
 
 # --- the app: nginx, one worker, 200 + 100 B body, keep-alive without a request cap ---
 BODY=$(printf 'x%.0s' $(seq 1 99))   # + "\n" = 100 B

@@ -126,7 +126,7 @@ public final class Sidecar: Sendable {
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.workers))
         let tls = TLSContextSet(contexts)
-        let loops = ProxyLoops(group: group, table: table, clientTLS: tls.client, tunnelTLS: tls.tunnel, metrics: metrics)
+        let loops = ProxyLoops(group: group, table: table, clientTLS: tls.client, tunnelTLS: tls.tunnel, http2TLS: tls.http2Client, metrics: metrics)
         let applier = ConfigApplier(
             configuration: configuration, resources: resources, table: table, tls: tls, loops: loops, metrics: metrics,
             source: controlPlane?.source ?? .file)
@@ -149,7 +149,8 @@ public final class Sidecar: Sendable {
         let inboundBound = ListenerAddressBox()
         let inbound = ProxyListener(
             name: "inbound", address: configuration.inbound.listen, configKey: "inbound.listen",
-            kind: .inbound(app: configuration.inbound.app, tls: tls.server), group: group, loops: loops,
+            kind: .inbound(app: configuration.inbound.app, tls: tls.server, appProtocol: configuration.inbound.appProtocol),
+            group: group, loops: loops,
             drainTimeout: options.drainTimeout, accessLog: options.accessLog, timeouts: timeouts, logger: logger,
             bound: inboundBound, readiness: readiness)
         // Static mode reloads its file; dynamic mode follows the control plane instead.

@@ -16,6 +16,8 @@ final class PaymentsMesh {
     let webAdmin: Int
     /// The admin port of each payments sidecar, in `backends` order.
     private(set) var paymentsAdmins: [Int] = []
+    /// The inbound (mTLS) port of each payments sidecar, in `backends` order.
+    private(set) var paymentsInbounds: [Int] = []
 
     /// - Parameters:
     ///   - backends: each payments app and the labels of its instance, e.g. `version: v1`.
@@ -33,6 +35,7 @@ final class PaymentsMesh {
         for (index, backend) in backends.enumerated() {
             let inbound = try freeLoopbackPort(), admin = try freeLoopbackPort()
             paymentsAdmins.append(admin)
+            paymentsInbounds.append(inbound)
             let extra = paymentsResources(index)
             let sidecar = try SidecarProcess(configYAML: """
                 service: payments

@@ -6,7 +6,8 @@ import NIOPosix
 /// A tiny app server (NIOHTTP1) standing in for a service behind its sidecar. It answers every
 /// request with what it saw — method, path, `x-mesh-caller`, request id, body size and a
 /// checksum — so tests can assert what crossed the mesh. `/slow?ms=N` answers after N ms;
-/// `/status/N` answers with status N. It also counts requests, connections and request-body
+/// `/status/N` answers with status N; `/bytes?n=N` streams N bytes, only as fast as the
+/// connection takes them (a large download for flow-control tests). It also counts requests, connections and request-body
 /// bytes, and can be made slow as a whole (`delay`).
 public final class TestHTTPApp: Sendable {
     public let name: String
@@ -76,6 +77,26 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
         self.delay = delay
     }
 
+    /// `/bytes`: what is still to be written of the download.
+    var streamRemaining = 0
+    static let chunk = ByteBuffer(repeating: UInt8(ascii: "b"), count: 64 * 1024)
+
+    /// Writes the download while the connection is writable; resumes when it is again.
+    func pump(context: ChannelHandlerContext) {
+        while streamRemaining > 0 && context.channel.isWritable {
+            let size = min(streamRemaining, Self.chunk.readableBytes)
+            streamRemaining -= size
+            context.write(wrapOutboundOut(.body(.byteBuffer(Self.chunk.getSlice(at: 0, length: size)!))), promise: nil)
+            if streamRemaining == 0 { context.write(wrapOutboundOut(.end(nil)), promise: nil) }
+        }
+        context.flush()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if streamRemaining > 0 { pump(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
@@ -104,6 +125,15 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
             var delay: Int64 = self.delay ?? 0
             if path.contains("/slow"), let ms = head.uri.split(separator: "=").last.flatMap({ Int64($0) }) {
                 delay = ms
+            }
+            if path == "/bytes", let n = head.uri.split(separator: "=").last.flatMap({ Int($0) }) {
+                counters.withLockedValue { $0.inFlight -= 1 }
+                let headers = HTTPHeaders([("content-length", "\(n)"), ("x-app", name)])
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+                streamRemaining = n
+                pump(context: context)
+                self.head = nil
+                return
             }
             if path.hasPrefix("/status/"), let code = Int(path.dropFirst(8)) {
                 status = HTTPResponseStatus(statusCode: code)

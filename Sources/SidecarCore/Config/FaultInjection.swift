@@ -17,10 +17,13 @@ public struct FaultInjection: Sendable, Equatable {
         public var percent: Double
         /// 100–599.
         public var status: Int
+        /// 1–16: what a gRPC call gets instead (trailers-only, `grpc-status`); nil: UNAVAILABLE.
+        public var grpcStatus: Int?
 
-        public init(percent: Double, status: Int) {
+        public init(percent: Double, status: Int, grpcStatus: Int? = nil) {
             self.percent = percent
             self.status = status
+            self.grpcStatus = grpcStatus
         }
     }
 

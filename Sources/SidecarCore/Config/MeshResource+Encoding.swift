@@ -86,7 +86,9 @@ extension RouteRule {
                 ])))
             }
             if let abort = fault.abort {
-                faultPairs.append(("abort", .map([("percent", .percent(abort.percent)), ("status", .int(abort.status))])))
+                var abortPairs: [(String, ConfigValue)] = [("percent", .percent(abort.percent)), ("status", .int(abort.status))]
+                if let grpcStatus = abort.grpcStatus { abortPairs.append(("grpcStatus", .int(grpcStatus))) }
+                faultPairs.append(("abort", .map(abortPairs)))
             }
             pairs.append(("fault", .map(faultPairs)))
         }

@@ -41,8 +41,12 @@ public enum RetryCondition: Sendable, Hashable, CustomStringConvertible {
     case gatewayError
     /// One status code, 100–599.
     case status(Int)
+    /// A gRPC call ended with this status (`unavailable`, `resource-exhausted`, `cancelled`,
+    /// `deadline-exceeded`) before any response message reached the caller.
+    case grpc(GRPCRetryStatus)
 
     public static let keywords = ["connect-failure", "reset", "refused-stream", "5xx", "gateway-error"]
+        + GRPCRetryStatus.allCases.map(\.rawValue)
 
     public init?(parsing text: String) {
         switch text {
@@ -52,6 +56,10 @@ public enum RetryCondition: Sendable, Hashable, CustomStringConvertible {
         case "5xx": self = .serverError
         case "gateway-error": self = .gatewayError
         default:
+            if let status = GRPCRetryStatus(rawValue: text) {
+                self = .grpc(status)
+                return
+            }
             guard text.count == 3, let code = Int(text), (100...599).contains(code) else { return nil }
             self = .status(code)
         }
@@ -65,6 +73,25 @@ public enum RetryCondition: Sendable, Hashable, CustomStringConvertible {
         case .serverError: "5xx"
         case .gatewayError: "gateway-error"
         case .status(let code): String(code)
+        case .grpc(let status): status.rawValue
+        }
+    }
+}
+
+/// The gRPC statuses a route may retry on (DESIGN.md "Protocols").
+public enum GRPCRetryStatus: String, Sendable, Hashable, CaseIterable {
+    case unavailable
+    case resourceExhausted = "resource-exhausted"
+    case cancelled
+    case deadlineExceeded = "deadline-exceeded"
+
+    /// The `grpc-status` code.
+    public var code: Int {
+        switch self {
+        case .unavailable: 14
+        case .resourceExhausted: 8
+        case .cancelled: 1
+        case .deadlineExceeded: 4
         }
     }
 }

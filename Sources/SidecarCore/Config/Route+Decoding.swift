@@ -155,8 +155,10 @@ extension FaultInjection {
         }
         if let abortMap = map.mapping("abort") {
             let percent = abortMap.percent("percent", required: true)
-            let status = abortMap.int("status", range: 100...599, required: true)
-            fault.abort = Abort(percent: percent ?? 0, status: status ?? 500)
+            // A gRPC call is aborted with `grpcStatus` (trailers-only); other requests with `status`.
+            let grpcStatus = abortMap.int("grpcStatus", range: 1...16)
+            let status = abortMap.int("status", range: 100...599, required: !abortMap.has("grpcStatus"))
+            fault.abort = Abort(percent: percent ?? 0, status: status ?? 500, grpcStatus: grpcStatus)
             abortMap.finish()
         }
         if !map.has("delay") && !map.has("abort") {

@@ -1,6 +1,7 @@
 /// The TLS contexts a sidecar's new connections take, one per role, all made from one workload
-/// identity and swapped together: `server` for the inbound (ALPN `http/1.1` and `mesh-tcp`),
-/// `client` for outbound HTTP, `tunnel` for outbound TCP tunnels (`mesh-tcp`). Each role is a
+/// identity and swapped together: `server` for the inbound (ALPN `h2`, `http/1.1` and
+/// `mesh-tcp`), `client` for outbound HTTP/1.1, `http2Client` for outbound HTTP/2 (`h2`),
+/// `tunnel` for outbound TCP tunnels (`mesh-tcp`). Each role is a
 /// `TLSContextStore`, so an open connection keeps the context (and certificate) it started with.
 ///
 /// `ConfigApplier` is the one writer: it builds a whole `Contexts` off to the side, checked to
@@ -9,12 +10,14 @@ public final class TLSContextSet: Sendable {
     public let server: TLSContextStore
     public let client: TLSContextStore
     public let tunnel: TLSContextStore
+    public let http2Client: TLSContextStore
 
-    /// One identity's three contexts: built and checked, not yet in use.
+    /// One identity's four contexts: built and checked, not yet in use.
     public struct Contexts: Sendable {
         public let server: TLSContext
         public let client: TLSContext
         public let tunnel: TLSContext
+        public let http2Client: TLSContext
 
         /// The contexts for `identity`, refused unless its certificate is this service's SPIFFE ID.
         public init(_ configuration: SidecarConfiguration, identity: SidecarIdentity) throws {
@@ -22,8 +25,12 @@ public final class TLSContextSet: Sendable {
                 certificateChain: identity.certificateChain, privateKey: identity.privateKey,
                 trustRoots: identity.trustBundle, trustDomain: configuration.trustDomain)
             client = try TLSContext(configuration: tls, role: .client)
-            // The inbound speaks HTTP/1.1, or carries raw bytes when the caller asks for `mesh-tcp`.
-            tls.alpnProtocols = ["http/1.1", HTTPProxyHandler.tunnelALPN]
+            // An HTTP/2 caller's streams go HTTP/2 end to end; a peer that only speaks HTTP/1.1
+            // would pick that (and the stream fails as a reset: every sidecar of this build speaks h2).
+            tls.alpnProtocols = ["h2", "http/1.1"]
+            http2Client = try TLSContext(configuration: tls, role: .client)
+            // The inbound speaks HTTP/2 or HTTP/1.1, or carries raw bytes when the caller asks for `mesh-tcp`.
+            tls.alpnProtocols = ["h2", "http/1.1", HTTPProxyHandler.tunnelALPN]
             server = try TLSContext(configuration: tls, role: .server)
             tls.alpnProtocols = [HTTPProxyHandler.tunnelALPN]
             tunnel = try TLSContext(configuration: tls, role: .client)
@@ -42,6 +49,7 @@ public final class TLSContextSet: Sendable {
         server = TLSContextStore(contexts.server)
         client = TLSContextStore(contexts.client)
         tunnel = TLSContextStore(contexts.tunnel)
+        http2Client = TLSContextStore(contexts.http2Client)
     }
 
     /// New connections of every role take `contexts` from now on.
@@ -49,5 +57,6 @@ public final class TLSContextSet: Sendable {
         server.replace(with: contexts.server)
         client.replace(with: contexts.client)
         tunnel.replace(with: contexts.tunnel)
+        http2Client.replace(with: contexts.http2Client)
     }
 }

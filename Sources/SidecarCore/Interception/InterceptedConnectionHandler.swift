@@ -29,6 +29,7 @@ final class InterceptedConnectionHandler: ChannelInboundHandler, RemovableChanne
         var httpLog: AccessLog
         var tcpLog: AccessLog
         var timeouts: HTTPProxyHandler.Timeouts
+        var drainTimeout: TimeAmount
     }
 
     private let originalDestination: HostPort?
@@ -48,8 +49,7 @@ final class InterceptedConnectionHandler: ChannelInboundHandler, RemovableChanne
 
     func channelActive(context: ChannelHandlerContext) {
         guard let destination = originalDestination else {
-            install(HTTPProxyHandler(direction: .outbound, loop: loop, accessLog: listener.httpLog, timeouts: listener.timeouts),
-                    context: context)
+            installHTTP(defaultDestination: nil, context: context)
             return
         }
         if let service = loop.table.addresses.service(address: destination.host, port: destination.port) {
@@ -96,26 +96,41 @@ final class InterceptedConnectionHandler: ChannelInboundHandler, RemovableChanne
         guard let service, !done else { return }
         timer?.cancel()
         switch result {
-        // HTTP/2 hook: h2c goes to the same HTTP path as HTTP/1.x, which tells them apart by the
-        // preface (DESIGN.md "Protocols"); give it its own handler here if that changes.
+        // HTTP/2 hook: h2c goes to the same HTTP path as HTTP/1.x, whose `OutboundProtocolDetector`
+        // tells them apart by the preface (DESIGN.md "Protocols"). The default destination reaches
+        // HTTP/1.x only: an h2c stream routes by its `:authority` (HTTP2StreamProxyHandler.Side).
         case .http1, .http2PriorKnowledge:
             loop.metrics.interceptedConnections(.meshHTTP).increment()
-            install(HTTPProxyHandler(
-                direction: .outbound, loop: loop, accessLog: listener.httpLog, timeouts: listener.timeouts,
-                defaultDestination: service), context: context)
+            installHTTP(defaultDestination: service, context: context)
         case .other:
             loop.metrics.interceptedConnections(.meshTCP).increment()
-            install(HTTPProxyHandler(direction: .tcpOutbound(service: service), loop: loop, accessLog: listener.tcpLog,
-                                     timeouts: listener.timeouts), context: context)
+            install([HTTPProxyHandler(direction: .tcpOutbound(service: service), loop: loop, accessLog: listener.tcpLog,
+                                      timeouts: listener.timeouts)], context: context)
         }
     }
 
-    /// Puts `handler` after this one, replays the connection's start and the bytes so far to
-    /// it, and leaves.
-    private func install(_ handler: some ChannelHandler, context: ChannelHandlerContext) {
+    /// The outbound HTTP path as a plain outbound port has it (h2c detection, then HTTP/1.x).
+    private func installHTTP(defaultDestination: String?, context: ChannelHandlerContext) {
+        install([
+            OutboundProtocolDetector(
+                loop: loop, accessLog: listener.httpLog, drainTimeout: listener.drainTimeout,
+                idleTimeout: listener.timeouts.idle),
+            HTTPProxyHandler(
+                direction: .outbound, loop: loop, accessLog: listener.httpLog, timeouts: listener.timeouts,
+                defaultDestination: defaultDestination),
+        ], context: context)
+    }
+
+    /// Puts `handlers` after this one, replays the connection's start and the bytes so far to
+    /// them, and leaves.
+    private func install(_ handlers: [any ChannelHandler], context: ChannelHandlerContext) {
         done = true
         do {
-            try context.pipeline.syncOperations.addHandler(handler, position: .after(self))
+            var previous: any ChannelHandler = self
+            for handler in handlers {
+                try context.pipeline.syncOperations.addHandler(handler, position: .after(previous))
+                previous = handler
+            }
         } catch {
             context.close(promise: nil)
             return

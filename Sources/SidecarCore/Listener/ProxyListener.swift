@@ -12,7 +12,7 @@ final class ProxyListener: Service, Sendable {
         case outbound
         /// `outbound.transparent`: also takes connections `sidecar iptables` redirected.
         case transparentOutbound(unknown: SidecarConfiguration.UnknownDestinationPolicy)
-        case inbound(app: HostPort, tls: TLSContextStore)
+        case inbound(app: HostPort, tls: TLSContextStore, appProtocol: AppProtocol = .http)
         case tcp(service: String)
     }
 
@@ -54,13 +54,14 @@ final class ProxyListener: Service, Sendable {
         let kind = self.kind
         let logger = self.logger
         let timeouts = self.timeouts
+        let drainTimeout = self.drainTimeout
         let log: AccessLog
         let direction: HTTPProxyHandler.Direction
         switch kind {
         case .outbound, .transparentOutbound:
             log = AccessLog(enabled: accessLog, direction: "outbound")
             direction = .outbound
-        case .inbound(let app, _):
+        case .inbound(let app, _, _):
             log = AccessLog(enabled: accessLog, direction: "inbound")
             direction = .inbound(app: app)
         case .tcp(let service):
@@ -76,14 +77,25 @@ final class ProxyListener: Service, Sendable {
             .childChannelInitializer { channel in
                 if case .transparentOutbound(let unknown) = kind {
                     let listener = InterceptedConnectionHandler.Listener(
-                        unknown: unknown, httpLog: log, tcpLog: tcpLog, timeouts: timeouts)
+                        unknown: unknown, httpLog: log, tcpLog: tcpLog, timeouts: timeouts, drainTimeout: drainTimeout)
                     return InterceptedConnectionHandler.install(on: channel, loops: loops, listener: listener)
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     let context = loops.context(for: channel.eventLoop)
-                    if case .inbound(_, let tls) = kind {
-                        try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls.current))
-                        try channel.pipeline.syncOperations.addHandler(TLSErrorLogger(logger: logger, metrics: context.metrics))
+                    let sync = channel.pipeline.syncOperations
+                    switch kind {
+                    case .inbound(let app, let tls, let appProtocol):
+                        try sync.addHandler(TLSHandler(context: tls.current))
+                        try sync.addHandler(TLSErrorLogger(logger: logger, metrics: context.metrics))
+                        try sync.addHandler(InboundProtocolSwitch(
+                            loop: context, accessLog: log, app: app, appSpeaksHTTP2: appProtocol.speaksHTTP2,
+                            drainTimeout: drainTimeout, idleTimeout: timeouts.idle))
+                    case .outbound:
+                        // HTTP/1.1 and h2c with prior knowledge on the same port.
+                        try sync.addHandler(OutboundProtocolDetector(
+                            loop: context, accessLog: log, drainTimeout: drainTimeout, idleTimeout: timeouts.idle))
+                    case .tcp, .transparentOutbound:  // transparent: its own pipeline, above
+                        break
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         HTTPProxyHandler(direction: direction, loop: context, accessLog: log, timeouts: timeouts))

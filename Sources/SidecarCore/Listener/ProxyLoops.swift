@@ -14,10 +14,10 @@ final class ProxyLoops: Sendable {
 
     init(
         group: EventLoopGroup, table: RouteTable, clientTLS: TLSContextStore?, tunnelTLS: TLSContextStore? = nil,
-        metrics: SidecarMetrics = SidecarMetrics()
+        http2TLS: TLSContextStore? = nil, metrics: SidecarMetrics = SidecarMetrics()
     ) {
         let shared = SharedLimits()
-        let connector = SocketUpstreamConnector(clientTLS: clientTLS, tunnelTLS: tunnelTLS)
+        let connector = SocketUpstreamConnector(clientTLS: clientTLS, tunnelTLS: tunnelTLS, http2TLS: http2TLS)
         let loops = Array(group.makeIterator())
         // Each context is made on its own loop and stays there.
         let all = loops.map { loop in

@@ -27,6 +27,9 @@ public final class SidecarMetrics: Sendable {
     let mirrorRequests = CounterFamily(MetricDescriptor(
         "sidecar_mirror_requests_total", .counter, labels: ["peer", "result"],
         help: "Fire-and-forget copies of requests to a route's mirror subset, by result (completed, failed, skipped)."))
+    let grpcResponses = CounterFamily(MetricDescriptor(
+        "sidecar_grpc_responses_total", .counter, labels: ["direction", "peer", "grpc_status"],
+        help: "gRPC calls finished, by direction, peer service and the grpc-status the caller got."))
     let circuitBreakerOpen = GaugeFamily(MetricDescriptor(
         "sidecar_circuit_breaker_open", .gauge, labels: ["peer"],
         help: "1 while a circuit breaker limit for the peer is overflowing, else 0."))
@@ -109,7 +112,7 @@ public final class SidecarMetrics: Sendable {
         controlPlaneConnection = controlPlaneConnected.gauge()
         configurationRejected = configRejected.counter()
         var families: [any MetricFamily] = requests.families + [
-            retries, retryBudgetExhausted, mirrorRequests, circuitBreakerOpen, circuitBreakerRejections, outlierEjections,
+            retries, retryBudgetExhausted, grpcResponses, mirrorRequests, circuitBreakerOpen, circuitBreakerRejections, outlierEjections,
             endpoints, connectionsOpen, tlsHandshakeErrors, authzDenied, certExpiry, configVersion, configRejected,
             interceptedConnections,
         ]
@@ -128,6 +131,11 @@ public final class SidecarMetrics: Sendable {
     /// `sidecar_mirror_requests_total{peer,result}` (takes a lock: once per mirrored request).
     func mirrorRequests(peer: String, result: MirrorExchange.Outcome) -> Counter {
         mirrorRequests.counter(peer, result.rawValue)
+    }
+
+    /// `sidecar_grpc_responses_total{direction,peer,grpc_status}` (takes a lock: the loop caches it).
+    func grpcResponses(_ direction: TrafficDirection, peer: String, status: GRPCStatusCode) -> Counter {
+        grpcResponses.counter(direction.rawValue, peer, status.label)
     }
 
     /// `sidecar_authz_denied_total{peer}` for a calling service (from its verified certificate).

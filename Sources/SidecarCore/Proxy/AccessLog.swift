@@ -37,6 +37,8 @@ struct AccessLog: Sendable {
         Self.appendJSONString(exchange.authority, to: &line)
         line += ",\"path\":"
         Self.appendJSONString(exchange.path, to: &line)
+        line += ",\"protocol\":\"\(exchange.wireProtocol.rawValue)\""
+        if let grpc = exchange.grpcStatus { line += ",\"grpc_status\":\(grpc.rawValue)" }
         line += ",\"status\":\(status),\"duration_us\":\(micros),\"bytes_in\":\(exchange.bytesReceived)"
         line += ",\"bytes_out\":\(exchange.bytesSent),\"upstream\":"
         Self.appendJSONString(exchange.upstreamAddress?.description ?? "", to: &line)

@@ -89,13 +89,8 @@ extension HTTPProxyHandler {
             return
         }
         var request = AdmittedRequest(head: head, target: target, exchange: exchange, caller: callerService)
-        if !head.headers.contains("x-request-id") {
-            request.addedHeaders.append(try! HTTPHeaderLine(name: "x-request-id", value: requestID))
-        }
-        // This hop is a span of the caller's trace (or starts one): a new span id goes upstream.
-        let trace = TraceContext.nextHop(after: head.headers.firstValue(named: "traceparent"), using: &loop.random)
-        exchange.trace = trace
-        request.addedHeaders.append(try! HTTPHeaderLine(name: "traceparent", value: trace.traceparent))
+        if case .tcpOutbound = direction { return }
+        request.setHopHeaders(inbound: direction.trafficDirection == .inbound, random: &loop.random)
         if let absolute = target.authority {
             // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host.
             guard let host = try? HTTPHeaderLine(name: "host", value: absolute) else {
@@ -105,45 +100,30 @@ extension HTTPProxyHandler {
             request.addedHeaders.append(host)
         }
         switch direction {
-        case .outbound:
-            // No app may claim a caller identity on its way out either.
-            request.removedHeaders.append("x-mesh-caller")
-            admit(request, through: RequestFilters.outbound[...], context: context)
-        case .inbound:
-            // Until the gateway exists no caller may set x-mesh-user either.
-            request.removedHeaders += Self.identityHeaders
-            request.addedHeaders.append(try! HTTPHeaderLine(name: "x-mesh-caller", value: callerService ?? "unknown"))
-            admit(request, through: RequestFilters.inbound[...], context: context)
-        case .tcpOutbound:
-            break
+        case .outbound: admit(request, through: RequestFilters.outbound[...], context: context)
+        case .inbound: admit(request, through: RequestFilters.inbound[...], context: context)
+        case .tcpOutbound: break
         }
     }
 
     /// Runs `filters` in order; a rejection answers the request, a delay resumes the rest on
     /// the loop's timer, and a request every filter admitted is sent upstream.
     func admit(_ request: AdmittedRequest, through filters: ArraySlice<any RequestFilter>, context: ChannelHandlerContext) {
-        var request = request
         let exchange = request.exchange
-        var remaining = filters
-        while let filter = remaining.popFirst() {
-            switch filter.admit(&request, loop: loop, now: context.eventLoop.now) {
-            case .next:
-                continue
-            case .reject(let error):
-                fail(exchange, error, context: context)
-                return
-            case .delay(let delay):
-                phase = .connecting
-                armDeadlineTimer(context: context)  // the route timeout runs on while the request waits
-                context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
-                    guard let self, self.exchange === exchange, let context = self.context else { return }
-                    self.admit(request, through: remaining, context: context)
-                }
-                return
+        switch RequestFilters.run(request, through: filters, loop: loop, now: context.eventLoop.now) {
+        case .rejected(let error):
+            fail(exchange, error, context: context)
+        case .delayed(let delay, let request, let remaining):
+            phase = .connecting
+            armDeadlineTimer(context: context)  // the route timeout runs on while the request waits
+            context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
+                guard let self, self.exchange === exchange, let context = self.context else { return }
+                self.admit(request, through: remaining, context: context)
             }
+        case .admitted(let request):
+            armDeadlineTimer(context: context)  // routing started the route timeout
+            forward(request, context: context)
         }
-        armDeadlineTimer(context: context)  // routing started the route timeout
-        forward(request, context: context)
     }
 
     /// Every filter admitted the request: write its head for the next hop, then lease a

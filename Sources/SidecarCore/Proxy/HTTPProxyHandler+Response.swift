@@ -240,14 +240,6 @@ extension HTTPProxyHandler {
 
     /// Every finished exchange goes through here once: access log line and request metrics.
     func record(_ exchange: ProxyExchange, status: Int) {
-        let now = loop.eventLoop.now
-        accessLog.record(exchange, status: status, now: now, into: loop.accessLogBuffer)
-        if exchange.holdsBreakerRequest || exchange.holdsBreakerRetry, let destination = exchange.route?.destination {
-            let (request, retry) = (exchange.holdsBreakerRequest, exchange.holdsBreakerRetry)
-            exchange.holdsBreakerRequest = false
-            exchange.holdsBreakerRetry = false
-            loop.cluster(destination).releaseSlots(request: request, retry: retry)
-        }
         let handle: RequestMetricsHandle
         switch direction {
         case .outbound, .tcpOutbound:
@@ -255,14 +247,7 @@ extension HTTPProxyHandler {
         case .inbound:
             handle = inboundMetrics ?? loop.unroutedMetrics.inbound
         }
-        let elapsed = now.uptimeNanoseconds &- exchange.start.uptimeNanoseconds
-        if exchange.poolKey?.tunnel == true {
-            handle.recordBytes(request: UInt64(exchange.bytesReceived), response: UInt64(exchange.bytesSent))
-        } else {
-            handle.record(
-                status: status, durationNanos: elapsed, requestBytes: UInt64(exchange.bytesReceived),
-                responseBytes: UInt64(exchange.bytesSent))
-        }
+        loop.record(exchange, status: status, accessLog: accessLog, metrics: handle)
     }
 
     /// Answers the current exchange with a sidecar-made error response.

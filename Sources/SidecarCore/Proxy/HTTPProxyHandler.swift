@@ -108,6 +108,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             method: .other, methodName: "TCP", authority: service, path: "", requestID: RequestIdentifiers.requestID(using: &loop.random),
             peer: service, closeAfterResponse: true, framing: .none, start: context.eventLoop.now)
         self.exchange = exchange
+        exchange.wireProtocol = .tcp
         exchange.tunnelMetrics = loop.metrics.requests.handle(direction: .outbound, peer: service)
         guard let destination = loop.table.destinations[service] else {
             exchange.errorCause = .noRoute
@@ -131,6 +132,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
             method: .other, methodName: "TCP", authority: "", path: "", requestID: RequestIdentifiers.requestID(using: &loop.random),
             peer: callerService ?? "unknown", closeAfterResponse: true, framing: .none, start: context.eventLoop.now)
         self.exchange = exchange
+        exchange.wireProtocol = .tcp
         cancelHeadTimer()
         guard Authorizer.allows(loop.table.authorization, caller: callerService, method: "TCP", path: "/") else {
             exchange.errorCause = .forbidden
@@ -289,7 +291,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 }
 
-extension HTTPProxyHandler: UpstreamOwner, DownstreamConnection {}
+extension HTTPProxyHandler: UpstreamOwner, DownstreamConnection, RemovableChannelHandler {}
 
 extension HTTPProxyHandler.Direction {
     var trafficDirection: TrafficDirection {

@@ -38,14 +38,7 @@ final class MirrorExchange: UpstreamOwner {
         head: ByteBuffer, body: ByteBuffer?, method: HTTPRequestMethod, subset: [String: String],
         destination: RouteTable.Destination, timeout: TimeAmount, loop: LoopContext
     ) -> Bool {
-        // Uniform among the subset's endpoints, without building a candidate list.
-        var chosen: HostPort?
-        var seen = 0
-        for endpoint in destination.endpoints where endpoint.matches(subset) {
-            seen += 1
-            if Int.random(in: 0..<seen, using: &loop.random) == 0 { chosen = endpoint.address }
-        }
-        guard let address = chosen else {
+        guard let address = pickEndpoint(of: destination, in: subset, random: &loop.random) else {
             loop.metrics.mirrorRequests(peer: destination.service, result: .failed).increment()
             return false
         }
@@ -71,6 +64,17 @@ final class MirrorExchange: UpstreamOwner {
             }
         }
         return true
+    }
+
+    /// An endpoint of the mirror subset, uniform among them, without building a candidate list.
+    static func pickEndpoint(of destination: RouteTable.Destination, in subset: [String: String], random: inout LoopRandom) -> HostPort? {
+        var chosen: HostPort?
+        var seen = 0
+        for endpoint in destination.endpoints where endpoint.matches(subset) {
+            seen += 1
+            if Int.random(in: 0..<seen, using: &random) == 0 { chosen = endpoint.address }
+        }
+        return chosen
     }
 
     private func finish(_ outcome: Outcome, reusable: Bool) {

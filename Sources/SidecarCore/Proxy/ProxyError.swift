@@ -41,6 +41,8 @@ public struct ProxyError: Error, Sendable, Equatable {
     public var retryAfter: Int?
     /// The TrafficPolicy's degraded answer, served instead of the error text.
     public var fallback: FallbackResponse?
+    /// The status a gRPC caller gets when it is not the cause's own (a fault's `abort.grpcStatus`).
+    var grpcStatus: GRPCStatusCode?
 
     public init(_ cause: Cause, _ detail: String, status: Int? = nil) {
         self.cause = cause

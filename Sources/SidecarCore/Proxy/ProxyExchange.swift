@@ -60,6 +60,11 @@ final class ProxyExchange {
     var holdsBreakerRequest = false
     /// Holds one of the breaker's `maxRetries` slots (from the first retry until the end).
     var holdsBreakerRetry = false
+    /// How the caller's side carried it: the access log's `protocol`.
+    var wireProtocol = WireProtocol.http1
+    /// A gRPC call's status as the caller got it (`grpc-status` of the trailers, or of the
+    /// sidecar's own trailers-only answer); nil for anything else.
+    var grpcStatus: GRPCStatusCode?
     /// Outbound L4 tunnels have no route; their metrics handle is resolved at connect.
     var tunnelMetrics: RequestMetricsHandle?
 
@@ -101,6 +106,13 @@ final class ProxyExchange {
 
     /// The whole body is buffered (or there is none): it can be replayed or mirrored.
     var bodyIsBuffered: Bool { requestComplete && (bytesReceived == 0 || replayBody != nil) }
+}
+
+/// The protocol of an exchange's downstream side, as the access log names it.
+enum WireProtocol: String {
+    case http1 = "HTTP/1.1"
+    case http2 = "HTTP/2"
+    case tcp = "TCP"
 }
 
 /// Request ids and W3C trace context made without Foundation.

@@ -25,7 +25,12 @@ public struct RetryStateMachine: Sendable {
         /// nil: no body or length unknown (chunked) until it has been read.
         public var contentLength: Int?
 
-        public init(method: HTTPRequestMethod, hasIdempotencyKey: Bool = false, contentLength: Int? = nil) {
+        /// A gRPC call: a gRPC status the route retries on is the operator's word that the
+        /// call may be sent again (as Envoy's `retry_on: unavailable`), whatever its method.
+        public var isGRPC = false
+
+        public init(method: HTTPRequestMethod, hasIdempotencyKey: Bool = false, contentLength: Int? = nil, isGRPC: Bool = false) {
+            self.isGRPC = isGRPC
             self.method = method
             self.hasIdempotencyKey = hasIdempotencyKey
             self.contentLength = contentLength
@@ -44,12 +49,14 @@ public struct RetryStateMachine: Sendable {
         case perTryTimeout
         /// A complete response head with this status (the proxy has not sent it downstream).
         case status(Int)
+        /// A gRPC call answered trailers-only with this `grpc-status` (nothing sent downstream yet).
+        case grpcStatus(Int)
 
         /// Whether the upstream app may have seen the request. Only `false` is proof.
         public var mayHaveReachedUpstream: Bool {
             switch self {
             case .connectFailure, .refusedStream: false
-            case .reset, .perTryTimeout, .status: true
+            case .reset, .perTryTimeout, .status, .grpcStatus: true
             }
         }
 
@@ -61,6 +68,7 @@ public struct RetryStateMachine: Sendable {
             case .reset: "reset"
             case .perTryTimeout: "per-try-timeout"
             case .status(let code): (100...599).contains(code) ? Self.statusReasons[code - 100] : "status"
+            case .grpcStatus(let code): GRPCRetryStatus.allCases.first { $0.code == code }?.rawValue ?? "grpc-status"
             }
         }
 
@@ -69,16 +77,25 @@ public struct RetryStateMachine: Sendable {
         /// Whether `condition` (from a route's `retryOn`) covers this failure, with Envoy's
         /// meaning: `5xx` and `gateway-error` also cover the failures that produce no response
         /// (connect failure, refused stream, reset, per-try timeout); `reset` covers a
-        /// per-try timeout (no response byte arrived either).
+        /// per-try timeout (no response byte arrived either). A refused stream is covered by
+        /// whatever covers a reset or a connect failure (it provably never reached the app), and
+        /// a gRPC status only by its own `retryOn` word (`unavailable`, …).
         public func isCovered(by condition: RetryCondition) -> Bool {
             switch (condition, self) {
             case (.connectFailure, .connectFailure), (.refusedStream, .refusedStream),
                 (.reset, .reset), (.reset, .perTryTimeout):
                 return true
+            // A refused stream never reached the app: whatever covers a reset covers it too.
+            case (.reset, .refusedStream), (.connectFailure, .refusedStream):
+                return true
+            case (.grpc(let wanted), .grpcStatus(let code)):
+                return wanted.code == code
             case (.serverError, .status(let code)):
                 return (500...599).contains(code)
             case (.gatewayError, .status(let code)):
                 return code == 502 || code == 503 || code == 504
+            case (.serverError, .grpcStatus), (.gatewayError, .grpcStatus):
+                return false
             case (.serverError, _), (.gatewayError, _):
                 return true  // the no-response failures; statuses were matched above
             case (.status(let wanted), .status(let code)):
@@ -123,6 +140,7 @@ public struct RetryStateMachine: Sendable {
     /// Tries started so far, the first included (starts at 1).
     public private(set) var attempt = 1
     private let safeToResend: Bool
+    private let isGRPC: Bool
     private var bodyReplayable = true
     private let contentLength: Int?
 
@@ -131,6 +149,7 @@ public struct RetryStateMachine: Sendable {
         self.policy = policy
         self.deadline = deadline
         self.safeToResend = request.method.isIdempotent || request.hasIdempotencyKey
+        self.isGRPC = request.isGRPC
         self.contentLength = request.contentLength
     }
 
@@ -139,7 +158,7 @@ public struct RetryStateMachine: Sendable {
     /// idempotent, no `Idempotency-Key`: a copy could never be used), or the declared length
     /// already exceeds `maxReplayBodyBytes`.
     public var shouldBufferBody: Bool {
-        guard policy.attempts > 1, safeToResend, bodyReplayable else { return false }
+        guard policy.attempts > 1, safeToResend || isGRPC, bodyReplayable else { return false }
         if let contentLength { return contentLength <= Self.maxReplayBodyBytes }
         return true
     }
@@ -181,7 +200,9 @@ public struct RetryStateMachine: Sendable {
         guard attempt < policy.attempts else { return .giveUp(.attemptsExhausted) }
         guard policy.retryOn.contains(where: failure.isCovered(by:)) else { return .giveUp(.notRetryable) }
         if failure.mayHaveReachedUpstream {
-            guard safeToResend else { return .giveUp(.notIdempotent) }
+            let grpcOptIn: Bool
+            if isGRPC, case .grpcStatus = failure { grpcOptIn = true } else { grpcOptIn = false }
+            guard safeToResend || grpcOptIn else { return .giveUp(.notIdempotent) }
             guard bodyReplayable else { return .giveUp(.bodyTooLarge) }
         } else if !bodyReplayable {
             // An earlier try forwarded (and lost) more than the replay buffer holds.

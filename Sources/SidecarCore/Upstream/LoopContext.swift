@@ -14,6 +14,10 @@ final class LoopContext {
     /// For requests that never found a destination (`no-route`, `bad-request`).
     let unroutedMetrics: (outbound: RequestMetricsHandle, inbound: RequestMetricsHandle)
     let pool: ConnectionPool
+    /// Multiplexed HTTP/2 upstream connections (peer sidecars over `h2`, the app over h2c).
+    let http2Pool: HTTP2ConnectionPool
+    /// `sidecar_grpc_responses_total` series this loop has counted on, resolved once each.
+    private var grpcCounters: [GRPCSeries: Counter] = [:]
     /// Per-loop randomness (balancing, shares, jitter, request ids); see `LoopRandom`.
     var random = LoopRandom()
     /// This loop's access log lines, written in batches.
@@ -42,6 +46,7 @@ final class LoopContext {
             metrics.requests.handle(direction: .inbound, peer: "unknown")
         )
         self.pool = ConnectionPool(eventLoop: eventLoop, connector: connector, metrics: metrics, trustDomain: table.trustDomain)
+        self.http2Pool = HTTP2ConnectionPool(eventLoop: eventLoop, connector: connector, trustDomain: table.trustDomain)
         self.accessLogBuffer = AccessLogBuffer(eventLoop: eventLoop)
     }
 
@@ -59,6 +64,7 @@ final class LoopContext {
         eventLoop.assertInEventLoop()
         self.table = table
         pool.trustDomain = table.trustDomain
+        http2Pool.trustDomain = table.trustDomain
         rateLimiters.tableReplaced()
         for (service, cluster) in clusters {
             guard let destination = table.destinations[service] else {
@@ -189,6 +195,25 @@ final class LoopContext {
         eventLoop.assertInEventLoop()
         pool.draining = true
         pool.closeIdle()
+        http2Pool.closeAll()
         for connection in connections.values { connection.beginDrain() }
+    }
+
+    // MARK: gRPC
+
+    struct GRPCSeries: Hashable {
+        let direction: TrafficDirection
+        let peer: String
+        let status: GRPCStatusCode
+    }
+
+    /// `sidecar_grpc_responses_total{direction,peer,grpc_status}`: a loop-local lookup after
+    /// the first call for a series (the family's lock only then).
+    func grpcResponses(_ direction: TrafficDirection, peer: String, status: GRPCStatusCode) -> Counter {
+        let series = GRPCSeries(direction: direction, peer: peer, status: status)
+        if let counter = grpcCounters[series] { return counter }
+        let counter = metrics.grpcResponses(direction, peer: peer, status: status)
+        grpcCounters[series] = counter
+        return counter
     }
 }

@@ -13,6 +13,24 @@ protocol UpstreamConnector: Sendable {
         _ key: ConnectionPool.Key, upstream: UpstreamHandler, trustDomain: String, timeout: TimeAmount,
         on eventLoop: EventLoop
     ) -> EventLoopFuture<Void>
+
+    /// Connects for HTTP/2 to `key.address`: mTLS offering ALPN `h2` when the key names a
+    /// service, h2c with prior knowledge to the app otherwise; `configure` adds the HTTP/2
+    /// handlers on the channel's loop. Fails with a `ProxyError` like `connect`.
+    func connectHTTP2(
+        _ key: ConnectionPool.Key, trustDomain: String, timeout: TimeAmount, on eventLoop: EventLoop,
+        configure: @escaping @Sendable (Channel) throws -> Void
+    ) -> EventLoopFuture<Channel>
+}
+
+extension UpstreamConnector {
+    /// Connectors that carry only HTTP/1.1 (in-memory test upstreams).
+    func connectHTTP2(
+        _ key: ConnectionPool.Key, trustDomain: String, timeout: TimeAmount, on eventLoop: EventLoop,
+        configure: @escaping @Sendable (Channel) throws -> Void
+    ) -> EventLoopFuture<Channel> {
+        eventLoop.makeFailedFuture(ProxyError(.connectFailed, "this connector does not speak HTTP/2"))
+    }
 }
 
 /// The real connector: a `ClientBootstrap` on the downstream connection's own loop (no hop),
@@ -21,6 +39,8 @@ struct SocketUpstreamConnector: UpstreamConnector {
     let clientTLS: TLSContextStore?
     /// The client context offering ALPN `mesh-tcp`, for `outbound.tcp` tunnels.
     let tunnelTLS: TLSContextStore?
+    /// The client context offering ALPN `h2` (then `http/1.1`), for HTTP/2 callers.
+    var http2TLS: TLSContextStore? = nil
 
     func connect(
         _ key: ConnectionPool.Key, upstream: UpstreamHandler, trustDomain: String, timeout: TimeAmount,
@@ -56,6 +76,41 @@ struct SocketUpstreamConnector: UpstreamConnector {
             }
             .connect(host: key.address.host, port: key.address.port)
             .map { _ in }
+            .flatMapErrorThrowing { error in
+                throw ProxyError(.connectFailed, "connect to \(key.address) failed: \(Self.describe(error))")
+            }
+    }
+
+    func connectHTTP2(
+        _ key: ConnectionPool.Key, trustDomain: String, timeout: TimeAmount, on eventLoop: EventLoop,
+        configure: @escaping @Sendable (Channel) throws -> Void
+    ) -> EventLoopFuture<Channel> {
+        let tls: TLSHandler?
+        do {
+            tls = try key.service.map { service in
+                guard let store = http2TLS, let expected = SPIFFEID.service(service, trustDomain: trustDomain) else {
+                    throw ProxyError(.tlsFailed, "no client TLS identity configured")
+                }
+                return try TLSHandler(
+                    context: store.current, serverName: service, peerIdentity: .exactly([expected]),
+                    sessionKey: "h2:\(service)@\(key.address)")
+            }
+        } catch let error as ProxyError {
+            return eventLoop.makeFailedFuture(error)
+        } catch {
+            return eventLoop.makeFailedFuture(ProxyError(.tlsFailed, "\(error)"))
+        }
+        let handler = NIOLoopBound(tls, eventLoop: eventLoop)
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let tls = handler.value { try channel.pipeline.syncOperations.addHandler(tls) }
+                    try configure(channel)
+                }
+            }
+            .connect(host: key.address.host, port: key.address.port)
             .flatMapErrorThrowing { error in
                 throw ProxyError(.connectFailed, "connect to \(key.address) failed: \(Self.describe(error))")
             }

@@ -26,7 +26,7 @@ import Testing
             base.tls = try Self.write(ConfigApplierTests.pki.issue(service: "web"), to: directory, name: "web-1")
             let (contexts, table) = try ConfigApplier.prepare(base, metrics: metrics)
             let tls = TLSContextSet(contexts)
-            loops = ProxyLoops(group: group, table: table, clientTLS: tls.client, tunnelTLS: tls.tunnel, metrics: metrics)
+            loops = ProxyLoops(group: group, table: table, clientTLS: tls.client, tunnelTLS: tls.tunnel, http2TLS: tls.http2Client, metrics: metrics)
             applier = ConfigApplier(
                 configuration: base, resources: base.resources, table: table, tls: tls, loops: loops, metrics: metrics)
             self.base = base

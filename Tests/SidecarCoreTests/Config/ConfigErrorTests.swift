@@ -163,7 +163,7 @@ import Testing
     @Test func severalErrorsAreReportedTogetherInDocumentOrder() {
         let yaml = """
             service: Web
-            inbound: { app: 127.0.0.1:8080, protocol: grpc }
+            inbound: { app: 127.0.0.1:8080, protocol: quic }
             tls: { cert: web.pem, key: web.key }
             resources:
               - kind: Route
@@ -182,12 +182,12 @@ import Testing
             """
         #expect(issues(yaml) == [
             #"web.yaml:1: service: "Web" is not a valid service name (lowercase letters, digits, "-" and ".", starting and ending with a letter or digit, at most 253 characters)"#,
-            #"web.yaml:2: inbound.protocol: "grpc" is not one of: http, http2, tcp"#,
+            #"web.yaml:2: inbound.protocol: "quic" is not one of: http, http2, grpc, tcp"#,
             "web.yaml:3: tls.trustBundle: is required",
             #"web.yaml:11: resources[0].rules[0].match.method: "get" is not an HTTP method (upper case, e.g. GET)"#,
             "web.yaml:8: resources[0].rules[0].backends: weights must add up to more than 0",
             "web.yaml:9: resources[0].rules[0].retries.attempts: 0 is out of range 1..10",
-            #"web.yaml:9: resources[0].rules[0].retries.retryOn[0]: "teapot" is not a retry condition (one of: connect-failure, reset, refused-stream, 5xx, gateway-error, or a status code 100–599)"#,
+            #"web.yaml:9: resources[0].rules[0].retries.retryOn[0]: "teapot" is not a retry condition (one of: connect-failure, reset, refused-stream, 5xx, gateway-error, unavailable, resource-exhausted, cancelled, deadline-exceeded, or a status code 100–599)"#,
             "web.yaml:10: resources[0].rules[0].fault.abort.percent: 150 is out of range 0–100 (a percent)",
             "web.yaml:10: resources[0].rules[0].fault.abort.status: 700 is out of range 100..599",
             #"web.yaml:14: resources[1].loadBalancer: "random" is not one of: leastRequest, roundRobin, ewma"#,

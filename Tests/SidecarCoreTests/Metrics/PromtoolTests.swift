@@ -27,6 +27,7 @@ import Testing
         payments.endpoints(.healthy).set(2)
         metrics.retries(peer: "payments", reason: "reset").increment()
         metrics.mirrorRequests(peer: "payments", result: .completed).increment()
+        metrics.grpcResponses(.outbound, peer: "payments", status: .unavailable).increment()
         metrics.authzDenied(caller: "web").increment()
         metrics.connectionsOpen(.outbound).set(3)
         metrics.tlsHandshakeErrors(.inbound, .untrustedIssuer).increment()

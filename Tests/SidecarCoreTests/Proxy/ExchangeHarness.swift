@@ -94,7 +94,7 @@ struct ExchangeHarness {
         let log = AccessLog(enabled: false, direction: "test")
         try channel.pipeline.syncOperations.addHandler(InterceptedConnectionHandler(
             originalDestination: originalDestination, loop: context,
-            listener: .init(unknown: unknown, httpLog: log, tcpLog: log, timeouts: .init())))
+            listener: .init(unknown: unknown, httpLog: log, tcpLog: log, timeouts: .init(), drainTimeout: .seconds(1))))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 3)).wait()
         return channel
     }

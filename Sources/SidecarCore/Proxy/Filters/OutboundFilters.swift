@@ -85,7 +85,9 @@ struct FaultAbortFilter: RequestFilter {
         guard let abort = request.route?.rule.fault?.abort,
             request.dryRun ? abort.percent >= 100 : loop.chance(abort.percent)
         else { return .next }
-        return .reject(ProxyError(.faultInjected, "aborted by the route's fault injection", status: abort.status))
+        var error = ProxyError(.faultInjected, "aborted by the route's fault injection", status: abort.status)
+        error.grpcStatus = abort.grpcStatus.flatMap(GRPCStatusCode.init(rawValue:))
+        return .reject(error)
     }
 }
 

@@ -50,3 +50,56 @@ enum RequestFilters {
     ]
     static let inbound: [any RequestFilter] = [AuthorizationFilter(), InboundRateLimitFilter()]
 }
+
+extension RequestFilters {
+    /// Where a run of the chain stopped.
+    enum Outcome {
+        /// Every filter admitted the request.
+        case admitted(AdmittedRequest)
+        /// A filter answered it.
+        case rejected(ProxyError)
+        /// A filter holds it: run `remaining` on `request` after `delay` (the route timeout runs on).
+        case delayed(TimeAmount, request: AdmittedRequest, remaining: ArraySlice<any RequestFilter>)
+    }
+
+    /// Runs `filters` in order on `request`, until one rejects or delays it. Both codecs
+    /// (HTTP/1.1 connections and HTTP/2 streams) admit through here, so a request gets the same
+    /// decisions whichever protocol carried it.
+    static func run(
+        _ request: AdmittedRequest, through filters: ArraySlice<any RequestFilter>, loop: LoopContext, now: NIODeadline
+    ) -> Outcome {
+        var request = request
+        var remaining = filters
+        while let filter = remaining.popFirst() {
+            switch filter.admit(&request, loop: loop, now: now) {
+            case .next: continue
+            case .reject(let error): return .rejected(error)
+            case .delay(let delay): return .delayed(delay, request: request, remaining: remaining)
+            }
+        }
+        return .admitted(request)
+    }
+}
+
+extension AdmittedRequest {
+    /// The headers every hop sets, whichever codec carried the request: `x-request-id` when
+    /// none came, this hop's span of the caller's trace (a new span id goes upstream), and the
+    /// identity headers only the mesh sets: removed in every spelling, and on the inbound
+    /// `x-mesh-caller` from the verified certificate.
+    mutating func setHopHeaders(inbound: Bool, random: inout LoopRandom) {
+        if !head.headers.contains("x-request-id") {
+            addedHeaders.append(try! HTTPHeaderLine(name: "x-request-id", value: exchange.requestID))
+        }
+        let trace = TraceContext.nextHop(after: head.headers.firstValue(named: "traceparent"), using: &random)
+        exchange.trace = trace
+        addedHeaders.append(try! HTTPHeaderLine(name: "traceparent", value: trace.traceparent))
+        if inbound {
+            // Until the gateway exists no caller may set x-mesh-user either.
+            removedHeaders += HTTPProxyHandler.identityHeaders
+            addedHeaders.append(try! HTTPHeaderLine(name: "x-mesh-caller", value: caller ?? "unknown"))
+        } else {
+            // No app may claim a caller identity on its way out either.
+            removedHeaders.append("x-mesh-caller")
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import NIOHPACK
+
+/// Header rewriting for HTTP/2 exchanges, with the HTTP/1.1 head writer's rules: removed names
+/// and replaced names match in any spelling an app framework reads as the same (`HTTPGrammar.
+/// equalsAsFieldName`); HTTP/2 names are lowercase, pseudo-headers first.
+enum HTTP2Headers {
+    /// The request head for the next hop: `path` replaces `:path` (a normalized target), an
+    /// added `host` line becomes `:authority`, and a received `host` is dropped when
+    /// `:authority` is there (one authority, the one routing saw).
+    static func request(
+        _ received: HPACKHeaders, removing removed: [String], adding added: [HTTPHeaderLine], path: String?
+    ) -> HPACKHeaders {
+        var out = HPACKHeaders()
+        out.reserveCapacity(received.count + added.count)
+        let authority = added.first { $0.name == "host" }?.value
+        var hasAuthority = false
+        for (name, value, indexing) in received where name.utf8.first == UInt8(ascii: ":") {
+            switch name {
+            case ":path" where path != nil: out.add(name: name, value: path!)
+            case ":authority":
+                hasAuthority = true
+                out.add(name: name, value: authority ?? value, indexing: indexing)
+            default: out.add(name: name, value: value, indexing: indexing)
+            }
+        }
+        if !hasAuthority, let authority { out.add(name: ":authority", value: authority) }
+        for (name, value, indexing) in received where name.utf8.first != UInt8(ascii: ":") {
+            if name == "host" && (hasAuthority || authority != nil) { continue }
+            if keeps(name, removing: removed, replacing: added) { out.add(name: name, value: value, indexing: indexing) }
+        }
+        for line in added where line.name != "host" { out.add(name: line.name.lowercased(), value: line.value) }
+        return out
+    }
+
+    /// A response head with a route's header rewrites (`:status` stays first).
+    static func response(_ received: HPACKHeaders, removing removed: [String], adding added: [HTTPHeaderLine]) -> HPACKHeaders {
+        if removed.isEmpty && added.isEmpty { return received }
+        var out = HPACKHeaders()
+        out.reserveCapacity(received.count + added.count)
+        for (name, value, indexing) in received
+        where name.utf8.first == UInt8(ascii: ":") || keeps(name, removing: removed, replacing: added) {
+            out.add(name: name, value: value, indexing: indexing)
+        }
+        for line in added { out.add(name: line.name.lowercased(), value: line.value) }
+        return out
+    }
+
+    /// Trailers (or any header block) without `names`, in any spelling.
+    static func removing(_ names: [String], from headers: HPACKHeaders) -> HPACKHeaders {
+        guard headers.contains(where: { field in names.contains { matches(field.name, $0) } }) else { return headers }
+        var out = HPACKHeaders()
+        for (name, value, indexing) in headers where keeps(name, removing: names, replacing: []) {
+            out.add(name: name, value: value, indexing: indexing)
+        }
+        return out
+    }
+
+    private static func keeps(_ name: String, removing removed: [String], replacing added: [HTTPHeaderLine]) -> Bool {
+        for other in removed where matches(name, other) { return false }
+        for line in added where matches(name, line.name) { return false }
+        return true
+    }
+
+    static func matches(_ name: String, _ other: String) -> Bool {
+        var name = name
+        return name.withUTF8 { HTTPGrammar.equalsAsFieldName(UnsafeRawBufferPointer($0), other) }
+    }
+}

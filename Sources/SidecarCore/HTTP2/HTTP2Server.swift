@@ -1,0 +1,248 @@
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+
+/// The downstream side of HTTP/2: a connection that speaks it gets NIOHTTP2's handler (framing,
+/// HPACK, flow control), a connection manager (GOAWAY on drain, then close once its streams
+/// end) and one `HTTP2StreamProxyHandler` per stream the caller opens.
+enum HTTP2Server {
+    /// Turns `channel` (after its TLS handler, if any) into an HTTP/2 server connection.
+    static func configure(
+        _ channel: Channel, side: HTTP2StreamProxyHandler.Side, loop: LoopContext, accessLog: AccessLog,
+        drainTimeout: TimeAmount, idleTimeout: TimeAmount
+    ) throws {
+        let manager = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: channel.eventLoop,
+            configuration: .init(maxIdleTime: idleTimeout, maxAge: nil, maxGraceTime: drainTimeout, keepalive: nil))
+        let streamSide = NIOLoopBound(side, eventLoop: channel.eventLoop)
+        let streamLoop = NIOLoopBound(loop, eventLoop: channel.eventLoop)
+        let handler = NIOHTTP2Handler(
+            mode: .server, eventLoop: channel.eventLoop, connectionConfiguration: HTTP2Settings.server,
+            streamConfiguration: HTTP2Settings.stream, streamDelegate: manager.http2StreamDelegate
+        ) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(
+                    HTTP2StreamProxyHandler(side: streamSide.value, loop: streamLoop.value, accessLog: accessLog))
+            }
+        }
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(handler)
+        try sync.addHandler(manager)
+        try sync.addHandler(HTTP2DownstreamConnection(loop: loop, direction: side.direction))
+    }
+}
+
+extension HTTP2StreamProxyHandler.Side {
+    var direction: TrafficDirection {
+        if case .inbound = self { return .inbound }
+        return .outbound
+    }
+}
+
+/// An HTTP/2 downstream connection as the loop knows it: counted in
+/// `sidecar_connections_open{direction}`, and told to drain (GOAWAY, finish the open streams).
+final class HTTP2DownstreamConnection: ChannelInboundHandler, DownstreamConnection {
+    typealias InboundIn = HTTP2Frame
+
+    let loop: LoopContext
+    let gauge: Gauge
+    private var context: ChannelHandlerContext?
+
+    init(loop: LoopContext, direction: TrafficDirection) {
+        self.loop = loop
+        self.gauge = loop.metrics.connectionsOpen(direction)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        loop.connectionOpened(self)
+        gauge.increment()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        loop.connectionClosed(self)
+        gauge.decrement()
+        self.context = nil
+    }
+
+    func beginDrain() {
+        context?.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+    }
+}
+
+/// The outbound port takes HTTP/1.1 and h2c with prior knowledge: this first handler reads
+/// until the bytes are (or cannot be) the HTTP/2 connection preface, then leaves the
+/// connection to `HTTPProxyHandler` (already after it) or replaces that with HTTP/2.
+final class OutboundProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let loop: LoopContext
+    private let accessLog: AccessLog
+    private let drainTimeout: TimeAmount
+    private let idleTimeout: TimeAmount
+    private var received: ByteBuffer?
+
+    init(loop: LoopContext, accessLog: AccessLog, drainTimeout: TimeAmount, idleTimeout: TimeAmount) {
+        self.loop = loop
+        self.accessLog = accessLog
+        self.drainTimeout = drainTimeout
+        self.idleTimeout = idleTimeout
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if received == nil { received = bytes } else { received!.writeBuffer(&bytes) }
+        switch HTTP2Preface.classify(received!) {
+        case .needMoreBytes:
+            return
+        case .http1:
+            let buffered = received!
+            received = nil
+            context.fireChannelRead(wrapInboundOut(buffered))
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        case .http2:
+            let buffered = received!
+            received = nil
+            do {
+                let sync = context.pipeline.syncOperations
+                if let http1 = try? sync.handler(type: HTTPProxyHandler.self) {
+                    sync.removeHandler(http1, promise: nil)
+                }
+                try HTTP2Server.configure(
+                    context.channel, side: .outbound, loop: loop, accessLog: accessLog, drainTimeout: drainTimeout,
+                    idleTimeout: idleTimeout)
+                context.fireChannelRead(wrapInboundOut(buffered))
+                sync.removeHandler(context: context, promise: nil)
+            } catch {
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.fireChannelReadComplete()
+    }
+}
+
+/// The inbound after its TLS handshake: a caller that negotiated ALPN `h2` gets HTTP/2 (its
+/// streams authorized as the verified identity), any other keeps `HTTPProxyHandler`.
+final class InboundProtocolSwitch: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let loop: LoopContext
+    private let accessLog: AccessLog
+    private let app: HostPort
+    private let appSpeaksHTTP2: Bool
+    private let drainTimeout: TimeAmount
+    private let idleTimeout: TimeAmount
+
+    init(
+        loop: LoopContext, accessLog: AccessLog, app: HostPort, appSpeaksHTTP2: Bool, drainTimeout: TimeAmount,
+        idleTimeout: TimeAmount
+    ) {
+        self.loop = loop
+        self.accessLog = accessLog
+        self.app = app
+        self.appSpeaksHTTP2 = appSpeaksHTTP2
+        self.drainTimeout = drainTimeout
+        self.idleTimeout = idleTimeout
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case .handshakeCompleted(let info) = event as? TLSEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        if info.negotiatedProtocol == HTTPProxyHandler.tunnelALPN || (info.negotiatedProtocol != "h2" && !appSpeaksHTTP2) {
+            // HTTP/1.1 to an HTTP/1.1 app (bytes relayed by `HTTPProxyHandler`), or a TCP tunnel.
+            context.fireUserInboundEventTriggered(event)
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            return
+        }
+        if info.negotiatedProtocol != "h2" {
+            translateHTTP1(caller: info.peerIdentity?.serviceName, context: context)
+            return
+        }
+        let caller = info.peerIdentity?.serviceName
+        let sync = context.pipeline.syncOperations
+        do {
+            if let http1 = try? sync.handler(type: HTTPProxyHandler.self) { sync.removeHandler(http1, promise: nil) }
+            let metrics = loop.metrics.requests.handle(direction: .inbound, peer: caller ?? "unknown")
+            try HTTP2Server.configure(
+                context.channel, side: .inbound(app: app, appSpeaksHTTP2: appSpeaksHTTP2, caller: caller, metrics: metrics),
+                loop: loop, accessLog: accessLog, drainTimeout: drainTimeout, idleTimeout: idleTimeout)
+            sync.removeHandler(context: context, promise: nil)
+        } catch {
+            context.close(promise: nil)
+        }
+    }
+}
+
+extension InboundProtocolSwitch {
+    /// An HTTP/1.1 caller to an app that speaks HTTP/2: each request becomes an h2c stream.
+    private func translateHTTP1(caller: String?, context: ChannelHandlerContext) {
+        let sync = context.pipeline.syncOperations
+        do {
+            if let http1 = try? sync.handler(type: HTTPProxyHandler.self) { sync.removeHandler(http1, promise: nil) }
+            let metrics = loop.metrics.requests.handle(direction: .inbound, peer: caller ?? "unknown")
+            let side = HTTP2StreamProxyHandler.Side.inbound(app: app, appSpeaksHTTP2: true, caller: caller, metrics: metrics)
+            let (loop, accessLog) = (self.loop, self.accessLog)
+            try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+            try sync.addHandler(HTTPResponseEncoder())
+            try sync.addHandler(HTTPServerPipelineHandler())
+            try sync.addHandler(HTTP1ToHTTP2Adapter { HTTP2StreamProxyHandler(side: side, loop: loop, accessLog: accessLog) })
+            try sync.addHandler(HTTP1DownstreamConnection(loop: loop))
+            sync.removeHandler(context: context, promise: nil)
+        } catch {
+            context.close(promise: nil)
+        }
+    }
+}
+
+/// A translated HTTP/1.1 inbound connection as the loop knows it (gauge, drain: close when idle).
+final class HTTP1DownstreamConnection: ChannelInboundHandler, DownstreamConnection {
+    typealias InboundIn = HTTP2Frame.FramePayload
+
+    let loop: LoopContext
+    let gauge: Gauge
+    private var context: ChannelHandlerContext?
+
+    init(loop: LoopContext) {
+        self.loop = loop
+        self.gauge = loop.metrics.connectionsOpen(.inbound)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        loop.connectionOpened(self)
+        gauge.increment()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        loop.connectionClosed(self)
+        gauge.decrement()
+        self.context = nil
+    }
+
+    /// Draining: let the pipeline handler finish the request in flight, then close.
+    func beginDrain() {
+        context?.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+    }
+}
+
+/// The connection preface every HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
+enum HTTP2Preface {
+    static let bytes = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    enum Verdict { case http2, http1, needMoreBytes }
+
+    /// Decides as soon as the bytes stop matching (an HTTP/1.1 method differs within its first
+    /// two bytes), or once the whole preface is there.
+    static func classify(_ buffer: ByteBuffer) -> Verdict {
+        let view = buffer.readableBytesView
+        let count = min(view.count, bytes.count)
+        guard view.prefix(count).elementsEqual(bytes.prefix(count)) else { return .http1 }
+        return count == bytes.count ? .http2 : .needMoreBytes
+    }
+}

@@ -1,0 +1,715 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+
+/// One HTTP/2 stream from a caller, proxied as one exchange: the HTTP/2 codec of the same
+/// exchange pipeline `HTTPProxyHandler` runs for HTTP/1.1. The stream's head passes the same
+/// `RequestFilters` (routing, policy, limits, fault injection, authorization; read through a
+/// parsed `HTTPRawRequestHead`, so the filters cannot tell the codecs apart), the same
+/// `Cluster` picks the endpoint and decides retries, and the exchange ends in the same
+/// `LoopContext.record`. Upstream it opens a stream on a pooled multiplexed connection
+/// (`HTTP2ConnectionPool`): to a peer sidecar over mTLS `h2` (outbound), or to the app (inbound:
+/// h2c when it speaks HTTP/2 or gRPC, else translated to HTTP/1.1 by `HTTP1AppStream`).
+///
+/// Flow control both ways: reads of this stream are held while the upstream stream cannot take
+/// more, and the upstream's reads while this one cannot; unread frames hold back HTTP/2
+/// WINDOW_UPDATEs, so a slow reader stops its sender and nothing buffers without bound.
+///
+/// gRPC (`content-type: application/grpc…`): trailers relayed both ways; the sidecar's own
+/// errors answered trailers-only with `grpc-status`/`grpc-message`; `grpc-timeout` bounds the
+/// route timeout; a try is retried only before any response message reached the caller.
+final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, HTTP2UpstreamOwner {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    /// Which listener's stream this is.
+    enum Side {
+        /// The app's outbound port (h2c): route by `:authority` to a peer sidecar.
+        case outbound
+        /// The inbound (mTLS `h2` from a peer sidecar): authorize the verified caller, then the app.
+        case inbound(app: HostPort, appSpeaksHTTP2: Bool, caller: String?, metrics: RequestMetricsHandle)
+    }
+
+    enum Phase {
+        case awaitingHeaders
+        /// The filters run (or a fault delay holds it).
+        case admitting
+        case connecting
+        case forwarding
+        case done
+    }
+
+    let side: Side
+    let loop: LoopContext
+    let accessLog: AccessLog
+    private var context: ChannelHandlerContext?
+    private var phase = Phase.awaitingHeaders
+    private var exchange: ProxyExchange?
+    private var isGRPC = false
+    /// The head the next hop gets (rewritten by the filters).
+    private var upstreamHead = HPACKHeaders()
+    private var upstream: (any HTTP2Upstream)?
+    /// Request parts not yet sent on the current try (arrived before its stream opened).
+    private var pending: [HTTP2RequestPart] = []
+    /// Every request part so far, kept for a retry while the body fits the replay limit (nil: not kept).
+    private var replay: [HTTP2RequestPart]?
+    private var replayBodyBytes = 0
+    private var pendingRead = false
+    private var upstreamNeedsFlush = false
+    /// The response head went to the caller (nothing can be retried or answered after it).
+    private var responseStarted = false
+    private var timer: Scheduled<Void>?
+    private var timerFiresAt: NIODeadline?
+    private var routeDeadline: NIODeadline?
+    private var tryDeadline: NIODeadline?
+
+    init(side: Side, loop: LoopContext, accessLog: AccessLog) {
+        self.side = side
+        self.loop = loop
+        self.accessLog = accessLog
+    }
+
+    private var direction: TrafficDirection {
+        if case .inbound = side { return .inbound }
+        return .outbound
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        self.context = nil
+    }
+
+    // MARK: Downstream events
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .headers(let headers):
+            if phase == .awaitingHeaders {
+                begin(headers.headers, endStream: headers.endStream, context: context)
+            } else if let exchange, !exchange.requestComplete {
+                // Request trailers: no caller may set the mesh's identity headers there either.
+                exchange.requestComplete = true
+                relay(.trailers(HTTP2Headers.removing(HTTPProxyHandler.identityHeaders, from: headers.headers)))
+            }
+        case .data(let data):
+            guard let exchange, !exchange.requestComplete, case .byteBuffer(let buffer) = data.data else { return }
+            exchange.bytesReceived += buffer.readableBytes
+            if data.endStream { exchange.requestComplete = true }
+            relay(.data(buffer, endStream: data.endStream))
+        case .rstStream:
+            callerWentAway()
+        default:
+            break
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushUpstream()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if wantsDownstreamFrames { context.read() } else { pendingRead = true }
+    }
+
+    /// Read the caller's frames only while they have somewhere to go: before the head, and
+    /// while the upstream stream takes more. Held otherwise (its window fills; it stops).
+    private var wantsDownstreamFrames: Bool {
+        switch phase {
+        case .awaitingHeaders, .done: return true
+        case .admitting, .connecting: return false
+        case .forwarding: return upstream?.isWritable ?? false
+        }
+    }
+
+    private func resumeReadingIfWanted() {
+        guard pendingRead, wantsDownstreamFrames, let context else { return }
+        pendingRead = false
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        upstream?.setReadsPaused(!context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        callerWentAway()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A stream error (the caller reset it, or broke the protocol) ends the exchange.
+        callerWentAway()
+    }
+
+    /// The caller reset the stream or the connection went away before the exchange ended:
+    /// the upstream try is dropped and the exchange recorded as aborted (status 0).
+    private func callerWentAway() {
+        guard let exchange, phase != .done else { return }
+        if isGRPC, exchange.grpcStatus == nil { exchange.grpcStatus = .cancelled }
+        abandonTry(exchange)
+        end(exchange, status: responseStarted ? exchange.status : 0)
+    }
+
+    // MARK: Request side
+
+    private func begin(_ headers: HPACKHeaders, endStream: Bool, context: ChannelHandlerContext) {
+        phase = .admitting
+        isGRPC = GRPC.isGRPC(contentType: headers.first(name: "content-type"))
+        let method = headers.first(name: ":method") ?? ""
+        let path = headers.first(name: ":path") ?? ""
+        let authority = headers.first(name: ":authority") ?? headers.first(name: "host") ?? ""
+        let peer: String
+        switch side {
+        case .outbound: peer = String(authority.split(separator: ":").first ?? "")
+        case .inbound(_, _, let caller, _): peer = caller ?? "unknown"
+        }
+        let parsed = Self.parseHead(headers, method: method, path: path, authority: authority, allocator: context.channel.allocator)
+        let requestID = parsed.head?.headers.firstValue(named: "x-request-id") ?? RequestIdentifiers.requestID(using: &loop.random)
+        let exchange = ProxyExchange(
+            method: parsed.head?.method ?? .other, methodName: parsed.head?.methodName ?? "-", authority: authority,
+            path: parsed.target?.path ?? String(path.prefix { $0 != "?" }), requestID: requestID, peer: peer,
+            closeAfterResponse: false, framing: .none, start: context.eventLoop.now)
+        exchange.wireProtocol = .http2
+        exchange.requestComplete = endStream
+        self.exchange = exchange
+        guard let head = parsed.head, let target = parsed.target else {
+            fail(exchange, parsed.error ?? ProxyError(.badRequest, "invalid request head"))
+            return
+        }
+        if head.method == .CONNECT {
+            fail(exchange, ProxyError(.badRequest, "CONNECT is not proxied over HTTP/2"))
+            return
+        }
+        let caller: String?
+        if case .inbound(_, _, let verified, _) = side { caller = verified } else { caller = nil }
+        var request = AdmittedRequest(head: head, target: target, exchange: exchange, caller: caller)
+        request.setHopHeaders(inbound: direction == .inbound, random: &loop.random)
+        if let timeout = headers.first(name: "grpc-timeout").flatMap(GRPC.timeout) {
+            routeDeadline = exchange.start + timeout
+        }
+        let filters = direction == .inbound ? RequestFilters.inbound[...] : RequestFilters.outbound[...]
+        admit(request, through: filters, received: headers)
+    }
+
+    /// The stream's head as the HTTP/1.1 head the filters read (method, target, `host`, fields),
+    /// parsed by the same parser, so every head-level check holds for both codecs.
+    static func parseHead(
+        _ headers: HPACKHeaders, method: String, path: String, authority: String, allocator: ByteBufferAllocator
+    ) -> (head: HTTPRawRequestHead?, target: HTTPRequestTarget?, error: ProxyError?) {
+        var buffer = allocator.buffer(capacity: 256)
+        buffer.writeString(method)
+        buffer.writeStaticString(" ")
+        buffer.writeString(path)
+        buffer.writeStaticString(" HTTP/1.1\r\nhost: ")
+        buffer.writeString(authority)
+        buffer.writeStaticString("\r\n")
+        for (name, value, _) in headers where name.utf8.first != UInt8(ascii: ":") && name != "host" {
+            buffer.writeString(name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(value)
+            buffer.writeStaticString("\r\n")
+        }
+        buffer.writeStaticString("\r\n")
+        var parser = HTTPHeadParser()
+        do {
+            guard let head = try parser.parseRequest(&buffer) else {
+                return (nil, nil, ProxyError(.badRequest, "invalid request head"))
+            }
+            do {
+                return (head, try HTTPRequestTarget(parsing: path), nil)
+            } catch {
+                return (head, nil, ProxyError(.badRequest, error.description))
+            }
+        } catch {
+            return (nil, nil, ProxyError.badRequest(error))
+        }
+    }
+
+    private func admit(_ request: AdmittedRequest, through filters: ArraySlice<any RequestFilter>, received: HPACKHeaders) {
+        guard let context else { return }
+        let exchange = request.exchange
+        switch RequestFilters.run(request, through: filters, loop: loop, now: context.eventLoop.now) {
+        case .rejected(let error):
+            fail(exchange, error)
+        case .delayed(let delay, let request, let remaining):
+            if let route = exchange.route { limitRouteDeadline(exchange.start + route.rule.timeout.timeAmount) }
+            armTimer()
+            context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
+                guard let self, self.exchange === exchange, self.phase == .admitting else { return }
+                self.admit(request, through: remaining, received: received)
+            }
+        case .admitted(let request):
+            forward(request, received: received)
+        }
+    }
+
+    private func limitRouteDeadline(_ deadline: NIODeadline) {
+        routeDeadline = min(routeDeadline ?? deadline, deadline)
+    }
+
+    private func forward(_ request: AdmittedRequest, received: HPACKHeaders) {
+        let exchange = request.exchange
+        upstreamHead = HTTP2Headers.request(
+            received, removing: request.removedHeaders, adding: request.addedHeaders,
+            path: request.target.isRewritten ? request.target.originForm : nil)
+        switch side {
+        case .outbound:
+            guard let (destination, rule, _) = request.route else { return }
+            limitRouteDeadline(exchange.start + rule.timeout.timeAmount)
+            let retry = RetryStateMachine(
+                policy: rule.retries,
+                request: .init(
+                    method: request.head.method, hasIdempotencyKey: request.head.headers.contains("idempotency-key"),
+                    contentLength: nil, isGRPC: isGRPC),
+                deadline: routeDeadline ?? exchange.start + rule.timeout.timeAmount)
+            exchange.retry = retry
+            exchange.mirrorPending = MirrorDecision.shouldMirror(rule.mirror, using: &loop.random)
+            if rule.retries.attempts > 1 || exchange.mirrorPending {
+                replay = pending
+                replayBodyBytes = pending.reduce(0) { $0 + $1.bodyBytes }
+                if replayBodyBytes > RetryStateMachine.maxReplayBodyBytes { replay = nil }
+            }
+            loop.cluster(destination).retryBudgetRequestStarted(now: loop.now)
+            mirrorIfBuffered(exchange)
+            armTimer()
+            connectOutbound(exchange)
+        case .inbound(let app, let appSpeaksHTTP2, _, _):
+            armTimer()
+            if appSpeaksHTTP2 {
+                openStream(exchange, key: .init(address: app, service: nil), connectTimeout: .seconds(5))
+            } else {
+                openHTTP1App(exchange, app: app)
+            }
+        }
+    }
+
+    /// Keeps `part` for a replay while the body fits, then sends it on the open stream (or
+    /// holds it until the stream opens).
+    private func relay(_ part: HTTP2RequestPart) {
+        guard let exchange else { return }
+        if replay != nil {
+            replayBodyBytes += part.bodyBytes
+            if replayBodyBytes > RetryStateMachine.maxReplayBodyBytes {
+                replay = nil
+            } else {
+                replay!.append(part)
+            }
+        }
+        exchange.retry?.requestBodyForwarded(totalBytes: exchange.bytesReceived)
+        if phase == .forwarding, let upstream {
+            upstream.send(part)
+            upstreamNeedsFlush = true
+        } else {
+            pending.append(part)
+        }
+        if exchange.requestComplete { mirrorIfBuffered(exchange) }
+    }
+
+    private func flushUpstream() {
+        guard upstreamNeedsFlush else { return }
+        upstreamNeedsFlush = false
+        upstream?.flush()
+    }
+
+    private func connectOutbound(_ exchange: ProxyExchange) {
+        guard let (destination, rule) = exchange.route else { return }
+        guard let endpoint = loop.pickEndpoint(destination, rule: rule, excluding: exchange.triedEndpoints) else {
+            var error = ProxyError(.noHealthyEndpoint, "service \(destination.service) has no healthy endpoint")
+            error.fallback = destination.policy.fallback
+            fail(exchange, error)
+            return
+        }
+        exchange.triedEndpoints.insert(endpoint.address)
+        exchange.avoidedEjected = max(exchange.avoidedEjected, loop.ejectedEndpoints(destination.service))
+        openStream(
+            exchange, key: .init(address: endpoint.address, service: destination.service),
+            connectTimeout: destination.policy.connectTimeout.timeAmount)
+    }
+
+    /// Starts a try: a stream on a pooled connection to `key` (a new connection when none has room).
+    private func openStream(_ exchange: ProxyExchange, key: ConnectionPool.Key, connectTimeout: TimeAmount) {
+        phase = .connecting
+        exchange.poolKey = key
+        exchange.attempts += 1
+        exchange.tryEpoch &+= 1
+        let epoch = exchange.tryEpoch
+        let handler = HTTP2UpstreamStreamHandler(owner: self)
+        let bound = NIOLoopBound(handler, eventLoop: loop.eventLoop)
+        loop.http2Pool.openStream(key, connectTimeout: connectTimeout) { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(bound.value) }
+        }.assumeIsolated().whenComplete { [weak self] result in
+            guard let self, self.exchange === exchange, exchange.tryEpoch == epoch, self.phase == .connecting else {
+                if case .success(let channel) = result { channel.close(promise: nil) }
+                return
+            }
+            switch result {
+            case .success:
+                self.streamOpened(handler, exchange: exchange)
+            case .failure(let error):
+                self.connectFailed(error as? ProxyError ?? ProxyError(.connectFailed, "\(error)"), exchange: exchange)
+            }
+        }
+    }
+
+    /// Inbound to an HTTP/1.1 app: the stream is translated on a pooled HTTP/1.1 connection.
+    private func openHTTP1App(_ exchange: ProxyExchange, app: HostPort) {
+        phase = .connecting
+        exchange.poolKey = .init(address: app, service: nil)
+        exchange.attempts += 1
+        let upstream = HTTP1AppStream(owner: self, loop: loop, grpc: isGRPC)
+        upstream.connect(to: app, connectTimeout: .seconds(5)).assumeIsolated().whenComplete { [weak self] result in
+            guard let self, self.exchange === exchange, self.phase == .connecting else {
+                upstream.cancel()
+                return
+            }
+            switch result {
+            case .success: self.streamOpened(upstream, exchange: exchange)
+            case .failure(let error): self.connectFailed(error as? ProxyError ?? ProxyError(.connectFailed, "\(error)"), exchange: exchange)
+            }
+        }
+    }
+
+    private func connectFailed(_ error: ProxyError, exchange: ProxyExchange) {
+        if let service = exchange.poolKey?.service, let address = exchange.upstreamAddress, error.cause == .connectFailed {
+            loop.recordOutcome(.connectFailure, service: service, address: address)
+        }
+        // A failed connect never reached the upstream: always safe to try another endpoint.
+        if error.cause == .connectFailed, let route = exchange.route,
+            exchange.attempts < max(route.rule.retries.attempts, 1),
+            route.destination.endpoints.count > exchange.triedEndpoints.count
+        {
+            exchange.retryReasons.append(.connectFailure)
+            connectOutbound(exchange)
+        } else {
+            fail(exchange, error)
+        }
+    }
+
+    private func streamOpened(_ upstream: any HTTP2Upstream, exchange: ProxyExchange) {
+        guard let context else { return }
+        self.upstream = upstream
+        if let address = exchange.upstreamAddress, let destination = exchange.route?.destination {
+            let cluster = loop.cluster(destination)
+            cluster.tryStarted(at: address)
+            exchange.outstandingAt = (cluster, address)
+        }
+        exchange.tryStartedAt = context.eventLoop.now
+        if let retry = exchange.retry, retry.policy.perTryTimeout != nil {
+            tryDeadline = retry.tryDeadline(now: context.eventLoop.now)
+        }
+        let parts = pending
+        pending = []
+        upstream.send(.headers(upstreamHead, endStream: exchange.requestComplete && parts.isEmpty))
+        for part in parts { upstream.send(part) }
+        upstream.flush()
+        upstream.setReadsPaused(!context.channel.isWritable)
+        phase = .forwarding
+        armTimer()
+        resumeReadingIfWanted()
+    }
+
+    // MARK: Response side (called by the upstream on this loop)
+
+    func upstreamHeaders(_ headers: HPACKHeaders, endStream: Bool) {
+        guard let context, let exchange else { return }
+        let status = headers.first(name: ":status").flatMap { Int($0) } ?? 502
+        let grpcStatus = endStream ? headers.first(name: "grpc-status").flatMap(GRPCStatusCode.init(headerValue:)) : nil
+        if let service = exchange.poolKey?.service, let address = exchange.upstreamAddress {
+            // A gRPC UNAVAILABLE counts as a gateway error for outlier detection.
+            loop.recordOutcome(.status(grpcStatus == .unavailable ? 503 : status), service: service, address: address)
+            loop.existingCluster(service)?.observeLatency(
+                context.eventLoop.now - exchange.tryStartedAt, of: address, now: context.eventLoop.now)
+        }
+        tryDeadline = nil
+        if status >= 500, retryElsewhere(exchange, after: .status(status)) { return }
+        if let grpcStatus, grpcStatus != .ok, retryElsewhere(exchange, after: .grpcStatus(grpcStatus.rawValue)) { return }
+        responseStarted = true
+        exchange.status = status
+        if let grpcStatus { exchange.grpcStatus = grpcStatus }
+        var head = headers
+        if case .outbound = side, let rule = exchange.route?.rule,
+            !rule.responseHeaders.remove.isEmpty || !rule.responseHeaders.set.isEmpty
+        {
+            let added = rule.responseHeaders.set.sorted { $0.key < $1.key }.compactMap { try? HTTPHeaderLine(name: $0.key, value: $0.value) }
+            head = HTTP2Headers.response(headers, removing: rule.responseHeaders.remove, adding: added)
+        }
+        context.write(wrapOutboundOut(.headers(.init(headers: head, endStream: endStream))), promise: nil)
+        if endStream { finish(exchange) }
+    }
+
+    func upstreamData(_ data: ByteBuffer, endStream: Bool) {
+        guard let context, let exchange else { return }
+        exchange.bytesSent += data.readableBytes
+        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(data), endStream: endStream))), promise: nil)
+        if endStream {
+            finish(exchange)
+        } else if !context.channel.isWritable {
+            upstream?.setReadsPaused(true)
+        }
+    }
+
+    func upstreamTrailers(_ trailers: HPACKHeaders) {
+        guard let context, let exchange else { return }
+        exchange.grpcStatus = trailers.first(name: "grpc-status").flatMap(GRPCStatusCode.init(headerValue:))
+        context.write(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
+        finish(exchange)
+    }
+
+    func upstreamReadComplete() {
+        context?.flush()
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {
+        if writable { resumeReadingIfWanted() }
+    }
+
+    func upstreamFailed(_ failure: HTTP2StreamFailure) {
+        guard let exchange, phase != .done else { return }
+        upstream = nil
+        endOutstanding(exchange)
+        let error: ProxyError
+        let retryFailure: RetryStateMachine.Failure
+        switch failure {
+        case .refused:
+            error = ProxyError(.upstreamReset, "the upstream refused the stream")
+            retryFailure = .refusedStream
+        case .reset(let detail):
+            error = ProxyError(.upstreamReset, detail)
+            retryFailure = .reset
+        case .connection(let cause):
+            error = cause
+            retryFailure = cause.cause == .connectFailed ? .connectFailure : .reset
+        }
+        if !responseStarted {
+            if let service = exchange.poolKey?.service, let address = exchange.upstreamAddress, retryFailure != .refusedStream {
+                loop.recordOutcome(.reset, service: service, address: address)
+            }
+            if retryElsewhere(exchange, after: retryFailure) { return }
+        }
+        fail(exchange, error)
+    }
+
+    // MARK: Retries and timers
+
+    /// Drops the current try and starts another after the backoff, when the route's policy,
+    /// the budget and the breaker allow it and nothing reached the caller yet.
+    private func retryElsewhere(_ exchange: ProxyExchange, after failure: RetryStateMachine.Failure) -> Bool {
+        guard !responseStarted, var retry = exchange.retry, let destination = exchange.route?.destination, let context else {
+            return false
+        }
+        // Parts already sent on this try can only be sent again from the replay copy.
+        let sentParts = phase == .forwarding || failure != .connectFailure
+        if sentParts && replay == nil { return false }
+        let action = loop.cluster(destination).decideRetry(
+            &retry, after: failure, from: exchange.upstreamAddress, holdsRetrySlot: &exchange.holdsBreakerRetry,
+            now: context.eventLoop.now, random: &loop.random)
+        exchange.retry = retry
+        switch action {
+        case .retry: exchange.retryReasons.append(failure)
+        case .giveUp(let reason): exchange.retryStopped = reason.rawValue
+        case .budgetExhausted: exchange.retryStopped = "budget-exhausted"
+        }
+        guard case .retry(let backoff, let exclude) = action else { return false }
+        abandonTry(exchange)
+        if let exclude { exchange.triedEndpoints.insert(exclude) }
+        if sentParts, let replay { pending = replay }
+        phase = .connecting
+        context.eventLoop.assumeIsolated().scheduleTask(in: backoff) { [weak self] in
+            guard let self, self.exchange === exchange, self.phase == .connecting else { return }
+            self.connectOutbound(exchange)
+        }
+        return true
+    }
+
+    /// Drops the try in flight: its stream is reset, and a stream still opening for it is
+    /// closed when it comes.
+    private func abandonTry(_ exchange: ProxyExchange) {
+        exchange.tryEpoch &+= 1
+        tryDeadline = nil
+        upstream?.cancel()
+        upstream = nil
+        endOutstanding(exchange)
+    }
+
+    private func endOutstanding(_ exchange: ProxyExchange) {
+        guard let (cluster, address) = exchange.outstandingAt else { return }
+        exchange.outstandingAt = nil
+        cluster.tryEnded(at: address)
+    }
+
+    /// One lazy timer per stream over the route deadline (the route timeout, bounded by
+    /// `grpc-timeout`) and the current try's `perTryTimeout`.
+    private func armTimer() {
+        guard let context else { return }
+        let due: NIODeadline
+        switch (routeDeadline, tryDeadline) {
+        case (nil, nil): return
+        case (let route?, nil): due = route
+        case (nil, let attempt?): due = attempt
+        case (let route?, let attempt?): due = min(route, attempt)
+        }
+        if let firesAt = timerFiresAt, firesAt <= due { return }
+        timer?.cancel()
+        timerFiresAt = due
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] in
+            guard let self else { return }
+            self.timer = nil
+            self.timerFiresAt = nil
+            self.deadlinePassed()
+        }
+    }
+
+    private func deadlinePassed() {
+        guard let exchange, let context, phase != .done else { return }
+        let now = context.eventLoop.now
+        if let route = routeDeadline, now >= route {
+            let timeout = exchange.route?.rule.timeout.description ?? "the call's grpc-timeout"
+            abandonTry(exchange)
+            fail(exchange, ProxyError(.timeout, "no response within \(timeout)"))
+            return
+        }
+        if let attempt = tryDeadline, now >= attempt, !responseStarted {
+            tryDeadline = nil
+            if retryElsewhere(exchange, after: .perTryTimeout) { return }
+            abandonTry(exchange)
+            let perTry = exchange.retry?.policy.perTryTimeout?.description ?? "?"
+            fail(exchange, ProxyError(.timeout, "no response within the per-try timeout \(perTry)"))
+            return
+        }
+        armTimer()
+    }
+
+    // MARK: Mirroring
+
+    /// Sends the fire-and-forget copy to the rule's mirror subset once the whole request is
+    /// kept; a request whose body outgrew the replay copy is not mirrored, only counted.
+    private func mirrorIfBuffered(_ exchange: ProxyExchange) {
+        guard exchange.mirrorPending, exchange.requestComplete, let (destination, rule) = exchange.route,
+            let mirror = rule.mirror
+        else { return }
+        exchange.mirrorPending = false
+        guard let parts = replay else {
+            loop.metrics.mirrorRequests(peer: destination.service, result: .skipped).increment()
+            return
+        }
+        exchange.mirrored = HTTP2Mirror.send(
+            head: upstreamHead, parts: parts, subset: mirror.subset, destination: destination,
+            timeout: rule.timeout.timeAmount, loop: loop)
+    }
+
+    // MARK: Endings
+
+    /// Answers with a sidecar-made error: trailers-only `grpc-status` for a gRPC call, else
+    /// the status, `x-mesh-error` and the `mesh: <cause>: <detail>` body. After the response
+    /// started nothing more can be said: a gRPC call gets UNAVAILABLE trailers, others a reset.
+    private func fail(_ exchange: ProxyExchange, _ error: ProxyError) {
+        guard let context, phase != .done else { return }
+        exchange.errorCause = error.cause
+        abandonTry(exchange)
+        if responseStarted {
+            if isGRPC {
+                exchange.grpcStatus = GRPCStatusCode(error.cause)
+                context.writeAndFlush(
+                    wrapOutboundOut(.headers(.init(headers: Self.grpcTrailers(error, requestID: nil), endStream: true))),
+                    promise: nil)
+                end(exchange, status: exchange.status)
+            } else {
+                end(exchange, status: exchange.status)
+                context.close(promise: nil)
+            }
+            return
+        }
+        let status: Int
+        if isGRPC {
+            let code = error.grpcStatus ?? GRPCStatusCode(error.cause)
+            exchange.grpcStatus = code
+            status = 200
+            var headers = Self.grpcTrailers(error, requestID: exchange.requestID, code: code)
+            headers.replaceOrAdd(name: ":status", value: "200")
+            // `:status` must come first.
+            var ordered = HPACKHeaders([(":status", "200"), ("content-type", "application/grpc")])
+            for (name, value, _) in headers where name != ":status" { ordered.add(name: name, value: value) }
+            context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: ordered, endStream: true))), promise: nil)
+        } else {
+            status = error.effectiveStatus
+            let body = error.body
+            var headers = HPACKHeaders([(":status", String(status)), ("x-mesh-error", error.cause.rawValue)])
+            var hasContentType = false
+            if let fallback = error.fallback {
+                for (name, value) in fallback.headers.sorted(by: { $0.key < $1.key }) {
+                    let name = name.lowercased()
+                    guard (try? HTTPHeaderLine(name: name, value: value)) != nil, !Self.connectionSpecific.contains(name) else { continue }
+                    if name == "content-type" { hasContentType = true }
+                    headers.add(name: name, value: value)
+                }
+            }
+            if !hasContentType { headers.add(name: "content-type", value: "text/plain; charset=utf-8") }
+            if let retryAfter = error.retryAfter { headers.add(name: "retry-after", value: String(retryAfter)) }
+            headers.add(name: "content-length", value: String(body.utf8.count))
+            headers.add(name: "x-request-id", value: exchange.requestID)
+            var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
+            buffer.writeString(body)
+            exchange.bytesSent += body.utf8.count
+            context.write(wrapOutboundOut(.headers(.init(headers: headers, endStream: false))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer), endStream: true))), promise: nil)
+        }
+        responseStarted = true
+        end(exchange, status: status)
+        stopCallerSending(exchange)
+    }
+
+    /// An answer complete before the request ended: RST_STREAM(NO_ERROR) tells the caller to
+    /// stop sending the rest and keeps the answer (RFC 9113 §8.1; CANCEL would void it).
+    private func stopCallerSending(_ exchange: ProxyExchange) {
+        guard !exchange.requestComplete, let context else { return }
+        context.writeAndFlush(wrapOutboundOut(.rstStream(.noError)), promise: nil)
+    }
+
+    /// Headers HTTP/2 forbids (RFC 9113 §8.2.2), never copied from a fallback response.
+    private static let connectionSpecific: Set<String> = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]
+
+    /// `grpc-status`, `grpc-message` (`mesh: <cause>: <detail>`, percent-encoded) and `x-mesh-error`.
+    static func grpcTrailers(_ error: ProxyError, requestID: String?, code: GRPCStatusCode? = nil) -> HPACKHeaders {
+        var headers = HPACKHeaders()
+        headers.add(name: "grpc-status", value: String((code ?? error.grpcStatus ?? GRPCStatusCode(error.cause)).rawValue))
+        headers.add(name: "grpc-message", value: GRPC.percentEncoded("mesh: \(error.cause.rawValue): \(error.detail)"))
+        headers.add(name: "x-mesh-error", value: error.cause.rawValue)
+        if let requestID { headers.add(name: "x-request-id", value: requestID) }
+        return headers
+    }
+
+    private func finish(_ exchange: ProxyExchange) {
+        end(exchange, status: exchange.status)
+        stopCallerSending(exchange)
+    }
+
+    /// Every exchange of this stream ends here once: metrics, access log, breaker slots.
+    private func end(_ exchange: ProxyExchange, status: Int) {
+        guard phase != .done else { return }
+        phase = .done
+        timer?.cancel()
+        timer = nil
+        endOutstanding(exchange)
+        let handle: RequestMetricsHandle
+        switch side {
+        case .outbound: handle = exchange.route?.destination.requestMetrics ?? loop.unroutedMetrics.outbound
+        case .inbound(_, _, _, let metrics): handle = metrics
+        }
+        loop.record(exchange, status: status, accessLog: accessLog, metrics: handle)
+        if isGRPC, let code = exchange.grpcStatus {
+            loop.grpcResponses(direction, peer: exchange.peer, status: code).increment()
+        }
+        self.exchange = nil
+        pending = []
+        replay = nil
+        // No flush here: the answer's last frame is flushed with its read batch
+        // (`upstreamReadComplete`) or by the error path's writeAndFlush.
+        resumeReadingIfWanted()
+    }
+}
