@@ -61,8 +61,15 @@ final class HTTP1AppStream: HTTP2Upstream {
 
     func cancel() {
         owner = nil
-        if let handler, !handler.finished { handler.context?.close(promise: nil) }
-        handler?.stream = nil
+        if let handler {
+            handler.stream = nil
+            if handler.finished, let app {
+                // Leased but never used (the exchange went away while waiting): back to the pool.
+                loop.http2Pool.releaseHTTP1(handler, for: app)
+            } else {
+                handler.context?.close(promise: nil)  // mid-exchange: the connection's framing is lost
+            }
+        }
         handler = nil
     }
 

@@ -708,8 +708,9 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         self.exchange = nil
         pending = []
         replay = nil
-        // No flush here: the answer's last frame is flushed with its read batch
-        // (`upstreamReadComplete`) or by the error path's writeAndFlush.
+        // The answer's last frame goes out now: an upstream that hands its connection to the
+        // next exchange at the response's end (HTTP/1.1 to the app) reports no read completion to this one.
+        context?.flush()
         resumeReadingIfWanted()
     }
 }
