@@ -58,14 +58,19 @@ final class InterceptionTests {
             "curl", "-sS", "--max-time", "10", "-H", "Host: b", "http://127.0.0.1:15001/explicit",
         ]))
         #expect(explicit.stdout == "app=b caller=a routed=yes\n", "\(explicit.stderr)")
+        // h2c with prior knowledge, intercepted: the outbound's HTTP/2 path, routed by :authority.
+        let h2 = try await mesh.hosts.run("a", mesh.asUser([
+            "curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", "-H", "Host: b", "http://10.77.0.2:8080/h2",
+        ]))
+        #expect(h2.stdout == "app=b caller=a routed=yes\n", "\(h2.stderr)")
 
         let a = try await mesh.metrics("a")
-        #expect(metricValue(a, "sidecar_intercepted_connections_total", ["outcome": "mesh-http"]) == 1)
+        #expect(metricValue(a, "sidecar_intercepted_connections_total", ["outcome": "mesh-http"]) == 2)
         #expect(metricValue(a, "sidecar_intercepted_connections_total", ["outcome": "mesh-tcp"]) == 1)
         #expect(metricValue(a, "sidecar_intercepted_connections_total", ["outcome": "passthrough"]) == 0)
-        #expect(metricValue(a, "sidecar_requests_total", ["direction": "outbound", "peer": "b", "code": "200"]) == 2)
+        #expect(metricValue(a, "sidecar_requests_total", ["direction": "outbound", "peer": "b", "code": "200"]) == 3)
         let b = try await mesh.metrics("b")
-        #expect(metricValue(b, "sidecar_requests_total", ["direction": "inbound", "peer": "a", "code": "200"]) == 2)
+        #expect(metricValue(b, "sidecar_requests_total", ["direction": "inbound", "peer": "a", "code": "200"]) == 3)
         #expect((metricValue(b, "sidecar_bytes_total", ["direction": "inbound", "peer": "a", "flow": "request"]) ?? 0) > 0)
 
         // C is not in the mesh: its connection to B's app lands on B's inbound, which wants mTLS.
