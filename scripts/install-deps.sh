@@ -4,12 +4,13 @@
 # etcd-server (the etcd store's tests start their own etcd cluster; the package's own service
 # is not started in containers, and the tests use free ports, never 2379), python3 and
 # python3-venv (the tests' venv, below), chromium and chromium-driver (the dashboard's browser
-# test drives headless Chromium through Selenium).
+# test drives headless Chromium through Selenium), nftables (`sidecar iptables` and the
+# interception tests, which run it in network namespaces of their own).
 # Also promtool and prometheus (metrics tests, the demo), unpacked into .build-tools/ without
 # installing Debian's prometheus package (whose service would start and take port 9090), and
 # the tests' Python packages (scripts/requirements-test.txt) in a venv, .venv/.
 set -euo pipefail
-packages=(libssl-dev libsqlite3-dev pkg-config openssl curl etcd-server python3 python3-venv chromium chromium-driver)
+packages=(libssl-dev libsqlite3-dev pkg-config openssl curl etcd-server python3 python3-venv chromium chromium-driver nftables)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

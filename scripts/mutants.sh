@@ -95,6 +95,23 @@ mutant path-prefix-not-segment $target \
     'HTTPRequestTargetTests|AuthorizerTests|HostileRequestTests' \
     'return next == nil || next == UInt8(ascii: "/")' \
     'return true'
+interception=Sources/SidecarCore/Interception
+mutant intercept-proxy-uid-redirected $interception/InterceptionRules.swift \
+    'InterceptionRulesTests|InterceptionCommandLineTests|InterceptionTests' \
+    '"\t\tmeta skuid \(proxyUID) return",' \
+    '"\t\tmeta skuid \(proxyUID) continue",'
+mutant intercept-sniff-default-http $interception/ProtocolSniffStateMachine.swift \
+    'ProtocolSniffStateMachineTests|InterceptedConnectionHandlerTests|InterceptionTests' \
+    'return possible ? .needMore : decide(.other)' \
+    'return possible ? .needMore : decide(.http1)'
+mutant intercept-shared-address-first Sources/SidecarCore/Routing/ServiceAddressMap.swift \
+    'ServiceAddressMapTests|InterceptionTests' \
+    'return matching.count == 1 ? matching[0] : nil' \
+    'return matching.count == 1 ? matching[0] : candidates.first'
+mutant intercept-explicit-is-redirected $interception/OriginalDestination.swift \
+    'InterceptionTests' \
+    'guard let destination, destination.port != local.port || destination.host != local.ipAddress else { return nil }' \
+    'guard let destination else { return nil }'
 
 full=0
 wanted=()

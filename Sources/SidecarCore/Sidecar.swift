@@ -144,7 +144,9 @@ public final class Sidecar: Sendable {
                 timeouts: timeouts, logger: logger, bound: ListenerAddressBox(), readiness: readiness)
         }
         let outbound = ProxyListener(
-            name: "outbound", address: configuration.outbound.listen, configKey: "outbound.listen", kind: .outbound, group: group, loops: loops,
+            name: "outbound", address: configuration.outbound.listen, configKey: "outbound.listen",
+            kind: configuration.outbound.transparent ? .transparentOutbound(unknown: configuration.outbound.unknown) : .outbound,
+            group: group, loops: loops,
             drainTimeout: options.drainTimeout, accessLog: options.accessLog, timeouts: timeouts, logger: logger,
             bound: ListenerAddressBox(), readiness: readiness)
         let inboundBound = ListenerAddressBox()

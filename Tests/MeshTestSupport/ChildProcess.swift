@@ -135,14 +135,15 @@ public final class ChildProcess: @unchecked Sendable {
     }
 }
 
-/// Polls `condition` every 10 ms until it holds or `timeout` passes: the only way tests wait.
+/// Polls `condition` every 10 ms (`every`: a condition that starts a process polls less
+/// often) until it holds or `timeout` passes: the only way tests wait.
 public func eventually(
-    timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
+    timeout: Duration = .seconds(10), every interval: Duration = .milliseconds(10), _ condition: () async throws -> Bool
 ) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
+        try? await Task.sleep(for: interval)
     }
     return try await condition()
 }

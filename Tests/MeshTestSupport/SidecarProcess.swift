@@ -16,11 +16,15 @@ public final class SidecarProcess: @unchecked Sendable {
     public let process: ChildProcess
     public let configPath: String
 
-    public init(configYAML: String, in directory: TemporaryDirectory, name: String, extraArguments: [String] = []) throws {
+    /// - Parameter launcher: what runs the sidecar, e.g. `ip netns exec NS` (nothing: run it here).
+    public init(
+        configYAML: String, in directory: TemporaryDirectory, name: String, extraArguments: [String] = [],
+        launcher: [String] = []
+    ) throws {
         configPath = directory.url.appendingPathComponent("\(name).yaml").path
         try configYAML.write(toFile: configPath, atomically: true, encoding: .utf8)
         process = try ChildProcess(
-            [builtExecutable("sidecar"), "--config", configPath, "--workers", "1"] + extraArguments)
+            launcher + [builtExecutable("sidecar"), "--config", configPath, "--workers", "1"] + extraArguments)
     }
 
     /// Waits until the ports accept connections (the readiness signal), or fails.

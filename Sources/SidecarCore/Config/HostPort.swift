@@ -58,6 +58,11 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
         host == "0.0.0.0" || host == "::" || host == "[::]"
     }
 
+    /// The host itself when it is a loopback address or `localhost` (nil otherwise).
+    static func loopbackHost(_ host: String) -> String? {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.") ? host : nil
+    }
+
     static func isValidHost(_ text: some StringProtocol) -> Bool {
         isIPv4(text) || isIPv6(text) || isHostName(text)
     }

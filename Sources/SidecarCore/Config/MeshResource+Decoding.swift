@@ -69,11 +69,23 @@ extension MeshService {
     static func decode(_ map: MappingReader, common: MeshResource.Common) -> MeshService {
         // A Service is named by `name` itself: it has no `service` key.
         let name = map.required("name").flatMap { map.reader.serviceName($0, path: map.childPath("name")) }
+        var addresses: [String] = []
+        for element in map.list("addresses") ?? [] {
+            guard let text = map.reader.string(element.node, path: element.path) else { continue }
+            // IP literals only: an intercepted connection carries an address, never a name.
+            guard HostPort.isIPv4(text) || HostPort.isIPv6(text) else {
+                map.reader.report("\"\(text)\" is not an IP address (a virtual IP of the service, e.g. 10.96.0.10)",
+                                  path: element.path, at: element.node)
+                continue
+            }
+            addresses.append(text)
+        }
         return MeshService(
             name: name ?? "",
             resourceVersion: common.resourceVersion,
             appProtocol: map.oneOf("protocol") ?? .http,
-            port: map.int("port", range: 1...65535)
+            port: map.int("port", range: 1...65535),
+            addresses: addresses
         )
     }
 }

@@ -9,6 +9,7 @@ extension MeshResource {
         case .service(let service):
             pairs.append(("protocol", .string(service.appProtocol.rawValue)))
             if let port = service.port { pairs.append(("port", .int(port))) }
+            if !service.addresses.isEmpty { pairs.append(("addresses", .list(service.addresses.map { .string($0) }))) }
         case .instance(let instance):
             pairs += [
                 ("service", .string(instance.service)),

@@ -14,11 +14,18 @@ public struct MeshService: Sendable, Equatable {
     public var appProtocol: AppProtocol
     /// The app's port, informational; instances carry the ports that are dialled.
     public var port: Int?
+    /// Virtual IPs that name this service: a connection intercepted on its way to one of them
+    /// (`outbound.transparent`) goes to this service, as one to an instance's address does.
+    public var addresses: [String]
 
-    public init(name: String, resourceVersion: String? = nil, appProtocol: AppProtocol = .http, port: Int? = nil) {
+    public init(
+        name: String, resourceVersion: String? = nil, appProtocol: AppProtocol = .http, port: Int? = nil,
+        addresses: [String] = []
+    ) {
         self.name = name
         self.resourceVersion = resourceVersion
         self.appProtocol = appProtocol
         self.port = port
+        self.addresses = addresses
     }
 }

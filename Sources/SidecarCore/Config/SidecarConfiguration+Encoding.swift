@@ -3,19 +3,25 @@
 /// decodes back to an equal configuration.
 extension SidecarConfiguration {
     public var configValue: ConfigValue {
+        // Interception's keys appear only when set, so a config without them prints as before.
+        var inboundPairs: [(String, ConfigValue)] = [
+            ("listen", .string(inbound.listen.description)),
+            ("app", .string(inbound.app.description)),
+            ("protocol", .string(inbound.appProtocol.rawValue)),
+        ]
+        if inbound.transparent { inboundPairs.append(("transparent", .bool(true))) }
+        var outboundPairs: [(String, ConfigValue)] = [
+            ("listen", .string(outbound.listen.description)),
+            ("tcp", .list(outbound.tcp.map {
+                .map([("listen", .string($0.listen.description)), ("service", .string($0.service))])
+            })),
+        ]
+        if outbound.transparent { outboundPairs.append(("transparent", .bool(true))) }
+        if outbound.unknown != .passthrough { outboundPairs.append(("unknown", .string(outbound.unknown.rawValue))) }
         var pairs: [(String, ConfigValue)] = [
             ("service", .string(service)),
-            ("inbound", .map([
-                ("listen", .string(inbound.listen.description)),
-                ("app", .string(inbound.app.description)),
-                ("protocol", .string(inbound.appProtocol.rawValue)),
-            ])),
-            ("outbound", .map([
-                ("listen", .string(outbound.listen.description)),
-                ("tcp", .list(outbound.tcp.map {
-                    .map([("listen", .string($0.listen.description)), ("service", .string($0.service))])
-                })),
-            ])),
+            ("inbound", .map(inboundPairs)),
+            ("outbound", .map(outboundPairs)),
             ("admin", .map([("listen", .string(adminListen.description))])),
             ("trustDomain", .string(trustDomain)),
         ]

@@ -47,11 +47,27 @@ extension SidecarConfiguration {
             inbound.listen = inboundMap.hostPort("listen") ?? MeshDefaults.inboundListen
             inbound.app = inboundMap.hostPort("app", required: true) ?? inbound.app
             inbound.appProtocol = inboundMap.oneOf("protocol") ?? .http
+            inbound.transparent = inboundMap.bool("transparent") ?? false
+            if inbound.transparent, let host = HostPort.loopbackHost(inbound.listen.host) {
+                // Redirected connections arrive at the interface's address, never at loopback.
+                reader.report("inbound.transparent needs inbound.listen on an address other hosts reach "
+                              + "(e.g. 0.0.0.0:15006), not \(host)", path: "inbound.listen",
+                              at: inboundMap.optional("listen") ?? inboundMap.node)
+            }
             inboundMap.finish()
         }
         var outbound = Outbound()
         if let outboundMap = map.mapping("outbound") {
             outbound.listen = outboundMap.hostPort("listen") ?? MeshDefaults.outboundListen
+            outbound.transparent = outboundMap.bool("transparent") ?? false
+            let host = outbound.listen.host
+            if outbound.transparent, HostPort.loopbackHost(host) == nil, !HostPort.isUnspecified(host) {
+                // The rules redirect to 127.0.0.1 (nft `redirect` from the output hook).
+                reader.report("outbound.transparent needs outbound.listen on loopback or every address "
+                              + "(e.g. 127.0.0.1:15001), not \(host)", path: "outbound.listen",
+                              at: outboundMap.optional("listen") ?? outboundMap.node)
+            }
+            outbound.unknown = outboundMap.oneOf("unknown") ?? .passthrough
             for element in outboundMap.list("tcp") ?? [] {
                 guard let tcpMap = reader.mapping(element.node, path: element.path) else { continue }
                 let listen = tcpMap.hostPort("listen", required: true)

@@ -10,11 +10,18 @@ public struct SidecarConfiguration: Sendable, Equatable {
         public var listen: HostPort
         public var app: HostPort
         public var appProtocol: AppProtocol
+        /// `inbound.transparent`: `sidecar iptables --inbound-ports` redirects connections to the
+        /// app's ports here, so the inbound listens where other hosts reach it (not loopback).
+        public var transparent: Bool
 
-        public init(listen: HostPort = MeshDefaults.inboundListen, app: HostPort, appProtocol: AppProtocol = .http) {
+        public init(
+            listen: HostPort = MeshDefaults.inboundListen, app: HostPort, appProtocol: AppProtocol = .http,
+            transparent: Bool = false
+        ) {
             self.listen = listen
             self.app = app
             self.appProtocol = appProtocol
+            self.transparent = transparent
         }
     }
 
@@ -22,11 +29,29 @@ public struct SidecarConfiguration: Sendable, Equatable {
     public struct Outbound: Sendable, Equatable {
         public var listen: HostPort
         public var tcp: [TCPUpstream]
+        /// `outbound.transparent`: the outbound port also takes connections `sidecar iptables`
+        /// redirected, and sends each where its original destination says.
+        public var transparent: Bool
+        /// `outbound.unknown`: what an intercepted connection to an address no service claims gets.
+        public var unknown: UnknownDestinationPolicy
 
-        public init(listen: HostPort = MeshDefaults.outboundListen, tcp: [TCPUpstream] = []) {
+        public init(
+            listen: HostPort = MeshDefaults.outboundListen, tcp: [TCPUpstream] = [], transparent: Bool = false,
+            unknown: UnknownDestinationPolicy = .passthrough
+        ) {
             self.listen = listen
             self.tcp = tcp
+            self.transparent = transparent
+            self.unknown = unknown
         }
+    }
+
+    /// An intercepted connection whose original destination is no mesh service's address.
+    public enum UnknownDestinationPolicy: String, Sendable, Equatable, CaseIterable {
+        /// Connect to the original destination as if there were no sidecar (plain TCP).
+        case passthrough
+        /// Close the connection: only the registry's services are reachable.
+        case registryOnly = "registry-only"
     }
 
     /// A local port whose connections are carried, as bytes, to `service`.

@@ -10,6 +10,8 @@ import ServiceLifecycle
 final class ProxyListener: Service, Sendable {
     enum Kind: Sendable {
         case outbound
+        /// `outbound.transparent`: also takes connections `sidecar iptables` redirected.
+        case transparentOutbound(unknown: SidecarConfiguration.UnknownDestinationPolicy)
         case inbound(app: HostPort, tls: TLSContextStore, appProtocol: AppProtocol = .http)
         case tcp(service: String)
     }
@@ -56,7 +58,7 @@ final class ProxyListener: Service, Sendable {
         let log: AccessLog
         let direction: HTTPProxyHandler.Direction
         switch kind {
-        case .outbound:
+        case .outbound, .transparentOutbound:
             log = AccessLog(enabled: accessLog, direction: "outbound")
             direction = .outbound
         case .inbound(let app, _, _):
@@ -66,13 +68,19 @@ final class ProxyListener: Service, Sendable {
             log = AccessLog(enabled: accessLog, direction: "outbound-tcp")
             direction = .tcpOutbound(service: service)
         }
+        let tcpLog = AccessLog(enabled: accessLog, direction: "outbound-tcp")
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.autoRead, value: true)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                if case .transparentOutbound(let unknown) = kind {
+                    let listener = InterceptedConnectionHandler.Listener(
+                        unknown: unknown, httpLog: log, tcpLog: tcpLog, timeouts: timeouts, drainTimeout: drainTimeout)
+                    return InterceptedConnectionHandler.install(on: channel, loops: loops, listener: listener)
+                }
+                return channel.eventLoop.makeCompletedFuture {
                     let context = loops.context(for: channel.eventLoop)
                     let sync = channel.pipeline.syncOperations
                     switch kind {
@@ -86,7 +94,7 @@ final class ProxyListener: Service, Sendable {
                         // HTTP/1.1 and h2c with prior knowledge on the same port.
                         try sync.addHandler(OutboundProtocolDetector(
                             loop: context, accessLog: log, drainTimeout: drainTimeout, idleTimeout: timeouts.idle))
-                    case .tcp:
+                    case .tcp, .transparentOutbound:  // transparent: its own pipeline, above
                         break
                     }
                     try channel.pipeline.syncOperations.addHandler(

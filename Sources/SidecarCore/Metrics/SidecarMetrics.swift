@@ -60,6 +60,9 @@ public final class SidecarMetrics: Sendable {
     let configRejected = CounterFamily(MetricDescriptor(
         "sidecar_config_rejected_total", .counter,
         help: "Configuration snapshots refused whole because this sidecar cannot apply them (the running one stays)."))
+    let interceptedConnections = CounterFamily(MetricDescriptor(
+        "sidecar_intercepted_connections_total", .counter, labels: ["outcome"],
+        help: "Connections redirected to the outbound port (outbound.transparent), by where they went: mesh-http, mesh-tcp, passthrough (outside the mesh), refused (registry-only)."))
     let controlPlaneConnected = GaugeFamily(MetricDescriptor(
         "sidecar_control_plane_connected", .gauge,
         help: "1 while connected to the control plane, else 0."))
@@ -79,6 +82,7 @@ public final class SidecarMetrics: Sendable {
     /// Pre-made so the handshake path needs no lock: [direction][reason].
     private let tlsErrorCounters: [[TLSFailureReason: Counter]]
     private let connectionGauges: [Gauge]
+    private let interceptCounters: [InterceptOutcome: Counter]
 
     /// `sidecar_cert_expiry_timestamp_seconds`.
     public let certificateExpiry: Gauge
@@ -114,6 +118,10 @@ public final class SidecarMetrics: Sendable {
             })
         }
         connectionGauges = TrafficDirection.allCases.map { connectionsOpen.gauge($0.rawValue) }
+        let interceptedConnections = interceptedConnections
+        interceptCounters = Dictionary(uniqueKeysWithValues: InterceptOutcome.allCases.map {
+            ($0, interceptedConnections.counter($0.rawValue))
+        })
         certificateExpiry = certExpiry.gauge()
         configurationVersion = configVersion.gauge()
         controlPlaneConnection = controlPlaneConnected.gauge()
@@ -126,7 +134,7 @@ public final class SidecarMetrics: Sendable {
         var families: [any MetricFamily] = requests.families + [
             retries, retryBudgetExhausted, grpcResponses, mirrorRequests, circuitBreakerOpen, circuitBreakerRejections, outlierEjections,
             endpoints, connectionsOpen, tlsHandshakeErrors, authzDenied, certExpiry, configVersion, configRejected,
-            spansExportedFamily, spansDroppedFamily,
+            spansExportedFamily, spansDroppedFamily, interceptedConnections,
         ]
         if mode == .dynamic { families.append(controlPlaneConnected) }
         registry = MetricsRegistry(families: families)
@@ -158,6 +166,9 @@ public final class SidecarMetrics: Sendable {
 
     /// `sidecar_connections_open{direction}`; no lookup.
     public func connectionsOpen(_ direction: TrafficDirection) -> Gauge { connectionGauges[direction.index] }
+
+    /// `sidecar_intercepted_connections_total{outcome}`; every outcome exists from the start.
+    func interceptedConnections(_ outcome: InterceptOutcome) -> Counter { interceptCounters[outcome]! }
 
     /// `sidecar_tls_handshake_errors_total{direction,reason}`; every pair exists from the start.
     public func tlsHandshakeErrors(_ direction: TrafficDirection, _ reason: TLSFailureReason) -> Counter {

@@ -62,7 +62,12 @@ extension HTTPProxyHandler {
         let path = target?.path ?? String(rawTarget.prefix { $0 != "?" })
         let peer: String
         switch direction {
-        case .outbound: peer = String(authority.split(separator: ":").first ?? "")
+        case .outbound:
+            if let defaultDestination, loop.table.destination(forHost: Substring(authority)) == nil {
+                peer = defaultDestination
+            } else {
+                peer = String(authority.split(separator: ":").first ?? "")
+            }
         case .inbound: peer = callerService ?? "unknown"
         case .tcpOutbound(let service): peer = service
         }
@@ -71,6 +76,7 @@ extension HTTPProxyHandler {
             requestID: requestID, peer: peer, closeAfterResponse: !head.framing.keepAlive || loop.draining,
             framing: head.framing.body, start: context.eventLoop.now)
         exchange.upgradeRequested = head.framing.upgrade
+        exchange.defaultDestination = defaultDestination
         self.exchange = exchange
 
         if head.method == .CONNECT || (rawTarget.utf8.first != UInt8(ascii: "/") && rawTarget.lowercased().hasPrefix("https://")) {

@@ -48,6 +48,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     }
 
     let direction: Direction
+    /// Outbound, for a connection intercepted on its way to a service's address: the service a
+    /// request goes to when its `Host` names none (`InterceptedConnectionHandler`).
+    let defaultDestination: String?
     let loop: LoopContext
     let accessLog: AccessLog
     let timeouts: Timeouts
@@ -73,8 +76,12 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var inboundMetrics: RequestMetricsHandle?
     var connectionGauge: Gauge?
 
-    init(direction: Direction, loop: LoopContext, accessLog: AccessLog, timeouts: Timeouts = Timeouts()) {
+    init(
+        direction: Direction, loop: LoopContext, accessLog: AccessLog, timeouts: Timeouts = Timeouts(),
+        defaultDestination: String? = nil
+    ) {
         self.direction = direction
+        self.defaultDestination = defaultDestination
         self.loop = loop
         self.accessLog = accessLog
         self.timeouts = timeouts

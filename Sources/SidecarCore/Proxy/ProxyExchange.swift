@@ -11,6 +11,8 @@ final class ProxyExchange {
     let start: NIODeadline
     /// The peer label: destination service (outbound) or calling service (inbound).
     let peer: String
+    /// Intercepted: the service routed to when `Host` names none.
+    var defaultDestination: String?
     var closeAfterResponse: Bool
     var requestFramer: HTTPBodyFramer
     var requestComplete = false

@@ -39,6 +39,8 @@ public struct RouteTable: Sendable {
     public let authorization: AuthorizationPolicy?
     /// This sidecar's own TrafficPolicy (its inbound rate limit), if any.
     public let localPolicy: TrafficPolicy?
+    /// Intercepted connections: the service an original destination address belongs to.
+    public let addresses: ServiceAddressMap
     public let version: Int
 
     public init(
@@ -48,6 +50,7 @@ public struct RouteTable: Sendable {
         self.localService = localService
         self.trustDomain = trustDomain
         self.version = version
+        self.addresses = ServiceAddressMap(resources: resources)
         var routes: [String: Route] = [:]
         var policies: [String: TrafficPolicy] = [:]
         var endpoints: [String: [Endpoint]] = [:]

@@ -16,6 +16,7 @@ import Testing
             "sidecar_config_rejected_total", "sidecar_control_plane_connected",
             // README, additions to the original design:
             "sidecar_mirror_requests_total", "sidecar_spans_exported_total", "sidecar_spans_dropped_total",
+            "sidecar_intercepted_connections_total",
             "sidecar_grpc_responses_total",
         ])
     }

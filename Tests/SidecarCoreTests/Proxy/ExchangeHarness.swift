@@ -85,6 +85,20 @@ struct ExchangeHarness {
         try downstream.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
     }
 
+    /// A connection accepted on a transparent outbound port, redirected on its way to
+    /// `originalDestination` (nil: not redirected), on the same loop and proxy state.
+    func interceptedDownstream(
+        originalDestination: HostPort?, unknown: SidecarConfiguration.UnknownDestinationPolicy = .passthrough
+    ) throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel(loop: loop)
+        let log = AccessLog(enabled: false, direction: "test")
+        try channel.pipeline.syncOperations.addHandler(InterceptedConnectionHandler(
+            originalDestination: originalDestination, loop: context,
+            listener: .init(unknown: unknown, httpLog: log, tcpLog: log, timeouts: .init(), drainTimeout: .seconds(1))))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 3)).wait()
+        return channel
+    }
+
     /// A second downstream connection on the same loop and proxy state.
     func anotherDownstream() throws -> EmbeddedChannel {
         let channel = EmbeddedChannel(loop: loop)

@@ -26,12 +26,15 @@ struct HopLimitFilter: RequestFilter {
     }
 }
 
-/// Finds the destination (by `Host`/authority) and its first matching rule (404 `no-route`
-/// otherwise); applies the rule's request header rewrites and starts the route timeout.
+/// Finds the destination (by `Host`/authority, else an intercepted connection's service) and
+/// its first matching rule (404 `no-route` otherwise); applies the rule's request header
+/// rewrites and starts the route timeout.
 struct RoutingFilter: RequestFilter {
     func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         let exchange = request.exchange
-        guard let destination = loop.table.destination(forHost: Substring(exchange.authority)) else {
+        guard let destination = loop.table.destination(forHost: Substring(exchange.authority))
+            ?? exchange.defaultDestination.flatMap({ loop.table.destinations[$0] })
+        else {
             return .reject(ProxyError(.noRoute, "no service \"\(exchange.peer)\" in the mesh"))
         }
         let head = request.head

@@ -13,6 +13,7 @@ struct SidecarCommand: AsyncParsableCommand {
         usage: """
             sidecar --config <file> [<run options>]   (the same as `sidecar run --config <file>`)
             sidecar validate --config <file>
+            sidecar iptables --apply|--dry-run|--cleanup --proxy-uid UID …   (transparent interception)
             sidecar run --help                        (lists the run options)
             """,
         discussion: """
@@ -24,7 +25,7 @@ struct SidecarCommand: AsyncParsableCommand {
             example, is in docs/configuration.md.
             """,
         version: MeshVersion.current,
-        subcommands: [Run.self, Validate.self],
+        subcommands: [Run.self, Validate.self, IptablesCommand.self],
         defaultSubcommand: Run.self
     )
 
