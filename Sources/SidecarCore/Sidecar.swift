@@ -85,7 +85,7 @@ public final class Sidecar: Sendable {
 
     public let configPath: String
     public let options: Options
-    private let logger: Logger
+    let logger: Logger
     private let connectControlPlane: ControlPlaneConnector?
 
     /// - Parameter controlPlane: how dynamic mode starts; a config with `controlPlane:` needs it.
@@ -130,9 +130,14 @@ public final class Sidecar: Sendable {
         let applier = ConfigApplier(
             configuration: configuration, resources: resources, table: table, tls: tls, loops: loops, metrics: metrics,
             source: controlPlane?.source ?? .file)
-        let readiness = ReadinessState(expectedListeners: 2 + configuration.outbound.tcp.count)
         let timeouts = HTTPProxyHandler.Timeouts(
             requestHead: options.requestHeadTimeout, requestBodyIdle: options.requestBodyTimeout, idle: options.idleTimeout)
+        if let gateway = configuration.gateway {
+            return try await runGateway(
+                gateway, configuration: configuration, group: group, loops: loops, applier: applier, metrics: metrics,
+                timeouts: timeouts, controlPlane: controlPlane)
+        }
+        let readiness = ReadinessState(expectedListeners: 2 + configuration.outbound.tcp.count)
         let tcpListeners = configuration.outbound.tcp.enumerated().map { index, upstream in
             ProxyListener(
                 name: "outbound-tcp-\(upstream.service)", address: upstream.listen, configKey: "outbound.tcp[\(index)].listen",
@@ -154,16 +159,7 @@ public final class Sidecar: Sendable {
         let follower: any Service =
             try controlPlane.map { try $0.follower(applier, { inboundBound.value }) }
             ?? ConfigReloader(configPath: configPath, applier: applier, logger: logger)
-        let admin = AdminServer(
-            host: configuration.adminListen.host, port: configuration.adminListen.port,
-            providers: AdminProviders(
-                metrics: metrics.registry,
-                readiness: { readiness.readiness },
-                source: { applier.source },
-                config: { applier.configurationJSON },
-                clusters: { loops.clustersJSON() },
-                explain: { uri in loops.explain(uri: uri, certificateExpiry: metrics.certificateExpiry.value) }),
-            group: group)
+        let admin = adminServer(configuration, group: group, loops: loops, applier: applier, metrics: metrics, readiness: readiness)
         // Supervisor mode: the app sits between the outbound side (stopped after it exits) and
         // the inbound (drained first), and its own exit ends the sidecar.
         let app = options.appCommand.isEmpty
@@ -190,5 +186,22 @@ public final class Sidecar: Sendable {
         await loops.flushAccessLogs()
         try await group.shutdownGracefully()
         return app?.exitStatus
+    }
+
+    /// The admin server: `/metrics`, `/ready`, `/config`, `/clusters`, `/explain`.
+    func adminServer(
+        _ configuration: SidecarConfiguration, group: EventLoopGroup, loops: ProxyLoops, applier: ConfigApplier,
+        metrics: SidecarMetrics, readiness: ReadinessState
+    ) -> AdminServer {
+        AdminServer(
+            host: configuration.adminListen.host, port: configuration.adminListen.port,
+            providers: AdminProviders(
+                metrics: metrics.registry,
+                readiness: { readiness.readiness },
+                source: { applier.source },
+                config: { applier.configurationJSON },
+                clusters: { loops.clustersJSON() },
+                explain: { uri in loops.explain(uri: uri, certificateExpiry: metrics.certificateExpiry.value) }),
+            group: group)
     }
 }

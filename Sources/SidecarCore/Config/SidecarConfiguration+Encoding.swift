@@ -3,13 +3,17 @@
 /// decodes back to an equal configuration.
 extension SidecarConfiguration {
     public var configValue: ConfigValue {
-        var pairs: [(String, ConfigValue)] = [
-            ("service", .string(service)),
-            ("inbound", .map([
+        var pairs: [(String, ConfigValue)] = [("service", .string(service))]
+        if let gateway {
+            pairs.append(("gateway", gateway.configValue))
+        } else {
+            pairs.append(("inbound", .map([
                 ("listen", .string(inbound.listen.description)),
                 ("app", .string(inbound.app.description)),
                 ("protocol", .string(inbound.appProtocol.rawValue)),
-            ])),
+            ])))
+        }
+        pairs += [
             ("outbound", .map([
                 ("listen", .string(outbound.listen.description)),
                 ("tcp", .list(outbound.tcp.map {

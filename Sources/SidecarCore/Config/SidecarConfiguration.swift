@@ -99,6 +99,8 @@ public struct SidecarConfiguration: Sendable, Equatable {
     public var trustDomain: String
     public var tls: TLSFiles?
     public var controlPlane: ControlPlane?
+    /// Set instead of `inbound` on the mesh's front door: its external listeners.
+    public var gateway: GatewayListeners?
     /// Static mode's resources (also allowed beside a control plane as a starting point).
     public var resources: [MeshResource]
 
@@ -110,8 +112,10 @@ public struct SidecarConfiguration: Sendable, Equatable {
         trustDomain: String = MeshDefaults.trustDomain,
         tls: TLSFiles? = nil,
         controlPlane: ControlPlane? = nil,
-        resources: [MeshResource] = []
+        resources: [MeshResource] = [],
+        gateway: GatewayListeners? = nil
     ) {
+        self.gateway = gateway
         self.service = service
         self.inbound = inbound
         self.outbound = outbound

@@ -12,6 +12,8 @@ final class ProxyListener: Service, Sendable {
         case outbound
         case inbound(app: HostPort, tls: TLSContextStore)
         case tcp(service: String)
+        /// The front door: plain, or TLS with the gateway's server certificates (`tls`).
+        case gateway(GatewayListenerRole, tls: TLSContextStore?)
     }
 
     let name: String
@@ -64,6 +66,9 @@ final class ProxyListener: Service, Sendable {
         case .tcp(let service):
             log = AccessLog(enabled: accessLog, direction: "outbound-tcp")
             direction = .tcpOutbound(service: service)
+        case .gateway(let role, _):
+            log = AccessLog(enabled: accessLog, direction: "gateway")
+            direction = .gateway(role)
         }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -76,6 +81,11 @@ final class ProxyListener: Service, Sendable {
                     if case .inbound(_, let tls) = kind {
                         try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls.current))
                         try channel.pipeline.syncOperations.addHandler(TLSErrorLogger(logger: logger, metrics: context.metrics))
+                    }
+                    if case .gateway(_, let tls?) = kind {
+                        try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls.current))
+                        try channel.pipeline.syncOperations.addHandler(
+                            TLSErrorLogger(logger: logger, metrics: context.metrics, direction: .gateway))
                     }
                     try channel.pipeline.syncOperations.addHandler(
                         HTTPProxyHandler(direction: direction, loop: context, accessLog: log, timeouts: timeouts))
@@ -109,20 +119,22 @@ final class ProxyListener: Service, Sendable {
     }
 }
 
-/// Logs inbound handshake failures (plain bytes, wrong CA, expired) and passes them on.
+/// Logs inbound (or gateway) handshake failures (plain bytes, wrong CA, expired) and passes them on.
 final class TLSErrorLogger: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     let logger: Logger
     let metrics: SidecarMetrics
-    init(logger: Logger, metrics: SidecarMetrics) {
+    let direction: TrafficDirection
+    init(logger: Logger, metrics: SidecarMetrics, direction: TrafficDirection = .inbound) {
         self.logger = logger
         self.metrics = metrics
+        self.direction = direction
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let error = error as? TLSError {
-            metrics.tlsHandshakeErrors(.inbound, error.reason).increment()
-            logger.notice("inbound TLS refused", metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)"])
+            metrics.tlsHandshakeErrors(direction, error.reason).increment()
+            logger.notice("\(direction.rawValue) TLS refused", metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)"])
         }
         context.fireErrorCaught(error)
     }

@@ -65,6 +65,9 @@ extension HTTPProxyHandler {
         case .outbound: peer = String(authority.split(separator: ":").first ?? "")
         case .inbound: peer = callerService ?? "unknown"
         case .tcpOutbound(let service): peer = service
+        case .gateway:
+            if clientAddress == nil { clientAddress = context.channel.remoteAddress?.ipAddress }
+            peer = clientAddress ?? "unknown"
         }
         let exchange = ProxyExchange(
             method: head.method, methodName: head.methodName, authority: authority, path: path,
@@ -108,6 +111,13 @@ extension HTTPProxyHandler {
             request.removedHeaders += Self.identityHeaders
             request.addedHeaders.append(try! HTTPHeaderLine(name: "x-mesh-caller", value: callerService ?? "unknown"))
             admit(request, through: RequestFilters.inbound[...], context: context)
+        case .gateway(let role):
+            // Only the gateway says who the user is (after authentication), and nobody outside
+            // may claim to be a mesh service.
+            request.removedHeaders += Self.identityHeaders
+            request.listener = role
+            request.client = clientAddress
+            admit(request, through: RequestFilters.gateway[...], context: context)
         case .tcpOutbound:
             break
         }
@@ -125,6 +135,9 @@ extension HTTPProxyHandler {
                 continue
             case .reject(let error):
                 fail(exchange, error, context: context)
+                return
+            case .answer(let response):
+                answer(exchange, response, context: context)
                 return
             case .delay(let delay):
                 phase = .connecting
@@ -147,14 +160,16 @@ extension HTTPProxyHandler {
         let head = request.head
         var rewritten = context.channel.allocator.buffer(capacity: head.byteCount + 160)
         let writer = HTTPHeadWriter(removing: request.removedHeaders, relayUpgrade: true)
-        if request.target.isRewritten {
+        if let target = request.upstreamTarget {
+            writer.write(head, target: target, adding: request.addedHeaders, into: &rewritten)
+        } else if request.target.isRewritten {
             writer.write(head, target: request.target.originForm, adding: request.addedHeaders, into: &rewritten)
         } else {
             writer.write(head, adding: request.addedHeaders, into: &rewritten)
         }
         exchange.rewrittenHead = rewritten
         switch direction {
-        case .outbound:
+        case .outbound, .gateway:
             guard let (destination, rule, _) = request.route else { return }
             prepareReplay(exchange, head: head, rewritten: rewritten, rule: rule, destination: destination, context: context)
             mirrorIfBuffered(exchange)
@@ -318,6 +333,12 @@ extension HTTPProxyHandler {
             if let body, body.readableBytes > 0 {
                 exchange.deadlines.bodyProgress = context.eventLoop.now
                 exchange.bytesReceived += body.readableBytes
+                if let limit = exchange.maxBodyBytes, exchange.bytesReceived > limit {
+                    abandonTry(exchange)
+                    exchange.closeAfterResponse = true
+                    fail(exchange, ProxyError(.badRequest, "the request body is over \(limit) bytes", status: 413), context: context)
+                    return
+                }
                 exchange.keepForReplay(body)
                 channel.write(body, promise: nil)
                 upstreamNeedsFlush = true

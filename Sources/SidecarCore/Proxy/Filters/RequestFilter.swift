@@ -21,6 +21,8 @@ enum FilterDecision {
     case reject(ProxyError)
     /// On to the next filter after this long (on the loop's timer; the route timeout runs on).
     case delay(TimeAmount)
+    /// Answer here with a response that is no error (gateway: a redirect, a CORS preflight).
+    case answer(EdgeResponse)
 }
 
 /// A request being admitted: the parsed head and normalized target, the exchange it will
@@ -33,6 +35,16 @@ struct AdmittedRequest {
     let caller: String?
     /// Outbound, once `RoutingFilter` ran: the destination, its matching rule and the rule's index.
     var route: (destination: RouteTable.Destination, rule: RouteRule, index: Int)?
+    /// Gateway: which listener took the request (plain, TLS, redirecting).
+    var listener: GatewayListenerRole?
+    /// Gateway: the client's IP address (rate limits keyed by `client-ip`).
+    var client: String?
+    /// Gateway: the rule that took the request, and the origin-form target to send upstream
+    /// when the rule rewrites the path.
+    var gatewayMatch: GatewayTable.Match?
+    var upstreamTarget: String?
+    /// Gateway: who authentication verified (JWT subject or API key name), for `x-mesh-user`.
+    var user: String?
     /// Header names dropped from the head going upstream (any spelling, see `HTTPHeadWriter`).
     var removedHeaders: [String] = []
     /// Header lines set on the head going upstream (replacing any received of the same name).
@@ -49,4 +61,11 @@ enum RequestFilters {
         FaultAbortFilter(), FaultDelayFilter(),
     ]
     static let inbound: [any RequestFilter] = [AuthorizationFilter(), InboundRateLimitFilter()]
+    /// The front door: an external request is routed by a GatewayRoute to a mesh service, then
+    /// treated as any caller's request to that service (its Route, breaker, faults).
+    static let gateway: [any RequestFilter] = [
+        HTTPSRedirectFilter(), HopLimitFilter(), GatewayRoutingFilter(), CORSFilter(), BodySizeLimitFilter(), AuthenticationFilter(),
+        GatewayRateLimitFilter(),
+        RouteRateLimitFilter(), CircuitBreakerFilter(), FaultAbortFilter(), FaultDelayFilter(),
+    ]
 }
