@@ -27,13 +27,16 @@ final class GatewayMesh {
         mesh = try await PaymentsMesh(backends: backends, paymentsResources: paymentsResources, webResources: "")
         let certs = mesh.directory.url.appendingPathComponent("certs")
         try mesh.pki.issue(service: "edge").write(to: certs, name: "edge")
-        let external = TestPKI(commonName: "external test root")
+        // The external certificates come from another CA, in their own folder (with its ca.pem).
+        let external = mesh.directory.url.appendingPathComponent("external")
+        try FileManager.default.createDirectory(at: external, withIntermediateDirectories: true)
+        let externalPKI = TestPKI(commonName: "external test root")
+        var caPath = ""
         for host in Self.hosts {
-            _ = try external.issue(service: host.split(separator: ".")[0].description, dnsNames: [host])
-                .write(to: certs, name: host)
+            caPath = try externalPKI.issue(service: host.split(separator: ".")[0].description, dnsNames: [host])
+                .write(to: external, name: host).ca
         }
-        externalCA = mesh.directory.url.appendingPathComponent("external-ca.pem").path
-        try external.rootPEM.write(toFile: externalCA, atomically: true, encoding: .utf8)
+        externalCA = caPath
         for (name, text) in files {
             try text.write(to: mesh.directory.url.appendingPathComponent(name), atomically: true, encoding: .utf8)
         }
@@ -47,8 +50,8 @@ final class GatewayMesh {
               https:
                 listen: 127.0.0.1:\(httpsPort)
                 certificates:
-                  - { cert: certs/\(Self.hosts[0]).pem, key: certs/\(Self.hosts[0]).key }
-                  - { cert: certs/\(Self.hosts[1]).pem, key: certs/\(Self.hosts[1]).key }
+                  - { cert: external/\(Self.hosts[0]).pem, key: external/\(Self.hosts[0]).key }
+                  - { cert: external/\(Self.hosts[1]).pem, key: external/\(Self.hosts[1]).key }
             admin: { listen: 127.0.0.1:\(admin) }
             tls:   { cert: certs/edge.pem, key: certs/edge.key, trustBundle: certs/ca.pem }
             resources:\(mesh.instances)

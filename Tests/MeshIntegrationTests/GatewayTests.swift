@@ -36,7 +36,7 @@ import Testing
         #expect(www.status == 200, "\(www)")
         #expect(www.body.contains("path=/home"), "\(www.body)")
         // TLS 1.2 for older clients, TLS 1.3 for the rest.
-        let tls12 = try await edge.https("api.example.com", "/api/pay", ["--tlsv1.2", "--tls-max", "1.2", "-w", "%{ssl_version}"])
+        let tls12 = try await edge.https("api.example.com", "/api/pay", ["--tlsv1.2", "--tls-max", "1.2"])
         #expect(tls12.status == 200, "\(tls12)")
         let tls13 = try await edge.https("www.example.com", "/home", ["--tlsv1.3"])
         #expect(tls13.status == 200, "\(tls13)")
@@ -67,7 +67,9 @@ import Testing
         let followed = try await curl(["-L", "--cacert", edge.externalCA, "--resolve", "api.example.com:\(edge.httpsPort):127.0.0.1",
                                        "--resolve", "api.example.com:\(edge.httpPort):127.0.0.1",
                                        "http://api.example.com:\(edge.httpPort)/api/pay"])
-        #expect(followed.status == 200 && followed.body.contains("path=/pay"), "\(followed)")
+        // (`curl` keeps both heads with -L: the 308, then the followed answer in the body.)
+        #expect(followed.status == 308 && followed.body.hasPrefix("HTTP/1.1 200 OK") && followed.body.contains("path=/pay"),
+                "\(followed)")
         #expect(app.requests == 1, "the redirect itself never reached the app")
     }
 }
