@@ -103,12 +103,14 @@ extension HTTPProxyHandler {
         }
         switch direction {
         case .outbound:
-            // No app may claim a caller identity on its way out either.
-            request.removedHeaders.append("x-mesh-caller")
+            // No app may claim a caller or user identity on its way out either: only the gateway
+            // sets x-mesh-user, after authentication.
+            request.removedHeaders += Self.identityHeaders
             admit(request, through: RequestFilters.outbound[...], context: context)
         case .inbound:
-            // Until the gateway exists no caller may set x-mesh-user either.
-            request.removedHeaders += Self.identityHeaders
+            // The caller is the verified certificate's. x-mesh-user stays as the calling sidecar
+            // sent it: outbounds remove any an app set, so only a gateway's authentication sets one.
+            request.removedHeaders.append("x-mesh-caller")
             request.addedHeaders.append(try! HTTPHeaderLine(name: "x-mesh-caller", value: callerService ?? "unknown"))
             admit(request, through: RequestFilters.inbound[...], context: context)
         case .gateway(let role):
