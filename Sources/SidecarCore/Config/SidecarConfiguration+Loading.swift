@@ -43,6 +43,12 @@ extension SidecarConfiguration {
         let reader = map.reader
         let service = map.serviceName() ?? ""
         var inbound = Inbound(app: HostPort(host: "127.0.0.1", port: 0))
+        if let inboundMap = map.mapping("inbound", required: !map.has("gateway")) {
+            inbound.listen = inboundMap.hostPort("listen") ?? MeshDefaults.inboundListen
+            inbound.app = inboundMap.hostPort("app", required: true) ?? inbound.app
+            inbound.appProtocol = inboundMap.oneOf("protocol") ?? .http
+            inboundMap.finish()
+        }
         // The front door has external listeners instead of an inbound (DESIGN.md "Gateway").
         let gateway = map.mapping("gateway").map { gatewayMap in
             defer { gatewayMap.finish() }
@@ -51,12 +57,6 @@ extension SidecarConfiguration {
         if gateway != nil, map.has("inbound") {
             reader.report("give either inbound (a service's sidecar) or gateway (the front door), not both",
                           path: "gateway", at: map.optional("gateway"))
-        }
-        if let inboundMap = map.mapping("inbound", required: gateway == nil) {
-            inbound.listen = inboundMap.hostPort("listen") ?? MeshDefaults.inboundListen
-            inbound.app = inboundMap.hostPort("app", required: true) ?? inbound.app
-            inbound.appProtocol = inboundMap.oneOf("protocol") ?? .http
-            inboundMap.finish()
         }
         var outbound = Outbound()
         if let outboundMap = map.mapping("outbound") {

@@ -28,6 +28,7 @@ import Testing
         metrics.retries(peer: "payments", reason: "reset").increment()
         metrics.mirrorRequests(peer: "payments", result: .completed).increment()
         metrics.authzDenied(caller: "web").increment()
+        metrics.gatewayAuthFailures(policy: "jwt-main", reason: .expired).increment()
         metrics.connectionsOpen(.outbound).set(3)
         metrics.tlsHandshakeErrors(.inbound, .untrustedIssuer).increment()
         metrics.certificateExpiry.set(1_900_000_000)

@@ -16,6 +16,8 @@ import Testing
             "sidecar_config_rejected_total", "sidecar_control_plane_connected",
             // README, additions to the original design:
             "sidecar_mirror_requests_total",
+            // DESIGN.md "Gateway":
+            "sidecar_gateway_auth_failures_total",
         ])
     }
 
