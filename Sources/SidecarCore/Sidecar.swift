@@ -168,24 +168,32 @@ public final class Sidecar: Sendable {
             [.init(service: outbound)] + tcpListeners.map { .init(service: $0) }
         let appSide: [ServiceGroupConfiguration.ServiceConfiguration] =
             app.map { [.init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup)] } ?? []
-        let group_ = ServiceGroup(
-            configuration: .init(
-                // Shut down in reverse: the follower deregisters, the inbound drains while admin
-                // still answers /ready with 503, the app exits, then the outbound side stops.
-                services: [.init(service: admin)] + outboundSide + appSide + [.init(service: inbound)]
-                    + [.init(service: follower, successTerminationBehavior: .ignore)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
         logger.info("sidecar starting", metadata: ["service": "\(configuration.service)", "workers": "\(options.workers)"])
+        // Shut down in reverse: the follower deregisters, the inbound drains while admin
+        // still answers /ready with 503, the app exits, then the outbound side stops.
+        try await run(
+            [.init(service: admin)] + outboundSide + appSide + [.init(service: inbound)]
+                + [.init(service: follower, successTerminationBehavior: .ignore)],
+            eventLoops: group, loops: loops)
+        return app?.exitStatus
+    }
+
+    /// Runs `services` as one group until SIGTERM/SIGINT (started in order, stopped in reverse),
+    /// then flushes the access logs and stops the event loops.
+    func run(
+        _ services: [ServiceGroupConfiguration.ServiceConfiguration], eventLoops: MultiThreadedEventLoopGroup,
+        loops: ProxyLoops
+    ) async throws {
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
-            try await group_.run()
+            try await group.run()
         } catch {
             await loops.flushAccessLogs()
             throw error
         }
         await loops.flushAccessLogs()
-        try await group.shutdownGracefully()
-        return app?.exitStatus
+        try await eventLoops.shutdownGracefully()
     }
 
     /// The admin server: `/metrics`, `/ready`, `/config`, `/clusters`, `/explain`.

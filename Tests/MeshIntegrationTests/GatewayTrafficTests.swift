@@ -46,12 +46,12 @@ import Testing
     @Test func theBreakerServesTheFallbackThroughTheGateway() async throws {
         let v1 = try await TestHTTPApp(name: "payments-v1"), v2 = try await TestHTTPApp(name: "payments-v2")
         let edge = try await GatewayMesh(backends: [(v1, "version: v1"), (v2, "version: v2")], gatewayResources: Self.resources)
-        // One slow request holds the only breaker slot; the next one gets the degraded answer.
+        // One slow request (10 s) holds the only breaker slot; a request meanwhile gets the degraded answer.
         let (ca, port) = (edge.externalCA, edge.httpsPort)
         async let slow = curl(["--cacert", ca, "--resolve", "api.example.com:\(port):127.0.0.1",
-                               "https://api.example.com:\(port)/pay/slow?ms=3000"])
+                               "https://api.example.com:\(port)/pay/slow?ms=10000"])
         var fallback = try await edge.https("api.example.com", "/pay/now")
-        for _ in 0..<100 where fallback.headers["x-mesh-error"] == nil {
+        for _ in 0..<300 where fallback.headers["x-mesh-error"] == nil {
             // The slow request may not have taken its slot yet (a bounded poll, not a fixed wait).
             try await Task.sleep(for: .milliseconds(20))
             fallback = try await edge.https("api.example.com", "/pay/now")

@@ -23,12 +23,18 @@ public struct EdgeResponse: Sendable, Equatable {
         var buffer = allocator.buffer(capacity: 160 + body.utf8.count)
         buffer.writeString("HTTP/1.1 \(status) \(ProxyError.reasonPhrase(status))\r\n")
         for (name, value) in headers { buffer.writeString("\(name): \(value)\r\n") }
+        Self.writeEnd(body: body, requestID: requestID, closing: closing, into: &buffer)
+        return buffer
+    }
+
+    /// The end of every response the sidecar makes: length, request id, `connection: close`
+    /// when closing, the blank line and the body.
+    static func writeEnd(body: String, requestID: String?, closing: Bool, into buffer: inout ByteBuffer) {
         buffer.writeString("content-length: \(body.utf8.count)\r\n")
         if let requestID { buffer.writeString("x-request-id: \(requestID)\r\n") }
         if closing { buffer.writeStaticString("connection: close\r\n") }
         buffer.writeStaticString("\r\n")
         buffer.writeString(body)
-        return buffer
     }
 }
 

@@ -41,21 +41,11 @@ extension Sidecar {
             try controlPlane.map { try $0.follower(applier, { httpsBound.value ?? httpBound.value }) }
             ?? ConfigReloader(configPath: configPath, applier: applier, logger: logger)
         let admin = adminServer(configuration, group: group, loops: loops, applier: applier, metrics: metrics, readiness: readiness)
-        let services = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: admin)] + listeners.map { .init(service: $0) }
-                    + [.init(service: follower, successTerminationBehavior: .ignore)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
         logger.info("gateway starting", metadata: ["service": "\(configuration.service)", "workers": "\(options.workers)"])
-        do {
-            try await services.run()
-        } catch {
-            await loops.flushAccessLogs()
-            throw error
-        }
-        await loops.flushAccessLogs()
-        try await group.shutdownGracefully()
+        try await run(
+            [.init(service: admin)] + listeners.map { .init(service: $0) }
+                + [.init(service: follower, successTerminationBehavior: .ignore)],
+            eventLoops: group, loops: loops)
         return nil
     }
 }

@@ -84,11 +84,7 @@ public struct ProxyError: Error, Sendable, Equatable {
         }
         if let retryAfter { buffer.writeString("retry-after: \(retryAfter)\r\n") }
         if let wwwAuthenticate { buffer.writeString("www-authenticate: \(wwwAuthenticate)\r\n") }
-        buffer.writeString("content-length: \(body.utf8.count)\r\n")
-        if let requestID { buffer.writeString("x-request-id: \(requestID)\r\n") }
-        if closing { buffer.writeStaticString("connection: close\r\n") }
-        buffer.writeStaticString("\r\n")
-        buffer.writeString(body)
+        EdgeResponse.writeEnd(body: body, requestID: requestID, closing: closing, into: &buffer)
         return buffer
     }
 
