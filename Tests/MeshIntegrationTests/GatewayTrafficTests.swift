@@ -47,9 +47,11 @@ import Testing
         let v1 = try await TestHTTPApp(name: "payments-v1"), v2 = try await TestHTTPApp(name: "payments-v2")
         let edge = try await GatewayMesh(backends: [(v1, "version: v1"), (v2, "version: v2")], gatewayResources: Self.resources)
         // One slow request (10 s) holds the only breaker slot; a request meanwhile gets the degraded answer.
-        let (ca, port) = (edge.externalCA, edge.httpsPort)
-        async let slow = curl(["--cacert", ca, "--resolve", "api.example.com:\(port):127.0.0.1",
-                               "https://api.example.com:\(port)/pay/slow?ms=10000"])
+        // (Started as a process right away: an `async let` may not run before the polls below.)
+        let slow = try ChildProcess([
+            "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", edge.externalCA,
+            "--resolve", "api.example.com:\(edge.httpsPort):127.0.0.1", "https://api.example.com:\(edge.httpsPort)/pay/slow?ms=10000",
+        ])
         var fallback = try await edge.https("api.example.com", "/pay/now")
         for _ in 0..<300 where fallback.headers["x-mesh-error"] == nil {
             // The slow request may not have taken its slot yet (a bounded poll, not a fixed wait).
@@ -58,7 +60,8 @@ import Testing
         }
         #expect(fallback.status == 200 && fallback.body == "{\"degraded\":true}", "\(fallback)")
         #expect(fallback.headers["x-mesh-error"] == "circuit-open", "\(fallback)")
-        #expect(try await slow.status == 200)
+        _ = await slow.wait(timeout: .seconds(30))
+        #expect(slow.stdout == "200", "\(slow.stdout) \(slow.stderr)")
     }
 
     @Test func corsPreflightAndTheBodyLimitAreAnsweredAtTheEdge() async throws {
