@@ -54,6 +54,11 @@ import Testing
                 "\(metrics)")
         #expect(metricValue(metrics, "sidecar_requests_total", ["direction": "gateway", "peer": "unknown", "code": "404"]) == 2)
         #expect(edge.gateway.accessLog.contains("\"direction\":\"gateway\""))
+
+        // Plain HTTP on the HTTPS port is a refused handshake, counted for the gateway.
+        _ = try? await curl(["http://127.0.0.1:\(edge.httpsPort)/api/pay"])
+        let refusedTLS = try await edge.metrics()
+        #expect(metricValue(refusedTLS, "sidecar_tls_handshake_errors_total", ["direction": "gateway", "reason": "not-tls"]) == 1)
     }
 
     @Test func plainHTTPRedirectsToHTTPS() async throws {
