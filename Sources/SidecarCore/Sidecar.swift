@@ -85,7 +85,7 @@ public final class Sidecar: Sendable {
 
     public let configPath: String
     public let options: Options
-    private let logger: Logger
+    let logger: Logger
     private let connectControlPlane: ControlPlaneConnector?
 
     /// - Parameter controlPlane: how dynamic mode starts; a config with `controlPlane:` needs it.
@@ -133,9 +133,14 @@ public final class Sidecar: Sendable {
         let applier = ConfigApplier(
             configuration: configuration, resources: resources, table: table, tls: tls, loops: loops, metrics: metrics,
             source: controlPlane?.source ?? .file)
-        let readiness = ReadinessState(expectedListeners: 2 + configuration.outbound.tcp.count)
         let timeouts = HTTPProxyHandler.Timeouts(
             requestHead: options.requestHeadTimeout, requestBodyIdle: options.requestBodyTimeout, idle: options.idleTimeout)
+        if let gateway = configuration.gateway {
+            return try await runGateway(
+                gateway, configuration: configuration, group: group, loops: loops, applier: applier, metrics: metrics,
+                timeouts: timeouts, controlPlane: controlPlane)
+        }
+        let readiness = ReadinessState(expectedListeners: 2 + configuration.outbound.tcp.count)
         let tcpListeners = configuration.outbound.tcp.enumerated().map { index, upstream in
             ProxyListener(
                 name: "outbound-tcp-\(upstream.service)", address: upstream.listen, configKey: "outbound.tcp[\(index)].listen",
@@ -160,7 +165,51 @@ public final class Sidecar: Sendable {
         let follower: any Service =
             try controlPlane.map { try $0.follower(applier, { inboundBound.value }) }
             ?? ConfigReloader(configPath: configPath, applier: applier, logger: logger)
-        let admin = AdminServer(
+        let admin = adminServer(configuration, group: group, loops: loops, applier: applier, metrics: metrics, readiness: readiness)
+        // Supervisor mode: the app sits between the outbound side (stopped after it exits) and
+        // the inbound (drained first), and its own exit ends the sidecar.
+        let app = options.appCommand.isEmpty
+            ? nil : AppSupervisor(command: options.appCommand, readiness: readiness, logger: logger)
+        let outboundSide: [ServiceGroupConfiguration.ServiceConfiguration] =
+            [.init(service: outbound)] + tcpListeners.map { .init(service: $0) }
+        let appSide: [ServiceGroupConfiguration.ServiceConfiguration] =
+            app.map { [.init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup)] } ?? []
+        logger.info("sidecar starting", metadata: ["service": "\(configuration.service)", "workers": "\(options.workers)"])
+        // Shut down in reverse: the follower deregisters, the inbound drains while admin
+        // still answers /ready with 503, the app exits, then the outbound side stops.
+        try await run(
+            [.init(service: admin)] + outboundSide + appSide + [.init(service: inbound)]
+                + [.init(service: follower, successTerminationBehavior: .ignore)],
+            eventLoops: group, loops: loops)
+        return app?.exitStatus
+    }
+
+    /// Runs `services` as one group until SIGTERM/SIGINT (started in order, stopped in reverse),
+    /// then flushes the access logs and stops the event loops.
+    func run(
+        _ services: [ServiceGroupConfiguration.ServiceConfiguration], eventLoops: MultiThreadedEventLoopGroup,
+        loops: ProxyLoops
+    ) async throws {
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            await loops.flushAccessLogs()
+            await loops.flushSpans()
+            throw error
+        }
+        await loops.flushAccessLogs()
+        await loops.flushSpans()
+        try await eventLoops.shutdownGracefully()
+    }
+
+    /// The admin server: `/metrics`, `/ready`, `/config`, `/clusters`, `/explain`.
+    func adminServer(
+        _ configuration: SidecarConfiguration, group: EventLoopGroup, loops: ProxyLoops, applier: ConfigApplier,
+        metrics: SidecarMetrics, readiness: ReadinessState
+    ) -> AdminServer {
+        AdminServer(
             host: configuration.adminListen.host, port: configuration.adminListen.port,
             providers: AdminProviders(
                 metrics: metrics.registry,
@@ -170,33 +219,5 @@ public final class Sidecar: Sendable {
                 clusters: { loops.clustersJSON() },
                 explain: { uri in loops.explain(uri: uri, certificateExpiry: metrics.certificateExpiry.value) }),
             group: group)
-        // Supervisor mode: the app sits between the outbound side (stopped after it exits) and
-        // the inbound (drained first), and its own exit ends the sidecar.
-        let app = options.appCommand.isEmpty
-            ? nil : AppSupervisor(command: options.appCommand, readiness: readiness, logger: logger)
-        let outboundSide: [ServiceGroupConfiguration.ServiceConfiguration] =
-            [.init(service: outbound)] + tcpListeners.map { .init(service: $0) }
-        let appSide: [ServiceGroupConfiguration.ServiceConfiguration] =
-            app.map { [.init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup)] } ?? []
-        let group_ = ServiceGroup(
-            configuration: .init(
-                // Shut down in reverse: the follower deregisters, the inbound drains while admin
-                // still answers /ready with 503, the app exits, then the outbound side stops.
-                services: [.init(service: admin)] + outboundSide + appSide + [.init(service: inbound)]
-                    + [.init(service: follower, successTerminationBehavior: .ignore)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
-        logger.info("sidecar starting", metadata: ["service": "\(configuration.service)", "workers": "\(options.workers)"])
-        do {
-            try await group_.run()
-        } catch {
-            await loops.flushAccessLogs()
-            await loops.flushSpans()
-            throw error
-        }
-        await loops.flushAccessLogs()
-        await loops.flushSpans()
-        try await group.shutdownGracefully()
-        return app?.exitStatus
     }
 }

@@ -34,6 +34,10 @@ enum ResourceTable {
         case .route(let route): "\(route.rules.count) rule\(route.rules.count == 1 ? "" : "s")"
         case .trafficPolicy(let policy): "\(policy.loadBalancer)"
         case .authorizationPolicy(let policy): "default \(policy.defaultAction.rawValue), \(policy.allow.count) allow rules"
+        case .authenticationPolicy(let policy):
+            [policy.jwt.map { _ in "jwt" }, policy.apiKeys.map { "\($0.keys.count) api keys" }].compactMap { $0 }.joined(separator: ", ")
+        case .gatewayRoute(let route):
+            "hosts \(route.hosts.isEmpty ? "*" : route.hosts.joined(separator: ",")), \(route.rules.count) rule\(route.rules.count == 1 ? "" : "s")"
         }
     }
 

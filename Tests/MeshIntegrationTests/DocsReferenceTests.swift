@@ -122,7 +122,9 @@ import Testing
 
     /// Probe configs with an unknown key at every level: the decoder answers each with the keys
     /// it accepts there. The resources' order gives the kind of `resources[N]`.
-    static let probeKinds = ["Service", "Instance", "Route", "TrafficPolicy", "AuthorizationPolicy"]
+    static let probeKinds = [
+        "Service", "Instance", "Route", "TrafficPolicy", "AuthorizationPolicy", "GatewayRoute", "AuthenticationPolicy",
+    ]
     static let probes = [
         """
         service: web
@@ -159,6 +161,23 @@ import Testing
             service: payments
             zzzq: 1
             allow: [ { from: [ web ], zzzq: 1 } ]
+          - kind: GatewayRoute
+            name: api
+            zzzq: 1
+            rules: [ { service: payments, zzzq: 1 } ]
+          - kind: AuthenticationPolicy
+            name: keys
+            zzzq: 1
+            jwt: { jwks: "{}", zzzq: 1 }
+            apiKeys: { zzzq: 1, keys: [ { name: a, sha256: "\(String(repeating: "0", count: 64))", zzzq: 1 } ] }
+        """,
+        """
+        service: edge
+        gateway:
+          zzzq: 1
+          http: { listen: 127.0.0.1:8080, zzzq: 1 }
+          https: { listen: 127.0.0.1:8443, certificates: [ { cert: a.pem, key: a.key } ], zzzq: 1 }
+        tls: { cert: c.pem, key: k.pem, trustBundle: ca.pem }
         """,
         """
         service: web

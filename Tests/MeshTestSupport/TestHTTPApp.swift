@@ -4,8 +4,8 @@ import NIOHTTP1
 import NIOPosix
 
 /// A tiny app server (NIOHTTP1) standing in for a service behind its sidecar. It answers every
-/// request with what it saw — method, path, `x-mesh-caller`, request id, body size and a
-/// checksum — so tests can assert what crossed the mesh. `/slow?ms=N` answers after N ms;
+/// request with what it saw — method, path, `x-mesh-caller`, request id, body size, a
+/// checksum, and the gateway's `x-mesh-user` and `x-tier` — so tests can assert what crossed the mesh. `/slow?ms=N` answers after N ms;
 /// `/status/N` answers with status N; `/bytes?n=N` streams N bytes, only as fast as the
 /// connection takes them (a large download for flow-control tests). It also counts requests, connections and request-body
 /// bytes, and can be made slow as a whole (`delay`).
@@ -145,7 +145,9 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
                 caller=\(head.headers["x-mesh-caller"].joined(separator: ",")) \
                 request-id=\(head.headers["x-request-id"].first ?? "") \
                 traceparent=\(head.headers["traceparent"].first ?? "no") \
-                body-bytes=\(bodyBytes) checksum=\(checksum)
+                body-bytes=\(bodyBytes) checksum=\(checksum) \
+                user=\(head.headers["x-mesh-user"].joined(separator: ",")) \
+                tier=\(head.headers["x-tier"].joined(separator: ","))
                 """
             let keepAlive = head.isKeepAlive
             let counters = self.counters

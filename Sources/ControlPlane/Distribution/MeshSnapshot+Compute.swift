@@ -11,7 +11,9 @@ extension MeshSnapshot {
     public static func compute(
         service: String, version: Int64, stored: [MeshResource], registered: [Instance], dependencies: [String]?
     ) -> MeshSnapshot {
-        var known = Set(stored.map(\.service))
+        // GatewayRoutes and AuthenticationPolicies name no one service; every sidecar gets them
+        // (only a gateway uses them).
+        var known = Set(stored.filter { $0.kind != .gatewayRoute && $0.kind != .authenticationPolicy }.map(\.service))
         known.formUnion(registered.map(\.service))
         let destinations = Set(dependencies ?? Array(known))
 
@@ -27,6 +29,8 @@ extension MeshSnapshot {
             case .service(let meshService) where destinations.contains(meshService.name):
                 resources.append(resource)
             case .instance(let instance) where destinations.contains(instance.service) && instance.health == .healthy:
+                resources.append(resource)
+            case .gatewayRoute, .authenticationPolicy:
                 resources.append(resource)
             default:
                 continue

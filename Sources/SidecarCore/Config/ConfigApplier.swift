@@ -71,6 +71,10 @@ public final class ConfigApplier: Sendable {
         }
         let contexts = try TLSContextSet.Contexts(configuration, identity: SidecarIdentity(files))
         let table = makeTable(configuration, resources: configuration.resources, version: version, metrics: metrics)
+        // A JWKS that cannot be read fails closed at run time; at start it is a config error.
+        if let problem = table.gateway.authenticators.values.compactMap(\.keysProblem).sorted().first {
+            throw Sidecar.StartupError(description: problem)
+        }
         return (contexts, table)
     }
 

@@ -20,6 +20,8 @@ extension MeshResource {
         case .route: resource = .route(Route.decode(map, common: common))
         case .trafficPolicy: resource = .trafficPolicy(TrafficPolicy.decode(map, common: common))
         case .authorizationPolicy: resource = .authorizationPolicy(AuthorizationPolicy.decode(map, common: common))
+        case .gatewayRoute: resource = .gatewayRoute(GatewayRoute.decode(map, common: common))
+        case .authenticationPolicy: resource = .authenticationPolicy(AuthenticationPolicy.decode(map, common: common))
         }
         map.finish()
         return reader.issues.count == issuesBefore ? resource : nil

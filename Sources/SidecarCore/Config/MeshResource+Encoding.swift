@@ -29,6 +29,10 @@ extension MeshResource {
                 ("default", .string(policy.defaultAction.rawValue)),
                 ("allow", .list(policy.allow.map(\.configValue))),
             ]
+        case .gatewayRoute(let route):
+            pairs += route.configPairs
+        case .authenticationPolicy(let policy):
+            pairs += policy.configPairs
         }
         return .map(pairs)
     }
@@ -52,14 +56,6 @@ extension MeshResource {
 
 extension RouteRule {
     var configValue: ConfigValue {
-        var match: [(String, ConfigValue)] = []
-        switch self.match.path {
-        case .prefix(let prefix): match.append(("pathPrefix", .string(prefix)))
-        case .exact(let path): match.append(("path", .string(path)))
-        }
-        if let method = self.match.method { match.append(("method", .string(method))) }
-        if !self.match.headers.isEmpty { match.append(("headers", .sortedMap(self.match.headers))) }
-
         var retry: [(String, ConfigValue)] = [("attempts", .int(retries.attempts))]
         if let perTry = retries.perTryTimeout { retry.append(("perTryTimeout", .string(perTry.description))) }
         retry += [
@@ -71,7 +67,7 @@ extension RouteRule {
         ]
 
         var pairs: [(String, ConfigValue)] = [
-            ("match", .map(match)),
+            ("match", match.configValue),
             ("backends", .list(backends.map { .map([("subset", .sortedMap($0.subset)), ("weight", .int($0.weight))]) })),
             ("timeout", .string(timeout.description)),
             ("retries", .map(retry)),
@@ -100,6 +96,19 @@ extension RouteRule {
                 ("requestsPerSecond", .int(rateLimit.requestsPerSecond)), ("burst", .int(rateLimit.burst)),
             ])))
         }
+        return .map(pairs)
+    }
+}
+
+extension RouteMatch {
+    var configValue: ConfigValue {
+        var pairs: [(String, ConfigValue)] = []
+        switch path {
+        case .prefix(let prefix): pairs.append(("pathPrefix", .string(prefix)))
+        case .exact(let path): pairs.append(("path", .string(path)))
+        }
+        if let method { pairs.append(("method", .string(method))) }
+        if !headers.isEmpty { pairs.append(("headers", .sortedMap(headers))) }
         return .map(pairs)
     }
 }

@@ -7,6 +7,10 @@ public enum MeshResource: Sendable, Equatable {
     case route(Route)
     case trafficPolicy(TrafficPolicy)
     case authorizationPolicy(AuthorizationPolicy)
+    /// The gateway's routes (only a sidecar with `gateway:` uses them).
+    case gatewayRoute(GatewayRoute)
+    /// How the gateway authenticates callers of the rules that name it.
+    case authenticationPolicy(AuthenticationPolicy)
 
     public var kind: ResourceKind {
         switch self {
@@ -15,6 +19,8 @@ public enum MeshResource: Sendable, Equatable {
         case .route: .route
         case .trafficPolicy: .trafficPolicy
         case .authorizationPolicy: .authorizationPolicy
+        case .gatewayRoute: .gatewayRoute
+        case .authenticationPolicy: .authenticationPolicy
         }
     }
 
@@ -26,10 +32,13 @@ public enum MeshResource: Sendable, Equatable {
         case .route(let value): value.name
         case .trafficPolicy(let value): value.name
         case .authorizationPolicy(let value): value.name
+        case .gatewayRoute(let value): value.name
+        case .authenticationPolicy(let value): value.name
         }
     }
 
-    /// The service the resource is about (a Service's own name).
+    /// The service the resource is about (a Service's own name; a GatewayRoute's or an
+    /// AuthenticationPolicy's own name: they are about no one service).
     public var service: String {
         switch self {
         case .service(let value): value.name
@@ -37,6 +46,8 @@ public enum MeshResource: Sendable, Equatable {
         case .route(let value): value.service
         case .trafficPolicy(let value): value.service
         case .authorizationPolicy(let value): value.service
+        case .gatewayRoute(let value): value.name
+        case .authenticationPolicy(let value): value.name
         }
     }
 
@@ -48,6 +59,8 @@ public enum MeshResource: Sendable, Equatable {
         case .route(let value): value.resourceVersion
         case .trafficPolicy(let value): value.resourceVersion
         case .authorizationPolicy(let value): value.resourceVersion
+        case .gatewayRoute(let value): value.resourceVersion
+        case .authenticationPolicy(let value): value.resourceVersion
         }
     }
 
@@ -59,6 +72,8 @@ public enum MeshResource: Sendable, Equatable {
         case .route(var value): value.resourceVersion = version; return .route(value)
         case .trafficPolicy(var value): value.resourceVersion = version; return .trafficPolicy(value)
         case .authorizationPolicy(var value): value.resourceVersion = version; return .authorizationPolicy(value)
+        case .gatewayRoute(var value): value.resourceVersion = version; return .gatewayRoute(value)
+        case .authenticationPolicy(var value): value.resourceVersion = version; return .authenticationPolicy(value)
         }
     }
 }
@@ -71,6 +86,8 @@ public enum ResourceKind: String, Sendable, Hashable, CaseIterable, CustomString
     case route = "Route"
     case trafficPolicy = "TrafficPolicy"
     case authorizationPolicy = "AuthorizationPolicy"
+    case gatewayRoute = "GatewayRoute"
+    case authenticationPolicy = "AuthenticationPolicy"
 
     /// Parses a command-line kind word; nil if unknown.
     public init?(word: String) {

@@ -2,7 +2,7 @@
 ///
 /// On a Route rule it is enforced on the caller's outbound; on a TrafficPolicy by each
 /// destination sidecar on inbound, shared by all callers or, with `perCaller`, one bucket each.
-public struct RateLimit: Sendable, Equatable {
+public struct RateLimit: Sendable, Hashable {
     /// At least 1.
     public var requestsPerSecond: Int
     /// At least 1; defaults to `requestsPerSecond`.

@@ -4,12 +4,6 @@
 extension SidecarConfiguration {
     public var configValue: ConfigValue {
         // Interception's keys appear only when set, so a config without them prints as before.
-        var inboundPairs: [(String, ConfigValue)] = [
-            ("listen", .string(inbound.listen.description)),
-            ("app", .string(inbound.app.description)),
-            ("protocol", .string(inbound.appProtocol.rawValue)),
-        ]
-        if inbound.transparent { inboundPairs.append(("transparent", .bool(true))) }
         var outboundPairs: [(String, ConfigValue)] = [
             ("listen", .string(outbound.listen.description)),
             ("tcp", .list(outbound.tcp.map {
@@ -18,9 +12,19 @@ extension SidecarConfiguration {
         ]
         if outbound.transparent { outboundPairs.append(("transparent", .bool(true))) }
         if outbound.unknown != .passthrough { outboundPairs.append(("unknown", .string(outbound.unknown.rawValue))) }
-        var pairs: [(String, ConfigValue)] = [
-            ("service", .string(service)),
-            ("inbound", .map(inboundPairs)),
+        var pairs: [(String, ConfigValue)] = [("service", .string(service))]
+        if let gateway {
+            pairs.append(("gateway", gateway.configValue))
+        } else {
+            var inboundPairs: [(String, ConfigValue)] = [
+                ("listen", .string(inbound.listen.description)),
+                ("app", .string(inbound.app.description)),
+                ("protocol", .string(inbound.appProtocol.rawValue)),
+            ]
+            if inbound.transparent { inboundPairs.append(("transparent", .bool(true))) }
+            pairs.append(("inbound", .map(inboundPairs)))
+        }
+        pairs += [
             ("outbound", .map(outboundPairs)),
             ("admin", .map([("listen", .string(adminListen.description))])),
             ("trustDomain", .string(trustDomain)),

@@ -43,7 +43,7 @@ extension SidecarConfiguration {
         let reader = map.reader
         let service = map.serviceName() ?? ""
         var inbound = Inbound(app: HostPort(host: "127.0.0.1", port: 0))
-        if let inboundMap = map.mapping("inbound", required: true) {
+        if let inboundMap = map.mapping("inbound", required: !map.has("gateway")) {
             inbound.listen = inboundMap.hostPort("listen") ?? MeshDefaults.inboundListen
             inbound.app = inboundMap.hostPort("app", required: true) ?? inbound.app
             inbound.appProtocol = inboundMap.oneOf("protocol") ?? .http
@@ -55,6 +55,15 @@ extension SidecarConfiguration {
                               at: inboundMap.optional("listen") ?? inboundMap.node)
             }
             inboundMap.finish()
+        }
+        // The front door has external listeners instead of an inbound (DESIGN.md "Gateway").
+        let gateway = map.mapping("gateway").map { gatewayMap in
+            defer { gatewayMap.finish() }
+            return GatewayListeners.decode(gatewayMap, baseDirectory: baseDirectory)
+        }
+        if gateway != nil, map.has("inbound") {
+            reader.report("give either inbound (a service's sidecar) or gateway (the front door), not both",
+                          path: "gateway", at: map.optional("gateway"))
         }
         var outbound = Outbound()
         if let outboundMap = map.mapping("outbound") {
@@ -101,15 +110,24 @@ extension SidecarConfiguration {
         }
         var decoded: [MeshResourceDecoder.DecodedResource] = []
         for element in map.list("resources") ?? [] {
-            if let resource = MeshResource.decode(element.node, path: element.path, reader: reader) {
+            if var resource = MeshResource.decode(element.node, path: element.path, reader: reader) {
+                // A JWKS file is named relative to this file, like the certificates.
+                if case .authenticationPolicy(var policy) = resource, let file = policy.jwt?.jwksFile {
+                    policy.jwt?.jwksFile = resolve(path: file, against: baseDirectory)
+                    resource = .authenticationPolicy(policy)
+                }
                 decoded.append(.init(resource: resource, label: element.path, node: element.node))
             }
         }
         MeshResourceDecoder.checkUnique(decoded, reader: reader)
+        if let problem = SnapshotCheck.gatewayProblem(decoded.map(\.resource)) {
+            reader.report(problem, path: "resources", at: map.optional("resources"))
+        }
         let configuration = SidecarConfiguration(
             service: service, inbound: inbound, outbound: outbound, adminListen: adminListen,
             trustDomain: trustDomain, tls: tls, controlPlane: controlPlane, resources: decoded.map(\.resource),
-            tracing: decodeTracing(map))
+            tracing: decodeTracing(map),
+            gateway: gateway)
         checkDistinctListeners(configuration, map: map)
         checkMode(configuration, map: map)
         return configuration
@@ -193,7 +211,7 @@ extension SidecarConfiguration {
                               + "in dynamic mode the control plane issues the certificate", path: "controlPlane",
                               at: map.optional("controlPlane") ?? map.node)
         }
-        if let controlPlane = configuration.controlPlane, controlPlane.advertise == nil,
+        if let controlPlane = configuration.controlPlane, controlPlane.advertise == nil, configuration.gateway == nil,
            HostPort.isUnspecified(configuration.inbound.listen.host) {
             map.reader.report("inbound.listen is \(configuration.inbound.listen): set controlPlane.advertise to the "
                               + "host:port other sidecars dial to reach this one", path: "controlPlane",
@@ -205,10 +223,15 @@ extension SidecarConfiguration {
     private static func checkDistinctListeners(_ configuration: SidecarConfiguration, map: MappingReader) {
         var seen: [HostPort: String] = [:]
         var listeners: [(String, HostPort)] = [
-            ("inbound.listen", configuration.inbound.listen),
             ("outbound.listen", configuration.outbound.listen),
             ("admin.listen", configuration.adminListen),
         ]
+        if let gateway = configuration.gateway {
+            if let http = gateway.http { listeners.append(("gateway.http.listen", http.listen)) }
+            if let https = gateway.https { listeners.append(("gateway.https.listen", https.listen)) }
+        } else {
+            listeners.insert(("inbound.listen", configuration.inbound.listen), at: 0)
+        }
         for (index, upstream) in configuration.outbound.tcp.enumerated() {
             listeners.append(("outbound.tcp[\(index)].listen", upstream.listen))
         }

@@ -144,6 +144,8 @@ public struct SidecarConfiguration: Sendable, Equatable {
     public var trustDomain: String
     public var tls: TLSFiles?
     public var controlPlane: ControlPlane?
+    /// Set instead of `inbound` on the mesh's front door: its external listeners.
+    public var gateway: GatewayListeners?
     /// Static mode's resources (also allowed beside a control plane as a starting point).
     public var resources: [MeshResource]
     /// nil: no span export.
@@ -158,9 +160,11 @@ public struct SidecarConfiguration: Sendable, Equatable {
         tls: TLSFiles? = nil,
         controlPlane: ControlPlane? = nil,
         resources: [MeshResource] = [],
-        tracing: Tracing? = nil
+        tracing: Tracing? = nil,
+        gateway: GatewayListeners? = nil
     ) {
         self.tracing = tracing
+        self.gateway = gateway
         self.service = service
         self.inbound = inbound
         self.outbound = outbound

@@ -17,6 +17,21 @@ public enum SnapshotCheck {
                     + "but this sidecar's inbound is tcp (no HTTP request to match)"
             }
         }
+        return gatewayProblem(resources)
+    }
+
+    /// Every gateway rule's `auth` names an AuthenticationPolicy the snapshot carries (a
+    /// missing one would refuse every request to the rule).
+    static func gatewayProblem(_ resources: [MeshResource]) -> String? {
+        var policies = Set<String>()
+        for case .authenticationPolicy(let policy) in resources { policies.insert(policy.name) }
+        for case .gatewayRoute(let route) in resources {
+            for (index, rule) in route.rules.enumerated() {
+                if let auth = rule.auth, !policies.contains(auth) {
+                    return "GatewayRoute \(route.name): rules[\(index)].auth names AuthenticationPolicy \(auth), which does not exist"
+                }
+            }
+        }
         return nil
     }
 }

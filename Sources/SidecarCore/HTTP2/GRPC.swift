@@ -38,6 +38,7 @@ enum GRPCStatusCode: Int, Sendable, CaseIterable {
         case .timeout: self = .deadlineExceeded
         case .rateLimited: self = .resourceExhausted
         case .forbidden: self = .permissionDenied
+        case .unauthenticated: self = .unauthenticated
         case .badRequest, .headersTooLarge, .loopDetected: self = .invalidArgument
         case .faultInjected: self = .unavailable  // a rule's `abort.grpcStatus` overrides this
         }

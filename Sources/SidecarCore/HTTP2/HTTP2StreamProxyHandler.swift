@@ -237,6 +237,10 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         switch RequestFilters.run(request, through: filters, loop: loop, now: context.eventLoop.now) {
         case .rejected(let error):
             fail(exchange, error)
+        case .answered:
+            // Edge answers (CORS preflight, redirect) come from gateway filters, which run on
+            // the gateway's HTTP/1.1 listeners only.
+            fail(exchange, ProxyError(.badRequest, "this request is answered at the gateway over HTTP/1.1"))
         case .delayed(let delay, let request, let remaining):
             if let route = exchange.route { limitRouteDeadline(exchange.start + route.rule.timeout.timeAmount) }
             armTimer()

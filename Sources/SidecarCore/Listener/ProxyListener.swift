@@ -14,6 +14,8 @@ final class ProxyListener: Service, Sendable {
         case transparentOutbound(unknown: SidecarConfiguration.UnknownDestinationPolicy)
         case inbound(app: HostPort, tls: TLSContextStore, appProtocol: AppProtocol = .http)
         case tcp(service: String)
+        /// The front door: plain, or TLS with the gateway's server certificates (`tls`).
+        case gateway(GatewayListenerRole, tls: TLSContextStore?)
     }
 
     let name: String
@@ -67,6 +69,9 @@ final class ProxyListener: Service, Sendable {
         case .tcp(let service):
             log = AccessLog(enabled: accessLog, direction: "outbound-tcp")
             direction = .tcpOutbound(service: service)
+        case .gateway(let role, _):
+            log = AccessLog(enabled: accessLog, direction: "gateway")
+            direction = .gateway(role)
         }
         let tcpLog = AccessLog(enabled: accessLog, direction: "outbound-tcp")
         let bootstrap = ServerBootstrap(group: group)
@@ -94,7 +99,10 @@ final class ProxyListener: Service, Sendable {
                         // HTTP/1.1 and h2c with prior knowledge on the same port.
                         try sync.addHandler(OutboundProtocolDetector(
                             loop: context, accessLog: log, drainTimeout: drainTimeout, idleTimeout: timeouts.idle))
-                    case .tcp, .transparentOutbound:  // transparent: its own pipeline, above
+                    case .gateway(_, let tls?):
+                        try sync.addHandler(TLSHandler(context: tls.current))
+                        try sync.addHandler(TLSErrorLogger(logger: logger, metrics: context.metrics, direction: .gateway))
+                    case .tcp, .transparentOutbound, .gateway:  // transparent: its own pipeline, above
                         break
                     }
                     try channel.pipeline.syncOperations.addHandler(
@@ -129,20 +137,22 @@ final class ProxyListener: Service, Sendable {
     }
 }
 
-/// Logs inbound handshake failures (plain bytes, wrong CA, expired) and passes them on.
+/// Logs inbound (or gateway) handshake failures (plain bytes, wrong CA, expired) and passes them on.
 final class TLSErrorLogger: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     let logger: Logger
     let metrics: SidecarMetrics
-    init(logger: Logger, metrics: SidecarMetrics) {
+    let direction: TrafficDirection
+    init(logger: Logger, metrics: SidecarMetrics, direction: TrafficDirection = .inbound) {
         self.logger = logger
         self.metrics = metrics
+        self.direction = direction
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let error = error as? TLSError {
-            metrics.tlsHandshakeErrors(.inbound, error.reason).increment()
-            logger.notice("inbound TLS refused", metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)"])
+            metrics.tlsHandshakeErrors(direction, error.reason).increment()
+            logger.notice("\(direction.rawValue) TLS refused", metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)"])
         }
         context.fireErrorCaught(error)
     }

@@ -51,6 +51,9 @@ public final class SidecarMetrics: Sendable {
     let authzDenied = CounterFamily(MetricDescriptor(
         "sidecar_authz_denied_total", .counter, labels: ["peer"],
         help: "Inbound requests refused by authorization policy, by calling service."))
+    let gatewayAuthFailures = CounterFamily(MetricDescriptor(
+        "sidecar_gateway_auth_failures_total", .counter, labels: ["policy", "reason"],
+        help: "Gateway requests refused by an AuthenticationPolicy, by policy and reason."))
     let certExpiry = GaugeFamily(MetricDescriptor(
         "sidecar_cert_expiry_timestamp_seconds", .gauge,
         help: "Expiry of the workload certificate in use, as a Unix timestamp in seconds."))
@@ -133,7 +136,7 @@ public final class SidecarMetrics: Sendable {
         })
         var families: [any MetricFamily] = requests.families + [
             retries, retryBudgetExhausted, grpcResponses, mirrorRequests, circuitBreakerOpen, circuitBreakerRejections, outlierEjections,
-            endpoints, connectionsOpen, tlsHandshakeErrors, authzDenied, certExpiry, configVersion, configRejected,
+            endpoints, connectionsOpen, tlsHandshakeErrors, authzDenied, gatewayAuthFailures, certExpiry, configVersion, configRejected,
             spansExportedFamily, spansDroppedFamily, interceptedConnections,
         ]
         if mode == .dynamic { families.append(controlPlaneConnected) }
@@ -163,6 +166,11 @@ public final class SidecarMetrics: Sendable {
 
     /// `sidecar_spans_dropped_total{reason}`; every reason exists from the start.
     public func spansDropped(_ reason: SpanDropReason) -> Counter { spansDroppedCounters[reason]! }
+
+    /// `sidecar_gateway_auth_failures_total{policy,reason}` (takes a lock: once per refusal).
+    func gatewayAuthFailures(policy: String, reason: GatewayAuthenticator.Reason) -> Counter {
+        gatewayAuthFailures.counter(policy, reason.rawValue)
+    }
 
     /// `sidecar_connections_open{direction}`; no lookup.
     public func connectionsOpen(_ direction: TrafficDirection) -> Gauge { connectionGauges[direction.index] }

@@ -107,7 +107,7 @@ enum Explain {
         request.dryRun = true
         for filter in RequestFilters.outbound {
             switch filter.admit(&request, loop: loop, now: loop.now) {
-            case .next, .delay: continue
+            case .next, .delay, .answer: continue  // the outbound chain answers nothing at the edge
             case .reject(let error): return .refused(error, request)
             }
         }

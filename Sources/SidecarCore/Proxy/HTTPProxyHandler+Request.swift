@@ -70,6 +70,9 @@ extension HTTPProxyHandler {
             }
         case .inbound: peer = callerService ?? "unknown"
         case .tcpOutbound(let service): peer = service
+        case .gateway:
+            if clientAddress == nil { clientAddress = context.channel.remoteAddress?.ipAddress }
+            peer = clientAddress ?? "unknown"
         }
         let exchange = ProxyExchange(
             method: head.method, methodName: head.methodName, authority: authority, path: path,
@@ -102,6 +105,10 @@ extension HTTPProxyHandler {
         switch direction {
         case .outbound: admit(request, through: RequestFilters.outbound[...], context: context)
         case .inbound: admit(request, through: RequestFilters.inbound[...], context: context)
+        case .gateway(let role):
+            request.listener = role
+            request.client = clientAddress
+            admit(request, through: RequestFilters.gateway[...], context: context)
         case .tcpOutbound: break
         }
     }
@@ -113,6 +120,8 @@ extension HTTPProxyHandler {
         switch RequestFilters.run(request, through: filters, loop: loop, now: context.eventLoop.now) {
         case .rejected(let error):
             fail(exchange, error, context: context)
+        case .answered(let response):
+            answer(exchange, response, context: context)
         case .delayed(let delay, let request, let remaining):
             phase = .connecting
             armDeadlineTimer(context: context)  // the route timeout runs on while the request waits
@@ -133,14 +142,16 @@ extension HTTPProxyHandler {
         let head = request.head
         var rewritten = context.channel.allocator.buffer(capacity: head.byteCount + 160)
         let writer = HTTPHeadWriter(removing: request.removedHeaders, relayUpgrade: true)
-        if request.target.isRewritten {
+        if let target = request.upstreamTarget {
+            writer.write(head, target: target, adding: request.addedHeaders, into: &rewritten)
+        } else if request.target.isRewritten {
             writer.write(head, target: request.target.originForm, adding: request.addedHeaders, into: &rewritten)
         } else {
             writer.write(head, adding: request.addedHeaders, into: &rewritten)
         }
         exchange.rewrittenHead = rewritten
         switch direction {
-        case .outbound:
+        case .outbound, .gateway:
             guard let (destination, rule, _) = request.route else { return }
             prepareReplay(exchange, head: head, rewritten: rewritten, rule: rule, destination: destination, context: context)
             mirrorIfBuffered(exchange)
@@ -304,6 +315,12 @@ extension HTTPProxyHandler {
             if let body, body.readableBytes > 0 {
                 exchange.deadlines.bodyProgress = context.eventLoop.now
                 exchange.bytesReceived += body.readableBytes
+                if let limit = exchange.maxBodyBytes, exchange.bytesReceived > limit {
+                    abandonTry(exchange)
+                    exchange.closeAfterResponse = true
+                    fail(exchange, ProxyError(.badRequest, "the request body is over \(limit) bytes", status: 413), context: context)
+                    return
+                }
                 exchange.keepForReplay(body)
                 channel.write(body, promise: nil)
                 upstreamNeedsFlush = true

@@ -26,7 +26,8 @@ extension HTTPProxyHandler {
         if head.framing.body == .untilClose { exchange.closeAfterResponse = true }
         var extra: [HTTPHeaderLine] = []
         var removed: [String] = []
-        if case .outbound = direction, let rule = exchange.route?.rule {
+        extra += exchange.addedResponseHeaders
+        if direction.routesToMesh, let rule = exchange.route?.rule {
             removed = rule.responseHeaders.remove
             for (name, value) in rule.responseHeaders.set.sorted(by: { $0.key < $1.key }) {
                 if let line = try? HTTPHeaderLine(name: name, value: value) { extra.append(line) }
@@ -246,6 +247,8 @@ extension HTTPProxyHandler {
             handle = exchange.route?.destination.requestMetrics ?? exchange.tunnelMetrics ?? loop.unroutedMetrics.outbound
         case .inbound:
             handle = inboundMetrics ?? loop.unroutedMetrics.inbound
+        case .gateway:
+            handle = exchange.gatewayMetrics ?? loop.table.gateway.unroutedMetrics ?? loop.unroutedMetrics.outbound
         }
         loop.record(exchange, status: status, accessLog: accessLog, metrics: handle, span: SpanRecord.Kind(direction))
     }

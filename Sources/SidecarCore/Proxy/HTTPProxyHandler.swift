@@ -25,6 +25,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         case inbound(app: HostPort)
         /// `outbound.tcp`: every connection is carried as bytes to `service` (ALPN `mesh-tcp`).
         case tcpOutbound(service: String)
+        /// The mesh's front door: external HTTP(S) routed by GatewayRoutes (`RequestFilters.gateway`).
+        case gateway(GatewayListenerRole)
     }
 
     /// The ALPN protocol that marks a sidecar-to-sidecar connection as an L4 tunnel.
@@ -69,6 +71,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var phase = Phase.idle
     var exchange: ProxyExchange?
     var callerService: String?
+    /// Gateway: the downstream client's IP address.
+    var clientAddress: String?
     var pendingRead = false
     var upstreamNeedsFlush = false
     var upstreamWritable = true
@@ -298,6 +302,15 @@ extension HTTPProxyHandler.Direction {
         switch self {
         case .outbound, .tcpOutbound: return .outbound
         case .inbound: return .inbound
+        case .gateway: return .gateway
+        }
+    }
+
+    /// Whether requests go to mesh services by a route (and so get its retries and response rewrites).
+    var routesToMesh: Bool {
+        switch self {
+        case .outbound, .gateway: return true
+        case .inbound, .tcpOutbound: return false
         }
     }
 }

@@ -17,6 +17,8 @@ public struct ProxyError: Error, Sendable, Equatable {
         case headersTooLarge = "headers-too-large"
         case loopDetected = "loop-detected"
         case faultInjected = "fault-injected"
+        /// A gateway route needs a valid JWT or API key and got none (with `WWW-Authenticate`).
+        case unauthenticated = "unauthenticated"
 
         public var status: Int {
             switch self {
@@ -30,6 +32,7 @@ public struct ProxyError: Error, Sendable, Equatable {
             case .headersTooLarge: return 431
             case .loopDetected: return 508
             case .faultInjected: return 503
+            case .unauthenticated: return 401
             }
         }
     }
@@ -39,6 +42,8 @@ public struct ProxyError: Error, Sendable, Equatable {
     public let detail: String
     /// Seconds for `Retry-After` (rate limits).
     public var retryAfter: Int?
+    /// The challenge of a 401 `unauthenticated` (`Bearer realm="mesh"`, `ApiKey header="x-api-key"`).
+    public var wwwAuthenticate: String?
     /// The TrafficPolicy's degraded answer, served instead of the error text.
     public var fallback: FallbackResponse?
     /// The status a gRPC caller gets when it is not the cause's own (a fault's `abort.grpcStatus`).
@@ -80,21 +85,23 @@ public struct ProxyError: Error, Sendable, Equatable {
             buffer.writeStaticString("content-type: text/plain; charset=utf-8\r\n")
         }
         if let retryAfter { buffer.writeString("retry-after: \(retryAfter)\r\n") }
-        buffer.writeString("content-length: \(body.utf8.count)\r\n")
-        if let requestID { buffer.writeString("x-request-id: \(requestID)\r\n") }
-        if closing { buffer.writeStaticString("connection: close\r\n") }
-        buffer.writeStaticString("\r\n")
-        buffer.writeString(body)
+        if let wwwAuthenticate { buffer.writeString("www-authenticate: \(wwwAuthenticate)\r\n") }
+        EdgeResponse.writeEnd(body: body, requestID: requestID, closing: closing, into: &buffer)
         return buffer
     }
 
     static func reasonPhrase(_ status: Int) -> String {
         switch status {
         case 200: return "OK"
+        case 204: return "No Content"
+        case 304: return "Not Modified"
+        case 308: return "Permanent Redirect"
         case 400: return "Bad Request"
+        case 401: return "Unauthorized"
         case 403: return "Forbidden"
         case 404: return "Not Found"
         case 408: return "Request Timeout"
+        case 413: return "Content Too Large"
         case 429: return "Too Many Requests"
         case 431: return "Request Header Fields Too Large"
         case 501: return "Not Implemented"

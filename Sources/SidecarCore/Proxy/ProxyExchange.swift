@@ -67,6 +67,12 @@ final class ProxyExchange {
     var grpcStatus: GRPCStatusCode?
     /// Outbound L4 tunnels have no route; their metrics handle is resolved at connect.
     var tunnelMetrics: RequestMetricsHandle?
+    /// Gateway: the `direction="gateway"` series of the service the request went to.
+    var gatewayMetrics: RequestMetricsHandle?
+    /// Gateway: header lines added to the response going back (CORS).
+    var addedResponseHeaders: [HTTPHeaderLine] = []
+    /// Gateway: a chunked request body longer than this ends the exchange with 413.
+    var maxBodyBytes: Int?
 
     init(
         method: HTTPRequestMethod, methodName: String, authority: String, path: String, requestID: String,

@@ -42,6 +42,8 @@ public struct RouteTable: Sendable {
     /// Intercepted connections: the service an original destination address belongs to.
     public let addresses: ServiceAddressMap
     public let version: Int
+    /// The gateway's routes and authentication (empty on a sidecar that is no gateway).
+    public let gateway: GatewayTable
 
     public init(
         localService: String, trustDomain: String, resources: [MeshResource], version: Int = 1,
@@ -75,6 +77,8 @@ public struct RouteTable: Sendable {
                 known.insert(service.name)
             case .authorizationPolicy(let policy):
                 if policy.service == localService { authorization = policy }
+            case .gatewayRoute, .authenticationPolicy:
+                break  // GatewayTable below
             }
         }
         var destinations: [String: Destination] = [:]
@@ -93,6 +97,7 @@ public struct RouteTable: Sendable {
         self.destinations = destinations
         self.authorization = authorization
         self.localPolicy = policies[localService]
+        self.gateway = GatewayTable(resources: resources, metrics: metrics)
     }
 
     /// The destination named by a `Host` (or proxy-form authority): `payments`,
@@ -113,14 +118,6 @@ extension RouteTable.Destination {
     }
 
     func ruleIndex(path: Substring, method: String, header: (String) -> String?) -> Int? {
-        rules.firstIndex { rule in
-            let match = rule.match
-            switch match.path {
-            case .prefix(let prefix): if !HTTPRequestTarget.path(path, hasSegmentPrefix: prefix) { return false }
-            case .exact(let exact): if path != exact[...] { return false }
-            }
-            if let expected = match.method, expected != method { return false }
-            return match.headers.allSatisfy { header($0.key) == $0.value }
-        }
+        rules.firstIndex { $0.match.matches(path: path, method: method, header: header) }
     }
 }

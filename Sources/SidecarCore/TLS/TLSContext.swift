@@ -21,8 +21,14 @@ public final class TLSContext: @unchecked Sendable {
     /// ALPN protocols in wire format (length-prefixed), our preference order.
     let alpnWire: [UInt8]
     let sessionCache: TLSSessionCache?
+    /// Server: the contexts SNI may switch to, the first whose leaf names the requested host
+    /// (DNS SAN); none matching keeps this one (see `TLSContext+ServerName.swift`).
+    let serverNameContexts: [TLSContext]
 
-    public init(configuration: TLSConfiguration, role: TLSRole) throws(TLSConfigurationError) {
+    /// - Parameter serverNameContexts: server only; other certificates chosen by SNI.
+    public init(
+        configuration: TLSConfiguration, role: TLSRole, serverNameContexts: [TLSContext] = []
+    ) throws(TLSConfigurationError) {
         ERR_clear_error()
         guard let context = SSL_CTX_new(TLS_method()) else {
             throw TLSConfigurationError(file: nil, OpenSSLErrorQueue.drainedDescription(fallback: "SSL_CTX_new failed"))
@@ -32,6 +38,7 @@ public final class TLSContext: @unchecked Sendable {
         self.role = role
         self.alpnWire = configuration.alpnProtocols.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
         self.sessionCache = role == .client ? TLSSessionCache(capacity: 1024) : nil
+        self.serverNameContexts = role == .server ? serverNameContexts : []
 
         // Everything below may throw; `deinit` frees the context on every path.
         var leaf: TLSCertificate?
@@ -92,6 +99,9 @@ public final class TLSContext: @unchecked Sendable {
             _ = SSL_CTX_set_session_id_context(context, sessionContext, UInt32(sessionContext.count))
             if !alpnWire.isEmpty {
                 SSL_CTX_set_alpn_select_cb(context, tlsALPNSelectCallback, nil)
+            }
+            if !self.serverNameContexts.isEmpty {
+                _ = COpenSSL_SSL_CTX_set_tlsext_servername_callback(context, tlsServerNameCallback)
             }
         case .client:
             _ = COpenSSL_SSL_CTX_set_session_cache_mode(

@@ -27,6 +27,8 @@ final class LoopContext {
     /// Limits shared by all loops (breaker counts, rate-limit buckets): exact per process.
     let shared: SharedLimits
     private var rateLimiters: LoopRateLimiters
+    /// The gateway's rate limits keyed by client (see `GatewayRateLimiters`).
+    lazy var gatewayLimiters = GatewayRateLimiters(shared: shared)
     private var clusters: [String: Cluster] = [:]
     private var outlierTimerRunning = false
     /// Event loops sharing the per-loop limits (pool limits; each enforces its share).

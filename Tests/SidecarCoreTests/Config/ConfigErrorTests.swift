@@ -191,7 +191,7 @@ import Testing
             "web.yaml:10: resources[0].rules[0].fault.abort.percent: 150 is out of range 0–100 (a percent)",
             "web.yaml:10: resources[0].rules[0].fault.abort.status: 700 is out of range 100..599",
             #"web.yaml:14: resources[1].loadBalancer: "random" is not one of: leastRequest, roundRobin, ewma"#,
-            #"web.yaml:15: resources[2].kind: "Gateway" is not a resource kind (one of: Service, Instance, Route, TrafficPolicy, AuthorizationPolicy)"#,
+            #"web.yaml:15: resources[2].kind: "Gateway" is not a resource kind (one of: Service, Instance, Route, TrafficPolicy, AuthorizationPolicy, GatewayRoute, AuthenticationPolicy)"#,
         ])
     }
 

@@ -29,6 +29,7 @@ import Testing
         metrics.mirrorRequests(peer: "payments", result: .completed).increment()
         metrics.grpcResponses(.outbound, peer: "payments", status: .unavailable).increment()
         metrics.authzDenied(caller: "web").increment()
+        metrics.gatewayAuthFailures(policy: "jwt-main", reason: .expired).increment()
         metrics.connectionsOpen(.outbound).set(3)
         metrics.tlsHandshakeErrors(.inbound, .untrustedIssuer).increment()
         metrics.certificateExpiry.set(1_900_000_000)

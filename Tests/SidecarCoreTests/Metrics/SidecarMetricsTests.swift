@@ -18,6 +18,8 @@ import Testing
             "sidecar_mirror_requests_total", "sidecar_spans_exported_total", "sidecar_spans_dropped_total",
             "sidecar_intercepted_connections_total",
             "sidecar_grpc_responses_total",
+            // DESIGN.md "Gateway":
+            "sidecar_gateway_auth_failures_total",
         ])
     }
 

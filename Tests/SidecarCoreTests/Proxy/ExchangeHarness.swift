@@ -61,9 +61,11 @@ struct ExchangeHarness {
     static let ledger = HostPort(host: "10.0.0.9", port: 15006)
 
     /// `ledgerPolicy`: also a `ledger` service (one endpoint, `ledger`, one catch-all rule).
+    /// `extraResources` and `direction`: a gateway in front of payments (GatewayRoutes, policies).
     init(
         rules: [RouteRule], policy: TrafficPolicy = .default(service: "payments"), endpoints: [HostPort] = [first, second],
-        ledgerPolicy: TrafficPolicy? = nil
+        ledgerPolicy: TrafficPolicy? = nil, extraResources: [MeshResource] = [],
+        direction: HTTPProxyHandler.Direction = .outbound
     ) throws {
         var resources: [MeshResource] = endpoints.enumerated().map { index, endpoint in
             .instance(Instance(service: "payments", address: endpoint.host, port: endpoint.port, labels: ["v": "\(index + 1)"]))
@@ -75,13 +77,14 @@ struct ExchangeHarness {
             resources.append(.route(Route(service: "ledger", rules: [RouteRule()])))
             resources.append(.trafficPolicy(ledgerPolicy))
         }
+        resources += extraResources
         upstreams = EmbeddedUpstreamConnector(loop: loop)
         let table = RouteTable(localService: "web", trustDomain: "mesh.local", resources: resources, metrics: metrics)
         context = LoopContext(eventLoop: loop, table: table, connector: upstreams, metrics: metrics)
         context.random = LoopRandom(seed: 7)
         downstream = EmbeddedChannel(loop: loop)
         try downstream.pipeline.syncOperations.addHandler(
-            HTTPProxyHandler(direction: .outbound, loop: context, accessLog: AccessLog(enabled: false, direction: "test")))
+            HTTPProxyHandler(direction: direction, loop: context, accessLog: AccessLog(enabled: false, direction: "test")))
         try downstream.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
     }
 

@@ -43,15 +43,21 @@ struct RoutingFilter: RequestFilter {
         else {
             return .reject(ProxyError(.noRoute, "no route of \(destination.service) matches \(head.methodName) \(exchange.path)"))
         }
+        Self.take(destination, ruleIndex: index, for: &request, now: now)
+        return .next
+    }
+
+    /// The request goes to `destination` by its rule `ruleIndex`: the route timeout starts and
+    /// the rule's request header rewrites apply (also the gateway's, once it chose the service).
+    static func take(_ destination: RouteTable.Destination, ruleIndex index: Int, for request: inout AdmittedRequest, now: NIODeadline) {
         let rule = destination.rules[index]
         request.route = (destination, rule, index)
-        exchange.route = (destination, rule)
-        exchange.deadlines.route = now + rule.timeout.timeAmount
+        request.exchange.route = (destination, rule)
+        request.exchange.deadlines.route = now + rule.timeout.timeAmount
         request.removedHeaders += rule.requestHeaders.remove
         for (name, value) in rule.requestHeaders.set.sorted(by: { $0.key < $1.key }) {
             if let line = try? HTTPHeaderLine(name: name, value: value) { request.addedHeaders.append(line) }
         }
-        return .next
     }
 }
 

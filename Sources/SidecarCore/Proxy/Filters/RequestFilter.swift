@@ -21,6 +21,8 @@ enum FilterDecision {
     case reject(ProxyError)
     /// On to the next filter after this long (on the loop's timer; the route timeout runs on).
     case delay(TimeAmount)
+    /// Answer here with a response that is no error (gateway: a redirect, a CORS preflight).
+    case answer(EdgeResponse)
 }
 
 /// A request being admitted: the parsed head and normalized target, the exchange it will
@@ -33,6 +35,16 @@ struct AdmittedRequest {
     let caller: String?
     /// Outbound, once `RoutingFilter` ran: the destination, its matching rule and the rule's index.
     var route: (destination: RouteTable.Destination, rule: RouteRule, index: Int)?
+    /// Gateway: which listener took the request (plain, TLS, redirecting).
+    var listener: GatewayListenerRole?
+    /// Gateway: the client's IP address (rate limits keyed by `client-ip`).
+    var client: String?
+    /// Gateway: the rule that took the request, and the origin-form target to send upstream
+    /// when the rule rewrites the path.
+    var gatewayMatch: GatewayTable.Match?
+    var upstreamTarget: String?
+    /// Gateway: who authentication verified (JWT subject or API key name), for `x-mesh-user`.
+    var user: String?
     /// Header names dropped from the head going upstream (any spelling, see `HTTPHeadWriter`).
     var removedHeaders: [String] = []
     /// Header lines set on the head going upstream (replacing any received of the same name).
@@ -49,6 +61,13 @@ enum RequestFilters {
         FaultAbortFilter(), FaultDelayFilter(),
     ]
     static let inbound: [any RequestFilter] = [AuthorizationFilter(), InboundRateLimitFilter()]
+    /// The front door: an external request is routed by a GatewayRoute to a mesh service, then
+    /// treated as any caller's request to that service (its Route, breaker, faults).
+    static let gateway: [any RequestFilter] = [
+        HTTPSRedirectFilter(), HopLimitFilter(), GatewayRoutingFilter(), CORSFilter(), BodySizeLimitFilter(), AuthenticationFilter(),
+        GatewayRateLimitFilter(),
+        RouteRateLimitFilter(), CircuitBreakerFilter(), FaultAbortFilter(), FaultDelayFilter(),
+    ]
 }
 
 extension RequestFilters {
@@ -56,8 +75,10 @@ extension RequestFilters {
     enum Outcome {
         /// Every filter admitted the request.
         case admitted(AdmittedRequest)
-        /// A filter answered it.
+        /// A filter answered it with an error.
         case rejected(ProxyError)
+        /// A filter answered it itself (a gateway's CORS preflight, redirect).
+        case answered(EdgeResponse)
         /// A filter holds it: run `remaining` on `request` after `delay` (the route timeout runs on).
         case delayed(TimeAmount, request: AdmittedRequest, remaining: ArraySlice<any RequestFilter>)
     }
@@ -74,6 +95,7 @@ extension RequestFilters {
             switch filter.admit(&request, loop: loop, now: now) {
             case .next: continue
             case .reject(let error): return .rejected(error)
+            case .answer(let response): return .answered(response)
             case .delay(let delay): return .delayed(delay, request: request, remaining: remaining)
             }
         }
@@ -94,12 +116,14 @@ extension AdmittedRequest {
         exchange.trace = trace
         addedHeaders.append(try! HTTPHeaderLine(name: "traceparent", value: trace.traceparent))
         if inbound {
-            // Until the gateway exists no caller may set x-mesh-user either.
-            removedHeaders += HTTPProxyHandler.identityHeaders
+            // The caller is the verified certificate's. x-mesh-user stays as the calling sidecar
+            // sent it: outbounds remove any an app set, so only a gateway's authentication sets one.
+            removedHeaders.append("x-mesh-caller")
             addedHeaders.append(try! HTTPHeaderLine(name: "x-mesh-caller", value: caller ?? "unknown"))
         } else {
-            // No app may claim a caller identity on its way out either.
-            removedHeaders.append("x-mesh-caller")
+            // No app (or outside client, at a gateway) may claim a caller or user identity on
+            // its way out: only the gateway sets x-mesh-user, after authentication.
+            removedHeaders += HTTPProxyHandler.identityHeaders
         }
     }
 }

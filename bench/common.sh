@@ -1,16 +1,29 @@
-# Shared by the bench/*.sh pair scripts: helpers and the test PKI. Source after setting OUT,
-# PKI, RESULTS and HZ.
+# Helpers the bench scripts share (sourced after they set ROOT, OUT, RESULTS and HZ).
 
-need() { command -v "$1" >/dev/null || { echo "$(basename "$0"): needs $1 ($2)" >&2; exit 1; }; }
+need() { command -v "$1" >/dev/null || { echo "bench/$(basename "$0"): needs $1 ($2)" >&2; exit 1; }; }
+
+# The sidecar in release (--scratch-path .build-release), unless SKIP_BUILD=1.
+build_sidecar_release() {
+    if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+        echo "building sidecar (release)…" >&2
+        (cd "$ROOT" && nice -n 15 swift build -c release --scratch-path .build-release --product sidecar 2>&1 | tail -3) >&2
+    fi
+}
+
+# Every process started goes into PIDS; all are stopped when the script ends.
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
 now() { date +%s.%N; }
 cpu_of() { awk -v hz="$HZ" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }   # all threads
 kib_of() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }                    # VmRSS / VmHWM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_listening() {
     for _ in $(seq 1 300); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.05; done
-    echo "nothing listens on port $1 (see $OUT/*.log)" >&2; exit 1
+    echo "nothing listens on port $1 (see $OUT/)" >&2; exit 1
 }
-record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RESULTS"; }   # metric pair round value
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RESULTS"; }   # metric name round value
 calc() { python3 -c "print(f'{$1:.4f}')"; }
 
 # Certificates as scripts/demo.sh mints them (P-256, SPIFFE URI SAN, CN = service name), in $PKI.

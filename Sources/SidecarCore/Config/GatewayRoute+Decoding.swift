@@ -1,0 +1,114 @@
+import Yams
+
+/// Decoding a `GatewayRoute` (`kind: GatewayRoute`): a required `name`, optional `hosts`, and
+/// at least one rule naming a `service`.
+extension GatewayRoute {
+    static func decode(_ map: MappingReader, common: MeshResource.Common) -> GatewayRoute {
+        let reader = map.reader
+        if common.name == nil, !map.has("name") {
+            reader.report("is required (a GatewayRoute is named by its name)", path: map.childPath("name"), at: map.node)
+        }
+        var hosts: [String] = []
+        for element in map.list("hosts") ?? [] {
+            guard let text = reader.string(element.node, path: element.path) else { continue }
+            let host = text.lowercased()
+            let bare = host.hasPrefix("*.") ? String(host.dropFirst(2)) : host
+            if HostPort.isHostName(bare) {
+                hosts.append(host)
+            } else {
+                reader.report("\"\(text)\" is not a host name (api.example.com, or *.example.com)",
+                              path: element.path, at: element.node)
+            }
+        }
+        var rules: [GatewayRule] = []
+        if let elements = map.list("rules", required: true) {
+            if elements.isEmpty {
+                reader.report("needs at least one rule", path: map.childPath("rules"), at: map.optional("rules"))
+            }
+            for element in elements {
+                guard let ruleMap = reader.mapping(element.node, path: element.path) else { continue }
+                rules.append(GatewayRule.decode(ruleMap))
+                ruleMap.finish()
+            }
+        }
+        return GatewayRoute(name: common.name ?? "", resourceVersion: common.resourceVersion, hosts: hosts, rules: rules)
+    }
+}
+
+extension GatewayRule {
+    static func decode(_ map: MappingReader) -> GatewayRule {
+        let reader = map.reader
+        var rule = GatewayRule(service: map.serviceName() ?? "")
+        if let matchMap = map.mapping("match") {
+            rule.match = RouteMatch.decode(matchMap)
+            matchMap.finish()
+        }
+        if let rewriteMap = map.mapping("rewrite") {
+            rule.rewritePathPrefix = rewriteMap.optional("pathPrefix").flatMap {
+                reader.httpPath($0, path: rewriteMap.childPath("pathPrefix"))
+            }
+            if rule.rewritePathPrefix == nil, !rewriteMap.has("pathPrefix") {
+                reader.report("is required", path: rewriteMap.childPath("pathPrefix"), at: rewriteMap.node)
+            }
+            if case .exact = rule.match.path {
+                reader.report("a path rewrite needs match.pathPrefix (it replaces that prefix)",
+                              path: map.childPath("rewrite"), at: rewriteMap.node)
+            }
+            rewriteMap.finish()
+        }
+        rule.auth = map.optional("auth").flatMap { reader.resourceName($0, path: map.childPath("auth")) }
+        if let limitMap = map.mapping("rateLimit") {
+            let limit = RateLimit.decode(limitMap, allowsPerCaller: false)
+            rule.rateLimit = GatewayRateLimit(limit: limit, key: limitMap.oneOf("key") ?? .clientIP)
+            if rule.rateLimit?.key == .subject || rule.rateLimit?.key == .apiKey, !map.has("auth") {
+                reader.report("a rate limit keyed by \(rule.rateLimit!.key.rawValue) needs auth on the rule",
+                              path: limitMap.childPath("key"), at: limitMap.node)
+            }
+            limitMap.finish()
+        }
+        if let corsMap = map.mapping("cors") {
+            rule.cors = CORSPolicy.decode(corsMap)
+            corsMap.finish()
+        }
+        if let node = map.optional("maxBodyBytes") {
+            rule.maxBodyBytes = reader.byteSize(node, path: map.childPath("maxBodyBytes"))
+        }
+        return rule
+    }
+}
+
+extension CORSPolicy {
+    static func decode(_ map: MappingReader) -> CORSPolicy {
+        let reader = map.reader
+        var origins: [String] = []
+        for element in map.list("allowOrigins", required: true) ?? [] {
+            guard let text = reader.string(element.node, path: element.path) else { continue }
+            if text == "*" || ((text.hasPrefix("https://") || text.hasPrefix("http://")) && !text.hasSuffix("/")
+                && !text.contains(where: { $0.isWhitespace || $0 == "," })) {
+                origins.append(text)
+            } else {
+                reader.report("\"\(text)\" is not an origin (https://app.example.com, no path, or *)",
+                              path: element.path, at: element.node)
+            }
+        }
+        let methods = map.list("allowMethods").map { elements in
+            elements.compactMap { reader.method($0.node, path: $0.path) }
+        } ?? ["GET", "HEAD", "POST"]
+        let headers = map.optional("allowHeaders").flatMap { reader.headerNames($0, path: map.childPath("allowHeaders")) } ?? []
+        return CORSPolicy(allowOrigins: origins, allowMethods: methods, allowHeaders: headers, maxAge: map.duration("maxAge"))
+    }
+}
+
+extension ConfigReader {
+    /// A size in bytes: an integer, or with a binary suffix `Ki`, `Mi`, `Gi` (`64Mi`).
+    func byteSize(_ node: Node, path: String) -> Int? {
+        if let scalar = node.scalar, let value = Int(scalar.string), value >= 0 { return value }
+        guard let text = string(node, path: path) else { return nil }
+        let units: [(String, Int)] = [("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)]
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            if let value = Int(text.dropLast(2)), value >= 0, value <= Int.max / factor { return value * factor }
+        }
+        report("\"\(text)\" is not a size (bytes, or with Ki, Mi, Gi: 64Mi)", path: path, at: node)
+        return nil
+    }
+}

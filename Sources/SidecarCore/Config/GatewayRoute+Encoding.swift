@@ -1,0 +1,32 @@
+/// `GatewayRoute` back to its config form (`control-plane get`, admin `/config`); decodes to an
+/// equal value.
+extension GatewayRoute {
+    var configPairs: [(String, ConfigValue)] {
+        [("hosts", .list(hosts.map { .string($0) })), ("rules", .list(rules.map(\.configValue)))]
+    }
+}
+
+extension GatewayRule {
+    var configValue: ConfigValue {
+        var pairs: [(String, ConfigValue)] = [("match", match.configValue), ("service", .string(service))]
+        if let rewritePathPrefix { pairs.append(("rewrite", .map([("pathPrefix", .string(rewritePathPrefix))]))) }
+        if let auth { pairs.append(("auth", .string(auth))) }
+        if let rateLimit {
+            pairs.append(("rateLimit", .map([
+                ("requestsPerSecond", .int(rateLimit.limit.requestsPerSecond)), ("burst", .int(rateLimit.limit.burst)),
+                ("key", .string(rateLimit.key.rawValue)),
+            ])))
+        }
+        if let cors {
+            var corsPairs: [(String, ConfigValue)] = [
+                ("allowOrigins", .list(cors.allowOrigins.map { .string($0) })),
+                ("allowMethods", .list(cors.allowMethods.map { .string($0) })),
+                ("allowHeaders", .list(cors.allowHeaders.map { .string($0) })),
+            ]
+            if let maxAge = cors.maxAge { corsPairs.append(("maxAge", .string(maxAge.description))) }
+            pairs.append(("cors", .map(corsPairs)))
+        }
+        if let maxBodyBytes { pairs.append(("maxBodyBytes", .int(maxBodyBytes))) }
+        return .map(pairs)
+    }
+}

