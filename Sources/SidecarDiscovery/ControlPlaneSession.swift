@@ -171,9 +171,12 @@ public struct ControlPlaneSession: Sendable {
         let csr = try CertificateMinting.makeCSR(identity: identity, keyPEM: key)
         let issued = try await api.issueCertificate(csrPEM: csr)
         let now = Int64(Date().timeIntervalSince1970)
-        let halfLife = max(1, (issued.expiresAt - now) / 2)
+        // The certificate's own notAfter, as the TLS context and its metric read it (the API's
+        // `expiresAt` may round differently); the answer's when the PEM does not parse here.
+        let expiresAt = (try? TLSCertificate.loadChain(from: .pem(issued.certificate)))?.first?.notAfter ?? issued.expiresAt
+        let halfLife = max(1, (expiresAt - now) / 2)
         return Certificate(
-            certificatePEM: issued.certificate, keyPEM: key, bundlePEM: issued.bundle, expiresAt: issued.expiresAt,
+            certificatePEM: issued.certificate, keyPEM: key, bundlePEM: issued.bundle, expiresAt: expiresAt,
             renewAt: .now + .seconds(halfLife))
     }
 

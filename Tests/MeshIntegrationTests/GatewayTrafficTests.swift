@@ -22,6 +22,7 @@ import Testing
                 backends: [ { subset: { version: v2 }, weight: 100 } ]
               - match: { pathPrefix: /pay }
                 retries: { attempts: 1 }
+                timeout: 60s
                 backends: [ { subset: { version: v1 }, weight: 70 }, { subset: { version: v2 }, weight: 30 } ]
           - kind: TrafficPolicy
             service: payments
@@ -46,11 +47,11 @@ import Testing
     @Test func theBreakerServesTheFallbackThroughTheGateway() async throws {
         let v1 = try await TestHTTPApp(name: "payments-v1"), v2 = try await TestHTTPApp(name: "payments-v2")
         let edge = try await GatewayMesh(backends: [(v1, "version: v1"), (v2, "version: v2")], gatewayResources: Self.resources)
-        // One slow request (10 s) holds the only breaker slot; a request meanwhile gets the degraded answer.
+        // One slow request (20 s: polls through TLS on a loaded machine took most of 10) holds the only breaker slot; a request meanwhile gets the degraded answer.
         // (Started as a process right away: an `async let` may not run before the polls below.)
         let slow = try ChildProcess([
             "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", edge.externalCA,
-            "--resolve", "api.example.com:\(edge.httpsPort):127.0.0.1", "https://api.example.com:\(edge.httpsPort)/pay/slow?ms=10000",
+            "--resolve", "api.example.com:\(edge.httpsPort):127.0.0.1", "https://api.example.com:\(edge.httpsPort)/pay/slow?ms=20000",
         ])
         var fallback = try await edge.https("api.example.com", "/pay/now")
         for _ in 0..<300 where fallback.headers["x-mesh-error"] == nil {
@@ -60,7 +61,7 @@ import Testing
         }
         #expect(fallback.status == 200 && fallback.body == "{\"degraded\":true}", "\(fallback)")
         #expect(fallback.headers["x-mesh-error"] == "circuit-open", "\(fallback)")
-        _ = await slow.wait(timeout: .seconds(30))
+        _ = await slow.wait(timeout: .seconds(45))
         #expect(slow.stdout == "200", "\(slow.stdout) \(slow.stderr)")
     }
 

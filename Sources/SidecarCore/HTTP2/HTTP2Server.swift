@@ -28,7 +28,7 @@ enum HTTP2Server {
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(handler)
         try sync.addHandler(manager)
-        try sync.addHandler(HTTP2DownstreamConnection(loop: loop, direction: side.direction))
+        try sync.addHandler(QuiescingDownstreamConnection(loop: loop, direction: side.direction))
     }
 }
 
@@ -39,9 +39,11 @@ extension HTTP2StreamProxyHandler.Side {
     }
 }
 
-/// An HTTP/2 downstream connection as the loop knows it: counted in
-/// `sidecar_connections_open{direction}`, and told to drain (GOAWAY, finish the open streams).
-final class HTTP2DownstreamConnection: ChannelInboundHandler, DownstreamConnection {
+/// A downstream connection served by NIO's codecs (HTTP/2, or HTTP/1.1 translated for an
+/// HTTP/2 app) as the loop knows it: counted in `sidecar_connections_open{direction}`, and
+/// told to drain by `ChannelShouldQuiesceEvent` (HTTP/2: GOAWAY, then close once the open
+/// streams end; HTTP/1.1: close after the request in flight).
+final class QuiescingDownstreamConnection: ChannelInboundHandler, DownstreamConnection {
     typealias InboundIn = HTTP2Frame
 
     let loop: LoopContext
@@ -192,42 +194,11 @@ extension InboundProtocolSwitch {
             try sync.addHandler(HTTPResponseEncoder())
             try sync.addHandler(HTTPServerPipelineHandler())
             try sync.addHandler(HTTP1ToHTTP2Adapter { HTTP2StreamProxyHandler(side: side, loop: loop, accessLog: accessLog) })
-            try sync.addHandler(HTTP1DownstreamConnection(loop: loop))
+            try sync.addHandler(QuiescingDownstreamConnection(loop: loop, direction: .inbound))
             sync.removeHandler(context: context, promise: nil)
         } catch {
             context.close(promise: nil)
         }
-    }
-}
-
-/// A translated HTTP/1.1 inbound connection as the loop knows it (gauge, drain: close when idle).
-final class HTTP1DownstreamConnection: ChannelInboundHandler, DownstreamConnection {
-    typealias InboundIn = HTTP2Frame.FramePayload
-
-    let loop: LoopContext
-    let gauge: Gauge
-    private var context: ChannelHandlerContext?
-
-    init(loop: LoopContext) {
-        self.loop = loop
-        self.gauge = loop.metrics.connectionsOpen(.inbound)
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        loop.connectionOpened(self)
-        gauge.increment()
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        loop.connectionClosed(self)
-        gauge.decrement()
-        self.context = nil
-    }
-
-    /// Draining: let the pipeline handler finish the request in flight, then close.
-    func beginDrain() {
-        context?.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
     }
 }
 

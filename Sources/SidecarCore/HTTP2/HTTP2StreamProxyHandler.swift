@@ -504,22 +504,11 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Drops the current try and starts another after the backoff, when the route's policy,
     /// the budget and the breaker allow it and nothing reached the caller yet.
     private func retryElsewhere(_ exchange: ProxyExchange, after failure: RetryStateMachine.Failure) -> Bool {
-        guard !responseStarted, var retry = exchange.retry, let destination = exchange.route?.destination, let context else {
-            return false
-        }
+        guard !responseStarted, exchange.retry != nil, let context else { return false }
         // Parts already sent on this try can only be sent again from the replay copy.
         let sentParts = phase == .forwarding || failure != .connectFailure
         if sentParts && replay == nil { return false }
-        let action = loop.cluster(destination).decideRetry(
-            &retry, after: failure, from: exchange.upstreamAddress, holdsRetrySlot: &exchange.holdsBreakerRetry,
-            now: context.eventLoop.now, random: &loop.random)
-        exchange.retry = retry
-        switch action {
-        case .retry: exchange.retryReasons.append(failure)
-        case .giveUp(let reason): exchange.retryStopped = reason.rawValue
-        case .budgetExhausted: exchange.retryStopped = "budget-exhausted"
-        }
-        guard case .retry(let backoff, let exclude) = action else { return false }
+        guard let (backoff, exclude) = loop.retryDecision(for: exchange, after: failure) else { return false }
         abandonTry(exchange)
         if let exclude { exchange.triedEndpoints.insert(exclude) }
         if sentParts, let replay { pending = replay }

@@ -27,3 +27,29 @@ extension LoopContext {
         }
     }
 }
+
+extension LoopContext {
+    /// Whether `exchange`'s failed try is tried again, for both codecs: the destination's
+    /// cluster decides (policy, idempotency, budget, breaker), and the exchange keeps what the
+    /// access log says of it (retried reasons, or why retrying stopped). nil: answer with this
+    /// failure; else start the next try after `backoff`, avoiding `exclude` when there is another.
+    func retryDecision(
+        for exchange: ProxyExchange, after failure: RetryStateMachine.Failure
+    ) -> (backoff: TimeAmount, exclude: HostPort?)? {
+        guard var retry = exchange.retry, let destination = exchange.route?.destination else { return nil }
+        let action = cluster(destination).decideRetry(
+            &retry, after: failure, from: exchange.upstreamAddress, holdsRetrySlot: &exchange.holdsBreakerRetry,
+            now: now, random: &random)
+        exchange.retry = retry
+        switch action {
+        case .retry(let backoff, let exclude):
+            exchange.retryReasons.append(failure)
+            return (backoff, exclude)
+        case .giveUp(let reason):
+            exchange.retryStopped = reason.rawValue
+        case .budgetExhausted:
+            exchange.retryStopped = "budget-exhausted"
+        }
+        return nil
+    }
+}

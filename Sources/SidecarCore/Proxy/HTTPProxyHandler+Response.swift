@@ -104,18 +104,8 @@ extension HTTPProxyHandler {
     func retryElsewhere(
         _ exchange: ProxyExchange, after failure: RetryStateMachine.Failure, context: ChannelHandlerContext
     ) -> Bool {
-        guard var retry = exchange.retry, let destination = exchange.route?.destination, let head = exchange.retryHead
+        guard let head = exchange.retryHead, let (backoff, exclude) = loop.retryDecision(for: exchange, after: failure)
         else { return false }
-        let action = loop.cluster(destination).decideRetry(
-            &retry, after: failure, from: exchange.upstreamAddress, holdsRetrySlot: &exchange.holdsBreakerRetry,
-            now: context.eventLoop.now, random: &loop.random)
-        exchange.retry = retry
-        switch action {
-        case .retry: exchange.retryReasons.append(failure)
-        case .giveUp(let reason): exchange.retryStopped = reason.rawValue
-        case .budgetExhausted: exchange.retryStopped = "budget-exhausted"
-        }
-        guard case .retry(let backoff, let exclude) = action else { return false }
         abandonTry(exchange)
         if let exclude { exchange.triedEndpoints.insert(exclude) }
         exchange.rewrittenHead = head
