@@ -66,7 +66,7 @@ import Testing
                     rules:
                       - match: { pathPrefix: /route-limited }
                         backends: [ { subset: { app: open }, weight: 100 } ]
-                        rateLimit: { requestsPerSecond: 10, burst: 10 }
+                        rateLimit: { requestsPerSecond: 5, burst: 5 }
                       - match: { pathPrefix: /inbound-limited }
                         backends: [ { subset: { app: limited }, weight: 100 } ]
                       - match: { pathPrefix: / }
@@ -166,9 +166,10 @@ import Testing
 
     @Test func routeRateLimitHoldsWithinFivePercentAcrossLoops() async throws {
         // One connection: all the load on one of web's two loops, which must still get the
-        // whole limit (a per-loop share would let through half). The rule allows 10/s: one
-        // connection (one request at a time) on a loaded 2-core machine made only 23 requests/s.
-        let responses = try await expectRateWithinFivePercent(path: "/route-limited/x", connections: 1, perSecond: 10)
+        // whole limit (a per-loop share would let through half). The rule allows 5/s: one
+        // connection (one request at a time) on a loaded 2-core machine made only 11.7 requests/s
+        // in CI beside the HTTP/2 and gateway suites.
+        let responses = try await expectRateWithinFivePercent(path: "/route-limited/x", connections: 1, perSecond: 5)
         #expect(responses.filter { $0.status == 429 }.allSatisfy { $0.meshError == "rate-limited" })
     }
 
