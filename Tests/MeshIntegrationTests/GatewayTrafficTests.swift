@@ -53,6 +53,9 @@ import Testing
             "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", edge.externalCA,
             "--resolve", "api.example.com:\(edge.httpsPort):127.0.0.1", "https://api.example.com:\(edge.httpsPort)/pay/slow?ms=20000",
         ])
+        // Poll only once the slow request reached an app (it holds the slot): a poll that came
+        // first would take the slot itself and send the slow request the fallback at once.
+        #expect(await eventually(timeout: .seconds(30)) { v1.requests + v2.requests >= 1 }, "the slow request never reached an app")
         var fallback = try await edge.https("api.example.com", "/pay/now")
         for _ in 0..<300 where fallback.headers["x-mesh-error"] == nil {
             // The slow request may not have taken its slot yet (a bounded poll, not a fixed wait).
