@@ -16,7 +16,7 @@ final class HTTP1AppStream: HTTP2Upstream {
     /// The whole request went out (only then may the connection carry another).
     private var requestEnded = false
 
-    init(owner: any HTTP2UpstreamOwner, loop: LoopContext, grpc: Bool) {
+    init(owner: any HTTP2UpstreamOwner, loop: LoopContext) {
         self.owner = owner
         self.loop = loop
     }

@@ -113,12 +113,11 @@ final class HTTP2ConnectionPool {
         if connections[connection.key]?.isEmpty == true { connections[connection.key] = nil }
     }
 
-    /// Drain: no new streams on the open connections; they close when their streams end.
+    /// Drain: no new streams on the open connections; idle ones close now, busy ones stay until the process ends.
     func closeAll() {
         draining = true
         for connection in connections.values.joined() {
             connection.usable = false
-            connection.channel?.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
             if connection.streams == 0 { connection.channel?.close(promise: nil) }
         }
         connections = [:]
@@ -264,25 +263,18 @@ final class HTTP2ConnectionObserver: ChannelInboundHandler {
 enum HTTP2Settings {
     /// A caller may open up to 1000 streams at once on one connection (each is an exchange);
     /// upstream they spread over connections of 100.
-    static let server: NIOHTTP2Handler.ConnectionConfiguration = {
-        var configuration = NIOHTTP2Handler.ConnectionConfiguration()
-        configuration.initialSettings = [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: 1000),
-            HTTP2Setting(parameter: .maxHeaderListSize, value: 64 * 1024),
-            HTTP2Setting(parameter: .initialWindowSize, value: HTTP2Settings.streamWindow),
-        ]
-        return configuration
-    }()
+    static let server = connection(maxConcurrentStreams: 1000)
+    static let client = connection(maxConcurrentStreams: HTTP2ConnectionPool.maxStreamsPerConnection)
 
-    static let client: NIOHTTP2Handler.ConnectionConfiguration = {
+    private static func connection(maxConcurrentStreams: Int) -> NIOHTTP2Handler.ConnectionConfiguration {
         var configuration = NIOHTTP2Handler.ConnectionConfiguration()
         configuration.initialSettings = [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: 100),
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: maxConcurrentStreams),
             HTTP2Setting(parameter: .maxHeaderListSize, value: 64 * 1024),
             HTTP2Setting(parameter: .initialWindowSize, value: HTTP2Settings.streamWindow),
         ]
         return configuration
-    }()
+    }
 
     /// What one stream may have in flight toward us before its reader takes it: the bound on
     /// what a slow reader can make the sidecar hold per stream.

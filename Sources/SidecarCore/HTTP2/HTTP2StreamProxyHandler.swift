@@ -366,7 +366,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         phase = .connecting
         exchange.poolKey = .init(address: app, service: nil)
         exchange.attempts += 1
-        let upstream = HTTP1AppStream(owner: self, loop: loop, grpc: isGRPC)
+        let upstream = HTTP1AppStream(owner: self, loop: loop)
         upstream.connect(to: app, connectTimeout: .seconds(5)).assumeIsolated().whenComplete { [weak self] result in
             guard let self, self.exchange === exchange, self.phase == .connecting else {
                 upstream.cancel()
@@ -623,12 +623,10 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             let code = error.grpcStatus ?? GRPCStatusCode(error.cause)
             exchange.grpcStatus = code
             status = 200
-            var headers = Self.grpcTrailers(error, requestID: exchange.requestID, code: code)
-            headers.replaceOrAdd(name: ":status", value: "200")
-            // `:status` must come first.
-            var ordered = HPACKHeaders([(":status", "200"), ("content-type", "application/grpc")])
-            for (name, value, _) in headers where name != ":status" { ordered.add(name: name, value: value) }
-            context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: ordered, endStream: true))), promise: nil)
+            // Trailers-only: `:status` first, then the status fields.
+            var headers = HPACKHeaders([(":status", "200"), ("content-type", "application/grpc")])
+            headers.add(contentsOf: Self.grpcTrailers(error, requestID: exchange.requestID, code: code))
+            context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: headers, endStream: true))), promise: nil)
         } else {
             status = error.effectiveStatus
             let body = error.body
