@@ -461,7 +461,7 @@ for r in rates:
             if ds and xs and n != "direct":
                 vals[(f"add_{p}_us_{r}", n)] = [x - d for x, d in zip(xs, ds)]
 peers = [n for n in names if n != "ours" and n != "direct"]
-w = 11
+w = max([11] + [len(n) + 2 for n in names])
 print(f"\nsidecar pair path, loopback, TLS 1.3 mutual auth, one worker per proxy; medians of {rounds} interleaved rounds;"
       f" latency from h2load --h1 --rps ({lat_s}s, per-request log)\n")
 print(f"{'metric':44}" + "".join(f"{n:>{w}}" for n in names) + "".join(f"{'ours/' + p:>{w + 4}}" for p in peers if "ours" in names))
