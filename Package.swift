@@ -5,6 +5,11 @@ import PackageDescription
 // 6.2). Settings apply to the target that declares them, so dependencies are not affected.
 let warningsAsErrors: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 let cWarningsAsErrors: [CSetting] = [.treatAllWarnings(as: .error)]
+// `-static-stdlib` does not name what the static FoundationEssentials needs in turn.
+let sidecarReleaseLinkFlags = [
+    "-static-stdlib", "-Xlinker", "-l_FoundationCollections", "-Xlinker", "-l_FoundationCShims",
+    "-use-ld=lld", "-Xlinker", "--no-export-dynamic", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+]
 
 let package = Package(
     name: "mesh",
@@ -94,7 +99,13 @@ let package = Package(
                 "SidecarDiscovery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: warningsAsErrors
+            swiftSettings: warningsAsErrors,
+            // Release sidecars on Linux (`swift build -c release`, no flag to remember): the Swift
+            // runtime and FoundationEssentials linked statically (only the pages a sidecar touches
+            // are resident), with lld, no symbol table exported (`--export-dynamic` comes with
+            // the static runtime) and relative relocations packed (DT_RELR, glibc 2.36): 30 → 23
+            // MiB idle RSS (bench/README.md "Idle memory").
+            linkerSettings: [.unsafeFlags(sidecarReleaseLinkFlags, .when(platforms: [.linux], configuration: .release))]
         ),
         // A tiny HTTP service for the demo mesh (scripts/demo.sh).
         .executableTarget(
