@@ -145,9 +145,9 @@ package struct YAMLTag: Sendable, Hashable {
         case UInt8(ascii: "<"): return text == "<<" ? .merge : .str
         case UInt8(ascii: "="): return text == "=" ? .value : .str
         case UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "."), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            if matches(text, YAMLPatterns.int) { return .int }
-            if matches(text, YAMLPatterns.float) { return .float }
-            if matches(text, YAMLPatterns.timestamp) { return .timestamp }
+            if YAMLScalarPatterns.isInt(text) { return .int }
+            if YAMLScalarPatterns.isFloat(text) { return .float }
+            if YAMLScalarPatterns.isTimestamp(text) { return .timestamp }
             return .str
         default: return .str
         }
@@ -158,31 +158,6 @@ package struct YAMLTag: Sendable, Hashable {
         "on", "On", "ON", "off", "Off", "OFF",
     ]
     private static let nullWords: Set<String> = ["null", "Null", "NULL"]
-
-    private static func matches(_ text: String, _ pattern: Regex<AnyRegexOutput>) -> Bool {
-        (try? pattern.wholeMatch(in: text)) != nil
-    }
-}
-
-/// The resolver's patterns (Yams' `Resolver.Rule`s, without the `^(?:…)$` around each),
-/// matched by code point as ICU (NSRegularExpression) matched them there.
-private enum YAMLPatterns {
-    // swiftlint:disable force_try
-    nonisolated(unsafe) static let int = code(
-        "[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+"
-            + "|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+")
-    nonisolated(unsafe) static let float = code(
-        "[-+]?(?:[0-9][0-9_]*)(?:\\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|\\.[0-9_]+(?:[eE][-+][0-9]+)?"
-            + "|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\\.[0-9_]*|[-+]?\\.(?:inf|Inf|INF)|\\.(?:nan|NaN|NAN)")
-    nonisolated(unsafe) static let timestamp = code(
-        "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
-            + "|[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?(?:[Tt]|[ \\t]+)[0-9][0-9]?"
-            + ":[0-9][0-9]:[0-9][0-9](?:\\.[0-9]*)?(?:[ \\t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?")
-
-    private static func code(_ pattern: String) -> Regex<AnyRegexOutput> {
-        try! Regex(pattern).matchingSemantics(.unicodeScalar)
-    }
-    // swiftlint:enable force_try
 }
 
 /// A YAML syntax error from libyaml (or the composer: an undefined alias, a second document
