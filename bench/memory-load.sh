@@ -65,7 +65,6 @@ done
 curl -sf -H 'Host: payments' "http://127.0.0.1:$A_LISTEN/" > /dev/null || { echo "the pair does not answer" >&2; exit 1; }
 sleep "$IDLE_S"
 mib() { awk '{ printf "%.1f", $1 / 1024 }' <<< "$1"; }
-# shellcheck disable=SC2154
 declare -A IDLE
 for side in web payments; do
     pid_var=PID_$side; pid=${!pid_var}
