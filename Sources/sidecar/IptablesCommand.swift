@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import SidecarCore
 
 /// `sidecar iptables --apply|--dry-run|--cleanup`: transparent interception's netfilter rules
@@ -94,23 +96,44 @@ struct IptablesCommand: ParsableCommand {
 
     /// `nft -f -` with the script on stdin; its own error output passes through.
     static func runNft(_ nft: String, script: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [nft, "-f", "-"]
-        let input = Pipe()
-        process.standardInput = input
-        do {
-            try process.run()
-        } catch {
-            FileHandleError.print("sidecar iptables: cannot run \(nft): \(error) (install Debian's nftables package)")
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else {
+            FileHandleError.print("sidecar iptables: cannot make a pipe: \(String(cString: strerror(errno)))")
             throw ExitCode(1)
         }
-        input.fileHandleForWriting.write(Data(script.utf8))
-        try? input.fileHandleForWriting.close()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            FileHandleError.print("sidecar iptables: \(nft) -f - failed with status \(process.terminationStatus)"
-                                  + (process.terminationStatus == 127 ? " (nft not found: install Debian's nftables package)" : ""))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[0], 0)
+        posix_spawn_file_actions_addclose(&actions, pipeFDs[1])
+        let arguments = ["/usr/bin/env", nft, "-f", "-"]
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, arguments[0], &actions, nil, argv, environ)
+        close(pipeFDs[0])
+        guard spawned == 0 else {
+            close(pipeFDs[1])
+            FileHandleError.print("sidecar iptables: cannot run \(nft): \(String(cString: strerror(spawned))) "
+                                  + "(install Debian's nftables package)")
+            throw ExitCode(1)
+        }
+        signal(SIGPIPE, SIG_IGN)  // nft exiting early is an EPIPE here, not the end of this process
+        var bytes = Array(script.utf8)[...]
+        while !bytes.isEmpty {
+            let written = bytes.withUnsafeBytes { write(pipeFDs[1], $0.baseAddress, $0.count) }
+            if written < 0, errno == EINTR { continue }
+            guard written > 0 else { break }  // nft exited early: its status says why
+            bytes = bytes.dropFirst(written)
+        }
+        close(pipeFDs[1])
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        // WEXITSTATUS, or 128 + the signal (as a shell reports it).
+        let exitStatus = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + status & 0x7f
+        guard exitStatus == 0 else {
+            FileHandleError.print("sidecar iptables: \(nft) -f - failed with status \(exitStatus)"
+                                  + (exitStatus == 127 ? " (nft not found: install Debian's nftables package)" : ""))
             throw ExitCode(1)
         }
     }
