@@ -263,3 +263,55 @@ final class InterceptionDynamicModeTests {
         }
     }
 }
+
+/// gRPC from an unmodified grpcio client, intercepted: h2c with prior knowledge to an address
+/// (A 10.77.0.1 the client and its sidecar, G 10.77.0.2 a grpcio app behind its sidecar,
+/// `inbound.protocol: grpc`); its `:authority` is that address, so the original destination's
+/// service routes it.
+@Suite(.serialized, .enabled(if: NetworkNamespaces.unavailable == nil && GRPCMesh.python != nil,
+                             Comment(rawValue: NetworkNamespaces.unavailable ?? "no .venv with grpcio (scripts/install-deps.sh)")))
+final class InterceptionGRPCTests {
+    let mesh: InterceptionMesh
+
+    init() async throws {
+        mesh = try await InterceptionMesh(hosts: ["a", "g"])
+    }
+
+    deinit { mesh.stop() }
+
+    @Test func aGRPCCallToAServicesAddressReachesItsAppOverMTLS() async throws {
+        let python = try #require(GRPCMesh.python)
+        let app = try mesh.start("g", [python, GRPCMesh.peer, "serve", "--port", "50051", "--name", "g"])
+        let ready = await eventually(timeout: .seconds(30)) { app.stdout.contains("\"ready\"") }
+        try #require(ready, "grpc app: \(app.stderr)")
+        try await mesh.startSidecar("g", """
+            service: g
+            inbound:  { listen: 0.0.0.0:15006, app: 127.0.0.1:50051, protocol: grpc }
+            outbound: { listen: 127.0.0.1:15001 }
+            admin:    { listen: 127.0.0.1:15000 }
+            tls:      { cert: certs/g.pem, key: certs/g.key, trustBundle: certs/ca.pem }
+            """)
+        try await mesh.startSidecar("a", """
+            service: a
+            inbound:  { listen: 0.0.0.0:15006, app: 127.0.0.1:8080 }
+            outbound: { listen: 127.0.0.1:15001, transparent: true }
+            admin:    { listen: 127.0.0.1:15000 }
+            tls:      { cert: certs/a.pem, key: certs/a.key, trustBundle: certs/ca.pem }
+            resources:
+              - { kind: Instance, service: g, address: 10.77.0.2, port: 15006 }
+            """)
+        try await mesh.iptables("a", ["--apply", "--proxy-uid", "0"])
+
+        let result = try await mesh.hosts.run("a", mesh.asUser([
+            python, GRPCMesh.peer, "call", "--target", "10.77.0.2:50051", "--authority", "10.77.0.2:50051", "--timeout", "20", "unary",
+        ]))
+        let line = result.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        let call = try #require(try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(result)")
+        #expect(call["code"] as? String == "OK", "\(call)")
+        #expect(call["instance"] as? String == "g")
+        #expect(call["caller"] as? String == "a", "G's app saw A's verified identity")
+        let metrics = try await mesh.metrics("a")
+        #expect(metricValue(metrics, "sidecar_intercepted_connections_total", ["outcome": "mesh-http"]) == 1)
+        #expect(metricValue(metrics, "sidecar_grpc_responses_total", ["direction": "outbound", "peer": "g", "grpc_status": "0"]) == 1)
+    }
+}
