@@ -20,7 +20,7 @@
 # dispatchMain, which runs the async main, passes a constant one: valgrind crashes without it).
 #
 #   bench/instructions.sh            # measure and check: fails when >10 % above the baseline
-#   bench/instructions.sh --update   # measure and write the baseline (commit it)
+#   bench/instructions.sh --update   # measure (median of 3) and write the baseline (commit it)
 #   bench/instructions.sh --measure  # measure and print only
 #   BIN=.build-release/release/sidecar bench/instructions.sh --measure   # another build
 #
@@ -44,7 +44,7 @@ BASELINE=${BASELINE:-$ROOT/bench/instructions-baseline.txt}
 WARMUP=${WARMUP:-200}
 REQUESTS=${REQUESTS:-1000}
 TOLERANCE=${TOLERANCE:-10}   # percent
-RUNS=${RUNS:-1}              # RUNS=3: the median of three, and their spread
+RUNS=${RUNS:-$([[ $MODE == update ]] && echo 3 || echo 1)}   # the median of RUNS runs (--update: of 3), and their spread
 OUT=$(mktemp -d /tmp/mesh-instructions.XXXXXX)
 PKI=$OUT/pki
 RESULTS=$OUT/results.tsv
