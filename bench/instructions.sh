@@ -146,7 +146,8 @@ python3 "$OUT/app.py" "$APP_PORT" & PIDS+=($!)
 
 # One measurement: both sidecars started under callgrind with instrumentation off (startup and
 # warm-up run at valgrind's plain pace), switched on and zeroed after the warm-up, dumped after
-# the measured requests. Prints Ir per request.
+# the measured requests. Sets `figure` to Ir per request (not in a subshell: the processes it
+# starts stay in PIDS, so a failed run leaves none behind).
 measure_once() {
     local run=$1 side admin pid dump ir total=0 started
     local -A pid_of
@@ -175,13 +176,13 @@ measure_once() {
         kill "${pid_of[$side]}" 2>/dev/null || true
     done
     wait "${pid_of[web]}" "${pid_of[payments]}" 2>/dev/null || true
-    echo "run $run: $((total / REQUESTS)) Ir/request ($REQUESTS requests in $(calc "$(now) - $started") s)" >&2
-    echo $((total / REQUESTS))
+    figure=$((total / REQUESTS))
+    echo "run $run: $figure Ir/request ($REQUESTS requests in $(calc "$(now) - $started") s)" >&2
 }
 
 BUILD=$(basename "$(dirname "$BIN")")   # debug or release: each has its own baseline line
 figures=()
-for run in $(seq 1 "$RUNS"); do figures+=("$(measure_once "$run")"); done
+for run in $(seq 1 "$RUNS"); do measure_once "$run"; figures+=("$figure"); done
 per_request=$(printf '%s\n' "${figures[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
 if ((RUNS > 1)); then
     low=$(printf '%s\n' "${figures[@]}" | sort -n | head -1); high=$(printf '%s\n' "${figures[@]}" | sort -n | tail -1)
