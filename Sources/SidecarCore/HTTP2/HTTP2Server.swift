@@ -9,7 +9,7 @@ enum HTTP2Server {
     /// Turns `channel` (after its TLS handler, if any) into an HTTP/2 server connection.
     static func configure(
         _ channel: Channel, side: HTTP2StreamProxyHandler.Side, loop: LoopContext, accessLog: AccessLog,
-        drainTimeout: TimeAmount, idleTimeout: TimeAmount
+        drainTimeout: TimeAmount, idleTimeout: TimeAmount, defaultDestination: String? = nil
     ) throws {
         let manager = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
@@ -22,7 +22,9 @@ enum HTTP2Server {
         ) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(
-                    HTTP2StreamProxyHandler(side: streamSide.value, loop: streamLoop.value, accessLog: accessLog))
+                    HTTP2StreamProxyHandler(
+                        side: streamSide.value, loop: streamLoop.value, accessLog: accessLog,
+                        defaultDestination: defaultDestination))
             }
         }
         let sync = channel.pipeline.syncOperations
@@ -74,7 +76,8 @@ final class QuiescingDownstreamConnection: ChannelInboundHandler, DownstreamConn
 
 /// The outbound port takes HTTP/1.1 and h2c with prior knowledge: this first handler reads
 /// until the bytes are (or cannot be) the HTTP/2 connection preface, then leaves the
-/// connection to `HTTPProxyHandler` (already after it) or replaces that with HTTP/2.
+/// connection to `HTTPProxyHandler` (already after it) or replaces that with HTTP/2. An
+/// intercepted connection's service (`defaultDestination`) goes to either.
 final class OutboundProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -83,13 +86,15 @@ final class OutboundProtocolDetector: ChannelInboundHandler, RemovableChannelHan
     private let accessLog: AccessLog
     private let drainTimeout: TimeAmount
     private let idleTimeout: TimeAmount
+    private let defaultDestination: String?
     private var received: ByteBuffer?
 
-    init(loop: LoopContext, accessLog: AccessLog, drainTimeout: TimeAmount, idleTimeout: TimeAmount) {
+    init(loop: LoopContext, accessLog: AccessLog, drainTimeout: TimeAmount, idleTimeout: TimeAmount, defaultDestination: String? = nil) {
         self.loop = loop
         self.accessLog = accessLog
         self.drainTimeout = drainTimeout
         self.idleTimeout = idleTimeout
+        self.defaultDestination = defaultDestination
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -113,7 +118,7 @@ final class OutboundProtocolDetector: ChannelInboundHandler, RemovableChannelHan
                 }
                 try HTTP2Server.configure(
                     context.channel, side: .outbound, loop: loop, accessLog: accessLog, drainTimeout: drainTimeout,
-                    idleTimeout: idleTimeout)
+                    idleTimeout: idleTimeout, defaultDestination: defaultDestination)
                 context.fireChannelRead(wrapInboundOut(buffered))
                 sync.removeHandler(context: context, promise: nil)
             } catch {

@@ -43,6 +43,9 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     let side: Side
     let loop: LoopContext
     let accessLog: AccessLog
+    /// Outbound, intercepted: the original destination's service, routed to when `:authority`
+    /// names none (as `HTTPProxyHandler.defaultDestination` for HTTP/1.1).
+    let defaultDestination: String?
     private var context: ChannelHandlerContext?
     private var phase = Phase.awaitingHeaders
     private var exchange: ProxyExchange?
@@ -64,10 +67,11 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var routeDeadline: NIODeadline?
     private var tryDeadline: NIODeadline?
 
-    init(side: Side, loop: LoopContext, accessLog: AccessLog) {
+    init(side: Side, loop: LoopContext, accessLog: AccessLog, defaultDestination: String? = nil) {
         self.side = side
         self.loop = loop
         self.accessLog = accessLog
+        self.defaultDestination = defaultDestination
     }
 
     private var direction: TrafficDirection {
@@ -166,7 +170,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         let authority = headers.first(name: ":authority") ?? headers.first(name: "host") ?? ""
         let peer: String
         switch side {
-        case .outbound: peer = String(authority.split(separator: ":").first ?? "")
+        case .outbound: peer = loop.table.outboundPeer(authority: authority, defaultDestination: defaultDestination)
         case .inbound(_, _, let caller, _): peer = caller ?? "unknown"
         }
         let parsed = Self.parseHead(headers, method: method, path: path, authority: authority, allocator: context.channel.allocator)
@@ -176,6 +180,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             path: parsed.target?.path ?? String(path.prefix { $0 != "?" }), requestID: requestID, peer: peer,
             closeAfterResponse: false, framing: .none, start: context.eventLoop.now)
         exchange.wireProtocol = .http2
+        exchange.defaultDestination = defaultDestination
         exchange.requestComplete = endStream
         self.exchange = exchange
         guard let head = parsed.head, let target = parsed.target else {

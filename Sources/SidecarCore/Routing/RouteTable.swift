@@ -113,6 +113,13 @@ public struct RouteTable: Sendable {
         }
         return destinations[text]
     }
+
+    /// Who an outbound exchange is for (its `peer` label): the service `authority` names, else
+    /// an intercepted connection's service (`defaultDestination`), else the authority's host.
+    func outboundPeer(authority: String, defaultDestination: String?) -> String {
+        if let defaultDestination, destination(forHost: Substring(authority)) == nil { return defaultDestination }
+        return String(authority.split(separator: ":").first ?? "")
+    }
 }
 
 extension RouteTable.Destination {
