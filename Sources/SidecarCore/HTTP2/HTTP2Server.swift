@@ -2,8 +2,8 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTP2
 
-/// The downstream side of HTTP/2: a connection that speaks it gets NIOHTTP2's handler (framing,
-/// HPACK, flow control), a connection manager (GOAWAY on drain, then close once its streams
+/// The downstream side of HTTP/2: a connection that speaks it gets a flush coalescer (one flush
+/// per read batch), NIOHTTP2's handler (framing, HPACK, flow control), a connection manager (GOAWAY on drain, then close once its streams
 /// end) and one `HTTP2StreamProxyHandler` per stream the caller opens.
 enum HTTP2Server {
     /// Turns `channel` (after its TLS handler, if any) into an HTTP/2 server connection.
@@ -26,6 +26,7 @@ enum HTTP2Server {
             }
         }
         let sync = channel.pipeline.syncOperations
+        try sync.addHandler(HTTP2FlushCoalescer(batch: loop.http2Pool.readBatch))
         try sync.addHandler(handler)
         try sync.addHandler(manager)
         try sync.addHandler(QuiescingDownstreamConnection(loop: loop, direction: side.direction))
