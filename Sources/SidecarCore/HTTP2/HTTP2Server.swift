@@ -2,9 +2,10 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTP2
 
-/// The downstream side of HTTP/2: a connection that speaks it gets NIOHTTP2's handler (framing,
-/// HPACK, flow control), a connection manager (GOAWAY on drain, then close once its streams
-/// end) and one `HTTP2StreamProxyHandler` per stream the caller opens.
+/// The downstream side of HTTP/2: a connection that speaks it gets a flush coalescer (one flush
+/// per read batch), NIOHTTP2's handler (framing, HPACK, flow control), a connection manager
+/// (GOAWAY on drain, then close once its streams end) and one `HTTP2StreamProxyHandler` per
+/// stream the caller opens, their deadlines on one `HTTP2StreamClock` per connection.
 enum HTTP2Server {
     /// Turns `channel` (after its TLS handler, if any) into an HTTP/2 server connection.
     static func configure(
@@ -16,6 +17,7 @@ enum HTTP2Server {
             configuration: .init(maxIdleTime: idleTimeout, maxAge: nil, maxGraceTime: drainTimeout, keepalive: nil))
         let streamSide = NIOLoopBound(side, eventLoop: channel.eventLoop)
         let streamLoop = NIOLoopBound(loop, eventLoop: channel.eventLoop)
+        let clock = NIOLoopBound(HTTP2StreamClock(eventLoop: channel.eventLoop), eventLoop: channel.eventLoop)
         let handler = NIOHTTP2Handler(
             mode: .server, eventLoop: channel.eventLoop, connectionConfiguration: HTTP2Settings.server,
             streamConfiguration: HTTP2Settings.stream, streamDelegate: manager.http2StreamDelegate
@@ -24,10 +26,11 @@ enum HTTP2Server {
                 try stream.pipeline.syncOperations.addHandler(
                     HTTP2StreamProxyHandler(
                         side: streamSide.value, loop: streamLoop.value, accessLog: accessLog,
-                        defaultDestination: defaultDestination))
+                        defaultDestination: defaultDestination, clock: clock.value))
             }
         }
         let sync = channel.pipeline.syncOperations
+        try sync.addHandler(HTTP2FlushCoalescer(batch: loop.http2Pool.readBatch))
         try sync.addHandler(handler)
         try sync.addHandler(manager)
         try sync.addHandler(QuiescingDownstreamConnection(loop: loop, direction: side.direction))
