@@ -53,9 +53,9 @@ import Testing
         #expect(app.requests == before)
     }
 
-    /// 512 MiB read at 32 MB/s: unbounded buffering would hold hundreds of MiB; flow control
-    /// holds a few windows. (Half the 1 GiB: the same property at half the CI time.)
-    @Test func aSlowReaderOfAHalfGibibyteDownloadKeepsBothSidecarsFlat() async throws {
+    /// 1 GiB read at 64 MB/s (the app and the sidecars could send it several times faster):
+    /// unbounded buffering would hold hundreds of MiB; flow control holds a few windows.
+    @Test func aSlowReaderOfAGibibyteDownloadKeepsBothSidecarsFlat() async throws {
         func rssKiB(_ sidecar: SidecarProcess) -> Int {
             let status = (try? String(contentsOfFile: "/proc/\(sidecar.process.process.processIdentifier)/status", encoding: .utf8)) ?? ""
             let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
@@ -65,14 +65,14 @@ import Testing
         _ = try await curlH2("/warm")
         let before = (rssKiB(mesh.web), rssKiB(payments))
         let download = try ChildProcess(
-            ["curl", "-sS", "--http2-prior-knowledge", "-H", "Host: payments", "--limit-rate", "32M", "-o", "/dev/null",
-             "-w", "%{http_code} %{size_download}", "http://127.0.0.1:\(mesh.webOut)/bytes?n=\(1 << 29)"])
+            ["curl", "-sS", "--http2-prior-knowledge", "-H", "Host: payments", "--limit-rate", "64M", "-o", "/dev/null",
+             "-w", "%{http_code} %{size_download}", "http://127.0.0.1:\(mesh.webOut)/bytes?n=\(1 << 30)"])
         var peak = before
         while download.isRunning {
             peak = (max(peak.0, rssKiB(mesh.web)), max(peak.1, rssKiB(payments)))
             try await Task.sleep(for: .milliseconds(50))
         }
-        #expect(download.stdout == "200 \(1 << 29)", "\(download.stdout) \(download.stderr)")
+        #expect(download.stdout == "200 \(1 << 30)", "\(download.stdout) \(download.stderr)")
         // Flow control holds the app back: neither sidecar holds more than a few windows.
         #expect(peak.0 - before.0 < 48 * 1024, "web grew from \(before.0) to \(peak.0) KiB")
         #expect(peak.1 - before.1 < 48 * 1024, "payments grew from \(before.1) to \(peak.1) KiB")
