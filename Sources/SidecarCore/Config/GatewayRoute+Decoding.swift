@@ -73,7 +73,26 @@ extension GatewayRule {
         if let node = map.optional("maxBodyBytes") {
             rule.maxBodyBytes = reader.byteSize(node, path: map.childPath("maxBodyBytes"))
         }
+        if let cacheMap = map.mapping("cache") {
+            rule.cache = GatewayCachePolicy.decode(cacheMap)
+            cacheMap.finish()
+        }
         return rule
+    }
+}
+
+extension GatewayCachePolicy {
+    /// `cache: { ttl: 30s, maxBytes: 64Mi, allowAuthorization: false }`; both sizes required.
+    static func decode(_ map: MappingReader) -> GatewayCachePolicy {
+        let reader = map.reader
+        let ttl = map.duration("ttl", required: true)
+        var maxBytes: Int?
+        if let node = map.required("maxBytes") {
+            maxBytes = reader.byteSize(node, path: map.childPath("maxBytes"))
+            if maxBytes == 0 { reader.report("must be more than 0", path: map.childPath("maxBytes"), at: node) }
+        }
+        return GatewayCachePolicy(
+            ttl: ttl ?? .seconds(1), maxBytes: maxBytes ?? 1, allowAuthorization: map.bool("allowAuthorization") ?? false)
     }
 }
 

@@ -27,6 +27,12 @@ extension GatewayRule {
             pairs.append(("cors", .map(corsPairs)))
         }
         if let maxBodyBytes { pairs.append(("maxBodyBytes", .int(maxBodyBytes))) }
+        if let cache {
+            pairs.append(("cache", .map([
+                ("ttl", .string(cache.ttl.description)), ("maxBytes", .int(cache.maxBytes)),
+                ("allowAuthorization", .bool(cache.allowAuthorization)),
+            ])))
+        }
         return .map(pairs)
     }
 }

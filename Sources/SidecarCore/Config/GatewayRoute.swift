@@ -44,10 +44,13 @@ public struct GatewayRule: Sendable, Equatable {
     public var cors: CORSPolicy?
     /// Larger request bodies get 413 `bad-request` (declared length at once, chunked as it passes).
     public var maxBodyBytes: Int?
+    /// Responses to GET/HEAD kept and answered at the edge (`GatewayResponseCaches`).
+    public var cache: GatewayCachePolicy?
 
     public init(
         match: RouteMatch = RouteMatch(), service: String, rewritePathPrefix: String? = nil, auth: String? = nil,
-        rateLimit: GatewayRateLimit? = nil, cors: CORSPolicy? = nil, maxBodyBytes: Int? = nil
+        rateLimit: GatewayRateLimit? = nil, cors: CORSPolicy? = nil, maxBodyBytes: Int? = nil,
+        cache: GatewayCachePolicy? = nil
     ) {
         self.match = match
         self.service = service
@@ -56,6 +59,24 @@ public struct GatewayRule: Sendable, Equatable {
         self.rateLimit = rateLimit
         self.cors = cors
         self.maxBodyBytes = maxBodyBytes
+        self.cache = cache
+    }
+}
+
+/// A gateway rule's response cache: how long a response stays fresh when it says nothing
+/// itself (`ttl`, also the most any `max-age` gets), how many bytes the rule's entries may take
+/// in the process (`maxBytes`, least recently used evicted first), and whether requests that
+/// carry `Authorization` may be answered from and fill the cache (`allowAuthorization`: the
+/// entries are then shared by every caller that passes the rule's `auth`).
+public struct GatewayCachePolicy: Sendable, Equatable {
+    public var ttl: MeshDuration
+    public var maxBytes: Int
+    public var allowAuthorization: Bool
+
+    public init(ttl: MeshDuration, maxBytes: Int, allowAuthorization: Bool = false) {
+        self.ttl = ttl
+        self.maxBytes = maxBytes
+        self.allowAuthorization = allowAuthorization
     }
 }
 
