@@ -7,7 +7,8 @@ import NIOPosix
 /// request with what it saw — method, path, `x-mesh-caller`, request id, body size, a
 /// checksum, and the gateway's `x-mesh-user` and `x-tier` — so tests can assert what crossed the mesh. `/slow?ms=N` answers after N ms;
 /// `/status/N` answers with status N; `/bytes?n=N` streams N bytes, only as fast as the
-/// connection takes them (a large download for flow-control tests). It also counts requests, connections and request-body
+/// connection takes them (a large download for flow-control tests). Each request header
+/// `x-respond-with: name: value` becomes a response header (cache tests). It also counts requests, connections and request-body
 /// bytes, and can be made slow as a whole (`delay`).
 public final class TestHTTPApp: Sendable {
     public let name: String
@@ -154,6 +155,10 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
             let respond = {
                 counters.withLockedValue { $0.inFlight -= 1 }
                 var headers = HTTPHeaders([("content-length", "\(body.utf8.count)"), ("x-app", self.name)])
+                for line in head.headers["x-respond-with"] {
+                    guard let colon = line.firstIndex(of: ":") else { continue }
+                    headers.add(name: String(line[..<colon]), value: String(line[line.index(after: colon)...].drop { $0 == " " }))
+                }
                 if !keepAlive { headers.add(name: "connection", value: "close") }
                 context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
                 context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
