@@ -131,7 +131,7 @@ extension HTTPProxyHandler {
             }
         case .admitted(let request):
             armDeadlineTimer(context: context)  // routing started the route timeout
-            if answerFromCache(request, context: context) { return }
+            if answeredAtEdge(request, context: context) { return }
             forward(request, context: context)
         }
     }
