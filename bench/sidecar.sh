@@ -17,6 +17,8 @@
 #   SIDECAR_VARIANTS="none policy" PAIRS="direct ours" bench/sidecar.sh   # every resilience policy vs none
 #   PROFILE=1 bench/sidecar.sh                         # then perf-record our pair at saturation
 #   ACCESS_LOG=on bench/sidecar.sh                     # our sidecars with their default access log
+#   ACCESS_LOG=on SIDECAR_VARIANTS="demo demo-logoff" bench/sidecar.sh
+#                                                      # the access log's cost: on (ours) vs off (ours.demo-logoff)
 #   BASE_BIN=/other/checkout/.build-release/release PAIRS="direct base ours" ROUNDS=5 bench/sidecar.sh
 #                                                      # before/after: another build's sidecar as pair "base"
 set -euo pipefail
@@ -166,13 +168,18 @@ EOF
 }
 
 start_ours() {  # name variant [bin-dir]
-    local name=$1 variant=$2 d="$OUT/$1" b bin=${3:-$BIN}; mkdir -p "$d"
+    local name=$1 variant=$2 d="$OUT/$1" b bin=${3:-$BIN} log=$ACCESS_LOG; mkdir -p "$d"
+    # A variant may end in -logon / -logoff: that config with the access log on / off.
+    case $variant in
+        *-logon) log=on; variant=${variant%-logon} ;;
+        *-logoff) log=off; variant=${variant%-logoff} ;;
+    esac
     A_LISTEN=$(free_port); b=$(free_port)
     "sidecar_config_$variant" "$d" "$APP_PORT" "$b"
     "$bin/sidecar" validate --config "$d/web.yaml" > /dev/null
     "$bin/sidecar" validate --config "$d/payments.yaml" > /dev/null
-    "$bin/sidecar" --config "$d/payments.yaml" --workers 1 --access-log "$ACCESS_LOG" > "$d/b.log" 2>&1 & B_PID[$name]=$!; PIDS+=($!)
-    "$bin/sidecar" --config "$d/web.yaml" --workers 1 --access-log "$ACCESS_LOG" > "$d/a.log" 2>&1 & A_PID[$name]=$!; PIDS+=($!)
+    "$bin/sidecar" --config "$d/payments.yaml" --workers 1 --access-log "$log" > "$d/b.log" 2>&1 & B_PID[$name]=$!; PIDS+=($!)
+    "$bin/sidecar" --config "$d/web.yaml" --workers 1 --access-log "$log" > "$d/a.log" 2>&1 & A_PID[$name]=$!; PIDS+=($!)
     wait_listening "$b"; wait_listening "$A_LISTEN"
     PORT_OF[$name]=$A_LISTEN
 }
@@ -397,7 +404,7 @@ rows = [l.split("\t") for l in open(sys.argv[1]) if l.strip()]
 lat = sorted(int(r[2]) for r in rows)
 bad = sum(1 for r in rows if r[1] != "200")
 q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else 0
-print("p50_us", q(0.50)); print("p99_us", q(0.99))
+print("p50_us", q(0.50)); print("p99_us", q(0.99)); print("max_us", lat[-1] if lat else 0)
 print("achieved_rps", round(len(rows) / float(sys.argv[2]), 1)); print("lat_errors", bad)
 PY
     rm -f "$log"
@@ -436,6 +443,7 @@ rows = [("sat_rps", f"req/s at saturation (wrk -c{conns}, {sat_s}s)", "hi"),
         ("cpu_util_pct", "  CPU % of both during the run", None)]
 for r in rates:
     rows += [(f"p50_us_{r}", f"p50 µs at {r} rps", "lo"), (f"p99_us_{r}", f"p99 µs at {r} rps", "lo"),
+             (f"max_us_{r}", f"  slowest request µs at {r} rps", "lo"),
              (f"add_p50_us_{r}", f"  added p50 µs vs direct at {r} rps", "lo"),
              (f"add_p99_us_{r}", f"  added p99 µs vs direct at {r} rps", "lo"),
              (f"achieved_rps_{r}", f"  achieved rps", None)]
@@ -453,7 +461,7 @@ for r in rates:
             if ds and xs and n != "direct":
                 vals[(f"add_{p}_us_{r}", n)] = [x - d for x, d in zip(xs, ds)]
 peers = [n for n in names if n != "ours" and n != "direct"]
-w = 11
+w = max([11] + [len(n) + 2 for n in names])
 print(f"\nsidecar pair path, loopback, TLS 1.3 mutual auth, one worker per proxy; medians of {rounds} interleaved rounds;"
       f" latency from h2load --h1 --rps ({lat_s}s, per-request log)\n")
 print(f"{'metric':44}" + "".join(f"{n:>{w}}" for n in names) + "".join(f"{'ours/' + p:>{w + 4}}" for p in peers if "ours" in names))

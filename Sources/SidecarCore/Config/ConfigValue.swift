@@ -65,29 +65,21 @@ public indirect enum ConfigValue: Sendable, Equatable {
         }
     }
 
+    /// Every scalar YAML does not print as itself in a quoted scalar: C0 and C1 controls, NEL
+    /// (U+0085, a line break to YAML), the line and paragraph separators, the BOM and the
+    /// noncharacters U+FFFE/U+FFFF. Escaped as `\uXXXX`, the text reads back unchanged through
+    /// both JSON and YAML parsers (found by the snapshot fuzz target).
+    static func needsUnicodeEscape(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028
+            || scalar.value == 0x2029 || scalar.value == 0xFEFF || scalar.value >= 0xFFFE && scalar.value <= 0xFFFF
+    }
+
     /// A JSON string literal; also a valid YAML double-quoted scalar. The one JSON string
-    /// quoting of the project (access log, admin, control-plane bodies).
+    /// quoting of the project (access log, admin, control-plane bodies): `[UInt8].appendJSONString`.
     public static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            // Every scalar YAML does not print as itself in a quoted scalar: C0 and C1 controls,
-            // NEL (U+0085, a line break to YAML), the line and paragraph separators, the BOM
-            // and the noncharacters U+FFFE/U+FFFF. Escaped, the text reads back unchanged
-            // through both JSON and YAML parsers (found by the snapshot fuzz target).
-            case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028
-                || scalar.value == 0x2029 || scalar.value == 0xFEFF || scalar.value >= 0xFFFE && scalar.value <= 0xFFFF:
-                let hex = String(scalar.value, radix: 16, uppercase: true)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        var bytes: [UInt8] = []
+        bytes.appendJSONString(text)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     // MARK: YAML

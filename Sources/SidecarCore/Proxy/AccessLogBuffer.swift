@@ -34,7 +34,12 @@ final class AccessLogBuffer {
     var pendingBytes: Int { pending.count }
 
     func append(_ line: String) {
-        pending.append(contentsOf: line.utf8)
+        appendLine { $0.append(contentsOf: line.utf8) }
+    }
+
+    /// Appends one line that `write` puts straight into the pending bytes (newline included).
+    func appendLine(_ write: (inout [UInt8]) -> Void) {
+        write(&pending)
         if pending.count >= flushBytes {
             flush()
         } else if !flushScheduled {

@@ -236,6 +236,10 @@ extension HTTPProxyHandler {
         exchange.attempts += 1
         exchange.tryEpoch &+= 1
         let epoch = exchange.tryEpoch
+        if let upstream = loop.pool.popIdle(key) {  // the common case, without a future
+            connected(upstream, exchange: exchange, context: context)
+            return
+        }
         loop.pool.lease(key, cluster: cluster, connectTimeout: connectTimeout).assumeIsolated().whenComplete { [weak self] result in
             guard let self, self.exchange === exchange, exchange.tryEpoch == epoch, self.phase == .connecting,
                 let context = self.context

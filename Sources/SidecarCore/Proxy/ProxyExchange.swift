@@ -126,17 +126,21 @@ enum WireProtocol: String {
 /// Request ids and W3C trace context made without Foundation.
 enum RequestIdentifiers {
     static func hex(_ byteCount: Int, using generator: inout some RandomNumberGenerator) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(byteCount * 2)
-        var word: UInt64 = 0
-        for index in 0..<byteCount {
-            if index % 8 == 0 { word = generator.next() }
-            let byte = UInt8(truncatingIfNeeded: word >> (8 * UInt64(index % 8)))
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
+        // Written straight into the string's storage: no digit table or byte array per call.
+        String(unsafeUninitializedCapacity: byteCount * 2) { out in
+            var word: UInt64 = 0
+            for index in 0..<byteCount {
+                if index % 8 == 0 { word = generator.next() }
+                let byte = UInt8(truncatingIfNeeded: word >> (8 * UInt64(index % 8)))
+                out[2 * index] = hexDigit(byte >> 4)
+                out[2 * index + 1] = hexDigit(byte & 0x0f)
+            }
+            return byteCount * 2
         }
-        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") &+ nibble : UInt8(ascii: "a") &+ (nibble &- 10)
     }
 
     static func requestID(using generator: inout some RandomNumberGenerator) -> String { hex(16, using: &generator) }

@@ -160,11 +160,19 @@ final class TLSConnection {
     // MARK: Application data
 
     /// Decrypts what is available, up to about `limit` bytes.
+    /// Without ciphertext waiting in the read BIO or a record OpenSSL holds, there is nothing
+    /// to decrypt: the answer is `wantMoreData` without an `SSL_read` (the read loop's last
+    /// call, once per batch). The buffer is sized by what can come out: plaintext is never
+    /// longer than the ciphertext it came from.
     func read(allocator: ByteBufferAllocator, limit: Int = 16 * 1024) -> ReadResult {
+        let ciphertext = Int(COpenSSL_BIO_ctrl_pending(readBIO))
+        let held = SSL_has_pending(ssl) == 1
+        guard ciphertext > 0 || held else { return .wantMoreData }
         ERR_clear_error()
-        var buffer = allocator.buffer(capacity: limit)
+        let capacity = held ? limit : min(limit, ciphertext)
+        var buffer = allocator.buffer(capacity: capacity)
         var result: Int32 = 0
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: limit) { pointer in
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { pointer in
             result = SSL_read(ssl, pointer.baseAddress, Int32(min(pointer.count, Int(Int32.max))))
             return result > 0 ? Int(result) : 0
         }

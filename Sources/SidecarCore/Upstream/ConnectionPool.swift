@@ -103,12 +103,19 @@ final class ConnectionPool {
                 return
             }
         }
-        guard idle[key, default: []].count < maxIdlePerEndpoint else {
+        let kept = Self.keep(handler, in: &idle[key, default: []], limit: maxIdlePerEndpoint)
+        guard kept else {
             handler.channel?.close(promise: nil)
             return
         }
-        idle[key, default: []].append(handler)
         handler.closeIfStillIdle(after: idleTimeout)
+    }
+
+    /// Appends `handler` to an endpoint's idle list below `limit` (one lookup for both).
+    private static func keep(_ handler: UpstreamHandler, in list: inout [UpstreamHandler], limit: Int) -> Bool {
+        guard list.count < limit else { return false }
+        list.append(handler)
+        return true
     }
 
     /// Closes every idle connection (drain, shutdown).
@@ -119,9 +126,11 @@ final class ConnectionPool {
 
     var idleCount: Int { idle.values.reduce(0) { $0 + $1.count } }
 
-    private func popIdle(_ key: Key) -> UpstreamHandler? {
-        while !key.tunnel, var list = idle[key], let handler = list.popLast() {
-            idle[key] = list
+    /// An idle keep-alive connection to `key`, taken from the idle list, or nil (the request's
+    /// common case: `lease` without a future). The list is changed in place (one lookup, no copy).
+    func popIdle(_ key: Key) -> UpstreamHandler? {
+        guard !key.tunnel else { return nil }
+        while let handler = idle[key]?.popLast() {
             if !handler.isClosed, handler.channel?.isActive == true { return handler }
         }
         return nil

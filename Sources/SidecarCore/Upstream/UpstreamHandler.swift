@@ -41,22 +41,43 @@ final class UpstreamHandler: ChannelDuplexHandler {
         channel = context.channel
     }
 
+    /// The pool's idle check: one timer per idle stretch, not one per request. A release only
+    /// notes when the connection became idle; the timer, when it fires, closes the connection
+    /// if it has been idle `idleTimeout` since, re-arms for the rest if it was reused and freed
+    /// again meanwhile, and lets the next release re-arm it if the connection is busy.
     private var idleTimer: Scheduled<Void>?
+    private var idleSince: NIODeadline?
+    private var idleTimeout = TimeAmount.zero
 
     /// Pooled: close when no request takes this connection within `timeout`.
     func closeIfStillIdle(after timeout: TimeAmount) {
         guard let channel else { return }
-        idleTimer?.cancel()
-        idleTimer = channel.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
-            guard let self, self.owner == nil else { return }
-            self.channel?.close(promise: nil)
+        let now = channel.eventLoop.now
+        idleSince = now
+        if idleTimer == nil || timeout < idleTimeout {
+            idleTimer?.cancel()
+            scheduleIdleCheck(at: now + timeout, on: channel.eventLoop)
+        }
+        idleTimeout = timeout
+    }
+
+    private func scheduleIdleCheck(at deadline: NIODeadline, on eventLoop: EventLoop) {
+        idleTimer = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            guard let self else { return }
+            self.idleTimer = nil
+            guard self.owner == nil, let since = self.idleSince else { return }  // busy: its release re-arms
+            let due = since + self.idleTimeout
+            if eventLoop.now >= due {
+                self.channel?.close(promise: nil)
+            } else {
+                self.scheduleIdleCheck(at: due, on: eventLoop)
+            }
         }
     }
 
     /// A new request starts on this connection.
     func begin(owner: any UpstreamOwner, method: HTTPRequestMethod) {
-        idleTimer?.cancel()
-        idleTimer = nil
+        idleSince = nil
         self.owner = owner
         self.requestMethod = method
         self.framer = nil

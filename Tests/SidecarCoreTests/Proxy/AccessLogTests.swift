@@ -72,4 +72,21 @@ import Testing
             #expect(fields["tries"] == nil)
         }
     }
+
+    @Test func fieldsAreEscapedAsTheOneJSONQuotingDoesAndNumbersAreExact() throws {
+        let hostile = "a\"b\\c\nd\u{1}é NEL\u{85} LS\u{2028} BOM\u{FEFF} \u{FFFE} 🚀"
+        let exchange = exchange(path: hostile)
+        exchange.poolKey = .init(address: HostPort(host: "::1", port: 65535), service: "payments")
+        exchange.bytesReceived = Int(Int32.max) + 7
+        let line = log.line(for: exchange, status: 200, wallMillis: -1, now: exchange.start + .microseconds(987_654))
+        #expect(line.contains(",\"path\":\(ConfigValue.quoted(hostile)),"))
+        #expect(ConfigValue.quoted(hostile) == "\"a\\\"b\\\\c\\nd\\u0001é NEL\\u0085 LS\\u2028 BOM\\uFEFF \\uFFFE 🚀\"")
+        let fields = try json(line)
+        #expect(fields["path"] as? String == hostile)
+        #expect(fields["upstream"] as? String == "[::1]:65535")
+        #expect(fields["ts_ms"] as? Int == -1)
+        #expect(fields["duration_us"] as? Int == 987_654)
+        #expect(fields["bytes_in"] as? Int == Int(Int32.max) + 7)
+        #expect(fields["bytes_out"] as? Int == 0)
+    }
 }

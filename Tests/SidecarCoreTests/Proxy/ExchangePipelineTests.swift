@@ -22,6 +22,23 @@ import Testing
         #expect(try h.answer() == "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
     }
 
+    @Test func aPooledConnectionClosesOnlyAfterTheIdleTimeoutSinceItsLastRelease() throws {
+        let h = try H(rules: [RouteRule()])
+        h.context.pool.idleTimeout = .seconds(10)
+        try h.send(H.get())
+        try h.upstreams.respond(0, H.ok)
+        h.loop.advanceTime(by: .seconds(8))
+        try h.send(H.get())
+        #expect(h.upstreams.connections.count == 1, "the idle connection is reused")
+        try h.upstreams.respond(0, H.ok)
+        h.loop.advanceTime(by: .seconds(9))  // 17 s: 10 s after the first release, 9 s after the second
+        #expect(h.upstreams.connections[0].channel.isActive, "reused since: not idle for 10 s yet")
+        h.loop.advanceTime(by: .seconds(1))
+        #expect(!h.upstreams.connections[0].channel.isActive, "idle 10 s since its last release: closed")
+        try h.send(H.get())
+        #expect(h.upstreams.connections.count == 2, "the next request opens a new connection")
+    }
+
     @Test func theUpstreamGetsTheCallersTraceWithThisHopsSpan() throws {
         let h = try H(rules: [RouteRule()])
         try h.send("GET /pay HTTP/1.1\r\nHost: payments\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n")

@@ -54,6 +54,7 @@ struct RoutingFilter: RequestFilter {
         request.route = (destination, rule, index)
         request.exchange.route = (destination, rule)
         request.exchange.deadlines.route = now + rule.timeout.timeAmount
+        guard !rule.requestHeaders.isEmpty else { return }
         request.removedHeaders += rule.requestHeaders.remove
         for (name, value) in rule.requestHeaders.set.sorted(by: { $0.key < $1.key }) {
             if let line = try? HTTPHeaderLine(name: name, value: value) { request.addedHeaders.append(line) }
