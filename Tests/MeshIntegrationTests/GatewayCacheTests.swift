@@ -28,9 +28,10 @@ import Testing
         """
     }
 
-    static func start(maxBytes: String = "1Mi") async throws -> (TestHTTPApp, GatewayMesh) {
+    static func start(maxBytes: String = "1Mi", workers: Int = 1) async throws -> (TestHTTPApp, GatewayMesh) {
         let app = try await TestHTTPApp(name: "payments-v1")
-        let edge = try await GatewayMesh(backends: [(app, "version: v1")], gatewayResources: resources(maxBytes: maxBytes))
+        let edge = try await GatewayMesh(
+            backends: [(app, "version: v1")], gatewayResources: resources(maxBytes: maxBytes), arguments: ["--workers", "\(workers)"])
         return (app, edge)
     }
 
@@ -88,8 +89,24 @@ import Testing
         #expect(app.requests == 2)
     }
 
+    /// One worker thread (the tests' default): exactly one request reaches the app.
     @Test func aHundredConcurrentMissesReachTheAppOnce() async throws {
         let (app, edge) = try await Self.start()
+        let (miss, hit, coalesced) = try await Self.burst(edge)
+        #expect(app.requests == 1)
+        #expect(miss == 1 && hit + coalesced == 99 && coalesced > 0, "miss \(miss) hit \(hit) coalesced \(coalesced)")
+    }
+
+    /// Each worker thread has its own cache: at most one fetch per thread.
+    @Test func withTwoWorkersConcurrentMissesReachTheAppOncePerWorker() async throws {
+        let (app, edge) = try await Self.start(workers: 2)
+        let (miss, hit, coalesced) = try await Self.burst(edge)
+        #expect((1...2).contains(app.requests) && miss == Double(app.requests), "app \(app.requests) miss \(miss)")
+        #expect(miss + hit + coalesced == 100, "miss \(miss) hit \(hit) coalesced \(coalesced)")
+    }
+
+    /// 100 concurrent GETs of one key, all 200; the cache's miss, hit and coalesced counts.
+    static func burst(_ edge: GatewayMesh) async throws -> (miss: Double, hit: Double, coalesced: Double) {
         // The app answers after 1.5 s, so the misses pile up behind the first one's fetch
         // (requests that arrive after it was stored are plain hits: the app count holds either way).
         let url = "https://api.example.com:\(edge.httpsPort)/pay/slow?ms=1500"
@@ -100,10 +117,8 @@ import Testing
             timeout: .seconds(120))
         let codes = burst.stdout.split(separator: " ")
         #expect(codes.count == 100 && codes.allSatisfy { $0 == "200" }, "\(burst.stdout) \(burst.stderr)")
-        #expect(app.requests == 1)
-        let miss = try await Self.cacheCount(edge, "miss"), hit = try await Self.cacheCount(edge, "hit")
-        let coalesced = try await Self.cacheCount(edge, "coalesced")
-        #expect(miss == 1 && (hit ?? 0) + (coalesced ?? 0) == 99 && (coalesced ?? 0) > 0, "miss \(miss ?? -1) hit \(hit ?? -1) coalesced \(coalesced ?? -1)")
+        return (try await cacheCount(edge, "miss") ?? -1, try await cacheCount(edge, "hit") ?? -1,
+                try await cacheCount(edge, "coalesced") ?? -1)
     }
 
     @Test func maxBytesRefusesALargerEntryAndEvictsTheLeastRecentlyUsed() async throws {
