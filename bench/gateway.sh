@@ -98,8 +98,8 @@ EOF
     "$BIN/sidecar" --config "$d/edge.yaml" --workers 1 --access-log off > "$d/out.log" 2>&1 & PID_OF[ours]=$!; PIDS+=($!)
     wait_listening "$p"; PORT_OF[ours]=$p; PATH_OF[ours]=/pay
 }
-start_ourscache() { start_ours; PORT_OF[ourscache]=${PORT_OF[ours]}; PID_OF[ourscache]=${PID_OF[ours]}; PATH_OF[ourscache]=/cached; }
-start_nginxcache() { start_nginx; PORT_OF[nginxcache]=${PORT_OF[nginx]}; PID_OF[nginxcache]=${PID_OF[nginx]}; PATH_OF[nginxcache]=/cached; }
+start_ourscache() { start_ours; mkdir -p "$OUT/ourscache"; PORT_OF[ourscache]=${PORT_OF[ours]}; PID_OF[ourscache]=${PID_OF[ours]}; PATH_OF[ourscache]=/cached; }
+start_nginxcache() { start_nginx; mkdir -p "$OUT/nginxcache"; PORT_OF[nginxcache]=${PORT_OF[nginx]}; PID_OF[nginxcache]=${PID_OF[nginx]}; PATH_OF[nginxcache]=/cached; }
 start_nginx() {
     [[ -n "${PID_OF[nginx]:-}" ]] && return 0
     local d="$OUT/nginx" p; mkdir -p "$d"; p=$(free_port)
