@@ -98,9 +98,10 @@ public struct GatewayAggregate: Sendable, Equatable {
 
 /// A gateway rule's response cache: how long a response stays fresh when it says nothing
 /// itself (`ttl`, also the most any `max-age` gets), how many bytes the rule's entries may take
-/// in the process (`maxBytes`, least recently used evicted first), and whether requests that
-/// carry `Authorization` may be answered from and fill the cache (`allowAuthorization`: the
-/// entries are then shared by every caller that passes the rule's `auth`).
+/// in the process (`maxBytes`, least recently used evicted first), and whether authenticated
+/// requests (`Authorization`, or a user the rule's `auth` verified) may be answered from and
+/// fill the cache (`allowAuthorization`: the entries are then shared by every caller that
+/// passes the rule's `auth`).
 public struct GatewayCachePolicy: Sendable, Equatable {
     public var ttl: MeshDuration
     public var maxBytes: Int

@@ -20,7 +20,8 @@ extension HTTPProxyHandler {
         let headers = request.head.headers
         let key = exchange.authority.lowercased() + " " + request.target.originForm
         let asked = CacheLookup.Request(
-            key: key, isHead: request.head.method == .HEAD, hasAuthorization: headers.contains("authorization"),
+            // A verified user (JWT or API key) counts as Authorization: its answers may be its own.
+            key: key, isHead: request.head.method == .HEAD, hasAuthorization: request.user != nil || headers.contains("authorization"),
             cacheControl: CacheControl(headers.values(named: "cache-control")),
             ifNoneMatch: headers.firstValue(named: "if-none-match"))
         let lookup = cache.machine.lookup(
@@ -53,6 +54,7 @@ extension HTTPProxyHandler {
     }
 
     private static let cacheMissLine = try! HTTPHeaderLine(name: "x-mesh-cache", value: "miss")
+    private static let cacheHitLine = try! HTTPHeaderLine(name: "x-mesh-cache", value: "hit")
 
     private func markCacheMiss(_ exchange: ProxyExchange, cache: GatewayResponseCaches.RuleCache) {
         cache.count(.miss)
@@ -71,7 +73,7 @@ extension HTTPProxyHandler {
         let changes = responseHeaderChanges(exchange)
         var added = changes.added
         added.append(try! HTTPHeaderLine(name: "age", value: String(age)))
-        added.append(try! HTTPHeaderLine(name: "x-mesh-cache", value: "hit"))
+        added.append(Self.cacheHitLine)
         if exchange.closeAfterResponse { added.append(try! HTTPHeaderLine(name: "connection", value: "close")) }
         var buffer = context.channel.allocator.buffer(capacity: cached.head.byteCount + 160)
         let status: Int

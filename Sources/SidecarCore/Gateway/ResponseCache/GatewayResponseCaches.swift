@@ -114,7 +114,7 @@ enum CacheResult: String, CaseIterable {
     /// Waited for another request's fetch of the same key and was answered from its entry.
     case coalesced
     /// Not for the cache: `Cache-Control: no-store`/`no-cache` on the request, `Authorization`
-    /// without `allowAuthorization`, or a HEAD with no entry.
+    /// or a verified user without `allowAuthorization`, or a HEAD with no entry.
     case bypass
 }
 
