@@ -12,6 +12,8 @@
 #   bench/http2.sh                                        # build, 3 rounds
 #   ROUNDS=5 SAT_SECONDS=10 RATES="1000" SKIP_BUILD=1 bench/http2.sh
 #   ACCESS_LOG=on bench/http2.sh                          # our sidecars with their default access log
+#   BASE_BIN=/other/checkout/.build-release/release PAIRS="direct base ours envoy" bench/http2.sh
+#                                                         # before/after: another build's sidecar as pair "base"
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -65,8 +67,8 @@ wait_listening "$APP_PORT"
 declare -A PORT_OF A_PID B_PID
 PORT_OF[direct]=$APP_PORT
 
-start_ours() {
-    local d="$OUT/ours" a b; mkdir -p "$d"; a=$(free_port); b=$(free_port)
+start_ours() {  # [name bin-dir]
+    local name=${1:-ours} bin=${2:-$BIN} d a b; d="$OUT/$name"; mkdir -p "$d"; a=$(free_port); b=$(free_port)
     cat > "$d/web.yaml" <<EOF
 service: web
 inbound:  { listen: 127.0.0.1:$(free_port), app: 127.0.0.1:$(free_port) }
@@ -95,10 +97,10 @@ resources:
     default: deny
     allow: [ { from: [ web ], methods: [ GET, POST ], pathPrefix: /pay } ]
 EOF
-    "$BIN/sidecar" --config "$d/payments.yaml" --workers 1 --access-log "$ACCESS_LOG" > "$d/b.log" 2>&1 & B_PID[ours]=$!; PIDS+=($!)
-    "$BIN/sidecar" --config "$d/web.yaml" --workers 1 --access-log "$ACCESS_LOG" > "$d/a.log" 2>&1 & A_PID[ours]=$!; PIDS+=($!)
+    "$bin/sidecar" --config "$d/payments.yaml" --workers 1 --access-log "$ACCESS_LOG" > "$d/b.log" 2>&1 & B_PID[$name]=$!; PIDS+=($!)
+    "$bin/sidecar" --config "$d/web.yaml" --workers 1 --access-log "$ACCESS_LOG" > "$d/a.log" 2>&1 & A_PID[$name]=$!; PIDS+=($!)
     wait_listening "$b"; wait_listening "$a"
-    PORT_OF[ours]=$a
+    PORT_OF[$name]=$a
 }
 
 start_envoy() {
@@ -185,7 +187,13 @@ EOF
 
 NAMES=()
 for pair in $PAIRS; do
-    [[ $pair != direct ]] && "start_$pair"
+    case $pair in
+        direct) ;;
+        base)
+            [[ -x "${BASE_BIN:-}/sidecar" ]] || { echo "bench/http2.sh: pair base needs BASE_BIN=<dir with another build's sidecar>" >&2; exit 1; }
+            start_ours base "$BASE_BIN" ;;
+        *) "start_$pair" ;;
+    esac
     NAMES+=("$pair")
 done
 sleep 1
@@ -286,6 +294,9 @@ for m, label, better in rows:
         o, e = med(m, "ours"), med(m, "envoy")
         line += f"{(format(o / e, '.2f') if o is not None and e else '-'):>{w + 4}}"
     print(line)
+if "ours" in names and "base" in names:
+    print(f"\nours/base: req/s {med('sat_rps', 'ours') / med('sat_rps', 'base'):.2f}×, "
+          f"CPU-s per 100k {med('cpu_per_100k', 'ours') / med('cpu_per_100k', 'base'):.2f}×")
 if "ours" in names and "envoy" in names:
     rps, cpu = med("sat_rps", "ours") / med("sat_rps", "envoy"), med("cpu_per_100k", "ours") / med("cpu_per_100k", "envoy")
     print(f"\ntargets: throughput ≥1.5× Envoy: {rps:.2f}× ({'met' if rps >= 1.5 else 'NOT met'}); "

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need, only when one is missing:
-# libssl-dev (COpenSSL), libsqlite3-dev (GRDB), pkg-config, openssl and curl (interop tests),
+# libssl-dev (COpenSSL), libyaml-dev (CYAML: the config reader's YAML parser), libsqlite3-dev (GRDB), pkg-config, openssl and curl (interop tests),
 # etcd-server (the etcd store's tests start their own etcd cluster; the package's own service
 # is not started in containers, and the tests use free ports, never 2379), python3 and
 # python3-venv (the tests' venv, below), chromium and chromium-driver (the dashboard's browser
 # test drives headless Chromium through Selenium), nftables (`sidecar iptables` and the
-# interception tests, which run it in network namespaces of their own).
+# interception tests, which run it in network namespaces of their own), iptables (its fallback
+# where a host has no nft; a test hides nft to run it), valgrind (bench/instructions.sh, the
+# instructions-per-request regression guard).
 # Also promtool and prometheus (metrics tests, the demo), unpacked into .build-tools/ without
 # installing Debian's prometheus package (whose service would start and take port 9090), and
 # the tests' Python packages (scripts/requirements-test.txt) in a venv, .venv/.
 set -euo pipefail
-packages=(libssl-dev libsqlite3-dev pkg-config openssl curl etcd-server python3 python3-venv chromium chromium-driver nftables)
+packages=(libssl-dev libyaml-dev libsqlite3-dev pkg-config openssl curl etcd-server python3 python3-venv chromium chromium-driver nftables iptables valgrind)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

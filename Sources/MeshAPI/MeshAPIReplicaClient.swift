@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import NIOCore
 import NIOHTTP1
 import SidecarCore
@@ -15,7 +19,7 @@ public struct MeshAPIReplicaClient: Sendable {
     public init(
         servers: String, caPEM: String, token: String?, trustDomain: String = SPIFFEID.defaultTrustDomain
     ) throws(MeshAPIClientError) {
-        let urls = servers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let urls = servers.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
         guard !urls.isEmpty else { throw MeshAPIClientError("no control plane URL given") }
         replicas = try urls.map { url throws(MeshAPIClientError) in
             try MeshAPIClient(server: url, caPEM: caPEM, token: token, trustDomain: trustDomain)

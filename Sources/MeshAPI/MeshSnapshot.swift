@@ -1,5 +1,4 @@
 import SidecarCore
-import Yams
 
 /// What one service's sidecar receives from the control plane: its own inbound policy and, for
 /// every service it calls, the Route, TrafficPolicy, Service and healthy Instances; stamped with
@@ -31,9 +30,9 @@ public struct MeshSnapshot: Sendable, Equatable {
     /// the file `snapshot` and paths `resources[i]`.
     public static func decode(json: String) throws(ConfigError) -> MeshSnapshot {
         let file = "snapshot"
-        let root: Node?
+        let root: YAMLNode?
         do {
-            root = try Yams.compose(yaml: json.replacingTabs())
+            root = try YAMLParser.compose(yaml: json.replacingTabs())
         } catch {
             throw ConfigError(MeshResourceDecoder.issueForYAMLError(error, file: file))
         }

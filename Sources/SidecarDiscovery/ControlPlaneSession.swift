@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import MeshAPI
 import SidecarCore
@@ -29,7 +33,7 @@ public struct ControlPlaneSession: Sendable {
             addresses = controlPlane.addresses
             self.trustDomain = trustDomain
             token = try Self.read(controlPlane.tokenFile, what: "join token")
-                .trimmingCharacters(in: .whitespacesAndNewlines)
+                .trimmingWhitespace()
             guard !token.isEmpty, !token.contains(where: \.isWhitespace) else {
                 throw Sidecar.StartupError(description: "\(controlPlane.tokenFile): expected one join token (control-plane token create --service NAME)")
             }
@@ -43,9 +47,9 @@ public struct ControlPlaneSession: Sendable {
 
         private static func read(_ path: String, what: String) throws -> String {
             do {
-                return try String(contentsOfFile: path, encoding: .utf8)
+                return try String.readingFile(path)
             } catch {
-                throw Sidecar.StartupError(description: "\(path): cannot read the \(what): \(error.localizedDescription)")
+                throw Sidecar.StartupError(description: "\(path): cannot read the \(what): \(error.message)")
             }
         }
     }

@@ -1,5 +1,12 @@
 import Crypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import MeshAPI
 import SidecarCore
 
@@ -127,11 +134,8 @@ struct LastKnownGoodStore: Sendable {
     }
 
     func save(_ state: LastKnownGoodState) throws {
-        do {
-            try FileManager.default.createDirectory(
-                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw IOError(description: "\(directory): cannot create the state directory: \(error.localizedDescription)")
+        if let reason = Self.makeDirectories(directory) {
+            throw IOError(description: "\(directory): cannot create the state directory: \(reason)")
         }
         let temporary = "\(path).tmp-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -177,6 +181,16 @@ struct LastKnownGoodStore: Sendable {
             throw IOError(description: "\(path): cannot read")
         }
         return Array(data)
+    }
+
+    /// `mkdir -p`, mode 0700 for each directory it creates: nil, or the system's reason.
+    private static func makeDirectories(_ path: String) -> String? {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for component in path.split(separator: "/") {
+            prefix += (prefix.isEmpty || prefix.hasSuffix("/") ? "" : "/") + component
+            if mkdir(prefix, 0o700) != 0, errno != EEXIST { return lastError() }
+        }
+        return nil
     }
 
     private static func lastError() -> String { String(cString: strerror(errno)) }

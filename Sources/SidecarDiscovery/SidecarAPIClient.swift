@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import MeshAPI
 import NIOCore
 import NIOHTTP1
@@ -135,12 +139,28 @@ struct SidecarAPIClient: Sendable {
     /// The `version` of a snapshot body that does not decode as a whole, to report which one
     /// was refused.
     private static func version(ofUnreadable body: String) -> Int64? {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else { return nil }
-        return (object["version"] as? String).flatMap { Int64($0) }
+        struct Versioned: Decodable { var version: String? }
+        return (try? JSONDecoder().decode(Versioned.self, from: Data(body.utf8)))?.version.flatMap { Int64($0) }
     }
 
+    /// A query value: what `.urlQueryAllowed` keeps except `&=?/`, every other byte as `%XX`.
     private static func percentEncoded(_ text: String) -> String {
-        text.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=?/"))) ?? text
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            case _ where "-._~!$'()*+,;:@".utf8.contains(byte):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let hex = Array("0123456789ABCDEF".unicodeScalars)
+                out.unicodeScalars.append("%")
+                out.unicodeScalars.append(hex[Int(byte >> 4)])
+                out.unicodeScalars.append(hex[Int(byte & 0x0F)])
+            }
+        }
+        return out
     }
 }
 
@@ -187,8 +207,8 @@ struct ControlPlaneCallError: Error, CustomStringConvertible {
 
     /// The `error` field of the control plane's `{"error": "..."}` bodies.
     private static func errorMessage(_ body: String) -> String? {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else { return nil }
-        return object["error"] as? String
+        struct ErrorBody: Decodable { var error: String? }
+        return (try? JSONDecoder().decode(ErrorBody.self, from: Data(body.utf8)))?.error
     }
 }
 

@@ -2,8 +2,8 @@ import Foundation
 import MeshTestSupport
 import Testing
 
-/// The hosts of the interception tests: network namespaces on one bridge (`a` 10.77.0.1, `b`
-/// 10.77.0.2, `c` 10.77.0.3, …), each with certificates for its service, an app, a sidecar
+/// The hosts of the interception tests: network namespaces on one bridge (`a` 10.77.0.1 and
+/// fd77::1, `b` 10.77.0.2 and fd77::2, `c` 10.77.0.3 and fd77::3, …), each with certificates for its service, an app, a sidecar
 /// run as root inside it, and clients run as nobody. `stop()` ends every process and deletes
 /// the namespaces, whatever the test did.
 final class InterceptionMesh: @unchecked Sendable {
@@ -14,7 +14,7 @@ final class InterceptionMesh: @unchecked Sendable {
     private var processes: [ChildProcess] = []
 
     /// An app that answers HTTP with who it is and what the mesh told it (`x-mesh-caller`, the
-    /// route's `x-routed`), and echoes any other bytes line by line.
+    /// route's `x-routed`), and echoes any other bytes line by line; on IPv4 and IPv6.
     static let app = #"""
         import socket, sys, threading
         def serve(conn):
@@ -34,7 +34,7 @@ final class InterceptionMesh: @unchecked Sendable {
                     while line:
                         conn.sendall(line)
                         line = f.readline()
-        server = socket.create_server(('0.0.0.0', int(sys.argv[2])))
+        server = socket.create_server(('::', int(sys.argv[2])), family=socket.AF_INET6, dualstack_ipv6=True)
         while True:
             conn, _ = server.accept()
             threading.Thread(target=serve, args=(conn,), daemon=True).start()
@@ -48,13 +48,13 @@ final class InterceptionMesh: @unchecked Sendable {
         print(s.makefile().readline().strip())
         """#
 
-    /// Hosts named `hosts`, the n-th at 10.77.0.n, each with a certificate for the service of
+    /// Hosts named `hosts`, the n-th at 10.77.0.n and fd77::n, each with a certificate for the service of
     /// its name in `certs/`.
     init(hosts names: [String]) async throws {
         let certs = directory.url.appendingPathComponent("certs")
         try FileManager.default.createDirectory(at: certs, withIntermediateDirectories: true)
         for (index, name) in names.enumerated() {
-            try await hosts.addHost(name, address: "10.77.0.\(index + 1)/24")
+            try await hosts.addHost(name, address: "10.77.0.\(index + 1)/24", ipv6: "fd77::\(index + 1)/64")
             try pki.issue(service: name).write(to: certs, name: name)
         }
         try Self.app.write(to: directory.url.appendingPathComponent("app.py"), atomically: true, encoding: .utf8)
@@ -75,7 +75,7 @@ final class InterceptionMesh: @unchecked Sendable {
         return process
     }
 
-    /// The app on 0.0.0.0:`port` of `host`, once it answers.
+    /// The app on [::]:`port` of `host` (IPv4 too), once it answers.
     func startApp(_ host: String, port: Int) async throws {
         _ = try start(host, ["/usr/bin/python3", directory.url.appendingPathComponent("app.py").path, host, "\(port)"])
         let up = await eventually(timeout: .seconds(20), every: .milliseconds(200)) {
@@ -99,9 +99,11 @@ final class InterceptionMesh: @unchecked Sendable {
         try #require(ready && sidecar.process.isRunning, "sidecar \(host) did not start: \(sidecar.logs)")
     }
 
+    /// `sidecar iptables` in `host`; `path` replaces PATH (to hide nft from it).
     @discardableResult
-    func iptables(_ host: String, _ arguments: [String]) async throws -> String {
-        let result = try await hosts.run(host, [builtExecutable("sidecar"), "iptables"] + arguments)
+    func iptables(_ host: String, _ arguments: [String], path: String? = nil) async throws -> String {
+        let environment = path.map { ["/usr/bin/env", "PATH=\($0)"] } ?? []
+        let result = try await hosts.run(host, environment + [builtExecutable("sidecar"), "iptables"] + arguments)
         try #require(result.status == 0, "sidecar iptables \(arguments) on \(host): \(result.stderr)")
         return result.stdout
     }

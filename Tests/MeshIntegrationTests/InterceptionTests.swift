@@ -3,9 +3,9 @@ import MeshTestSupport
 import Testing
 
 /// Transparent interception for real (DESIGN.md "Transparent interception"), static mode: the
-/// hosts of `InterceptionMesh` (A 10.77.0.1 a client and its sidecar, B 10.77.0.2 an app on
-/// 0.0.0.0:8080 and its sidecar, C 10.77.0.3 outside the mesh with a plain app on 8081), rules
-/// installed with `sidecar iptables`. Unmodified clients (curl, a raw TCP client) run as an
+/// hosts of `InterceptionMesh` (A 10.77.0.1 / fd77::1 a client and its sidecar, B 10.77.0.2 /
+/// fd77::2 an app on [::]:8080 and its sidecar, C 10.77.0.3 / fd77::3 outside the mesh with a
+/// plain app on 8081), rules installed with `sidecar iptables`. Unmodified clients (curl, a raw TCP client) run as an
 /// ordinary user (nobody); the sidecars run as root, the `--proxy-uid` the rules exempt.
 @Suite(.serialized, .enabled(if: NetworkNamespaces.unavailable == nil, Comment(rawValue: NetworkNamespaces.unavailable ?? "")))
 final class InterceptionTests {
@@ -17,7 +17,7 @@ final class InterceptionTests {
         try await mesh.startApp("c", port: 8081)
         try await mesh.startSidecar("b", """
             service: b
-            inbound:  { listen: 0.0.0.0:15006, app: 127.0.0.1:8080, transparent: true }
+            inbound:  { listen: "[::]:15006", app: 127.0.0.1:8080, transparent: true }
             outbound: { listen: 127.0.0.1:15001 }
             admin:    { listen: 127.0.0.1:15000 }
             tls:      { cert: certs/b.pem, key: certs/b.key, trustBundle: certs/ca.pem }
@@ -29,7 +29,8 @@ final class InterceptionTests {
 
     deinit { mesh.stop() }
 
-    /// A's sidecar: knows B (its instance at 10.77.0.2:15006) and a route that marks requests.
+    /// A's sidecar: knows B (its instance at 10.77.0.2:15006, its IPv6 address as a Service
+    /// address) and a route that marks requests.
     func startSidecarA(unknown: String) async throws {
         try await mesh.startSidecar("a", """
             service: a
@@ -39,6 +40,7 @@ final class InterceptionTests {
             tls:      { cert: certs/a.pem, key: certs/a.key, trustBundle: certs/ca.pem }
             resources:
               - { kind: Instance, service: b, address: 10.77.0.2, port: 15006 }
+              - { kind: Service, name: b, addresses: [ "fd77::2" ] }
               - kind: Route
                 service: b
                 rules: [ { match: { pathPrefix: / }, requestHeaders: { set: { x-routed: "yes" } } } ]
@@ -58,11 +60,12 @@ final class InterceptionTests {
             "curl", "-sS", "--max-time", "10", "-H", "Host: b", "http://127.0.0.1:15001/explicit",
         ]))
         #expect(explicit.stdout == "app=b caller=a routed=yes\n", "\(explicit.stderr)")
-        // h2c with prior knowledge, intercepted: the outbound's HTTP/2 path, routed by :authority.
+        // h2c with prior knowledge, intercepted: the outbound's HTTP/2 path, to the original
+        // destination's service (its :authority, 10.77.0.2:8080, names none).
         let h2 = try await mesh.hosts.run("a", mesh.asUser([
-            "curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", "-H", "Host: b", "http://10.77.0.2:8080/h2",
+            "curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", "-w", " %{http_version}", "http://10.77.0.2:8080/h2",
         ]))
-        #expect(h2.stdout == "app=b caller=a routed=yes\n", "\(h2.stderr)")
+        #expect(h2.stdout == "app=b caller=a routed=yes\n 2", "\(h2.stderr)")
 
         let a = try await mesh.metrics("a")
         #expect(metricValue(a, "sidecar_intercepted_connections_total", ["outcome": "mesh-http"]) == 2)
@@ -83,7 +86,8 @@ final class InterceptionTests {
 
     @Test func anAddressOutsideTheMeshPassesThroughOrIsRefusedUnderRegistryOnly() async throws {
         #expect(try await mesh.curl(from: "a", "http://10.77.0.3:8081/").body == "app=c caller=- routed=-\n")
-        #expect(metricValue(try await mesh.metrics("a"), "sidecar_intercepted_connections_total", ["outcome": "passthrough"]) == 1)
+        #expect(try await mesh.curl(from: "a", "http://[fd77::3]:8081/").body == "app=c caller=- routed=-\n")
+        #expect(metricValue(try await mesh.metrics("a"), "sidecar_intercepted_connections_total", ["outcome": "passthrough"]) == 2)
 
         try await startSidecarA(unknown: "registry-only")
         let refused = try await mesh.curl(from: "a", "http://10.77.0.3:8081/")
@@ -96,6 +100,7 @@ final class InterceptionTests {
         let before = try await mesh.hosts.run("a", ["nft", "list", "ruleset"]).stdout
         let printed = try await mesh.iptables("a", ["--dry-run", "--proxy-uid", "0", "--exclude-outbound-ports", "22"])
         #expect(printed.contains("table ip mesh_intercept {") && printed.contains("tcp dport 22 return"))
+        #expect(printed.contains("table ip6 mesh_intercept {") && printed.contains("ip6 daddr ::1/128 return"))
         #expect(try await mesh.hosts.run("a", ["nft", "list", "ruleset"]).stdout == before, "--dry-run changed the rules")
         #expect(!before.contains("dport 22"))
 
@@ -110,7 +115,64 @@ final class InterceptionTests {
         // Direct again: A's and C's requests reach B's app without the mesh.
         #expect(try await mesh.curl(from: "a", "http://10.77.0.2:8080/").body == "app=b caller=- routed=-\n")
         #expect(try await mesh.curl(from: "c", "http://10.77.0.2:8080/").body == "app=b caller=- routed=-\n")
+        #expect(try await mesh.curl(from: "a", "http://[fd77::2]:8080/").body == "app=b caller=- routed=-\n")
+        #expect(try await mesh.curl(from: "c", "http://[fd77::2]:8080/").body == "app=b caller=- routed=-\n")
         #expect(metricValue(try await mesh.metrics("a"), "sidecar_intercepted_connections_total", ["outcome": "mesh-http"]) == 0)
+    }
+
+    @Test func ipv6IsInterceptedLikeIPv4() async throws {
+        // A's curl to B's IPv6 address: redirected to A's sidecar at [::1]:15001, the original
+        // destination read with IP6T_SO_ORIGINAL_DST, fd77::2 is Service b: mTLS to B's sidecar.
+        let answer = try await mesh.curl(from: "a", "http://[fd77::2]:8080/v6")
+        #expect(answer.status == 0 && answer.body == "app=b caller=a routed=yes\n", "\(answer)")
+        #expect(try await mesh.tcpEcho(from: "a", to: "fd77::2", port: 8080) == "ping-over-the-mesh")
+        let a = try await mesh.metrics("a")
+        #expect(metricValue(a, "sidecar_intercepted_connections_total", ["outcome": "mesh-http"]) == 1)
+        #expect(metricValue(a, "sidecar_intercepted_connections_total", ["outcome": "mesh-tcp"]) == 1)
+        // C's plain IPv6 connection to B's app lands on B's inbound ([::]:15006), which wants mTLS.
+        let plain = try await mesh.curl(from: "c", "http://[fd77::2]:8080/v6")
+        #expect(plain.status != 0 && !plain.body.contains("app=b"), "\(plain)")
+        let refused = metricValue(try await mesh.metrics("b"), "sidecar_tls_handshake_errors_total", ["direction": "inbound", "reason": "not-tls"])
+        #expect((refused ?? 0) >= 1, "B's inbound refused C's plain bytes")
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip6tables-restore"),
+                   "iptables not installed (Debian iptables; scripts/install-deps.sh installs it)"))
+    func withoutNftTheRulesGoInIptablesChainsOfOurOwn() async throws {
+        // A PATH with iptables and ip6tables but no nft: `sidecar iptables` falls back to them.
+        let bin = mesh.directory.url.appendingPathComponent("bin-without-nft")
+        try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+        for tool in ["iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save"] {
+            try FileManager.default.createSymbolicLink(atPath: bin.appendingPathComponent(tool).path, withDestinationPath: "/usr/sbin/" + tool)
+        }
+        for host in ["a", "b"] { try await mesh.iptables(host, ["--cleanup"]) }
+        let printed = try await mesh.iptables("a", ["--dry-run", "--proxy-uid", "0"], path: bin.path)
+        #expect(printed.contains("-A MESH_OUTPUT -p tcp -j REDIRECT --to-ports 15001\n") && !printed.contains("table ip"), "\(printed)")
+        for _ in 0..<2 {  // applying twice is applying once
+            try await mesh.iptables("a", ["--apply", "--proxy-uid", "0"], path: bin.path)
+            try await mesh.iptables("b", ["--apply", "--proxy-uid", "0", "--inbound-ports", "8080"], path: bin.path)
+        }
+        for save in ["iptables-save", "ip6tables-save"] {
+            let rules = try await mesh.hosts.run("b", [save, "-t", "nat"]).stdout
+            #expect(rules.components(separatedBy: "-A OUTPUT -p tcp -j MESH_OUTPUT\n").count == 2, "\(save): \(rules)")
+            #expect(rules.components(separatedBy: "-A PREROUTING -p tcp -j MESH_PREROUTING\n").count == 2, "\(save): \(rules)")
+        }
+        #expect(!(try await mesh.hosts.run("a", ["nft", "list", "tables"]).stdout.contains("mesh_intercept")))
+
+        #expect(try await mesh.curl(from: "a", "http://10.77.0.2:8080/ipt").body == "app=b caller=a routed=yes\n")
+        #expect(try await mesh.curl(from: "a", "http://[fd77::2]:8080/ipt6").body == "app=b caller=a routed=yes\n")
+        let plain = try await mesh.curl(from: "c", "http://10.77.0.2:8080/")
+        #expect(plain.status != 0 && !plain.body.contains("app=b"), "\(plain)")
+
+        for host in ["a", "b"] {
+            try await mesh.iptables(host, ["--cleanup"], path: bin.path)
+            for save in ["iptables-save", "ip6tables-save"] {
+                let rules = try await mesh.hosts.run(host, [save, "-t", "nat"]).stdout
+                #expect(!rules.contains("MESH_"), "\(save) on \(host): \(rules)")
+            }
+        }
+        #expect(try await mesh.curl(from: "a", "http://10.77.0.2:8080/").body == "app=b caller=- routed=-\n")
+        #expect(try await mesh.curl(from: "a", "http://[fd77::2]:8080/").body == "app=b caller=- routed=-\n")
     }
 }
 
@@ -199,5 +261,57 @@ final class InterceptionDynamicModeTests {
             #expect(result.status != 0)
             #expect(result.stderr.contains(message), "\(arguments): \(result.stderr)")
         }
+    }
+}
+
+/// gRPC from an unmodified grpcio client, intercepted: h2c with prior knowledge to an address
+/// (A 10.77.0.1 the client and its sidecar, G 10.77.0.2 a grpcio app behind its sidecar,
+/// `inbound.protocol: grpc`); its `:authority` is that address, so the original destination's
+/// service routes it.
+@Suite(.serialized, .enabled(if: NetworkNamespaces.unavailable == nil && GRPCMesh.python != nil,
+                             Comment(rawValue: NetworkNamespaces.unavailable ?? "no .venv with grpcio (scripts/install-deps.sh)")))
+final class InterceptionGRPCTests {
+    let mesh: InterceptionMesh
+
+    init() async throws {
+        mesh = try await InterceptionMesh(hosts: ["a", "g"])
+    }
+
+    deinit { mesh.stop() }
+
+    @Test func aGRPCCallToAServicesAddressReachesItsAppOverMTLS() async throws {
+        let python = try #require(GRPCMesh.python)
+        let app = try mesh.start("g", [python, GRPCMesh.peer, "serve", "--port", "50051", "--name", "g"])
+        let ready = await eventually(timeout: .seconds(30)) { app.stdout.contains("\"ready\"") }
+        try #require(ready, "grpc app: \(app.stderr)")
+        try await mesh.startSidecar("g", """
+            service: g
+            inbound:  { listen: 0.0.0.0:15006, app: 127.0.0.1:50051, protocol: grpc }
+            outbound: { listen: 127.0.0.1:15001 }
+            admin:    { listen: 127.0.0.1:15000 }
+            tls:      { cert: certs/g.pem, key: certs/g.key, trustBundle: certs/ca.pem }
+            """)
+        try await mesh.startSidecar("a", """
+            service: a
+            inbound:  { listen: 0.0.0.0:15006, app: 127.0.0.1:8080 }
+            outbound: { listen: 127.0.0.1:15001, transparent: true }
+            admin:    { listen: 127.0.0.1:15000 }
+            tls:      { cert: certs/a.pem, key: certs/a.key, trustBundle: certs/ca.pem }
+            resources:
+              - { kind: Instance, service: g, address: 10.77.0.2, port: 15006 }
+            """)
+        try await mesh.iptables("a", ["--apply", "--proxy-uid", "0"])
+
+        let result = try await mesh.hosts.run("a", mesh.asUser([
+            python, GRPCMesh.peer, "call", "--target", "10.77.0.2:50051", "--authority", "10.77.0.2:50051", "--timeout", "20", "unary",
+        ]))
+        let line = result.stdout.split(separator: "\n").last.map(String.init) ?? ""
+        let call = try #require(try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(result)")
+        #expect(call["code"] as? String == "OK", "\(call)")
+        #expect(call["instance"] as? String == "g")
+        #expect(call["caller"] as? String == "a", "G's app saw A's verified identity")
+        let metrics = try await mesh.metrics("a")
+        #expect(metricValue(metrics, "sidecar_intercepted_connections_total", ["outcome": "mesh-http"]) == 1)
+        #expect(metricValue(metrics, "sidecar_grpc_responses_total", ["direction": "outbound", "peer": "g", "grpc_status": "0"]) == 1)
     }
 }

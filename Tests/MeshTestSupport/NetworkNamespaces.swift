@@ -32,8 +32,9 @@ public final class NetworkNamespaces: @unchecked Sendable {
 
     deinit { remove() }
 
-    /// Adds host `name` with `address` (CIDR, e.g. 10.77.0.2/24) on the shared bridge.
-    public func addHost(_ name: String, address: String) async throws {
+    /// Adds host `name` with `address` (CIDR, e.g. 10.77.0.2/24) on the shared bridge, and
+    /// `ipv6` (e.g. fd77::2/64) if given, usable at once (no duplicate address detection).
+    public func addHost(_ name: String, address: String, ipv6: String? = nil) async throws {
         let bridge = try await bridgeNamespace()
         let namespace = "\(prefix)-\(name)"
         namespaces[name] = namespace
@@ -41,6 +42,7 @@ public final class NetworkNamespaces: @unchecked Sendable {
         try await Self.run(["ip", "-n", namespace, "link", "set", "lo", "up"])
         try await Self.run(["ip", "link", "add", "eth0", "netns", namespace, "type", "veth", "peer", "name", "p-\(name)", "netns", bridge])
         try await Self.run(["ip", "-n", namespace, "addr", "add", address, "dev", "eth0"])
+        if let ipv6 { try await Self.run(["ip", "-n", namespace, "addr", "add", ipv6, "dev", "eth0", "nodad"]) }
         try await Self.run(["ip", "-n", namespace, "link", "set", "eth0", "up"])
         try await Self.run(["ip", "-n", bridge, "link", "set", "dev", "p-\(name)", "master", "br0"])
         try await Self.run(["ip", "-n", bridge, "link", "set", "dev", "p-\(name)", "up"])

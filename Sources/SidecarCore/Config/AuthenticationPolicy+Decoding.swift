@@ -1,4 +1,3 @@
-import Yams
 
 /// Decoding an `AuthenticationPolicy` (`kind: AuthenticationPolicy`): a required `name`, and
 /// `jwt` or `apiKeys` (or both). The JWKS itself is read and checked when a route table is
@@ -81,7 +80,7 @@ extension AuthenticationPolicy {
 
 extension ConfigReader {
     /// Claim names (any string) to header names (lower-cased, valid tokens, not a mesh identity header).
-    func claimHeaderMap(_ node: Node, path: String) -> [String: String]? {
+    func claimHeaderMap(_ node: YAMLNode, path: String) -> [String: String]? {
         guard let map = mapping(node, path: path) else { return nil }
         var result: [String: String] = [:]
         for (claim, value) in map.entries {

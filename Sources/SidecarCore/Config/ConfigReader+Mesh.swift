@@ -1,4 +1,3 @@
-import Yams
 
 /// Mesh-specific value rules shared by every resource decoder: service and resource names,
 /// HTTP methods, header names, paths, label subsets.
@@ -7,7 +6,7 @@ extension ConfigReader {
 
     static func isServiceName(_ text: String) -> Bool { ServiceName.isValid(text) }
 
-    func serviceName(_ node: Node, path: String) -> String? {
+    func serviceName(_ node: YAMLNode, path: String) -> String? {
         guard let text = string(node, path: path) else { return nil }
         guard Self.isServiceName(text) else {
             report("\"\(text)\" is not a valid service name (\(Self.serviceNameRule))", path: path, at: node)
@@ -17,7 +16,7 @@ extension ConfigReader {
     }
 
     /// Resource names: what `get`/`delete` take on the command line and in API paths.
-    func resourceName(_ node: Node, path: String) -> String? {
+    func resourceName(_ node: YAMLNode, path: String) -> String? {
         guard let text = string(node, path: path) else { return nil }
         let valid = (1...253).contains(text.count)
             && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-._:".contains($0)) }
@@ -29,7 +28,7 @@ extension ConfigReader {
     }
 
     /// `resourceVersion`: an integer, conventionally written as a string (`"42"`).
-    func resourceVersion(_ node: Node, path: String) -> String? {
+    func resourceVersion(_ node: YAMLNode, path: String) -> String? {
         guard let text = string(node, path: path) else { return nil }
         guard !text.isEmpty, text.count <= 19, text.allSatisfy({ $0.isASCII && $0.isNumber }) else {
             report("\"\(text)\" is not a resource version (an integer as a string, e.g. \"42\")", path: path, at: node)
@@ -39,7 +38,7 @@ extension ConfigReader {
     }
 
     /// An upper-case HTTP method token (`GET`, `POST`, or an extension method).
-    func method(_ node: Node, path: String) -> String? {
+    func method(_ node: YAMLNode, path: String) -> String? {
         guard let text = string(node, path: path) else { return nil }
         guard !text.isEmpty, text.allSatisfy({ $0.isASCII && ($0.isUppercase || $0 == "-" || $0 == "_") }) else {
             report("\"\(text)\" is not an HTTP method (upper case, e.g. GET)", path: path, at: node)
@@ -49,7 +48,7 @@ extension ConfigReader {
     }
 
     /// An HTTP path or path prefix: starts with `/`, no spaces.
-    func httpPath(_ node: Node, path: String) -> String? {
+    func httpPath(_ node: YAMLNode, path: String) -> String? {
         guard let text = string(node, path: path) else { return nil }
         guard text.hasPrefix("/"), !text.contains(where: { $0.isWhitespace }) else {
             report("\"\(text)\" is not a path (must start with \"/\")", path: path, at: node)
@@ -63,7 +62,7 @@ extension ConfigReader {
     }
 
     /// A mapping of header names (lower-cased here; HTTP names are case-insensitive) to values.
-    func headerMap(_ node: Node, path: String) -> [String: String]? {
+    func headerMap(_ node: YAMLNode, path: String) -> [String: String]? {
         guard let map = mapping(node, path: path) else { return nil }
         var result: [String: String] = [:]
         for (key, value) in map.entries {
@@ -83,7 +82,7 @@ extension ConfigReader {
         return result
     }
 
-    func headerNames(_ node: Node, path: String) -> [String]? {
+    func headerNames(_ node: YAMLNode, path: String) -> [String]? {
         guard let elements = list(node, path: path) else { return nil }
         return elements.compactMap { element in
             guard let name = string(element.node, path: element.path) else { return nil }

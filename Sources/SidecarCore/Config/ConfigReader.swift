@@ -1,4 +1,3 @@
-import Yams
 
 /// Reads typed values out of a composed YAML node tree and records every problem as a
 /// `ConfigIssue` with the key path and line, instead of stopping at the first.
@@ -14,11 +13,11 @@ package final class ConfigReader {
         self.file = file
     }
 
-    func report(_ message: String, path: String, at node: Node?) {
+    func report(_ message: String, path: String, at node: YAMLNode?) {
         report(message, path: path, mark: node?.mark)
     }
 
-    func report(_ message: String, path: String, mark: Mark?) {
+    func report(_ message: String, path: String, mark: YAMLMark?) {
         issues.append(ConfigIssue(file: file, line: mark?.line, column: mark?.column, path: path, message: message))
     }
 
@@ -36,7 +35,7 @@ package final class ConfigReader {
 
     // MARK: Node kinds
 
-    func mapping(_ node: Node, path: String) -> MappingReader? {
+    func mapping(_ node: YAMLNode, path: String) -> MappingReader? {
         guard let mapping = node.mapping else {
             report("expected a mapping, got \(Self.describe(node))", path: path, at: node)
             return nil
@@ -45,7 +44,7 @@ package final class ConfigReader {
     }
 
     /// Elements with their paths (`rules[0]`).
-    func list(_ node: Node, path: String) -> [(node: Node, path: String)]? {
+    func list(_ node: YAMLNode, path: String) -> [(node: YAMLNode, path: String)]? {
         guard let sequence = node.sequence else {
             report("expected a list, got \(Self.describe(node))", path: path, at: node)
             return nil
@@ -56,7 +55,7 @@ package final class ConfigReader {
     // MARK: Scalars
 
     /// Any scalar's text (a plain `1` or `true` is read as that text), but not a list or mapping.
-    func string(_ node: Node, path: String) -> String? {
+    func string(_ node: YAMLNode, path: String) -> String? {
         guard let scalar = node.scalar else {
             report("expected a string, got \(Self.describe(node))", path: path, at: node)
             return nil
@@ -65,7 +64,7 @@ package final class ConfigReader {
     }
 
     /// A plain integer scalar within `range`; a quoted `"80"` is a string, not an integer.
-    func int(_ node: Node, path: String, range: ClosedRange<Int>) -> Int? {
+    func int(_ node: YAMLNode, path: String, range: ClosedRange<Int>) -> Int? {
         guard let scalar = node.scalar, Self.isPlain(scalar), Self.tagName(node) == .int,
               let value = Int(scalar.string)
         else {
@@ -82,7 +81,7 @@ package final class ConfigReader {
     }
 
     /// A share of traffic: a plain number from 0 to 100.
-    func percent(_ node: Node, path: String) -> Double? {
+    func percent(_ node: YAMLNode, path: String) -> Double? {
         guard let scalar = node.scalar, Self.isPlain(scalar),
               Self.tagName(node) == .int || Self.tagName(node) == .float,
               let value = Double(scalar.string), value.isFinite
@@ -97,7 +96,7 @@ package final class ConfigReader {
         return value
     }
 
-    func bool(_ node: Node, path: String) -> Bool? {
+    func bool(_ node: YAMLNode, path: String) -> Bool? {
         guard let scalar = node.scalar, Self.isPlain(scalar) else {
             report("expected true or false, got \(Self.describe(node))", path: path, at: node)
             return nil
@@ -111,7 +110,7 @@ package final class ConfigReader {
         }
     }
 
-    func duration(_ node: Node, path: String, allowZero: Bool = false) -> MeshDuration? {
+    func duration(_ node: YAMLNode, path: String, allowZero: Bool = false) -> MeshDuration? {
         guard let text = string(node, path: path) else { return nil }
         guard let duration = MeshDuration(parsing: text) else {
             report("\"\(text)\" is not a duration (\(MeshDuration.formatHint))", path: path, at: node)
@@ -124,7 +123,7 @@ package final class ConfigReader {
         return duration
     }
 
-    func oneOf<Value: RawRepresentable & CaseIterable>(_ node: Node, path: String) -> Value?
+    func oneOf<Value: RawRepresentable & CaseIterable>(_ node: YAMLNode, path: String) -> Value?
     where Value.RawValue == String {
         guard let text = string(node, path: path) else { return nil }
         guard let value = Value(rawValue: text) else {
@@ -135,7 +134,7 @@ package final class ConfigReader {
         return value
     }
 
-    func hostPort(_ node: Node, path: String) -> HostPort? {
+    func hostPort(_ node: YAMLNode, path: String) -> HostPort? {
         guard let text = string(node, path: path) else { return nil }
         switch HostPort.parse(text) {
         case .success(let address): return address
@@ -146,7 +145,7 @@ package final class ConfigReader {
     }
 
     /// A mapping of string keys to string values (labels, headers).
-    func stringMap(_ node: Node, path: String) -> [String: String]? {
+    func stringMap(_ node: YAMLNode, path: String) -> [String: String]? {
         guard let map = mapping(node, path: path) else { return nil }
         var result: [String: String] = [:]
         for (key, value) in map.entries {
@@ -165,13 +164,13 @@ package final class ConfigReader {
     package static let maxKeyLength = 128
 
     /// Reports a key longer than `maxKeyLength`.
-    func keyFits(_ key: String, path: String, at node: Node) -> Bool {
+    func keyFits(_ key: String, path: String, at node: YAMLNode) -> Bool {
         guard key.count > Self.maxKeyLength else { return true }
         report("key \"\(key.prefix(32))…\" is longer than \(Self.maxKeyLength) characters", path: path, at: node)
         return false
     }
 
-    func stringList(_ node: Node, path: String) -> [String]? {
+    func stringList(_ node: YAMLNode, path: String) -> [String]? {
         guard let elements = list(node, path: path) else { return nil }
         return elements.compactMap { string($0.node, path: $0.path) }
     }
@@ -184,7 +183,7 @@ package final class ConfigReader {
     static let maxNodes = 200_000
 
     /// An issue if `root` expands to more than `maxNodes` nodes; stops counting at the limit.
-    static func sizeIssue(_ root: Node, file: String?) -> ConfigIssue? {
+    static func sizeIssue(_ root: YAMLNode, file: String?) -> ConfigIssue? {
         var budget = maxNodes
         var stack = [root]
         while let node = stack.popLast() {
@@ -197,7 +196,7 @@ package final class ConfigReader {
             case .mapping(let mapping):
                 for (key, value) in mapping { stack.append(key); stack.append(value) }
             case .sequence(let sequence): stack.append(contentsOf: sequence)
-            case .scalar, .alias: break
+            case .scalar: break
             }
         }
         return nil
@@ -206,25 +205,24 @@ package final class ConfigReader {
     // MARK: Describing
 
     /// The resolved tag: what a plain scalar reads as (`int`, `float`, `bool`, `null`, `str`).
-    static func tagName(_ node: Node) -> Tag.Name {
-        Tag.Name(rawValue: node.tag.rawValue)
+    static func tagName(_ node: YAMLNode) -> YAMLTag {
+        YAMLTag(rawValue: node.tag.rawValue)
     }
 
-    static func isPlain(_ scalar: Node.Scalar) -> Bool {
+    static func isPlain(_ scalar: YAMLNode.Scalar) -> Bool {
         scalar.style == .plain || scalar.style == .any
     }
 
-    static func isNull(_ node: Node) -> Bool {
+    static func isNull(_ node: YAMLNode) -> Bool {
         guard let scalar = node.scalar, isPlain(scalar) else { return false }
         return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
     }
 
     /// How a value reads in an error message: `a mapping`, `a list`, `"abc"`, `42`.
-    static func describe(_ node: Node) -> String {
+    static func describe(_ node: YAMLNode) -> String {
         switch node {
         case .mapping: return "a mapping"
         case .sequence: return "a list"
-        case .alias: return "an alias"
         case .scalar(let scalar):
             if isNull(node) { return "null" }
             if isPlain(scalar), [.int, .float, .bool].contains(Self.tagName(node)) { return scalar.string }

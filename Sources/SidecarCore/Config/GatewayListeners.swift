@@ -1,4 +1,3 @@
-import Yams
 
 /// The `gateway:` block of a bootstrap file: the external listeners of a sidecar that is the
 /// mesh's front door (instead of `inbound`). Plain HTTP, HTTPS with certificates from files

@@ -1,4 +1,3 @@
-import Yams
 
 /// Decoding a `GatewayRoute` (`kind: GatewayRoute`): a required `name`, optional `hosts`, and
 /// at least one rule naming a `service`.
@@ -157,7 +156,7 @@ extension CORSPolicy {
 
 extension ConfigReader {
     /// A size in bytes: an integer, or with a binary suffix `Ki`, `Mi`, `Gi` (`64Mi`).
-    func byteSize(_ node: Node, path: String) -> Int? {
+    func byteSize(_ node: YAMLNode, path: String) -> Int? {
         if let scalar = node.scalar, let value = Int(scalar.string), value >= 0 { return value }
         guard let text = string(node, path: path) else { return nil }
         let units: [(String, Int)] = [("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)]

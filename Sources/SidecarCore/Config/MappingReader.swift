@@ -1,22 +1,21 @@
-import Yams
 
 /// One YAML mapping being decoded: hands out values by key, remembers which keys the decoder
 /// asked for, and on `finish()` reports every other key as unknown (with a "did you mean").
 ///
 /// A key whose value is `null` (or empty) counts as absent. Non-string keys are reported.
 final class MappingReader {
-    let node: Node
+    let node: YAMLNode
     let path: String
     let reader: ConfigReader
     /// Keys in document order with their key node (for the line) and value.
-    private let pairs: [(key: String, keyNode: Node, value: Node)]
+    private let pairs: [(key: String, keyNode: YAMLNode, value: YAMLNode)]
     private var askedFor: [String] = []
 
-    init(_ mapping: Node.Mapping, node: Node, path: String, reader: ConfigReader) {
+    init(_ mapping: YAMLNode.Mapping, node: YAMLNode, path: String, reader: ConfigReader) {
         self.node = node
         self.path = path
         self.reader = reader
-        var pairs: [(key: String, keyNode: Node, value: Node)] = []
+        var pairs: [(key: String, keyNode: YAMLNode, value: YAMLNode)] = []
         for (key, value) in mapping {
             guard let name = key.scalar?.string else {
                 reader.report("keys must be strings, got \(ConfigReader.describe(key))", path: path, at: key)
@@ -28,7 +27,7 @@ final class MappingReader {
     }
 
     /// Every entry, for free-form mappings (labels, headers); marks them all as known.
-    var entries: [(key: String, value: Node)] {
+    var entries: [(key: String, value: YAMLNode)] {
         askedFor.append(contentsOf: pairs.map(\.key))
         return pairs.map { ($0.key, $0.value) }
     }
@@ -40,7 +39,7 @@ final class MappingReader {
     }
 
     /// The value of `key`, or nil if absent or null.
-    func optional(_ key: String) -> Node? {
+    func optional(_ key: String) -> YAMLNode? {
         askedFor.append(key)
         guard let value = pairs.first(where: { $0.key == key })?.value, !ConfigReader.isNull(value) else {
             return nil
@@ -53,7 +52,7 @@ final class MappingReader {
     }
 
     /// The value of `key`; reports `<path>.<key>: is required` when absent.
-    func required(_ key: String) -> Node? {
+    func required(_ key: String) -> YAMLNode? {
         guard let value = optional(key) else {
             reader.report("is required", path: childPath(key), at: node)
             return nil
@@ -111,7 +110,7 @@ final class MappingReader {
         return reader.mapping(value, path: childPath(key))
     }
 
-    func list(_ key: String, required: Bool = false) -> [(node: Node, path: String)]? {
+    func list(_ key: String, required: Bool = false) -> [(node: YAMLNode, path: String)]? {
         guard let value = required ? self.required(key) : optional(key) else { return nil }
         return reader.list(value, path: childPath(key))
     }

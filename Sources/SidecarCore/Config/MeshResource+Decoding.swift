@@ -1,11 +1,10 @@
-import Yams
 
 /// Decoding one resource mapping (`kind: …`) into a `MeshResource`, recording every issue in
 /// the reader. Shared by the control plane's multi-document input and a sidecar's
 /// `resources:` list.
 extension MeshResource {
     /// The resource, or nil if its mapping had any issue (all recorded in `reader`).
-    package static func decode(_ node: Node, path: String, reader: ConfigReader) -> MeshResource? {
+    package static func decode(_ node: YAMLNode, path: String, reader: ConfigReader) -> MeshResource? {
         let issuesBefore = reader.issues.count
         guard let map = reader.mapping(node, path: path) else { return nil }
         guard let kind = decodeKind(map) else {

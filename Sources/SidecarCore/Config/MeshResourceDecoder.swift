@@ -1,4 +1,3 @@
-import Yams
 
 /// Turns operator input (multi-document YAML for `control-plane apply`, a JSON body for the
 /// API) into validated `MeshResource`s, or one `ConfigError` listing every problem found.
@@ -9,9 +8,9 @@ public enum MeshResourceDecoder {
     /// Every resource in a `---`-separated YAML stream, in order. Empty documents are skipped.
     public static func decodeDocuments(yaml: String, fileName: String? = nil) throws(ConfigError) -> [MeshResource] {
         let reader = ConfigReader(file: fileName)
-        var roots: [Node] = []
+        var roots: [YAMLNode] = []
         do {
-            let parser = try Parser(yaml: yaml)
+            let parser = try YAMLParser(yaml: yaml)
             while let root = try parser.nextRoot() {
                 roots.append(root)
             }
@@ -42,9 +41,9 @@ public enum MeshResourceDecoder {
         // tabs as indentation, so they become spaces.
         let text = json.replacingTabs()
         let reader = ConfigReader(file: fileName)
-        let root: Node?
+        let root: YAMLNode?
         do {
-            root = try Yams.compose(yaml: text)
+            root = try YAMLParser.compose(yaml: text)
         } catch {
             throw ConfigError(issueForYAMLError(error, file: fileName))
         }
@@ -74,7 +73,7 @@ public enum MeshResourceDecoder {
         var resource: MeshResource
         /// How issues name it: `document 2 (Route payments)` or `resources[1]`.
         var label: String
-        var node: Node
+        var node: YAMLNode
     }
 
     /// Names are unique per kind, and a service has at most one Route, TrafficPolicy and
@@ -103,35 +102,29 @@ public enum MeshResourceDecoder {
     }
 
     /// A YAML syntax error as one issue with its line (also for wire types in MeshAPI).
-    package static func issueForYAMLError(_ error: any Error, file: String?) -> ConfigIssue {
-        guard let yamlError = error as? YamlError else {
-            return ConfigIssue(file: file, path: "", message: "invalid YAML: \(error)")
-        }
-        func issue(_ problem: String, _ context: YamlError.Context?, _ mark: Mark?) -> ConfigIssue {
+    package static func issueForYAMLError(_ error: YAMLError, file: String?) -> ConfigIssue {
+        switch error.kind {
+        case .scanner, .parser, .composer:
             // libyaml's context says what was open ("while parsing a flow mapping") and where.
-            var detail = context.map { " \($0.text)" } ?? ""
-            if let context, let mark, context.mark.line != mark.line {
+            var detail = error.context.map { " \($0.text)" } ?? ""
+            if let context = error.context, let mark = error.mark, context.mark.line != mark.line {
                 detail += " started at line \(context.mark.line)"
             }
-            return ConfigIssue(file: file, line: mark?.line, column: mark?.column, path: "",
-                               message: "invalid YAML: \(problem)\(detail)")
-        }
-        switch yamlError {
-        case let .scanner(context, problem, mark, _): return issue(problem, context, mark)
-        case let .parser(context, problem, mark, _): return issue(problem, context, mark)
-        case let .composer(context, problem, mark, _): return issue(problem, context, mark)
-        case let .reader(problem, _, _, _): return issue(problem, nil, nil)
-        case let .duplicatedKeysInMapping(duplicates, context):
+            return ConfigIssue(file: file, line: error.mark?.line, column: error.mark?.column, path: "",
+                               message: "invalid YAML: \(error.problem)\(detail)")
+        case .reader:
+            return ConfigIssue(file: file, path: "", message: "invalid YAML: \(error.problem)")
+        case .duplicateKeys(let duplicates):
             let keys = duplicates.map { "\"\($0)\"" }.joined(separator: ", ")
-            return ConfigIssue(file: file, line: context.mark.line, column: context.mark.column, path: "",
+            return ConfigIssue(file: file, line: error.mark?.line, column: error.mark?.column, path: "",
                                message: "invalid YAML: duplicate key \(keys) in one mapping")
-        default:
-            return ConfigIssue(file: file, path: "", message: "invalid YAML: \(yamlError)")
+        case .memory:
+            return ConfigIssue(file: file, path: "", message: "invalid YAML: \(error.problem)")
         }
     }
 
     /// `document 2 (Route payments)`: 1-based, with what the document says it is, if readable.
-    private static func documentLabel(index: Int, root: Node) -> String {
+    private static func documentLabel(index: Int, root: YAMLNode) -> String {
         let label = "document \(index + 1)"
         guard let kind = root["kind"]?.scalar?.string else { return label }
         let name = root["name"]?.scalar?.string ?? root["service"]?.scalar?.string

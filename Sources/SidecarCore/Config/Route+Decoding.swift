@@ -1,4 +1,3 @@
-import Yams
 
 /// Decoding a `Route` and its rules, filling every omitted field with its `MeshDefaults` value.
 extension Route {
@@ -84,7 +83,7 @@ extension RouteMatch {
 extension WeightedBackend {
     /// At least one backend; each weight 0 or more (0 drains a subset) and a sum above 0.
     static func decodeList(
-        _ elements: [(node: Node, path: String)], reader: ConfigReader, path: String, node: Node?
+        _ elements: [(node: YAMLNode, path: String)], reader: ConfigReader, path: String, node: YAMLNode?
     ) -> [WeightedBackend] {
         guard !elements.isEmpty else {
             reader.report("needs at least one backend", path: path, at: node)

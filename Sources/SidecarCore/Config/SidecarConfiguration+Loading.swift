@@ -1,5 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
-import Yams
+#endif
 
 /// Loading and validating a sidecar bootstrap file; every problem comes back in one
 /// `ConfigError`, each issue naming file, line and key path.
@@ -8,11 +11,11 @@ extension SidecarConfiguration {
     public static func load(contentsOf path: String) throws(ConfigError) -> SidecarConfiguration {
         let text: String
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            text = try String.readingFile(path)
         } catch {
-            throw ConfigError(ConfigIssue(file: path, path: "", message: "cannot read the file: \(error.localizedDescription)"))
+            throw ConfigError(ConfigIssue(file: path, path: "", message: "cannot read the file: \(error.message)"))
         }
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = directoryPart(of: path)
         return try decode(yaml: text, fileName: path, baseDirectory: directory)
     }
 
@@ -21,9 +24,9 @@ extension SidecarConfiguration {
     public static func decode(
         yaml: String, fileName: String? = nil, baseDirectory: String = ""
     ) throws(ConfigError) -> SidecarConfiguration {
-        let root: Node?
+        let root: YAMLNode?
         do {
-            root = try Yams.compose(yaml: yaml)
+            root = try YAMLParser.compose(yaml: yaml)
         } catch {
             throw ConfigError(MeshResourceDecoder.issueForYAMLError(error, file: fileName))
         }
@@ -246,7 +249,7 @@ extension SidecarConfiguration {
 }
 
 /// The node at a dotted path like `outbound.tcp[0].listen`, for its line; the root if absent.
-private func node(at path: String, in root: Node) -> Node {
+private func node(at path: String, in root: YAMLNode) -> YAMLNode {
     var current = root
     for component in path.split(separator: ".") {
         let parts = component.split(separator: "[")
@@ -271,6 +274,18 @@ extension MappingReader {
         }
         return SidecarConfiguration.resolve(path: text, against: baseDirectory)
     }
+}
+
+/// `NSString.deletingLastPathComponent`: `/etc/mesh/web.yaml` → `/etc/mesh`, `web.yaml` → "",
+/// `/web.yaml` → `/`.
+private func directoryPart(of path: String) -> String {
+    var trimmed = Substring(path)
+    while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+    guard let slash = trimmed.lastIndex(of: "/") else { return "" }
+    if slash == trimmed.startIndex { return "/" }
+    var directory = trimmed[..<slash]
+    while directory.count > 1, directory.hasSuffix("/") { directory = directory.dropLast() }
+    return String(directory)
 }
 
 extension SidecarConfiguration {

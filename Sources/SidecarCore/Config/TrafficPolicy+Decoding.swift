@@ -1,4 +1,3 @@
-import Yams
 
 /// Decoding a `TrafficPolicy`; each omitted block or field keeps its `MeshDefaults` value.
 extension TrafficPolicy {

@@ -47,7 +47,7 @@ public struct HTTPRequestTarget: Sendable, Equatable {
         var rest = Substring(target)
         guard !rest.utf8.contains(UInt8(ascii: "#")) else { throw Refusal("request-target has a fragment (#)") }
         var authority: String?
-        if rest.first != "/" {
+        if rest.utf8.first != UInt8(ascii: "/") {
             guard let schemeEnd = rest.firstRange(of: "://"),
                 rest[..<schemeEnd.lowerBound].lowercased() == "http"
             else {
@@ -62,9 +62,10 @@ public struct HTTPRequestTarget: Sendable, Equatable {
             authority = String(host)
             rest = rest[end...]
         }
-        let queryStart = rest.firstIndex(of: "?")
+        // Byte-level: "?" is ASCII, so its UTF-8 index is a valid index of `rest`.
+        let queryStart = rest.utf8.firstIndex(of: UInt8(ascii: "?"))
         let rawPath = queryStart.map { rest[..<$0] } ?? rest
-        self.query = queryStart.map { rest[rest.index(after: $0)...] }
+        self.query = queryStart.map { rest[rest.utf8.index(after: $0)...] }
         self.authority = authority
         if rawPath.isEmpty {
             self.path = "/"
@@ -82,13 +83,16 @@ public struct HTTPRequestTarget: Sendable, Equatable {
 
     /// Whether `path` lies under `prefix` by whole segments, as Gateway API's PathPrefix:
     /// `/pay` (or `/pay/`) matches `/pay` and `/pay/x`, not `/payroll`; `/` matches everything.
+    /// Byte by byte (paths compare as bytes, RFC 3986 §6.2.1; this runs per request and rule).
     public static func path<P: StringProtocol>(_ path: P, hasSegmentPrefix prefix: String) -> Bool {
-        var prefix = Substring(prefix)
-        while prefix.count > 1, prefix.last == "/" { prefix = prefix.dropLast() }
-        if prefix == "/" { return path.first == "/" }
-        guard path.hasPrefix(prefix) else { return false }
-        let next = path.utf8.dropFirst(prefix.utf8.count).first
-        return next == nil || next == UInt8(ascii: "/")
+        let slash = UInt8(ascii: "/")
+        var prefix = prefix.utf8[...]
+        while prefix.count > 1, prefix.last == slash { prefix = prefix.dropLast() }
+        let path = path.utf8
+        if prefix.count == 1, prefix.first == slash { return path.first == slash }
+        guard path.starts(with: prefix) else { return false }
+        let next = path.dropFirst(prefix.count).first
+        return next == nil || next == slash
     }
 
     // MARK: Normalization

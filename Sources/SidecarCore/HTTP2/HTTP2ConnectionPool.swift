@@ -39,6 +39,9 @@ final class HTTP2ConnectionPool {
     private var connections: [ConnectionPool.Key: [Connection]] = [:]
     /// Set by drain: every connection is told GOAWAY-style to finish (no new streams).
     var draining = false
+    /// The loop's HTTP/2 read batches: every HTTP/2 connection on the loop, downstream and
+    /// upstream, flushes once per batch (`HTTP2FlushCoalescer`).
+    let readBatch = HTTP2ReadBatch()
 
     init(eventLoop: EventLoop, connector: any UpstreamConnector, trustDomain: String) {
         self.eventLoop = eventLoop
@@ -78,7 +81,9 @@ final class HTTP2ConnectionPool {
         connections[key, default: []].append(connection)
         let observer = HTTP2ConnectionObserver(connection: connection, pool: self)
         let bound = NIOLoopBound(observer, eventLoop: eventLoop)
+        let batch = NIOLoopBound(readBatch, eventLoop: eventLoop)
         connector.connectHTTP2(key, trustDomain: trustDomain, timeout: timeout, on: eventLoop) { channel in
+            try channel.pipeline.syncOperations.addHandler(HTTP2FlushCoalescer(batch: batch.value))
             let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
                 mode: .client,
                 connectionConfiguration: HTTP2Settings.client,

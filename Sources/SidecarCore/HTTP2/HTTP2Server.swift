@@ -2,30 +2,35 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTP2
 
-/// The downstream side of HTTP/2: a connection that speaks it gets NIOHTTP2's handler (framing,
-/// HPACK, flow control), a connection manager (GOAWAY on drain, then close once its streams
-/// end) and one `HTTP2StreamProxyHandler` per stream the caller opens.
+/// The downstream side of HTTP/2: a connection that speaks it gets a flush coalescer (one flush
+/// per read batch), NIOHTTP2's handler (framing, HPACK, flow control), a connection manager
+/// (GOAWAY on drain, then close once its streams end) and one `HTTP2StreamProxyHandler` per
+/// stream the caller opens, their deadlines on one `HTTP2StreamClock` per connection.
 enum HTTP2Server {
     /// Turns `channel` (after its TLS handler, if any) into an HTTP/2 server connection.
     static func configure(
         _ channel: Channel, side: HTTP2StreamProxyHandler.Side, loop: LoopContext, accessLog: AccessLog,
-        drainTimeout: TimeAmount, idleTimeout: TimeAmount
+        drainTimeout: TimeAmount, idleTimeout: TimeAmount, defaultDestination: String? = nil
     ) throws {
         let manager = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: idleTimeout, maxAge: nil, maxGraceTime: drainTimeout, keepalive: nil))
         let streamSide = NIOLoopBound(side, eventLoop: channel.eventLoop)
         let streamLoop = NIOLoopBound(loop, eventLoop: channel.eventLoop)
+        let clock = NIOLoopBound(HTTP2StreamClock(eventLoop: channel.eventLoop), eventLoop: channel.eventLoop)
         let handler = NIOHTTP2Handler(
             mode: .server, eventLoop: channel.eventLoop, connectionConfiguration: HTTP2Settings.server,
             streamConfiguration: HTTP2Settings.stream, streamDelegate: manager.http2StreamDelegate
         ) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(
-                    HTTP2StreamProxyHandler(side: streamSide.value, loop: streamLoop.value, accessLog: accessLog))
+                    HTTP2StreamProxyHandler(
+                        side: streamSide.value, loop: streamLoop.value, accessLog: accessLog,
+                        defaultDestination: defaultDestination, clock: clock.value))
             }
         }
         let sync = channel.pipeline.syncOperations
+        try sync.addHandler(HTTP2FlushCoalescer(batch: loop.http2Pool.readBatch))
         try sync.addHandler(handler)
         try sync.addHandler(manager)
         try sync.addHandler(QuiescingDownstreamConnection(loop: loop, direction: side.direction))
@@ -74,7 +79,8 @@ final class QuiescingDownstreamConnection: ChannelInboundHandler, DownstreamConn
 
 /// The outbound port takes HTTP/1.1 and h2c with prior knowledge: this first handler reads
 /// until the bytes are (or cannot be) the HTTP/2 connection preface, then leaves the
-/// connection to `HTTPProxyHandler` (already after it) or replaces that with HTTP/2.
+/// connection to `HTTPProxyHandler` (already after it) or replaces that with HTTP/2. An
+/// intercepted connection's service (`defaultDestination`) goes to either.
 final class OutboundProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -83,13 +89,15 @@ final class OutboundProtocolDetector: ChannelInboundHandler, RemovableChannelHan
     private let accessLog: AccessLog
     private let drainTimeout: TimeAmount
     private let idleTimeout: TimeAmount
+    private let defaultDestination: String?
     private var received: ByteBuffer?
 
-    init(loop: LoopContext, accessLog: AccessLog, drainTimeout: TimeAmount, idleTimeout: TimeAmount) {
+    init(loop: LoopContext, accessLog: AccessLog, drainTimeout: TimeAmount, idleTimeout: TimeAmount, defaultDestination: String? = nil) {
         self.loop = loop
         self.accessLog = accessLog
         self.drainTimeout = drainTimeout
         self.idleTimeout = idleTimeout
+        self.defaultDestination = defaultDestination
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -113,7 +121,7 @@ final class OutboundProtocolDetector: ChannelInboundHandler, RemovableChannelHan
                 }
                 try HTTP2Server.configure(
                     context.channel, side: .outbound, loop: loop, accessLog: accessLog, drainTimeout: drainTimeout,
-                    idleTimeout: idleTimeout)
+                    idleTimeout: idleTimeout, defaultDestination: defaultDestination)
                 context.fireChannelRead(wrapInboundOut(buffered))
                 sync.removeHandler(context: context, promise: nil)
             } catch {

@@ -18,7 +18,7 @@ import NIOHTTP2
 /// gRPC (`content-type: application/grpc…`): trailers relayed both ways; the sidecar's own
 /// errors answered trailers-only with `grpc-status`/`grpc-message`; `grpc-timeout` bounds the
 /// route timeout; a try is retried only before any response message reached the caller.
-final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, HTTP2UpstreamOwner {
+final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, HTTP2UpstreamOwner, HTTP2DeadlineOwner {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
@@ -43,6 +43,9 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     let side: Side
     let loop: LoopContext
     let accessLog: AccessLog
+    /// Outbound, intercepted: the original destination's service, routed to when `:authority`
+    /// names none (as `HTTPProxyHandler.defaultDestination` for HTTP/1.1).
+    let defaultDestination: String?
     private var context: ChannelHandlerContext?
     private var phase = Phase.awaitingHeaders
     private var exchange: ProxyExchange?
@@ -59,15 +62,20 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var upstreamNeedsFlush = false
     /// The response head went to the caller (nothing can be retried or answered after it).
     private var responseStarted = false
-    private var timer: Scheduled<Void>?
-    private var timerFiresAt: NIODeadline?
+    /// The connection's clock (one timer for all its streams); a stream without one (an
+    /// HTTP/1.1 caller translated, a test) gets its own in `handlerAdded`.
+    private var clock: HTTP2StreamClock?
     private var routeDeadline: NIODeadline?
     private var tryDeadline: NIODeadline?
 
-    init(side: Side, loop: LoopContext, accessLog: AccessLog) {
+    init(
+        side: Side, loop: LoopContext, accessLog: AccessLog, defaultDestination: String? = nil, clock: HTTP2StreamClock? = nil
+    ) {
         self.side = side
         self.loop = loop
         self.accessLog = accessLog
+        self.defaultDestination = defaultDestination
+        self.clock = clock
     }
 
     private var direction: TrafficDirection {
@@ -77,10 +85,11 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        if clock == nil { clock = HTTP2StreamClock(eventLoop: context.eventLoop) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
+        clock?.cancel(self)
         self.context = nil
     }
 
@@ -166,7 +175,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         let authority = headers.first(name: ":authority") ?? headers.first(name: "host") ?? ""
         let peer: String
         switch side {
-        case .outbound: peer = String(authority.split(separator: ":").first ?? "")
+        case .outbound: peer = loop.table.outboundPeer(authority: authority, defaultDestination: defaultDestination)
         case .inbound(_, _, let caller, _): peer = caller ?? "unknown"
         }
         let parsed = Self.parseHead(headers, method: method, path: path, authority: authority, allocator: context.channel.allocator)
@@ -176,6 +185,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             path: parsed.target?.path ?? String(path.prefix { $0 != "?" }), requestID: requestID, peer: peer,
             closeAfterResponse: false, framing: .none, start: context.eventLoop.now)
         exchange.wireProtocol = .http2
+        exchange.defaultDestination = defaultDestination
         exchange.requestComplete = endStream
         self.exchange = exchange
         guard let head = parsed.head, let target = parsed.target else {
@@ -536,10 +546,10 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         cluster.tryEnded(at: address)
     }
 
-    /// One lazy timer per stream over the route deadline (the route timeout, bounded by
-    /// `grpc-timeout`) and the current try's `perTryTimeout`.
+    /// One deadline on the connection's clock over the route deadline (the route timeout,
+    /// bounded by `grpc-timeout`) and the current try's `perTryTimeout`.
     private func armTimer() {
-        guard let context else { return }
+        guard context != nil, phase != .done else { return }
         let due: NIODeadline
         switch (routeDeadline, tryDeadline) {
         case (nil, nil): return
@@ -547,18 +557,10 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         case (nil, let attempt?): due = attempt
         case (let route?, let attempt?): due = min(route, attempt)
         }
-        if let firesAt = timerFiresAt, firesAt <= due { return }
-        timer?.cancel()
-        timerFiresAt = due
-        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] in
-            guard let self else { return }
-            self.timer = nil
-            self.timerFiresAt = nil
-            self.deadlinePassed()
-        }
+        clock?.schedule(self, at: due)
     }
 
-    private func deadlinePassed() {
+    func deadlinePassed() {
         guard let exchange, let context, phase != .done else { return }
         let now = context.eventLoop.now
         if let route = routeDeadline, now >= route {
@@ -684,8 +686,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func end(_ exchange: ProxyExchange, status: Int) {
         guard phase != .done else { return }
         phase = .done
-        timer?.cancel()
-        timer = nil
+        clock?.cancel(self)
         endOutstanding(exchange)
         let handle: RequestMetricsHandle
         switch side {

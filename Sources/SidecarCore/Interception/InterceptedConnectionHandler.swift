@@ -96,9 +96,9 @@ final class InterceptedConnectionHandler: ChannelInboundHandler, RemovableChanne
         guard let service, !done else { return }
         timer?.cancel()
         switch result {
-        // HTTP/2 hook: h2c goes to the same HTTP path as HTTP/1.x, whose `OutboundProtocolDetector`
-        // tells them apart by the preface (DESIGN.md "Protocols"). The default destination reaches
-        // HTTP/1.x only: an h2c stream routes by its `:authority` (HTTP2StreamProxyHandler.Side).
+        // h2c goes to the same HTTP path as HTTP/1.x, whose `OutboundProtocolDetector` tells them
+        // apart by the preface (DESIGN.md "Protocols"); both get the service as the default
+        // destination (`Host` or `:authority` still wins when it names a service).
         case .http1, .http2PriorKnowledge:
             loop.metrics.interceptedConnections(.meshHTTP).increment()
             installHTTP(defaultDestination: service, context: context)
@@ -114,7 +114,7 @@ final class InterceptedConnectionHandler: ChannelInboundHandler, RemovableChanne
         install([
             OutboundProtocolDetector(
                 loop: loop, accessLog: listener.httpLog, drainTimeout: listener.drainTimeout,
-                idleTimeout: listener.timeouts.idle),
+                idleTimeout: listener.timeouts.idle, defaultDestination: defaultDestination),
             HTTPProxyHandler(
                 direction: .outbound, loop: loop, accessLog: listener.httpLog, timeouts: listener.timeouts,
                 defaultDestination: defaultDestination),

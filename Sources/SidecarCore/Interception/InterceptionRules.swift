@@ -1,18 +1,22 @@
 /// The netfilter rules of `sidecar iptables` (DESIGN.md "Transparent interception"), as the
-/// nftables script `nft -f -` runs: a pure function of the options, so `--dry-run` prints
-/// exactly what `--apply` feeds to `nft`, and tests read the rules without a kernel.
+/// nftables script `nft -f -` runs (or, on a host with iptables but no nft, the
+/// `iptables-restore` input of `InterceptionRules+Iptables.swift`): a pure function of the
+/// options, so `--dry-run` prints exactly what `--apply` feeds to the kernel's tools, and tests
+/// read the rules without a kernel.
 ///
-/// Everything lives in one table of our own (`ip mesh_intercept`), so applying is "replace that
-/// table" in one atomic transaction (apply twice = once) and cleanup is "delete that table",
-/// which never touches anyone else's rules. The script first declares the table and deletes it,
-/// so neither step fails when the table is (or is not) there.
+/// Everything lives in two tables of our own (`ip mesh_intercept` and `ip6 mesh_intercept`,
+/// the same chains for IPv4 and IPv6), so applying is "replace those tables" in one atomic
+/// transaction (apply twice = once) and cleanup is "delete them", which never touches anyone
+/// else's rules. The script first declares each table and deletes it, so neither step fails
+/// when the table is (or is not) there.
 ///
 /// Outbound (nat `output`): TCP from every process but the sidecar's user goes to the outbound
 /// port, except loopback destinations (the sidecar's own ports among them), this host's own
 /// addresses, and the excluded CIDRs and ports. Inbound (nat `prerouting`): TCP arriving from
-/// another host for one of the app's ports goes to the inbound port. IPv4 only.
+/// another host for one of the app's ports goes to the inbound port. nftables' `redirect`
+/// sends locally made IPv6 connections to `[::1]`, where a transparent outbound also listens.
 public struct InterceptionRules: Sendable, Equatable {
-    /// The nftables table (family `ip`) that holds every rule we install.
+    /// The nftables tables (families `ip` and `ip6`) that hold every rule we install.
     public static let table = "mesh_intercept"
 
     /// The sidecar's user: its own connections (upstreams, passthrough) are never redirected.
@@ -23,7 +27,7 @@ public struct InterceptionRules: Sendable, Equatable {
     public var inboundPort: Int
     /// The app's ports whose connections from other hosts go to the inbound port.
     public var inboundPorts: [Int]
-    /// Destinations (IPv4 CIDRs, normalized) reached directly, never through the sidecar.
+    /// Destinations (IPv4 and IPv6 CIDRs, normalized) reached directly, never through the sidecar.
     public var excludeOutboundCIDRs: [String]
     /// Destination ports reached directly.
     public var excludeOutboundPorts: [Int]
@@ -40,45 +44,59 @@ public struct InterceptionRules: Sendable, Equatable {
         self.excludeOutboundPorts = excludeOutboundPorts
     }
 
-    /// The script `--apply` runs (and `--dry-run` prints): replaces our table with these rules.
+    /// The two address families, each with its own table and spelling.
+    public enum Family: CaseIterable, Sendable {
+        case ipv4, ipv6
+
+        /// The nftables family (and the match keyword for a destination address).
+        var nft: String { self == .ipv4 ? "ip" : "ip6" }
+        var loopback: String { self == .ipv4 ? "127.0.0.0/8" : "::1/128" }
+
+        func contains(cidr: String) -> Bool { cidr.contains(":") == (self == .ipv6) }
+    }
+
+    /// The excluded CIDRs of one family.
+    func excluded(_ family: Family) -> [String] { excludeOutboundCIDRs.filter { family.contains(cidr: $0) } }
+
+    /// The script `--apply` runs (and `--dry-run` prints): replaces our tables with these rules.
     public var applyScript: String {
-        var lines = [
-            "# sidecar iptables --apply: transparent interception (nft -f -)",
-            "table ip \(Self.table)",
-            "delete table ip \(Self.table)",
-            "table ip \(Self.table) {",
-            "\tchain output {",
-            "\t\ttype nat hook output priority -100; policy accept;",
-            "\t\tmeta l4proto != tcp return",
-            "\t\tmeta skuid \(proxyUID) return",
-            "\t\tip daddr 127.0.0.0/8 return",
-            "\t\tfib daddr type local return",
-        ]
-        if !excludeOutboundCIDRs.isEmpty { lines.append("\t\tip daddr \(Self.set(excludeOutboundCIDRs)) return") }
-        if !excludeOutboundPorts.isEmpty { lines.append("\t\ttcp dport \(Self.set(excludeOutboundPorts.map(String.init))) return") }
-        lines.append("\t\tmeta l4proto tcp redirect to :\(outboundPort)")
-        lines.append("\t}")
-        if !inboundPorts.isEmpty {
-            lines += [
-                "\tchain prerouting {",
-                "\t\ttype nat hook prerouting priority -100; policy accept;",
-                "\t\tiifname \"lo\" return",
-                "\t\ttcp dport \(Self.set(inboundPorts.map(String.init))) redirect to :\(inboundPort)",
-                "\t}",
+        var lines = ["# sidecar iptables --apply: transparent interception (nft -f -)"]
+        for family in Family.allCases {
+            let table = "table \(family.nft) \(Self.table)"
+            lines += [table, "delete " + table, table + " {",
+                "\tchain output {",
+                "\t\ttype nat hook output priority -100; policy accept;",
+                "\t\tmeta l4proto != tcp return",
+                "\t\tmeta skuid \(proxyUID) return",
+                "\t\t\(family.nft) daddr \(family.loopback) return",
+                "\t\tfib daddr type local return",
             ]
+            let cidrs = excluded(family)
+            if !cidrs.isEmpty { lines.append("\t\t\(family.nft) daddr \(Self.set(cidrs)) return") }
+            if !excludeOutboundPorts.isEmpty { lines.append("\t\ttcp dport \(Self.set(excludeOutboundPorts.map(String.init))) return") }
+            lines.append("\t\tmeta l4proto tcp redirect to :\(outboundPort)")
+            lines.append("\t}")
+            if !inboundPorts.isEmpty {
+                lines += [
+                    "\tchain prerouting {",
+                    "\t\ttype nat hook prerouting priority -100; policy accept;",
+                    "\t\tiifname \"lo\" return",
+                    "\t\ttcp dport \(Self.set(inboundPorts.map(String.init))) redirect to :\(inboundPort)",
+                    "\t}",
+                ]
+            }
+            lines.append("}")
         }
-        lines.append("}")
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// The script `--cleanup` runs: removes our table (and nothing else); a no-op when absent.
+    /// The script `--cleanup` runs: removes our tables (and nothing else); a no-op when absent.
     public static var cleanupScript: String {
-        """
-        # sidecar iptables --cleanup: remove transparent interception (nft -f -)
-        table ip \(table)
-        delete table ip \(table)
-
-        """
+        var lines = ["# sidecar iptables --cleanup: remove transparent interception (nft -f -)"]
+        for family in Family.allCases {
+            lines += ["table \(family.nft) \(table)", "delete table \(family.nft) \(table)"]
+        }
+        return lines.joined(separator: "\n") + "\n"
     }
 
     private static func set(_ items: [String]) -> String {
@@ -107,14 +125,15 @@ extension InterceptionRules {
         return ports
     }
 
-    /// Comma-separated IPv4 addresses or CIDRs (`10.0.0.0/8`), normalized (`10.1.2.3` is
-    /// `10.1.2.3/32`, host bits cleared) so nftables accepts them as set elements.
+    /// Comma-separated IPv4 or IPv6 addresses or CIDRs (`10.0.0.0/8`, `fd00::/8`), normalized
+    /// (`10.1.2.3` is `10.1.2.3/32`, host bits cleared, IPv6 in RFC 5952 text) so nftables and
+    /// iptables accept them as they are.
     public static func cidrs(_ text: String, option: String) throws(OptionError) -> [String] {
         var result: [String] = []
         for item in text.split(separator: ",") {
             let trimmed = item.trimmingSpaces
             guard let cidr = normalizedCIDR(trimmed) else {
-                throw OptionError(description: "\(option): \"\(trimmed)\" is not an IPv4 address or CIDR (e.g. 10.0.0.0/8)")
+                throw OptionError(description: "\(option): \"\(trimmed)\" is not an IP address or CIDR (e.g. 10.0.0.0/8, fd00::/8)")
             }
             if !result.contains(cidr) { result.append(cidr) }
         }
@@ -123,14 +142,27 @@ extension InterceptionRules {
 
     static func normalizedCIDR(_ text: Substring) -> String? {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let address = IPv4Text.value(parts[0]) else { return nil }
-        var length = 32
+        guard parts.count <= 2 else { return nil }
+        let isIPv6 = parts[0].contains(":")
+        let bits = isIPv6 ? 128 : 32
+        var length = bits
         if parts.count == 2 {
-            guard let parsed = Int(parts[1]), (0...32).contains(parsed), parts[1].utf8.count <= 2 else { return nil }
+            guard let parsed = Int(parts[1]), (0...bits).contains(parsed), parts[1].utf8.count <= 3,
+                  parts[1].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 })
+            else { return nil }
             length = parsed
         }
+        if isIPv6 {
+            guard var bytes = IPText.ipv6Bytes(parts[0]) else { return nil }
+            for index in bytes.indices {
+                let kept = max(0, min(8, length - index * 8))
+                bytes[index] &= kept == 0 ? 0 : ~UInt8(0) << UInt8(8 - kept)
+            }
+            return "\(IPText.ipv6Text(bytes))/\(length)"
+        }
+        guard let address = IPText.value(parts[0]) else { return nil }
         let mask: UInt32 = length == 0 ? 0 : ~UInt32(0) << UInt32(32 - length)
-        return "\(IPv4Text.text(address & mask))/\(length)"
+        return "\(IPText.text(address & mask))/\(length)"
     }
 }
 

@@ -22,16 +22,13 @@ enum OriginalDestination {
         switch local {
         case .v4:
             original = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_IP), name: optionName).map { (address: sockaddr_in) in
-                HostPort(host: IPv4Text.text(UInt32(bigEndian: address.sin_addr.s_addr)), port: Int(UInt16(bigEndian: address.sin_port)))
+                HostPort(host: IPText.text(UInt32(bigEndian: address.sin_addr.s_addr)), port: Int(UInt16(bigEndian: address.sin_port)))
             }
         case .v6:
             original = provider.unsafeGetSocketOption(level: SocketOptionLevel(IPPROTO_IPV6), name: optionName).map {
                 (address: sockaddr_in6) -> HostPort? in
-                var copy = address.sin6_addr
-                var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-                guard inet_ntop(AF_INET6, &copy, &text, socklen_t(text.count)) != nil else { return nil }
-                let host = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                return HostPort(host: host, port: Int(UInt16(bigEndian: address.sin6_port)))
+                let host = IPText.ipv6Text(withUnsafeBytes(of: address.sin6_addr) { Array($0) })
+                return host.isEmpty ? nil : HostPort(host: host, port: Int(UInt16(bigEndian: address.sin6_port)))
             }
         case .unixDomainSocket:
             return channel.eventLoop.makeSucceededFuture(nil)

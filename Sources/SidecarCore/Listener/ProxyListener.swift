@@ -10,7 +10,9 @@ import ServiceLifecycle
 final class ProxyListener: Service, Sendable {
     enum Kind: Sendable {
         case outbound
-        /// `outbound.transparent`: also takes connections `sidecar iptables` redirected.
+        /// `outbound.transparent`: also takes connections `sidecar iptables` redirected. On an
+        /// IPv4 loopback address it listens on `[::1]` at the same port too, where nftables'
+        /// `redirect` sends the app's IPv6 connections.
         case transparentOutbound(unknown: SidecarConfiguration.UnknownDestinationPolicy)
         case inbound(app: HostPort, tls: TLSContextStore, appProtocol: AppProtocol = .http)
         case tcp(service: String)
@@ -117,6 +119,7 @@ final class ProxyListener: Service, Sendable {
         bound.set(local?.port ?? address.port)
         readiness?.listenerBound()
         logger.info("listening", metadata: ["listener": "\(name)", "address": "\(local.map { "\($0)" } ?? "?")"])
+        let ipv6 = await bindIPv6Loopback(bootstrap, port: local?.port ?? address.port)
 
         let readiness = self.readiness
         // Graceful shutdown drains; cancellation (another service of the group failed) closes too.
@@ -125,15 +128,32 @@ final class ProxyListener: Service, Sendable {
                 try? await channel.closeFuture.get()
             } onGracefulShutdown: {
                 readiness?.startDraining()
+                ipv6?.close(promise: nil)
                 channel.close(promise: nil)
             }
         } onCancel: {
+            ipv6?.close(promise: nil)
             channel.close(promise: nil)
         }
         // Drain: the socket no longer accepts; let open connections finish.
         try? await channel.closeFuture.get()
         await loops.drain(timeout: drainTimeout)
         logger.info("stopped", metadata: ["listener": "\(name)"])
+    }
+
+    /// A transparent outbound on 127.x also at `[::1]:port`; nil for other listeners, or when
+    /// this host has no IPv6 loopback (then only IPv4 is intercepted, as the log says).
+    private func bindIPv6Loopback(_ bootstrap: ServerBootstrap, port: Int) async -> Channel? {
+        guard case .transparentOutbound = kind, address.host.hasPrefix("127.") else { return nil }
+        do {
+            let channel = try await bootstrap.bind(host: "::1", port: port).get()
+            logger.info("listening", metadata: ["listener": "\(name)", "address": "[::1]:\(port)"])
+            return channel
+        } catch {
+            logger.notice("no IPv6 loopback: intercepted IPv6 connections will not reach the outbound",
+                          metadata: ["listener": "\(name)", "error": "\(error)"])
+            return nil
+        }
     }
 }
 

@@ -62,12 +62,7 @@ extension HTTPProxyHandler {
         let path = target?.path ?? String(rawTarget.prefix { $0 != "?" })
         let peer: String
         switch direction {
-        case .outbound:
-            if let defaultDestination, loop.table.destination(forHost: Substring(authority)) == nil {
-                peer = defaultDestination
-            } else {
-                peer = String(authority.split(separator: ":").first ?? "")
-            }
+        case .outbound: peer = loop.table.outboundPeer(authority: authority, defaultDestination: defaultDestination)
         case .inbound: peer = callerService ?? "unknown"
         case .tcpOutbound(let service): peer = service
         case .gateway:

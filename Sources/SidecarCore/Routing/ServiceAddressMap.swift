@@ -21,12 +21,12 @@ public struct ServiceAddressMap: Sendable {
         for resource in resources {
             switch resource {
             case .instance(let instance):
-                claims[IPv4Text.canonical(instance.address), default: []].insert(instance.service)
+                claims[IPText.canonical(instance.address), default: []].insert(instance.service)
             case .service(let service):
                 if let port = service.port { ports[service.name] = port }
                 if service.appProtocol == .tcp { tcpServices.insert(service.name) }
                 for address in service.addresses {
-                    claims[IPv4Text.canonical(address), default: []].insert(service.name)
+                    claims[IPText.canonical(address), default: []].insert(service.name)
                 }
             default:
                 continue

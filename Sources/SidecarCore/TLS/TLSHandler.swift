@@ -134,7 +134,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .buffer:
             bufferedWrites.append((buffer, promise))
         case .encrypt:
-            encryptAndWrite(context: context, buffer, promise: promise)
+            coalesce(context: context, buffer, promise: promise)
         case .failClosed:
             promise?.fail(ChannelError.ioOnClosedChannel)
         }
@@ -142,10 +142,58 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     public func flush(context: ChannelHandlerContext) {
         if stateMachine.state == .active {
+            encryptCoalesced(context: context)
             context.flush()
         } else {
             flushRequested = true
         }
+    }
+
+    // MARK: Coalescing: one TLS record per flush for small writes
+
+    /// Plaintext written since the last flush, encrypted together at the flush: a response head
+    /// and its body (two writes) go out as one record, not two (one seal here, one open at the
+    /// peer, 22 bytes less on the wire). Bounded by `coalesceLimit`; bigger data is encrypted
+    /// as it comes. Nothing is delayed: unflushed data would wait in the channel anyway.
+    private var coalesced: ByteBuffer?
+    private var coalescedPromise: EventLoopPromise<Void>?
+    private let coalesceLimit = 16 * 1024
+
+    private func coalesce(context: ChannelHandlerContext, _ buffer: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        if var pending = coalesced {
+            if pending.readableBytes + buffer.readableBytes > coalesceLimit {
+                encryptCoalesced(context: context)
+            } else {
+                coalesced = nil  // unique while appended to
+                pending.writeImmutableBuffer(buffer)
+                coalesced = pending
+                chain(promise)
+                return
+            }
+        }
+        if buffer.readableBytes >= coalesceLimit {
+            encryptAndWrite(context: context, buffer, promise: promise)
+        } else {
+            coalesced = buffer
+            chain(promise)
+        }
+    }
+
+    private func chain(_ promise: EventLoopPromise<Void>?) {
+        guard let promise else { return }
+        if let existing = coalescedPromise {
+            existing.futureResult.cascade(to: promise)
+        } else {
+            coalescedPromise = promise
+        }
+    }
+
+    private func encryptCoalesced(context: ChannelHandlerContext) {
+        guard let pending = coalesced else { return }
+        let promise = coalescedPromise
+        coalesced = nil
+        coalescedPromise = nil
+        encryptAndWrite(context: context, pending, promise: promise)
     }
 
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
@@ -155,6 +203,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         switch stateMachine.closeRequested() {
         case .sendCloseNotifyThenClose:
+            encryptCoalesced(context: context)  // written before the close: sent before close_notify
             connection.shutdown()
             sendOutput(context: context)
             context.close(mode: mode, promise: promise)
@@ -183,8 +232,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func writeBuffered(context: ChannelHandlerContext) {
         while stateMachine.state == .active, let (buffer, promise) = bufferedWrites.popFirst() {
-            encryptAndWrite(context: context, buffer, promise: promise)
+            coalesce(context: context, buffer, promise: promise)
         }
+        if stateMachine.state == .active { encryptCoalesced(context: context) }
         if flushRequested {
             flushRequested = false
             context.flush()
@@ -211,6 +261,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         while let (_, promise) = bufferedWrites.popFirst() {
             promise?.fail(error)
         }
+        coalesced = nil
+        coalescedPromise?.fail(error)
+        coalescedPromise = nil
     }
 }
 

@@ -73,6 +73,7 @@ final class LoopContext {
         pool.trustDomain = table.trustDomain
         http2Pool.trustDomain = table.trustDomain
         rateLimiters.tableReplaced()
+        lastCluster = nil
         for (service, cluster) in clusters {
             guard let destination = table.destinations[service] else {
                 clusters[service] = nil
@@ -87,15 +88,29 @@ final class LoopContext {
 
     /// The cluster of `destination`, made on its first request.
     func cluster(_ destination: RouteTable.Destination) -> Cluster {
-        if let cluster = clusters[destination.service] { return cluster }
-        let cluster = Cluster(destination, loopCount: loopCount, shared: shared, metrics: metrics, now: now)
-        clusters[destination.service] = cluster
-        startOutlierTimer()
+        if let last = lastCluster, last.destination === destination { return last.cluster }
+        let cluster: Cluster
+        if let existing = clusters[destination.service] {
+            cluster = existing
+        } else {
+            cluster = Cluster(destination, loopCount: loopCount, shared: shared, metrics: metrics, now: now)
+            clusters[destination.service] = cluster
+            startOutlierTimer()
+        }
+        lastCluster = (destination, cluster)
         return cluster
     }
 
+    /// The last destination's cluster: a request asks for it several times (admission, pick,
+    /// pool, outcome, record), and a loop's requests mostly go to one destination. Dropped
+    /// with the table it came from.
+    private var lastCluster: (destination: RouteTable.Destination, cluster: Cluster)?
+
     /// The cluster of `service` if a request made it (pool limits apply only then).
-    func existingCluster(_ service: String) -> Cluster? { clusters[service] }
+    func existingCluster(_ service: String) -> Cluster? {
+        if let last = lastCluster, last.destination.service == service { return last.cluster }
+        return clusters[service]
+    }
 
     /// Requests waiting for a connection on this loop (tests, `/clusters`).
     var pendingCount: Int { clusters.values.reduce(0) { $0 + $1.waiters.count } }
@@ -131,14 +146,14 @@ final class LoopContext {
 
     /// Records an upstream outcome for passive outlier detection; ejections move the metrics.
     func recordOutcome(_ outcome: OutlierDetectorStateMachine<HostPort>.Outcome, service: String, address: HostPort) {
-        guard let cluster = clusters[service],
+        guard let cluster = existingCluster(service),
             let action = cluster.resilience.outliers.record(outcome, for: address, now: now)
         else { return }
         apply([action], cluster: cluster)
     }
 
     /// How many endpoints of `service` outlier detection ejects now (access log causes).
-    func ejectedEndpoints(_ service: String) -> Int { clusters[service]?.resilience.outliers.ejectedCount ?? 0 }
+    func ejectedEndpoints(_ service: String) -> Int { existingCluster(service)?.resilience.outliers.ejectedCount ?? 0 }
 
     /// Ejections found here count in `sidecar_outlier_ejections_total` and are sent to the
     /// other loops (rare: no hop per request); the ledger keeps `sidecar_endpoints` per endpoint.

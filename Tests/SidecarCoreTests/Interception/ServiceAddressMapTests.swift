@@ -19,8 +19,11 @@ import Testing
     }
 
     @Test func addressesAreMatchedInOneSpelling() {
-        let map = ServiceAddressMap(resources: [.service(MeshService(name: "ledger", addresses: ["010.096.000.010"]))])
+        let map = ServiceAddressMap(resources: [
+            .service(MeshService(name: "ledger", addresses: ["010.096.000.010", "FD77:0:0::0:2"])),
+        ])
         #expect(map.service(address: "10.96.0.10", port: 80) == "ledger")
+        #expect(map.service(address: "fd77::2", port: 80) == "ledger", "IPv6 as inet_ntop writes SO_ORIGINAL_DST's")
     }
 
     @Test func servicesSharingAnAddressAreToldApartByTheirPortOrNotAtAll() {

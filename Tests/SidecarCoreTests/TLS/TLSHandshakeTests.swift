@@ -80,6 +80,32 @@ import Testing
         #expect(pair.serverRecorder.received == payload)
     }
 
+    @Test func writesUntilAFlushGoOutAsOneRecord() throws {
+        let pair = try makePair()
+        defer { pair.tearDown() }
+        try pair.connect()
+        let head = pair.client.write(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n"))
+        let body = pair.client.write(ByteBuffer(string: "body"))
+        #expect(try pair.client.readOutbound(as: ByteBuffer.self) == nil, "nothing leaves before the flush")
+        pair.client.flush()
+        var records = 0
+        var wire = ByteBuffer()
+        while var bytes = try pair.client.readOutbound(as: ByteBuffer.self) { wire.writeBuffer(&bytes) }
+        var scan = wire
+        while let header = scan.readSlice(length: 5) {
+            #expect(header.getInteger(at: header.readerIndex, as: UInt8.self) == 23, "application data")
+            let length = Int(header.getInteger(at: header.readerIndex + 3, as: UInt16.self)!)
+            try #require(scan.readableBytes >= length, "a whole record")
+            scan.moveReaderIndex(forwardBy: length)
+            records += 1
+        }
+        #expect(records == 1, "head and body sealed together")
+        try head.wait()
+        try body.wait()
+        try pair.server.writeInbound(wire)
+        #expect(pair.serverRecorder.receivedString == "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbody")
+    }
+
     @Test func closeNotifyIsSentAndAnswered() throws {
         let pair = try makePair()
         defer { pair.tearDown() }
