@@ -8,18 +8,21 @@
 # listener, UpstreamTlsContext with the edge's certificate). The sidecar behind the edge and the
 # app are the same for all three. One worker per edge. Per edge and round: requests/s at
 # saturation (wrk), the edge's CPU-seconds per 100k requests (/proc/PID/stat), wrk's p50/p99 at
-# saturation. Prints medians and ratios ours/peer. Not yet: the response cache (vs nginx
-# proxy_cache) and fixed-rate added latency (they come with the cache).
+# saturation. Prints medians and ratios ours/peer. Cache hits: `ourscache` (our gateway, a rule
+# with `cache:`) vs `nginxcache` (nginx `proxy_cache`, `proxy_cache_lock`), each in its edge's
+# same process under the path /cached: after the first request every request is a hit. Not
+# yet: fixed-rate added latency.
 #
 #   bench/gateway.sh                                 # release build, 3 rounds of 10 s
 #   ROUNDS=5 SAT_SECONDS=20 SKIP_BUILD=1 EDGES="ours nginx" bench/gateway.sh
+#   SKIP_BUILD=1 EDGES="ourscache nginxcache" bench/gateway.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ROUNDS=${ROUNDS:-3}
 SAT_SECONDS=${SAT_SECONDS:-10}
 SAT_CONNECTIONS=${SAT_CONNECTIONS:-32}
-EDGES=${EDGES:-"ours nginx envoy"}
+EDGES=${EDGES:-"ours nginx envoy ourscache nginxcache"}
 OUT=${OUT:-$ROOT/bench/out/gateway-$(date -u +%Y%m%dT%H%M%S)}
 BIN=${BIN:-$ROOT/.build-release/release}
 ENVOY=${ENVOY:-$(ls "$ROOT"/bench/.venv/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -1 || true)}
@@ -73,8 +76,9 @@ EOF
 "$BIN/sidecar" --config "$OUT/payments/payments.yaml" --workers 1 --access-log off > "$OUT/payments/out.log" 2>&1 & PIDS+=($!)
 wait_listening "$APP_PORT"; wait_listening "$B_PORT"
 
-declare -A PORT_OF PID_OF
+declare -A PORT_OF PID_OF PATH_OF
 start_ours() {
+    [[ -n "${PID_OF[ours]:-}" ]] && return 0
     local d="$OUT/ours" p; mkdir -p "$d"; p=$(free_port)
     cat > "$d/edge.yaml" <<EOF
 service: edge
@@ -83,27 +87,38 @@ admin:   { listen: 127.0.0.1:$(free_port) }
 tls:     { cert: $PKI/edge.pem, key: $PKI/edge.key, trustBundle: $PKI/ca.pem }
 resources:
   - { kind: Instance, service: payments, address: 127.0.0.1, port: $B_PORT }
-  - { kind: GatewayRoute, name: api, hosts: [ $HOST ], rules: [ { match: { pathPrefix: /pay }, service: payments } ] }
+  - kind: GatewayRoute
+    name: api
+    hosts: [ $HOST ]
+    rules:
+      - { match: { pathPrefix: /pay }, service: payments }
+      - { match: { pathPrefix: /cached }, service: payments, cache: { ttl: 1h, maxBytes: 16Mi } }
 EOF
     "$BIN/sidecar" validate --config "$d/edge.yaml" > /dev/null
     "$BIN/sidecar" --config "$d/edge.yaml" --workers 1 --access-log off > "$d/out.log" 2>&1 & PID_OF[ours]=$!; PIDS+=($!)
-    wait_listening "$p"; PORT_OF[ours]=$p
+    wait_listening "$p"; PORT_OF[ours]=$p; PATH_OF[ours]=/pay
 }
+start_ourscache() { start_ours; mkdir -p "$OUT/ourscache"; PORT_OF[ourscache]=${PORT_OF[ours]}; PID_OF[ourscache]=${PID_OF[ours]}; PATH_OF[ourscache]=/cached; }
+start_nginxcache() { start_nginx; mkdir -p "$OUT/nginxcache"; PORT_OF[nginxcache]=${PORT_OF[nginx]}; PID_OF[nginxcache]=${PID_OF[nginx]}; PATH_OF[nginxcache]=/cached; }
 start_nginx() {
+    [[ -n "${PID_OF[nginx]:-}" ]] && return 0
     local d="$OUT/nginx" p; mkdir -p "$d"; p=$(free_port)
     cat > "$d/nginx.conf" <<EOF
 daemon off; master_process off; worker_processes 1; pid $d/nginx.pid; error_log $d/error.log warn;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 100000000; keepalive_timeout 3600s;
+  proxy_cache_path $d/cache keys_zone=edge:10m max_size=16m;
   upstream payments { server 127.0.0.1:$B_PORT; keepalive 64; keepalive_requests 100000000; keepalive_timeout 3600s; }
   server { listen 127.0.0.1:$p ssl; server_name $HOST; ssl_protocols TLSv1.2 TLSv1.3;
     ssl_certificate $PKI/$HOST.pem; ssl_certificate_key $PKI/$HOST.key;
-    location / { proxy_pass https://payments; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_ssl_certificate $PKI/edge.pem; proxy_ssl_certificate_key $PKI/edge.key; proxy_ssl_protocols TLSv1.3;
-      proxy_ssl_trusted_certificate $PKI/ca.pem; proxy_ssl_verify off; proxy_ssl_session_reuse on; } } }
+    proxy_http_version 1.1; proxy_set_header Connection "";
+    proxy_ssl_certificate $PKI/edge.pem; proxy_ssl_certificate_key $PKI/edge.key; proxy_ssl_protocols TLSv1.3;
+    proxy_ssl_trusted_certificate $PKI/ca.pem; proxy_ssl_verify off; proxy_ssl_session_reuse on;
+    location / { proxy_pass https://payments; }
+    location /cached { proxy_pass https://payments; proxy_cache edge; proxy_cache_valid 200 1h; proxy_cache_lock on; } } }
 EOF
     nginx -p "$d" -c "$d/nginx.conf" > "$d/out.log" 2>&1 & PID_OF[nginx]=$!; PIDS+=($!)
-    wait_listening "$p"; PORT_OF[nginx]=$p
+    wait_listening "$p"; PORT_OF[nginx]=$p; PATH_OF[nginx]=/pay
 }
 start_envoy() {
     local d="$OUT/envoy" p; mkdir -p "$d"; p=$(free_port)
@@ -148,13 +163,13 @@ static_resources:
             match_typed_subject_alt_names: [ { san_type: URI, matcher: { exact: "spiffe://mesh.local/service/payments" } } ]
 EOF
     "$ENVOY" -c "$d/envoy.yaml" --concurrency 1 --disable-hot-restart --log-level warn > "$d/out.log" 2>&1 & PID_OF[envoy]=$!; PIDS+=($!)
-    wait_listening "$p"; PORT_OF[envoy]=$p
+    wait_listening "$p"; PORT_OF[envoy]=$p; PATH_OF[envoy]=/pay
 }
 
 for edge in $EDGES; do "start_$edge"; done
 for edge in $EDGES; do
     got=$(curl -sS -m 5 -o /dev/null -w '%{http_code} %{size_download}' --cacert "$PKI/external.pem" \
-        --resolve "$HOST:${PORT_OF[$edge]}:127.0.0.1" "https://$HOST:${PORT_OF[$edge]}/pay" || true)
+        --resolve "$HOST:${PORT_OF[$edge]}:127.0.0.1" "https://$HOST:${PORT_OF[$edge]}${PATH_OF[$edge]}" || true)
     [[ $got == "200 100" ]] || { echo "$edge: expected '200 100', got '$got' (logs in $OUT/$edge)" >&2; exit 1; }
 done
 
@@ -163,7 +178,7 @@ for round in $(seq 1 "$ROUNDS"); do
     order=($EDGES); shift_by=$(( (round - 1) % ${#order[@]} )); order=("${order[@]:$shift_by}" "${order[@]:0:$shift_by}")
     for edge in "${order[@]}"; do
         pid=${PID_OF[$edge]}; before=$(cpu_of "$pid")
-        out=$(wrk -t 1 -c "$SAT_CONNECTIONS" -d "${SAT_SECONDS}s" --latency -H "Host: $HOST" "https://127.0.0.1:${PORT_OF[$edge]}/pay")
+        out=$(wrk -t 1 -c "$SAT_CONNECTIONS" -d "${SAT_SECONDS}s" --latency -H "Host: $HOST" "https://127.0.0.1:${PORT_OF[$edge]}${PATH_OF[$edge]}")
         after=$(cpu_of "$pid")
         echo "$out" > "$OUT/$edge/wrk-$round.txt"
         requests=$(echo "$out" | awk '/requests in/ { print $1 }')
@@ -187,14 +202,14 @@ def seconds(text):
 def median(metric, edge):
     values = [seconds(v) if metric in ("p50", "p99") else float(v) for m, e, _, v in rows if m == metric and e == edge]
     return statistics.median(values) if values else None
-print(f"{'edge':8} {'req/s':>10} {'CPU-s/100k':>11} {'p50 ms':>8} {'p99 ms':>8}")
+print(f"{'edge':10} {'req/s':>10} {'CPU-s/100k':>11} {'p50 ms':>8} {'p99 ms':>8}")
 for edge in edges:
     rps, cpu, p50, p99 = (median(m, edge) for m in ("rps", "cpu_s_per_100k", "p50", "p99"))
-    print(f"{edge:8} {rps:10.0f} {cpu:11.2f} {p50 * 1000:8.2f} {p99 * 1000:8.2f}")
-if "ours" in edges:
-    for edge in edges:
-        if edge == "ours": continue
-        print(f"ours/{edge}: throughput {median('rps', 'ours') / median('rps', edge):.2f}, "
-              f"CPU per request {median('cpu_s_per_100k', 'ours') / median('cpu_s_per_100k', edge):.2f}")
+    print(f"{edge:10} {rps:10.0f} {cpu:11.2f} {p50 * 1000:8.2f} {p99 * 1000:8.2f}")
+pairs = [("ours", edge) for edge in ("nginx", "envoy")] + [("ourscache", "nginxcache")]
+for ours, edge in pairs:
+    if ours in edges and edge in edges:
+        print(f"{ours}/{edge}: throughput {median('rps', ours) / median('rps', edge):.2f}, "
+              f"CPU per request {median('cpu_s_per_100k', ours) / median('cpu_s_per_100k', edge):.2f}")
 PY
 echo "raw results: $RESULTS" >&2

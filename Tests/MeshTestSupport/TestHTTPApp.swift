@@ -7,7 +7,9 @@ import NIOPosix
 /// request with what it saw — method, path, `x-mesh-caller`, request id, body size, a
 /// checksum, and the gateway's `x-mesh-user` and `x-tier` — so tests can assert what crossed the mesh. `/slow?ms=N` answers after N ms;
 /// `/status/N` answers with status N; `/bytes?n=N` streams N bytes, only as fast as the
-/// connection takes them (a large download for flow-control tests). It also counts requests, connections and request-body
+/// connection takes them (a large download for flow-control tests). Each request header
+/// `x-respond-with: name: value` becomes a response header (cache tests); a path under `/json`
+/// is answered `{"app":NAME,"path":TARGET}` as `application/json` (aggregation tests). It also counts requests, connections and request-body
 /// bytes, and can be made slow as a whole (`delay`).
 public final class TestHTTPApp: Sendable {
     public let name: String
@@ -140,7 +142,8 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             if let alwaysStatus { status = HTTPResponseStatus(statusCode: alwaysStatus) }
             if let failEvery, count % failEvery == 0 { status = .serviceUnavailable }
-            let body = """
+            let json = path.hasPrefix("/json")
+            let body = json ? "{\"app\":\"\(name)\",\"path\":\"\(head.uri)\"}" : """
                 app=\(name) method=\(head.method.rawValue) path=\(head.uri) \
                 caller=\(head.headers["x-mesh-caller"].joined(separator: ",")) \
                 request-id=\(head.headers["x-request-id"].first ?? "") \
@@ -154,6 +157,11 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
             let respond = {
                 counters.withLockedValue { $0.inFlight -= 1 }
                 var headers = HTTPHeaders([("content-length", "\(body.utf8.count)"), ("x-app", self.name)])
+                if json { headers.add(name: "content-type", value: "application/json") }
+                for line in head.headers["x-respond-with"] {
+                    guard let colon = line.firstIndex(of: ":") else { continue }
+                    headers.add(name: String(line[..<colon]), value: String(line[line.index(after: colon)...].drop { $0 == " " }))
+                }
                 if !keepAlive { headers.add(name: "connection", value: "close") }
                 context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
                 context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)

@@ -37,7 +37,15 @@ extension GatewayRoute {
 extension GatewayRule {
     static func decode(_ map: MappingReader) -> GatewayRule {
         let reader = map.reader
-        var rule = GatewayRule(service: map.serviceName() ?? "")
+        let aggregates = map.has("aggregate")
+        var rule = GatewayRule(service: map.serviceName(required: !aggregates) ?? "")
+        if aggregates, map.has("service") {
+            reader.report("an aggregate rule calls its calls' services; remove service", path: map.childPath("service"), at: map.node)
+        }
+        if let aggregateMap = map.mapping("aggregate") {
+            rule.aggregate = GatewayAggregate.decode(aggregateMap)
+            aggregateMap.finish()
+        }
         if let matchMap = map.mapping("match") {
             rule.match = RouteMatch.decode(matchMap)
             matchMap.finish()
@@ -72,7 +80,55 @@ extension GatewayRule {
         if let node = map.optional("maxBodyBytes") {
             rule.maxBodyBytes = reader.byteSize(node, path: map.childPath("maxBodyBytes"))
         }
+        if let cacheMap = map.mapping("cache") {
+            rule.cache = GatewayCachePolicy.decode(cacheMap)
+            cacheMap.finish()
+        }
+        if aggregates, map.has("cache") {
+            reader.report("an aggregate rule is not cached (its answer is made at the edge)", path: map.childPath("cache"), at: map.node)
+        }
         return rule
+    }
+}
+
+extension GatewayAggregate {
+    /// `aggregate: { timeout: 1s, calls: [ { key: user, service: users, path: /me } ] }`.
+    static func decode(_ map: MappingReader) -> GatewayAggregate {
+        let reader = map.reader
+        var calls: [Call] = []
+        if let elements = map.list("calls", required: true) {
+            if elements.isEmpty { reader.report("needs at least one call", path: map.childPath("calls"), at: map.optional("calls")) }
+            for element in elements {
+                guard let callMap = reader.mapping(element.node, path: element.path) else { continue }
+                let key = callMap.required("key").flatMap { reader.string($0, path: callMap.childPath("key")) }
+                if let key, key.isEmpty || key == "_errors" || !key.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x22 && $0 != 0x5C && $0 < 0x7F }) {
+                    reader.report("\"\(key)\" is not a key (printable ASCII without quotes or backslashes; not _errors)",
+                                  path: callMap.childPath("key"), at: callMap.node)
+                } else if let key, calls.contains(where: { $0.key == key }) {
+                    reader.report("key \(key) is used twice", path: callMap.childPath("key"), at: callMap.node)
+                }
+                let service = callMap.serviceName()
+                let path = callMap.required("path").flatMap { reader.httpPath($0, path: callMap.childPath("path")) }
+                if let key, let service, let path { calls.append(Call(key: key, service: service, path: path)) }
+                callMap.finish()
+            }
+        }
+        return GatewayAggregate(timeout: map.duration("timeout", required: true) ?? .seconds(1), calls: calls)
+    }
+}
+
+extension GatewayCachePolicy {
+    /// `cache: { ttl: 30s, maxBytes: 64Mi, allowAuthorization: false }`; both sizes required.
+    static func decode(_ map: MappingReader) -> GatewayCachePolicy {
+        let reader = map.reader
+        let ttl = map.duration("ttl", required: true)
+        var maxBytes: Int?
+        if let node = map.required("maxBytes") {
+            maxBytes = reader.byteSize(node, path: map.childPath("maxBytes"))
+            if maxBytes == 0 { reader.report("must be more than 0", path: map.childPath("maxBytes"), at: node) }
+        }
+        return GatewayCachePolicy(
+            ttl: ttl ?? .seconds(1), maxBytes: maxBytes ?? 1, allowAuthorization: map.bool("allowAuthorization") ?? false)
     }
 }
 

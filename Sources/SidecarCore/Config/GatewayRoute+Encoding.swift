@@ -8,7 +8,17 @@ extension GatewayRoute {
 
 extension GatewayRule {
     var configValue: ConfigValue {
-        var pairs: [(String, ConfigValue)] = [("match", match.configValue), ("service", .string(service))]
+        var pairs: [(String, ConfigValue)] = [("match", match.configValue)]
+        if let aggregate {
+            pairs.append(("aggregate", .map([
+                ("timeout", .string(aggregate.timeout.description)),
+                ("calls", .list(aggregate.calls.map {
+                    .map([("key", .string($0.key)), ("service", .string($0.service)), ("path", .string($0.path))])
+                })),
+            ])))
+        } else {
+            pairs.append(("service", .string(service)))
+        }
         if let rewritePathPrefix { pairs.append(("rewrite", .map([("pathPrefix", .string(rewritePathPrefix))]))) }
         if let auth { pairs.append(("auth", .string(auth))) }
         if let rateLimit {
@@ -27,6 +37,12 @@ extension GatewayRule {
             pairs.append(("cors", .map(corsPairs)))
         }
         if let maxBodyBytes { pairs.append(("maxBodyBytes", .int(maxBodyBytes))) }
+        if let cache {
+            pairs.append(("cache", .map([
+                ("ttl", .string(cache.ttl.description)), ("maxBytes", .int(cache.maxBytes)),
+                ("allowAuthorization", .bool(cache.allowAuthorization)),
+            ])))
+        }
         return .map(pairs)
     }
 }

@@ -34,7 +34,8 @@ public struct GatewayRoute: Sendable, Equatable {
 /// and what the edge does to them first.
 public struct GatewayRule: Sendable, Equatable {
     public var match: RouteMatch
-    /// The mesh service the request goes to (its own Route, TrafficPolicy apply as for any caller).
+    /// The mesh service the request goes to (its own Route, TrafficPolicy apply as for any caller);
+    /// empty on an `aggregate` rule.
     public var service: String
     /// Replaces the matched `pathPrefix` (whole segments) with this prefix going upstream.
     public var rewritePathPrefix: String?
@@ -44,10 +45,15 @@ public struct GatewayRule: Sendable, Equatable {
     public var cors: CORSPolicy?
     /// Larger request bodies get 413 `bad-request` (declared length at once, chunked as it passes).
     public var maxBodyBytes: Int?
+    /// Responses to GET/HEAD kept and answered at the edge (`GatewayResponseCaches`).
+    public var cache: GatewayCachePolicy?
+    /// Instead of `service`: the request fans out to these calls and their JSON is merged.
+    public var aggregate: GatewayAggregate?
 
     public init(
         match: RouteMatch = RouteMatch(), service: String, rewritePathPrefix: String? = nil, auth: String? = nil,
-        rateLimit: GatewayRateLimit? = nil, cors: CORSPolicy? = nil, maxBodyBytes: Int? = nil
+        rateLimit: GatewayRateLimit? = nil, cors: CORSPolicy? = nil, maxBodyBytes: Int? = nil,
+        cache: GatewayCachePolicy? = nil, aggregate: GatewayAggregate? = nil
     ) {
         self.match = match
         self.service = service
@@ -56,6 +62,55 @@ public struct GatewayRule: Sendable, Equatable {
         self.rateLimit = rateLimit
         self.cors = cors
         self.maxBodyBytes = maxBodyBytes
+        self.cache = cache
+        self.aggregate = aggregate
+    }
+
+    /// The mesh services the rule calls: its `service`, or its aggregate's.
+    public var services: [String] { aggregate.map { $0.calls.map(\.service) } ?? [service] }
+}
+
+/// An aggregate rule: one request fans out to `calls` in parallel, each a GET through the mesh
+/// to its service and path; the JSON answers are merged under their keys. `timeout` bounds the
+/// whole (and each call).
+public struct GatewayAggregate: Sendable, Equatable {
+    public struct Call: Sendable, Equatable {
+        public var key: String
+        public var service: String
+        /// An origin-form path (and query) sent to the service.
+        public var path: String
+
+        public init(key: String, service: String, path: String) {
+            self.key = key
+            self.service = service
+            self.path = path
+        }
+    }
+
+    public var timeout: MeshDuration
+    public var calls: [Call]
+
+    public init(timeout: MeshDuration, calls: [Call]) {
+        self.timeout = timeout
+        self.calls = calls
+    }
+}
+
+/// A gateway rule's response cache: how long a response stays fresh when it says nothing
+/// itself (`ttl`, also the most any `max-age` gets), how many bytes the rule's entries may take
+/// in the process (`maxBytes`, least recently used evicted first), and whether authenticated
+/// requests (`Authorization`, or a user the rule's `auth` verified) may be answered from and
+/// fill the cache (`allowAuthorization`: the entries are then shared by every caller that
+/// passes the rule's `auth`).
+public struct GatewayCachePolicy: Sendable, Equatable {
+    public var ttl: MeshDuration
+    public var maxBytes: Int
+    public var allowAuthorization: Bool
+
+    public init(ttl: MeshDuration, maxBytes: Int, allowAuthorization: Bool = false) {
+        self.ttl = ttl
+        self.maxBytes = maxBytes
+        self.allowAuthorization = allowAuthorization
     }
 }
 

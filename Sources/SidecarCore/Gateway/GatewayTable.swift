@@ -25,7 +25,7 @@ public struct GatewayTable: Sendable {
         self.routes = routes
         var handles: [String: RequestMetricsHandle] = [:]
         if let metrics {
-            for service in Set(routes.flatMap { $0.rules.map(\.service) }) {
+            for service in Set(routes.flatMap { $0.rules.flatMap(\.services) }) {
                 handles[service] = metrics.requests.handle(direction: .gateway, peer: service)
             }
         }

@@ -54,6 +54,9 @@ public final class SidecarMetrics: Sendable {
     let gatewayAuthFailures = CounterFamily(MetricDescriptor(
         "sidecar_gateway_auth_failures_total", .counter, labels: ["policy", "reason"],
         help: "Gateway requests refused by an AuthenticationPolicy, by policy and reason."))
+    let cacheRequests = CounterFamily(MetricDescriptor(
+        "sidecar_cache_requests_total", .counter, labels: ["route", "result"],
+        help: "GET/HEAD requests on gateway rules with a response cache, by GatewayRoute name and result (hit, miss, coalesced, bypass)."))
     let certExpiry = GaugeFamily(MetricDescriptor(
         "sidecar_cert_expiry_timestamp_seconds", .gauge,
         help: "Expiry of the workload certificate in use, as a Unix timestamp in seconds."))
@@ -136,7 +139,7 @@ public final class SidecarMetrics: Sendable {
         })
         var families: [any MetricFamily] = requests.families + [
             retries, retryBudgetExhausted, grpcResponses, mirrorRequests, circuitBreakerOpen, circuitBreakerRejections, outlierEjections,
-            endpoints, connectionsOpen, tlsHandshakeErrors, authzDenied, gatewayAuthFailures, certExpiry, configVersion, configRejected,
+            endpoints, connectionsOpen, tlsHandshakeErrors, authzDenied, gatewayAuthFailures, cacheRequests, certExpiry, configVersion, configRejected,
             spansExportedFamily, spansDroppedFamily, interceptedConnections,
         ]
         if mode == .dynamic { families.append(controlPlaneConnected) }
@@ -170,6 +173,11 @@ public final class SidecarMetrics: Sendable {
     /// `sidecar_gateway_auth_failures_total{policy,reason}` (takes a lock: once per refusal).
     func gatewayAuthFailures(policy: String, reason: GatewayAuthenticator.Reason) -> Counter {
         gatewayAuthFailures.counter(policy, reason.rawValue)
+    }
+
+    /// `sidecar_cache_requests_total{route,result}` (takes a lock: resolved once per rule and loop).
+    func cacheRequests(route: String, result: CacheResult) -> Counter {
+        cacheRequests.counter(route, result.rawValue)
     }
 
     /// `sidecar_connections_open{direction}`; no lookup.

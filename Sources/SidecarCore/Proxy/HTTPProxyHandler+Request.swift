@@ -126,13 +126,14 @@ extension HTTPProxyHandler {
             }
         case .admitted(let request):
             armDeadlineTimer(context: context)  // routing started the route timeout
+            if answeredAtEdge(request, context: context) { return }
             forward(request, context: context)
         }
     }
 
     /// Every filter admitted the request: write its head for the next hop, then lease a
     /// connection (to an endpoint of the destination, or to the local app on the inbound).
-    private func forward(_ request: AdmittedRequest, context: ChannelHandlerContext) {
+    func forward(_ request: AdmittedRequest, context: ChannelHandlerContext) {
         let exchange = request.exchange
         let head = request.head
         var rewritten = context.channel.allocator.buffer(capacity: head.byteCount + 160)

@@ -24,15 +24,10 @@ extension HTTPProxyHandler {
         exchange.responseStarted = true
         exchange.status = head.status
         if head.framing.body == .untilClose { exchange.closeAfterResponse = true }
-        var extra: [HTTPHeaderLine] = []
-        var removed: [String] = []
-        extra += exchange.addedResponseHeaders
-        if direction.routesToMesh, let rule = exchange.route?.rule {
-            removed = rule.responseHeaders.remove
-            for (name, value) in rule.responseHeaders.set.sorted(by: { $0.key < $1.key }) {
-                if let line = try? HTTPHeaderLine(name: name, value: value) { extra.append(line) }
-            }
-        }
+        exchange.cacheFill?.responseHead(head)
+        let changes = responseHeaderChanges(exchange)
+        var extra = changes.added
+        let removed = changes.removed
         let tunnel = head.framing.body == .tunnel
         if exchange.closeAfterResponse && !tunnel {
             extra.append(try! HTTPHeaderLine(name: "connection", value: "close"))
@@ -48,9 +43,24 @@ extension HTTPProxyHandler {
         }
     }
 
+    /// The lines set on (and names removed from) the response going back: the gateway's (CORS,
+    /// `x-mesh-cache`) and the route rule's `responseHeaders`.
+    func responseHeaderChanges(_ exchange: ProxyExchange) -> (added: [HTTPHeaderLine], removed: [String]) {
+        var extra = exchange.addedResponseHeaders
+        var removed: [String] = []
+        if direction.routesToMesh, let rule = exchange.route?.rule {
+            removed = rule.responseHeaders.remove
+            for (name, value) in rule.responseHeaders.set.sorted(by: { $0.key < $1.key }) {
+                if let line = try? HTTPHeaderLine(name: name, value: value) { extra.append(line) }
+            }
+        }
+        return (extra, removed)
+    }
+
     func upstreamBody(_ body: ByteBuffer) {
         guard let context, let exchange else { return }
         exchange.bytesSent += body.readableBytes
+        exchange.cacheFill?.responseBody(body)
         context.write(wrapOutboundOut(body), promise: nil)
     }
 
@@ -69,6 +79,10 @@ extension HTTPProxyHandler {
         guard let context, let exchange else { return }
         exchange.cancelTimers()
         endOutstanding(exchange)
+        if let fill = exchange.cacheFill {
+            exchange.cacheFill = nil
+            fill.complete(now: context.eventLoop.now)
+        }
         if let upstream = exchange.upstream, let key = exchange.poolKey {
             if reusable && exchange.requestComplete && phase != .tunnel {
                 loop.pool.release(upstream, key: key)
@@ -231,6 +245,10 @@ extension HTTPProxyHandler {
 
     /// Every finished exchange goes through here once: access log line and request metrics.
     func record(_ exchange: ProxyExchange, status: Int) {
+        if let fill = exchange.cacheFill {  // the fetch ended without a whole response
+            exchange.cacheFill = nil
+            fill.abandon()
+        }
         let handle: RequestMetricsHandle
         switch direction {
         case .outbound, .tcpOutbound:

@@ -73,6 +73,8 @@ final class ProxyExchange {
     var addedResponseHeaders: [HTTPHeaderLine] = []
     /// Gateway: a chunked request body longer than this ends the exchange with 413.
     var maxBodyBytes: Int?
+    /// Gateway: this request fetches for the rule's response cache (`HTTPProxyHandler+Cache.swift`).
+    var cacheFill: ResponseCacheFill?
 
     init(
         method: HTTPRequestMethod, methodName: String, authority: String, path: String, requestID: String,

@@ -29,6 +29,8 @@ final class LoopContext {
     private var rateLimiters: LoopRateLimiters
     /// The gateway's rate limits keyed by client (see `GatewayRateLimiters`).
     lazy var gatewayLimiters = GatewayRateLimiters(shared: shared)
+    /// The gateway's response caches (made at first use, after `join` set `loopCount`).
+    lazy var responseCaches = GatewayResponseCaches(eventLoop: eventLoop, metrics: metrics, loops: loopCount)
     private var clusters: [String: Cluster] = [:]
     private var outlierTimerRunning = false
     /// Event loops sharing the per-loop limits (pool limits; each enforces its share).

@@ -16,6 +16,7 @@ import Testing
             rateLimit: { requestsPerSecond: 100, burst: 200, key: api-key }
             cors: { allowOrigins: [ "https://app.example.com" ], allowMethods: [ GET, POST ], maxAge: 10m }
             maxBodyBytes: 1Mi
+            cache: { ttl: 30s, maxBytes: 64Mi, allowAuthorization: true }
           - match: { path: /home }
             service: users
         ---
@@ -36,6 +37,8 @@ import Testing
         #expect(route.rules[0].rateLimit == GatewayRateLimit(limit: RateLimit(requestsPerSecond: 100, burst: 200), key: .apiKey))
         #expect(route.rules[0].maxBodyBytes == 1 << 20)
         #expect(route.rules[0].cors?.maxAge == .minutes(10))
+        #expect(route.rules[0].cache == GatewayCachePolicy(ttl: .seconds(30), maxBytes: 64 << 20, allowAuthorization: true))
+        #expect(route.rules[1].cache == nil)
         #expect(route.rules[1].match.path == .exact("/home"))
         #expect(policy.apiKeys?.header == "x-api-key")
         #expect(policy.apiKeys?.keys.first?.sha256 == [UInt8](repeating: 0xab, count: 32))
@@ -66,6 +69,10 @@ import Testing
             ("kind: GatewayRoute\nname: a\nrules: [ { service: payments, cors: { allowOrigins: [ \"app.example.com/\" ] } } ]\n",
              "rules[0].cors.allowOrigins[0]"),
             ("kind: GatewayRoute\nrules: [ { service: payments } ]\n", "name"),
+            ("kind: GatewayRoute\nname: a\nrules: [ { service: payments, cache: { ttl: 30s } } ]\n", "rules[0].cache.maxBytes"),
+            ("kind: GatewayRoute\nname: a\nrules: [ { service: payments, cache: { ttl: 30s, maxBytes: 0 } } ]\n",
+             "rules[0].cache.maxBytes"),
+            ("kind: GatewayRoute\nname: a\nrules: [ { service: payments, cache: { maxBytes: 1Mi } } ]\n", "rules[0].cache.ttl"),
             ("kind: AuthenticationPolicy\nname: p\napiKeys: { keys: [ { name: acme, sha256: nothex } ] }\n", "apiKeys.keys[0].sha256"),
             ("kind: AuthenticationPolicy\nname: p\njwt: { issuer: x }\n", "jwt"),
             ("kind: AuthenticationPolicy\nname: p\njwt: { jwks: \"{}\", claimsToHeaders: { sub: x-mesh-user } }\n",

@@ -30,6 +30,7 @@ import Testing
         metrics.grpcResponses(.outbound, peer: "payments", status: .unavailable).increment()
         metrics.authzDenied(caller: "web").increment()
         metrics.gatewayAuthFailures(policy: "jwt-main", reason: .expired).increment()
+        metrics.cacheRequests(route: "api", result: .hit).increment()
         metrics.connectionsOpen(.outbound).set(3)
         metrics.tlsHandshakeErrors(.inbound, .untrustedIssuer).increment()
         metrics.certificateExpiry.set(1_900_000_000)

@@ -19,7 +19,7 @@ import Testing
             "sidecar_intercepted_connections_total",
             "sidecar_grpc_responses_total",
             // DESIGN.md "Gateway":
-            "sidecar_gateway_auth_failures_total",
+            "sidecar_gateway_auth_failures_total", "sidecar_cache_requests_total",
         ])
     }
 

@@ -25,7 +25,8 @@ struct HTTPSRedirectFilter: RequestFilter {
 /// Finds the GatewayRoute rule for the request's `Host` and path (404 `no-route` otherwise),
 /// rewrites the path if the rule says so, then routes to the rule's service exactly as the
 /// outbound would for an app: that service's Route rule for the (rewritten) path, its timeout
-/// and header rewrites. Unknown service: 503 `no-healthy-endpoint`.
+/// and header rewrites. Unknown service: 503 `no-healthy-endpoint`. An `aggregate` rule routes
+/// nowhere here: its calls go out once every filter admitted the request (`AggregateExchange`).
 struct GatewayRoutingFilter: RequestFilter {
     func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         let exchange = request.exchange
@@ -39,6 +40,10 @@ struct GatewayRoutingFilter: RequestFilter {
         }
         let rule = match.rule
         request.gatewayMatch = match
+        if let aggregate = rule.aggregate {
+            exchange.deadlines.route = now + aggregate.timeout.timeAmount + .milliseconds(500)  // a backstop: the aggregate answers by its timeout
+            return .next
+        }
         exchange.gatewayMetrics = loop.table.gateway.requestMetrics[rule.service]
         var path = exchange.path
         if let replacement = rule.rewritePathPrefix, case .prefix(let prefix) = rule.match.path {

@@ -1,0 +1,222 @@
+import NIOCore
+
+/// The decisions of one gateway rule's response cache (per event loop), without I/O: whether
+/// a request is answered from an entry (fresh, its `Vary` values equal), waits for a fetch of
+/// the same key already in flight, fetches it itself to fill the cache, or bypasses the cache;
+/// and whether a fetched response is stored, evicting least recently used entries to stay
+/// within `maxBytes`.
+///
+/// Invariants: `storedBytes <= limits.maxBytes`; at most one fetch per key is in flight, and
+/// at most `limits.maxWaiters` requests wait for it. Time is passed in (`now`), so tests drive
+/// a manual clock. `Payload` is what the handler replays (head and body bytes); the machine
+/// only weighs it by the `size` it is given.
+struct ResponseCacheStateMachine<Payload> {
+    struct Limits {
+        /// Freshness when the response says nothing, and the most a `max-age` gets.
+        var ttl: TimeAmount
+        var maxBytes: Int
+        /// Requests waiting for one key's fetch; more go upstream on their own.
+        var maxWaiters = 1024
+        /// Responses (`Vary` variants) kept per key.
+        var maxVariants = 8
+        /// Requests with `Authorization` may use the cache (the rule's `allowAuthorization`).
+        var allowAuthorization = false
+    }
+
+    /// What the request asks of the cache, read from its head.
+    struct Request {
+        var key: String
+        var isHead: Bool
+        var hasAuthorization: Bool
+        var cacheControl: CacheControl
+        var ifNoneMatch: String?
+    }
+
+    /// What decides whether a response may be stored, read from its head.
+    struct Response {
+        var status: Int
+        var cacheControl: CacheControl
+        var vary: [String]
+        var etag: String?
+        /// The `age` it came with (seconds), counted into the entry's age.
+        var age: Int64
+        var setsCookie: Bool
+    }
+
+    enum Lookup {
+        /// Answer from the cache: the entry's payload, `age` in seconds, and whether the
+        /// request's `If-None-Match` matched its `ETag` (answer 304).
+        case hit(Payload, age: Int64, etag: String?, notModified: Bool)
+        /// Go upstream and hand the response to `fill` (or `abandon` when there is none).
+        case fetch
+        /// A fetch of this key is in flight: wait for it, then look up again.
+        case wait
+        /// Go upstream; nothing is stored.
+        case bypass(Bypass)
+    }
+
+    enum Bypass: Equatable {
+        /// `Cache-Control: no-store` / `no-cache` / `max-age=0` on the request.
+        case requestDirective
+        /// `Authorization` on a rule without `allowAuthorization`.
+        case authorization
+        /// A HEAD the cache has no GET answer for (a HEAD response has no body to keep).
+        case headMiss
+        /// Too many already wait for this key's fetch.
+        case waitersFull
+        /// Looked up again after a wait, and still no entry that fits (a `Vary` variant, or a
+        /// response that was not stored).
+        case afterWait
+    }
+
+    enum NotStored: Error, Equatable {
+        case status, noStore, isPrivate, noCache, varyStar, setCookie, stale, tooLarge
+    }
+
+    private struct Entry {
+        var payload: Payload
+        var size: Int
+        var storedAt: NIODeadline
+        var initialAge: Int64
+        var freshFor: TimeAmount
+        var etag: String?
+        /// Lower-case names of the response's `Vary` and the request's values of them.
+        var vary: [(name: String, value: String?)]
+        var lastUsed: UInt64
+    }
+
+    let limits: Limits
+    private var entries: [String: [Entry]] = [:]
+    /// Keys with a fetch in flight, and how many requests wait for each.
+    private var fetching: [String: Int] = [:]
+    private(set) var storedBytes = 0
+    private var clock: UInt64 = 0
+
+    init(limits: Limits) {
+        self.limits = limits
+    }
+
+    var entryCount: Int { entries.values.reduce(0) { $0 + $1.count } }
+
+    /// Decides what happens to `request`; `header` reads the request's fields (for `Vary`).
+    /// After a wait, pass `mayWait: false, mayLead: false`: an entry that fits is served,
+    /// anything else goes upstream alone.
+    mutating func lookup(
+        _ request: Request, header: (String) -> String?, now: NIODeadline, mayWait: Bool = true, mayLead: Bool = true
+    ) -> Lookup {
+        if request.cacheControl.noStore || request.cacheControl.noCache || request.cacheControl.maxAge == 0 {
+            return .bypass(.requestDirective)
+        }
+        if request.hasAuthorization && !limits.allowAuthorization { return .bypass(.authorization) }
+        if var variants = entries[request.key] {
+            let before = variants.count
+            variants.removeAll { entry in
+                if now < entry.storedAt + entry.freshFor { return false }
+                storedBytes -= entry.size
+                return true
+            }
+            if let index = variants.firstIndex(where: { entry in entry.vary.allSatisfy { header($0.name) == $0.value } }) {
+                clock &+= 1
+                variants[index].lastUsed = clock
+                entries[request.key] = variants
+                let entry = variants[index]
+                let age = entry.initialAge + (now - entry.storedAt).nanoseconds / 1_000_000_000
+                let notModified = request.ifNoneMatch.map { Self.matches($0, etag: entry.etag) } ?? false
+                return .hit(entry.payload, age: age, etag: entry.etag, notModified: notModified)
+            }
+            if variants.count != before { entries[request.key] = variants.isEmpty ? nil : variants }
+        }
+        if request.isHead { return .bypass(.headMiss) }
+        if let waiting = fetching[request.key] {
+            guard mayWait else { return .bypass(.afterWait) }
+            guard waiting < limits.maxWaiters else { return .bypass(.waitersFull) }
+            fetching[request.key] = waiting + 1
+            return .wait
+        }
+        guard mayLead else { return .bypass(.afterWait) }
+        fetching[request.key] = 0
+        return .fetch
+    }
+
+    /// The fetch of `key` ended with `response` (the payload weighing `size` bytes); `header`
+    /// reads the request that fetched it (its `Vary` values). Ends the fetch whatever the result.
+    mutating func fill(
+        key: String, response: Response, payload: Payload, size: Int, header: (String) -> String?, now: NIODeadline
+    ) -> Result<Int, NotStored> {
+        fetching[key] = nil
+        if let reason = Self.refusal(response) { return .failure(reason) }
+        var lifetime = limits.ttl
+        if let seconds = response.cacheControl.sharedMaxAge ?? response.cacheControl.maxAge {
+            lifetime = min(lifetime, .seconds(seconds))
+        }
+        let freshFor = lifetime - .seconds(response.age)
+        guard freshFor > .zero else { return .failure(.stale) }
+        guard size <= limits.maxBytes else { return .failure(.tooLarge) }
+        let vary = response.vary.map { (name: $0, value: header($0)) }
+        var variants = entries[key] ?? []
+        if let same = variants.firstIndex(where: { old in
+            old.vary.count == vary.count && zip(old.vary, vary).allSatisfy { $0.name == $1.name && $0.value == $1.value }
+        }) {
+            storedBytes -= variants[same].size
+            variants.remove(at: same)
+        }
+        if variants.count >= limits.maxVariants, let oldest = variants.indices.min(by: { variants[$0].lastUsed < variants[$1].lastUsed }) {
+            storedBytes -= variants[oldest].size
+            variants.remove(at: oldest)
+        }
+        entries[key] = variants.isEmpty ? nil : variants
+        var evicted = 0
+        while storedBytes + size > limits.maxBytes, evictLeastRecentlyUsed() { evicted += 1 }
+        clock &+= 1
+        variants = entries[key] ?? []
+        variants.append(Entry(
+            payload: payload, size: size, storedAt: now, initialAge: response.age, freshFor: freshFor,
+            etag: response.etag, vary: vary, lastUsed: clock))
+        entries[key] = variants
+        storedBytes += size
+        return .success(evicted)
+    }
+
+    /// The fetch of `key` ended without a response to store (an error, a reset, a timeout).
+    mutating func abandon(key: String) {
+        fetching[key] = nil
+    }
+
+    /// Why `response` may not be stored by a shared cache, nil when it may.
+    static func refusal(_ response: Response) -> NotStored? {
+        if response.status != 200 { return .status }
+        if response.cacheControl.noStore { return .noStore }
+        if response.cacheControl.isPrivate { return .isPrivate }
+        // no-cache: every use needs revalidation, which this cache does not do.
+        if response.cacheControl.noCache { return .noCache }
+        if response.vary.contains("*") { return .varyStar }
+        if response.setsCookie { return .setCookie }
+        return nil
+    }
+
+    /// Drops the entry used longest ago (a scan: it runs only when a fill needs room, on the
+    /// miss path). False when there is nothing to drop.
+    private mutating func evictLeastRecentlyUsed() -> Bool {
+        var oldest: (key: String, index: Int, used: UInt64)?
+        for (key, variants) in entries {
+            for (index, entry) in variants.enumerated() where entry.lastUsed < (oldest?.used ?? .max) {
+                oldest = (key, index, entry.lastUsed)
+            }
+        }
+        guard let oldest, var variants = entries[oldest.key] else { return false }
+        storedBytes -= variants[oldest.index].size
+        variants.remove(at: oldest.index)
+        entries[oldest.key] = variants.isEmpty ? nil : variants
+        return true
+    }
+
+    /// `If-None-Match` against the entry's `ETag`: `*`, or any listed tag equal by the weak
+    /// comparison (RFC 9110 §13.1.2: `W/` ignored).
+    static func matches(_ ifNoneMatch: String, etag: String?) -> Bool {
+        guard let etag else { return false }
+        if ifNoneMatch.trimmingSpaces == "*" { return true }
+        let weak: (Substring) -> Substring = { $0.hasPrefix("W/") ? $0.dropFirst(2) : $0 }
+        let target = weak(etag.trimmingSpaces)
+        return ifNoneMatch.split(separator: ",").contains { weak($0.trimmingSpaces) == target }
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import MeshTestSupport
+import Testing
+
+/// Aggregate rules with real processes: one request through the gateway fans out over mTLS to
+/// the mesh, the JSON answers merged under their keys; a slow call is cut at the aggregate's
+/// timeout (its key `null`, its cause under `_errors`), and when every call fails the answer is
+/// 502 with the taxonomy's `x-mesh-error`.
+@Suite(.serialized) struct GatewayAggregateTests {
+    static let resources = """
+          - kind: GatewayRoute
+            name: home
+            hosts: [ api.example.com ]
+            rules:
+              - match: { path: /home }
+                aggregate:
+                  timeout: 1s
+                  calls:
+                    - { key: fast, service: payments, path: /json/fast }
+                    - { key: slow, service: payments, path: "/json/slow?ms=8000" }
+              - match: { path: /broken }
+                aggregate:
+                  timeout: 1s
+                  calls: [ { key: ghost, service: ghost, path: /json/x }, { key: failing, service: payments, path: /status/500 } ]
+        """
+
+    static func object(_ body: String) -> [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
+    }
+
+    @Test func aSlowCallIsNullWithinTheTimeoutAndTheOthersAreMerged() async throws {
+        let app = try await TestHTTPApp(name: "payments-v1")
+        let edge = try await GatewayMesh(backends: [(app, "version: v1")], gatewayResources: Self.resources)
+        let started = ContinuousClock.now
+        let answer = try await edge.https("api.example.com", "/home")
+        let elapsed = ContinuousClock.now - started
+        #expect(answer.status == 200 && answer.headers["content-type"] == "application/json", "\(answer)")
+        let merged = Self.object(answer.body)
+        #expect((merged?["fast"] as? [String: Any])?["path"] as? String == "/json/fast", "\(answer.body)")
+        #expect(merged?["slow"] is NSNull, "\(answer.body)")
+        #expect((merged?["_errors"] as? [String: String]) == ["slow": "timeout"], "\(answer.body)")
+        // 1 s timeout; the slow call would take 8 s (curl over TLS and a loaded machine take some too).
+        #expect(elapsed < .seconds(4), "\(elapsed)")
+        #expect(app.requests == 2)
+    }
+
+    @Test func everyCallFailingIsAnError() async throws {
+        let app = try await TestHTTPApp(name: "payments-v1")
+        let edge = try await GatewayMesh(backends: [(app, "version: v1")], gatewayResources: Self.resources)
+        let answer = try await edge.https("api.example.com", "/broken")
+        #expect(answer.status == 502 && answer.headers["x-mesh-error"] == "no-healthy-endpoint", "\(answer)")
+        #expect(answer.body.contains("ghost: no-healthy-endpoint; failing: status-500"), "\(answer.body)")
+    }
+}
