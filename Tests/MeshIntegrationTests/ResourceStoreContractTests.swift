@@ -127,7 +127,9 @@ import Testing
     /// the grace, and every replica hears of both; a heartbeat in between makes it healthy.
     @Test(.enabled(if: EtcdCluster.binary != nil, Comment(rawValue: EtcdCluster.missing)))
     func anEtcdRegistrationLivesByItsLeases() async throws {
-        let stores = try await Stores(.etcd, registrationTTL: .seconds(1), grace: .seconds(2))
+        // TTL 2 s, not 1: beside the parallel suites on 2 cores, the second replica's watch took
+        // over a second to hear of the registration, which had lapsed by then.
+        let stores = try await Stores(.etcd, registrationTTL: .seconds(2), grace: .seconds(3))
         defer { stores.stop() }
         let log = ChangeLog()
         stores.second.observeChanges { change in log.append(change) }
@@ -135,7 +137,7 @@ import Testing
         _ = try await stores.first.recordRegistryChange(saving: [Registration(instance: instance, dependencies: nil)], removing: [])
         #expect(await eventually { (try? stores.second.registrations())?.first?.instance.health == .healthy })
         // Renewed through the other replica for longer than TTL + grace: still there, healthy.
-        let renewUntil = ContinuousClock.now + .milliseconds(3500)
+        let renewUntil = ContinuousClock.now + .milliseconds(6000)
         while ContinuousClock.now < renewUntil {
             #expect(try await stores.second.keepAlive(registration: instance.name))
             try await Task.sleep(for: .milliseconds(300))
