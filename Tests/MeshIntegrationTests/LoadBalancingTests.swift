@@ -7,11 +7,13 @@ import Testing
 /// requests about evenly: no load difference between them; `LoadBalancerTests` shows both).
 /// The delay is far above what a loaded test machine adds to the fast app, which shares the
 /// test process's event loops with the parallel suites: a peak on the fast endpoint decays
-/// over 10 s, and a 40 ms delay let one hiccup there starve it for the whole test.
+/// over 10 s, and a 40 ms delay let one hiccup there starve it for the whole test. A fresh-clone
+/// CI run saw 12 of 30 at a 1 s delay (the fast app stalled for about that long beside the
+/// parallel suites), so the slow instance is now 2.5 s late.
 @Suite(.serialized) struct LoadBalancingTests {
     @Test func ewmaSendsLittleTrafficToASlowInstance() async throws {
         let fast = try await TestHTTPApp(name: "fast")
-        let slow = try await TestHTTPApp(name: "slow", delay: 1000)
+        let slow = try await TestHTTPApp(name: "slow", delay: 2500)
         let mesh = try await PaymentsMesh(
             backends: [(fast, "speed: fast"), (slow, "speed: slow")],
             webResources: """
