@@ -42,9 +42,7 @@ public struct GatewayTable: Sendable {
     /// The first rule, of the first route whose hosts take `host`, whose path (normalized;
     /// prefixes match whole segments), method and headers match.
     func match(host: Substring, path: Substring, method: String, header: (String) -> String?) -> Match? {
-        var name = host
-        if let colon = name.lastIndex(of: ":"), !name.hasSuffix("]") { name = name[..<colon] }
-        let lowered = name.lowercased()
+        let lowered = HostName.of(host)
         for route in routes where route.matches(host: lowered[...]) {
             if let index = route.rules.firstIndex(where: { $0.match.matches(path: path, method: method, header: header) }) {
                 return Match(route: route, ruleIndex: index)

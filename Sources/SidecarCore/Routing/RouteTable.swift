@@ -102,16 +102,8 @@ public struct RouteTable: Sendable {
 
     /// The destination named by a `Host` (or proxy-form authority): `payments`,
     /// `payments.mesh`, `payments:80`.
-    /// Per request: byte-level, and no lower-casing copy when the name is lower case already.
     public func destination(forHost host: Substring) -> Destination? {
-        var name = host.utf8[...]
-        if let colon = name.lastIndex(of: UInt8(ascii: ":")), name.last != UInt8(ascii: "]") { name = name[..<colon] }
-        if name.count >= 5, name.suffix(5).elementsEqual(".mesh".utf8) { name = name.dropLast(5) }
-        let text = String(Substring(name))
-        if name.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") } ) || !name.allSatisfy({ $0 < 0x80 }) {
-            return destinations[text.lowercased()]
-        }
-        return destinations[text]
+        destinations[HostName.of(host, droppingSuffix: ".mesh")]
     }
 
     /// Who an outbound exchange is for (its `peer` label): the service `authority` names, else

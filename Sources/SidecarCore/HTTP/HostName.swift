@@ -1,0 +1,19 @@
+/// The name a `Host` (or `:authority`, or proxy-form authority) gives: the port removed (an IPv6
+/// literal keeps its brackets), lower-cased. Per request, so byte-level: no grapheme walk, and
+/// no lower-casing copy when the name is lower case already (as it nearly always is).
+enum HostName {
+    /// `payments:80` → `payments`; with `droppingSuffix: ".mesh"`, `Payments.mesh` → `payments`.
+    static func of(_ host: Substring, droppingSuffix suffix: StaticString? = nil) -> String {
+        var name = host.utf8[...]
+        if let colon = name.lastIndex(of: UInt8(ascii: ":")), name.last != UInt8(ascii: "]") { name = name[..<colon] }
+        if let suffix {
+            let suffixBytes = UnsafeBufferPointer(start: suffix.utf8Start, count: suffix.utf8CodeUnitCount)
+            if name.count >= suffixBytes.count, name.suffix(suffixBytes.count).elementsEqual(suffixBytes) {
+                name = name.dropLast(suffixBytes.count)
+            }
+        }
+        let text = String(Substring(name))
+        let lowerASCII = name.allSatisfy { $0 < 0x80 && !($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) }
+        return lowerASCII ? text : text.lowercased()
+    }
+}
