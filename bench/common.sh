@@ -40,3 +40,93 @@ mint_pki() {
         cat "$PKI/$service.pem" "$PKI/$service.key" > "$PKI/$service.combined.pem"   # HAProxy's crt
     done
 }
+
+# An Envoy pair doing what our pair does (outbound → mTLS, client certs, SPIFFE SAN checks →
+# inbound → the app on $APP_PORT), one worker each; $1: http1, or http2 on both hops (100 streams
+# per upstream connection). Sets PORT_OF[envoy], A_PID[envoy], B_PID[envoy]; needs $ENVOY, $OUT, $PKI.
+start_envoy_pair() {
+    local protocol=$1
+    local d="$OUT/envoy" a b; mkdir -p "$d"; a=$(free_port); b=$(free_port)
+    local hcm='"@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager'
+    local router='{ name: envoy.filters.http.router, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } }'
+    local tlsp='tls_params: { tls_minimum_protocol_version: TLSv1_3, tls_maximum_protocol_version: TLSv1_3 }'
+    local codec=HTTP1 codec_options="" alpn="http/1.1" route_timeout="" h2=""
+    if [[ $protocol == http2 ]]; then
+        codec=HTTP2 codec_options="http2_protocol_options: { max_concurrent_streams: 1000 }" alpn="h2" route_timeout=", timeout: 2s"
+        h2='typed_extension_protocol_options: { envoy.extensions.upstreams.http.v3.HttpProtocolOptions: { "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: { http2_protocol_options: { max_concurrent_streams: 100 } } } }'
+    fi
+    cat > "$d/a.yaml" <<EOF
+static_resources:
+  listeners:
+  - name: outbound
+    address: { socket_address: { address: 127.0.0.1, port_value: $a } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          $hcm
+          stat_prefix: outbound
+          codec_type: $codec
+          $codec_options
+          route_config:
+            virtual_hosts: [ { name: payments, domains: ["*"], routes: [ { match: { prefix: "/" }, route: { cluster: payments$route_timeout } } ] } ]
+          http_filters: [ $router ]
+  clusters:
+  - name: payments
+    type: STATIC
+    connect_timeout: 5s
+    $h2
+    load_assignment: { cluster_name: payments, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $b } } } } ] } ] }
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: payments
+        common_tls_context:
+          $tlsp
+          alpn_protocols: [ "$alpn" ]
+          tls_certificates: [ { certificate_chain: { filename: $PKI/web.pem }, private_key: { filename: $PKI/web.key } } ]
+          validation_context:
+            trusted_ca: { filename: $PKI/ca.pem }
+            match_typed_subject_alt_names: [ { san_type: URI, matcher: { exact: "spiffe://mesh.local/service/payments" } } ]
+EOF
+    cat > "$d/b.yaml" <<EOF
+static_resources:
+  listeners:
+  - name: inbound
+    address: { socket_address: { address: 127.0.0.1, port_value: $b } }
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            $tlsp
+            alpn_protocols: [ "$alpn" ]
+            tls_certificates: [ { certificate_chain: { filename: $PKI/payments.pem }, private_key: { filename: $PKI/payments.key } } ]
+            validation_context:
+              trusted_ca: { filename: $PKI/ca.pem }
+              match_typed_subject_alt_names: [ { san_type: URI, matcher: { exact: "spiffe://mesh.local/service/web" } } ]
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          $hcm
+          stat_prefix: inbound
+          codec_type: $codec
+          $codec_options
+          route_config:
+            virtual_hosts: [ { name: app, domains: ["*"], routes: [ { match: { prefix: "/" }, route: { cluster: app } } ] } ]
+          http_filters: [ $router ]
+  clusters:
+  - name: app
+    type: STATIC
+    connect_timeout: 5s
+    $h2
+    load_assignment: { cluster_name: app, endpoints: [ { lb_endpoints: [ { endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $APP_PORT } } } } ] } ] }
+EOF
+    "$ENVOY" -c "$d/b.yaml" --concurrency 1 --disable-hot-restart --log-level warn > "$d/b.log" 2>&1 & B_PID[envoy]=$!; PIDS+=($!)
+    "$ENVOY" -c "$d/a.yaml" --concurrency 1 --disable-hot-restart --log-level warn > "$d/a.log" 2>&1 & A_PID[envoy]=$!; PIDS+=($!)
+    wait_listening "$b"; wait_listening "$a"
+    PORT_OF[envoy]=$a
+}
