@@ -4,8 +4,7 @@
 enum HostName {
     /// `payments:80` → `payments`; with `droppingSuffix: ".mesh"`, `Payments.mesh` → `payments`.
     static func of(_ host: Substring, droppingSuffix suffix: StaticString? = nil) -> String {
-        var name = host.utf8[...]
-        if let colon = name.lastIndex(of: UInt8(ascii: ":")), name.last != UInt8(ascii: "]") { name = name[..<colon] }
+        var name = withoutPort(host).utf8[...]
         if let suffix {
             let suffixBytes = UnsafeBufferPointer(start: suffix.utf8Start, count: suffix.utf8CodeUnitCount)
             if name.count >= suffixBytes.count, name.suffix(suffixBytes.count).elementsEqual(suffixBytes) {
@@ -15,5 +14,12 @@ enum HostName {
         let text = String(Substring(name))
         let lowerASCII = name.allSatisfy { $0 < 0x80 && !($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) }
         return lowerASCII ? text : text.lowercased()
+    }
+
+    /// `payments:80` → `payments`, `[::1]:80` → `[::1]`; an IPv6 literal without a port is kept whole.
+    static func withoutPort(_ host: Substring) -> Substring {
+        let bytes = host.utf8
+        guard let colon = bytes.lastIndex(of: UInt8(ascii: ":")), bytes.last != UInt8(ascii: "]") else { return host }
+        return host[..<colon]
     }
 }

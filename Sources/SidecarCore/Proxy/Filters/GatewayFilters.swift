@@ -11,8 +11,7 @@ struct HTTPSRedirectFilter: RequestFilter {
     func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard let role = request.listener, role.redirectToHttps, !role.secure else { return .next }
         let authority = request.head.headers.firstValue(named: "host") ?? ""
-        var host = Substring(authority)
-        if let colon = host.lastIndex(of: ":"), !host.hasSuffix("]") { host = host[..<colon] }
+        let host = HostName.withoutPort(Substring(authority))
         guard !host.isEmpty, HostPort.isHostName(host) || HostPort.isIPv4(host) else {
             return .reject(ProxyError(.badRequest, "a redirect to HTTPS needs a valid Host"))
         }
