@@ -13,11 +13,10 @@ extension AuthenticationPolicy {
             pairs.append(("jwt", .map(fields)))
         }
         if let apiKeys {
-            let hex = Array("0123456789abcdef".utf8)
             pairs.append(("apiKeys", .map([
                 ("header", .string(apiKeys.header)),
                 ("keys", .list(apiKeys.keys.map { key in
-                    let digits = key.sha256.flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0x0f)]] }
+                    let digits = key.sha256.flatMap { [HTTPGrammar.hexDigit($0 >> 4), HTTPGrammar.hexDigit($0 & 0x0f)] }
                     return .map([("name", .string(key.name)), ("sha256", .string(String(decoding: digits, as: UTF8.self)))])
                 })),
             ])))

@@ -46,6 +46,12 @@ enum HTTPGrammar {
         b >= 0x30 && b <= 0x39
     }
 
+    /// The hexadecimal digit of `nibble` (0–15): `0`–`9`, then `a`–`f` (or `A`–`F`).
+    @inline(__always)
+    static func hexDigit(_ nibble: UInt8, uppercase: Bool = false) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") &+ nibble : (uppercase ? UInt8(ascii: "A") : UInt8(ascii: "a")) &+ (nibble &- 10)
+    }
+
     /// The value of a hexadecimal digit, or nil.
     @inline(__always)
     static func hexValue(_ b: UInt8) -> UInt8? {

@@ -83,14 +83,13 @@ enum GRPC {
 
     /// `grpc-message` is percent-encoded: bytes outside printable ASCII and `%` itself.
     static func percentEncoded(_ message: String) -> String {
-        let hex = Array("0123456789ABCDEF".utf8)
         var out = [UInt8]()
         out.reserveCapacity(message.utf8.count)
         for byte in message.utf8 {
             if byte >= 0x20, byte <= 0x7e, byte != UInt8(ascii: "%") {
                 out.append(byte)
             } else {
-                out += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0x0f)]]
+                out += [UInt8(ascii: "%"), HTTPGrammar.hexDigit(byte >> 4, uppercase: true), HTTPGrammar.hexDigit(byte & 0x0f, uppercase: true)]
             }
         }
         return String(decoding: out, as: UTF8.self)

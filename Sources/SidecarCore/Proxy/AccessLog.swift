@@ -184,10 +184,9 @@ extension [UInt8] {
         case "\r": appendASCII("\\r")
         case "\t": appendASCII("\\t")
         case _ where ConfigValue.needsUnicodeEscape(scalar):
-            let hex: [UInt8] = Array("0123456789ABCDEF".utf8)
             appendASCII("\\u")
             for shift in stride(from: 12, through: 0, by: -4) {
-                append(hex[Int((scalar.value >> UInt32(shift)) & 0xF)])
+                append(HTTPGrammar.hexDigit(UInt8((scalar.value >> UInt32(shift)) & 0xF), uppercase: true))
             }
         default: append(contentsOf: UTF8.encode(scalar)!)
         }

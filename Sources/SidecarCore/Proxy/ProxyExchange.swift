@@ -132,17 +132,12 @@ enum RequestIdentifiers {
             for index in 0..<byteCount {
                 if index % 8 == 0 { word = generator.next() }
                 let byte = UInt8(truncatingIfNeeded: word >> (8 * UInt64(index % 8)))
-                out[2 * index] = hexDigit(byte >> 4)
-                out[2 * index + 1] = hexDigit(byte & 0x0f)
+                out[2 * index] = HTTPGrammar.hexDigit(byte >> 4)
+                out[2 * index + 1] = HTTPGrammar.hexDigit(byte & 0x0f)
             }
             return byteCount * 2
         }
     }
 
-    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
-        nibble < 10 ? UInt8(ascii: "0") &+ nibble : UInt8(ascii: "a") &+ (nibble &- 10)
-    }
-
     static func requestID(using generator: inout some RandomNumberGenerator) -> String { hex(16, using: &generator) }
-
 }
