@@ -13,6 +13,10 @@ final class ConnectionPool {
         let service: String?
         /// An L4 tunnel (ALPN `mesh-tcp`): never pooled, never reused.
         var tunnel = false
+
+        /// The address's hash only: it is cached, and an address almost always names one
+        /// service (equal keys still hash equal).
+        func hash(into hasher: inout Hasher) { hasher.combine(address) }
     }
 
     /// A request waiting for a connection at its destination's limit.

@@ -117,7 +117,7 @@ final class LoopContext {
 
     /// Picks an endpoint of `destination` for `rule` (see `Cluster.pick`).
     func pickEndpoint(
-        _ destination: RouteTable.Destination, rule: RouteRule, excluding: Set<HostPort> = []
+        _ destination: RouteTable.Destination, rule: RouteRule, excluding: TriedEndpoints = []
     ) -> RouteTable.Endpoint? {
         cluster(destination).pick(destination, rule: rule, excluding: excluding, now: now, random: &random)
     }
