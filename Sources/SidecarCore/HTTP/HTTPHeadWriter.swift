@@ -74,16 +74,34 @@ public struct HTTPHeadWriter: Sendable {
             }
             buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart..<headerEnd]))
         }
-        if keepUpgrade {
-            buffer.writeStaticString("connection: upgrade\r\n")
+        // The added lines and the final CRLF in one write (capacity is reserved above).
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: extraLength) { out in
+            var at = 0
+            if keepUpgrade { Self.copy("connection: upgrade\r\n", to: out, at: &at) }
+            for line in extra {
+                Self.copy(line.name, to: out, at: &at)
+                Self.copy(": ", to: out, at: &at)
+                Self.copy(line.value, to: out, at: &at)
+                Self.copy("\r\n", to: out, at: &at)
+            }
+            Self.copy("\r\n", to: out, at: &at)
+            return at
         }
-        for line in extra {
-            buffer.writeString(line.name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(line.value)
-            buffer.writeStaticString("\r\n")
+    }
+
+    private static func copy(_ text: String, to out: UnsafeMutableRawBufferPointer, at offset: inout Int) {
+        let copied: Int? = text.utf8.withContiguousStorageIfAvailable { bytes in
+            UnsafeMutableRawBufferPointer(rebasing: out[offset..<offset + bytes.count]).copyMemory(from: UnsafeRawBufferPointer(bytes))
+            return bytes.count
         }
-        buffer.writeStaticString("\r\n")
+        if let copied {
+            offset += copied
+        } else {
+            for byte in text.utf8 {
+                out[offset] = byte
+                offset += 1
+            }
+        }
     }
 
     private func keeps(

@@ -163,15 +163,14 @@ extension [UInt8] {
     }
 
     private mutating func appendJSONStringContent(_ value: String) {
-        var text = value
-        let copied = text.withUTF8 { utf8 in
+        let copied = value.utf8.withContiguousStorageIfAvailable { utf8 in
             // The common case: printable ASCII without quotes or backslashes, copied as it is.
             guard utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") })
             else { return false }
             append(contentsOf: utf8)
             return true
         }
-        if !copied {
+        if copied != true {
             for scalar in value.unicodeScalars { appendEscaped(scalar) }
         }
     }

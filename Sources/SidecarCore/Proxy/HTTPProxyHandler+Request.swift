@@ -110,9 +110,9 @@ extension HTTPProxyHandler {
 
     /// Runs `filters` in order; a rejection answers the request, a delay resumes the rest on
     /// the loop's timer, and a request every filter admitted is sent upstream.
-    func admit(_ request: AdmittedRequest, through filters: ArraySlice<any RequestFilter>, context: ChannelHandlerContext) {
+    func admit(_ request: consuming AdmittedRequest, through filters: ArraySlice<any RequestFilter>, context: ChannelHandlerContext) {
         let exchange = request.exchange
-        switch RequestFilters.run(request, through: filters, loop: loop, now: context.eventLoop.now) {
+        switch RequestFilters.run(consume request, through: filters, loop: loop, now: context.eventLoop.now) {
         case .rejected(let error):
             fail(exchange, error, context: context)
         case .answered(let response):
