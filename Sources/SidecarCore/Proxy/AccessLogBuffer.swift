@@ -44,8 +44,7 @@ final class AccessLogBuffer {
             flush()
         } else if !flushScheduled {
             flushScheduled = true
-            eventLoop.assumeIsolated().scheduleTask(in: flushInterval) { [weak self] in
-                guard let self else { return }
+            eventLoop.assumeIsolated().scheduleTask(in: flushInterval) { [self] in
                 self.flushScheduled = false
                 self.flush()
             }

@@ -33,8 +33,8 @@ extension HTTPProxyHandler {
             return true
         case .wait:
             phase = .connecting  // the route timeout (armed at admission) runs on while it waits
-            caches.wait(for: key, in: cache) { [weak self] fetched in
-                guard let self, self.exchange === exchange, let context = self.context else { return }
+            caches.wait(for: key, in: cache) { [self] fetched in
+                guard self.exchange === exchange, let context = self.context else { return }
                 if fetched, self.answerFromCache(request, context: context, afterWait: true) { return }
                 if !fetched { self.markCacheMiss(exchange, cache: cache) }
                 self.forward(request, context: context)

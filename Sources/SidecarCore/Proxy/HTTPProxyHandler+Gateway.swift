@@ -29,8 +29,8 @@ extension HTTPProxyHandler {
         if !headers.contains(where: { $0.name == "x-request-id" }), let id = try? HTTPHeaderLine(name: "x-request-id", value: exchange.requestID) {
             headers.append(id)
         }
-        AggregateExchange.start(aggregate, headers: headers, loop: loop) { [weak self] result in
-            guard let self, self.exchange === exchange, let context = self.context else { return }
+        AggregateExchange.start(aggregate, headers: headers, loop: loop) { [self] result in
+            guard self.exchange === exchange, let context = self.context else { return }
             switch result {
             case .success(let body):
                 self.answer(exchange, EdgeResponse(status: 200, headers: [("content-type", "application/json")], body: body), context: context)

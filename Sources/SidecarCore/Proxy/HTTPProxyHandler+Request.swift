@@ -120,8 +120,8 @@ extension HTTPProxyHandler {
         case .delayed(let delay, let request, let remaining):
             phase = .connecting
             armDeadlineTimer(context: context)  // the route timeout runs on while the request waits
-            context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
-                guard let self, self.exchange === exchange, let context = self.context else { return }
+            context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+                guard self.exchange === exchange, let context = self.context else { return }
                 self.admit(request, through: remaining, context: context)
             }
         case .admitted(let request):
@@ -235,8 +235,8 @@ extension HTTPProxyHandler {
             connected(upstream, exchange: exchange, context: context)
             return
         }
-        loop.pool.lease(key, cluster: cluster, connectTimeout: connectTimeout).assumeIsolated().whenComplete { [weak self] result in
-            guard let self, self.exchange === exchange, exchange.tryEpoch == epoch, self.phase == .connecting,
+        loop.pool.lease(key, cluster: cluster, connectTimeout: connectTimeout).assumeIsolated().whenComplete { [self] result in
+            guard self.exchange === exchange, exchange.tryEpoch == epoch, self.phase == .connecting,
                 let context = self.context
             else {
                 if case .success(let upstream) = result { upstream.channel?.close(promise: nil) }

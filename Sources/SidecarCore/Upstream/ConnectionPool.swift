@@ -200,9 +200,8 @@ final class ConnectionPool {
     ) -> EventLoopFuture<UpstreamHandler> {
         let upstream = UpstreamHandler(metrics: metrics)
         if !key.tunnel { upstream.poolCluster = cluster }
-        upstream.onClose = { [weak self, weak upstream] in
-            guard let self, let upstream else { return }
-            self.upstreamClosed(upstream, key: key)
+        upstream.onClose = { [weak self] upstream in
+            self?.upstreamClosed(upstream, key: key)
         }
         return connector.connect(key, upstream: upstream, trustDomain: trustDomain, timeout: connectTimeout, on: eventLoop)
             .assumeIsolated()

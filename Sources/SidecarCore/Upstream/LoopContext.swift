@@ -193,8 +193,7 @@ final class LoopContext {
     }
 
     private func scheduleOutlierTick() {
-        eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [weak self] in
-            guard let self else { return }
+        eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [self] in
             let now = self.now
             for cluster in self.clusters.values {
                 self.apply(cluster.resilience.tickOutliers(now: now), cluster: cluster)
