@@ -90,18 +90,7 @@ public struct HTTPHeadWriter: Sendable {
     }
 
     private static func copy(_ text: String, to out: UnsafeMutableRawBufferPointer, at offset: inout Int) {
-        let copied: Int? = text.utf8.withContiguousStorageIfAvailable { bytes in
-            UnsafeMutableRawBufferPointer(rebasing: out[offset..<offset + bytes.count]).copyMemory(from: UnsafeRawBufferPointer(bytes))
-            return bytes.count
-        }
-        if let copied {
-            offset += copied
-        } else {
-            for byte in text.utf8 {
-                out[offset] = byte
-                offset += 1
-            }
-        }
+        out.bindMemory(to: UInt8.self).copyUTF8(of: text, at: &offset)
     }
 
     private func keeps(
@@ -125,5 +114,23 @@ public struct HTTPHeadWriter: Sendable {
             return false
         }
         return true
+    }
+}
+
+extension UnsafeMutableBufferPointer<UInt8> {
+    /// Copies `text`'s UTF-8 to `offset` and moves `offset` past it; the caller reserved the room.
+    func copyUTF8(of text: String, at offset: inout Int) {
+        let copied: Int? = text.utf8.withContiguousStorageIfAvailable { bytes in
+            _ = UnsafeMutableBufferPointer(rebasing: self[offset..<offset + bytes.count]).update(fromContentsOf: bytes)
+            return bytes.count
+        }
+        if let copied {
+            offset += copied
+        } else {
+            for byte in text.utf8 {
+                self[offset] = byte
+                offset += 1
+            }
+        }
     }
 }
