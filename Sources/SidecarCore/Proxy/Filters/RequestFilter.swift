@@ -46,9 +46,17 @@ struct AdmittedRequest {
     /// Gateway: who authentication verified (JWT subject or API key name), for `x-mesh-user`.
     var user: String?
     /// Header names dropped from the head going upstream (any spelling, see `HTTPHeadWriter`).
-    var removedHeaders: [String] = []
+    var removedHeaders: [String] = Self.emptyList()
     /// Header lines set on the head going upstream (replacing any received of the same name).
-    var addedHeaders: [HTTPHeaderLine] = []
+    var addedHeaders: [HTTPHeaderLine] = Self.emptyList()
+
+    /// Room for the lines every hop adds (request id, trace, hops, caller): one allocation
+    /// per list, not one per doubling.
+    private static func emptyList<Element>() -> [Element] {
+        var list: [Element] = []
+        list.reserveCapacity(4)
+        return list
+    }
     /// `/explain`: filters decide as for a real request but take nothing (no rate-limit token,
     /// no breaker slot, no counted rejection) and leave chance to the report (fault percentages).
     var dryRun = false
