@@ -183,8 +183,19 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        // An HTTP/2 error: a stream error (NIOHTTP2 reset the stream; its StreamClosedEvent
-        // follows) or a connection error (NIOHTTP2 sent GOAWAY). Either way no new streams here.
+        if let streamError = error as? NIOHTTP2Errors.StreamError {
+            // A frame of ours NIOHTTP2 would not send (the stream closed under it, or it broke a
+            // rule): that stream ends here, reset if NIOHTTP2 still has it open; the connection is fine.
+            guard let (stream, _) = machine.streamClosed(streamError.streamID, code: nil) else { return }
+            writeReset(streamError.streamID, .cancel)
+            flush()
+            fail(stream, .reset(nil))
+            closeIfDone()
+            return
+        }
+        // An HTTP/2 error on a received frame: a stream error (NIOHTTP2 reset the stream; its
+        // StreamClosedEvent follows) or a connection error (NIOHTTP2 sent GOAWAY); NIOHTTP2 does
+        // not say which. Either way no new streams here.
         pool?.remove(self)
         machine.stopTakingStreams()
         if error is IOError || error is ChannelError { context.close(promise: nil) }
@@ -200,6 +211,8 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
             failure = .reset("the upstream connection closed before the response ended")
         }
         connectFailed(failure.error)
+        for stream in touched { stream.touched = false }
+        touched.removeAll()
         for stream in machine.connectionClosed() {
             stream.state = .done
             stream.owner?.upstreamFailed(failure)

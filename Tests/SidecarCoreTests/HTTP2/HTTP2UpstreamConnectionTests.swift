@@ -178,6 +178,25 @@ import Testing
         #expect(connection.machine.isIdle)
     }
 
+    @Test func aFrameNIOHTTP2WouldNotSendEndsItsStreamNotTheConnection() throws {
+        try connect()
+        _ = try written()
+        let owner = Owner()
+        _ = try open(owner, endStream: false)
+        _ = try written()
+        channel.pipeline.fireErrorCaught(NIOHTTP2Errors.streamError(streamID: 1, baseError: NIOHTTP2Errors.streamClosed(streamID: 1, errorCode: .cancel)))
+        guard case .reset = owner.failure else {
+            Issue.record("expected a reset, got \(String(describing: owner.failure))")
+            return
+        }
+        let reset = try written()
+        guard case .rstStream(.cancel) = reset.first?.payload, reset.first?.streamID == 1 else {
+            Issue.record("expected RST_STREAM(CANCEL) on stream 1, got \(reset)")
+            return
+        }
+        #expect(connection.hasRoom && channel.isActive, "the connection takes new streams")
+    }
+
     @Test func theConnectionClosingFailsItsStreams() throws {
         try connect()
         let owner = Owner()
