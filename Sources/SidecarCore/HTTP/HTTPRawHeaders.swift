@@ -28,6 +28,12 @@ public struct HTTPRawHeaders: Sendable {
         string(fields[index].valueRange)
     }
 
+    /// Calls `body` with the value bytes of field `index` (no `String` made).
+    func withValueBytes<Result>(at index: Int, _ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        let range = fields[index].valueRange
+        return bytes.withUnsafeReadableBytes { body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+    }
+
     /// The name bytes of field `index`, as a view sharing the head's storage.
     public func nameBytes(at index: Int) -> ByteBufferView {
         view(fields[index].nameRange)

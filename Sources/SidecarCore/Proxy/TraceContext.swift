@@ -32,8 +32,19 @@ struct TraceContext: Equatable {
 
     /// The context to send on for a request that arrived with `received` as its `traceparent`.
     static func nextHop(after received: String?, using random: inout some RandomNumberGenerator) -> TraceContext {
+        nextHop(after: received.flatMap(parse), using: &random)
+    }
+
+    /// The same, from the received field's bytes (no `String` made of them).
+    static func nextHop(afterBytes received: UnsafeRawBufferPointer?, using random: inout some RandomNumberGenerator) -> TraceContext {
+        nextHop(after: received.flatMap { parse(bytes: $0) }, using: &random)
+    }
+
+    private static func nextHop(
+        after received: (traceID: String, flags: String, spanID: String)?, using random: inout some RandomNumberGenerator
+    ) -> TraceContext {
         let span = newID(8, using: &random)
-        if let received, let (trace, flags, parent) = parse(received) {
+        if let (trace, flags, parent) = received {
             return TraceContext(traceID: trace, spanID: span, flags: flags, parentSpanID: parent)
         }
         return TraceContext(traceID: newID(16, using: &random), spanID: span, flags: "01")

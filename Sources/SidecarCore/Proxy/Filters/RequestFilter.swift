@@ -119,7 +119,9 @@ extension AdmittedRequest {
         if !head.headers.contains("x-request-id") {
             addedHeaders.append(HTTPHeaderLine(generatedName: "x-request-id", value: exchange.requestID))
         }
-        let trace = TraceContext.nextHop(after: head.headers.firstValue(named: "traceparent"), using: &random)
+        let received = head.headers.firstIndex(named: "traceparent")
+        let trace = received.map { head.headers.withValueBytes(at: $0) { TraceContext.nextHop(afterBytes: $0, using: &random) } }
+            ?? TraceContext.nextHop(afterBytes: nil, using: &random)
         exchange.trace = trace
         addedHeaders.append(HTTPHeaderLine(generatedName: "traceparent", value: trace.traceparent))
         if inbound {
