@@ -112,21 +112,17 @@ struct CORSFilter: RequestFilter {
     }
 }
 
-/// The rule's `maxBodyBytes`: a declared larger body is refused at once with 413; a chunked one
-/// is counted as it passes and the exchange ends with 413 (or a reset, once the answer started)
-/// when it grows past the limit.
+/// The rule's `maxBodyBytes`: a declared larger body is refused at once with 413; any other is
+/// counted as it passes (chunked HTTP/1.1, HTTP/2 DATA with or without `content-length`) and the
+/// exchange ends with 413 (or a reset, once the answer started) when it grows past the limit.
 struct BodySizeLimitFilter: RequestFilter {
     func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard let limit = request.gatewayMatch?.rule.maxBodyBytes else { return .next }
-        switch request.head.framing.body {
-        case .contentLength(let length) where length > limit:
+        if case .contentLength(let length) = request.head.framing.body, length > limit {
             return .reject(ProxyError(.badRequest, "the request body is \(length) bytes; this route takes at most \(limit)", status: 413))
-        case .none, .contentLength:
-            return .next
-        default:
-            request.exchange.maxBodyBytes = limit
-            return .next
         }
+        request.exchange.maxBodyBytes = limit
+        return .next
     }
 }
 
