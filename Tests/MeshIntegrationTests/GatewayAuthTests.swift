@@ -103,7 +103,7 @@ import Testing
         // answered 429 with Retry-After; zeta has its own bucket.
         let url = "https://api.example.com:\(edge.httpsPort)/key/a"
         let burst = try await ChildProcess.run(
-            ["curl", "-sS", "--cacert", edge.externalCA, "--resolve", "api.example.com:\(edge.httpsPort):127.0.0.1",
+            ["curl", "-sS", "--http1.1", "--cacert", edge.externalCA, "--resolve", "api.example.com:\(edge.httpsPort):127.0.0.1",
              "-H", "x-api-key: \(Self.apiKey)", "-o", "/dev/null", "-D", "-", url, "-o", "/dev/null", url, "-o", "/dev/null", url])
         let codes = burst.stdout.split(separator: "\r\n").filter { $0.hasPrefix("HTTP/1.1 ") }.map { $0.split(separator: " ")[1] }
         #expect(codes.count == 3 && codes.contains("429"), "\(burst)")

@@ -62,9 +62,10 @@ final class GatewayMesh {
 
     deinit { gateway.stop() }
 
-    /// curl over HTTPS to `host` (SNI and certificate check against the external CA), resolved to the gateway.
+    /// curl over HTTPS to `host` (SNI and certificate check against the external CA), resolved to
+    /// the gateway; HTTP/1.1 unless `extra` says `--http2` (the listener offers both by ALPN).
     func https(_ host: String, _ pathAndQuery: String, _ extra: [String] = []) async throws -> CurlResult {
-        try await curl(["--cacert", externalCA, "--resolve", "\(host):\(httpsPort):127.0.0.1"] + extra
+        try await curl(["--http1.1", "--cacert", externalCA, "--resolve", "\(host):\(httpsPort):127.0.0.1"] + extra
             + ["https://\(host):\(httpsPort)\(pathAndQuery)"])
     }
 
