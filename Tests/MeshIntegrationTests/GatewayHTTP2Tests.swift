@@ -46,8 +46,7 @@ import Testing
         """
 
     static func start() async throws -> (TestHTTPApp, GatewayMesh, [String: Any]) {
-        let minted = try await GatewayAuthTests.mint()
-        let jwks = try JSONSerialization.data(withJSONObject: minted["jwks"] ?? [:])
+        let (minted, files) = try await GatewayAuthTests.mintWithJWKSFile()
         let app = try await TestHTTPApp(name: "payments-v1")
         let edge = try await GatewayMesh(
             backends: [(app, "version: v1")],
@@ -57,7 +56,7 @@ import Testing
                     name: partners
                     apiKeys: { keys: [ { name: acme, sha256: "\(try await GatewayAuthTests.sha256Hex(GatewayAuthTests.apiKey))" } ] }
                 """,
-            files: ["jwks.json": String(decoding: jwks, as: UTF8.self)])
+            files: files)
         return (app, edge, minted)
     }
 

@@ -105,8 +105,11 @@ final class ProxyListener: Service, Sendable {
                         // HTTP/1.1, or HTTP/2 for a client that negotiated ALPN h2.
                         try sync.addHandler(TLSHandler(context: tls.current))
                         try sync.addHandler(TLSErrorLogger(logger: logger, metrics: context.metrics, direction: .gateway))
-                        try sync.addHandler(GatewayProtocolSwitch(
-                            role: role, loop: context, accessLog: log, drainTimeout: drainTimeout, idleTimeout: timeouts.idle))
+                        try sync.addHandler(GatewayProtocolSwitch { channel in
+                            try HTTP2Server.configure(
+                                channel, side: .gateway(role, client: channel.remoteAddress?.ipAddress), loop: context,
+                                accessLog: log, drainTimeout: drainTimeout, idleTimeout: timeouts.idle)
+                        })
                     case .gateway(let role, nil):
                         // HTTP/1.1 and h2c with prior knowledge on the plain listener.
                         try sync.addHandler(OutboundProtocolDetector(
