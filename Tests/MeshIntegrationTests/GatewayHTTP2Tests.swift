@@ -7,7 +7,8 @@ import Testing
 /// (routing and rewrite, JWT and API-key auth with 401 + `WWW-Authenticate`, the rate limit's
 /// 429, CORS preflight, the body limit, the response cache, aggregates), counted and logged as
 /// `HTTP/2` at the gateway; HTTP/1.1 clients keep working on the same port, and the plain
-/// listener takes h2c with prior knowledge.
+/// listener takes h2c with prior knowledge. A grpcio client over TLS calls a gRPC app in the
+/// mesh through the gateway (metadata and trailers both ways, streams; UNAUTHENTICATED at the edge).
 @Suite(.serialized) struct GatewayHTTP2Tests {
     static let routes = """
           - kind: GatewayRoute
@@ -164,5 +165,42 @@ import Testing
         #expect((object?["b"] as? [String: Any])?["path"] as? String == "/json/b", "\(merged.body)")
         let hits = metricValueOrZero(try await edge.metrics(), "sidecar_cache_requests_total", ["route": "api", "result": "hit"])
         #expect(hits == 5)
+    }
+
+    @Test func aGRPCClientOverTLSCallsThroughTheGateway() async throws {
+        let app = try await GRPCMesh.App(name: "grpc-a")
+        let mesh = try await GRPCMesh(apps: [app])
+        let edge = try await GatewayMesh(mesh: mesh, gatewayResources: """
+              - kind: GatewayRoute
+                name: rpc
+                hosts: [ api.example.com ]
+                rules:
+                  - match: { path: /mesh.test.Echo/ClientStream }
+                    service: payments
+                    auth: partners
+                  - match: { pathPrefix: /mesh.test.Echo/ }
+                    service: payments
+              - kind: AuthenticationPolicy
+                name: partners
+                apiKeys: { keys: [ { name: acme, sha256: "\(try await GatewayAuthTests.sha256Hex(GatewayAuthTests.apiKey))" } ] }
+            """)
+        func call(_ callCase: String, _ arguments: [String] = []) async throws -> [String: Any] {
+            try await GRPCMesh.call(
+                callCase, target: "127.0.0.1:\(edge.httpsPort)", authority: "api.example.com", arguments: ["--ca", edge.externalCA] + arguments)
+        }
+        let unary = try await call("unary")
+        #expect(unary["code"] as? String == "OK" && unary["text"] as? String == "hello", "\(unary) \(edge.gateway.logs)")
+        #expect(unary["caller"] as? String == "edge", "the app sees the gateway's identity: \(unary)")
+        #expect((unary["initial"] as? [String: String])?["x-app-initial"] == "meta-in", "\(unary)")
+        #expect((unary["trailing"] as? [String: String])?["x-app-trailer"] == "unary", "\(unary)")
+        let stream = try await call("server-stream", ["--count", "1000", "--size", "100"])
+        #expect(stream["code"] as? String == "OK" && stream["received"] as? Int == 1000, "\(stream)")
+        let bidi = try await call("bidi", ["--count", "100"])
+        #expect(bidi["code"] as? String == "OK" && bidi["echoed"] as? Int == 100, "\(bidi)")
+        // No API key: the gateway answers in gRPC's form, trailers-only UNAUTHENTICATED.
+        let refused = try await call("client-stream", ["--count", "3", "--size", "10"])
+        #expect(refused["code"] as? String == "UNAUTHENTICATED", "\(refused)")
+        #expect((refused["trailing"] as? [String: String])?["x-mesh-error"] == "unauthenticated", "\(refused)")
+        #expect(app.calls("ClientStream") == 0)
     }
 }
