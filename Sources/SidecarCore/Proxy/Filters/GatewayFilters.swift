@@ -31,9 +31,10 @@ struct GatewayRoutingFilter: RequestFilter {
         let exchange = request.exchange
         let head = request.head
         let host = head.headers.firstValue(named: "host") ?? exchange.authority
-        let header: (String) -> String? = { head.headers.firstValue(named: $0) }
+        // Closures passed straight to the matchers stay non-escaping: no copy of the head per request.
         guard let match = loop.table.gateway.match(
-            host: Substring(host), path: Substring(exchange.path), method: head.methodName, header: header)
+            host: Substring(host), path: Substring(exchange.path), method: head.methodName,
+            header: { head.headers.firstValue(named: $0) })
         else {
             return .reject(ProxyError(.noRoute, "no gateway route matches \(head.methodName) \(host)\(exchange.path)"))
         }
@@ -52,7 +53,8 @@ struct GatewayRoutingFilter: RequestFilter {
         guard let destination = loop.table.destinations[rule.service] else {
             return .reject(ProxyError(.noHealthyEndpoint, "service \(rule.service) has no instance in the mesh"))
         }
-        guard let index = destination.ruleIndex(path: Substring(path), method: head.methodName, header: header) else {
+        guard let index = destination.ruleIndex(path: Substring(path), method: head.methodName, header: { head.headers.firstValue(named: $0) })
+        else {
             return .reject(ProxyError(.noRoute, "no route of \(destination.service) matches \(head.methodName) \(path)"))
         }
         RoutingFilter.take(destination, ruleIndex: index, for: &request, now: now)
