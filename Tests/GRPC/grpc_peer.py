@@ -148,6 +148,15 @@ def call(args):
                     yield echo_pb2.EchoRequest(payload=b"c" * args.size)
             reply = stub.ClientStream(requests(), metadata=metadata, timeout=timeout)
             result.update(count=int(reply.text), bytes=reply.bytes, caller=reply.caller)
+        elif args.case == "client-stream-twice":
+            # Two client streams back to back from one process (a 1 per second rate limit's
+            # test: two processes started one after the other may be a second apart); the
+            # outcome is the second call's.
+            def one():
+                yield echo_pb2.EchoRequest(payload=b"c")
+            stub.ClientStream(one(), metadata=metadata, timeout=timeout)
+            reply = stub.ClientStream(one(), metadata=metadata, timeout=timeout)
+            result.update(count=int(reply.text), bytes=reply.bytes, caller=reply.caller)
         elif args.case == "bidi":
             def requests():
                 for index in range(args.count):

@@ -56,7 +56,17 @@ public struct HTTPRawHeaders: Sendable {
 
     /// The index of the first field named `name`, if any.
     public func firstIndex(named name: String) -> Int? {
-        fields.indices.first { nameEquals(at: $0, name) }
+        // One pass over the head's bytes; names of another length are skipped unread (several
+        // lookups per request, over heads that carry the mesh's own fields).
+        let length = UInt32(truncatingIfNeeded: name.utf8.count)
+        return bytes.withUnsafeReadableBytes { raw in
+            for index in fields.indices where fields[index].nameLength == length {
+                if HTTPGrammar.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: raw[fields[index].nameRange]), name) {
+                    return index
+                }
+            }
+            return nil
+        }
     }
 
     /// Whether any field is named `name`.

@@ -371,18 +371,14 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         exchange.attempts += 1
         exchange.tryEpoch &+= 1
         let epoch = exchange.tryEpoch
-        let handler = HTTP2UpstreamStreamHandler(owner: self)
-        let bound = NIOLoopBound(handler, eventLoop: loop.eventLoop)
-        loop.http2Pool.openStream(key, connectTimeout: connectTimeout) { channel in
-            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(bound.value) }
-        }.assumeIsolated().whenComplete { [weak self] result in
+        loop.http2Pool.openStream(key, connectTimeout: connectTimeout, owner: self).assumeIsolated().whenComplete { [weak self] result in
             guard let self, self.exchange === exchange, exchange.tryEpoch == epoch, self.phase == .connecting else {
-                if case .success(let channel) = result { channel.close(promise: nil) }
+                if case .success(let stream) = result { stream.cancel() }
                 return
             }
             switch result {
-            case .success:
-                self.streamOpened(handler, exchange: exchange)
+            case .success(let stream):
+                self.streamOpened(stream, exchange: exchange)
             case .failure(let error):
                 self.connectFailed(error as? ProxyError ?? ProxyError(.connectFailed, "\(error)"), exchange: exchange)
             }

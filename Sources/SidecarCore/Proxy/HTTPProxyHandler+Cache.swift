@@ -17,8 +17,8 @@ extension HTTPProxyHandler {
             return true
         case .wait(let wait):
             phase = .connecting  // the route timeout (armed at admission) runs on while it waits
-            wait.park { [weak self] fetched in
-                guard let self, self.exchange === exchange, let context = self.context else { return }
+            wait.park { [self] fetched in
+                guard self.exchange === exchange, let context = self.context else { return }
                 if fetched, self.answerFromCache(request, context: context, afterWait: true) { return }
                 self.forward(request, context: context)
             }

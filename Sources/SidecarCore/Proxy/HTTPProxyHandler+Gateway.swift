@@ -24,8 +24,8 @@ extension HTTPProxyHandler {
         guard case .gateway = direction, let aggregate = request.gatewayMatch?.rule.aggregate else { return false }
         let exchange = request.exchange
         phase = .connecting
-        AggregateExchange.start(aggregate, for: request, loop: loop) { [weak self] result in
-            guard let self, self.exchange === exchange, let context = self.context else { return }
+        AggregateExchange.start(aggregate, for: request, loop: loop) { [self] result in
+            guard self.exchange === exchange, let context = self.context else { return }
             switch result {
             case .success(let response):
                 self.answer(exchange, response, context: context)

@@ -116,8 +116,8 @@ extension HTTPProxyHandler {
         if let exclude { exchange.triedEndpoints.insert(exclude) }
         exchange.rewrittenHead = head
         phase = .connecting
-        context.eventLoop.assumeIsolated().scheduleTask(in: backoff) { [weak self] in
-            guard let self, self.exchange === exchange, let context = self.context else { return }
+        context.eventLoop.assumeIsolated().scheduleTask(in: backoff) { [self] in
+            guard self.exchange === exchange, let context = self.context else { return }
             self.connectOutbound(exchange, context: context)
         }
         return true
@@ -165,8 +165,7 @@ extension HTTPProxyHandler {
         if let firesAt = deadlineTimerFiresAt, firesAt <= due { return }  // it will re-check then
         deadlineTimer?.cancel()
         deadlineTimerFiresAt = due
-        deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] in
-            guard let self else { return }
+        deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [self] in
             self.deadlineTimer = nil
             self.deadlineTimerFiresAt = nil
             self.deadlinePassed()

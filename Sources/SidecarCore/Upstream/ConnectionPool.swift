@@ -13,6 +13,10 @@ final class ConnectionPool {
         let service: String?
         /// An L4 tunnel (ALPN `mesh-tcp`): never pooled, never reused.
         var tunnel = false
+
+        /// The address's hash only: it is cached, and an address almost always names one
+        /// service (equal keys still hash equal).
+        func hash(into hasher: inout Hasher) { hasher.combine(address) }
     }
 
     /// A request waiting for a connection at its destination's limit.
@@ -196,9 +200,8 @@ final class ConnectionPool {
     ) -> EventLoopFuture<UpstreamHandler> {
         let upstream = UpstreamHandler(metrics: metrics)
         if !key.tunnel { upstream.poolCluster = cluster }
-        upstream.onClose = { [weak self, weak upstream] in
-            guard let self, let upstream else { return }
-            self.upstreamClosed(upstream, key: key)
+        upstream.onClose = { [weak self] upstream in
+            self?.upstreamClosed(upstream, key: key)
         }
         return connector.connect(key, upstream: upstream, trustDomain: trustDomain, timeout: connectTimeout, on: eventLoop)
             .assumeIsolated()
