@@ -127,7 +127,9 @@ import Testing
         let admin = try MeshAPIClient(
             server: "https://127.0.0.1:\(server.port)", caPEM: fixture.authority.rootPEM, token: ControlPlaneFixture.adminToken)
         #expect(try await admin.send(.GET, "/v1/resources").status == 200)
-        try await second.close()
+        // Cleanup only: on a loaded machine the server's handshake timeout may have closed this
+        // connection (it never sent a ClientHello) before the test got here.
+        try? await second.close()
     }
 
     /// Two admitted bodies together over the server-wide budget: the one that does not fit
