@@ -11,6 +11,14 @@ let sidecarReleaseLinkFlags = [
     "-use-ld=lld", "-Xlinker", "--no-export-dynamic", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
 ]
 
+// Release builds of the data plane check exclusive access statically only: the dynamic checks
+// (`swift_beginAccess` on class properties, about 60 per request per sidecar) cost measurable
+// instructions on the request path (bench/README.md, issue 20). Debug builds, which every test
+// runs, keep them, so a violation still traps there.
+let sidecarCoreReleaseSettings: [SwiftSetting] = [
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
+]
+
 let package = Package(
     name: "mesh",
     platforms: [.macOS(.v15)],
@@ -61,7 +69,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: warningsAsErrors
+            swiftSettings: warningsAsErrors + sidecarCoreReleaseSettings
         ),
         // What the sidecar, the control plane and the CLI share: the API's JSON messages, the
         // snapshot wire type and the HTTPS client of the API (over SidecarCore's TLS, with the
