@@ -287,8 +287,9 @@ extension HTTPProxyHandler {
             exchange.outstandingAt = (cluster, address)
         }
         upstreamWritable = channel.isWritable
-        exchange.deadlines.bodyProgress = context.eventLoop.now
-        exchange.tryStartedAt = context.eventLoop.now
+        let now = context.eventLoop.now  // one clock read (a vDSO call) for both
+        exchange.deadlines.bodyProgress = now
+        exchange.tryStartedAt = now
         channel.write(head, promise: nil)
         // A retry: first the body bytes an earlier try forwarded, then whatever still arrives.
         if let body = exchange.replayBody, body.readableBytes > 0 { channel.write(body, promise: nil) }

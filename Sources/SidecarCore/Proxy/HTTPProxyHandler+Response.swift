@@ -16,8 +16,8 @@ extension HTTPProxyHandler {
         }
         if let service = exchange.poolKey?.service, let address = exchange.upstreamAddress, exchange.poolKey?.tunnel == false {
             loop.recordOutcome(.status(head.status), service: service, address: address)
-            loop.existingCluster(service)?.observeLatency(
-                context.eventLoop.now - exchange.tryStartedAt, of: address, now: context.eventLoop.now)
+            let now = context.eventLoop.now
+            loop.existingCluster(service)?.observeLatency(now - exchange.tryStartedAt, of: address, now: now)
         }
         exchange.deadlines.currentTry = nil
         if head.status >= 500, retryElsewhere(exchange, after: .status(head.status), context: context) { return }
