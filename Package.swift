@@ -43,10 +43,22 @@ let package = Package(
     ],
     targets: [
         // The system OpenSSL 3 (apt: libssl-dev) plus C shims for the macros Swift cannot call.
+        // Release executables on Linux link its static archives: only the OpenSSL code a process
+        // runs is resident, laid out with the sidecar's other code (sidecarReleaseLinkFlags), where
+        // the shared libcrypto and libssl kept 4.6 MiB of each sidecar resident. An OpenSSL update
+        // then needs a rebuild (README "Deploying"); debug builds link the shared libraries.
         .target(
             name: "COpenSSL",
             cSettings: cWarningsAsErrors,
-            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
+            linkerSettings: [
+                .linkedLibrary("ssl", .when(configuration: .debug)),
+                .linkedLibrary("crypto", .when(configuration: .debug)),
+                .linkedLibrary("ssl", .when(platforms: [.macOS], configuration: .release)),
+                .linkedLibrary("crypto", .when(platforms: [.macOS], configuration: .release)),
+                .unsafeFlags(
+                    ["-Xlinker", "-l:libssl.a", "-Xlinker", "-l:libcrypto.a"],
+                    .when(platforms: [.linux], configuration: .release)),
+            ]
         ),
         // libyaml (apt: libyaml-dev), the C parser the config reader composes YAML nodes from
         // (YAMLNode.swift); no Foundation, so the sidecar links none.

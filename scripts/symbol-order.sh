@@ -10,7 +10,7 @@
 #   SKIP_BUILD=1 scripts/symbol-order.sh
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-RELEASE=$ROOT/.build-release/release
+RELEASE=${RELEASE:-$ROOT/.build-release/release}   # or another build of both products
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     for product in sidecar control-plane; do
         (cd "$ROOT" && flock /tmp/mesh-build.lock swift build -c release --scratch-path .build-release --product "$product" 2>&1 | tail -1) >&2
@@ -36,4 +36,4 @@ PHASE=static BIN=$WORK IDLE_S=1 LOAD_S=3 CONNS=16 "$ROOT/bench/memory-load.sh" >
 PHASE=static BIN=$WORK IDLE_S=1 "$ROOT/bench/memory.sh" > "$WORK/memory.log" 2>&1 || { cat "$WORK/memory.log" >&2; exit 1; }
 PHASE=dynamic BIN=$WORK SKIP_BUILD=1 N=2 CHANGES=3 OUT=$WORK/propagation "$ROOT/bench/propagation.sh" > "$WORK/propagation.log" 2>&1 \
     || { cat "$WORK/propagation.log" >&2; exit 1; }
-python3 "$ROOT/scripts/symbol-order.py" "$WORK/sidecar.stripped" "$ROOT/Sources/sidecar/symbol-order.txt" "$WORK/static" "$WORK/dynamic"
+python3 "$ROOT/scripts/symbol-order.py" "$WORK/sidecar.stripped" "${ORDER:-$ROOT/Sources/sidecar/symbol-order.txt}" "$WORK/static" "$WORK/dynamic"
