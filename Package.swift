@@ -106,6 +106,8 @@ let package = Package(
                 "SidecarCore",
                 "MeshAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
+                // `sidecar validate`'s API clients run on NIO's shared group.
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
