@@ -15,11 +15,6 @@ let sidecarReleaseLinkFlags = [
     "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/sidecar/symbol-order.txt",
     "-Xlinker", "--no-warn-symbol-ordering",
 ]
-// Our sidecar code in one section per function (release, Linux), so the ordering above moves
-// single functions rather than whole files.
-let sidecarCodeSettings: [SwiftSetting] = warningsAsErrors + [
-    .unsafeFlags(["-Xfrontend", "-function-sections"], .when(platforms: [.linux], configuration: .release))
-]
 
 let package = Package(
     name: "mesh",
@@ -83,7 +78,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: sidecarCodeSettings
+            swiftSettings: warningsAsErrors
         ),
         // What the sidecar, the control plane and the CLI share: the API's JSON messages, the
         // snapshot wire type and the HTTPS client of the API (over SidecarCore's TLS, with the
@@ -96,7 +91,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
-            swiftSettings: sidecarCodeSettings
+            swiftSettings: warningsAsErrors
         ),
         // The sidecar's dynamic mode: bootstrap (CSR, first snapshot) and the agent that
         // registers, heartbeats, watches and renews; plugged into `Sidecar` by the executable.
@@ -114,7 +109,7 @@ let package = Package(
                 // The state file's checksum.
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            swiftSettings: sidecarCodeSettings
+            swiftSettings: warningsAsErrors
         ),
         .executableTarget(
             name: "sidecar",
@@ -124,7 +119,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             exclude: ["symbol-order.txt"],
-            swiftSettings: sidecarCodeSettings,
+            swiftSettings: warningsAsErrors,
             // Release sidecars on Linux (`swift build -c release`, no flag to remember): the Swift
             // runtime and FoundationEssentials linked statically (only the pages a sidecar touches
             // are resident), with lld, no symbol table exported (`--export-dynamic` comes with
