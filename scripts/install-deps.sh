@@ -56,7 +56,7 @@ fi
 # The tests' Python packages (jsonschema and PyYAML for scripts/check-compose.py, selenium for
 # Tests/Browser/dashboard_test.py), from PyPI
 # into .venv/, pinned in scripts/requirements-test.txt; redone only when one is missing.
-if ! "$root/.venv/bin/python3" -c 'import jsonschema, yaml, selenium, jwt, cryptography' 2>/dev/null; then
+if ! "$root/.venv/bin/python3" -c 'import jsonschema, yaml, selenium, jwt, cryptography, grpc, grpc_tools' 2>/dev/null; then
     echo "installing the tests' Python packages into $root/.venv/ (scripts/requirements-test.txt)" >&2
     rm -rf "$root/.venv"
     python3 -m venv "$root/.venv"

@@ -52,6 +52,8 @@ final class GRPCMesh {
     let webOut: Int
     let webAdmin: Int
     private(set) var paymentsAdmins: [Int] = []
+    /// Instance resources (YAML list items) for every payments sidecar.
+    private(set) var instances = ""
 
     /// - Parameters:
     ///   - apps: the payments app instances (one sidecar each, labelled `instance: <name>`).
@@ -63,7 +65,6 @@ final class GRPCMesh {
         try FileManager.default.createDirectory(at: certs, withIntermediateDirectories: true)
         try pki.issue(service: "web").write(to: certs, name: "web")
         try pki.issue(service: "payments").write(to: certs, name: "payments")
-        var instances = ""
         for app in apps {
             let inbound = try freeLoopbackPort(), admin = try freeLoopbackPort()
             paymentsAdmins.append(admin)
@@ -103,9 +104,16 @@ final class GRPCMesh {
     func call(
         _ callCase: String, authority: String = "payments", arguments: [String] = [], timeout: Duration = .seconds(120)
     ) async throws -> [String: Any] {
+        try await Self.call(callCase, target: "127.0.0.1:\(webOut)", authority: authority, arguments: arguments, timeout: timeout)
+    }
+
+    /// One grpcio client call to `target` (`arguments` may add `--ca FILE`: TLS with that root).
+    static func call(
+        _ callCase: String, target: String, authority: String, arguments: [String] = [], timeout: Duration = .seconds(120)
+    ) async throws -> [String: Any] {
         let python = try #require(Self.python)
         let result = try await ChildProcess.run(
-            [python, Self.peer, "call", "--target", "127.0.0.1:\(webOut)", "--authority", authority] + arguments + [callCase],
+            [python, Self.peer, "call", "--target", target, "--authority", authority] + arguments + [callCase],
             timeout: timeout)
         let line = result.stdout.split(separator: "\n").last.map(String.init) ?? ""
         let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]

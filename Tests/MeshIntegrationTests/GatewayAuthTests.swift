@@ -41,6 +41,13 @@ import Testing
         return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
     }
 
+    /// Minted tokens by name, and the gateway's files with their keys (`jwks.json`).
+    static func mintWithJWKSFile() async throws -> (minted: [String: Any], files: [String: String]) {
+        let minted = try await mint()
+        let jwks = try JSONSerialization.data(withJSONObject: minted["jwks"] ?? [:])
+        return (minted, ["jwks.json": String(decoding: jwks, as: UTF8.self)])
+    }
+
     static let apiKey = "k-acme-5f2b9c0d1e"
     static let otherKey = "k-zeta-77aa01"
 
@@ -50,8 +57,7 @@ import Testing
     }
 
     @Test func jwtsAndAPIKeysAreCheckedAtTheEdge() async throws {
-        let minted = try await Self.mint()
-        let jwks = try JSONSerialization.data(withJSONObject: minted["jwks"] ?? [:])
+        let (minted, files) = try await Self.mintWithJWKSFile()
         let app = try await TestHTTPApp(name: "payments-v1")
         let edge = try await GatewayMesh(
             backends: [(app, "version: v1")],
@@ -76,7 +82,7 @@ import Testing
                         - { name: acme, sha256: "\(try await Self.sha256Hex(Self.apiKey))" }
                         - { name: zeta, sha256: "\(try await Self.sha256Hex(Self.otherKey))" }
                 """,
-            files: ["jwks.json": String(decoding: jwks, as: UTF8.self)])
+            files: files)
 
         func bearer(_ name: String) -> [String] { ["-H", "Authorization: Bearer \(minted[name] as? String ?? "")"] }
         let es = try await edge.https("api.example.com", "/jwt/a", bearer("es256") + ["-H", "x-mesh-user: mallory"])
@@ -103,7 +109,7 @@ import Testing
         // answered 429 with Retry-After; zeta has its own bucket.
         let url = "https://api.example.com:\(edge.httpsPort)/key/a"
         let burst = try await ChildProcess.run(
-            ["curl", "-sS", "--cacert", edge.externalCA, "--resolve", "api.example.com:\(edge.httpsPort):127.0.0.1",
+            ["curl", "-sS", "--http1.1", "--cacert", edge.externalCA, "--resolve", "api.example.com:\(edge.httpsPort):127.0.0.1",
              "-H", "x-api-key: \(Self.apiKey)", "-o", "/dev/null", "-D", "-", url, "-o", "/dev/null", url, "-o", "/dev/null", url])
         let codes = burst.stdout.split(separator: "\r\n").filter { $0.hasPrefix("HTTP/1.1 ") }.map { $0.split(separator: " ")[1] }
         #expect(codes.count == 3 && codes.contains("429"), "\(burst)")

@@ -2,13 +2,23 @@ import Foundation
 import MeshTestSupport
 import Testing
 
-/// The mesh's front door in front of `PaymentsMesh`: a gateway sidecar (`service: edge`, its own
-/// workload certificate) with an HTTPS listener serving one certificate per external host
-/// (`api.example.com`, `www.example.com`, minted here and chosen by SNI), a plain HTTP
-/// listener, and the GatewayRoute/AuthenticationPolicy resources the test writes.
+/// The meshes a gateway can front: their directory and CA, and their instances' resources.
+protocol GatewayBackendMesh: AnyObject {
+    var directory: TemporaryDirectory { get }
+    var pki: TestPKI { get }
+    var instances: String { get }
+}
+
+extension PaymentsMesh: GatewayBackendMesh {}
+extension GRPCMesh: GatewayBackendMesh {}
+
+/// The mesh's front door in front of `PaymentsMesh` (or a `GRPCMesh`): a gateway sidecar
+/// (`service: edge`, its own workload certificate) with an HTTPS listener serving one
+/// certificate per external host (`api.example.com`, `www.example.com`, minted here and chosen
+/// by SNI), a plain HTTP listener, and the GatewayRoute/AuthenticationPolicy resources the test writes.
 final class GatewayMesh {
     static let hosts = ["api.example.com", "www.example.com"]
-    let mesh: PaymentsMesh
+    let mesh: any GatewayBackendMesh
     let gateway: SidecarProcess
     let httpsPort: Int
     let httpPort: Int
@@ -19,12 +29,22 @@ final class GatewayMesh {
     /// - Parameters:
     ///   - gatewayResources: YAML list items for the gateway's `resources:` (after the instances).
     ///   - redirectToHttps: the plain listener only redirects.
-    init(
+    convenience init(
         backends: [(app: TestHTTPApp, labels: String)], paymentsResources: (Int) -> String = { _ in "" },
         gatewayResources: String, redirectToHttps: Bool = false, files: [String: String] = [:],
         arguments: [String] = []
     ) async throws {
-        mesh = try await PaymentsMesh(backends: backends, paymentsResources: paymentsResources, webResources: "")
+        try await self.init(
+            mesh: try await PaymentsMesh(backends: backends, paymentsResources: paymentsResources, webResources: ""),
+            gatewayResources: gatewayResources, redirectToHttps: redirectToHttps, files: files, arguments: arguments)
+    }
+
+    /// In front of `mesh` (its instances are the gateway's too).
+    init(
+        mesh: any GatewayBackendMesh, gatewayResources: String, redirectToHttps: Bool = false, files: [String: String] = [:],
+        arguments: [String] = []
+    ) async throws {
+        self.mesh = mesh
         let certs = mesh.directory.url.appendingPathComponent("certs")
         try mesh.pki.issue(service: "edge").write(to: certs, name: "edge")
         // The external certificates come from another CA, in their own folder (with its ca.pem).
@@ -62,9 +82,10 @@ final class GatewayMesh {
 
     deinit { gateway.stop() }
 
-    /// curl over HTTPS to `host` (SNI and certificate check against the external CA), resolved to the gateway.
+    /// curl over HTTPS to `host` (SNI and certificate check against the external CA), resolved to
+    /// the gateway; HTTP/1.1 unless `extra` says `--http2` (the listener offers both by ALPN).
     func https(_ host: String, _ pathAndQuery: String, _ extra: [String] = []) async throws -> CurlResult {
-        try await curl(["--cacert", externalCA, "--resolve", "\(host):\(httpsPort):127.0.0.1"] + extra
+        try await curl(["--http1.1", "--cacert", externalCA, "--resolve", "\(host):\(httpsPort):127.0.0.1"] + extra
             + ["https://\(host):\(httpsPort)\(pathAndQuery)"])
     }
 

@@ -69,7 +69,7 @@ import Testing
         #expect(redirect.headers["location"] == "https://api.example.com:\(edge.httpsPort)/api/pay?x=1", "\(redirect)")
         #expect(redirect.headers["x-mesh-error"] == nil)
         // curl follows it to the HTTPS listener (SNI, the right certificate) and reaches the app.
-        let followed = try await curl(["-L", "--cacert", edge.externalCA, "--resolve", "api.example.com:\(edge.httpsPort):127.0.0.1",
+        let followed = try await curl(["-L", "--http1.1", "--cacert", edge.externalCA, "--resolve", "api.example.com:\(edge.httpsPort):127.0.0.1",
                                        "--resolve", "api.example.com:\(edge.httpPort):127.0.0.1",
                                        "http://api.example.com:\(edge.httpPort)/api/pay"])
         // (`curl` keeps both heads with -L: the 308, then the followed answer in the body.)

@@ -4,7 +4,8 @@ import Testing
 
 /// What a sidecar does for a caller also holds for gateway traffic: a canary split between
 /// label subsets and a header-matched rule (the destination's Route), the circuit breaker
-/// with the TrafficPolicy's fallback; plus the edge's own CORS preflight and body limit.
+/// with the TrafficPolicy's fallback; plus the edge's own CORS preflight and body limit. (The
+/// split and the breaker run over curl's default, HTTP/2 by ALPN; the rest over HTTP/1.1.)
 @Suite(.serialized) struct GatewayTrafficTests {
     static let resources = """
           - kind: GatewayRoute

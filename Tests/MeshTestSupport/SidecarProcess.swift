@@ -59,6 +59,8 @@ public func canConnect(port: Int) -> Bool {
 /// One HTTP exchange made with `curl`: status, headers (lower-cased names) and body.
 public struct CurlResult: Sendable {
     public let status: Int
+    /// The protocol of the answer as curl printed it: `HTTP/1.1`, `HTTP/2`.
+    public let version: String
     public let headers: [String: String]
     public let body: String
     public let stderr: String
@@ -81,7 +83,8 @@ public func curl(_ arguments: [String], timeout: Duration = .seconds(30)) async 
         guard let colon = line.firstIndex(of: ":") else { continue }
         headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
     }
-    return CurlResult(status: status, headers: headers, body: text, stderr: result.stderr)
+    let version = lines.first.flatMap { $0.split(separator: " ").first.map(String.init) } ?? ""
+    return CurlResult(status: status, version: version, headers: headers, body: text, stderr: result.stderr)
 }
 
 /// The value of the Prometheus sample of `name` in `exposition` whose labels include all of

@@ -15,7 +15,6 @@ long COpenSSL_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version);
 long COpenSSL_SSL_CTX_add1_chain_cert(SSL_CTX *ctx, X509 *cert);
 long COpenSSL_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode);
 long COpenSSL_SSL_set_tlsext_host_name(SSL *ssl, const char *name);
-long COpenSSL_SSL_CTX_set_mode(SSL_CTX *ctx, long mode);
 long COpenSSL_BIO_get_mem_data(BIO *bio, char **data);
 size_t COpenSSL_BIO_ctrl_pending(BIO *bio);
 long COpenSSL_BIO_set_mem_eof_return(BIO *bio, int value);

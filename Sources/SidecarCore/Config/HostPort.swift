@@ -7,11 +7,24 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
     /// The host without brackets: `127.0.0.1`, `::1`, `localhost`.
     public let host: String
     public let port: Int
+    /// The hash, computed once: an endpoint is a dictionary key several times per request
+    /// (pool, outstanding tries, ejections), and hashing its host each time showed in profiles.
+    private let hash: Int
 
     public init(host: String, port: Int) {
         self.host = host
         self.port = port
+        var hasher = Hasher()
+        hasher.combine(host)
+        hasher.combine(port)
+        self.hash = hasher.finalize()
     }
+
+    public static func == (lhs: HostPort, rhs: HostPort) -> Bool {
+        lhs.port == rhs.port && lhs.host == rhs.host
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(hash) }
 
     public var description: String {
         isIPv6Literal ? "[\(host)]:\(port)" : "\(host):\(port)"

@@ -2,17 +2,72 @@
 /// timeout, retries, header rewrites, faults, mirroring, rate limit), plus the small value
 /// types only a rule uses.
 public struct RouteRule: Sendable, Equatable {
-    public var match: RouteMatch
+    /// The fields, immutable, behind one reference: every request that matches the rule holds
+    /// it (the exchange, the filters), and a copy costs one retain instead of one per field.
+    /// A setter (config decoding only) stores a changed copy.
+    private struct Fields: Sendable, Equatable {
+        var match: RouteMatch
+        var backends: [WeightedBackend]
+        var timeout: MeshDuration
+        var retries: RetryPolicy
+        var requestHeaders: HeaderRewrite
+        var responseHeaders: HeaderRewrite
+        var fault: FaultInjection?
+        var mirror: TrafficMirror?
+        var rateLimit: RateLimit?
+    }
+
+    private final class Storage: Sendable {
+        let fields: Fields
+        init(_ fields: Fields) { self.fields = fields }
+    }
+
+    private var storage: Storage
+
+    private mutating func update(_ change: (inout Fields) -> Void) {
+        var fields = storage.fields
+        change(&fields)
+        storage = Storage(fields)
+    }
+
+    public var match: RouteMatch {
+        get { storage.fields.match }
+        set { update { $0.match = newValue } }
+    }
     /// Never empty; weights sum to more than 0.
-    public var backends: [WeightedBackend]
-    public var timeout: MeshDuration
-    public var retries: RetryPolicy
-    public var requestHeaders: HeaderRewrite
-    public var responseHeaders: HeaderRewrite
-    public var fault: FaultInjection?
-    public var mirror: TrafficMirror?
+    public var backends: [WeightedBackend] {
+        get { storage.fields.backends }
+        set { update { $0.backends = newValue } }
+    }
+    public var timeout: MeshDuration {
+        get { storage.fields.timeout }
+        set { update { $0.timeout = newValue } }
+    }
+    public var retries: RetryPolicy {
+        get { storage.fields.retries }
+        set { update { $0.retries = newValue } }
+    }
+    public var requestHeaders: HeaderRewrite {
+        get { storage.fields.requestHeaders }
+        set { update { $0.requestHeaders = newValue } }
+    }
+    public var responseHeaders: HeaderRewrite {
+        get { storage.fields.responseHeaders }
+        set { update { $0.responseHeaders = newValue } }
+    }
+    public var fault: FaultInjection? {
+        get { storage.fields.fault }
+        set { update { $0.fault = newValue } }
+    }
+    public var mirror: TrafficMirror? {
+        get { storage.fields.mirror }
+        set { update { $0.mirror = newValue } }
+    }
     /// Enforced on the caller's outbound for this rule.
-    public var rateLimit: RateLimit?
+    public var rateLimit: RateLimit? {
+        get { storage.fields.rateLimit }
+        set { update { $0.rateLimit = newValue } }
+    }
 
     public init(
         match: RouteMatch = RouteMatch(),
@@ -25,15 +80,13 @@ public struct RouteRule: Sendable, Equatable {
         mirror: TrafficMirror? = nil,
         rateLimit: RateLimit? = nil
     ) {
-        self.match = match
-        self.backends = backends
-        self.timeout = timeout
-        self.retries = retries
-        self.requestHeaders = requestHeaders
-        self.responseHeaders = responseHeaders
-        self.fault = fault
-        self.mirror = mirror
-        self.rateLimit = rateLimit
+        storage = Storage(Fields(
+            match: match, backends: backends, timeout: timeout, retries: retries, requestHeaders: requestHeaders,
+            responseHeaders: responseHeaders, fault: fault, mirror: mirror, rateLimit: rateLimit))
+    }
+
+    public static func == (lhs: RouteRule, rhs: RouteRule) -> Bool {
+        lhs.storage === rhs.storage || lhs.storage.fields == rhs.storage.fields
     }
 }
 

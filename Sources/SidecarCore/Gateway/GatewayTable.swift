@@ -7,7 +7,8 @@ public struct GatewayTable: Sendable {
     struct Match {
         let route: GatewayRoute
         let ruleIndex: Int
-        var rule: GatewayRule { route.rules[ruleIndex] }
+        /// `route.rules[ruleIndex]`, copied once: every gateway filter reads it.
+        let rule: GatewayRule
     }
 
     public let routes: [GatewayRoute]
@@ -45,7 +46,7 @@ public struct GatewayTable: Sendable {
         let lowered = HostName.of(host)
         for route in routes where route.matches(host: lowered[...]) {
             if let index = route.rules.firstIndex(where: { $0.match.matches(path: path, method: method, header: header) }) {
-                return Match(route: route, ruleIndex: index)
+                return Match(route: route, ruleIndex: index, rule: route.rules[index])
             }
         }
         return nil

@@ -1,5 +1,11 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Incrementally parses one HTTP/1.1 request or response head out of a connection's receive
 /// buffer, strictly per RFC 9112, without copying it and without rescanning bytes it has seen.
 ///
@@ -176,14 +182,14 @@ public struct HTTPHeadParser: Sendable {
         }
     }
 
+    /// libc's `memchr` (vectorised): every byte of a head is looked at here and again by the
+    /// line's own checks, and this is the half that needs no per-byte decision.
     @inline(__always)
     private static func firstLineFeed(_ raw: UnsafeRawBufferPointer, from start: Int) -> Int? {
-        var i = start
-        while i < raw.count {
-            if raw[i] == HTTPGrammar.lf { return i }
-            i += 1
-        }
-        return nil
+        guard start < raw.count, let base = raw.baseAddress,
+            let found = memchr(base + start, Int32(HTTPGrammar.lf), raw.count - start)
+        else { return nil }
+        return base.distance(to: UnsafeRawPointer(found))
     }
 
     private mutating func finish(_ raw: UnsafeRawBufferPointer, role: Role) throws(HTTPParserError) {

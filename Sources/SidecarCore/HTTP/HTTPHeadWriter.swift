@@ -74,16 +74,23 @@ public struct HTTPHeadWriter: Sendable {
             }
             buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart..<headerEnd]))
         }
-        if keepUpgrade {
-            buffer.writeStaticString("connection: upgrade\r\n")
+        // The added lines and the final CRLF in one write (capacity is reserved above).
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: extraLength) { out in
+            var at = 0
+            if keepUpgrade { Self.copy("connection: upgrade\r\n", to: out, at: &at) }
+            for line in extra {
+                Self.copy(line.name, to: out, at: &at)
+                Self.copy(": ", to: out, at: &at)
+                Self.copy(line.value, to: out, at: &at)
+                Self.copy("\r\n", to: out, at: &at)
+            }
+            Self.copy("\r\n", to: out, at: &at)
+            return at
         }
-        for line in extra {
-            buffer.writeString(line.name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(line.value)
-            buffer.writeStaticString("\r\n")
-        }
-        buffer.writeStaticString("\r\n")
+    }
+
+    private static func copy(_ text: String, to out: UnsafeMutableRawBufferPointer, at offset: inout Int) {
+        out.bindMemory(to: UInt8.self).copyUTF8(of: text, at: &offset)
     }
 
     private func keeps(
@@ -107,5 +114,23 @@ public struct HTTPHeadWriter: Sendable {
             return false
         }
         return true
+    }
+}
+
+extension UnsafeMutableBufferPointer<UInt8> {
+    /// Copies `text`'s UTF-8 to `offset` and moves `offset` past it; the caller reserved the room.
+    func copyUTF8(of text: String, at offset: inout Int) {
+        let copied: Int? = text.utf8.withContiguousStorageIfAvailable { bytes in
+            _ = UnsafeMutableBufferPointer(rebasing: self[offset..<offset + bytes.count]).update(fromContentsOf: bytes)
+            return bytes.count
+        }
+        if let copied {
+            offset += copied
+        } else {
+            for byte in text.utf8 {
+                self[offset] = byte
+                offset += 1
+            }
+        }
     }
 }

@@ -20,6 +20,14 @@ public struct HTTPHeaderLine: Sendable, Hashable {
         self.value = value
     }
 
+    /// A line the sidecar generated from bytes it knows are valid (its own request and span
+    /// ids, a hop count): validated only in debug builds, since several are added per request.
+    init(generatedName name: String, value: String) {
+        assert((try? HTTPHeaderLine(name: name, value: value)) != nil, "invalid generated header \(name): \(value)")
+        self.name = name
+        self.value = value
+    }
+
     /// Over the string's contiguous UTF-8 (a tight loop; several lines are added per request).
     private static func all(_ text: String, _ isValid: (UInt8) -> Bool) -> Bool {
         text.utf8.withContiguousStorageIfAvailable { $0.allSatisfy(isValid) } ?? text.utf8.allSatisfy(isValid)

@@ -28,6 +28,12 @@ public struct HTTPRawHeaders: Sendable {
         string(fields[index].valueRange)
     }
 
+    /// Calls `body` with the value bytes of field `index` (no `String` made).
+    func withValueBytes<Result>(at index: Int, _ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        let range = fields[index].valueRange
+        return bytes.withUnsafeReadableBytes { body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+    }
+
     /// The name bytes of field `index`, as a view sharing the head's storage.
     public func nameBytes(at index: Int) -> ByteBufferView {
         view(fields[index].nameRange)
@@ -56,7 +62,17 @@ public struct HTTPRawHeaders: Sendable {
 
     /// The index of the first field named `name`, if any.
     public func firstIndex(named name: String) -> Int? {
-        fields.indices.first { nameEquals(at: $0, name) }
+        // One pass over the head's bytes; names of another length are skipped unread (several
+        // lookups per request, over heads that carry the mesh's own fields).
+        let length = UInt32(truncatingIfNeeded: name.utf8.count)
+        return bytes.withUnsafeReadableBytes { raw in
+            for index in fields.indices where fields[index].nameLength == length {
+                if HTTPGrammar.equalsIgnoringCase(UnsafeRawBufferPointer(rebasing: raw[fields[index].nameRange]), name) {
+                    return index
+                }
+            }
+            return nil
+        }
     }
 
     /// Whether any field is named `name`.

@@ -6,37 +6,18 @@ import NIOPosix
 /// One event loop's HTTP/2 upstream connections: mTLS with ALPN `h2` to peer sidecars, h2c
 /// with prior knowledge to the local app. Streams are multiplexed: a connection carries up to
 /// `maxStreamsPerConnection` (or fewer, if the peer's SETTINGS say so) at once, then another
-/// connection opens. Lives on its loop like `ConnectionPool`; streams it opens are on the same
-/// loop as the downstream stream that asked (no hop).
+/// connection opens. Each connection runs NIOHTTP2 in frame mode with its streams as plain
+/// objects (`HTTP2UpstreamConnection`), no child channel per stream. Lives on its loop like
+/// `ConnectionPool`; streams it opens are on the same loop as the downstream stream that asked
+/// (no hop).
 final class HTTP2ConnectionPool {
     /// DESIGN.md "Protocols": at most 100 concurrent streams per connection, then another.
     static let maxStreamsPerConnection = 100
 
-    /// One multiplexed upstream connection.
-    final class Connection {
-        let key: ConnectionPool.Key
-        var multiplexer: NIOHTTP2Handler.StreamMultiplexer?
-        var channel: Channel?
-        /// Streams opened or promised on it, not yet closed.
-        var streams = 0
-        /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS, capped at ours.
-        var streamLimit = HTTP2ConnectionPool.maxStreamsPerConnection
-        /// False once it closes, fails, or the peer sent GOAWAY: no new streams.
-        var usable = true
-        /// Stream opens waiting for the connection to come up.
-        var waiting: [(promise: EventLoopPromise<Channel>, initializer: NIOChannelInitializer)] = []
-        /// Why it failed, when TLS refused the peer (the stream errors say `tls-failed`).
-        var tlsError: TLSError?
-
-        init(key: ConnectionPool.Key) { self.key = key }
-
-        var hasRoom: Bool { usable && streams < streamLimit }
-    }
-
     let eventLoop: EventLoop
     let connector: any UpstreamConnector
     var trustDomain: String
-    private var connections: [ConnectionPool.Key: [Connection]] = [:]
+    private var connections: [ConnectionPool.Key: [HTTP2UpstreamConnection]] = [:]
     /// Set by drain: every connection is told GOAWAY-style to finish (no new streams).
     var draining = false
     /// The loop's HTTP/2 read batches: every HTTP/2 connection on the loop, downstream and
@@ -52,80 +33,46 @@ final class HTTP2ConnectionPool {
     /// Open connections to `key` (tests, `/clusters`).
     func connectionCount(_ key: ConnectionPool.Key) -> Int { connections[key]?.count ?? 0 }
 
-    /// Opens a stream to `key` on a connection with room, or on a new one; `initializer` sets
-    /// up the stream channel's pipeline. Fails with a `ProxyError` (`connect-failed`,
-    /// `tls-failed`, `upstream-reset`).
+    /// A stream to `key` for `owner` on a connection with room, or on a new one (ready once the
+    /// connection is up). Fails with a `ProxyError` (`connect-failed`, `tls-failed`).
     func openStream(
-        _ key: ConnectionPool.Key, connectTimeout: TimeAmount, initializer: @escaping NIOChannelInitializer
-    ) -> EventLoopFuture<Channel> {
+        _ key: ConnectionPool.Key, connectTimeout: TimeAmount, owner: any HTTP2UpstreamOwner
+    ) -> EventLoopFuture<HTTP2UpstreamStream> {
         let connection = connections[key]?.first(where: \.hasRoom) ?? connect(key, timeout: connectTimeout)
-        connection.streams += 1
-        let promise = eventLoop.makePromise(of: Channel.self)
-        if let multiplexer = connection.multiplexer {
-            multiplexer.createStreamChannel(promise: promise, initializer)
-        } else {
-            connection.waiting.append((promise, initializer))
-        }
-        let loopBound = NIOLoopBound(connection, eventLoop: eventLoop)
-        return promise.futureResult.map { channel in
-            channel.closeFuture.whenComplete { _ in loopBound.value.streams -= 1 }
-            return channel
-        }.flatMapErrorThrowing { error in
-            loopBound.value.streams -= 1
-            throw Self.proxyError(error, connection: loopBound.value)
-        }
+        return connection.reserveStream(owner: owner, on: eventLoop)
     }
 
-    private func connect(_ key: ConnectionPool.Key, timeout: TimeAmount) -> Connection {
-        let connection = Connection(key: key)
+    /// A new connection to `key`: `NIOHTTP2Handler` in frame mode, `HTTP2UpstreamConnection` after it.
+    private func connect(_ key: ConnectionPool.Key, timeout: TimeAmount) -> HTTP2UpstreamConnection {
+        let connection = HTTP2UpstreamConnection(key: key, pool: self)
         connections[key, default: []].append(connection)
-        let observer = HTTP2ConnectionObserver(connection: connection, pool: self)
-        let bound = NIOLoopBound(observer, eventLoop: eventLoop)
+        let bound = NIOLoopBound(connection, eventLoop: eventLoop)
         let batch = NIOLoopBound(readBatch, eventLoop: eventLoop)
         connector.connectHTTP2(key, trustDomain: trustDomain, timeout: timeout, on: eventLoop) { channel in
-            try channel.pipeline.syncOperations.addHandler(HTTP2FlushCoalescer(batch: batch.value))
-            let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-                mode: .client,
-                connectionConfiguration: HTTP2Settings.client,
-                streamConfiguration: HTTP2Settings.stream,
-                inboundStreamInitializer: { channel in channel.close() }  // no server push
-            )
-            try channel.pipeline.syncOperations.addHandler(bound.value)
-            bound.value.connection.multiplexer = multiplexer
-        }.assumeIsolated().whenComplete { [weak self] result in
-            switch result {
-            case .success(let channel):
-                connection.channel = channel
-                let waiting = connection.waiting
-                connection.waiting = []
-                for (promise, initializer) in waiting {
-                    connection.multiplexer?.createStreamChannel(promise: promise, initializer)
-                }
-            case .failure(let error):
-                self?.remove(connection)
-                let waiting = connection.waiting
-                connection.waiting = []
-                for (promise, _) in waiting { promise.fail(error) }
-            }
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(HTTP2FlushCoalescer(batch: batch.value))
+            try sync.addHandler(
+                NIOHTTP2Handler(mode: .client, connectionConfiguration: HTTP2Settings.client, streamConfiguration: HTTP2Settings.stream))
+            try sync.addHandler(bound.value)
+        }.assumeIsolated().whenFailure { [weak self] error in
+            self?.remove(connection)
+            connection.connectFailed(error as? ProxyError ?? ProxyError(.connectFailed, "\(error)"))
         }
         return connection
     }
 
-    /// The connection closed or the peer said GOAWAY: no new streams on it.
-    func remove(_ connection: Connection) {
-        connection.usable = false
+    /// The connection closed or takes no new streams (GOAWAY, an error): none go on it.
+    func remove(_ connection: HTTP2UpstreamConnection) {
         connections[connection.key]?.removeAll { $0 === connection }
         if connections[connection.key]?.isEmpty == true { connections[connection.key] = nil }
     }
 
-    /// Drain: no new streams on the open connections; idle ones close now, busy ones stay until the process ends.
+    /// Drain: no new streams on the open connections; each closes once its last stream ends.
     func closeAll() {
         draining = true
-        for connection in connections.values.joined() {
-            connection.usable = false
-            if connection.streams == 0 { connection.channel?.close(promise: nil) }
-        }
+        let open = connections.values.joined()
         connections = [:]
+        for connection in open { connection.drain() }
         for handler in http1Idle.values.joined() { handler.context?.close(promise: nil) }
         http1Idle = [:]
     }
@@ -217,51 +164,6 @@ final class HTTP2ConnectionPool {
         }
         http1Idle[app, default: []].append(handler)
     }
-
-    private static func proxyError(_ error: Error, connection: Connection) -> ProxyError {
-        if let tls = connection.tlsError { return ProxyError(.tlsFailed, "\(tls.reason.rawValue): \(tls.detail)") }
-        if let error = error as? ProxyError { return error }
-        return ProxyError(.upstreamReset, "HTTP/2 stream could not open: \(error)")
-    }
-}
-
-/// The last handler of an upstream HTTP/2 connection: learns the peer's stream limit, marks the
-/// connection unusable on GOAWAY or close, and keeps the TLS failure that closed it.
-final class HTTP2ConnectionObserver: ChannelInboundHandler {
-    typealias InboundIn = HTTP2Frame
-
-    let connection: HTTP2ConnectionPool.Connection
-    weak var pool: HTTP2ConnectionPool?
-
-    init(connection: HTTP2ConnectionPool.Connection, pool: HTTP2ConnectionPool) {
-        self.connection = connection
-        self.pool = pool
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        switch frame.payload {
-        case .goAway:
-            pool?.remove(connection)
-            if connection.streams == 0 { context.close(promise: nil) }
-        case .settings(.settings(let settings)):
-            for setting in settings where setting.parameter == .maxConcurrentStreams {
-                connection.streamLimit = min(setting.value, HTTP2ConnectionPool.maxStreamsPerConnection)
-            }
-        default:
-            break
-        }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let tls = error as? TLSError { connection.tlsError = tls }
-        context.close(promise: nil)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        pool?.remove(connection)
-        context.fireChannelInactive()
-    }
 }
 
 /// The HTTP/2 settings the sidecar sends, as server (downstream) and client (upstream).
@@ -284,6 +186,10 @@ enum HTTP2Settings {
     /// What one stream may have in flight toward us before its reader takes it: the bound on
     /// what a slow reader can make the sidecar hold per stream.
     static let streamWindow = 256 * 1024
+
+    /// The receive window of an upstream connection (frame mode: `HTTP2UpstreamConnection` gives
+    /// it back on receipt; each stream's share is bounded by `streamWindow`).
+    static let connectionWindow = 4 * 1024 * 1024
 
     /// Per stream: the receive window above, and write buffering bounded by the flow
     /// controller's watermarks (a stream stops being writable past the high one).

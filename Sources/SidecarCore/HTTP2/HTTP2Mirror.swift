@@ -7,7 +7,7 @@ import NIOHPACK
 final class HTTP2Mirror: HTTP2UpstreamOwner {
     private let loop: LoopContext
     private let service: String
-    private var upstream: HTTP2UpstreamStreamHandler?
+    private var upstream: HTTP2UpstreamStream?
     private var timer: Scheduled<Void>?
     private var finished = false
 
@@ -27,22 +27,20 @@ final class HTTP2Mirror: HTTP2UpstreamOwner {
             return false
         }
         let mirror = HTTP2Mirror(loop: loop, service: destination.service)
-        let handler = HTTP2UpstreamStreamHandler(owner: mirror)
-        mirror.upstream = handler
         mirror.timer = loop.eventLoop.assumeIsolated().scheduleTask(in: timeout) { mirror.finish(.failed) }
-        let bound = NIOLoopBound(handler, eventLoop: loop.eventLoop)
         loop.http2Pool.openStream(
-            .init(address: address, service: destination.service), connectTimeout: destination.policy.connectTimeout.timeAmount
-        ) { channel in
-            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(bound.value) }
-        }.assumeIsolated().whenComplete { result in
-            guard case .success = result, !mirror.finished else {
+            .init(address: address, service: destination.service), connectTimeout: destination.policy.connectTimeout.timeAmount,
+            owner: mirror
+        ).assumeIsolated().whenComplete { result in
+            guard case .success(let stream) = result, !mirror.finished else {
+                if case .success(let stream) = result { stream.cancel() }
                 mirror.finish(.failed)
                 return
             }
-            handler.send(.headers(head, endStream: parts.isEmpty))
-            for part in parts { handler.send(part) }
-            handler.flush()
+            mirror.upstream = stream
+            stream.send(.headers(head, endStream: parts.isEmpty))
+            for part in parts { stream.send(part) }
+            stream.flush()
         }
         return true
     }

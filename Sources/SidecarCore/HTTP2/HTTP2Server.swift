@@ -39,8 +39,11 @@ enum HTTP2Server {
 
 extension HTTP2StreamProxyHandler.Side {
     var direction: TrafficDirection {
-        if case .inbound = self { return .inbound }
-        return .outbound
+        switch self {
+        case .outbound: return .outbound
+        case .inbound: return .inbound
+        case .gateway: return .gateway
+        }
     }
 }
 
@@ -77,10 +80,10 @@ final class QuiescingDownstreamConnection: ChannelInboundHandler, DownstreamConn
     }
 }
 
-/// The outbound port takes HTTP/1.1 and h2c with prior knowledge: this first handler reads
-/// until the bytes are (or cannot be) the HTTP/2 connection preface, then leaves the
-/// connection to `HTTPProxyHandler` (already after it) or replaces that with HTTP/2. An
-/// intercepted connection's service (`defaultDestination`) goes to either.
+/// The outbound port (and a gateway's plain listener) takes HTTP/1.1 and h2c with prior
+/// knowledge: this first handler reads until the bytes are (or cannot be) the HTTP/2
+/// connection preface, then leaves the connection to `HTTPProxyHandler` (already after it) or
+/// replaces that with HTTP/2. An intercepted connection's service (`defaultDestination`) goes to either.
 final class OutboundProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -90,14 +93,20 @@ final class OutboundProtocolDetector: ChannelInboundHandler, RemovableChannelHan
     private let drainTimeout: TimeAmount
     private let idleTimeout: TimeAmount
     private let defaultDestination: String?
+    /// A gateway's plain listener: its streams are the gateway's.
+    private let gateway: GatewayListenerRole?
     private var received: ByteBuffer?
 
-    init(loop: LoopContext, accessLog: AccessLog, drainTimeout: TimeAmount, idleTimeout: TimeAmount, defaultDestination: String? = nil) {
+    init(
+        loop: LoopContext, accessLog: AccessLog, drainTimeout: TimeAmount, idleTimeout: TimeAmount, defaultDestination: String? = nil,
+        gateway: GatewayListenerRole? = nil
+    ) {
         self.loop = loop
         self.accessLog = accessLog
         self.drainTimeout = drainTimeout
         self.idleTimeout = idleTimeout
         self.defaultDestination = defaultDestination
+        self.gateway = gateway
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -119,8 +128,9 @@ final class OutboundProtocolDetector: ChannelInboundHandler, RemovableChannelHan
                 if let http1 = try? sync.handler(type: HTTPProxyHandler.self) {
                     sync.removeHandler(http1, promise: nil)
                 }
+                let side = gateway.map { HTTP2StreamProxyHandler.Side.gateway($0, client: context.channel.remoteAddress?.ipAddress) }
                 try HTTP2Server.configure(
-                    context.channel, side: .outbound, loop: loop, accessLog: accessLog, drainTimeout: drainTimeout,
+                    context.channel, side: side ?? .outbound, loop: loop, accessLog: accessLog, drainTimeout: drainTimeout,
                     idleTimeout: idleTimeout, defaultDestination: defaultDestination)
                 context.fireChannelRead(wrapInboundOut(buffered))
                 sync.removeHandler(context: context, promise: nil)

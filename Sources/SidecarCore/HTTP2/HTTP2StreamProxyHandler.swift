@@ -9,7 +9,9 @@ import NIOHTTP2
 /// `Cluster` picks the endpoint and decides retries, and the exchange ends in the same
 /// `LoopContext.record`. Upstream it opens a stream on a pooled multiplexed connection
 /// (`HTTP2ConnectionPool`): to a peer sidecar over mTLS `h2` (outbound), or to the app (inbound:
-/// h2c when it speaks HTTP/2 or gRPC, else translated to HTTP/1.1 by `HTTP1AppStream`).
+/// h2c when it speaks HTTP/2 or gRPC, else translated to HTTP/1.1 by `HTTP1AppStream`). A
+/// gateway's stream passes the gateway's filters and may be answered at the edge (cache,
+/// aggregate: `HTTP2StreamProxyHandler+Gateway.swift`), else goes into the mesh as outbound.
 ///
 /// Flow control both ways: reads of this stream are held while the upstream stream cannot take
 /// more, and the upstream's reads while this one cannot; unread frames hold back HTTP/2
@@ -29,6 +31,9 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         case outbound
         /// The inbound (mTLS `h2` from a peer sidecar): authorize the verified caller, then the app.
         case inbound(app: HostPort, appSpeaksHTTP2: Bool, caller: String?, metrics: RequestMetricsHandle)
+        /// The gateway's listener (`h2` over its HTTPS, h2c on its plain one) from `client`'s IP
+        /// address: the gateway's filters, then a mesh service as the outbound would call it.
+        case gateway(GatewayListenerRole, client: String?)
     }
 
     enum Phase {
@@ -46,9 +51,9 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Outbound, intercepted: the original destination's service, routed to when `:authority`
     /// names none (as `HTTPProxyHandler.defaultDestination` for HTTP/1.1).
     let defaultDestination: String?
-    private var context: ChannelHandlerContext?
-    private var phase = Phase.awaitingHeaders
-    private var exchange: ProxyExchange?
+    private(set) var context: ChannelHandlerContext?
+    var phase = Phase.awaitingHeaders
+    private(set) var exchange: ProxyExchange?
     private var isGRPC = false
     /// The head the next hop gets (rewritten by the filters).
     private var upstreamHead = HPACKHeaders()
@@ -61,7 +66,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var pendingRead = false
     private var upstreamNeedsFlush = false
     /// The response head went to the caller (nothing can be retried or answered after it).
-    private var responseStarted = false
+    var responseStarted = false
     /// The connection's clock (one timer for all its streams); a stream without one (an
     /// HTTP/1.1 caller translated, a test) gets its own in `handlerAdded`.
     private var clock: HTTP2StreamClock?
@@ -78,10 +83,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         self.clock = clock
     }
 
-    private var direction: TrafficDirection {
-        if case .inbound = side { return .inbound }
-        return .outbound
-    }
+    private var direction: TrafficDirection { side.direction }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -109,6 +111,10 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             guard let exchange, !exchange.requestComplete, case .byteBuffer(let buffer) = data.data else { return }
             exchange.bytesReceived += buffer.readableBytes
             if data.endStream { exchange.requestComplete = true }
+            if let limit = exchange.maxBodyBytes, exchange.bytesReceived > limit {
+                fail(exchange, ProxyError(.badRequest, "the request body is over \(limit) bytes", status: 413))
+                return
+            }
             relay(.data(buffer, endStream: data.endStream))
         case .rstStream:
             callerWentAway()
@@ -177,6 +183,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         switch side {
         case .outbound: peer = loop.table.outboundPeer(authority: authority, defaultDestination: defaultDestination)
         case .inbound(_, _, let caller, _): peer = caller ?? "unknown"
+        case .gateway(_, let client): peer = client ?? "unknown"
         }
         let parsed = Self.parseHead(headers, method: method, path: path, authority: authority, allocator: context.channel.allocator)
         let requestID = parsed.head?.headers.firstValue(named: "x-request-id") ?? RequestIdentifiers.requestID(using: &loop.random)
@@ -203,7 +210,15 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         if let timeout = headers.first(name: "grpc-timeout").flatMap(GRPC.timeout) {
             routeDeadline = exchange.start + timeout
         }
-        let filters = direction == .inbound ? RequestFilters.inbound[...] : RequestFilters.outbound[...]
+        let filters: ArraySlice<any RequestFilter>
+        switch side {
+        case .outbound: filters = RequestFilters.outbound[...]
+        case .inbound: filters = RequestFilters.inbound[...]
+        case .gateway(let role, let client):
+            request.listener = role
+            request.client = client
+            filters = RequestFilters.gateway[...]
+        }
         admit(request, through: filters, received: headers)
     }
 
@@ -241,16 +256,15 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
-    private func admit(_ request: AdmittedRequest, through filters: ArraySlice<any RequestFilter>, received: HPACKHeaders) {
+    func admit(_ request: AdmittedRequest, through filters: ArraySlice<any RequestFilter>, received: HPACKHeaders) {
         guard let context else { return }
         let exchange = request.exchange
         switch RequestFilters.run(request, through: filters, loop: loop, now: context.eventLoop.now) {
         case .rejected(let error):
             fail(exchange, error)
-        case .answered:
-            // Edge answers (CORS preflight, redirect) come from gateway filters, which run on
-            // the gateway's HTTP/1.1 listeners only.
-            fail(exchange, ProxyError(.badRequest, "this request is answered at the gateway over HTTP/1.1"))
+        case .answered(let response):
+            // Edge answers (CORS preflight, redirect) come from the gateway's filters.
+            answer(exchange, response)
         case .delayed(let delay, let request, let remaining):
             if let route = exchange.route { limitRouteDeadline(exchange.start + route.rule.timeout.timeAmount) }
             armTimer()
@@ -259,21 +273,25 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
                 self.admit(request, through: remaining, received: received)
             }
         case .admitted(let request):
+            if case .gateway = side {
+                if let route = exchange.route { limitRouteDeadline(exchange.start + route.rule.timeout.timeAmount) }
+                if answeredAtEdge(request, received: received) { return }
+            }
             forward(request, received: received)
         }
     }
 
-    private func limitRouteDeadline(_ deadline: NIODeadline) {
+    func limitRouteDeadline(_ deadline: NIODeadline) {
         routeDeadline = min(routeDeadline ?? deadline, deadline)
     }
 
-    private func forward(_ request: AdmittedRequest, received: HPACKHeaders) {
+    func forward(_ request: AdmittedRequest, received: HPACKHeaders) {
         let exchange = request.exchange
         upstreamHead = HTTP2Headers.request(
             received, removing: request.removedHeaders, adding: request.addedHeaders,
-            path: request.target.isRewritten ? request.target.originForm : nil)
+            path: request.upstreamTarget ?? (request.target.isRewritten ? request.target.originForm : nil))
         switch side {
-        case .outbound:
+        case .outbound, .gateway:
             guard let (destination, rule, _) = request.route else { return }
             limitRouteDeadline(exchange.start + rule.timeout.timeAmount)
             let retry = RetryStateMachine(
@@ -353,18 +371,14 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         exchange.attempts += 1
         exchange.tryEpoch &+= 1
         let epoch = exchange.tryEpoch
-        let handler = HTTP2UpstreamStreamHandler(owner: self)
-        let bound = NIOLoopBound(handler, eventLoop: loop.eventLoop)
-        loop.http2Pool.openStream(key, connectTimeout: connectTimeout) { channel in
-            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(bound.value) }
-        }.assumeIsolated().whenComplete { [weak self] result in
+        loop.http2Pool.openStream(key, connectTimeout: connectTimeout, owner: self).assumeIsolated().whenComplete { [weak self] result in
             guard let self, self.exchange === exchange, exchange.tryEpoch == epoch, self.phase == .connecting else {
-                if case .success(let channel) = result { channel.close(promise: nil) }
+                if case .success(let stream) = result { stream.cancel() }
                 return
             }
             switch result {
-            case .success:
-                self.streamOpened(handler, exchange: exchange)
+            case .success(let stream):
+                self.streamOpened(stream, exchange: exchange)
             case .failure(let error):
                 self.connectFailed(error as? ProxyError ?? ProxyError(.connectFailed, "\(error)"), exchange: exchange)
             }
@@ -447,12 +461,13 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         exchange.status = status
         if let grpcStatus { exchange.grpcStatus = grpcStatus }
         var head = headers
-        if case .outbound = side, let rule = exchange.route?.rule,
-            !rule.responseHeaders.remove.isEmpty || !rule.responseHeaders.set.isEmpty
+        if let rule = exchange.route?.rule, !rule.responseHeaders.remove.isEmpty || !rule.responseHeaders.set.isEmpty
+            || !exchange.addedResponseHeaders.isEmpty
         {
-            let added = rule.responseHeaders.set.sorted { $0.key < $1.key }.compactMap { try? HTTPHeaderLine(name: $0.key, value: $0.value) }
-            head = HTTP2Headers.response(headers, removing: rule.responseHeaders.remove, adding: added)
+            let changes = exchange.responseHeaderChanges
+            head = HTTP2Headers.response(headers, removing: changes.removed, adding: changes.added)
         }
+        if let fill = exchange.cacheFill { fill.responseHead(http2: headers, endStream: endStream) }
         context.write(wrapOutboundOut(.headers(.init(headers: head, endStream: endStream))), promise: nil)
         if endStream { finish(exchange) }
     }
@@ -460,6 +475,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     func upstreamData(_ data: ByteBuffer, endStream: Bool) {
         guard let context, let exchange else { return }
         exchange.bytesSent += data.readableBytes
+        exchange.cacheFill?.responseData(data)
         context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(data), endStream: endStream))), promise: nil)
         if endStream {
             finish(exchange)
@@ -548,7 +564,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// One deadline on the connection's clock over the route deadline (the route timeout,
     /// bounded by `grpc-timeout`) and the current try's `perTryTimeout`.
-    private func armTimer() {
+    func armTimer() {
         guard context != nil, phase != .done else { return }
         let due: NIODeadline
         switch (routeDeadline, tryDeadline) {
@@ -603,7 +619,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Answers with a sidecar-made error: trailers-only `grpc-status` for a gRPC call, else
     /// the status, `x-mesh-error` and the `mesh: <cause>: <detail>` body. After the response
     /// started nothing more can be said: a gRPC call gets UNAVAILABLE trailers, others a reset.
-    private func fail(_ exchange: ProxyExchange, _ error: ProxyError) {
+    func fail(_ exchange: ProxyExchange, _ error: ProxyError) {
         guard let context, phase != .done else { return }
         exchange.errorCause = error.cause
         abandonTry(exchange)
@@ -644,6 +660,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             if !hasContentType { headers.add(name: "content-type", value: "text/plain; charset=utf-8") }
             if let retryAfter = error.retryAfter { headers.add(name: "retry-after", value: String(retryAfter)) }
+            if let challenge = error.wwwAuthenticate { headers.add(name: "www-authenticate", value: challenge) }
             headers.add(name: "content-length", value: String(body.utf8.count))
             headers.add(name: "x-request-id", value: exchange.requestID)
             var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
@@ -658,10 +675,15 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     /// An answer complete before the request ended: RST_STREAM(NO_ERROR) tells the caller to
-    /// stop sending the rest and keeps the answer (RFC 9113 §8.1; CANCEL would void it).
-    private func stopCallerSending(_ exchange: ProxyExchange) {
+    /// stop sending the rest and keeps the answer (RFC 9113 §8.1; CANCEL would void it). Sent
+    /// once the read batch's flush took the answer out: NIOHTTP2 drops a stream's frames still
+    /// buffered when it is reset (curl then saw an empty reply).
+    func stopCallerSending(_ exchange: ProxyExchange) {
         guard !exchange.requestComplete, let context else { return }
-        context.writeAndFlush(wrapOutboundOut(.rstStream(.noError)), promise: nil)
+        context.eventLoop.assumeIsolated().execute { [weak self] in
+            guard let self, let context = self.context else { return }
+            context.writeAndFlush(self.wrapOutboundOut(.rstStream(.noError)), promise: nil)
+        }
     }
 
     /// Headers HTTP/2 forbids (RFC 9113 §8.2.2), never copied from a fallback response.
@@ -678,12 +700,17 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private func finish(_ exchange: ProxyExchange) {
+        if let fill = exchange.cacheFill, let context {  // the whole response came: store it
+            exchange.cacheFill = nil
+            fill.responseDataEnded()
+            fill.complete(now: context.eventLoop.now)
+        }
         end(exchange, status: exchange.status)
         stopCallerSending(exchange)
     }
 
     /// Every exchange of this stream ends here once: metrics, access log, breaker slots.
-    private func end(_ exchange: ProxyExchange, status: Int) {
+    func end(_ exchange: ProxyExchange, status: Int) {
         guard phase != .done else { return }
         phase = .done
         clock?.cancel(self)
@@ -692,6 +719,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         switch side {
         case .outbound: handle = exchange.route?.destination.requestMetrics ?? loop.unroutedMetrics.outbound
         case .inbound(_, _, _, let metrics): handle = metrics
+        case .gateway: handle = loop.gatewayMetrics(exchange)
         }
         loop.record(exchange, status: status, accessLog: accessLog, metrics: handle, span: direction == .inbound ? .server : .client)
         if isGRPC, let code = exchange.grpcStatus {

@@ -101,10 +101,20 @@ final class ProxyListener: Service, Sendable {
                         // HTTP/1.1 and h2c with prior knowledge on the same port.
                         try sync.addHandler(OutboundProtocolDetector(
                             loop: context, accessLog: log, drainTimeout: drainTimeout, idleTimeout: timeouts.idle))
-                    case .gateway(_, let tls?):
+                    case .gateway(let role, let tls?):
+                        // HTTP/1.1, or HTTP/2 for a client that negotiated ALPN h2.
                         try sync.addHandler(TLSHandler(context: tls.current))
                         try sync.addHandler(TLSErrorLogger(logger: logger, metrics: context.metrics, direction: .gateway))
-                    case .tcp, .transparentOutbound, .gateway:  // transparent: its own pipeline, above
+                        try sync.addHandler(GatewayProtocolSwitch { channel in
+                            try HTTP2Server.configure(
+                                channel, side: .gateway(role, client: channel.remoteAddress?.ipAddress), loop: context,
+                                accessLog: log, drainTimeout: drainTimeout, idleTimeout: timeouts.idle)
+                        })
+                    case .gateway(let role, nil):
+                        // HTTP/1.1 and h2c with prior knowledge on the plain listener.
+                        try sync.addHandler(OutboundProtocolDetector(
+                            loop: context, accessLog: log, drainTimeout: drainTimeout, idleTimeout: timeouts.idle, gateway: role))
+                    case .tcp, .transparentOutbound:  // transparent: its own pipeline, above
                         break
                     }
                     try channel.pipeline.syncOperations.addHandler(

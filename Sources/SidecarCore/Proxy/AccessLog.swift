@@ -22,88 +22,104 @@ struct AccessLog: Sendable {
         var timespec = timespec()
         clock_gettime(CLOCK_REALTIME, &timespec)
         let millis = Int64(timespec.tv_sec) * 1000 + Int64(timespec.tv_nsec) / 1_000_000
-        buffer.appendLine { write(exchange, status: status, wallMillis: millis, now: now, into: &$0) }
+        buffer.appendLine(bound: bound(of: exchange)) { write(exchange, status: status, wallMillis: millis, now: now, into: &$0) }
     }
 
     /// The line for one exchange, newline included (what `record` appends).
     func line(for exchange: ProxyExchange, status: Int, wallMillis: Int64, now: NIODeadline) -> String {
         var bytes: [UInt8] = []
-        write(exchange, status: status, wallMillis: wallMillis, now: now, into: &bytes)
+        bytes.appendBytes(bound: bound(of: exchange)) { write(exchange, status: status, wallMillis: wallMillis, now: now, into: &$0) }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The most bytes `exchange`'s line can take: every key and punctuation (under 300 bytes),
+    /// 9 numbers of at most 21 characters, each string escaped at most 6 bytes per byte.
+    private func bound(of exchange: ProxyExchange) -> Int {
+        var strings = direction.utf8.count + exchange.methodName.utf8.count + exchange.authority.utf8.count
+            + exchange.path.utf8.count + exchange.wireProtocol.rawValue.utf8.count + exchange.peer.utf8.count
+            + exchange.requestID.utf8.count + (exchange.upstreamAddress?.host.utf8.count ?? 0)
+            + (exchange.trace.map { $0.traceID.utf8.count + $0.spanID.utf8.count } ?? 0)
+            + (exchange.errorCause?.rawValue.utf8.count ?? 0) + (exchange.retryStopped?.utf8.count ?? 0)
+        for failure in exchange.retryReasons { strings += failure.reason.utf8.count + 3 }
+        return 512 + 9 * JSONByteWriter.decimalBound + 6 * strings + 2 * 16
     }
 
     /// Routed requests add their causes: `tries` (tries started), `retry_reasons` (each retried
     /// failure, as `sidecar_retries_total`'s reason), `retry_stopped` (why the last failure was
     /// not retried), `avoided_ejected` (ejected endpoints balancing skipped) and `mirrored`;
     /// each only when it says something.
-    private func write(_ exchange: ProxyExchange, status: Int, wallMillis: Int64, now: NIODeadline, into out: inout [UInt8]) {
+    ///
+    /// The line is written at a cursor into room reserved once for its longest possible form
+    /// (`bound(of:)`), not appended piece by piece (each append checks uniqueness and capacity).
+    private func write(_ exchange: ProxyExchange, status: Int, wallMillis: Int64, now: NIODeadline, into line: inout JSONByteWriter) {
         let micros = (now.uptimeNanoseconds &- exchange.start.uptimeNanoseconds) / 1000
-        out.appendASCII("{\"ts_ms\":")
-        out.appendDecimal(wallMillis)
-        out.appendASCII(",\"direction\":")
-        out.appendJSONString(direction)
-        out.appendASCII(",\"method\":")
-        out.appendJSONString(exchange.methodName)
-        out.appendASCII(",\"authority\":")
-        out.appendJSONString(exchange.authority)
-        out.appendASCII(",\"path\":")
-        out.appendJSONString(exchange.path)
-        out.appendASCII(",\"protocol\":")
-        out.appendJSONString(exchange.wireProtocol.rawValue)
+        let trace = exchange.trace
+        line.ascii("{\"ts_ms\":")
+        line.decimal(wallMillis)
+        line.ascii(",\"direction\":")
+        line.plain(direction)
+        line.ascii(",\"method\":")
+        line.plain(exchange.methodName)
+        line.ascii(",\"authority\":")
+        line.string(exchange.authority)
+        line.ascii(",\"path\":")
+        line.string(exchange.path)
+        line.ascii(",\"protocol\":")
+        line.plain(exchange.wireProtocol.rawValue)
         if let grpc = exchange.grpcStatus {
-            out.appendASCII(",\"grpc_status\":")
-            out.appendDecimal(Int64(grpc.rawValue))
+            line.ascii(",\"grpc_status\":")
+            line.decimal(Int64(grpc.rawValue))
         }
-        out.appendASCII(",\"status\":")
-        out.appendDecimal(Int64(status))
-        out.appendASCII(",\"duration_us\":")
-        out.appendDecimal(Int64(micros))
-        out.appendASCII(",\"bytes_in\":")
-        out.appendDecimal(Int64(exchange.bytesReceived))
-        out.appendASCII(",\"bytes_out\":")
-        out.appendDecimal(Int64(exchange.bytesSent))
-        out.appendASCII(",\"upstream\":")
+        line.ascii(",\"status\":")
+        line.decimal(Int64(status))
+        line.ascii(",\"duration_us\":")
+        line.decimal(Int64(micros))
+        line.ascii(",\"bytes_in\":")
+        line.decimal(Int64(exchange.bytesReceived))
+        line.ascii(",\"bytes_out\":")
+        line.decimal(Int64(exchange.bytesSent))
+        line.ascii(",\"upstream\":")
         if let upstream = exchange.upstreamAddress {
-            out.appendJSONString(upstream)
+            line.string(upstream)
         } else {
-            out.appendASCII("\"\"")
+            line.ascii("\"\"")
         }
-        out.appendASCII(",\"peer\":")
-        out.appendJSONString(exchange.peer)
-        out.appendASCII(",\"request_id\":")
-        out.appendJSONString(exchange.requestID)
-        if let trace = exchange.trace {
-            out.appendASCII(",\"trace_id\":")
-            out.appendJSONString(trace.traceID)
-            out.appendASCII(",\"span_id\":")
-            out.appendJSONString(trace.spanID)
+        line.ascii(",\"peer\":")
+        line.string(exchange.peer)
+        line.ascii(",\"request_id\":")
+        line.string(exchange.requestID)
+        if let trace {
+            line.ascii(",\"trace_id\":")
+            line.plain(trace.traceID)
+            line.ascii(",\"span_id\":")
+            line.plain(trace.spanID)
         }
         if let cause = exchange.errorCause {
-            out.appendASCII(",\"mesh_error\":")
-            out.appendJSONString(cause.rawValue)
+            line.ascii(",\"mesh_error\":")
+            line.string(cause.rawValue)
         }
         if exchange.attempts > 1 || !exchange.retryReasons.isEmpty || exchange.retryStopped != nil {
-            out.appendASCII(",\"tries\":")
-            out.appendDecimal(Int64(exchange.attempts))
+            line.ascii(",\"tries\":")
+            line.decimal(Int64(exchange.attempts))
         }
         if !exchange.retryReasons.isEmpty {
-            out.appendASCII(",\"retry_reasons\":[")
+            line.ascii(",\"retry_reasons\":[")
             for (index, failure) in exchange.retryReasons.enumerated() {
-                if index > 0 { out.append(UInt8(ascii: ",")) }
-                out.appendJSONString(failure.reason)
+                if index > 0 { line.byte(UInt8(ascii: ",")) }
+                line.string(failure.reason)
             }
-            out.append(UInt8(ascii: "]"))
+            line.byte(UInt8(ascii: "]"))
         }
         if let stopped = exchange.retryStopped {
-            out.appendASCII(",\"retry_stopped\":")
-            out.appendJSONString(stopped)
+            line.ascii(",\"retry_stopped\":")
+            line.string(stopped)
         }
         if exchange.avoidedEjected > 0 {
-            out.appendASCII(",\"avoided_ejected\":")
-            out.appendDecimal(Int64(exchange.avoidedEjected))
+            line.ascii(",\"avoided_ejected\":")
+            line.decimal(Int64(exchange.avoidedEjected))
         }
-        if exchange.mirrored { out.appendASCII(",\"mirrored\":true") }
-        out.appendASCII("}\n")
+        if exchange.mirrored { line.ascii(",\"mirrored\":true") }
+        line.ascii("}\n")
     }
 
     /// `value` as a JSON string literal appended to `line` (the admin JSON documents).
@@ -113,6 +129,19 @@ struct AccessLog: Sendable {
 }
 
 extension [UInt8] {
+    /// Appends what `write` puts at a `JSONByteWriter`, at most `bound` bytes (one capacity
+    /// check for all of them, instead of one per piece).
+    mutating func appendBytes(bound: Int, _ write: (inout JSONByteWriter) -> Void) {
+        let start = count
+        append(contentsOf: repeatElement(0, count: bound))
+        let end = withUnsafeMutableBufferPointer { buffer in
+            var writer = JSONByteWriter(buffer.baseAddress!, at: start, limit: start + bound)
+            write(&writer)
+            return writer.offset
+        }
+        removeLast(count - end)
+    }
+
     /// A literal known to be ASCII (field names and punctuation).
     mutating func appendASCII(_ text: StaticString) {
         text.withUTF8Buffer { append(contentsOf: $0) }
@@ -120,75 +149,127 @@ extension [UInt8] {
 
     /// `value` in decimal, without an intermediate `String`.
     mutating func appendDecimal(_ value: Int64) {
-        if value < 0 {
-            append(UInt8(ascii: "-"))
-            appendDecimal(magnitude: value.magnitude)
-        } else {
-            appendDecimal(magnitude: UInt64(value))
-        }
-    }
-
-    private mutating func appendDecimal(magnitude: UInt64) {
-        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)  // 32 bytes ≥ 20 digits
-        Swift.withUnsafeMutableBytes(of: &digits) { scratch in
-            var value = magnitude
-            var index = scratch.count
-            repeat {
-                index -= 1
-                scratch[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: value % 10)
-                value /= 10
-            } while value > 0
-            append(contentsOf: scratch[index...])
-        }
-    }
-
-    /// `host:port`, `[v6]:port` for IPv6 literals, as a JSON string (`HostPort.description`).
-    mutating func appendJSONString(_ address: HostPort) {
-        append(UInt8(ascii: "\""))
-        let bracketed = address.isIPv6Literal
-        if bracketed { append(UInt8(ascii: "[")) }
-        appendJSONStringContent(address.host)
-        if bracketed { append(UInt8(ascii: "]")) }
-        append(UInt8(ascii: ":"))
-        appendDecimal(Int64(address.port))
-        append(UInt8(ascii: "\""))
+        appendBytes(bound: JSONByteWriter.decimalBound) { $0.decimal(value) }
     }
 
     /// `value` as a JSON string literal that is also a YAML double-quoted scalar (the text reads
     /// back unchanged through both parsers; `ConfigValue.needsUnicodeEscape`).
     mutating func appendJSONString(_ value: String) {
-        append(UInt8(ascii: "\""))
-        appendJSONStringContent(value)
-        append(UInt8(ascii: "\""))
+        appendBytes(bound: JSONByteWriter.bound(of: value)) { $0.string(value) }
+    }
+}
+
+/// Writes JSON pieces at a cursor into memory reserved for them (see `[UInt8].appendBytes`);
+/// the caller reserves the most they can take: `bound(of:)` per string, `decimalBound` per
+/// number, the literals' lengths. The one JSON string escaper of the project.
+struct JSONByteWriter {
+    private let base: UnsafeMutablePointer<UInt8>
+    private(set) var offset: Int
+    private let limit: Int
+
+    /// The most bytes a number takes (sign and 19 digits).
+    static let decimalBound = 21
+
+    /// The most bytes `string(value)` takes: quotes, and 6 per byte (`\u00XX`).
+    static func bound(of value: String) -> Int { 6 * value.utf8.count + 2 }
+
+    init(_ base: UnsafeMutablePointer<UInt8>, at offset: Int, limit: Int) {
+        self.base = base
+        self.offset = offset
+        self.limit = limit
     }
 
-    private mutating func appendJSONStringContent(_ value: String) {
-        var text = value
-        let copied = text.withUTF8 { utf8 in
+    @inline(__always)
+    mutating func byte(_ value: UInt8) {
+        precondition(offset < limit, "JSONByteWriter: the reserved bound was too small")
+        base[offset] = value
+        offset += 1
+    }
+
+    mutating func bytes(_ source: UnsafeBufferPointer<UInt8>) {
+        precondition(offset + source.count <= limit, "JSONByteWriter: the reserved bound was too small")
+        (base + offset).update(from: source.baseAddress!, count: source.count)
+        offset += source.count
+    }
+
+    /// A literal known to be ASCII (field names and punctuation).
+    mutating func ascii(_ text: StaticString) {
+        bytes(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    mutating func decimal(_ value: Int64) {
+        if value < 0 { byte(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        var digits = 1
+        var scale: UInt64 = 1
+        while magnitude / scale >= 10 {
+            scale *= 10
+            digits += 1
+        }
+        precondition(offset + digits <= limit, "JSONByteWriter: the reserved bound was too small")
+        for index in stride(from: offset + digits - 1, through: offset, by: -1) {
+            base[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
+            magnitude /= 10
+        }
+        offset += digits
+    }
+
+    /// `host:port`, `[v6]:port` for IPv6 literals, as a JSON string (`HostPort.description`).
+    mutating func string(_ address: HostPort) {
+        byte(UInt8(ascii: "\""))
+        let bracketed = address.isIPv6Literal
+        if bracketed { byte(UInt8(ascii: "[")) }
+        stringContent(address.host)
+        if bracketed { byte(UInt8(ascii: "]")) }
+        byte(UInt8(ascii: ":"))
+        decimal(Int64(address.port))
+        byte(UInt8(ascii: "\""))
+    }
+
+    mutating func string(_ value: String) {
+        byte(UInt8(ascii: "\""))
+        stringContent(value)
+        byte(UInt8(ascii: "\""))
+    }
+
+    /// A string the sidecar knows needs no escaping (its own hex ids, a method token, a
+    /// direction or protocol name), quoted and copied without looking at its bytes. Checked in
+    /// debug builds.
+    mutating func plain(_ value: String) {
+        assert(value.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") })
+        byte(UInt8(ascii: "\""))
+        precondition(offset + value.utf8.count <= limit, "JSONByteWriter: the reserved bound was too small")
+        UnsafeMutableBufferPointer(start: base, count: limit).copyUTF8(of: value, at: &offset)
+        byte(UInt8(ascii: "\""))
+    }
+
+    private mutating func stringContent(_ value: String) {
+        let copied = value.utf8.withContiguousStorageIfAvailable { utf8 in
             // The common case: printable ASCII without quotes or backslashes, copied as it is.
             guard utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") })
             else { return false }
-            append(contentsOf: utf8)
+            bytes(utf8)
             return true
         }
-        if !copied {
-            for scalar in value.unicodeScalars { appendEscaped(scalar) }
+        if copied != true {
+            for scalar in value.unicodeScalars { escaped(scalar) }
         }
     }
 
-    private mutating func appendEscaped(_ scalar: Unicode.Scalar) {
+    private mutating func escaped(_ scalar: Unicode.Scalar) {
         switch scalar {
-        case "\"": appendASCII("\\\"")
-        case "\\": appendASCII("\\\\")
-        case "\n": appendASCII("\\n")
-        case "\r": appendASCII("\\r")
-        case "\t": appendASCII("\\t")
+        case "\"": ascii("\\\"")
+        case "\\": ascii("\\\\")
+        case "\n": ascii("\\n")
+        case "\r": ascii("\\r")
+        case "\t": ascii("\\t")
         case _ where ConfigValue.needsUnicodeEscape(scalar):
-            appendASCII("\\u")
+            ascii("\\u")
             for shift in stride(from: 12, through: 0, by: -4) {
-                append(HTTPGrammar.hexDigit(UInt8((scalar.value >> UInt32(shift)) & 0xF), uppercase: true))
+                byte(HTTPGrammar.hexDigit(UInt8((scalar.value >> UInt32(shift)) & 0xF), uppercase: true))
             }
-        default: append(contentsOf: UTF8.encode(scalar)!)
+        default:
+            for unit in UTF8.encode(scalar)! { byte(unit) }
         }
     }
 }

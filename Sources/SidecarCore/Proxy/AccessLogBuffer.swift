@@ -14,7 +14,8 @@ import NIOCore
 final class AccessLogBuffer {
     private let eventLoop: EventLoop
     private let fileDescriptor: CInt
-    private var pending: [UInt8] = []
+    /// Written at its end without zeroing (`writeWithUnsafeMutableBytes`), cleared after each write.
+    private var pending: ByteBuffer
     private var flushScheduled = false
     let flushBytes: Int
     let flushInterval: TimeAmount
@@ -27,25 +28,34 @@ final class AccessLogBuffer {
         self.fileDescriptor = fileDescriptor
         self.flushBytes = flushBytes
         self.flushInterval = flushInterval
-        pending.reserveCapacity(flushBytes + 4096)
+        pending = ByteBufferAllocator().buffer(capacity: flushBytes + 4096)
     }
 
     /// Bytes waiting for the next write.
-    var pendingBytes: Int { pending.count }
+    var pendingBytes: Int { pending.readableBytes }
 
     func append(_ line: String) {
-        appendLine { $0.append(contentsOf: line.utf8) }
+        pending.writeString(line)
+        lineAppended()
     }
 
-    /// Appends one line that `write` puts straight into the pending bytes (newline included).
-    func appendLine(_ write: (inout [UInt8]) -> Void) {
-        write(&pending)
-        if pending.count >= flushBytes {
+    /// Appends one line that `write` puts straight into the pending bytes (newline included),
+    /// at most `bound` bytes.
+    func appendLine(bound: Int, _ write: (inout JSONByteWriter) -> Void) {
+        pending.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { raw in
+            var writer = JSONByteWriter(raw.bindMemory(to: UInt8.self).baseAddress!, at: 0, limit: bound)
+            write(&writer)
+            return writer.offset
+        }
+        lineAppended()
+    }
+
+    private func lineAppended() {
+        if pending.readableBytes >= flushBytes {
             flush()
         } else if !flushScheduled {
             flushScheduled = true
-            eventLoop.assumeIsolated().scheduleTask(in: flushInterval) { [weak self] in
-                guard let self else { return }
+            eventLoop.assumeIsolated().scheduleTask(in: flushInterval) { [self] in
                 self.flushScheduled = false
                 self.flush()
             }
@@ -54,8 +64,8 @@ final class AccessLogBuffer {
 
     /// Writes every pending line now.
     func flush() {
-        guard !pending.isEmpty else { return }
-        pending.withUnsafeBytes { bytes in
+        guard pending.readableBytes > 0 else { return }
+        pending.withUnsafeReadableBytes { bytes in
             var offset = 0
             while offset < bytes.count {
                 let written = write(fileDescriptor, bytes.baseAddress! + offset, bytes.count - offset)
@@ -64,6 +74,6 @@ final class AccessLogBuffer {
                 offset += written
             }
         }
-        pending.removeAll(keepingCapacity: true)
+        pending.clear()
     }
 }

@@ -8,6 +8,10 @@ extension LoopContext {
     func record(
         _ exchange: ProxyExchange, status: Int, accessLog: AccessLog, metrics handle: RequestMetricsHandle, span kind: SpanRecord.Kind
     ) {
+        if let fill = exchange.cacheFill {  // a gateway cache fetch ended without a whole response
+            exchange.cacheFill = nil
+            fill.abandon()
+        }
         let now = eventLoop.now
         accessLog.record(exchange, status: status, now: now, into: accessLogBuffer)
         spans?.record(exchange, status: status, kind: kind, now: now)
@@ -25,6 +29,13 @@ extension LoopContext {
                 status: status, durationNanos: elapsed, requestBytes: UInt64(exchange.bytesReceived),
                 responseBytes: UInt64(exchange.bytesSent))
         }
+    }
+}
+
+extension LoopContext {
+    /// A gateway exchange's series: `direction="gateway"` and the service it went to, or `unknown`.
+    func gatewayMetrics(_ exchange: ProxyExchange) -> RequestMetricsHandle {
+        exchange.gatewayMetrics ?? table.gateway.unroutedMetrics ?? unroutedMetrics.outbound
     }
 }
 

@@ -24,16 +24,11 @@ extension HTTPProxyHandler {
         guard case .gateway = direction, let aggregate = request.gatewayMatch?.rule.aggregate else { return false }
         let exchange = request.exchange
         phase = .connecting
-        // Each call carries what this hop would send upstream: request id, its span, the verified user.
-        var headers = request.addedHeaders.filter { ["x-request-id", "traceparent", "x-mesh-user"].contains($0.name) }
-        if !headers.contains(where: { $0.name == "x-request-id" }), let id = try? HTTPHeaderLine(name: "x-request-id", value: exchange.requestID) {
-            headers.append(id)
-        }
-        AggregateExchange.start(aggregate, headers: headers, loop: loop) { [weak self] result in
-            guard let self, self.exchange === exchange, let context = self.context else { return }
+        AggregateExchange.start(aggregate, for: request, loop: loop) { [self] result in
+            guard self.exchange === exchange, let context = self.context else { return }
             switch result {
-            case .success(let body):
-                self.answer(exchange, EdgeResponse(status: 200, headers: [("content-type", "application/json")], body: body), context: context)
+            case .success(let response):
+                self.answer(exchange, response, context: context)
             case .failure(let error):
                 self.fail(exchange, error, context: context)
             }

@@ -110,9 +110,9 @@ extension HTTPProxyHandler {
 
     /// Runs `filters` in order; a rejection answers the request, a delay resumes the rest on
     /// the loop's timer, and a request every filter admitted is sent upstream.
-    func admit(_ request: AdmittedRequest, through filters: ArraySlice<any RequestFilter>, context: ChannelHandlerContext) {
+    func admit(_ request: consuming AdmittedRequest, through filters: ArraySlice<any RequestFilter>, context: ChannelHandlerContext) {
         let exchange = request.exchange
-        switch RequestFilters.run(request, through: filters, loop: loop, now: context.eventLoop.now) {
+        switch RequestFilters.run(consume request, through: filters, loop: loop, now: context.eventLoop.now) {
         case .rejected(let error):
             fail(exchange, error, context: context)
         case .answered(let response):
@@ -120,8 +120,8 @@ extension HTTPProxyHandler {
         case .delayed(let delay, let request, let remaining):
             phase = .connecting
             armDeadlineTimer(context: context)  // the route timeout runs on while the request waits
-            context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
-                guard let self, self.exchange === exchange, let context = self.context else { return }
+            context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+                guard self.exchange === exchange, let context = self.context else { return }
                 self.admit(request, through: remaining, context: context)
             }
         case .admitted(let request):
@@ -235,8 +235,8 @@ extension HTTPProxyHandler {
             connected(upstream, exchange: exchange, context: context)
             return
         }
-        loop.pool.lease(key, cluster: cluster, connectTimeout: connectTimeout).assumeIsolated().whenComplete { [weak self] result in
-            guard let self, self.exchange === exchange, exchange.tryEpoch == epoch, self.phase == .connecting,
+        loop.pool.lease(key, cluster: cluster, connectTimeout: connectTimeout).assumeIsolated().whenComplete { [self] result in
+            guard self.exchange === exchange, exchange.tryEpoch == epoch, self.phase == .connecting,
                 let context = self.context
             else {
                 if case .success(let upstream) = result { upstream.channel?.close(promise: nil) }

@@ -46,15 +46,7 @@ extension HTTPProxyHandler {
     /// The lines set on (and names removed from) the response going back: the gateway's (CORS,
     /// `x-mesh-cache`) and the route rule's `responseHeaders`.
     func responseHeaderChanges(_ exchange: ProxyExchange) -> (added: [HTTPHeaderLine], removed: [String]) {
-        var extra = exchange.addedResponseHeaders
-        var removed: [String] = []
-        if direction.routesToMesh, let rule = exchange.route?.rule {
-            removed = rule.responseHeaders.remove
-            for (name, value) in rule.responseHeaders.set.sorted(by: { $0.key < $1.key }) {
-                if let line = try? HTTPHeaderLine(name: name, value: value) { extra.append(line) }
-            }
-        }
-        return (extra, removed)
+        exchange.responseHeaderChanges
     }
 
     func upstreamBody(_ body: ByteBuffer) {
@@ -124,8 +116,8 @@ extension HTTPProxyHandler {
         if let exclude { exchange.triedEndpoints.insert(exclude) }
         exchange.rewrittenHead = head
         phase = .connecting
-        context.eventLoop.assumeIsolated().scheduleTask(in: backoff) { [weak self] in
-            guard let self, self.exchange === exchange, let context = self.context else { return }
+        context.eventLoop.assumeIsolated().scheduleTask(in: backoff) { [self] in
+            guard self.exchange === exchange, let context = self.context else { return }
             self.connectOutbound(exchange, context: context)
         }
         return true
@@ -173,8 +165,7 @@ extension HTTPProxyHandler {
         if let firesAt = deadlineTimerFiresAt, firesAt <= due { return }  // it will re-check then
         deadlineTimer?.cancel()
         deadlineTimerFiresAt = due
-        deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] in
-            guard let self else { return }
+        deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [self] in
             self.deadlineTimer = nil
             self.deadlineTimerFiresAt = nil
             self.deadlinePassed()
@@ -245,10 +236,6 @@ extension HTTPProxyHandler {
 
     /// Every finished exchange goes through here once: access log line and request metrics.
     func record(_ exchange: ProxyExchange, status: Int) {
-        if let fill = exchange.cacheFill {  // the fetch ended without a whole response
-            exchange.cacheFill = nil
-            fill.abandon()
-        }
         let handle: RequestMetricsHandle
         switch direction {
         case .outbound, .tcpOutbound:
@@ -256,7 +243,7 @@ extension HTTPProxyHandler {
         case .inbound:
             handle = inboundMetrics ?? loop.unroutedMetrics.inbound
         case .gateway:
-            handle = exchange.gatewayMetrics ?? loop.table.gateway.unroutedMetrics ?? loop.unroutedMetrics.outbound
+            handle = loop.gatewayMetrics(exchange)
         }
         loop.record(exchange, status: status, accessLog: accessLog, metrics: handle, span: SpanRecord.Kind(direction))
     }

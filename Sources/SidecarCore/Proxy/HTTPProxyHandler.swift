@@ -169,8 +169,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     func scheduleHeadTimer(at deadline: NIODeadline, context: ChannelHandlerContext) {
         headTimerFiresAt = deadline
-        headTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
-            guard let self, let context = self.context else { return }
+        headTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            guard let context = self.context else { return }
             self.headTimer = nil
             self.headTimerFiresAt = nil
             guard self.waiting, self.phase == .idle else { return }  // re-armed when the wait resumes
@@ -198,6 +198,8 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         deadlineTimer?.cancel()
         deadlineTimer = nil
+        headTimer?.cancel()
+        headTimer = nil
         loop.connectionClosed(self)
         connectionGauge?.decrement()
         connectionGauge = nil

@@ -28,7 +28,7 @@ final class ProxyExchange {
     var bytesSent = 0
     var errorCause: ProxyError.Cause?
     var attempts = 0
-    var triedEndpoints: Set<HostPort> = []
+    var triedEndpoints = TriedEndpoints()
     var route: (destination: RouteTable.Destination, rule: RouteRule)?
     var upgradeRequested = false
     /// Outbound requests may be sent again: the retry decisions and the head to resend.

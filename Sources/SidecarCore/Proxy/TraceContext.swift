@@ -16,12 +16,35 @@ struct TraceContext: Equatable {
     /// Bit 0 of the flags: the caller wants this trace recorded.
     var sampled: Bool { (UInt8(flags, radix: 16) ?? 0) & 1 == 1 }
 
-    var traceparent: String { "00-\(traceID)-\(spanID)-\(flags)" }
+    /// Built in place (an interpolation appended five times, growing the string, per request).
+    var traceparent: String {
+        String(unsafeUninitializedCapacity: 5 + traceID.utf8.count + spanID.utf8.count + flags.utf8.count) { out in
+            var at = 0
+            out.copyUTF8(of: "00-", at: &at)
+            out.copyUTF8(of: traceID, at: &at)
+            out.copyUTF8(of: "-", at: &at)
+            out.copyUTF8(of: spanID, at: &at)
+            out.copyUTF8(of: "-", at: &at)
+            out.copyUTF8(of: flags, at: &at)
+            return at
+        }
+    }
 
     /// The context to send on for a request that arrived with `received` as its `traceparent`.
     static func nextHop(after received: String?, using random: inout some RandomNumberGenerator) -> TraceContext {
+        nextHop(after: received.flatMap(parse), using: &random)
+    }
+
+    /// The same, from the received field's bytes (no `String` made of them).
+    static func nextHop(afterBytes received: UnsafeRawBufferPointer?, using random: inout some RandomNumberGenerator) -> TraceContext {
+        nextHop(after: received.flatMap { parse(bytes: $0) }, using: &random)
+    }
+
+    private static func nextHop(
+        after received: (traceID: String, flags: String, spanID: String)?, using random: inout some RandomNumberGenerator
+    ) -> TraceContext {
         let span = newID(8, using: &random)
-        if let received, let (trace, flags, parent) = parse(received) {
+        if let (trace, flags, parent) = received {
             return TraceContext(traceID: trace, spanID: span, flags: flags, parentSpanID: parent)
         }
         return TraceContext(traceID: newID(16, using: &random), spanID: span, flags: "01")
@@ -31,7 +54,11 @@ struct TraceContext: Equatable {
     /// exactly 55 characters; a later version may append `-…`, and its first four fields are
     /// read as version 00's. Version `ff`, uppercase or non-hex digits, and all-zero ids are invalid.
     static func parse(_ value: String) -> (traceID: String, flags: String, spanID: String)? {
-        let bytes = Array(value.utf8)
+        value.utf8.withContiguousStorageIfAvailable { parse(bytes: $0) } ?? parse(bytes: Array(value.utf8))
+    }
+
+    private static func parse<Bytes: RandomAccessCollection<UInt8>>(bytes: Bytes) -> (traceID: String, flags: String, spanID: String)?
+    where Bytes.Index == Int {
         guard bytes.count >= 55, bytes[2] == UInt8(ascii: "-"), bytes[35] == UInt8(ascii: "-"),
             bytes[52] == UInt8(ascii: "-"),
             isHex(bytes[0..<2]), isHex(bytes[3..<35]), isHex(bytes[36..<52]), isHex(bytes[53..<55])
@@ -45,11 +72,11 @@ struct TraceContext: Equatable {
         )
     }
 
-    private static func isHex(_ bytes: ArraySlice<UInt8>) -> Bool {
+    private static func isHex(_ bytes: some Sequence<UInt8>) -> Bool {
         bytes.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
 
-    private static func allZero(_ bytes: ArraySlice<UInt8>) -> Bool { bytes.allSatisfy { $0 == 0x30 } }
+    private static func allZero(_ bytes: some Sequence<UInt8>) -> Bool { bytes.allSatisfy { $0 == 0x30 } }
 
     /// `byteCount` random bytes as hex, never all zero.
     private static func newID(_ byteCount: Int, using random: inout some RandomNumberGenerator) -> String {

@@ -1,8 +1,9 @@
 /// The immutable routing view of one config snapshot: for every destination service its
 /// ordered rules, healthy endpoints and traffic policy, plus this sidecar's own inbound
 /// authorization. Rebuilt whole from each snapshot, never patched; each event loop holds the
-/// current one, so a request reads it without a lock.
-public struct RouteTable: Sendable {
+/// current one, so a request reads it without a lock. A class: a request reads it through its
+/// loop, and a struct held by the loop would be copied (every field retained) per read.
+public final class RouteTable: Sendable {
     /// One destination the local app may call.
     /// A class, immutable: every request that routes to it holds it, and a reference costs one
     /// retain where a struct of this size would copy (and retain) each of its fields.
@@ -110,7 +111,7 @@ public struct RouteTable: Sendable {
     /// an intercepted connection's service (`defaultDestination`), else the authority's host.
     func outboundPeer(authority: String, defaultDestination: String?) -> String {
         if let defaultDestination, destination(forHost: Substring(authority)) == nil { return defaultDestination }
-        return String(authority.split(separator: ":").first ?? "")
+        return String(HostName.withoutPort(Substring(authority)))
     }
 }
 

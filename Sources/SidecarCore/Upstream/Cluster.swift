@@ -42,11 +42,20 @@ final class Cluster {
     /// destination's `LoadBalancer` among endpoints outlier detection has not ejected, avoiding
     /// `excluding` (endpoints this request already tried) while another is left.
     func pick(
-        _ destination: RouteTable.Destination, rule: RouteRule, excluding: Set<HostPort>, now: NIODeadline,
+        _ destination: RouteTable.Destination, rule: RouteRule, excluding: TriedEndpoints, now: NIODeadline,
         random: inout LoopRandom
     ) -> RouteTable.Endpoint? {
         let subset = Self.pickSubset(rule.backends, random: &random)
         let outliers = resilience.outliersWhileEjecting()
+        // One usable endpoint (a small service, or a subset of one): no lists, no balancer.
+        var usableCount = 0
+        var lastUsable: RouteTable.Endpoint?
+        for endpoint in destination.endpoints where endpoint.matches(subset) && !(outliers?.shouldSkip(endpoint.address) ?? false) {
+            usableCount += 1
+            lastUsable = endpoint
+            if usableCount > 1 { break }
+        }
+        if usableCount <= 1 { return lastUsable }
         let usable = destination.endpoints.filter { $0.matches(subset) && !(outliers?.shouldSkip($0.address) ?? false) }
         var candidates = usable.filter { !excluding.contains($0.address) }
         if candidates.isEmpty { candidates = usable }
@@ -162,5 +171,25 @@ final class Cluster {
     private func moveBreakerGauge(_ open: Bool) {
         let gauge = metrics.peer(service).circuitBreakerOpen
         open ? gauge.increment() : gauge.decrement()
+    }
+}
+
+/// The endpoints one request has tried, which its retries avoid: mostly one, so held inline
+/// (no allocation per request); a set in behaviour (each address once).
+struct TriedEndpoints: ExpressibleByArrayLiteral {
+    private var first: HostPort?
+    private var others: [HostPort] = []
+
+    init(arrayLiteral addresses: HostPort...) {
+        for address in addresses { insert(address) }
+    }
+
+    var count: Int { (first == nil ? 0 : 1) + others.count }
+
+    func contains(_ address: HostPort) -> Bool { first == address || others.contains(address) }
+
+    mutating func insert(_ address: HostPort) {
+        guard !contains(address) else { return }
+        if first == nil { first = address } else { others.append(address) }
     }
 }

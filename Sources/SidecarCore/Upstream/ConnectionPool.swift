@@ -13,6 +13,10 @@ final class ConnectionPool {
         let service: String?
         /// An L4 tunnel (ALPN `mesh-tcp`): never pooled, never reused.
         var tunnel = false
+
+        /// The address's hash only: it is cached, and an address almost always names one
+        /// service (equal keys still hash equal).
+        func hash(into hasher: inout Hasher) { hasher.combine(address) }
     }
 
     /// A request waiting for a connection at its destination's limit.
@@ -26,7 +30,13 @@ final class ConnectionPool {
     /// Opens upstream connections (TCP + mTLS in production; an in-memory channel in tests).
     let connector: any UpstreamConnector
     private let metrics: SidecarMetrics
-    private var idle: [Key: [UpstreamHandler]] = [:]
+    /// Idle connections per endpoint. Each list is a reference, read and changed without the
+    /// dictionary's modify accessor (a coroutine that allocated its frame, twice per request).
+    private var idle: [Key: IdleList] = [:]
+
+    private final class IdleList {
+        var handlers: [UpstreamHandler] = []
+    }
     let maxIdlePerEndpoint = 64
     /// A pooled upstream connection unused this long is closed.
     var idleTimeout: TimeAmount = .hours(1)
@@ -103,48 +113,49 @@ final class ConnectionPool {
                 return
             }
         }
-        let kept = Self.keep(handler, in: &idle[key, default: []], limit: maxIdlePerEndpoint)
-        guard kept else {
+        let list: IdleList
+        if let existing = idle[key] {
+            list = existing
+        } else {
+            list = IdleList()
+            idle[key] = list
+        }
+        guard list.handlers.count < maxIdlePerEndpoint else {
             handler.channel?.close(promise: nil)
             return
         }
+        list.handlers.append(handler)
         handler.closeIfStillIdle(after: idleTimeout)
-    }
-
-    /// Appends `handler` to an endpoint's idle list below `limit` (one lookup for both).
-    private static func keep(_ handler: UpstreamHandler, in list: inout [UpstreamHandler], limit: Int) -> Bool {
-        guard list.count < limit else { return false }
-        list.append(handler)
-        return true
     }
 
     /// Closes every idle connection (drain, shutdown).
     func closeIdle() {
-        for handler in idle.values.joined() { handler.channel?.close(promise: nil) }
+        for handler in idle.values.flatMap(\.handlers) { handler.channel?.close(promise: nil) }
         idle.removeAll()
     }
 
-    var idleCount: Int { idle.values.reduce(0) { $0 + $1.count } }
+    var idleCount: Int { idle.values.reduce(0) { $0 + $1.handlers.count } }
 
     /// An idle keep-alive connection to `key`, taken from the idle list, or nil (the request's
     /// common case: `lease` without a future). The list is changed in place (one lookup, no copy).
     func popIdle(_ key: Key) -> UpstreamHandler? {
         guard !key.tunnel else { return nil }
-        while let handler = idle[key]?.popLast() {
+        guard let list = idle[key] else { return nil }
+        while let handler = list.handlers.popLast() {
             if !handler.isClosed, handler.channel?.isActive == true { return handler }
         }
         return nil
     }
 
     private func hasIdle(service: String, except key: Key) -> Bool {
-        idle.contains { $0.key.service == service && $0.key != key && !$0.value.isEmpty }
+        idle.contains { $0.key.service == service && $0.key != key && !$0.value.handlers.isEmpty }
     }
 
     /// Frees a slot at the connection limit: closes an idle connection to another endpoint
     /// of `service`, handing its slot to the caller's new connection.
     private func closeOneIdle(service: String, except key: Key) {
-        guard let other = idle.first(where: { $0.key.service == service && $0.key != key && !$0.value.isEmpty })?.key,
-            let handler = idle[other]?.popLast()
+        guard let other = idle.first(where: { $0.key.service == service && $0.key != key && !$0.value.handlers.isEmpty })?.value,
+            let handler = other.handlers.popLast()
         else { return }
         handler.poolCluster = nil
         handler.channel?.close(promise: nil)
@@ -180,9 +191,8 @@ final class ConnectionPool {
     /// A connection closed (or never connected): it leaves the idle list, and its pool slot,
     /// if it still holds one, opens a connection for the oldest waiter or is freed.
     private func upstreamClosed(_ handler: UpstreamHandler, key: Key) {
-        if var list = idle[key], let index = list.firstIndex(where: { $0 === handler }) {
-            list.remove(at: index)
-            idle[key] = list
+        if let list = idle[key], let index = list.handlers.firstIndex(where: { $0 === handler }) {
+            list.handlers.remove(at: index)
         }
         guard let cluster = handler.poolCluster else { return }
         handler.poolCluster = nil
@@ -196,9 +206,8 @@ final class ConnectionPool {
     ) -> EventLoopFuture<UpstreamHandler> {
         let upstream = UpstreamHandler(metrics: metrics)
         if !key.tunnel { upstream.poolCluster = cluster }
-        upstream.onClose = { [weak self, weak upstream] in
-            guard let self, let upstream else { return }
-            self.upstreamClosed(upstream, key: key)
+        upstream.onClose = { [weak self] upstream in
+            self?.upstreamClosed(upstream, key: key)
         }
         return connector.connect(key, upstream: upstream, trustDomain: trustDomain, timeout: connectTimeout, on: eventLoop)
             .assumeIsolated()

@@ -117,7 +117,7 @@ final class LoopContext {
 
     /// Picks an endpoint of `destination` for `rule` (see `Cluster.pick`).
     func pickEndpoint(
-        _ destination: RouteTable.Destination, rule: RouteRule, excluding: Set<HostPort> = []
+        _ destination: RouteTable.Destination, rule: RouteRule, excluding: TriedEndpoints = []
     ) -> RouteTable.Endpoint? {
         cluster(destination).pick(destination, rule: rule, excluding: excluding, now: now, random: &random)
     }
@@ -193,8 +193,7 @@ final class LoopContext {
     }
 
     private func scheduleOutlierTick() {
-        eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [weak self] in
-            guard let self else { return }
+        eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { [self] in
             let now = self.now
             for cluster in self.clusters.values {
                 self.apply(cluster.resilience.tickOutliers(now: now), cluster: cluster)

@@ -26,8 +26,9 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private var readsPaused = false
     private var pendingRead = false
     private(set) var isClosed = false
-    /// Called once when the channel closes (the pool forgets it).
-    var onClose: (() -> Void)?
+    /// Called once when the channel closes (the pool forgets it). Given the handler rather than
+    /// capturing it, so no weak reference is ever made to it.
+    var onClose: ((UpstreamHandler) -> Void)?
     /// The destination whose connection-pool slot this connection holds (nil: none, or given
     /// back); the pool frees it once, when the connection closes or its slot is reused.
     var poolCluster: Cluster?
@@ -62,8 +63,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     private func scheduleIdleCheck(at deadline: NIODeadline, on eventLoop: EventLoop) {
-        idleTimer = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
-            guard let self else { return }
+        idleTimer = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             self.idleTimer = nil
             guard self.owner == nil, let since = self.idleSince else { return }  // busy: its release re-arms
             let due = since + self.idleTimeout
@@ -219,7 +219,9 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         isClosed = true
-        onClose?()
+        idleTimer?.cancel()
+        idleTimer = nil
+        onClose?(self)
         onClose = nil
         guard let owner else { return }
         if tunnelling {

@@ -19,9 +19,31 @@ final class AggregateExchange {
         self.done = done
     }
 
+    /// Starts every call of `request`'s aggregate rule; `done` runs once on the loop with the
+    /// answer (200, the merged JSON) or the error, for either codec to write.
+    static func start(
+        _ aggregate: GatewayAggregate, for request: AdmittedRequest, loop: LoopContext,
+        done: @escaping (Result<EdgeResponse, ProxyError>) -> Void
+    ) {
+        start(aggregate, headers: callHeaders(request), loop: loop) { result in
+            done(result.map { EdgeResponse(status: 200, headers: [("content-type", "application/json")], body: $0) })
+        }
+    }
+
+    /// Each call carries what this hop would send upstream: request id, its span, the verified user.
+    static func callHeaders(_ request: AdmittedRequest) -> [HTTPHeaderLine] {
+        var headers = request.addedHeaders.filter { ["x-request-id", "traceparent", "x-mesh-user"].contains($0.name) }
+        if !headers.contains(where: { $0.name == "x-request-id" }),
+            let id = try? HTTPHeaderLine(name: "x-request-id", value: request.exchange.requestID)
+        {
+            headers.append(id)
+        }
+        return headers
+    }
+
     /// Starts every call; `done` runs once on the loop with the answer's body or the error.
     /// `headers` are lines each call carries (request id, trace context, `x-mesh-user`).
-    static func start(
+    private static func start(
         _ aggregate: GatewayAggregate, headers: [HTTPHeaderLine], loop: LoopContext,
         done: @escaping (Result<String, ProxyError>) -> Void
     ) {

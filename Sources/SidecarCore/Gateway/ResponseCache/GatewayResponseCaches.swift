@@ -98,10 +98,32 @@ final class CacheWaiter {
 }
 
 /// What the cache replays: the upstream's response head as received and its body bytes as
-/// relayed (chunk framing included), so a hit is written exactly as the miss was.
+/// relayed (chunk framing included), so a hit is written exactly as the miss was. A response
+/// that came as HTTP/2 is kept in the same HTTP/1.1 form (`ResponseCacheFill.responseData`);
+/// an HTTP/2 hit reads `content` (the body without chunk framing).
 struct CachedResponse {
     let head: HTTPRawResponseHead
     let body: ByteBuffer
+
+    /// The body's content: `body` itself, or its chunks' data when chunked (trailers dropped).
+    /// The bytes passed the relay's strict framer before they were stored.
+    var content: ByteBuffer {
+        guard head.framing.body == .chunked else { return body }
+        var out = ByteBuffer()
+        out.reserveCapacity(body.readableBytes)
+        var input = body
+        while let line = input.readableBytesView.firstIndex(of: UInt8(ascii: "\n")).flatMap({ input.readSlice(length: $0 - input.readerIndex + 1) }) {
+            var size = 0
+            for byte in line.readableBytesView {
+                guard let digit = HTTPGrammar.hexValue(byte), size < Int.max >> 4 else { break }
+                size = size << 4 | Int(digit)
+            }
+            guard size > 0, var data = input.readSlice(length: size) else { break }
+            out.writeBuffer(&data)
+            input.moveReaderIndex(forwardBy: min(2, input.readableBytes))  // the chunk's CRLF
+        }
+        return out
+    }
 }
 
 /// The `result` of `sidecar_cache_requests_total{route,result}`.
@@ -142,6 +164,26 @@ final class ResponseCacheFill {
         self.head = head
         size = head.byteCount + key.utf8.count
         body = ByteBuffer()
+    }
+
+    /// Body content without HTTP/1.1 framing (an HTTP/2 DATA frame), kept as a chunk when the
+    /// head (made from HTTP/2 fields without `content-length`) says chunked.
+    func responseData(_ bytes: ByteBuffer) {
+        guard head?.framing.body == .chunked else { return responseBody(bytes) }
+        guard bytes.readableBytes > 0 else { return }
+        var chunk = ByteBuffer()
+        chunk.reserveCapacity(bytes.readableBytes + 12)
+        chunk.writeString(String(bytes.readableBytes, radix: 16))
+        chunk.writeStaticString("\r\n")
+        chunk.writeImmutableBuffer(bytes)
+        chunk.writeStaticString("\r\n")
+        responseBody(chunk)
+    }
+
+    /// The end of a body given by `responseData`: the last chunk when chunked.
+    func responseDataEnded() {
+        guard head?.framing.body == .chunked else { return }
+        responseBody(ByteBuffer(string: "0\r\n\r\n"))
     }
 
     func responseBody(_ bytes: ByteBuffer) {

@@ -31,9 +31,10 @@ struct GatewayRoutingFilter: RequestFilter {
         let exchange = request.exchange
         let head = request.head
         let host = head.headers.firstValue(named: "host") ?? exchange.authority
-        let header: (String) -> String? = { head.headers.firstValue(named: $0) }
+        // Closures passed straight to the matchers stay non-escaping: no copy of the head per request.
         guard let match = loop.table.gateway.match(
-            host: Substring(host), path: Substring(exchange.path), method: head.methodName, header: header)
+            host: Substring(host), path: Substring(exchange.path), method: head.methodName,
+            header: { head.headers.firstValue(named: $0) })
         else {
             return .reject(ProxyError(.noRoute, "no gateway route matches \(head.methodName) \(host)\(exchange.path)"))
         }
@@ -52,7 +53,8 @@ struct GatewayRoutingFilter: RequestFilter {
         guard let destination = loop.table.destinations[rule.service] else {
             return .reject(ProxyError(.noHealthyEndpoint, "service \(rule.service) has no instance in the mesh"))
         }
-        guard let index = destination.ruleIndex(path: Substring(path), method: head.methodName, header: header) else {
+        guard let index = destination.ruleIndex(path: Substring(path), method: head.methodName, header: { head.headers.firstValue(named: $0) })
+        else {
             return .reject(ProxyError(.noRoute, "no route of \(destination.service) matches \(head.methodName) \(path)"))
         }
         RoutingFilter.take(destination, ruleIndex: index, for: &request, now: now)
@@ -112,21 +114,17 @@ struct CORSFilter: RequestFilter {
     }
 }
 
-/// The rule's `maxBodyBytes`: a declared larger body is refused at once with 413; a chunked one
-/// is counted as it passes and the exchange ends with 413 (or a reset, once the answer started)
-/// when it grows past the limit.
+/// The rule's `maxBodyBytes`: a declared larger body is refused at once with 413; any other is
+/// counted as it passes (chunked HTTP/1.1, HTTP/2 DATA with or without `content-length`) and the
+/// exchange ends with 413 (or a reset, once the answer started) when it grows past the limit.
 struct BodySizeLimitFilter: RequestFilter {
     func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard let limit = request.gatewayMatch?.rule.maxBodyBytes else { return .next }
-        switch request.head.framing.body {
-        case .contentLength(let length) where length > limit:
+        if case .contentLength(let length) = request.head.framing.body, length > limit {
             return .reject(ProxyError(.badRequest, "the request body is \(length) bytes; this route takes at most \(limit)", status: 413))
-        case .none, .contentLength:
-            return .next
-        default:
-            request.exchange.maxBodyBytes = limit
-            return .next
         }
+        request.exchange.maxBodyBytes = limit
+        return .next
     }
 }
 

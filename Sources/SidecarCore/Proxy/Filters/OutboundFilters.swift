@@ -13,7 +13,7 @@ struct HopLimitFilter: RequestFilter {
             return .reject(ProxyError(.loopDetected, "request crossed \(hops) sidecars; refusing a routing loop"))
         }
         request.removedHeaders.append("x-mesh-hops")
-        request.addedHeaders.append(try! HTTPHeaderLine(name: "x-mesh-hops", value: String(hops + 1)))
+        request.addedHeaders.append(HTTPHeaderLine(generatedName: "x-mesh-hops", value: String(hops + 1)))
         return .next
     }
 

@@ -46,9 +46,17 @@ struct AdmittedRequest {
     /// Gateway: who authentication verified (JWT subject or API key name), for `x-mesh-user`.
     var user: String?
     /// Header names dropped from the head going upstream (any spelling, see `HTTPHeadWriter`).
-    var removedHeaders: [String] = []
+    var removedHeaders: [String] = Self.emptyList()
     /// Header lines set on the head going upstream (replacing any received of the same name).
-    var addedHeaders: [HTTPHeaderLine] = []
+    var addedHeaders: [HTTPHeaderLine] = Self.emptyList()
+
+    /// Room for the lines every hop adds (request id, trace, hops, caller): one allocation
+    /// per list, not one per doubling.
+    private static func emptyList<Element>() -> [Element] {
+        var list: [Element] = []
+        list.reserveCapacity(4)
+        return list
+    }
     /// `/explain`: filters decide as for a real request but take nothing (no rate-limit token,
     /// no breaker slot, no counted rejection) and leave chance to the report (fault percentages).
     var dryRun = false
@@ -87,9 +95,8 @@ extension RequestFilters {
     /// (HTTP/1.1 connections and HTTP/2 streams) admit through here, so a request gets the same
     /// decisions whichever protocol carried it.
     static func run(
-        _ request: AdmittedRequest, through filters: ArraySlice<any RequestFilter>, loop: LoopContext, now: NIODeadline
+        _ request: consuming AdmittedRequest, through filters: ArraySlice<any RequestFilter>, loop: LoopContext, now: NIODeadline
     ) -> Outcome {
-        var request = request
         var remaining = filters
         while let filter = remaining.popFirst() {
             switch filter.admit(&request, loop: loop, now: now) {
@@ -110,11 +117,13 @@ extension AdmittedRequest {
     /// `x-mesh-caller` from the verified certificate.
     mutating func setHopHeaders(inbound: Bool, random: inout LoopRandom) {
         if !head.headers.contains("x-request-id") {
-            addedHeaders.append(try! HTTPHeaderLine(name: "x-request-id", value: exchange.requestID))
+            addedHeaders.append(HTTPHeaderLine(generatedName: "x-request-id", value: exchange.requestID))
         }
-        let trace = TraceContext.nextHop(after: head.headers.firstValue(named: "traceparent"), using: &random)
+        let received = head.headers.firstIndex(named: "traceparent")
+        let trace = received.map { head.headers.withValueBytes(at: $0) { TraceContext.nextHop(afterBytes: $0, using: &random) } }
+            ?? TraceContext.nextHop(afterBytes: nil, using: &random)
         exchange.trace = trace
-        addedHeaders.append(try! HTTPHeaderLine(name: "traceparent", value: trace.traceparent))
+        addedHeaders.append(HTTPHeaderLine(generatedName: "traceparent", value: trace.traceparent))
         if inbound {
             // The caller is the verified certificate's. x-mesh-user stays as the calling sidecar
             // sent it: outbounds remove any an app set, so only a gateway's authentication sets one.
