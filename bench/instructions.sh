@@ -17,7 +17,8 @@
 # valgrind 3.19 and Swift 6.3: valgrind gets a copy of the binary with its debug info stripped
 # (it cannot read Swift 6.3's DWARF), and a preloaded `sigsuspend` that hands the kernel a
 # writable copy of its mask (valgrind 3.19 writes into the mask, and libdispatch's
-# dispatchMain, which runs the async main, passes a constant one: valgrind crashes without it).
+# dispatchMain, which ran the sidecar's async main before main.swift, passes a constant one:
+# valgrind crashed without it).
 #
 #   bench/instructions.sh            # measure and check: fails when >10 % above the baseline
 #   bench/instructions.sh --update   # measure (median of 3) and write the baseline (commit it)

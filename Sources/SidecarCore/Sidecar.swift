@@ -79,9 +79,10 @@ public final class Sidecar: Sendable {
     }
 
     /// Starts dynamic mode for a bootstrap configuration with `controlPlane:`: waits out an
-    /// unreachable control plane, throws what ends the start.
+    /// unreachable control plane, throws what ends the start. Its connections use the
+    /// sidecar's event loops (no group, no threads of their own).
     public typealias ControlPlaneConnector =
-        @Sendable (SidecarConfiguration, SidecarMetrics, Logger) async throws -> ControlPlaneStart
+        @Sendable (SidecarConfiguration, SidecarMetrics, Logger, any EventLoopGroup) async throws -> ControlPlaneStart
 
     public let configPath: String
     public let options: Options
@@ -111,20 +112,25 @@ public final class Sidecar: Sendable {
         let table: RouteTable
         let resources: [MeshResource]
         var controlPlane: ControlPlaneStart?
-        if configuration.controlPlane != nil {
-            guard let connectControlPlane else {
-                throw StartupError(description: "controlPlane: this build of the sidecar has no dynamic mode")
-            }
-            let started = try await connectControlPlane(configuration, metrics, logger)
-            contexts = started.contexts
-            resources = configuration.resources + started.resources
-            table = ConfigApplier.makeTable(configuration, resources: resources, version: Int(started.version), metrics: metrics)
-            controlPlane = started
-        } else {
-            (contexts, table) = try ConfigApplier.prepare(configuration, metrics: metrics)
-            resources = configuration.resources
-        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, options.workers))
+        do {
+            if configuration.controlPlane != nil {
+                guard let connectControlPlane else {
+                    throw StartupError(description: "controlPlane: this build of the sidecar has no dynamic mode")
+                }
+                let started = try await connectControlPlane(configuration, metrics, logger, group)
+                contexts = started.contexts
+                resources = configuration.resources + started.resources
+                table = ConfigApplier.makeTable(configuration, resources: resources, version: Int(started.version), metrics: metrics)
+                controlPlane = started
+            } else {
+                (contexts, table) = try ConfigApplier.prepare(configuration, metrics: metrics)
+                resources = configuration.resources
+            }
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
         let tls = TLSContextSet(contexts)
         let spanExport = configuration.tracing.map { SpanExport($0, service: configuration.service, metrics: metrics) }
         let loops = ProxyLoops(

@@ -29,7 +29,7 @@ struct SidecarAPIClient: Sendable {
                 try MeshAPIClient(
                     server: address, caPEM: credentials.caPEM,
                     token: certificate == nil ? credentials.token : nil, clientCertificate: certificate,
-                    trustDomain: credentials.trustDomain, keepAlive: true)
+                    trustDomain: credentials.trustDomain, group: credentials.group, keepAlive: true)
             }
         } catch {
             throw Sidecar.StartupError(description: "controlPlane: \(error.description)")

@@ -4,8 +4,7 @@ import NIOCore
 import SidecarCore
 import SidecarDiscovery
 
-/// `sidecar`: the per-service proxy. Argument parsing and wiring only.
-@main
+/// `sidecar`: the per-service proxy. Argument parsing and wiring only (started by main.swift).
 struct SidecarCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sidecar",
