@@ -52,7 +52,9 @@ final class HTTP2ConnectionPool {
             let sync = channel.pipeline.syncOperations
             try sync.addHandler(HTTP2FlushCoalescer(batch: batch.value))
             try sync.addHandler(
-                NIOHTTP2Handler(mode: .client, connectionConfiguration: HTTP2Settings.client, streamConfiguration: HTTP2Settings.stream))
+                NIOHTTP2Handler(
+                    mode: .client, connectionConfiguration: key.service == nil ? HTTP2Settings.client : HTTP2Settings.peerClient,
+                    streamConfiguration: HTTP2Settings.stream))
             try sync.addHandler(bound.value)
         }.assumeIsolated().whenFailure { [weak self] error in
             self?.remove(connection)
@@ -172,6 +174,22 @@ enum HTTP2Settings {
     /// upstream they spread over connections of 100.
     static let server = connection(maxConcurrentStreams: 1000)
     static let client = connection(maxConcurrentStreams: HTTP2ConnectionPool.maxStreamsPerConnection)
+
+    /// A connection to a peer sidecar (mTLS, its service identity verified): `client` without
+    /// NIOHTTP2's header block validation, which checks both directions on every connection (4.7 %
+    /// of the pair's instructions per request). Safe because every block on it is checked once
+    /// elsewhere: a request goes out only from an HTTP/2 caller's stream, whose block NIOHTTP2
+    /// validated on the caller's connection, plus our hop fields and the route's rewrites
+    /// (validated with the config); a response comes from a peer whose inbound connection
+    /// validates what it sends (it keeps validation: any holder of a mesh identity may call it)
+    /// and goes on only to a caller's HTTP/2 connection, which validates what it sends too (or
+    /// to a mirror, which drops it). A path that relays a peer's response into HTTP/1.1 must
+    /// validate it first. Content-length checks stay on.
+    static let peerClient: NIOHTTP2Handler.ConnectionConfiguration = {
+        var configuration = client
+        configuration.headerBlockValidation = .disabled
+        return configuration
+    }()
 
     private static func connection(maxConcurrentStreams: Int) -> NIOHTTP2Handler.ConnectionConfiguration {
         var configuration = NIOHTTP2Handler.ConnectionConfiguration()

@@ -26,10 +26,24 @@ enum HTTP2Headers {
         if !hasAuthority, let authority { out.add(name: ":authority", value: authority) }
         for (name, value, indexing) in received where name.utf8.first != UInt8(ascii: ":") {
             if name == "host" && (hasAuthority || authority != nil) { continue }
-            if keeps(name, removing: removed, replacing: added) { out.add(name: name, value: value, indexing: indexing) }
+            if keeps(name, removing: removed, replacing: added) {
+                out.add(name: name, value: value, indexing: perRequest(name) ? .nonIndexable : indexing)
+            }
         }
-        for line in added where line.name != "host" { out.add(name: line.name.lowercased(), value: line.value) }
+        for line in added where line.name != "host" {
+            let name = line.name.lowercased()
+            out.add(name: name, value: line.value, indexing: perRequest(name) ? .nonIndexable : .indexable)
+        }
         return out
+    }
+
+    /// Fields whose value is new on every request (the hop headers every sidecar sets): sent as
+    /// literals without indexing (RFC 7541 §6.2.2). Indexed, each request put two entries into the
+    /// next hop's dynamic table that were never matched again, pushing out the ones that are, and
+    /// NIOHPACK's encoder searches that table linearly for every field it sends: the table keeps
+    /// only fields that repeat, and stays short.
+    static func perRequest(_ name: String) -> Bool {
+        name == "x-request-id" || name == "traceparent"
     }
 
     /// A response head with a route's header rewrites (`:status` stays first).

@@ -149,6 +149,28 @@ import Testing
         #expect(out.first(name: "x-request-id") == "new")
     }
 
+    @Test func perRequestHopFieldsAreNotIndexedSoTheNextHopsTableHoldsOnlyFieldsThatRepeat() throws {
+        var encoder = HPACKEncoder(allocator: ByteBufferAllocator())
+        var tableSizes: [Int] = []
+        for n in 0..<3 {
+            let received = HPACKHeaders([
+                (":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/pay"),
+                ("user-agent", "h2load"), ("x-request-id", "request-\(n)"),
+            ])
+            let trace = HTTPHeaderLine(generatedName: "traceparent", value: "00-4bf92f3577b34da6a3ce929d0e0e473\(n)-00f067aa0ba902b7-01")
+            let out = HTTP2Headers.request(received, removing: [], adding: [trace], path: nil)
+            for field in out where field.name == "x-request-id" || field.name == "traceparent" {
+                #expect(field.indexable == .nonIndexable, "\(field.name)")
+            }
+            #expect(out.first { $0.name == "user-agent" }?.indexable == .indexable)
+            var wire = ByteBuffer()
+            try encoder.encode(headers: out, to: &wire)
+            tableSizes.append(encoder.dynamicTableSize)
+        }
+        #expect(tableSizes[0] > 0, "fields that repeat are indexed")
+        #expect(tableSizes == [tableSizes[0], tableSizes[0], tableSizes[0]], "no request adds an entry")
+    }
+
     @Test func grpcRetryConditionsCoverTheirStatusesOnly() {
         let unavailable = RetryStateMachine.Failure.grpcStatus(14)
         #expect(unavailable.isCovered(by: .grpc(.unavailable)))

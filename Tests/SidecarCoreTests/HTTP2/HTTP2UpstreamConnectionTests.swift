@@ -154,6 +154,14 @@ import Testing
         #expect(!channel.isActive, "gone away and idle: closed")
     }
 
+    @Test func onlyConnectionsToPeerSidecarsSkipHeaderValidation() {
+        #expect(HTTP2Settings.peerClient.headerBlockValidation == .disabled)
+        #expect(HTTP2Settings.peerClient.contentLengthValidation == .enabled)
+        #expect(HTTP2Settings.peerClient.initialSettings == HTTP2Settings.client.initialSettings)
+        #expect(HTTP2Settings.client.headerBlockValidation == .enabled, "an app's answers are checked")
+        #expect(HTTP2Settings.server.headerBlockValidation == .enabled, "callers' requests, and what goes back to them, are checked")
+    }
+
     @Test func anEarlyAnswerResetsOurHalfAndACancelResetsTheStream() throws {
         try connect()
         _ = try written()
