@@ -75,22 +75,19 @@ public struct HTTPHeadWriter: Sendable {
             buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[runStart..<headerEnd]))
         }
         // The added lines and the final CRLF in one write (capacity is reserved above).
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: extraLength) { out in
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: extraLength) { raw in
+            let out = raw.bindMemory(to: UInt8.self)
             var at = 0
-            if keepUpgrade { Self.copy("connection: upgrade\r\n", to: out, at: &at) }
+            if keepUpgrade { out.copyUTF8(of: "connection: upgrade\r\n", at: &at) }
             for line in extra {
-                Self.copy(line.name, to: out, at: &at)
-                Self.copy(": ", to: out, at: &at)
-                Self.copy(line.value, to: out, at: &at)
-                Self.copy("\r\n", to: out, at: &at)
+                out.copyUTF8(of: line.name, at: &at)
+                out.copyUTF8(of: ": ", at: &at)
+                out.copyUTF8(of: line.value, at: &at)
+                out.copyUTF8(of: "\r\n", at: &at)
             }
-            Self.copy("\r\n", to: out, at: &at)
+            out.copyUTF8(of: "\r\n", at: &at)
             return at
         }
-    }
-
-    private static func copy(_ text: String, to out: UnsafeMutableRawBufferPointer, at offset: inout Int) {
-        out.bindMemory(to: UInt8.self).copyUTF8(of: text, at: &offset)
     }
 
     private func keeps(

@@ -41,7 +41,7 @@ struct AccessLog: Sendable {
             + (exchange.trace.map { $0.traceID.utf8.count + $0.spanID.utf8.count } ?? 0)
             + (exchange.errorCause?.rawValue.utf8.count ?? 0) + (exchange.retryStopped?.utf8.count ?? 0)
         for failure in exchange.retryReasons { strings += failure.reason.utf8.count + 3 }
-        return 512 + 9 * JSONByteWriter.decimalBound + 6 * strings + 2 * 16
+        return 512 + 9 * JSONByteWriter.decimalBound + 6 * strings
     }
 
     /// Routed requests add their causes: `tries` (tries started), `retry_reasons` (each retried
@@ -140,16 +140,6 @@ extension [UInt8] {
             return writer.offset
         }
         removeLast(count - end)
-    }
-
-    /// A literal known to be ASCII (field names and punctuation).
-    mutating func appendASCII(_ text: StaticString) {
-        text.withUTF8Buffer { append(contentsOf: $0) }
-    }
-
-    /// `value` in decimal, without an intermediate `String`.
-    mutating func appendDecimal(_ value: Int64) {
-        appendBytes(bound: JSONByteWriter.decimalBound) { $0.decimal(value) }
     }
 
     /// `value` as a JSON string literal that is also a YAML double-quoted scalar (the text reads
