@@ -119,7 +119,7 @@ final class TLSConnection {
     // MARK: Handshake
 
     func handshake() -> HandshakeResult {
-        ERR_clear_error()
+        Self.clearErrorQueue()
         let result = SSL_do_handshake(ssl)
         if result == 1 {
             // Resumed sessions skip the verify callback: check the identity policy again here.
@@ -157,6 +157,15 @@ final class TLSConnection {
         SSL_get0_peer_certificate(ssl).map { TLSCertificate(borrowing: $0) }
     }
 
+    /// `SSL_get_error` reads the thread's error queue, so it must be empty before each call.
+    /// Failures drain it where they happen (`OpenSSLErrorQueue`), so it nearly always is:
+    /// a peek (one thread-local read) saves `ERR_clear_error`'s pass over all 16 slots, about
+    /// 800 instructions, twice per request.
+    @inline(__always)
+    private static func clearErrorQueue() {
+        if ERR_peek_error() != 0 { ERR_clear_error() }
+    }
+
     // MARK: Application data
 
     /// Decrypts what is available, up to about `limit` bytes.
@@ -168,7 +177,7 @@ final class TLSConnection {
         let ciphertext = Int(COpenSSL_BIO_ctrl_pending(readBIO))
         let held = SSL_has_pending(ssl) == 1
         guard ciphertext > 0 || held else { return .wantMoreData }
-        ERR_clear_error()
+        Self.clearErrorQueue()
         let capacity = held ? limit : min(limit, ciphertext)
         var buffer = allocator.buffer(capacity: capacity)
         var result: Int32 = 0
@@ -189,7 +198,7 @@ final class TLSConnection {
 
     /// Encrypts all of `buffer` into the write BIO (which grows as needed).
     func write(_ buffer: ByteBuffer) throws(TLSError) {
-        ERR_clear_error()
+        Self.clearErrorQueue()
         let failure: TLSError? = buffer.withUnsafeReadableBytes { bytes in
             var offset = 0
             while offset < bytes.count {
