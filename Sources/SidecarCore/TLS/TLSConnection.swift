@@ -123,6 +123,15 @@ final class TLSConnection {
         return output
     }
 
+    /// The start of a record that has not all arrived yet, kept in a buffer of its own size
+    /// rather than in the network's (up to 64 KiB) read buffer, which NIO can then reuse.
+    private func keepOnlyTheRest() {
+        guard let rest = inbound, rest.capacity > 4 * rest.readableBytes + 4096 else { return }
+        var copy = allocator.buffer(capacity: rest.readableBytes)
+        copy.writeImmutableBuffer(rest)
+        inbound = copy
+    }
+
     /// The BIO's read: up to `count` bytes of ciphertext into OpenSSL's buffer; 0 when none.
     fileprivate func readCiphertext(into destination: UnsafeMutableRawPointer, count: Int) -> Int {
         guard inbound != nil else { return 0 }
@@ -166,6 +175,7 @@ final class TLSConnection {
         }
         switch SSL_get_error(ssl, result) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            keepOnlyTheRest()
             return .wantMoreData
         default:
             return .failed(classifyFailure(duringHandshake: true))
@@ -212,7 +222,7 @@ final class TLSConnection {
     func read(allocator: ByteBufferAllocator, limit: Int = 16 * 1024) -> ReadResult {
         let ciphertext = inbound?.readableBytes ?? 0
         let held = SSL_has_pending(ssl) == 1
-        guard ciphertext > 0 || held else { return .wantMoreData }
+        guard ciphertext > 0 || held else { return .wantMoreData }  // nothing kept: `inbound` is nil
         Self.clearErrorQueue()
         let capacity = held ? limit : min(limit, ciphertext)
         var buffer = allocator.buffer(capacity: capacity)
@@ -224,6 +234,7 @@ final class TLSConnection {
         if result > 0 { return .data(buffer) }
         switch SSL_get_error(ssl, result) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            keepOnlyTheRest()
             return .wantMoreData
         case SSL_ERROR_ZERO_RETURN:
             return .closeNotify
