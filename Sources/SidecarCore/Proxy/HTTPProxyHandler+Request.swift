@@ -45,7 +45,7 @@ extension HTTPProxyHandler {
     }
 
     func startExchange(_ head: HTTPRawRequestHead, context: ChannelHandlerContext) {
-        let requestID = head.headers.firstValue(named: "x-request-id") ?? RequestIdentifiers.requestID(using: &loop.random)
+        let requestID = head.headers.firstValue(of: .requestID) ?? RequestIdentifiers.requestID(using: &loop.random)
         let rawTarget = head.target
         // The path is normalized before anything looks at it; routing, authorization and the
         // upstream all see the same one (DESIGN.md "Identity and trust").
@@ -58,7 +58,7 @@ extension HTTPProxyHandler {
             target = nil
             refusal = error.description
         }
-        let authority = target?.authority ?? head.headers.firstValue(named: "host") ?? ""
+        let authority = target?.authority ?? head.headers.firstValue(of: .host) ?? ""
         let path = target?.path ?? String(rawTarget.prefix { $0 != "?" })
         let peer: String
         switch direction {
@@ -191,7 +191,7 @@ extension HTTPProxyHandler {
         }
         let retry = RetryStateMachine(
             policy: rule.retries,
-            request: .init(method: head.method, hasIdempotencyKey: head.headers.contains("idempotency-key"),
+            request: .init(method: head.method, hasIdempotencyKey: (head.headers.firstIndex(of: .idempotencyKey) != nil),
                            contentLength: declared),
             deadline: exchange.start + rule.timeout.timeAmount)
         exchange.retry = retry

@@ -43,6 +43,21 @@ import Testing
         }
     }
 
+    /// The fields the mesh reads on every request are found by their kind, in any spelling.
+    @Test func theMeshsOwnFieldsAreKnownInAnySpelling() throws {
+        var parser = HTTPHeadParser()
+        var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\nHOST: h\r\nX-Request-ID: r1\r\nTraceParent: t\r\n"
+            + "X-Mesh-Hops: 2\r\nIdempotency-Key: k\r\nx-request-idx: no\r\n\r\n")
+        let head = try #require(try parser.parseRequest(&buffer))
+        #expect(head.headers.firstValue(of: .host) == "h")
+        #expect(head.headers.firstValue(of: .requestID) == "r1")
+        #expect(head.headers.firstValue(of: .traceparent) == "t")
+        #expect(head.headers.firstValue(of: .meshHops) == "2")
+        #expect(head.headers.firstValue(of: .idempotencyKey) == "k")
+        #expect(head.headers.firstIndex(of: .requestID) == 1, "x-request-idx is another field")
+        #expect(!HTTPKnownHeader.requestID.isHopByHop && !HTTPKnownHeader.meshHops.isHopByHop)
+    }
+
     @Test func headSplitAcrossReadsNeedsMoreBytesThenCompletes() throws {
         let text = "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
         var parser = HTTPHeadParser()
