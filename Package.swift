@@ -77,16 +77,29 @@ let package = Package(
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "X509", package: "swift-certificates"),
+                // The gateway's JWT checks (SHA-256, ES256) and RS256 (_CryptoExtras). A sidecar's
+                // own key, CSR and checksums go through OpenSSL (TLS/), so a sidecar that is no
+                // JWT-checking gateway runs none of swift-crypto.
                 .product(name: "Crypto", package: "swift-crypto"),
-                // RSA (RS256 JWTs at the gateway); already built for swift-certificates.
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
-                .product(name: "SwiftASN1", package: "swift-asn1"),
                 "CYAML",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: warningsAsErrors + sidecarCoreReleaseSettings
+        ),
+        // X.509 minting with swift-certificates (roots, CSRs, leaves signed from a CSR): the
+        // control plane's CA, mesh-bench and tests. Not linked into the sidecar, which makes its
+        // key and CSR with OpenSSL (SidecarCore's TLSCertificateRequest).
+        .target(
+            name: "MeshCertificates",
+            dependencies: [
+                "SidecarCore",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: warningsAsErrors
         ),
         // What the sidecar, the control plane and the CLI share: the API's JSON messages, the
         // snapshot wire type and the HTTPS client of the API (over SidecarCore's TLS, with the
@@ -114,8 +127,6 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                // The state file's checksum.
-                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: warningsAsErrors
         ),
@@ -165,6 +176,7 @@ let package = Package(
             dependencies: [
                 "MeshAPI",
                 "SidecarCore",
+                "MeshCertificates",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -180,6 +192,7 @@ let package = Package(
             name: "mesh-bench",
             dependencies: [
                 "SidecarCore",
+                "MeshCertificates",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -197,6 +210,7 @@ let package = Package(
                 "SidecarCore",
                 "MeshAPI",
                 "ControlPlane",
+                "MeshCertificates",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -217,6 +231,8 @@ let package = Package(
             name: "MeshTestSupport",
             dependencies: [
                 "SidecarCore",
+                // TestPKI mints with it.
+                "MeshCertificates",
                 // EtcdCluster's readiness probe is our etcd client.
                 "ControlPlane",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -234,6 +250,9 @@ let package = Package(
                 "MeshAPI",
                 "SidecarDiscovery",
                 "MeshTestSupport",
+                "MeshCertificates",
+                // The OpenSSL CSR read back with swift-certificates (TLSCertificateRequestTests).
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -254,6 +273,7 @@ let package = Package(
                 "ControlPlane",
                 "MeshAPI",
                 "SidecarCore",
+                "MeshCertificates",
                 "MeshTestSupport",
                 // Writes a store in the previous schema, to test its migration.
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -273,6 +293,7 @@ let package = Package(
                 "SidecarCore",
                 "MeshAPI",
                 "ControlPlane",
+                "MeshCertificates",
                 "MeshTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

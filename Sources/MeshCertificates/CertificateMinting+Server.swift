@@ -7,6 +7,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import SidecarCore
 import SwiftASN1
 import X509
 

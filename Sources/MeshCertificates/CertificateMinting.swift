@@ -4,6 +4,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SidecarCore
 import SwiftASN1
 import X509
 
