@@ -9,8 +9,13 @@ let cWarningsAsErrors: [CSetting] = [.treatAllWarnings(as: .error)]
 // `--symbol-ordering-file`: the code a sidecar runs (startup, then the request path) laid out
 // first and together, so the pages it touches hold little else (scripts/symbol-order.sh
 // writes the list; a stale entry is ignored, new code lands after the listed code).
+// `-L Sources/sidecar/link`: the static runtime asks for `-lstdc++` before any flag of ours;
+// that directory, searched before the compiler's, answers it with a linker script naming
+// `libstdc++.a`, so the C++ library the runtime uses is linked in (and ordered) too, instead of
+// mapping the shared one, whose start-up alone kept 1.1 MiB of each sidecar resident.
 let sidecarReleaseLinkFlags = [
     "-static-stdlib", "-Xlinker", "-l_FoundationCollections", "-Xlinker", "-l_FoundationCShims",
+    "-L", "\(Context.packageDirectory)/Sources/sidecar/link",
     "-use-ld=lld", "-Xlinker", "--no-export-dynamic", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
     "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/sidecar/symbol-order.txt",
     "-Xlinker", "--no-warn-symbol-ordering",
@@ -137,14 +142,14 @@ let package = Package(
                 "SidecarDiscovery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            exclude: ["symbol-order.txt"],
+            exclude: ["symbol-order.txt", "link"],
             swiftSettings: warningsAsErrors,
             // Release sidecars on Linux (`swift build -c release`, no flag to remember): the Swift
             // runtime and FoundationEssentials linked statically (only the pages a sidecar touches
             // are resident), with lld, no symbol table exported (`--export-dynamic` comes with
             // the static runtime), relative relocations packed (DT_RELR, glibc 2.36) and the code
-            // in the order a sidecar runs it: 30 → 15.5 MiB idle RSS with OpenSSL linked in too
-            // (bench/README.md "Idle memory").
+            // in the order a sidecar runs it: 30 → 15.5 MiB idle RSS with OpenSSL linked in too,
+            // 14.9 with libstdc++ as well (bench/README.md "Idle memory").
             linkerSettings: [.unsafeFlags(sidecarReleaseLinkFlags, .when(platforms: [.linux], configuration: .release))]
         ),
         // A tiny HTTP service for the demo mesh (scripts/demo.sh).
