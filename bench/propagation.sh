@@ -7,6 +7,7 @@
 #
 #   bench/propagation.sh                           # build sidecar + control-plane (release), N=100
 #   N=50 CHANGES=50 POLL_MS=10 SKIP_BUILD=1 bench/propagation.sh
+#   N=3 CHANGES=5 SMAPS=bench/smaps.py SKIP_BUILD=1 bench/propagation.sh   # then SCRIPT PID of the first sidecar
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -159,5 +160,6 @@ print(f"control_plane_rss_mib={rss_mib(server):.1f}")
 with open(f"{out}/latencies.txt", "w") as f:
     f.write("\n".join(f"{v:.2f}" for v in latencies) + "\n")
 PY
+[[ -n "${SMAPS:-}" ]] && python3 "$SMAPS" "${SIDECARS[0]}"
 echo "load_before=$LOAD_BEFORE load_after=$(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/results.txt"
 echo "results in $OUT" >&2
