@@ -187,21 +187,25 @@ struct JSONByteWriter {
         bytes(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
+    /// Digits written backwards into a word-sized scratch, then copied: divisions by the
+    /// constant 10 only (a division by a variable scale costs tens of cycles each).
     mutating func decimal(_ value: Int64) {
         if value < 0 { byte(UInt8(ascii: "-")) }
         var magnitude = value.magnitude
-        var digits = 1
-        var scale: UInt64 = 1
-        while magnitude / scale >= 10 {
-            scale *= 10
-            digits += 1
+        var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for 20 digits
+        let count = withUnsafeMutableBytes(of: &scratch) { raw -> Int in
+            var at = raw.count
+            repeat {
+                at -= 1
+                raw[at] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            let digits = raw.count - at
+            precondition(offset + digits <= limit, "JSONByteWriter: the reserved bound was too small")
+            (base + offset).update(from: raw.baseAddress!.advanced(by: at).assumingMemoryBound(to: UInt8.self), count: digits)
+            return digits
         }
-        precondition(offset + digits <= limit, "JSONByteWriter: the reserved bound was too small")
-        for index in stride(from: offset + digits - 1, through: offset, by: -1) {
-            base[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
-            magnitude /= 10
-        }
-        offset += digits
+        offset += count
     }
 
     /// `host:port`, `[v6]:port` for IPv6 literals, as a JSON string (`HostPort.description`).
@@ -236,14 +240,37 @@ struct JSONByteWriter {
     private mutating func stringContent(_ value: String) {
         let copied = value.utf8.withContiguousStorageIfAvailable { utf8 in
             // The common case: printable ASCII without quotes or backslashes, copied as it is.
-            guard utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") })
-            else { return false }
+            guard Self.isPlain(utf8) else { return false }
             bytes(utf8)
             return true
         }
         if copied != true {
             for scalar in value.unicodeScalars { escaped(scalar) }
         }
+    }
+
+    /// Printable ASCII without `"` or `\\`: 8 bytes at a time (a control byte, DEL or non-ASCII,
+    /// a quote or a backslash in a word sends the rest to the byte loop).
+    static func isPlain(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        @inline(__always) func hasZero(_ word: UInt64) -> Bool { (word &- ones) & ~word & highs != 0 }
+        var index = 0
+        let raw = UnsafeRawBufferPointer(utf8)
+        while utf8.count - index >= 8 {
+            let word = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            // Bytes ≥ 0x7F: DEL and non-ASCII; below 0x20: controls.
+            let high = ((word &+ ones) | word) & highs
+            let control = (word &- ones &* 0x20) & ~word & highs
+            if high | control != 0 || hasZero(word ^ (ones &* 0x22)) || hasZero(word ^ (ones &* 0x5C)) { break }
+            index += 8
+        }
+        while index < utf8.count {
+            let byte = utf8[index]
+            guard byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\") else { return false }
+            index += 1
+        }
+        return true
     }
 
     private mutating func escaped(_ scalar: Unicode.Scalar) {

@@ -89,4 +89,28 @@ import Testing
         #expect(fields["bytes_in"] as? Int == Int(Int32.max) + 7)
         #expect(fields["bytes_out"] as? Int == 0)
     }
+
+    /// Strings are checked 8 bytes at a time: a character that needs escaping is found at any
+    /// offset, and what is plain is copied as it is.
+    @Test func everyOffsetOfAWordIsChecked() {
+        let plain = "GET /pay/orders?q=12345&page=2 payments"
+        #expect(plain.utf8.withContiguousStorageIfAvailable { JSONByteWriter.isPlain($0) } == true)
+        for offset in 0...20 {
+            for bad in ["\"", "\\", "\u{1}", "\u{7F}", "é", "\n"] {
+                let text = String(plain.prefix(offset)) + bad + String(plain.dropFirst(offset))
+                #expect(text.utf8.withContiguousStorageIfAvailable { JSONByteWriter.isPlain($0) } == false, "\(bad) at \(offset)")
+            }
+        }
+    }
+
+    @Test(arguments: [0, 7, 9, 10, 99, 100, 1_000_000_007, Int64.max, Int64.min, -1, -10])
+    func numbersAreWrittenExactly(_ value: Int64) {
+        var bytes = [UInt8](repeating: 0, count: JSONByteWriter.decimalBound)
+        let written = bytes.withUnsafeMutableBufferPointer { buffer -> Int in
+            var writer = JSONByteWriter(buffer.baseAddress!, at: 0, limit: buffer.count)
+            writer.decimal(value)
+            return writer.offset
+        }
+        #expect(String(decoding: bytes[..<written], as: UTF8.self) == String(value))
+    }
 }
