@@ -85,6 +85,14 @@ public struct HTTPRequestTarget: Sendable, Equatable {
     /// `/pay` (or `/pay/`) matches `/pay` and `/pay/x`, not `/payroll`; `/` matches everything.
     /// Byte by byte (paths compare as bytes, RFC 3986 §6.2.1; this runs per request and rule).
     public static func path<P: StringProtocol>(_ path: P, hasSegmentPrefix prefix: String) -> Bool {
+        // Per request (routing, authorization): over contiguous bytes when both have them;
+        // slicing `UTF8View`s cost about a thousand instructions a match.
+        let contiguous: Bool?? = path.utf8.withContiguousStorageIfAvailable { pathBytes in
+            prefix.utf8.withContiguousStorageIfAvailable { prefixBytes in
+                Self.bytes(pathBytes, haveSegmentPrefix: prefixBytes)
+            }
+        }
+        if let contiguous, let answer = contiguous { return answer }
         let slash = UInt8(ascii: "/")
         var prefix = prefix.utf8[...]
         while prefix.count > 1, prefix.last == slash { prefix = prefix.dropLast() }
@@ -93,6 +101,16 @@ public struct HTTPRequestTarget: Sendable, Equatable {
         guard path.starts(with: prefix) else { return false }
         let next = path.dropFirst(prefix.count).first
         return next == nil || next == slash
+    }
+
+    private static func bytes(_ path: UnsafeBufferPointer<UInt8>, haveSegmentPrefix prefix: UnsafeBufferPointer<UInt8>) -> Bool {
+        let slash = UInt8(ascii: "/")
+        var length = prefix.count
+        while length > 1, prefix[length - 1] == slash { length -= 1 }
+        if length == 1, prefix[0] == slash { return path.first == slash }
+        guard path.count >= length else { return false }
+        for index in 0..<length where path[index] != prefix[index] { return false }
+        return path.count == length || path[length] == slash
     }
 
     // MARK: Normalization

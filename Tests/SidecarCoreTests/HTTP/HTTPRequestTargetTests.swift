@@ -99,5 +99,13 @@ import Testing
         #expect(match("/anything", "/"))
         #expect(!match("*", "/"))
         #expect(!match("/pa", "/pay"))
+        #expect(match("/pay", "") && match("/", "//"))
+        // As routing hands them over: slices of the request's target.
+        let target = "GET /pay/orders?q=1"
+        let path = target.dropFirst(4).prefix { $0 != "?" }
+        #expect(HTTPRequestTarget.path(path, hasSegmentPrefix: "/pay"))
+        #expect(HTTPRequestTarget.path(path, hasSegmentPrefix: "/pay/orders/"))
+        #expect(!HTTPRequestTarget.path(path, hasSegmentPrefix: "/pay/order"))
+        #expect(!HTTPRequestTarget.path(path, hasSegmentPrefix: "/pay/orders/x"))
     }
 }
