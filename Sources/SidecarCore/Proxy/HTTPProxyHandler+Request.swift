@@ -93,24 +93,22 @@ extension HTTPProxyHandler {
         case .gateway: filters = RequestFilters.gateway[...]
         case .tcpOutbound: return
         }
-        // Made in a function of its own and handed over as its result, so it is moved into the
-        // filters: from a local `var`, the compiler copied it, the copy shared the header
-        // lists, and the first filter to add a header copied them again.
-        guard let request = admissibleRequest(head, target: target, exchange: exchange, context: context) else { return }
-        admit(request, through: filters, context: context)
+        var request = AdmittedRequest(head: head, target: target, exchange: exchange, caller: callerService)
+        guard setHeaders(of: &request, target: target, exchange: exchange, context: context) else { return }
+        admit(&request, through: filters, context: context)
     }
 
-    /// The request the filters see: this hop's headers set; nil when it was answered already.
-    private func admissibleRequest(
-        _ head: HTTPRawRequestHead, target: HTTPRequestTarget, exchange: ProxyExchange, context: ChannelHandlerContext
-    ) -> AdmittedRequest? {
-        var request = AdmittedRequest(head: head, target: target, exchange: exchange, caller: callerService)
+    /// This hop's headers and the listener's facts on the request the filters see; false when
+    /// it was answered already.
+    private func setHeaders(
+        of request: inout AdmittedRequest, target: HTTPRequestTarget, exchange: ProxyExchange, context: ChannelHandlerContext
+    ) -> Bool {
         request.setHopHeaders(inbound: direction.trafficDirection == .inbound, random: &loop.random)
         if let absolute = target.authority {
             // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host.
             guard let host = try? HTTPHeaderLine(name: "host", value: absolute) else {
                 fail(exchange, ProxyError(.badRequest, "the target's authority is not a valid Host"), context: context)
-                return nil
+                return false
             }
             request.addedHeaders.append(host)
         }
@@ -118,26 +116,29 @@ extension HTTPProxyHandler {
             request.listener = role
             request.client = clientAddress
         }
-        return request
+        return true
     }
 
-    /// Runs `filters` in order; a rejection answers the request, a delay resumes the rest on
-    /// the loop's timer, and a request every filter admitted is sent upstream.
-    func admit(_ request: consuming AdmittedRequest, through filters: ArraySlice<any RequestFilter>, context: ChannelHandlerContext) {
+    /// Runs `filters` in order over the request in place; a rejection answers the request, a
+    /// delay resumes the rest on the loop's timer, and a request every filter admitted is sent
+    /// upstream.
+    func admit(_ request: inout AdmittedRequest, through filters: ArraySlice<any RequestFilter>, context: ChannelHandlerContext) {
         let exchange = request.exchange
-        switch RequestFilters.run(consume request, through: filters, loop: loop, now: context.eventLoop.now) {
-        case .rejected(let error):
+        switch RequestFilters.run(&request, through: filters, loop: loop, now: context.eventLoop.now) {
+        case .rejected(let error)?:
             fail(exchange, error, context: context)
-        case .answered(let response):
+        case .answered(let response)?:
             answer(exchange, response, context: context)
-        case .delayed(let delay, let request, let remaining):
+        case .delayed(let delay, let remaining)?:
             phase = .connecting
             armDeadlineTimer(context: context)  // the route timeout runs on while the request waits
+            let held = request
             context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
                 guard self.exchange === exchange, let context = self.context else { return }
-                self.admit(request, through: remaining, context: context)
+                var request = held
+                self.admit(&request, through: remaining, context: context)
             }
-        case .admitted(let request):
+        case nil:
             armDeadlineTimer(context: context)  // routing started the route timeout
             if answeredAtEdge(request, context: context) { return }
             forward(request, context: context)

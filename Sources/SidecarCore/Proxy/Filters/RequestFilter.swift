@@ -91,22 +91,44 @@ extension RequestFilters {
         case delayed(TimeAmount, request: AdmittedRequest, remaining: ArraySlice<any RequestFilter>)
     }
 
-    /// Runs `filters` in order on `request`, until one rejects or delays it. Both codecs
-    /// (HTTP/1.1 connections and HTTP/2 streams) admit through here, so a request gets the same
-    /// decisions whichever protocol carried it.
+    /// Where a run over a request held in place stopped short of admitting it.
+    enum Stop {
+        case rejected(ProxyError)
+        case answered(EdgeResponse)
+        case delayed(TimeAmount, remaining: ArraySlice<any RequestFilter>)
+    }
+
+    /// Runs `filters` in order on `request`, until one rejects or delays it; nil when every
+    /// filter admitted it. Both codecs (HTTP/1.1 connections and HTTP/2 streams) admit through
+    /// here, so a request gets the same decisions whichever protocol carried it. In place: the
+    /// HTTP/1.1 handler's request is never copied (a copy shares the header lists, and the
+    /// first filter to add a header would copy them again).
     static func run(
-        _ request: consuming AdmittedRequest, through filters: ArraySlice<any RequestFilter>, loop: LoopContext, now: NIODeadline
-    ) -> Outcome {
+        _ request: inout AdmittedRequest, through filters: ArraySlice<any RequestFilter>, loop: LoopContext, now: NIODeadline
+    ) -> Stop? {
         var remaining = filters
         while let filter = remaining.popFirst() {
             switch filter.admit(&request, loop: loop, now: now) {
             case .next: continue
             case .reject(let error): return .rejected(error)
             case .answer(let response): return .answered(response)
-            case .delay(let delay): return .delayed(delay, request: request, remaining: remaining)
+            case .delay(let delay): return .delayed(delay, remaining: remaining)
             }
         }
-        return .admitted(request)
+        return nil
+    }
+
+    /// The same, handing the request back in the outcome.
+    static func run(
+        _ request: consuming AdmittedRequest, through filters: ArraySlice<any RequestFilter>, loop: LoopContext, now: NIODeadline
+    ) -> Outcome {
+        var request = request
+        switch run(&request, through: filters, loop: loop, now: now) {
+        case nil: return .admitted(request)
+        case .rejected(let error)?: return .rejected(error)
+        case .answered(let response)?: return .answered(response)
+        case .delayed(let delay, let remaining)?: return .delayed(delay, request: request, remaining: remaining)
+        }
     }
 }
 
