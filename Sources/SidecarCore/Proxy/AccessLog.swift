@@ -38,7 +38,7 @@ struct AccessLog: Sendable {
         var strings = direction.utf8.count + exchange.methodName.utf8.count + exchange.authority.utf8.count
             + exchange.path.utf8.count + exchange.wireProtocol.rawValue.utf8.count + exchange.peer.utf8.count
             + exchange.requestID.utf8.count + (exchange.upstreamAddress?.host.utf8.count ?? 0)
-            + (exchange.trace.map { $0.traceID.utf8.count + $0.spanID.utf8.count } ?? 0)
+            + (exchange.trace == nil ? 0 : 48)
             + (exchange.errorCause?.rawValue.utf8.count ?? 0) + (exchange.retryStopped?.utf8.count ?? 0)
         for failure in exchange.retryReasons { strings += failure.reason.utf8.count + 3 }
         return 512 + 9 * JSONByteWriter.decimalBound + 6 * strings
@@ -89,10 +89,12 @@ struct AccessLog: Sendable {
         line.ascii(",\"request_id\":")
         line.string(exchange.requestID)
         if let trace {
-            line.ascii(",\"trace_id\":")
-            line.plain(trace.traceID)
-            line.ascii(",\"span_id\":")
-            line.plain(trace.spanID)
+            line.ascii(",\"trace_id\":\"")
+            line.hex(trace.traceHigh)
+            line.hex(trace.traceLow)
+            line.ascii("\",\"span_id\":\"")
+            line.hex(trace.span)
+            line.byte(UInt8(ascii: "\""))
         }
         if let cause = exchange.errorCause {
             line.ascii(",\"mesh_error\":")
@@ -206,6 +208,13 @@ struct JSONByteWriter {
             return digits
         }
         offset += count
+    }
+
+    /// `value`'s 16 lowercase hex digits (a trace or span id's), unquoted.
+    mutating func hex(_ value: UInt64) {
+        precondition(offset + 16 <= limit, "JSONByteWriter: the reserved bound was too small")
+        TraceContext.writeHex(value, to: base + offset)
+        offset += 16
     }
 
     /// `host:port`, `[v6]:port` for IPv6 literals, as a JSON string (`HostPort.description`).

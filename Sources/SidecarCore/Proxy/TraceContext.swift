@@ -4,29 +4,64 @@
 /// The access log carries both ids (`trace_id`, `span_id`); an exported span also names the
 /// caller's span as its parent.
 struct TraceContext: Equatable {
-    /// 32 lowercase hex digits, not all zero.
-    let traceID: String
-    /// 16 lowercase hex digits, not all zero: the span this hop sends on.
-    let spanID: String
-    /// 2 hex digits (bit 0: sampled).
-    let flags: String
+    /// The trace id's 16 bytes as two halves (its first 16 hex digits, then its last 16); not
+    /// both zero. Ids are held as numbers and written as hex only where they leave (the
+    /// `traceparent` header, the access log, exported spans): per request, no id strings.
+    let traceHigh: UInt64
+    let traceLow: UInt64
+    /// The span this hop sends on; not zero.
+    let span: UInt64
+    /// The trace flags (bit 0: sampled).
+    let flagBits: UInt8
     /// The caller's span (from its `traceparent`); nil when this hop started the trace.
-    var parentSpanID: String? = nil
+    var parentSpan: UInt64? = nil
 
+    /// 32 lowercase hex digits.
+    var traceID: String { Self.hex([traceHigh, traceLow]) }
+    /// 16 lowercase hex digits: the span this hop sends on.
+    var spanID: String { Self.hex([span]) }
+    /// The caller's span as 16 hex digits; nil when this hop started the trace.
+    var parentSpanID: String? { parentSpan.map { Self.hex([$0]) } }
+    /// 2 hex digits.
+    var flags: String { String(decoding: [Self.digit(flagBits >> 4), Self.digit(flagBits & 0x0f)], as: UTF8.self) }
     /// Bit 0 of the flags: the caller wants this trace recorded.
-    var sampled: Bool { (UInt8(flags, radix: 16) ?? 0) & 1 == 1 }
+    var sampled: Bool { flagBits & 1 == 1 }
 
-    /// Built in place (an interpolation appended five times, growing the string, per request).
+    init(traceHigh: UInt64, traceLow: UInt64, span: UInt64, flagBits: UInt8, parentSpan: UInt64? = nil) {
+        self.traceHigh = traceHigh
+        self.traceLow = traceLow
+        self.span = span
+        self.flagBits = flagBits
+        self.parentSpan = parentSpan
+    }
+
+    /// From hex ids (tests, and anything that has them as text); nil when one is not valid hex
+    /// of its length.
+    init?(traceID: String, spanID: String, flags: String, parentSpanID: String? = nil) {
+        let text = "00-\(traceID)-\(spanID)-\(flags)"
+        guard let parsed = Self.parse(text) else { return nil }
+        self.init(traceHigh: parsed.traceHigh, traceLow: parsed.traceLow, span: parsed.span, flagBits: parsed.flagBits)
+        if let parentSpanID {
+            guard let parent = Self.parse("00-\(traceID)-\(parentSpanID)-\(flags)") else { return nil }
+            parentSpan = parent.span
+        }
+    }
+
+    /// The header's value, built in place: `00-<trace>-<span>-<flags>`.
     var traceparent: String {
-        String(unsafeUninitializedCapacity: 5 + traceID.utf8.count + spanID.utf8.count + flags.utf8.count) { out in
-            var at = 0
-            out.copyUTF8(of: "00-", at: &at)
-            out.copyUTF8(of: traceID, at: &at)
-            out.copyUTF8(of: "-", at: &at)
-            out.copyUTF8(of: spanID, at: &at)
-            out.copyUTF8(of: "-", at: &at)
-            out.copyUTF8(of: flags, at: &at)
-            return at
+        String(unsafeUninitializedCapacity: 55) { out in
+            let base = out.baseAddress!
+            base[0] = UInt8(ascii: "0")
+            base[1] = UInt8(ascii: "0")
+            base[2] = UInt8(ascii: "-")
+            Self.writeHex(traceHigh, to: base + 3)
+            Self.writeHex(traceLow, to: base + 19)
+            base[35] = UInt8(ascii: "-")
+            Self.writeHex(span, to: base + 36)
+            base[52] = UInt8(ascii: "-")
+            base[53] = Self.digit(flagBits >> 4)
+            base[54] = Self.digit(flagBits & 0x0f)
+            return 55
         }
     }
 
@@ -40,57 +75,81 @@ struct TraceContext: Equatable {
         nextHop(after: received.flatMap { parse(bytes: $0) }, using: &random)
     }
 
-    private static func nextHop(
-        after received: (traceID: String, flags: String, spanID: String)?, using random: inout some RandomNumberGenerator
-    ) -> TraceContext {
-        let span = newID(8, using: &random)
-        if let (trace, flags, parent) = received {
-            return TraceContext(traceID: trace, spanID: span, flags: flags, parentSpanID: parent)
+    private static func nextHop(after received: TraceContext?, using random: inout some RandomNumberGenerator) -> TraceContext {
+        let span = nonZero(using: &random)
+        if let received {
+            return TraceContext(
+                traceHigh: received.traceHigh, traceLow: received.traceLow, span: span, flagBits: received.flagBits,
+                parentSpan: received.span)
         }
-        return TraceContext(traceID: newID(16, using: &random), spanID: span, flags: "01")
+        return TraceContext(traceHigh: random.next(), traceLow: nonZero(using: &random), span: span, flagBits: 1)
     }
 
-    /// The trace id and flags of a valid `traceparent` (W3C Trace Context §3.2): version 00 is
-    /// exactly 55 characters; a later version may append `-…`, and its first four fields are
-    /// read as version 00's. Version `ff`, uppercase or non-hex digits, and all-zero ids are invalid.
-    static func parse(_ value: String) -> (traceID: String, flags: String, spanID: String)? {
-        value.utf8.withContiguousStorageIfAvailable { parse(bytes: $0) } ?? parse(bytes: Array(value.utf8))
+    /// A valid `traceparent` (W3C Trace Context §3.2) as a context whose `span` is the caller's:
+    /// version 00 is exactly 55 characters; a later version may append `-…`, and its first
+    /// four fields are read as version 00's. Version `ff`, uppercase or non-hex digits, and
+    /// all-zero ids are invalid.
+    static func parse(_ value: String) -> TraceContext? {
+        value.utf8.withContiguousStorageIfAvailable { parse(bytes: UnsafeRawBufferPointer($0)) }
+            ?? Array(value.utf8).withUnsafeBytes { parse(bytes: $0) }
     }
 
-    private static func parse<Bytes: RandomAccessCollection<UInt8>>(bytes: Bytes) -> (traceID: String, flags: String, spanID: String)?
-    where Bytes.Index == Int {
+    private static func parse(bytes: UnsafeRawBufferPointer) -> TraceContext? {
         guard bytes.count >= 55, bytes[2] == UInt8(ascii: "-"), bytes[35] == UInt8(ascii: "-"),
             bytes[52] == UInt8(ascii: "-"),
-            isHex(bytes, 0..<2), isHex(bytes, 3..<35), isHex(bytes, 36..<52), isHex(bytes, 53..<55)
+            let version = hexValue(bytes, 0, count: 2), let high = hexValue(bytes, 3, count: 16),
+            let low = hexValue(bytes, 19, count: 16), let span = hexValue(bytes, 36, count: 16),
+            let flags = hexValue(bytes, 53, count: 2)
         else { return nil }
-        let version = String(decoding: bytes[0..<2], as: UTF8.self)
-        guard version != "ff", bytes.count == 55 || (version != "00" && bytes[55] == UInt8(ascii: "-")) else { return nil }
-        guard !allZero(bytes[3..<35]), !allZero(bytes[36..<52]) else { return nil }
-        return (
-            String(decoding: bytes[3..<35], as: UTF8.self), String(decoding: bytes[53..<55], as: UTF8.self),
-            String(decoding: bytes[36..<52], as: UTF8.self)
-        )
+        guard version != 0xff, bytes.count == 55 || (version != 0 && bytes[55] == UInt8(ascii: "-")) else { return nil }
+        guard high | low != 0, span != 0 else { return nil }
+        return TraceContext(traceHigh: high, traceLow: low, span: span, flagBits: UInt8(truncatingIfNeeded: flags))
     }
 
-    /// Lowercase hex digits only; an index loop (a closure over a slice cost 20 instructions a byte).
-    private static func isHex<Bytes: RandomAccessCollection<UInt8>>(_ bytes: Bytes, _ range: Range<Int>) -> Bool
-    where Bytes.Index == Int {
-        var index = range.lowerBound
-        while index < range.upperBound {
+    /// `count` (≤16) lowercase hex digits at `start` as a number; nil when one is not.
+    private static func hexValue(_ bytes: UnsafeRawBufferPointer, _ start: Int, count: Int) -> UInt64? {
+        var value: UInt64 = 0
+        for index in start..<start + count {
             let byte = bytes[index]
-            guard (byte &- 0x30) < 10 || (byte &- 0x61) < 6 else { return false }
-            index += 1
+            let digit: UInt8
+            if byte &- 0x30 < 10 {
+                digit = byte &- 0x30
+            } else if byte &- 0x61 < 6 {
+                digit = byte &- 0x61 &+ 10
+            } else {
+                return nil
+            }
+            value = value << 4 | UInt64(digit)
         }
-        return true
+        return value
     }
 
-    private static func allZero(_ bytes: some Sequence<UInt8>) -> Bool { bytes.allSatisfy { $0 == 0x30 } }
-
-    /// `byteCount` random bytes as hex, never all zero.
-    private static func newID(_ byteCount: Int, using random: inout some RandomNumberGenerator) -> String {
+    private static func nonZero(using random: inout some RandomNumberGenerator) -> UInt64 {
         while true {
-            let id = RequestIdentifiers.hex(byteCount, using: &random)
-            if id.utf8.contains(where: { $0 != 0x30 }) { return id }
+            let value: UInt64 = random.next()
+            if value != 0 { return value }
         }
     }
+
+    @inline(__always)
+    static func digit(_ nibble: UInt8) -> UInt8 { hexDigits.utf8Start[Int(nibble & 0x0f)] }
+
+    /// `value`'s 16 hex digits, most significant first, at `out`.
+    @inline(__always)
+    static func writeHex(_ value: UInt64, to out: UnsafeMutablePointer<UInt8>) {
+        var rest = value
+        for index in stride(from: 15, through: 0, by: -1) {
+            out[index] = digit(UInt8(truncatingIfNeeded: rest))
+            rest >>= 4
+        }
+    }
+
+    private static func hex(_ words: [UInt64]) -> String {
+        String(unsafeUninitializedCapacity: 16 * words.count) { out in
+            for (index, word) in words.enumerated() { writeHex(word, to: out.baseAddress! + 16 * index) }
+            return 16 * words.count
+        }
+    }
+
+    private static let hexDigits: StaticString = "0123456789abcdef"
 }

@@ -14,6 +14,6 @@ struct SpanSampler: Sendable, Equatable {
     func samples(_ trace: TraceContext) -> Bool {
         guard trace.sampled, threshold > 0 else { return false }
         guard threshold < 1 << 56 else { return true }
-        return (UInt64(trace.traceID.suffix(14), radix: 16) ?? 0) < threshold
+        return trace.traceLow & 0x00FF_FFFF_FFFF_FFFF < threshold  // the id's last 14 hex digits
     }
 }

@@ -47,6 +47,28 @@ import Testing
     }
 }
 
+/// Ids are held as numbers: their hex comes back exactly, leading zeros and all.
+@Suite struct TraceContextHexTests {
+    @Test(arguments: [
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "00-00000000000000000000000000000001-0000000000000001-00",
+        "00-ffffffffffffffffffffffffffffffff-ffffffffffffffff-ff", "00-0123456789abcdef0000000000000000-0a0b0c0d0e0f0102-03",
+    ])
+    func theHeaderComesBackAsItWasSent(_ value: String) throws {
+        let context = try #require(TraceContext.parse(value))
+        #expect(context.traceparent == value)
+        #expect(context.traceID == String(value.dropFirst(3).prefix(32)))
+        #expect(context.spanID == String(value.dropFirst(36).prefix(16)))
+        #expect(context.flags == String(value.suffix(2)))
+        #expect(TraceContext(traceID: context.traceID, spanID: context.spanID, flags: context.flags) == context)
+    }
+
+    @Test func invalidHexIsNotAContext() {
+        #expect(TraceContext(traceID: "4BF92F3577B34DA6A3CE929D0E0E4736", spanID: "00f067aa0ba902b7", flags: "01") == nil)
+        #expect(TraceContext(traceID: "4bf92f3577b34da6", spanID: "00f067aa0ba902b7", flags: "01") == nil)
+        #expect(TraceContext.parse("00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01") == nil)
+    }
+}
+
 /// The caller's span becomes the parent of this hop's (an exported span's `parentSpanId`).
 @Suite struct TraceContextParentTests {
     @Test func theCallersSpanIsTheParentAndANewTraceHasNone() {

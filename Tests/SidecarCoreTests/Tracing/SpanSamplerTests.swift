@@ -6,7 +6,7 @@ import Testing
 /// and an unsampled `traceparent` is never exported.
 @Suite struct SpanSamplerTests {
     func trace(_ id: String, flags: String = "01") -> TraceContext {
-        TraceContext(traceID: id, spanID: "b7ad6b7169203331", flags: flags)
+        TraceContext(traceID: id, spanID: "b7ad6b7169203331", flags: flags)!
     }
 
     @Test func allAndNoneAndTheCallersFlag() {
