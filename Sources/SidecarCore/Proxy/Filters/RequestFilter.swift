@@ -150,7 +150,8 @@ extension AdmittedRequest {
             // The caller is the verified certificate's. x-mesh-user stays as the calling sidecar
             // sent it: outbounds remove any an app set, so only a gateway's authentication sets one.
             removedHeaders.append("x-mesh-caller")
-            addedHeaders.append(try! HTTPHeaderLine(name: "x-mesh-caller", value: caller ?? "unknown"))
+            // A service name out of a SPIFFE ID: letters, digits, `.`, `-`, `_` only (`SPIFFEID`).
+            addedHeaders.append(HTTPHeaderLine(generatedName: "x-mesh-caller", value: caller ?? "unknown"))
         } else {
             // No app (or outside client, at a gateway) may claim a caller or user identity on
             // its way out: only the gateway sets x-mesh-user, after authentication.
