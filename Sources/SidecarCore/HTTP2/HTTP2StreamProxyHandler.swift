@@ -467,7 +467,10 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             let changes = exchange.responseHeaderChanges
             head = HTTP2Headers.response(headers, removing: changes.removed, adding: changes.added)
         }
-        if let fill = exchange.cacheFill { fill.responseHead(http2: headers, endStream: endStream) }
+        if let fill = exchange.cacheFill {
+            fill.responseHead(http2: headers, endStream: endStream)
+            if fill.isNotModified { return endStream ? finish(exchange) : () }  // answered from the refreshed entry at the end
+        }
         context.write(wrapOutboundOut(.headers(.init(headers: head, endStream: endStream))), promise: nil)
         if endStream { finish(exchange) }
     }
@@ -703,7 +706,9 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         if let fill = exchange.cacheFill, let context {  // the whole response came: store it
             exchange.cacheFill = nil
             fill.responseDataEnded()
-            fill.complete(now: context.eventLoop.now)
+            if let entry = fill.complete(now: context.eventLoop.now) {  // a revalidation's 304
+                return answerRevalidated(entry, requestHeaders: fill.requestHeaders, exchange: exchange)
+            }
         }
         end(exchange, status: exchange.status)
         stopCallerSending(exchange)
