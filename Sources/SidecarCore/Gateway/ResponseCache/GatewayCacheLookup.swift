@@ -32,12 +32,8 @@ enum GatewayCacheLookup {
         let exchange = request.exchange
         let cache = caches.cache(for: match, policy: policy)
         let headers = request.head.headers
-        let key = exchange.authority.lowercased() + " " + request.target.originForm
-        let asked = StateMachine.Request(
-            // A verified user (JWT or API key) counts as Authorization: its answers may be its own.
-            key: key, isHead: request.head.method == .HEAD, hasAuthorization: request.user != nil || headers.contains("authorization"),
-            cacheControl: CacheControl(headers.values(named: "cache-control")),
-            ifNoneMatch: headers.firstValue(named: "if-none-match"))
+        let asked = Self.asked(request)
+        let key = asked.key
         switch cache.lookup(asked, header: { headers.firstValue(named: $0) }, now: now, afterWaitSince: afterWait) {
         case .hit(let cached, let age, let etag, let notModified):
             cache.count(afterWait != nil ? .coalesced : .hit)
@@ -66,6 +62,22 @@ enum GatewayCacheLookup {
             exchange.addedResponseHeaders.append(missLine)
         }
         return .forward
+    }
+
+    /// What `request` asks of the cache.
+    static func asked(_ request: AdmittedRequest) -> StateMachine.Request {
+        let headers = request.head.headers
+        return StateMachine.Request(
+            // A verified user (JWT or API key) counts as Authorization: its answers may be its own.
+            key: key(request), isHead: request.head.method == .HEAD,
+            hasAuthorization: request.user != nil || headers.contains("authorization"),
+            cacheControl: CacheControl(headers.values(named: "cache-control")),
+            ifNoneMatch: headers.firstValue(named: "if-none-match"))
+    }
+
+    /// The entry key: the request's host and target (path and query as sent).
+    static func key(_ request: AdmittedRequest) -> String {
+        request.exchange.authority.lowercased() + " " + request.target.originForm
     }
 
     static func markMiss(_ exchange: ProxyExchange, cache: RuleCache) {

@@ -27,6 +27,11 @@ final class GatewayResponseCaches: Sendable {
 
     init() {}
 
+    /// The store of rule `id` under `policy` if a request made it (`/explain` makes none).
+    func existing(_ id: RuleID, policy: GatewayCachePolicy) -> RuleCache? {
+        rules.withLock { rules in rules[id].flatMap { $0.policy == policy ? $0 : nil } }
+    }
+
     /// The store of rule `id`; a rule whose policy changed starts empty (fetches in flight
     /// finish into the store they started from).
     func cache(for id: RuleID, policy: GatewayCachePolicy, metrics: SidecarMetrics) -> RuleCache {
@@ -148,7 +153,19 @@ final class RuleCache: Sendable {
         }
     }
 
-    var storedBytes: Int { state.withLock { $0.machine.storedBytes } }
+    /// `/explain`: whether `request` would be a hit now (see `ResponseCacheStateMachine.wouldHit`).
+    func wouldHit(_ request: StateMachine.Request, header: @Sendable (String) -> String?, now: NIODeadline) -> Bool {
+        state.withLock { $0.machine.wouldHit(request, header: header, now: now) }
+    }
+
+    /// `/explain`: the bytes and entries stored, and `key`'s entries (every `Vary` variant)
+    /// and how many of them are fresh; changes nothing (no use recorded).
+    func summary(key: String, now: NIODeadline) -> (storedBytes: Int, entries: Int, variants: Int, fresh: Int) {
+        state.withLock { state in
+            let (variants, fresh) = state.machine.peek(key, now: now)
+            return (state.machine.storedBytes, state.machine.entryCount, variants, fresh)
+        }
+    }
 }
 
 /// A request parked on a fetch in flight; fires once. Confined to the parked request's loop.

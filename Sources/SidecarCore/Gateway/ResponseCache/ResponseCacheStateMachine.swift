@@ -124,10 +124,7 @@ struct ResponseCacheStateMachine<Payload> {
         _ request: Request, header: (String) -> String?, now: NIODeadline, mayWait: Bool = true, mayLead: Bool = true,
         validatedSince: NIODeadline? = nil
     ) -> Lookup {
-        if request.cacheControl.noStore || request.cacheControl.noCache || request.cacheControl.maxAge == 0 {
-            return .bypass(.requestDirective)
-        }
-        if request.hasAuthorization && !limits.allowAuthorization { return .bypass(.authorization) }
+        if let reason = bypass(request) { return .bypass(reason) }
         if let entry = lookupEntry(request.key, header: header, now: now) {
             if entry.isFresh(now) || validatedSince.map({ entry.storedAt >= $0 }) == true {
                 let age = entry.initialAge + (now - entry.storedAt).nanoseconds / 1_000_000_000
@@ -230,6 +227,27 @@ struct ResponseCacheStateMachine<Payload> {
     /// The fetch of `key` ended without a response to store (an error, a reset, a timeout).
     mutating func abandon(key: String) {
         fetching[key] = nil
+    }
+
+    /// Why `request` may not use the cache at all; nil when it may.
+    func bypass(_ request: Request) -> Bypass? {
+        if request.cacheControl.noStore || request.cacheControl.noCache || request.cacheControl.maxAge == 0 {
+            return .requestDirective
+        }
+        if request.hasAuthorization && !limits.allowAuthorization { return .authorization }
+        return nil
+    }
+
+    /// Whether `request` would be answered from a fresh entry now, changing nothing (`/explain`).
+    func wouldHit(_ request: Request, header: (String) -> String?, now: NIODeadline) -> Bool {
+        guard bypass(request) == nil, let variants = entries[request.key] else { return false }
+        return variants.contains { entry in entry.isFresh(now) && entry.vary.allSatisfy { header($0.name) == $0.value } }
+    }
+
+    /// `key`'s entries (`Vary` variants) and how many are fresh, changing nothing (`/explain`).
+    func peek(_ key: String, now: NIODeadline) -> (variants: Int, fresh: Int) {
+        let variants = entries[key] ?? []
+        return (variants.count, variants.filter { $0.isFresh(now) }.count)
     }
 
     /// Whether a fetch (or revalidation) of `key` is in flight.
