@@ -111,6 +111,20 @@ import Testing
         #expect(hit + coalesced == 99 && coalesced > 0, "miss \(miss) hit \(hit) coalesced \(coalesced)")
     }
 
+    /// Admin `/explain` on the gateway process: the rule that takes the request and, once a GET
+    /// stored its answer, that the cache answers the next one.
+    @Test func explainShowsTheRuleAndThatTheCacheWillAnswer() async throws {
+        let (_, edge) = try await Self.start()
+        // curl's Host carries the port, and so does the cache key.
+        let uri = "http://127.0.0.1:\(edge.admin)/explain?authority=api.example.com:\(edge.httpsPort)&path=/pay/x"
+        let before = try await curl([uri])
+        #expect(before.status == 200 && before.body.contains("\"decision\":\"forward\""), "\(before.body)")
+        #expect(before.body.contains("\"route\":\"shop\"") && before.body.contains("\"upstreamPath\":\"/x\""), "\(before.body)")
+        _ = try await edge.https("api.example.com", "/pay/x")
+        let after = try await curl([uri])
+        #expect(after.body.contains("\"decision\":\"cache\"") && after.body.contains("\"keyFresh\":1"), "\(after.body)")
+    }
+
     /// 100 concurrent GETs of one key (curl's `version`: `--http2`, `--http1.1`), all 200; the
     /// cache's miss, hit and coalesced counts.
     static func burst(_ edge: GatewayMesh, _ version: String) async throws -> (miss: Double, hit: Double, coalesced: Double) {

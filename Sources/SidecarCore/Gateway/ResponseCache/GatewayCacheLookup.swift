@@ -39,7 +39,7 @@ enum GatewayCacheLookup {
             cache.count(afterWait != nil ? .coalesced : .hit)
             return .hit(CacheHit(cached: cached, exchange: exchange, age: age, etag: etag, notModified: notModified, bodyless: asked.isHead))
         case .wait:
-            return .wait(CacheWait(cache: cache, key: key, exchange: exchange))
+            return .wait(CacheWait(cache: cache, key: key, exchange: exchange, since: now))
         case .fetch:
             exchange.cacheFill = ResponseCacheFill(cache: cache, key: key, requestHeaders: headers)
             markMiss(exchange, cache: cache)
@@ -95,13 +95,14 @@ struct CacheWait {
     let cache: RuleCache
     let key: String
     let exchange: ProxyExchange
+    /// When the cache said wait: an entry stored or revalidated since then is served after it.
+    let since: NIODeadline
 
-    /// Parks on `eventLoop` (the request's), where `resume` is called: with when the wait began
-    /// when the fetch ended (decide again with it as `afterWait`), nil when the wait timed out
-    /// (go upstream; counted as a miss). The route timeout armed at admission runs on.
+    /// Parks on `eventLoop` (the request's), where `resume` is called: with `since` when the
+    /// fetch ended (decide again with it as `afterWait`), nil when the wait timed out (go
+    /// upstream; counted as a miss). The route timeout armed at admission runs on.
     func park(on eventLoop: EventLoop, _ resume: @escaping (NIODeadline?) -> Void) {
-        let (cache, exchange) = (self.cache, self.exchange)
-        let since = eventLoop.now
+        let (cache, exchange, since) = (self.cache, self.exchange, self.since)
         cache.wait(for: key, on: eventLoop) { fetched in
             if !fetched { GatewayCacheLookup.markMiss(exchange, cache: cache) }
             resume(fetched ? since : nil)
