@@ -9,8 +9,13 @@ let cWarningsAsErrors: [CSetting] = [.treatAllWarnings(as: .error)]
 // `--symbol-ordering-file`: the code a sidecar runs (startup, then the request path) laid out
 // first and together, so the pages it touches hold little else (scripts/symbol-order.sh
 // writes the list; a stale entry is ignored, new code lands after the listed code).
+// `-L Sources/sidecar/link`: the static runtime asks for `-lstdc++` before any flag of ours;
+// that directory, searched before the compiler's, answers it with a linker script naming
+// `libstdc++.a`, so the C++ library the runtime uses is linked in (and ordered) too, instead of
+// mapping the shared one, whose start-up alone kept 1.1 MiB of each sidecar resident.
 let sidecarReleaseLinkFlags = [
     "-static-stdlib", "-Xlinker", "-l_FoundationCollections", "-Xlinker", "-l_FoundationCShims",
+    "-L", "\(Context.packageDirectory)/Sources/sidecar/link",
     "-use-ld=lld", "-Xlinker", "--no-export-dynamic", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
     "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/sidecar/symbol-order.txt",
     "-Xlinker", "--no-warn-symbol-ordering",
@@ -77,16 +82,29 @@ let package = Package(
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "X509", package: "swift-certificates"),
+                // The gateway's JWT checks (SHA-256, ES256) and RS256 (_CryptoExtras). A sidecar's
+                // own key, CSR and checksums go through OpenSSL (TLS/), so a sidecar that is no
+                // JWT-checking gateway runs none of swift-crypto.
                 .product(name: "Crypto", package: "swift-crypto"),
-                // RSA (RS256 JWTs at the gateway); already built for swift-certificates.
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
-                .product(name: "SwiftASN1", package: "swift-asn1"),
                 "CYAML",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: warningsAsErrors + sidecarCoreReleaseSettings
+        ),
+        // X.509 minting with swift-certificates (roots, CSRs, leaves signed from a CSR): the
+        // control plane's CA, mesh-bench and tests. Not linked into the sidecar, which makes its
+        // key and CSR with OpenSSL (SidecarCore's TLSCertificateRequest).
+        .target(
+            name: "MeshCertificates",
+            dependencies: [
+                "SidecarCore",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: warningsAsErrors
         ),
         // What the sidecar, the control plane and the CLI share: the API's JSON messages, the
         // snapshot wire type and the HTTPS client of the API (over SidecarCore's TLS, with the
@@ -114,8 +132,6 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                // The state file's checksum.
-                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: warningsAsErrors
         ),
@@ -126,14 +142,14 @@ let package = Package(
                 "SidecarDiscovery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            exclude: ["symbol-order.txt"],
+            exclude: ["symbol-order.txt", "link"],
             swiftSettings: warningsAsErrors,
             // Release sidecars on Linux (`swift build -c release`, no flag to remember): the Swift
             // runtime and FoundationEssentials linked statically (only the pages a sidecar touches
             // are resident), with lld, no symbol table exported (`--export-dynamic` comes with
             // the static runtime), relative relocations packed (DT_RELR, glibc 2.36) and the code
-            // in the order a sidecar runs it: 30 → 15.5 MiB idle RSS with OpenSSL linked in too
-            // (bench/README.md "Idle memory").
+            // in the order a sidecar runs it: 30 → 15.5 MiB idle RSS with OpenSSL linked in too,
+            // 14.9 with libstdc++ as well (bench/README.md "Idle memory").
             linkerSettings: [.unsafeFlags(sidecarReleaseLinkFlags, .when(platforms: [.linux], configuration: .release))]
         ),
         // A tiny HTTP service for the demo mesh (scripts/demo.sh).
@@ -165,6 +181,7 @@ let package = Package(
             dependencies: [
                 "MeshAPI",
                 "SidecarCore",
+                "MeshCertificates",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -180,6 +197,7 @@ let package = Package(
             name: "mesh-bench",
             dependencies: [
                 "SidecarCore",
+                "MeshCertificates",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -197,6 +215,7 @@ let package = Package(
                 "SidecarCore",
                 "MeshAPI",
                 "ControlPlane",
+                "MeshCertificates",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -217,6 +236,8 @@ let package = Package(
             name: "MeshTestSupport",
             dependencies: [
                 "SidecarCore",
+                // TestPKI mints with it.
+                "MeshCertificates",
                 // EtcdCluster's readiness probe is our etcd client.
                 "ControlPlane",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -234,6 +255,9 @@ let package = Package(
                 "MeshAPI",
                 "SidecarDiscovery",
                 "MeshTestSupport",
+                "MeshCertificates",
+                // The OpenSSL CSR read back with swift-certificates (TLSCertificateRequestTests).
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -254,6 +278,7 @@ let package = Package(
                 "ControlPlane",
                 "MeshAPI",
                 "SidecarCore",
+                "MeshCertificates",
                 "MeshTestSupport",
                 // Writes a store in the previous schema, to test its migration.
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -273,6 +298,7 @@ let package = Package(
                 "SidecarCore",
                 "MeshAPI",
                 "ControlPlane",
+                "MeshCertificates",
                 "MeshTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -6,7 +6,7 @@ need() { command -v "$1" >/dev/null || { echo "bench/$(basename "$0"): needs $1 
 build_sidecar_release() {
     if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
         echo "building sidecar (release)…" >&2
-        (cd "$ROOT" && nice -n 15 swift build -c release --scratch-path .build-release --product sidecar 2>&1 | tail -3) >&2
+        (cd "$ROOT" && nice -n 15 ./scripts/build-release.sh --product sidecar 2>&1 | tail -3) >&2
     fi
 }
 
@@ -17,6 +17,7 @@ trap cleanup EXIT INT TERM
 
 now() { date +%s.%N; }
 cpu_of() { awk -v hz="$HZ" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }   # all threads
+sys_cpu_of() { awk -v hz="$HZ" '{ printf "%.3f", $15 / hz }' "/proc/$1/stat"; }       # of which in the kernel
 kib_of() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }                    # VmRSS / VmHWM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_listening() {

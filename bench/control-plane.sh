@@ -37,7 +37,7 @@ command -v python3 >/dev/null || { echo "bench/control-plane.sh: needs python3" 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     for product in control-plane mesh-bench; do  # one build at a time (the shared lock): the machine is shared
         echo "building $product (release)…" >&2
-        (cd "$ROOT" && flock /tmp/mesh-build.lock nice -n 15 swift build -c release --scratch-path .build-release --product "$product" 2>&1 | tail -3) >&2
+        (cd "$ROOT" && flock /tmp/mesh-build.lock nice -n 15 ./scripts/build-release.sh --product "$product" 2>&1 | tail -3) >&2
     done
 fi
 # Every watcher is a socket on both sides.

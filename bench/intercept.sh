@@ -33,7 +33,7 @@ need openssl "apt-get install openssl"; need setpriv "apt-get install util-linux
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     echo "building sidecar (release)…" >&2
-    (cd "$ROOT" && nice -n 15 swift build -c release --scratch-path .build-release --product sidecar 2>&1 | tail -3) >&2
+    (cd "$ROOT" && nice -n 15 ./scripts/build-release.sh --product sidecar 2>&1 | tail -3) >&2
 fi
 mkdir -p "$OUT/pki"
 

@@ -7,6 +7,7 @@
 #
 #   bench/propagation.sh                           # build sidecar + control-plane (release), N=100
 #   N=50 CHANGES=50 POLL_MS=10 SKIP_BUILD=1 bench/propagation.sh
+#   N=3 CHANGES=5 SMAPS=bench/smaps.py SKIP_BUILD=1 bench/propagation.sh   # then SCRIPT PID of the first sidecar
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +21,7 @@ command -v python3 >/dev/null || { echo "bench/propagation.sh: needs python3" >&
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     for product in control-plane sidecar; do  # one build at a time (the shared lock): the machine is shared
         echo "building $product (release)…" >&2
-        (cd "$ROOT" && flock /tmp/mesh-build.lock nice -n 15 swift build -c release --scratch-path .build-release --product "$product" 2>&1 | tail -3) >&2
+        (cd "$ROOT" && flock /tmp/mesh-build.lock nice -n 15 ./scripts/build-release.sh --product "$product" 2>&1 | tail -3) >&2
     done
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -159,5 +160,6 @@ print(f"control_plane_rss_mib={rss_mib(server):.1f}")
 with open(f"{out}/latencies.txt", "w") as f:
     f.write("\n".join(f"{v:.2f}" for v in latencies) + "\n")
 PY
+[[ -n "${SMAPS:-}" ]] && python3 "$SMAPS" "${SIDECARS[0]}"
 echo "load_before=$LOAD_BEFORE load_after=$(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/results.txt"
 echo "results in $OUT" >&2

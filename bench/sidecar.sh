@@ -295,7 +295,8 @@ echo "pairs up: ${NAMES[*]}; load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 saturate() {  # name round
     local name=$1 port=${PORT_OF[$1]} ca=0 cb=0 out t0 t1
-    [[ $name != direct ]] && { ca=$(cpu_of "${A_PID[$name]}"); cb=$(cpu_of "${B_PID[$name]}"); }
+    local sa=0 sb=0
+    [[ $name != direct ]] && { ca=$(cpu_of "${A_PID[$name]}"); cb=$(cpu_of "${B_PID[$name]}"); sa=$(sys_cpu_of "${A_PID[$name]}"); sb=$(sys_cpu_of "${B_PID[$name]}"); }
     t0=$(now)
     out=$(wrk -t1 -c"$SAT_CONNECTIONS" -d"${SAT_SECONDS}s" -H "Host: $HOST_H" "http://127.0.0.1:$port$PATH_Q")
     t1=$(now)
@@ -309,6 +310,9 @@ saturate() {  # name round
     if [[ $name != direct ]]; then
         local da db; da=$(calc "$(cpu_of "${A_PID[$name]}") - $ca"); db=$(calc "$(cpu_of "${B_PID[$name]}") - $cb")
         record cpu_per_100k "$name" "$2" "$(calc "($da + $db) * 100000 / $n")"
+        local ks; ks=$(calc "$(sys_cpu_of "${A_PID[$name]}") - $sa + $(sys_cpu_of "${B_PID[$name]}") - $sb")
+        record cpu_sys_per_100k "$name" "$2" "$(calc "$ks * 100000 / $n")"
+        record cpu_user_per_100k "$name" "$2" "$(calc "($da + $db - $ks) * 100000 / $n")"
         record cpu_a_per_100k "$name" "$2" "$(calc "$da * 100000 / $n")"
         record cpu_b_per_100k "$name" "$2" "$(calc "$db * 100000 / $n")"
         record cpu_util_pct "$name" "$2" "$(calc "100 * ($da + $db) / ($t1 - $t0)")"
@@ -363,6 +367,8 @@ for line in open(path):
 med = lambda m, n: statistics.median(vals[(m, n)]) if vals.get((m, n)) else None
 rows = [("sat_rps", f"req/s at saturation (wrk -c{conns}, {sat_s}s)", "hi"),
         ("cpu_per_100k", "CPU-s per 100k req, both proxies", "lo"),
+        ("cpu_user_per_100k", "  in user space", "lo"),
+        ("cpu_sys_per_100k", "  in the kernel", "lo"),
         ("cpu_a_per_100k", "  proxy A (outbound)", "lo"),
         ("cpu_b_per_100k", "  proxy B (inbound)", "lo"),
         ("cpu_util_pct", "  CPU % of both during the run", None)]

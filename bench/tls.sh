@@ -27,7 +27,7 @@ done
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     echo "building mesh-bench (release)…" >&2
-    (cd "$ROOT" && nice -n 15 swift build -c release --scratch-path .build-release --product mesh-bench 2>&1 | tail -3) >&2
+    (cd "$ROOT" && nice -n 15 ./scripts/build-release.sh --product mesh-bench 2>&1 | tail -3) >&2
 fi
 mkdir -p "$OUT/www"
 : > "$OUT/www/ping"        # s_server -WWW serves this empty file: one small request/response

@@ -11,7 +11,7 @@ if [[ " $* " == *" --dynamic "* ]]; then exec ./scripts/demo-dynamic.sh "$@"; fi
 bin=${MESH_BIN:-.build-release/release}
 if [[ -z "${MESH_BIN:-}" ]]; then
     echo "building release (every product in one swift build): about 6 to 9 minutes the first time on 2 cores, seconds after"
-    swift build -c release --scratch-path .build-release
+    ./scripts/build-release.sh
 fi
 # Every port checked before anything starts, so a taken one is named, not discovered later as
 # a connection refused.

@@ -37,7 +37,7 @@ if [[ -n "${MESH_BIN:-}" ]]; then
     bin=$(cd "$MESH_BIN" && pwd)
 else
     step "building sidecar, control-plane and demo-app in release mode, in one swift build: about 6 to 9 minutes the first time on 2 cores, seconds after"
-    swift build -c release --scratch-path .build-release
+    ./scripts/build-release.sh
     bin="$root/.build-release/release"
 fi
 for tool in sidecar control-plane demo-app; do

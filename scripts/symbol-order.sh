@@ -13,7 +13,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RELEASE=${RELEASE:-$ROOT/.build-release/release}   # or another build of both products
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     for product in sidecar control-plane; do
-        (cd "$ROOT" && flock /tmp/mesh-build.lock swift build -c release --scratch-path .build-release --product "$product" 2>&1 | tail -1) >&2
+        (cd "$ROOT" && flock /tmp/mesh-build.lock ./scripts/build-release.sh --product "$product" 2>&1 | tail -1) >&2
     done
 fi
 command -v valgrind > /dev/null || { echo "scripts/symbol-order.sh: needs valgrind (scripts/install-deps.sh)" >&2; exit 1; }

@@ -41,3 +41,33 @@ long COpenSSL_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*callbac
 }
 
 const char *COpenSSL_SSL_get_servername(const SSL *ssl) { return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name); }
+
+// A dynamic sidecar's own key, CSR and state-file checksum (TLS/TLSCertificateRequest.swift,
+// TLS/TLSDigest.swift): through the OpenSSL the sidecar links anyway, not swift-crypto/X509.
+
+EVP_PKEY *COpenSSL_EVP_PKEY_generate_P256(void) { return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"); }
+
+int COpenSSL_X509_REQ_add_uri_san(X509_REQ *request, const char *uri) {
+    GENERAL_NAMES *names = GENERAL_NAMES_new();
+    GENERAL_NAME *name = GENERAL_NAME_new();
+    ASN1_IA5STRING *value = ASN1_IA5STRING_new();
+    STACK_OF(X509_EXTENSION) *extensions = sk_X509_EXTENSION_new_null();
+    X509_EXTENSION *san = NULL;
+    int ok = names != NULL && name != NULL && value != NULL && extensions != NULL && ASN1_STRING_set(value, uri, -1) == 1;
+    if (ok) {
+        GENERAL_NAME_set0_value(name, GEN_URI, value);
+        value = NULL;
+        ok = sk_GENERAL_NAME_push(names, name) > 0;
+        if (ok) name = NULL;
+    }
+    if (ok) san = X509V3_EXT_i2d(NID_subject_alt_name, 0, names);
+    ok = ok && san != NULL && sk_X509_EXTENSION_push(extensions, san) > 0;
+    if (ok) san = NULL;
+    ok = ok && X509_REQ_add_extensions(request, extensions) == 1;
+    X509_EXTENSION_free(san);
+    sk_X509_EXTENSION_pop_free(extensions, X509_EXTENSION_free);
+    ASN1_IA5STRING_free(value);
+    GENERAL_NAME_free(name);
+    GENERAL_NAMES_free(names);
+    return ok;
+}

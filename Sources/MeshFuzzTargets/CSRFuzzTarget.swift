@@ -1,6 +1,7 @@
 import ControlPlane
 import Crypto
 import Foundation
+import MeshCertificates
 import SidecarCore
 import SwiftASN1
 import X509

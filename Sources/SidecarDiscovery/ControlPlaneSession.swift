@@ -184,16 +184,15 @@ public struct ControlPlaneSession: Sendable {
         guard let identity = SPIFFEID.service(configuration.service, trustDomain: configuration.trustDomain) else {
             throw Sidecar.StartupError(description: "service \"\(configuration.service)\" makes no SPIFFE ID")
         }
-        let key = CertificateMinting.makePrivateKeyPEM()
-        let csr = try CertificateMinting.makeCSR(identity: identity, keyPEM: key)
-        let issued = try await api.issueCertificate(csrPEM: csr)
+        let request = try TLSCertificateRequest.make(identity: identity)
+        let issued = try await api.issueCertificate(csrPEM: request.csrPEM)
         let now = Int64(Date().timeIntervalSince1970)
         // The certificate's own notAfter, as the TLS context and its metric read it (the API's
         // `expiresAt` may round differently); the answer's when the PEM does not parse here.
         let expiresAt = (try? TLSCertificate.loadChain(from: .pem(issued.certificate)))?.first?.notAfter ?? issued.expiresAt
         let halfLife = max(1, (expiresAt - now) / 2)
         return Certificate(
-            certificatePEM: issued.certificate, keyPEM: key, bundlePEM: issued.bundle, expiresAt: expiresAt,
+            certificatePEM: issued.certificate, keyPEM: request.keyPEM, bundlePEM: issued.bundle, expiresAt: expiresAt,
             renewAt: .now + .seconds(halfLife))
     }
 

@@ -1,4 +1,3 @@
-import Crypto
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -112,7 +111,7 @@ struct LastKnownGoodState: Sendable, Equatable {
     }
 
     private static func hex(_ bytes: [UInt8]) -> String {
-        SHA256.hash(data: bytes).map { byte in
+        TLSDigest.sha256(bytes).map { byte in
             let digits = Array("0123456789abcdef")
             return String([digits[Int(byte >> 4)], digits[Int(byte & 0xf)]])
         }.joined()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeshCertificates
 import SidecarCore
 
 /// `mesh-bench mint`: writes a throwaway PKI for benchmarks with `CertificateMinting` (P-256,

@@ -1,6 +1,7 @@
 import ControlPlane
 import Foundation
 import MeshAPI
+import MeshCertificates
 import MeshTestSupport
 import NIOCore
 import NIOPosix

@@ -1,5 +1,6 @@
 import Foundation
 import MeshAPI
+import MeshCertificates
 import MeshTestSupport
 import NIOPosix
 import SidecarCore

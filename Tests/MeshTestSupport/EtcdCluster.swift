@@ -1,5 +1,6 @@
 import ControlPlane
 import Foundation
+import MeshCertificates
 import SidecarCore
 import Testing
 

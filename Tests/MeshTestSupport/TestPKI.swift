@@ -1,4 +1,5 @@
 import Foundation
+import MeshCertificates
 import SidecarCore
 
 /// A certificate authority minted at test time, issuing workload certificates with any

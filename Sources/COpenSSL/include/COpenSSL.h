@@ -38,5 +38,9 @@ long COpenSSL_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*callbac
 const char *COpenSSL_SSL_get_servername(const SSL *ssl);
 unsigned long COpenSSL_ERR_GET_LIB(unsigned long code);
 unsigned long COpenSSL_ERR_GET_REASON(unsigned long code);
+/// A fresh EC P-256 key pair (`EVP_PKEY_Q_keygen` is variadic), or NULL.
+EVP_PKEY *COpenSSL_EVP_PKEY_generate_P256(void);
+/// Adds an extension request carrying one URI subject alternative name to a CSR: 1, or 0 on failure.
+int COpenSSL_X509_REQ_add_uri_san(X509_REQ *request, const char *uri);
 
 #endif

@@ -1,4 +1,5 @@
 import Foundation
+import MeshCertificates
 import SidecarCore
 
 /// The mesh CA: a root key and certificate kept in the data dir, which signs 24 h workload

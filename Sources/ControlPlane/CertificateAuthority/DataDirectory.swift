@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeshCertificates
 import SidecarCore
 
 /// The control plane's data dir: `ca.pem` (trust bundle), `ca.key`, `admin.token`,

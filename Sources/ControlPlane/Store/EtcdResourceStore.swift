@@ -1,4 +1,5 @@
 import Foundation
+import MeshCertificates
 import NIOConcurrencyHelpers
 import NIOCore
 import SidecarCore

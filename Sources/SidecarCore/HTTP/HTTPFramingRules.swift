@@ -51,7 +51,8 @@ struct HTTPFramingRules {
             }
         case .upgrade:
             hasUpgrade = true
-        case .other, .keepAlive, .proxyConnection, .te, .trailer, .proxyAuthorization, .proxyAuthenticate:
+        case .other, .keepAlive, .proxyConnection, .te, .trailer, .proxyAuthorization, .proxyAuthenticate,
+            .requestID, .traceparent, .meshHops, .idempotencyKey:
             break
         }
     }

@@ -109,7 +109,7 @@ extension HTTPHeadParser {
         i += 1
         while i < content.upperBound && HTTPGrammar.isWhitespace(raw[i]) { i += 1 }
         let valueStart = i
-        var valueEnd = i
+        i = Self.skipPlainValueWords(raw, from: i, to: content.upperBound)
         while i < content.upperBound {
             let b = raw[i]
             guard HTTPGrammar.isFieldValueByte(b) else {
@@ -117,8 +117,9 @@ extension HTTPHeadParser {
                 throw .invalidHeaderValue(line: line)
             }
             i += 1
-            if !HTTPGrammar.isWhitespace(b) { valueEnd = i }
         }
+        var valueEnd = content.upperBound
+        while valueEnd > valueStart && HTTPGrammar.isWhitespace(raw[valueEnd - 1]) { valueEnd -= 1 }
         guard fields.count < limits.maxHeaderCount else { throw .tooManyHeaders }
         let nameRange = content.lowerBound..<nameEnd
         let known = HTTPKnownHeader.classify(UnsafeRawBufferPointer(rebasing: raw[nameRange]))
@@ -135,6 +136,25 @@ extension HTTPHeadParser {
                 lineEnd: UInt32(lineEnd),
                 known: known,
                 isHopByHop: known.isHopByHop))
+    }
+
+    /// Skips 8 bytes at a time while none of them is a control byte or DEL (the common case
+    /// for a field value: ids, tokens, dates); the byte loop after it checks the rest, and
+    /// names the error when there is one.
+    @inline(__always)
+    private static func skipPlainValueWords(_ raw: UnsafeRawBufferPointer, from start: Int, to end: Int) -> Int {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        var i = start
+        while end - i >= 8 {
+            let word = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            let control = (word &- ones &* 0x20) & ~word & highs  // some byte < 0x20
+            let delete = word ^ (ones &* 0x7F)
+            let isDelete = (delete &- ones) & ~delete & highs  // some byte == 0x7F
+            if control | isDelete != 0 { break }
+            i += 8
+        }
+        return i
     }
 
     /// Turns a CR found inside a line into the precise error.

@@ -14,6 +14,12 @@ public enum HTTPKnownHeader: UInt8, Sendable, Hashable {
     case trailer
     case proxyAuthorization
     case proxyAuthenticate
+    // Read on every request by the mesh itself: classified once while parsing, so a lookup
+    // compares one byte per field instead of names (`HTTPRawHeaders.firstIndex(of:)`).
+    case requestID
+    case traceparent
+    case meshHops
+    case idempotencyKey
 
     /// Hop-by-hop by definition (RFC 9110 §7.6.1 plus the RFC 2616 list proxies still strip).
     /// Content-Length and Transfer-Encoding are framing, not listed here: the body is relayed
@@ -23,7 +29,8 @@ public enum HTTPKnownHeader: UInt8, Sendable, Hashable {
         case .connection, .keepAlive, .proxyConnection, .te, .upgrade,
             .proxyAuthorization, .proxyAuthenticate:
             return true
-        case .other, .contentLength, .transferEncoding, .host, .expect, .trailer:
+        case .other, .contentLength, .transferEncoding, .host, .expect, .trailer,
+            .requestID, .traceparent, .meshHops, .idempotencyKey:
             return false
         }
     }
@@ -41,6 +48,14 @@ public enum HTTPKnownHeader: UInt8, Sendable, Hashable {
             if HTTPGrammar.equalsLowercase(name, "upgrade") { return .upgrade }
             if HTTPGrammar.equalsLowercase(name, "trailer") { return .trailer }
             return .other
+        case 11:
+            if HTTPGrammar.equalsLowercase(name, "traceparent") { return .traceparent }
+            if HTTPGrammar.equalsLowercase(name, "x-mesh-hops") { return .meshHops }
+            return .other
+        case 12:
+            return HTTPGrammar.equalsLowercase(name, "x-request-id") ? .requestID : .other
+        case 15:
+            return HTTPGrammar.equalsLowercase(name, "idempotency-key") ? .idempotencyKey : .other
         case 10:
             if HTTPGrammar.equalsLowercase(name, "connection") { return .connection }
             if HTTPGrammar.equalsLowercase(name, "keep-alive") { return .keepAlive }

@@ -95,6 +95,11 @@ public struct HTTPRawHeaders: Sendable {
         fields.firstIndex { $0.known == known }
     }
 
+    /// The value of the first field of a known name, decoded.
+    public func firstValue(of known: HTTPKnownHeader) -> String? {
+        firstIndex(of: known).map { value(at: $0) }
+    }
+
     /// Every `(name, value)` pair decoded to Strings: for tests, logs and the admin API, not the hot path.
     public var decoded: [(name: String, value: String)] {
         fields.indices.map { (name(at: $0), value(at: $0)) }

@@ -17,7 +17,19 @@ enum HostName {
     }
 
     /// `payments:80` → `payments`, `[::1]:80` → `[::1]`; an IPv6 literal without a port is kept whole.
+    /// Per request: over the contiguous bytes (walking `Substring.UTF8View` backwards costs
+    /// tens of instructions a byte).
     static func withoutPort(_ host: Substring) -> Substring {
+        let found = host.utf8.withContiguousStorageIfAvailable { bytes -> Int? in
+            guard let last = bytes.last, last != UInt8(ascii: "]") else { return nil }
+            var index = bytes.count - 1
+            while index > 0, bytes[index] != UInt8(ascii: ":") { index -= 1 }
+            return bytes[index] == UInt8(ascii: ":") ? index : nil
+        }
+        if let found {
+            guard let colon = found else { return host }
+            return host[..<host.utf8.index(host.startIndex, offsetBy: colon)]
+        }
         let bytes = host.utf8
         guard let colon = bytes.lastIndex(of: UInt8(ascii: ":")), bytes.last != UInt8(ascii: "]") else { return host }
         return host[..<colon]

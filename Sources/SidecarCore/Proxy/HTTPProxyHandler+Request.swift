@@ -45,7 +45,7 @@ extension HTTPProxyHandler {
     }
 
     func startExchange(_ head: HTTPRawRequestHead, context: ChannelHandlerContext) {
-        let requestID = head.headers.firstValue(named: "x-request-id") ?? RequestIdentifiers.requestID(using: &loop.random)
+        let requestID = head.headers.firstValue(of: .requestID) ?? RequestIdentifiers.requestID(using: &loop.random)
         let rawTarget = head.target
         // The path is normalized before anything looks at it; routing, authorization and the
         // upstream all see the same one (DESIGN.md "Identity and trust").
@@ -58,7 +58,7 @@ extension HTTPProxyHandler {
             target = nil
             refusal = error.description
         }
-        let authority = target?.authority ?? head.headers.firstValue(named: "host") ?? ""
+        let authority = target?.authority ?? head.headers.firstValue(of: .host) ?? ""
         let path = target?.path ?? String(rawTarget.prefix { $0 != "?" })
         let peer: String
         switch direction {
@@ -86,26 +86,39 @@ extension HTTPProxyHandler {
             fail(exchange, ProxyError(.badRequest, refusal ?? "invalid request-target"), context: context)
             return
         }
+        let filters: ArraySlice<any RequestFilter>
+        switch direction {
+        case .outbound: filters = RequestFilters.outbound[...]
+        case .inbound: filters = RequestFilters.inbound[...]
+        case .gateway: filters = RequestFilters.gateway[...]
+        case .tcpOutbound: return
+        }
+        // Made in a function of its own and handed over as its result, so it is moved into the
+        // filters: from a local `var`, the compiler copied it, the copy shared the header
+        // lists, and the first filter to add a header copied them again.
+        guard let request = admissibleRequest(head, target: target, exchange: exchange, context: context) else { return }
+        admit(request, through: filters, context: context)
+    }
+
+    /// The request the filters see: this hop's headers set; nil when it was answered already.
+    private func admissibleRequest(
+        _ head: HTTPRawRequestHead, target: HTTPRequestTarget, exchange: ProxyExchange, context: ChannelHandlerContext
+    ) -> AdmittedRequest? {
         var request = AdmittedRequest(head: head, target: target, exchange: exchange, caller: callerService)
-        if case .tcpOutbound = direction { return }
         request.setHopHeaders(inbound: direction.trafficDirection == .inbound, random: &loop.random)
         if let absolute = target.authority {
             // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host.
             guard let host = try? HTTPHeaderLine(name: "host", value: absolute) else {
                 fail(exchange, ProxyError(.badRequest, "the target's authority is not a valid Host"), context: context)
-                return
+                return nil
             }
             request.addedHeaders.append(host)
         }
-        switch direction {
-        case .outbound: admit(request, through: RequestFilters.outbound[...], context: context)
-        case .inbound: admit(request, through: RequestFilters.inbound[...], context: context)
-        case .gateway(let role):
+        if case .gateway(let role) = direction {
             request.listener = role
             request.client = clientAddress
-            admit(request, through: RequestFilters.gateway[...], context: context)
-        case .tcpOutbound: break
         }
+        return request
     }
 
     /// Runs `filters` in order; a rejection answers the request, a delay resumes the rest on
@@ -178,7 +191,7 @@ extension HTTPProxyHandler {
         }
         let retry = RetryStateMachine(
             policy: rule.retries,
-            request: .init(method: head.method, hasIdempotencyKey: head.headers.contains("idempotency-key"),
+            request: .init(method: head.method, hasIdempotencyKey: (head.headers.firstIndex(of: .idempotencyKey) != nil),
                            contentLength: declared),
             deadline: exchange.start + rule.timeout.timeAmount)
         exchange.retry = retry

@@ -126,18 +126,27 @@ enum WireProtocol: String {
 /// Request ids and W3C trace context made without Foundation.
 enum RequestIdentifiers {
     static func hex(_ byteCount: Int, using generator: inout some RandomNumberGenerator) -> String {
-        // Written straight into the string's storage: no digit table or byte array per call.
+        // Written straight into the string's storage, a random word's bytes in turn (low
+        // byte first, high nibble first), each nibble's digit from a static table.
         String(unsafeUninitializedCapacity: byteCount * 2) { out in
-            var word: UInt64 = 0
-            for index in 0..<byteCount {
-                if index % 8 == 0 { word = generator.next() }
-                let byte = UInt8(truncatingIfNeeded: word >> (8 * UInt64(index % 8)))
-                out[2 * index] = HTTPGrammar.hexDigit(byte >> 4)
-                out[2 * index + 1] = HTTPGrammar.hexDigit(byte & 0x0f)
+            let digits = hexDigits.utf8Start
+            var at = 0
+            var remaining = byteCount
+            while remaining > 0 {
+                var word: UInt64 = generator.next()
+                for _ in 0..<min(8, remaining) {
+                    out[at] = digits[Int(truncatingIfNeeded: (word >> 4) & 0x0f)]
+                    out[at + 1] = digits[Int(truncatingIfNeeded: word & 0x0f)]
+                    word >>= 8
+                    at += 2
+                }
+                remaining -= 8
             }
-            return byteCount * 2
+            return at
         }
     }
+
+    private static let hexDigits: StaticString = "0123456789abcdef"
 
     static func requestID(using generator: inout some RandomNumberGenerator) -> String { hex(16, using: &generator) }
 }

@@ -17,9 +17,11 @@ public struct TLSHandshakeInfo: Sendable, Equatable {
     public let peerCertificateNotAfter: Int64?
 }
 
-/// One TLS session over OpenSSL's `SSL*` with two memory BIOs: ciphertext from the network is
-/// written into the read BIO, ciphertext to send is drained from the write BIO. No I/O of its
-/// own; `TLSHandler` drives it on one event loop. Owns the `SSL*` and frees it in `deinit`.
+/// One TLS session over OpenSSL's `SSL*`, its transport a BIO over our buffers
+/// (`ByteBufferBIO`): OpenSSL reads ciphertext straight out of the buffers the network read
+/// (no copy into a memory BIO first) and writes records straight into the buffer we send (no
+/// copy out of one). No I/O of its own; `TLSHandler` drives it on one event loop. Owns the
+/// `SSL*` and frees it in `deinit`.
 final class TLSConnection {
     enum HandshakeResult {
         case complete
@@ -39,9 +41,13 @@ final class TLSConnection {
     /// Client: key of the session cache (server name + address).
     let sessionKey: String?
     private let ssl: OpaquePointer
-    private let readBIO: OpaquePointer
-    private let writeBIO: OpaquePointer
     private var verifyFailure: TLSError?
+    /// Ciphertext received and not yet read by OpenSSL: the network's own read buffer (released
+    /// as soon as OpenSSL has read all of it, so NIO can reuse it for the next read).
+    fileprivate var inbound: ByteBuffer?
+    /// Ciphertext OpenSSL wrote since the last `takeOutput()`.
+    fileprivate var outbound: ByteBuffer?
+    private let allocator = ByteBufferAllocator()
 
     private static let exDataIndex: Int32 = COpenSSL_SSL_get_ex_new_index()
 
@@ -49,20 +55,21 @@ final class TLSConnection {
         context: TLSContext, serverName: String?, peerIdentity: PeerIdentityPolicy?, sessionKey: String?
     ) throws(TLSError) {
         ERR_clear_error()
-        guard let ssl = SSL_new(context.context), let readBIO = BIO_new(BIO_s_mem()),
-            let writeBIO = BIO_new(BIO_s_mem())
-        else {
+        guard let ssl = SSL_new(context.context) else {
             throw TLSError(.other, OpenSSLErrorQueue.drainedDescription(fallback: "SSL_new failed"))
+        }
+        guard let bio = BIO_new(ByteBufferBIO.method) else {
+            SSL_free(ssl)
+            throw TLSError(.other, OpenSSLErrorQueue.drainedDescription(fallback: "BIO_new failed"))
         }
         self.context = context
         self.ssl = ssl
-        self.readBIO = readBIO
-        self.writeBIO = writeBIO
         self.peerIdentityPolicy = peerIdentity ?? context.configuration.peerIdentity
         self.sessionKey = context.role == .client ? (sessionKey ?? serverName) : nil
-        // An empty read BIO means "retry later", not end of file.
-        _ = COpenSSL_BIO_set_mem_eof_return(readBIO, -1)
-        SSL_set_bio(ssl, readBIO, writeBIO)
+        // The BIO finds this connection through its data pointer (unretained: the SSL, which
+        // owns the BIO, is freed in this object's deinit).
+        BIO_set_data(bio, Unmanaged.passUnretained(self).toOpaque())
+        SSL_set_bio(ssl, bio, bio)  // one BIO both ways: one reference, freed by SSL_free
         SSL_set_ex_data(ssl, Self.exDataIndex, Unmanaged.passUnretained(self).toOpaque())
         switch context.role {
         case .client:
@@ -84,7 +91,7 @@ final class TLSConnection {
     }
 
     deinit {
-        SSL_free(ssl)  // frees both BIOs too
+        SSL_free(ssl)  // frees the BIO too
     }
 
     /// The connection whose `SSL*` this is; only valid inside an OpenSSL callback that runs
@@ -96,30 +103,68 @@ final class TLSConnection {
 
     // MARK: Ciphertext in and out
 
+    /// Ciphertext from the network. Kept as it is when nothing is left of the last one (the
+    /// common case: whole records per read); appended to what is left otherwise.
     func receive(_ buffer: ByteBuffer) {
-        buffer.withUnsafeReadableBytes { bytes in
-            guard bytes.count > 0 else { return }
-            _ = BIO_write(readBIO, bytes.baseAddress, Int32(bytes.count))
+        guard buffer.readableBytes > 0 else { return }
+        if inbound == nil {
+            inbound = buffer
+        } else {
+            inbound!.writeImmutableBuffer(buffer)
         }
     }
 
-    var hasPendingOutput: Bool { COpenSSL_BIO_ctrl_pending(writeBIO) > 0 }
+    var hasPendingOutput: Bool { (outbound?.readableBytes ?? 0) > 0 }
 
     /// Ciphertext OpenSSL produced since the last call, in one buffer; nil when none.
-    func takeOutput(allocator: ByteBufferAllocator) -> ByteBuffer? {
-        let pending = Int(COpenSSL_BIO_ctrl_pending(writeBIO))
-        guard pending > 0 else { return nil }
-        var buffer = allocator.buffer(capacity: pending)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { pointer in
-            Int(max(0, BIO_read(writeBIO, pointer.baseAddress, Int32(pending))))
+    func takeOutput() -> ByteBuffer? {
+        guard let output = outbound, output.readableBytes > 0 else { return nil }
+        outbound = nil
+        return output
+    }
+
+    /// The start of a record that has not all arrived yet, kept in a buffer of its own size
+    /// rather than in the network's (up to 64 KiB) read buffer, which NIO can then reuse.
+    private func keepOnlyTheRest() {
+        guard let rest = inbound, rest.capacity > 4 * rest.readableBytes + 4096 else { return }
+        var copy = allocator.buffer(capacity: rest.readableBytes)
+        copy.writeImmutableBuffer(rest)
+        inbound = copy
+    }
+
+    /// The BIO's read: up to `count` bytes of ciphertext into OpenSSL's buffer; 0 when none.
+    fileprivate func readCiphertext(into destination: UnsafeMutableRawPointer, count: Int) -> Int {
+        guard inbound != nil else { return 0 }
+        let copied = inbound!.readWithUnsafeReadableBytes { bytes in
+            let copied = min(count, bytes.count)
+            destination.copyMemory(from: bytes.baseAddress!, byteCount: copied)
+            return copied
         }
-        return buffer
+        if inbound!.readableBytes == 0 { inbound = nil }
+        return copied
+    }
+
+    /// The BIO's write: a record (or part of one) OpenSSL made, appended to what we send next.
+    fileprivate func writeCiphertext(_ bytes: UnsafeRawBufferPointer) {
+        if outbound == nil { outbound = allocator.buffer(capacity: max(bytes.count, 1024)) }
+        outbound!.writeBytes(bytes)
+    }
+
+    /// Room for the records of `plaintext` bytes (a 22-byte header and tag per 16 KiB record),
+    /// so a large write grows the output buffer once, not record by record.
+    private func reserveOutput(forPlaintext plaintext: Int) {
+        let needed = plaintext + (plaintext / 16_384 + 1) * 22
+        if outbound == nil {
+            outbound = allocator.buffer(capacity: needed)
+        } else if outbound!.writableBytes < needed {
+            outbound!.reserveCapacity(outbound!.writerIndex + needed)
+        }
     }
 
     // MARK: Handshake
 
     func handshake() -> HandshakeResult {
-        ERR_clear_error()
+        Self.clearErrorQueue()
         let result = SSL_do_handshake(ssl)
         if result == 1 {
             // Resumed sessions skip the verify callback: check the identity policy again here.
@@ -130,6 +175,7 @@ final class TLSConnection {
         }
         switch SSL_get_error(ssl, result) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            keepOnlyTheRest()
             return .wantMoreData
         default:
             return .failed(classifyFailure(duringHandshake: true))
@@ -157,6 +203,15 @@ final class TLSConnection {
         SSL_get0_peer_certificate(ssl).map { TLSCertificate(borrowing: $0) }
     }
 
+    /// `SSL_get_error` reads the thread's error queue, so it must be empty before each call.
+    /// Failures drain it where they happen (`OpenSSLErrorQueue`), so it nearly always is:
+    /// a peek (one thread-local read) saves `ERR_clear_error`'s pass over all 16 slots, about
+    /// 800 instructions, twice per request.
+    @inline(__always)
+    private static func clearErrorQueue() {
+        if ERR_peek_error() != 0 { ERR_clear_error() }
+    }
+
     // MARK: Application data
 
     /// Decrypts what is available, up to about `limit` bytes.
@@ -165,10 +220,10 @@ final class TLSConnection {
     /// call, once per batch). The buffer is sized by what can come out: plaintext is never
     /// longer than the ciphertext it came from.
     func read(allocator: ByteBufferAllocator, limit: Int = 16 * 1024) -> ReadResult {
-        let ciphertext = Int(COpenSSL_BIO_ctrl_pending(readBIO))
+        let ciphertext = inbound?.readableBytes ?? 0
         let held = SSL_has_pending(ssl) == 1
-        guard ciphertext > 0 || held else { return .wantMoreData }
-        ERR_clear_error()
+        guard ciphertext > 0 || held else { return .wantMoreData }  // nothing kept: `inbound` is nil
+        Self.clearErrorQueue()
         let capacity = held ? limit : min(limit, ciphertext)
         var buffer = allocator.buffer(capacity: capacity)
         var result: Int32 = 0
@@ -179,6 +234,7 @@ final class TLSConnection {
         if result > 0 { return .data(buffer) }
         switch SSL_get_error(ssl, result) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            keepOnlyTheRest()
             return .wantMoreData
         case SSL_ERROR_ZERO_RETURN:
             return .closeNotify
@@ -187,9 +243,10 @@ final class TLSConnection {
         }
     }
 
-    /// Encrypts all of `buffer` into the write BIO (which grows as needed).
+    /// Encrypts all of `buffer` into the output buffer.
     func write(_ buffer: ByteBuffer) throws(TLSError) {
-        ERR_clear_error()
+        Self.clearErrorQueue()
+        reserveOutput(forPlaintext: buffer.readableBytes)
         let failure: TLSError? = buffer.withUnsafeReadableBytes { bytes in
             var offset = 0
             while offset < bytes.count {
@@ -283,5 +340,58 @@ final class TLSConnection {
         default:
             return TLSError(.other, detail)
         }
+    }
+}
+
+/// OpenSSL's transport for a `TLSConnection`: a BIO whose read takes ciphertext from the
+/// connection's `inbound` buffer and whose write appends to its `outbound` buffer. Where a pair
+/// of memory BIOs copied every record twice more (into the read BIO, out of the write BIO) and
+/// kept their own growing buffers. An empty `inbound` reads as "retry later", never as end of
+/// file: the transport's end is NIO's to report.
+enum ByteBufferBIO {
+    nonisolated(unsafe) static let method: OpaquePointer = makeMethod()
+
+    private static func makeMethod() -> OpaquePointer {
+        guard let method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "mesh ByteBuffer") else {
+            fatalError("BIO_meth_new failed: \(OpenSSLErrorQueue.drainedDescription(fallback: "out of memory"))")
+        }
+        _ = BIO_meth_set_create(method) { bio in
+            BIO_set_init(bio, 1)
+            return 1
+        }
+        _ = BIO_meth_set_destroy(method) { bio in
+            BIO_set_data(bio, nil)
+            return 1
+        }
+        _ = BIO_meth_set_write(method) { bio, data, length in
+            guard let bio, let data, length > 0, let connection = ByteBufferBIO.connection(of: bio) else { return 0 }
+            BIO_clear_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_WRITE | BIO_FLAGS_IO_SPECIAL | BIO_FLAGS_SHOULD_RETRY)
+            connection.writeCiphertext(UnsafeRawBufferPointer(start: data, count: Int(length)))
+            return length
+        }
+        _ = BIO_meth_set_read(method) { bio, data, length in
+            guard let bio, let data, length > 0, let connection = ByteBufferBIO.connection(of: bio) else { return 0 }
+            BIO_clear_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_WRITE | BIO_FLAGS_IO_SPECIAL | BIO_FLAGS_SHOULD_RETRY)
+            let copied = connection.readCiphertext(into: data, count: Int(length))
+            if copied == 0 {
+                BIO_set_flags(bio, BIO_FLAGS_READ | BIO_FLAGS_SHOULD_RETRY)
+                return -1
+            }
+            return Int32(copied)
+        }
+        _ = BIO_meth_set_ctrl(method) { bio, command, _, _ in
+            guard let bio, let connection = ByteBufferBIO.connection(of: bio) else { return 0 }
+            switch command {
+            case BIO_CTRL_PENDING: return connection.inbound?.readableBytes ?? 0
+            case BIO_CTRL_WPENDING: return connection.outbound?.readableBytes ?? 0
+            case BIO_CTRL_FLUSH: return 1
+            default: return 0
+            }
+        }
+        return method
+    }
+
+    private static func connection(of bio: OpaquePointer) -> TLSConnection? {
+        BIO_get_data(bio).map { Unmanaged<TLSConnection>.fromOpaque($0).takeUnretainedValue() }
     }
 }

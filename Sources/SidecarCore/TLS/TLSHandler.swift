@@ -223,7 +223,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
             fail(context: context, error)
             return
         }
-        if let ciphertext = connection.takeOutput(allocator: context.channel.allocator) {
+        if let ciphertext = connection.takeOutput() {
             context.write(wrapOutboundOut(ciphertext), promise: promise)
         } else {
             promise?.succeed()
@@ -243,7 +243,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Writes and flushes whatever ciphertext OpenSSL produced (handshake messages, alerts).
     private func sendOutput(context: ChannelHandlerContext) {
-        guard let ciphertext = connection.takeOutput(allocator: context.channel.allocator) else { return }
+        guard let ciphertext = connection.takeOutput() else { return }
         context.writeAndFlush(wrapOutboundOut(ciphertext), promise: nil)
     }
 

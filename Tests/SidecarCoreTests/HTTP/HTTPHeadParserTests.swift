@@ -23,6 +23,41 @@ import Testing
         #expect(head.byteCount == 56)
     }
 
+    /// Long values are checked 8 bytes at a time: what they hold is read exactly (trailing
+    /// whitespace off, obs-text kept), and a bad byte is found at every offset of a word.
+    @Test func longValuesAreReadAndCheckedAtEveryOffset() throws {
+        let id = "0af7651916cd43dd8448eb211c80319c"
+        var parser = HTTPHeadParser()
+        var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\nHost: h\r\nX-Id: \(id) \t \r\nX-Text: caf\u{E9} \u{263A} ok\r\n\r\n")
+        let head = try #require(try parser.parseRequest(&buffer))
+        #expect(head.headers.value(at: 1) == id)
+        #expect(head.headers.value(at: 2) == "caf\u{E9} \u{263A} ok")
+        for offset in 0..<17 {
+            for (bad, error) in [("\u{0}", HTTPParserError.invalidHeaderValue(line: 3)), ("\u{7F}", .invalidHeaderValue(line: 3)),
+                                 ("\u{0B}", .invalidHeaderValue(line: 3)), ("\r", .bareCarriageReturn(line: 3))] {
+                let value = String(id.prefix(offset)) + bad + String(id.dropFirst(offset))
+                #expect(throws: error, "\(bad.unicodeScalars.first!.value) at \(offset)") {
+                    try HTTPTestDriver.frame("GET / HTTP/1.1\r\nHost: h\r\nX-Id: \(value)\r\n\r\n")
+                }
+            }
+        }
+    }
+
+    /// The fields the mesh reads on every request are found by their kind, in any spelling.
+    @Test func theMeshsOwnFieldsAreKnownInAnySpelling() throws {
+        var parser = HTTPHeadParser()
+        var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\nHOST: h\r\nX-Request-ID: r1\r\nTraceParent: t\r\n"
+            + "X-Mesh-Hops: 2\r\nIdempotency-Key: k\r\nx-request-idx: no\r\n\r\n")
+        let head = try #require(try parser.parseRequest(&buffer))
+        #expect(head.headers.firstValue(of: .host) == "h")
+        #expect(head.headers.firstValue(of: .requestID) == "r1")
+        #expect(head.headers.firstValue(of: .traceparent) == "t")
+        #expect(head.headers.firstValue(of: .meshHops) == "2")
+        #expect(head.headers.firstValue(of: .idempotencyKey) == "k")
+        #expect(head.headers.firstIndex(of: .requestID) == 1, "x-request-idx is another field")
+        #expect(!HTTPKnownHeader.requestID.isHopByHop && !HTTPKnownHeader.meshHops.isHopByHop)
+    }
+
     @Test func headSplitAcrossReadsNeedsMoreBytesThenCompletes() throws {
         let text = "POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
         var parser = HTTPHeadParser()

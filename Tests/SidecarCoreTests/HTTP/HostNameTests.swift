@@ -14,6 +14,18 @@ import Testing
         #expect(HostName.of(Substring(host)) == name)
     }
 
+    /// Also on slices of a larger string, as a request's head hands them over.
+    @Test(arguments: [
+        ("payments", "payments"), ("payments:80", "payments"), (":80", ""), ("a:b:80", "a:b"),
+        ("[::1]:15001", "[::1]"), ("[::1]", "[::1]"), ("payments:", "payments"), ("", ""),
+    ])
+    func withoutPortKeepsWhatPrecedesTheLastColon(host: String, expected: String) {
+        let line = "Host: " + host + ";"
+        let slice = line.dropFirst(6).dropLast()
+        #expect(HostName.withoutPort(slice) == expected)
+        #expect(HostName.withoutPort(Substring(host)) == expected)
+    }
+
     @Test func theMeshSuffixIsDroppedWhereAsked() {
         #expect(HostName.of("Payments.mesh:80", droppingSuffix: ".mesh") == "payments")
         #expect(HostName.of("payments.mesh", droppingSuffix: ".mesh") == "payments")

@@ -80,6 +80,29 @@ import Testing
         #expect(pair.serverRecorder.received == payload)
     }
 
+    /// OpenSSL reads ciphertext out of the network's own buffers: records cut anywhere (a
+    /// header split, many records in one read, one record over many reads) arrive intact.
+    @Test func recordsCutAtAnyByteArriveIntact() throws {
+        let pair = try makePair()
+        defer { pair.tearDown() }
+        try pair.connect()
+        var payload = ByteBuffer()
+        for index in 0..<(100 * 1024) { payload.writeInteger(UInt8(truncatingIfNeeded: index &* 7)) }
+        pair.client.write(payload, promise: nil)
+        pair.client.flush()
+        var wire = ByteBuffer()
+        while var bytes = try pair.client.readOutbound(as: ByteBuffer.self) { wire.writeBuffer(&bytes) }
+        let cuts = [1, 4, 1, 16_000, 3, 40_000, 7, 5, 2, 20_000]
+        var index = 0
+        while wire.readableBytes > 0 {
+            let slice = wire.readSlice(length: min(cuts[index % cuts.count], wire.readableBytes))!
+            try pair.server.writeInbound(slice)
+            index += 1
+        }
+        #expect(pair.serverRecorder.received == payload)
+        #expect(pair.serverRecorder.errors.isEmpty)
+    }
+
     @Test func writesUntilAFlushGoOutAsOneRecord() throws {
         let pair = try makePair()
         defer { pair.tearDown() }

@@ -6,7 +6,7 @@ struct HopLimitFilter: RequestFilter {
     static let maxHops = 8
 
     func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
-        guard let hops = Self.hopCount(request.head.headers.firstValue(named: "x-mesh-hops")) else {
+        guard let hops = Self.hopCount(request.head.headers.firstValue(of: .meshHops)) else {
             return .reject(ProxyError(.badRequest, "x-mesh-hops must be a small non-negative integer"))
         }
         guard hops < Self.maxHops else {

@@ -116,10 +116,10 @@ extension AdmittedRequest {
     /// identity headers only the mesh sets: removed in every spelling, and on the inbound
     /// `x-mesh-caller` from the verified certificate.
     mutating func setHopHeaders(inbound: Bool, random: inout LoopRandom) {
-        if !head.headers.contains("x-request-id") {
+        if head.headers.firstIndex(of: .requestID) == nil {
             addedHeaders.append(HTTPHeaderLine(generatedName: "x-request-id", value: exchange.requestID))
         }
-        let received = head.headers.firstIndex(named: "traceparent")
+        let received = head.headers.firstIndex(of: .traceparent)
         let trace = received.map { head.headers.withValueBytes(at: $0) { TraceContext.nextHop(afterBytes: $0, using: &random) } }
             ?? TraceContext.nextHop(afterBytes: nil, using: &random)
         exchange.trace = trace

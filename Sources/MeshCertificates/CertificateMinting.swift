@@ -4,6 +4,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import SidecarCore
 import SwiftASN1
 import X509
 
@@ -69,14 +70,7 @@ public enum CertificateMinting {
     ) throws -> String {
         let key = Certificate.PrivateKey(try P256.Signing.PrivateKey(pemRepresentation: keyPEM))
         let subject = try DistinguishedName { CommonName(identity.serviceName ?? identity.description) }
-        var names: [GeneralName] = [.uniformResourceIdentifier(identity.description)]
-        names += dnsNames.map { GeneralName.dnsName($0) }
-        for address in ipAddresses {
-            guard let bytes = ipAddressBytes(address) else {
-                throw MintingError.invalidCSR("\"\(address)\" is not an IP address")
-            }
-            names.append(.ipAddress(ASN1OctetString(contentBytes: ArraySlice(bytes))))
-        }
+        let names = try subjectAlternativeNames(identity: identity, dnsNames: dnsNames, ipAddresses: ipAddresses)
         let request = ExtensionRequest(extensions: try Certificate.Extensions { SubjectAlternativeNames(names) })
         let attributes = CertificateSigningRequest.Attributes([try .init(request)])
         let csr = try CertificateSigningRequest(

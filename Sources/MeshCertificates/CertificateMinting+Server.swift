@@ -7,6 +7,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import SidecarCore
 import SwiftASN1
 import X509
 
@@ -26,6 +27,18 @@ extension CertificateMinting {
         lifetime: TimeInterval = 365 * 86_400
     ) throws -> String {
         let key = try P256.Signing.PrivateKey(pemRepresentation: keyPEM)
+        let names = try subjectAlternativeNames(identity: identity, dnsNames: dnsNames, ipAddresses: ipAddresses)
+        return try issueLeaf(
+            publicKey: Certificate.PublicKey(key.publicKey), identity: identity, names: names, criticalNames: false,
+            issuerCertificatePEM: issuerCertificatePEM, issuerKeyPEM: issuerKeyPEM, notBefore: notBefore,
+            lifetime: lifetime)
+    }
+
+    /// `identity` as a URI SAN, then `dnsNames` and `ipAddresses` (IPv4 dotted or IPv6
+    /// literals; others are refused).
+    static func subjectAlternativeNames(
+        identity: SPIFFEID, dnsNames: [String], ipAddresses: [String]
+    ) throws -> [GeneralName] {
         var names: [GeneralName] = [.uniformResourceIdentifier(identity.description)]
         names += dnsNames.map { GeneralName.dnsName($0) }
         for address in ipAddresses {
@@ -34,10 +47,7 @@ extension CertificateMinting {
             }
             names.append(.ipAddress(ASN1OctetString(contentBytes: ArraySlice(bytes))))
         }
-        return try issueLeaf(
-            publicKey: Certificate.PublicKey(key.publicKey), identity: identity, names: names, criticalNames: false,
-            issuerCertificatePEM: issuerCertificatePEM, issuerKeyPEM: issuerKeyPEM, notBefore: notBefore,
-            lifetime: lifetime)
+        return names
     }
 
     /// 4 or 16 network-order bytes, or nil.
