@@ -61,7 +61,7 @@ enum HTTPDate {
         return era * 146_097 + dayOfEra - 719_468
     }
 
-    /// The year of a day count since 1970-01-01 (the inverse of `daysFromCivil`, year only needed).
+    /// The year and month of a day count since 1970-01-01 (Hinnant's `civil_from_days`).
     static func civil(days: Int64) -> (year: Int64, month: Int64) {
         let z = days + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097

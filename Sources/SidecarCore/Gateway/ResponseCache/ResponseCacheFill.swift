@@ -77,7 +77,7 @@ final class ResponseCacheFill {
         let wallClock = AuthenticationFilter.wallClockSeconds()
         if let stale = revalidating, head.status == 304 {
             cache.count(.revalidated)
-            let response = StateMachineResponse(stored: stale.head, notModified: head, wallClock: wallClock)
+            let response = GatewayResponseCaches.StateMachine.Response(stored: stale.head, notModified: head, wallClock: wallClock)
             _ = cache.finish(key) { machine in
                 machine.fill(
                     key: key, response: response, payload: stale, size: stale.size(key: key),
@@ -86,7 +86,7 @@ final class ResponseCacheFill {
             return stale
         }
         if revalidating != nil { cache.count(.miss) }
-        let response = StateMachineResponse(head, wallClock: wallClock)
+        let response = GatewayResponseCaches.StateMachine.Response(head, wallClock: wallClock)
         // A body dropped for size is weighed past the bound, so the machine refuses it as too large.
         let payload = CachedResponse(head: head, body: body ?? ByteBuffer())
         let size = body == nil ? cache.limits.maxBytes + 1 : size
@@ -103,8 +103,6 @@ final class ResponseCacheFill {
         cache.finish(key) { $0.abandon(key: key) }
     }
 }
-
-typealias StateMachineResponse = GatewayResponseCaches.StateMachine.Response
 
 extension ResponseCacheStateMachine.Response {
     /// What decides whether `head` may be stored, and for how long. `wallClock` (seconds since
