@@ -477,6 +477,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func upstreamData(_ data: ByteBuffer, endStream: Bool) {
         guard let context, let exchange else { return }
+        if exchange.cacheFill?.isNotModified == true { return endStream ? finish(exchange) : () }  // a 304 has no body to relay
         exchange.bytesSent += data.readableBytes
         exchange.cacheFill?.responseData(data)
         context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(data), endStream: endStream))), promise: nil)
