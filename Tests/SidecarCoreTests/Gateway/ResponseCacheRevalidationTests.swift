@@ -89,6 +89,32 @@ import Testing
         }
     }
 
+    static func head(_ text: String) throws -> HTTPRawResponseHead {
+        var buffer = ByteBuffer(string: text.replacingOccurrences(of: "\n", with: "\r\n") + "\r\n")
+        var parser = HTTPHeadParser()
+        return try #require(try parser.parseResponse(&buffer, requestMethod: .GET))
+    }
+
+    @Test func expiresIsCountedFromDateAndA304RefreshesTheStoredFields() throws {
+        typealias Response = ResponseCacheStateMachine<CachedResponse>.Response
+        let wallClock: Int64 = 784_111_000
+        let dated = try Self.head(
+            "HTTP/1.1 200 OK\ncontent-length: 0\netag: \"v1\"\ndate: Sun, 06 Nov 1994 08:49:37 GMT\nexpires: Sun, 06 Nov 1994 08:50:37 GMT\n")
+        let stored = Response(dated, wallClock: wallClock)
+        #expect(stored.expires == 60 && stored.etag == "\"v1\"")
+        #expect(Response(try Self.head("HTTP/1.1 200 OK\ncontent-length: 0\nexpires: 0\n"), wallClock: wallClock).expires == 0)
+        let undated = try Self.head("HTTP/1.1 200 OK\ncontent-length: 0\nexpires: Sun, 06 Nov 1994 08:49:37 GMT\n")
+        #expect(Response(undated, wallClock: wallClock).expires == 777, "from the gateway's clock without Date")
+
+        let bare = try Self.head("HTTP/1.1 304 Not Modified\n")
+        let kept = Response(stored: dated, notModified: bare, wallClock: wallClock)
+        #expect(kept.status == 200 && kept.expires == 60 && kept.etag == "\"v1\"", "the stored fields stay")
+        let fresher = try Self.head("HTTP/1.1 304 Not Modified\ncache-control: max-age=300\netag: \"v2\"\nlast-modified: x\n")
+        let refreshed = Response(stored: dated, notModified: fresher, wallClock: wallClock)
+        #expect(refreshed.cacheControl.maxAge == 300 && refreshed.expires == nil, "the 304's freshness replaces the stored")
+        #expect(refreshed.etag == "\"v2\"" && refreshed.lastModified == "x")
+    }
+
     @Test func httpDatesInAllThreeFormsAndNothingElse() {
         let now: Int64 = 1_780_000_000  // 2026
         #expect(HTTPDate.seconds("Sun, 06 Nov 1994 08:49:37 GMT", now: now) == 784_111_777)
