@@ -223,7 +223,9 @@ public final class Sidecar: Sendable {
                 source: { applier.source },
                 config: { applier.configurationJSON },
                 clusters: { loops.clustersJSON() },
-                explain: { uri in loops.explain(uri: uri, certificateExpiry: metrics.certificateExpiry.value) }),
+                explain: { [gateway = configuration.gateway != nil] uri in
+                    loops.explain(uri: uri, certificateExpiry: metrics.certificateExpiry.value, gateway: gateway)
+                }),
             group: group)
     }
 }

@@ -8,7 +8,9 @@ import NIOPosix
 /// checksum, and the gateway's `x-mesh-user` and `x-tier` — so tests can assert what crossed the mesh. `/slow?ms=N` answers after N ms;
 /// `/status/N` answers with status N; `/bytes?n=N` streams N bytes, only as fast as the
 /// connection takes them (a large download for flow-control tests). Each request header
-/// `x-respond-with: name: value` becomes a response header (cache tests); a path under `/json`
+/// `x-respond-with: name: value` becomes a response header (cache tests), and a request whose
+/// `If-None-Match` / `If-Modified-Since` equals the `etag` / `last-modified` so chosen is answered
+/// 304 without a body (counted in `notModified`: revalidation tests); a path under `/json`
 /// is answered `{"app":NAME,"path":TARGET}` as `application/json` (aggregation tests). It also counts requests, connections and request-body
 /// bytes, and can be made slow as a whole (`delay`).
 public final class TestHTTPApp: Sendable {
@@ -40,6 +42,8 @@ public final class TestHTTPApp: Sendable {
     }
 
     public var requests: Int { counters.withLockedValue { $0.requests } }
+    /// Conditional requests answered 304.
+    public var notModified: Int { counters.withLockedValue { $0.notModified } }
     /// The most requests the app was answering at once (slow ones overlap).
     public var maxInFlight: Int { counters.withLockedValue { $0.maxInFlight } }
     public var connections: Int { counters.withLockedValue { $0.connections } }
@@ -51,6 +55,7 @@ public final class TestHTTPApp: Sendable {
 
 struct AppCounters: Sendable {
     var requests = 0
+    var notModified = 0
     var connections = 0
     var bodyBytes = 0
     var inFlight = 0
@@ -163,8 +168,19 @@ private final class AppHandler: ChannelInboundHandler, @unchecked Sendable {
                     headers.add(name: String(line[..<colon]), value: String(line[line.index(after: colon)...].drop { $0 == " " }))
                 }
                 if !keepAlive { headers.add(name: "connection", value: "close") }
+                var status = status
+                let validators = [("if-none-match", "etag"), ("if-modified-since", "last-modified")]
+                let unchanged = status == .ok && validators.contains { asked, sent in
+                    guard let value = head.headers.first(name: asked) else { return false }
+                    return headers[sent].contains(value)
+                }
+                if unchanged {
+                    counters.withLockedValue { $0.notModified += 1 }
+                    headers.remove(name: "content-length")
+                    status = .notModified
+                }
                 context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-                context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+                if !unchanged { context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil) }
                 context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
                     if !keepAlive { context.close(promise: nil) }
                 }

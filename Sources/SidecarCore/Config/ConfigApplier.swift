@@ -26,6 +26,8 @@ public final class ConfigApplier: Sendable {
         var json: String
         /// `/ready`'s `source`.
         var source: ConfigSource
+        /// Gateway: the HTTPS listener's server certificates (`adoptGatewayTLS`).
+        var gatewayTLS: TLSContextStore?
     }
 
     /// Takes over the configuration the loops and `tls` were opened with: `table` was built
@@ -90,13 +92,16 @@ public final class ConfigApplier: Sendable {
 
     // MARK: Applying
 
-    /// Static mode's reload: `configuration`'s certificate files and resources replace the
-    /// running ones; the version moves by one. Throws, changing nothing, when it cannot be built.
+    /// Static mode's reload: `configuration`'s certificate files (the gateway's server
+    /// certificates too) and resources replace the running ones; the version moves by one.
+    /// Throws, changing nothing, when it cannot be built.
     @discardableResult
     func apply(_ configuration: SidecarConfiguration) throws -> Int {
         let version = self.version + 1
         let (contexts, table) = try Self.prepare(configuration, version: version, metrics: metrics)
+        let gateway = try gatewayServerContext(configuration)
         tls.replace(with: contexts)
+        if let (store, context) = gateway { store.replace(with: context) }
         metrics.certificateExpiry.set(contexts.certificateExpiry)
         install(table, configuration: configuration, resources: configuration.resources)
         return version
@@ -122,6 +127,29 @@ public final class ConfigApplier: Sendable {
         let contexts = try TLSContextSet.Contexts(configuration, identity: identity)
         tls.replace(with: contexts)
         metrics.certificateExpiry.set(contexts.certificateExpiry)
+    }
+
+    /// Gateway: new HTTPS connections take their server certificate from `store`, which a
+    /// reload refills from the certificate files (`reloadGatewayCertificates`, `apply`).
+    func adoptGatewayTLS(_ store: TLSContextStore) {
+        state.withLockedValue { $0.gatewayTLS = store }
+    }
+
+    /// Gateway, dynamic mode (SIGHUP): the HTTPS listener's certificate files read again.
+    /// Throws, changing nothing, when one does not load.
+    func reloadGatewayCertificates() throws {
+        let configuration = state.withLockedValue { $0.configuration }
+        if let (store, context) = try gatewayServerContext(configuration) { store.replace(with: context) }
+    }
+
+    /// The gateway listener's store and a server context from `configuration`'s files.
+    private func gatewayServerContext(_ configuration: SidecarConfiguration) throws -> (TLSContextStore, TLSContext)? {
+        guard let store = state.withLockedValue({ $0.gatewayTLS }), let https = configuration.gateway?.https else { return nil }
+        do {
+            return (store, try GatewayTLS.serverContext(https))
+        } catch {
+            throw Sidecar.StartupError(description: "gateway.https.certificates: \(error)")
+        }
     }
 
     private func install(_ table: RouteTable, configuration: SidecarConfiguration, resources: [MeshResource]) {

@@ -6,6 +6,8 @@ import ServiceLifecycle
 /// inbound and an outbound it runs the external listeners (HTTPS first, so a redirecting plain
 /// listener knows its port), plus admin and what keeps the configuration current. Calls into
 /// the mesh use the sidecar's own identity through the same pools as an outbound would.
+/// SIGHUP reads the server certificates again (static mode: with the whole file; dynamic
+/// mode: `GatewayCertificateReloader`); a file that does not load is refused and logged.
 extension Sidecar {
     func runGateway(
         _ gateway: GatewayListeners, configuration: SidecarConfiguration, group: MultiThreadedEventLoopGroup,
@@ -23,9 +25,11 @@ extension Sidecar {
             } catch {
                 throw StartupError(description: "gateway.https.certificates: \(error)")
             }
+            let store = TLSContextStore(context)
+            applier.adoptGatewayTLS(store)
             listeners.append(ProxyListener(
                 name: "gateway-https", address: https.listen, configKey: "gateway.https.listen",
-                kind: .gateway(GatewayListenerRole(secure: true), tls: TLSContextStore(context)),
+                kind: .gateway(GatewayListenerRole(secure: true), tls: store),
                 group: group, loops: loops, drainTimeout: options.drainTimeout, accessLog: options.accessLog,
                 timeouts: timeouts, logger: logger, bound: httpsBound, readiness: readiness))
         }
@@ -41,10 +45,13 @@ extension Sidecar {
             try controlPlane.map { try $0.follower(applier, { httpsBound.value ?? httpBound.value }) }
             ?? ConfigReloader(configPath: configPath, applier: applier, logger: logger)
         let admin = adminServer(configuration, group: group, loops: loops, applier: applier, metrics: metrics, readiness: readiness)
+        let certificates: [ServiceGroupConfiguration.ServiceConfiguration] =
+            controlPlane != nil && gateway.https != nil
+            ? [.init(service: GatewayCertificateReloader(applier: applier, logger: logger), successTerminationBehavior: .ignore)] : []
         logger.info("gateway starting", metadata: ["service": "\(configuration.service)", "workers": "\(options.workers)"])
         try await run(
             [.init(service: admin)] + listeners.map { .init(service: $0) }
-                + [.init(service: follower, successTerminationBehavior: .ignore)],
+                + [.init(service: follower, successTerminationBehavior: .ignore)] + certificates,
             eventLoops: group, loops: loops)
         return nil
     }

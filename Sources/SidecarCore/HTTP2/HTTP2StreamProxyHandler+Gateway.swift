@@ -21,7 +21,7 @@ extension HTTP2StreamProxyHandler {
         return true
     }
 
-    private func answerFromCache(_ request: AdmittedRequest, received: HPACKHeaders, afterWait: Bool = false) -> Bool {
+    private func answerFromCache(_ request: AdmittedRequest, received: HPACKHeaders, afterWait: NIODeadline? = nil) -> Bool {
         guard let context else { return false }
         let exchange = request.exchange
         switch GatewayCacheLookup.decide(request, caches: loop.responseCaches, now: context.eventLoop.now, afterWait: afterWait) {
@@ -30,16 +30,25 @@ extension HTTP2StreamProxyHandler {
         case .hit(let hit):
             writeCached(hit, exchange: exchange)
             return true
+        case .revalidate(let conditional):
+            forward(conditional, received: received)
+            return true
         case .wait(let wait):
             phase = .connecting
             armTimer()  // the route timeout runs on while it waits
-            wait.park { [weak self] fetched in
+            wait.park(on: context.eventLoop) { [weak self] since in
                 guard let self, self.exchange === exchange, self.phase == .connecting else { return }
-                if fetched, self.answerFromCache(request, received: received, afterWait: true) { return }
+                if let since, self.answerFromCache(request, received: received, afterWait: since) { return }
                 self.forward(request, received: received)
             }
             return true
         }
+    }
+
+    /// A revalidation's 304 ended (`ResponseCacheFill.complete` refreshed the entry): the
+    /// caller gets the entry, as a hit marked `revalidated`.
+    func answerRevalidated(_ cached: CachedResponse, requestHeaders: HTTPRawHeaders, exchange: ProxyExchange) {
+        writeCached(CacheHit(revalidated: cached, exchange: exchange, requestHeaders: requestHeaders, isHead: exchange.method == .HEAD), exchange: exchange)
     }
 
     /// A response the gateway makes that is no error: its headers, length, request id and body.

@@ -467,13 +467,17 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             let changes = exchange.responseHeaderChanges
             head = HTTP2Headers.response(headers, removing: changes.removed, adding: changes.added)
         }
-        if let fill = exchange.cacheFill { fill.responseHead(http2: headers, endStream: endStream) }
+        if let fill = exchange.cacheFill {
+            fill.responseHead(http2: headers, endStream: endStream)
+            if fill.isNotModified { return endStream ? finish(exchange) : () }  // answered from the refreshed entry at the end
+        }
         context.write(wrapOutboundOut(.headers(.init(headers: head, endStream: endStream))), promise: nil)
         if endStream { finish(exchange) }
     }
 
     func upstreamData(_ data: ByteBuffer, endStream: Bool) {
         guard let context, let exchange else { return }
+        if exchange.cacheFill?.isNotModified == true { return endStream ? finish(exchange) : () }  // a 304 has no body to relay
         exchange.bytesSent += data.readableBytes
         exchange.cacheFill?.responseData(data)
         context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(data), endStream: endStream))), promise: nil)
@@ -703,7 +707,9 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         if let fill = exchange.cacheFill, let context {  // the whole response came: store it
             exchange.cacheFill = nil
             fill.responseDataEnded()
-            fill.complete(now: context.eventLoop.now)
+            if let entry = fill.complete(now: context.eventLoop.now) {  // a revalidation's 304
+                return answerRevalidated(entry, requestHeaders: fill.requestHeaders, exchange: exchange)
+            }
         }
         end(exchange, status: exchange.status)
         stopCallerSending(exchange)

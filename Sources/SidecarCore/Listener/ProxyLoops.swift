@@ -3,7 +3,8 @@ import NIOCore
 import NIOPosix
 
 /// The per-event-loop proxy contexts, made once at start (one per loop) and looked up once per
-/// accepted connection; they share one `SharedLimits` (exact breaker and rate limits). Swapping the route table sends it to each loop, so requests read it
+/// accepted connection; they share one `SharedLimits` (exact breaker and rate limits) and one
+/// `GatewayResponseCaches` (the gateway rules' cache stores). Swapping the route table sends it to each loop, so requests read it
 /// without a lock.
 final class ProxyLoops: Sendable {
     /// Each loop's context, reachable from other threads only by a task on its own loop.
@@ -17,6 +18,7 @@ final class ProxyLoops: Sendable {
         http2TLS: TLSContextStore? = nil, metrics: SidecarMetrics = SidecarMetrics(), spanExport: SpanExport? = nil
     ) {
         let shared = SharedLimits()
+        let responseCaches = GatewayResponseCaches()
         let connector = SocketUpstreamConnector(clientTLS: clientTLS, tunnelTLS: tunnelTLS, http2TLS: http2TLS)
         let loops = Array(group.makeIterator())
         // Each context is made on its own loop and stays there.
@@ -25,7 +27,7 @@ final class ProxyLoops: Sendable {
                 NIOLoopBound(
                     LoopContext(
                         eventLoop: loop, table: table, connector: connector, metrics: metrics, shared: shared,
-                        spanExport: spanExport),
+                        spanExport: spanExport, responseCaches: responseCaches),
                     eventLoop: loop)
             }.wait()
             return (eventLoop: loop, context: context)
@@ -139,7 +141,7 @@ final class ProxyLoops: Sendable {
 
     /// `/explain` (see `Explain`), from the worker loop the admin request runs on (the admin
     /// server shares the sidecar's event loop group). 400 with `{"error": …}` for a bad query.
-    func explain(uri: String, certificateExpiry: Int64) -> (ok: Bool, json: String) {
+    func explain(uri: String, certificateExpiry: Int64, gateway: Bool = false) -> (ok: Bool, json: String) {
         let query: Explain.Query
         switch Explain.query(fromURI: uri) {
         case .success(let parsed): query = parsed
@@ -148,7 +150,7 @@ final class ProxyLoops: Sendable {
         guard let loop = MultiThreadedEventLoopGroup.currentEventLoop, let context = contexts[ObjectIdentifier(loop)] else {
             return (false, ConfigValue.map([("error", .string("explain runs on a worker loop of the sidecar"))]).json + "\n")
         }
-        return (true, Explain.report(query, loop: context.value, certificateExpiry: certificateExpiry))
+        return (true, Explain.report(query, loop: context.value, certificateExpiry: certificateExpiry, gateway: gateway))
     }
 
     /// Open downstream connections and in-flight requests, for /clusters and tests.

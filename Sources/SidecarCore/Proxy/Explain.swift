@@ -11,17 +11,27 @@ import NIOCore
 /// of chance (a fault's share, a weighted backend with no usable endpoint) and of what other
 /// requests change in between. Runs on one worker loop and shows that loop's view of the
 /// per-loop state (outlier ejections are shared; in-flight counts are the loop's).
+/// On a gateway the request is an outside client's through `RequestFilters.gateway`
+/// (`Explain+Gateway.swift`).
 enum Explain {
     struct Query: Equatable {
         var authority: String
         var path: String
         var method: String
+        /// `outbound` or `gateway`; nil: the gateway's on a gateway, else the outbound's.
+        var direction: String? = nil
+        /// Gateway: the client's IP address (rate limits keyed by `client-ip`).
+        var client: String? = nil
+        /// Request header lines `name: value` (`header=` repeated): credentials, `Origin`, …
+        var headers: [String] = []
     }
+
+    static let usage = "/explain?authority=HOST[&path=/p][&method=GET][&direction=outbound|gateway][&client=IP][&header=NAME:VALUE]…"
 
     /// The query of `uri`: `authority` is required, `path` defaults to `/`, `method` to `GET`.
     static func query(fromURI uri: String) -> Result<Query, ExplainError> {
         var query = Query(authority: "", path: "/", method: "GET")
-        guard let mark = uri.firstIndex(of: "?") else { return .failure(.init("missing authority: /explain?authority=SERVICE[&path=/p][&method=GET]")) }
+        guard let mark = uri.firstIndex(of: "?") else { return .failure(.init("missing authority: \(usage)")) }
         for pair in uri[uri.index(after: mark)...].split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard let name = percentDecoded(parts[0]), let value = percentDecoded(parts.count > 1 ? parts[1] : "") else {
@@ -31,10 +41,19 @@ enum Explain {
             case "authority": query.authority = value
             case "path": query.path = value
             case "method": query.method = value
-            default: return .failure(.init("unknown parameter \"\(name.prefix(32))\" (authority, path, method)"))
+            case "direction":
+                guard value == "outbound" || value == "gateway" else { return .failure(.init("direction is outbound or gateway")) }
+                query.direction = value
+            case "client": query.client = value
+            case "header":
+                guard let colon = value.firstIndex(of: ":"), colon != value.startIndex, !value.contains("\r"), !value.contains("\n") else {
+                    return .failure(.init("a header is NAME:VALUE"))
+                }
+                query.headers.append(value)
+            default: return .failure(.init("unknown parameter \"\(name.prefix(32))\" (authority, path, method, direction, client, header)"))
             }
         }
-        guard !query.authority.isEmpty else { return .failure(.init("missing authority: /explain?authority=SERVICE[&path=/p][&method=GET]")) }
+        guard !query.authority.isEmpty else { return .failure(.init("missing authority: \(usage)")) }
         return .success(query)
     }
 
@@ -44,22 +63,38 @@ enum Explain {
     }
 
     /// The report as JSON, from `loop`'s state at `now`; `certificateExpiry` is our workload
-    /// certificate's (Unix seconds, 0 when unknown).
-    static func report(_ query: Query, loop: LoopContext, certificateExpiry: Int64) -> String {
+    /// certificate's (Unix seconds, 0 when unknown); `gateway`: this sidecar is a gateway.
+    static func report(_ query: Query, loop: LoopContext, certificateExpiry: Int64, gateway: Bool = false) -> String {
         var fields: [(String, ConfigValue)] = []
-        let outcome = admit(query, loop: loop)
+        let viaGateway = (query.direction ?? (gateway ? "gateway" : "outbound")) == "gateway"
+        let outcome = admit(query, loop: loop, filters: viaGateway ? RequestFilters.gateway : RequestFilters.outbound)
+        if viaGateway { fields.append(("direction", .string("gateway"))) }
         switch outcome {
+        case .answered(let response, let request):
+            fields.append(("request", requestValue(request)))
+            fields.append(("decision", .string("answer")))
+            fields.append(("status", .int(response.status)))
+            fields += gatewayFields(request, loop: loop)
         case .refused(let error, let request):
             fields.append(("decision", .string(error.cause.rawValue)))
             fields.append(("status", .int(error.effectiveStatus)))
             fields.append(("detail", .string(error.detail)))
-            if let request { fields.insert(("request", requestValue(request)), at: 0) }
+            if let request { fields.insert(("request", requestValue(request)), at: viaGateway ? 1 : 0) }
+            if viaGateway, let request { fields += gatewayFields(request, loop: loop) }
             if let (destination, rule, index) = request?.route {
                 fields += routeFields(destination, rule: rule, index: index, loop: loop)
             }
         case .admitted(let request):
+            if viaGateway {
+                fields.append(("request", requestValue(request)))
+                fields += gatewayFields(request, loop: loop)
+                if let edge = edgeDecision(request, loop: loop) {
+                    fields.append(("decision", .string(edge)))
+                    break
+                }
+            }
             guard let (destination, rule, index) = request.route else { break }
-            fields.append(("request", requestValue(request)))
+            if !viaGateway { fields.append(("request", requestValue(request))) }
             let route = routeFields(destination, rule: rule, index: index, loop: loop)
             if usable(destination, rule: rule, loop: loop).perBackend.contains(where: { $0 > 0 }) {
                 fields.append(("decision", .string("forward")))
@@ -78,11 +113,14 @@ enum Explain {
     private enum Outcome {
         case admitted(AdmittedRequest)
         case refused(ProxyError, AdmittedRequest?)
+        /// A gateway filter answered it itself (a CORS preflight).
+        case answered(EdgeResponse, AdmittedRequest)
     }
 
-    /// The request through the outbound parser, target normalization and filters, in dry run.
-    private static func admit(_ query: Query, loop: LoopContext) -> Outcome {
-        var buffer = ByteBuffer(string: "\(query.method) \(query.path) HTTP/1.1\r\nhost: \(query.authority)\r\n\r\n")
+    /// The request through the parser, target normalization and `filters`, in dry run.
+    private static func admit(_ query: Query, loop: LoopContext, filters: [any RequestFilter]) -> Outcome {
+        let lines = query.headers.map { $0 + "\r\n" }.joined()
+        var buffer = ByteBuffer(string: "\(query.method) \(query.path) HTTP/1.1\r\nhost: \(query.authority)\r\n\(lines)\r\n")
         var parser = HTTPHeadParser()
         let head: HTTPRawRequestHead
         do {
@@ -105,9 +143,11 @@ enum Explain {
             closeAfterResponse: false, framing: head.framing.body, start: loop.now)
         var request = AdmittedRequest(head: head, target: target, exchange: exchange, caller: nil)
         request.dryRun = true
-        for filter in RequestFilters.outbound {
+        request.client = query.client
+        for filter in filters {
             switch filter.admit(&request, loop: loop, now: loop.now) {
-            case .next, .delay, .answer: continue  // the outbound chain answers nothing at the edge
+            case .next, .delay: continue
+            case .answer(let response): return .answered(response, request)
             case .reject(let error): return .refused(error, request)
             }
         }

@@ -1,12 +1,12 @@
 import NIOCore
 
 /// The gateway's response cache on an HTTP/1.1 connection: `GatewayCacheLookup` decides (a
-/// hit, a wait behind a fetch in flight, or upstream, filling the cache when it leads); this
-/// file carries the decisions out as HTTP/1.1 bytes.
+/// hit, a wait behind a fetch in flight, a revalidation, or upstream, filling the cache when it
+/// leads); this file carries the decisions out as HTTP/1.1 bytes.
 extension HTTPProxyHandler {
     /// Whether the cache took `request`: answered it, or parked it until the fetch it waits
     /// for ends (then it is answered from the cache or sent upstream from here).
-    func answerFromCache(_ request: AdmittedRequest, context: ChannelHandlerContext, afterWait: Bool = false) -> Bool {
+    func answerFromCache(_ request: AdmittedRequest, context: ChannelHandlerContext, afterWait: NIODeadline? = nil) -> Bool {
         guard case .gateway = direction else { return false }
         let exchange = request.exchange
         switch GatewayCacheLookup.decide(request, caches: loop.responseCaches, now: context.eventLoop.now, afterWait: afterWait) {
@@ -15,15 +15,25 @@ extension HTTPProxyHandler {
         case .hit(let hit):
             writeCached(hit, exchange: exchange, context: context)
             return true
+        case .revalidate(let conditional):
+            forward(conditional, context: context)
+            return true
         case .wait(let wait):
             phase = .connecting  // the route timeout (armed at admission) runs on while it waits
-            wait.park { [self] fetched in
+            wait.park(on: context.eventLoop) { [self] since in
                 guard self.exchange === exchange, let context = self.context else { return }
-                if fetched, self.answerFromCache(request, context: context, afterWait: true) { return }
+                if let since, self.answerFromCache(request, context: context, afterWait: since) { return }
                 self.forward(request, context: context)
             }
             return true
         }
+    }
+
+    /// A revalidation's 304 ended (`ResponseCacheFill.complete` refreshed the entry): the
+    /// caller gets the entry, as a hit marked `revalidated`.
+    func answerRevalidated(_ cached: CachedResponse, requestHeaders: HTTPRawHeaders, exchange: ProxyExchange, context: ChannelHandlerContext) {
+        let hit = CacheHit(revalidated: cached, exchange: exchange, requestHeaders: requestHeaders, isHead: exchange.method == .HEAD)
+        writeCached(hit, exchange: exchange, context: context)
     }
 
     /// Writes an entry as the exchange's answer: the entry's head as received with the hit's

@@ -25,6 +25,7 @@ extension HTTPProxyHandler {
         exchange.status = head.status
         if head.framing.body == .untilClose { exchange.closeAfterResponse = true }
         exchange.cacheFill?.responseHead(head)
+        if exchange.cacheFill?.isNotModified == true { return }  // answered from the refreshed entry at the end
         let changes = responseHeaderChanges(exchange)
         var extra = changes.added
         let removed = changes.removed
@@ -71,9 +72,10 @@ extension HTTPProxyHandler {
         guard let context, let exchange else { return }
         exchange.cancelTimers()
         endOutstanding(exchange)
+        var revalidated: (CachedResponse, HTTPRawHeaders)?
         if let fill = exchange.cacheFill {
             exchange.cacheFill = nil
-            fill.complete(now: context.eventLoop.now)
+            revalidated = fill.complete(now: context.eventLoop.now).map { ($0, fill.requestHeaders) }
         }
         if let upstream = exchange.upstream, let key = exchange.poolKey {
             if reusable && exchange.requestComplete && phase != .tunnel {
@@ -81,6 +83,9 @@ extension HTTPProxyHandler {
             } else {
                 upstream.abandon()
             }
+        }
+        if let (entry, requestHeaders) = revalidated {
+            return answerRevalidated(entry, requestHeaders: requestHeaders, exchange: exchange, context: context)
         }
         finishExchange(exchange, status: exchange.status, context: context)
     }

@@ -29,8 +29,8 @@ final class LoopContext {
     private var rateLimiters: LoopRateLimiters
     /// The gateway's rate limits keyed by client (see `GatewayRateLimiters`).
     lazy var gatewayLimiters = GatewayRateLimiters(shared: shared)
-    /// The gateway's response caches (made at first use, after `join` set `loopCount`).
-    lazy var responseCaches = GatewayResponseCaches(eventLoop: eventLoop, metrics: metrics, loops: loopCount)
+    /// The gateway's response caches, one store per rule shared by all loops.
+    let responseCaches: LoopResponseCaches
     private var clusters: [String: Cluster] = [:]
     private var outlierTimerRunning = false
     /// Event loops sharing the per-loop limits (pool limits; each enforces its share).
@@ -40,8 +40,10 @@ final class LoopContext {
 
     init(
         eventLoop: EventLoop, table: RouteTable, connector: any UpstreamConnector,
-        metrics: SidecarMetrics = SidecarMetrics(), shared: SharedLimits = SharedLimits(), spanExport: SpanExport? = nil
+        metrics: SidecarMetrics = SidecarMetrics(), shared: SharedLimits = SharedLimits(), spanExport: SpanExport? = nil,
+        responseCaches: GatewayResponseCaches = GatewayResponseCaches()
     ) {
+        self.responseCaches = LoopResponseCaches(shared: responseCaches, metrics: metrics)
         self.eventLoop = eventLoop
         self.table = table
         self.metrics = metrics

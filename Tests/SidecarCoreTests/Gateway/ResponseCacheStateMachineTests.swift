@@ -24,10 +24,10 @@ import Testing
 
     static func response(
         status: Int = 200, cacheControl: String? = nil, vary: [String] = [], etag: String? = nil, age: Int64 = 0,
-        cookie: Bool = false
+        cookie: Bool = false, lastModified: String? = nil, expires: Int64? = nil
     ) -> Machine.Response {
         .init(status: status, cacheControl: CacheControl(cacheControl.map { [$0] } ?? []), vary: vary, etag: etag, age: age,
-              setsCookie: cookie)
+              setsCookie: cookie, lastModified: lastModified, expires: expires)
     }
 
     static func noHeaders(_ name: String) -> String? { nil }

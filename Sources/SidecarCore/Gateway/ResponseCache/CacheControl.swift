@@ -1,7 +1,7 @@
 /// The `Cache-Control` directives a shared cache acts on (RFC 9111 §5.2), read from one or
 /// more field values. Unknown directives are ignored; a qualified `no-cache="f"` or
 /// `private="f"` counts as the unqualified one (the cache stores less, never more).
-struct CacheControl: Equatable {
+struct CacheControl: Equatable, Sendable {
     var noStore = false
     var noCache = false
     var isPrivate = false

@@ -4,8 +4,10 @@ import NIOCore
 /// codec carried it (`HTTPProxyHandler+Cache.swift` writes the answer as HTTP/1.1 bytes,
 /// `HTTP2StreamProxyHandler+Gateway.swift` as HTTP/2 frames). Only GET and HEAD on a rule with
 /// `cache:` are the cache's: a hit (or 304 for a matching `If-None-Match`), a wait behind a
-/// fetch of the same key already in flight, or a miss that goes upstream (filling the cache
-/// when it leads). Counts `sidecar_cache_requests_total` and marks misses `x-mesh-cache: miss`.
+/// fetch of the same key already in flight (on any loop: the rule's store is the process's),
+/// a revalidation of a stale entry (the request goes upstream with the entry's validators), or
+/// a miss that goes upstream (filling the cache when it leads). Counts
+/// `sidecar_cache_requests_total` and marks misses `x-mesh-cache: miss`.
 enum GatewayCacheLookup {
     typealias StateMachine = ResponseCacheStateMachine<CachedResponse>
 
@@ -16,31 +18,42 @@ enum GatewayCacheLookup {
         case hit(CacheHit)
         /// Park until the fetch in flight for the key ends (`CacheWait.park`).
         case wait(CacheWait)
+        /// Go upstream with this request instead: the stale entry's validators set
+        /// (`If-None-Match`, `If-Modified-Since`); a 304 is answered from the entry.
+        case revalidate(AdmittedRequest)
     }
 
-    /// - Parameter afterWait: the request waited for another's fetch: it neither waits nor leads again.
-    static func decide(_ request: AdmittedRequest, caches: GatewayResponseCaches, now: NIODeadline, afterWait: Bool) -> Decision {
+    /// - Parameter afterWait: when the request began waiting for another's fetch (nil: it did
+    ///   not wait): it neither waits nor leads again, and takes an entry stored since.
+    static func decide(_ request: AdmittedRequest, caches: LoopResponseCaches, now: NIODeadline, afterWait: NIODeadline?) -> Decision {
         guard let match = request.gatewayMatch, let policy = match.rule.cache,
             request.head.method == .GET || request.head.method == .HEAD
         else { return .forward }
         let exchange = request.exchange
         let cache = caches.cache(for: match, policy: policy)
         let headers = request.head.headers
-        let key = exchange.authority.lowercased() + " " + request.target.originForm
-        let asked = StateMachine.Request(
-            // A verified user (JWT or API key) counts as Authorization: its answers may be its own.
-            key: key, isHead: request.head.method == .HEAD, hasAuthorization: request.user != nil || headers.contains("authorization"),
-            cacheControl: CacheControl(headers.values(named: "cache-control")),
-            ifNoneMatch: headers.firstValue(named: "if-none-match"))
-        switch cache.machine.lookup(asked, header: { headers.firstValue(named: $0) }, now: now, mayWait: !afterWait, mayLead: !afterWait) {
+        let asked = Self.asked(request)
+        let key = asked.key
+        switch cache.lookup(asked, header: { headers.firstValue(named: $0) }, now: now, afterWaitSince: afterWait) {
         case .hit(let cached, let age, let etag, let notModified):
-            cache.count(afterWait ? .coalesced : .hit)
+            cache.count(afterWait != nil ? .coalesced : .hit)
             return .hit(CacheHit(cached: cached, exchange: exchange, age: age, etag: etag, notModified: notModified, bodyless: asked.isHead))
         case .wait:
-            return .wait(CacheWait(caches: caches, cache: cache, key: key, exchange: exchange))
+            return .wait(CacheWait(cache: cache, key: key, exchange: exchange, since: now))
         case .fetch:
-            exchange.cacheFill = ResponseCacheFill(cache: cache, caches: caches, key: key, requestHeaders: headers)
+            exchange.cacheFill = ResponseCacheFill(cache: cache, key: key, requestHeaders: headers)
             markMiss(exchange, cache: cache)
+        case .revalidate(let stale, let etag, let lastModified):
+            // Counted when it ends: `revalidated` for a 304, `miss` otherwise (ResponseCacheFill).
+            exchange.cacheFill = ResponseCacheFill(cache: cache, key: key, requestHeaders: headers, revalidating: stale)
+            exchange.addedResponseHeaders.append(missLine)
+            var conditional = request
+            conditional.removedHeaders.append(contentsOf: ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"])
+            if let etag, let line = try? HTTPHeaderLine(name: "if-none-match", value: etag) { conditional.addedHeaders.append(line) }
+            if let lastModified, let line = try? HTTPHeaderLine(name: "if-modified-since", value: lastModified) {
+                conditional.addedHeaders.append(line)
+            }
+            return .revalidate(conditional)
         case .bypass(let reason):
             switch reason {
             case .requestDirective, .authorization, .headMiss: cache.count(.bypass)
@@ -51,36 +64,56 @@ enum GatewayCacheLookup {
         return .forward
     }
 
-    static func markMiss(_ exchange: ProxyExchange, cache: GatewayResponseCaches.RuleCache) {
+    /// What `request` asks of the cache.
+    static func asked(_ request: AdmittedRequest) -> StateMachine.Request {
+        let headers = request.head.headers
+        return StateMachine.Request(
+            // A verified user (JWT or API key) counts as Authorization: its answers may be its own.
+            key: key(request), isHead: request.head.method == .HEAD,
+            hasAuthorization: request.user != nil || headers.contains("authorization"),
+            cacheControl: CacheControl(headers.values(named: "cache-control")),
+            ifNoneMatch: headers.firstValue(named: "if-none-match"))
+    }
+
+    /// The entry key: the request's host and target (path and query as sent).
+    static func key(_ request: AdmittedRequest) -> String {
+        request.exchange.authority.lowercased() + " " + request.target.originForm
+    }
+
+    static func markMiss(_ exchange: ProxyExchange, cache: RuleCache) {
         cache.count(.miss)
         exchange.addedResponseHeaders.append(missLine)
     }
 
     static let missLine = try! HTTPHeaderLine(name: "x-mesh-cache", value: "miss")
     static let hitLine = try! HTTPHeaderLine(name: "x-mesh-cache", value: "hit")
+    static let revalidatedLine = try! HTTPHeaderLine(name: "x-mesh-cache", value: "revalidated")
 }
 
 /// A request parked behind another's fetch of the same key.
 struct CacheWait {
-    let caches: GatewayResponseCaches
-    let cache: GatewayResponseCaches.RuleCache
+    let cache: RuleCache
     let key: String
     let exchange: ProxyExchange
+    /// When the cache said wait: an entry stored or revalidated since then is served after it.
+    let since: NIODeadline
 
-    /// `resume(true)`: the fetch ended, decide again (`afterWait`); `resume(false)`: the wait
-    /// timed out, go upstream (counted as a miss). The route timeout armed at admission runs on.
-    func park(_ resume: @escaping (Bool) -> Void) {
-        let (cache, exchange) = (self.cache, self.exchange)
-        caches.wait(for: key, in: cache) { fetched in
+    /// Parks on `eventLoop` (the request's), where `resume` is called: with `since` when the
+    /// fetch ended (decide again with it as `afterWait`), nil when the wait timed out (go
+    /// upstream; counted as a miss). The route timeout armed at admission runs on.
+    func park(on eventLoop: EventLoop, _ resume: @escaping (NIODeadline?) -> Void) {
+        let (cache, exchange, since) = (self.cache, self.exchange, self.since)
+        cache.wait(for: key, on: eventLoop) { fetched in
             if !fetched { GatewayCacheLookup.markMiss(exchange, cache: cache) }
-            resume(fetched)
+            resume(fetched ? since : nil)
         }
     }
 }
 
 /// An answer from the cache as either codec writes it: the entry's status and fields with the
 /// exchange's response changes (the route's `responseHeaders`, CORS) plus `age` and
-/// `x-mesh-cache: hit`; or 304 with the entry's validators when `notModified`.
+/// `x-mesh-cache: hit` (`revalidated` when a 304 from upstream just refreshed it); or 304
+/// with the entry's validators when `notModified`.
 struct CacheHit {
     let cached: CachedResponse
     /// The status the caller gets (304 when `notModified`).
@@ -92,15 +125,19 @@ struct CacheHit {
     let added: [HTTPHeaderLine]
     let removed: [String]
 
-    init(cached: CachedResponse, exchange: ProxyExchange, age: Int64, etag: String?, notModified: Bool, bodyless: Bool) {
+    init(
+        cached: CachedResponse, exchange: ProxyExchange, age: Int64, etag: String?, notModified: Bool, bodyless: Bool,
+        revalidated: Bool = false
+    ) {
         self.cached = cached
         self.notModified = notModified
         self.bodyless = bodyless || notModified
         self.status = notModified ? 304 : cached.head.status
         let changes = exchange.responseHeaderChanges
         var added = changes.added
+        if revalidated { added.removeAll { $0.name == "x-mesh-cache" } }  // the miss marked when it went upstream
         added.append(try! HTTPHeaderLine(name: "age", value: String(age)))
-        added.append(GatewayCacheLookup.hitLine)
+        added.append(revalidated ? GatewayCacheLookup.revalidatedLine : GatewayCacheLookup.hitLine)
         self.added = added
         self.removed = changes.removed
     }
@@ -127,5 +164,17 @@ extension ProxyExchange {
             }
         }
         return (extra, removed)
+    }
+}
+
+extension CacheHit {
+    /// The caller of a revalidation the upstream answered 304 gets the refreshed entry (or 304
+    /// itself, when its own `If-None-Match` matches the entry's `ETag`).
+    init(revalidated cached: CachedResponse, exchange: ProxyExchange, requestHeaders: HTTPRawHeaders, isHead: Bool) {
+        let etag = cached.head.headers.firstValue(named: "etag")
+        let notModified = requestHeaders.firstValue(named: "if-none-match").map {
+            ResponseCacheStateMachine<CachedResponse>.matches($0, etag: etag)
+        } ?? false
+        self.init(cached: cached, exchange: exchange, age: 0, etag: etag, notModified: notModified, bodyless: isHead, revalidated: true)
     }
 }

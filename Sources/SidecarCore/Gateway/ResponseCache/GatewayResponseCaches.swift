@@ -1,87 +1,174 @@
 import NIOCore
+import Synchronization
 
-/// One event loop's response caches, one per gateway rule with `cache:`, and the requests
-/// waiting for a fetch in flight. Confined to its loop (part of `LoopContext`): hits take no
-/// lock and never hop. Each loop's share of a rule's `maxBytes` is `maxBytes / loops`, so the
-/// process stays within the bound; a loop answers only from what it fetched itself, and
-/// concurrent misses for one key reach the upstream once per loop at most.
-final class GatewayResponseCaches {
+/// The gateway's response caches: one store (`RuleCache`) per gateway rule with `cache:`,
+/// shared by every event loop of the process, as nginx's shared-memory zone with its lock. So
+/// concurrent misses for one key reach the upstream once whichever loops their connections are
+/// on, and a rule's `maxBytes` bounds the whole process (least recently used over all loops).
+///
+/// Threading: a store's `Mutex` is held only for one state-machine decision (lookup, fill,
+/// abandon) or a change to its waiter list; stored bodies are immutable `ByteBuffer`s that
+/// every loop reads without it. A waiter is resumed on its own loop (`EventLoop.execute`), and
+/// its wait times out on that loop. The stores are found through a loop's `LoopResponseCaches`
+/// (this registry's lock is taken on a loop's first use of a rule only).
+final class GatewayResponseCaches: Sendable {
     /// How long a request waits for another's fetch of the same key before going upstream
     /// itself (as nginx's `proxy_cache_lock_timeout`).
     static let waitTimeout = TimeAmount.seconds(5)
 
     typealias StateMachine = ResponseCacheStateMachine<CachedResponse>
 
-    /// The cache of one rule: its decisions, who waits for which key, its metric series.
-    final class RuleCache {
-        let policy: GatewayCachePolicy
-        var machine: StateMachine
-        var waiters: [String: [CacheWaiter]] = [:]
-        let counters: [CacheResult: Counter]
-
-        init(policy: GatewayCachePolicy, loops: Int, counters: [CacheResult: Counter]) {
-            self.policy = policy
-            self.machine = StateMachine(limits: .init(
-                ttl: policy.ttl.timeAmount, maxBytes: max(1, policy.maxBytes / max(1, loops)),
-                allowAuthorization: policy.allowAuthorization))
-            self.counters = counters
-        }
-
-        func count(_ result: CacheResult) { counters[result]?.increment() }
-    }
-
-    private struct RuleID: Hashable {
+    struct RuleID: Hashable, Sendable {
         let route: String
         let index: Int
     }
 
-    private var rules: [RuleID: RuleCache] = [:]
-    private let metrics: SidecarMetrics
-    private let loops: Int
-    private let eventLoop: EventLoop
+    private let rules = Mutex<[RuleID: RuleCache]>([:])
 
-    init(eventLoop: EventLoop, metrics: SidecarMetrics, loops: Int) {
-        self.eventLoop = eventLoop
-        self.metrics = metrics
-        self.loops = loops
+    init() {}
+
+    /// The store of rule `id` under `policy` if a request made it (`/explain` makes none).
+    func existing(_ id: RuleID, policy: GatewayCachePolicy) -> RuleCache? {
+        rules.withLock { rules in rules[id].flatMap { $0.policy == policy ? $0 : nil } }
     }
 
-    /// The cache of `match`'s rule; a rule whose policy changed starts empty (fetches in flight
-    /// finish into the cache they started from).
-    func cache(for match: GatewayTable.Match, policy: GatewayCachePolicy) -> RuleCache {
-        let id = RuleID(route: match.route.name, index: match.ruleIndex)
-        if let cache = rules[id], cache.policy == policy { return cache }
-        var counters: [CacheResult: Counter] = [:]
-        for result in CacheResult.allCases { counters[result] = metrics.cacheRequests(route: match.route.name, result: result) }
-        let cache = RuleCache(policy: policy, loops: loops, counters: counters)
-        rules[id] = cache
-        return cache
-    }
-
-    /// Parks a request until the fetch of `key` ends (`resume(true)`: look up again) or the
-    /// wait times out (`resume(false)`: go upstream).
-    func wait(for key: String, in cache: RuleCache, resume: @escaping (Bool) -> Void) {
-        let waiter = CacheWaiter(resume: resume)
-        cache.waiters[key, default: []].append(waiter)
-        waiter.timer = eventLoop.assumeIsolated().scheduleTask(in: Self.waitTimeout) { [weak cache, weak waiter] in
-            guard let cache, let waiter else { return }
-            cache.waiters[key]?.removeAll { $0 === waiter }
-            waiter.fire(false)
-        }
-    }
-
-    /// The fetch of `key` ended (stored or not): every waiter looks up again, each in its own
-    /// loop task (not inside the leader's response handling).
-    func wake(_ key: String, in cache: RuleCache) {
-        guard let waiting = cache.waiters.removeValue(forKey: key) else { return }
-        for waiter in waiting {
-            waiter.timer?.cancel()
-            eventLoop.assumeIsolated().execute { waiter.fire(true) }
+    /// The store of rule `id`; a rule whose policy changed starts empty (fetches in flight
+    /// finish into the store they started from).
+    func cache(for id: RuleID, policy: GatewayCachePolicy, metrics: SidecarMetrics) -> RuleCache {
+        rules.withLock { rules in
+            if let cache = rules[id], cache.policy == policy { return cache }
+            var counters: [CacheResult: Counter] = [:]
+            for result in CacheResult.allCases { counters[result] = metrics.cacheRequests(route: id.route, result: result) }
+            let cache = RuleCache(policy: policy, counters: counters)
+            rules[id] = cache
+            return cache
         }
     }
 }
 
-/// A request parked on a fetch in flight; fires once.
+/// One loop's way to the shared stores: the rules it has used, found again without a lock.
+/// Confined to its loop (part of `LoopContext`).
+final class LoopResponseCaches {
+    let shared: GatewayResponseCaches
+    private let metrics: SidecarMetrics
+    private var rules: [GatewayResponseCaches.RuleID: RuleCache] = [:]
+
+    init(shared: GatewayResponseCaches, metrics: SidecarMetrics) {
+        self.shared = shared
+        self.metrics = metrics
+    }
+
+    func cache(for match: GatewayTable.Match, policy: GatewayCachePolicy) -> RuleCache {
+        let id = GatewayResponseCaches.RuleID(route: match.route.name, index: match.ruleIndex)
+        if let cache = rules[id], cache.policy == policy { return cache }
+        let cache = shared.cache(for: id, policy: policy, metrics: metrics)
+        rules[id] = cache
+        return cache
+    }
+}
+
+/// The cache of one gateway rule, for the whole process: its decisions, who waits for which
+/// key (each on its own loop), its metric series.
+final class RuleCache: Sendable {
+    typealias StateMachine = GatewayResponseCaches.StateMachine
+
+    let policy: GatewayCachePolicy
+    let limits: StateMachine.Limits
+    private let counters: [CacheResult: Counter]
+    private let state: Mutex<State>
+
+    private struct State {
+        var machine: StateMachine
+        var waiters: [String: [Waiter]] = [:]
+    }
+
+    /// A parked request as the store keeps it: resumed by a task on `eventLoop`.
+    private struct Waiter: Sendable {
+        let id: ObjectIdentifier
+        let eventLoop: EventLoop
+        let waiter: NIOLoopBound<CacheWaiter>
+    }
+
+    init(policy: GatewayCachePolicy, counters: [CacheResult: Counter]) {
+        self.policy = policy
+        self.limits = StateMachine.Limits(
+            ttl: policy.ttl.timeAmount, maxBytes: max(1, policy.maxBytes), allowAuthorization: policy.allowAuthorization)
+        self.counters = counters
+        self.state = Mutex(State(machine: StateMachine(limits: limits)))
+    }
+
+    func count(_ result: CacheResult) { counters[result]?.increment() }
+
+    /// The machine's decision for `request` (see `ResponseCacheStateMachine.lookup`): the hit
+    /// path's one lock.
+    func lookup(
+        _ request: StateMachine.Request, header: @Sendable (String) -> String?, now: NIODeadline, afterWaitSince: NIODeadline?
+    ) -> StateMachine.Lookup {
+        let waited = afterWaitSince != nil
+        return state.withLock { state in
+            state.machine.lookup(request, header: header, now: now, mayWait: !waited, mayLead: !waited, validatedSince: afterWaitSince)
+        }
+    }
+
+    /// The fetch of `key` ended: `decide` fills the machine (or abandons the fetch); the
+    /// waiters are taken in the same lock, so none registers after they were woken, and each
+    /// is resumed on its own loop (`resume(true)`: look up again).
+    func finish<Outcome: Sendable>(_ key: String, _ decide: @Sendable (inout StateMachine) -> Outcome) -> Outcome {
+        let (result, waiting) = state.withLock { state in
+            (decide(&state.machine), state.waiters.removeValue(forKey: key) ?? [])
+        }
+        for entry in waiting {
+            let waiter = entry.waiter
+            entry.eventLoop.execute {
+                waiter.value.timer?.cancel()
+                waiter.value.fire(true)
+            }
+        }
+        return result
+    }
+
+    /// Parks a request (the machine said `.wait`) until the fetch of `key` ends (`resume(true)`:
+    /// look up again) or the wait times out on `eventLoop` (`resume(false)`: go upstream). A
+    /// fetch that ended between the lookup and this call resumes it at once.
+    func wait(for key: String, on eventLoop: EventLoop, resume: @escaping (Bool) -> Void) {
+        let waiter = CacheWaiter(resume: resume)
+        let entry = Waiter(id: ObjectIdentifier(waiter), eventLoop: eventLoop, waiter: NIOLoopBound(waiter, eventLoop: eventLoop))
+        let parked = state.withLock { state in
+            guard state.machine.isFetching(key) else { return false }
+            state.waiters[key, default: []].append(entry)
+            return true
+        }
+        guard parked else {
+            eventLoop.assumeIsolated().execute { waiter.fire(true) }
+            return
+        }
+        waiter.timer = eventLoop.assumeIsolated().scheduleTask(in: GatewayResponseCaches.waitTimeout) { [self] in
+            let removed = self.state.withLock { state -> Bool in
+                guard let index = state.waiters[key]?.firstIndex(where: { $0.id == entry.id }) else { return false }
+                state.waiters[key]!.remove(at: index)
+                if state.waiters[key]!.isEmpty { state.waiters[key] = nil }
+                return true
+            }
+            if removed { waiter.fire(false) }  // else a wake is on its way
+        }
+    }
+
+    /// `/explain`: whether `request` would be a hit now (see `ResponseCacheStateMachine.wouldHit`).
+    func wouldHit(_ request: StateMachine.Request, header: @Sendable (String) -> String?, now: NIODeadline) -> Bool {
+        state.withLock { $0.machine.wouldHit(request, header: header, now: now) }
+    }
+
+    /// `/explain`: the bytes and entries stored, and `key`'s entries (every `Vary` variant)
+    /// and how many of them are fresh; changes nothing (no use recorded).
+    func summary(key: String, now: NIODeadline) -> (storedBytes: Int, entries: Int, variants: Int, fresh: Int) {
+        state.withLock { state in
+            let (variants, fresh) = state.machine.peek(key, now: now)
+            return (state.machine.storedBytes, state.machine.entryCount, variants, fresh)
+        }
+    }
+}
+
+/// A request parked on a fetch in flight; fires once. Confined to the parked request's loop.
 final class CacheWaiter {
     private var resume: ((Bool) -> Void)?
     var timer: Scheduled<Void>?
@@ -101,9 +188,12 @@ final class CacheWaiter {
 /// relayed (chunk framing included), so a hit is written exactly as the miss was. A response
 /// that came as HTTP/2 is kept in the same HTTP/1.1 form (`ResponseCacheFill.responseData`);
 /// an HTTP/2 hit reads `content` (the body without chunk framing).
-struct CachedResponse {
+struct CachedResponse: Sendable {
     let head: HTTPRawResponseHead
     let body: ByteBuffer
+
+    /// What the entry weighs against `maxBytes`: head, key and body bytes.
+    func size(key: String) -> Int { head.byteCount + key.utf8.count + body.readableBytes }
 
     /// The body's content: `body` itself, or its chunks' data when chunked (trailers dropped).
     /// The bytes passed the relay's strict framer before they were stored.
@@ -136,91 +226,10 @@ enum CacheResult: String, CaseIterable {
     /// Waited for another request's fetch of the same key and was answered from its entry.
     case coalesced
     /// Not for the cache: `Cache-Control: no-store`/`no-cache` on the request, `Authorization`
-    /// or a verified user without `allowAuthorization`, or a HEAD with no entry.
+    /// or a verified user without `allowAuthorization`, or a HEAD with no fresh entry.
     case bypass
-}
-
-/// The fetch a leading request makes for the cache: it keeps the response head and a copy of
-/// the body bytes as they are relayed (dropped once past the rule's bound), then stores them
-/// or gives up, and wakes whoever waits for the key.
-final class ResponseCacheFill {
-    let cache: GatewayResponseCaches.RuleCache
-    let caches: GatewayResponseCaches
-    let key: String
-    /// The request that fetched (its values of the response's `Vary` fields).
-    let requestHeaders: HTTPRawHeaders
-    private var head: HTTPRawResponseHead?
-    private var body: ByteBuffer?
-    private var size = 0
-
-    init(cache: GatewayResponseCaches.RuleCache, caches: GatewayResponseCaches, key: String, requestHeaders: HTTPRawHeaders) {
-        self.cache = cache
-        self.caches = caches
-        self.key = key
-        self.requestHeaders = requestHeaders
-    }
-
-    func responseHead(_ head: HTTPRawResponseHead) {
-        self.head = head
-        size = head.byteCount + key.utf8.count
-        body = ByteBuffer()
-    }
-
-    /// Body content without HTTP/1.1 framing (an HTTP/2 DATA frame), kept as a chunk when the
-    /// head (made from HTTP/2 fields without `content-length`) says chunked.
-    func responseData(_ bytes: ByteBuffer) {
-        guard head?.framing.body == .chunked else { return responseBody(bytes) }
-        guard bytes.readableBytes > 0 else { return }
-        var chunk = ByteBuffer()
-        chunk.reserveCapacity(bytes.readableBytes + 12)
-        chunk.writeString(String(bytes.readableBytes, radix: 16))
-        chunk.writeStaticString("\r\n")
-        chunk.writeImmutableBuffer(bytes)
-        chunk.writeStaticString("\r\n")
-        responseBody(chunk)
-    }
-
-    /// The end of a body given by `responseData`: the last chunk when chunked.
-    func responseDataEnded() {
-        guard head?.framing.body == .chunked else { return }
-        responseBody(ByteBuffer(string: "0\r\n\r\n"))
-    }
-
-    func responseBody(_ bytes: ByteBuffer) {
-        guard body != nil else { return }
-        size += bytes.readableBytes
-        if size > cache.machine.limits.maxBytes {
-            body = nil
-        } else {
-            body!.writeImmutableBuffer(bytes)
-        }
-    }
-
-    /// The response ended whole: store it if it may be stored, then wake the waiters.
-    func complete(now: NIODeadline) {
-        defer { caches.wake(key, in: cache) }
-        guard let head else {
-            cache.machine.abandon(key: key)
-            return
-        }
-        let headers = head.headers
-        let response = GatewayResponseCaches.StateMachine.Response(
-            status: head.status, cacheControl: CacheControl(headers.values(named: "cache-control")),
-            vary: headers.values(named: "vary").flatMap { $0.split(separator: ",").map { $0.trimmingSpaces.lowercased() } },
-            etag: headers.firstValue(named: "etag"),
-            age: headers.firstValue(named: "age").map { CacheControl.seconds(Substring($0)) } ?? 0,
-            setsCookie: headers.contains("set-cookie"))
-        let requestHeaders = requestHeaders
-        // A body dropped for size is weighed past the bound, so the machine refuses it as too large.
-        _ = cache.machine.fill(
-            key: key, response: response, payload: CachedResponse(head: head, body: body ?? ByteBuffer()),
-            size: body == nil ? cache.machine.limits.maxBytes + 1 : size,
-            header: { requestHeaders.firstValue(named: $0) }, now: now)
-    }
-
-    /// No whole response came (an error, a reset, a timeout): wake the waiters to go upstream.
-    func abandon() {
-        cache.machine.abandon(key: key)
-        caches.wake(key, in: cache)
-    }
+    /// A stale (or `no-cache`) entry revalidated upstream: the 304 refreshed it and the caller
+    /// got its stored body (`x-mesh-cache: revalidated`). A revalidation answered 200 counts
+    /// as a miss.
+    case revalidated
 }

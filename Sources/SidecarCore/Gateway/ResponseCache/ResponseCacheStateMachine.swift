@@ -1,10 +1,11 @@
 import NIOCore
 
-/// The decisions of one gateway rule's response cache (per event loop), without I/O: whether
-/// a request is answered from an entry (fresh, its `Vary` values equal), waits for a fetch of
-/// the same key already in flight, fetches it itself to fill the cache, or bypasses the cache;
-/// and whether a fetched response is stored, evicting least recently used entries to stay
-/// within `maxBytes`.
+/// The decisions of one gateway rule's response cache (one per process, see
+/// `GatewayResponseCaches`), without I/O: whether a request is answered from an entry (fresh,
+/// its `Vary` values equal), waits for a fetch of the same key already in flight, fetches it
+/// itself to fill the cache, revalidates a stale or `no-cache` entry that has a validator
+/// (`ETag`, `Last-Modified`) with a conditional request, or bypasses the cache; and whether a
+/// fetched response is stored, evicting least recently used entries to stay within `maxBytes`.
 ///
 /// Invariants: `storedBytes <= limits.maxBytes`; at most one fetch per key is in flight, and
 /// at most `limits.maxWaiters` requests wait for it. Time is passed in (`now`), so tests drive
@@ -24,7 +25,7 @@ struct ResponseCacheStateMachine<Payload> {
     }
 
     /// What the request asks of the cache, read from its head.
-    struct Request {
+    struct Request: Sendable {
         var key: String
         var isHead: Bool
         var hasAuthorization: Bool
@@ -33,7 +34,7 @@ struct ResponseCacheStateMachine<Payload> {
     }
 
     /// What decides whether a response may be stored, read from its head.
-    struct Response {
+    struct Response: Sendable {
         var status: Int
         var cacheControl: CacheControl
         var vary: [String]
@@ -41,6 +42,13 @@ struct ResponseCacheStateMachine<Payload> {
         /// The `age` it came with (seconds), counted into the entry's age.
         var age: Int64
         var setsCookie: Bool
+        /// Its `Last-Modified`, kept as the validator for `If-Modified-Since`.
+        var lastModified: String? = nil
+        /// Its freshness by `Expires` (RFC 9111 §4.2.1): `Expires` minus `Date` in seconds, 0 or
+        /// less when already expired (or malformed); used only without `max-age`/`s-maxage`.
+        var expires: Int64? = nil
+
+        var hasValidator: Bool { etag != nil || lastModified != nil }
     }
 
     enum Lookup {
@@ -49,6 +57,10 @@ struct ResponseCacheStateMachine<Payload> {
         case hit(Payload, age: Int64, etag: String?, notModified: Bool)
         /// Go upstream and hand the response to `fill` (or `abandon` when there is none).
         case fetch
+        /// The matching entry is stale (or `no-cache`): go upstream with its validators
+        /// (`If-None-Match`, `If-Modified-Since`); a 304 refreshes it (`fill` with the entry's
+        /// payload), a 200 replaces it, anything else is handed to `fill` or `abandon` as for `fetch`.
+        case revalidate(Payload, etag: String?, lastModified: String?)
         /// A fetch of this key is in flight: wait for it, then look up again.
         case wait
         /// Go upstream; nothing is stored.
@@ -60,7 +72,7 @@ struct ResponseCacheStateMachine<Payload> {
         case requestDirective
         /// `Authorization` on a rule without `allowAuthorization`.
         case authorization
-        /// A HEAD the cache has no GET answer for (a HEAD response has no body to keep).
+        /// A HEAD the cache has no fresh GET answer for (a HEAD response has no body to keep).
         case headMiss
         /// Too many already wait for this key's fetch.
         case waitersFull
@@ -69,7 +81,7 @@ struct ResponseCacheStateMachine<Payload> {
         case afterWait
     }
 
-    enum NotStored: Error, Equatable {
+    enum NotStored: Error, Equatable, Sendable {
         case status, noStore, isPrivate, noCache, varyStar, setCookie, stale, tooLarge
     }
 
@@ -80,9 +92,15 @@ struct ResponseCacheStateMachine<Payload> {
         var initialAge: Int64
         var freshFor: TimeAmount
         var etag: String?
+        var lastModified: String?
+        /// `no-cache`: every use needs a revalidation first.
+        var mustRevalidate: Bool
         /// Lower-case names of the response's `Vary` and the request's values of them.
         var vary: [(name: String, value: String?)]
         var lastUsed: UInt64
+
+        func isFresh(_ now: NIODeadline) -> Bool { !mustRevalidate && now < storedAt + freshFor }
+        var hasValidator: Bool { etag != nil || lastModified != nil }
     }
 
     let limits: Limits
@@ -99,43 +117,67 @@ struct ResponseCacheStateMachine<Payload> {
     var entryCount: Int { entries.values.reduce(0) { $0 + $1.count } }
 
     /// Decides what happens to `request`; `header` reads the request's fields (for `Vary`).
-    /// After a wait, pass `mayWait: false, mayLead: false`: an entry that fits is served,
-    /// anything else goes upstream alone.
+    /// After a wait, pass `mayWait: false, mayLead: false` and when the wait began
+    /// (`validatedSince`): an entry that fits and was stored or revalidated since is served
+    /// (even one that needs revalidation for every use), anything else goes upstream alone.
     mutating func lookup(
-        _ request: Request, header: (String) -> String?, now: NIODeadline, mayWait: Bool = true, mayLead: Bool = true
+        _ request: Request, header: (String) -> String?, now: NIODeadline, mayWait: Bool = true, mayLead: Bool = true,
+        validatedSince: NIODeadline? = nil
     ) -> Lookup {
-        if request.cacheControl.noStore || request.cacheControl.noCache || request.cacheControl.maxAge == 0 {
-            return .bypass(.requestDirective)
-        }
-        if request.hasAuthorization && !limits.allowAuthorization { return .bypass(.authorization) }
-        if var variants = entries[request.key] {
-            let before = variants.count
-            variants.removeAll { entry in
-                if now < entry.storedAt + entry.freshFor { return false }
-                storedBytes -= entry.size
-                return true
-            }
-            if let index = variants.firstIndex(where: { entry in entry.vary.allSatisfy { header($0.name) == $0.value } }) {
-                clock &+= 1
-                variants[index].lastUsed = clock
-                entries[request.key] = variants
-                let entry = variants[index]
+        if let reason = bypass(request) { return .bypass(reason) }
+        if let entry = lookupEntry(request.key, header: header, now: now) {
+            if entry.isFresh(now) || validatedSince.map({ entry.storedAt >= $0 }) == true {
                 let age = entry.initialAge + (now - entry.storedAt).nanoseconds / 1_000_000_000
                 let notModified = request.ifNoneMatch.map { Self.matches($0, etag: entry.etag) } ?? false
                 return .hit(entry.payload, age: age, etag: entry.etag, notModified: notModified)
             }
-            if variants.count != before { entries[request.key] = variants.isEmpty ? nil : variants }
+            // Stale or no-cache, with a validator: one request revalidates, the others wait.
+            guard !request.isHead else { return .bypass(.headMiss) }
+            return startFetch(request.key, mayWait: mayWait, mayLead: mayLead)
+                ?? .revalidate(entry.payload, etag: entry.etag, lastModified: entry.lastModified)
         }
         if request.isHead { return .bypass(.headMiss) }
-        if let waiting = fetching[request.key] {
+        return startFetch(request.key, mayWait: mayWait, mayLead: mayLead) ?? .fetch
+    }
+
+    /// The variant of `key` that fits the request's `Vary` values (its use recorded for LRU),
+    /// after dropping the key's stale variants that have no validator. Mutates in place: a hit
+    /// copies nothing but the entry.
+    private mutating func lookupEntry(_ key: String, header: (String) -> String?, now: NIODeadline) -> Entry? {
+        guard let index = entries.index(forKey: key) else { return nil }
+        if entries.values[index].contains(where: { !$0.isFresh(now) && !$0.hasValidator }) {
+            var dropped = 0
+            entries.values[index].removeAll { entry in
+                guard !entry.isFresh(now) && !entry.hasValidator else { return false }
+                dropped += entry.size
+                return true
+            }
+            storedBytes -= dropped
+            if entries.values[index].isEmpty {
+                entries.remove(at: index)
+                return nil
+            }
+        }
+        guard let variant = entries.values[index].firstIndex(where: { $0.vary.allSatisfy { header($0.name) == $0.value } }) else {
+            return nil
+        }
+        clock &+= 1
+        entries.values[index][variant].lastUsed = clock
+        return entries.values[index][variant]
+    }
+
+    /// A miss (or a revalidation) of `key`: wait for the fetch in flight, or bypass; nil when
+    /// this request leads the fetch (now recorded as in flight).
+    private mutating func startFetch(_ key: String, mayWait: Bool, mayLead: Bool) -> Lookup? {
+        if let waiting = fetching[key] {
             guard mayWait else { return .bypass(.afterWait) }
             guard waiting < limits.maxWaiters else { return .bypass(.waitersFull) }
-            fetching[request.key] = waiting + 1
+            fetching[key] = waiting + 1
             return .wait
         }
         guard mayLead else { return .bypass(.afterWait) }
-        fetching[request.key] = 0
-        return .fetch
+        fetching[key] = 0
+        return nil
     }
 
     /// The fetch of `key` ended with `response` (the payload weighing `size` bytes); `header`
@@ -146,11 +188,15 @@ struct ResponseCacheStateMachine<Payload> {
         fetching[key] = nil
         if let reason = Self.refusal(response) { return .failure(reason) }
         var lifetime = limits.ttl
-        if let seconds = response.cacheControl.sharedMaxAge ?? response.cacheControl.maxAge {
-            lifetime = min(lifetime, .seconds(seconds))
+        if let seconds = response.cacheControl.sharedMaxAge ?? response.cacheControl.maxAge ?? response.expires {
+            lifetime = min(lifetime, .seconds(max(0, seconds)))
         }
-        let freshFor = lifetime - .seconds(response.age)
-        guard freshFor > .zero else { return .failure(.stale) }
+        var freshFor = lifetime - .seconds(response.age)
+        // Stale on arrival: kept only when it can be revalidated (each use revalidates it).
+        if freshFor <= .zero {
+            guard response.hasValidator else { return .failure(.stale) }
+            freshFor = .zero
+        }
         guard size <= limits.maxBytes else { return .failure(.tooLarge) }
         let vary = response.vary.map { (name: $0, value: header($0)) }
         var variants = entries[key] ?? []
@@ -171,7 +217,8 @@ struct ResponseCacheStateMachine<Payload> {
         variants = entries[key] ?? []
         variants.append(Entry(
             payload: payload, size: size, storedAt: now, initialAge: response.age, freshFor: freshFor,
-            etag: response.etag, vary: vary, lastUsed: clock))
+            etag: response.etag, lastModified: response.lastModified, mustRevalidate: response.cacheControl.noCache,
+            vary: vary, lastUsed: clock))
         entries[key] = variants
         storedBytes += size
         return .success(evicted)
@@ -182,13 +229,37 @@ struct ResponseCacheStateMachine<Payload> {
         fetching[key] = nil
     }
 
+    /// Why `request` may not use the cache at all; nil when it may.
+    func bypass(_ request: Request) -> Bypass? {
+        if request.cacheControl.noStore || request.cacheControl.noCache || request.cacheControl.maxAge == 0 {
+            return .requestDirective
+        }
+        if request.hasAuthorization && !limits.allowAuthorization { return .authorization }
+        return nil
+    }
+
+    /// Whether `request` would be answered from a fresh entry now, changing nothing (`/explain`).
+    func wouldHit(_ request: Request, header: (String) -> String?, now: NIODeadline) -> Bool {
+        guard bypass(request) == nil, let variants = entries[request.key] else { return false }
+        return variants.contains { entry in entry.isFresh(now) && entry.vary.allSatisfy { header($0.name) == $0.value } }
+    }
+
+    /// `key`'s entries (`Vary` variants) and how many are fresh, changing nothing (`/explain`).
+    func peek(_ key: String, now: NIODeadline) -> (variants: Int, fresh: Int) {
+        let variants = entries[key] ?? []
+        return (variants.count, variants.filter { $0.isFresh(now) }.count)
+    }
+
+    /// Whether a fetch (or revalidation) of `key` is in flight.
+    func isFetching(_ key: String) -> Bool { fetching[key] != nil }
+
     /// Why `response` may not be stored by a shared cache, nil when it may.
     static func refusal(_ response: Response) -> NotStored? {
         if response.status != 200 { return .status }
         if response.cacheControl.noStore { return .noStore }
         if response.cacheControl.isPrivate { return .isPrivate }
-        // no-cache: every use needs revalidation, which this cache does not do.
-        if response.cacheControl.noCache { return .noCache }
+        // no-cache: every use needs a revalidation, which needs a validator.
+        if response.cacheControl.noCache && !response.hasValidator { return .noCache }
         if response.vary.contains("*") { return .varyStar }
         if response.setsCookie { return .setCookie }
         return nil
@@ -220,3 +291,5 @@ struct ResponseCacheStateMachine<Payload> {
         return ifNoneMatch.split(separator: ",").contains { weak($0.trimmingSpaces) == target }
     }
 }
+
+extension ResponseCacheStateMachine.Lookup: Sendable where Payload: Sendable {}

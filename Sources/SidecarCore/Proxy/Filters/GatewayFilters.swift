@@ -134,18 +134,22 @@ struct BodySizeLimitFilter: RequestFilter {
 struct GatewayRateLimitFilter: RequestFilter {
     func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         guard let match = request.gatewayMatch, let limit = match.rule.rateLimit else { return .next }
-        let key: String
-        switch limit.key {
-        case .clientIP: key = "ip:" + (request.client ?? "unknown")
-        case .apiKey, .subject: key = request.user.map { "user:" + $0 } ?? "ip:" + (request.client ?? "unknown")
-        }
         let decision = loop.gatewayLimiters.take(
-            route: match.route.name, ruleIndex: match.ruleIndex, key: key, limit: limit.limit, now: now, peek: request.dryRun)
+            route: match.route.name, ruleIndex: match.ruleIndex, key: Self.key(request, limit), limit: limit.limit, now: now,
+            peek: request.dryRun)
         guard case .limited = decision else { return .next }
         var error = ProxyError(
             .rateLimited, "gateway route \(match.route.name): at most \(limit.limit.requestsPerSecond) requests per second per \(limit.key.rawValue)")
         error.retryAfter = decision.retryAfterSeconds
         return .reject(error)
+    }
+
+    /// The bucket `request` takes from (also `/explain`'s).
+    static func key(_ request: AdmittedRequest, _ limit: GatewayRateLimit) -> String {
+        switch limit.key {
+        case .clientIP: "ip:" + (request.client ?? "unknown")
+        case .apiKey, .subject: request.user.map { "user:" + $0 } ?? "ip:" + (request.client ?? "unknown")
+        }
     }
 }
 

@@ -1,0 +1,142 @@
+import NIOCore
+
+/// The fetch a leading request makes for the cache: it keeps the response head and a copy of
+/// the body bytes as they are relayed (dropped once past the rule's bound), then stores them
+/// or gives up, and wakes whoever waits for the key. A revalidation (`revalidating`: the stale
+/// entry) that is answered 304 is not relayed: the entry is refreshed with the 304's fields and
+/// the handler answers the caller from it (`complete` returns it).
+/// Confined to the fetching request's loop; only `RuleCache` calls take the store's lock.
+final class ResponseCacheFill {
+    let cache: RuleCache
+    let key: String
+    /// The request that fetched (its values of the response's `Vary` fields).
+    let requestHeaders: HTTPRawHeaders
+    /// The stale entry a conditional request revalidates.
+    let revalidating: CachedResponse?
+    private var head: HTTPRawResponseHead?
+    private var body: ByteBuffer?
+    private var size = 0
+
+    init(cache: RuleCache, key: String, requestHeaders: HTTPRawHeaders, revalidating: CachedResponse? = nil) {
+        self.cache = cache
+        self.key = key
+        self.requestHeaders = requestHeaders
+        self.revalidating = revalidating
+    }
+
+    /// The upstream said 304 to a revalidation: the caller is answered from the entry (at the
+    /// response's end), not with this head.
+    var isNotModified: Bool { revalidating != nil && head?.status == 304 }
+
+    func responseHead(_ head: HTTPRawResponseHead) {
+        self.head = head
+        size = head.byteCount + key.utf8.count
+        body = ByteBuffer()
+    }
+
+    /// Body content without HTTP/1.1 framing (an HTTP/2 DATA frame), kept as a chunk when the
+    /// head (made from HTTP/2 fields without `content-length`) says chunked.
+    func responseData(_ bytes: ByteBuffer) {
+        guard head?.framing.body == .chunked else { return responseBody(bytes) }
+        guard bytes.readableBytes > 0 else { return }
+        var chunk = ByteBuffer()
+        chunk.reserveCapacity(bytes.readableBytes + 12)
+        chunk.writeString(String(bytes.readableBytes, radix: 16))
+        chunk.writeStaticString("\r\n")
+        chunk.writeImmutableBuffer(bytes)
+        chunk.writeStaticString("\r\n")
+        responseBody(chunk)
+    }
+
+    /// The end of a body given by `responseData`: the last chunk when chunked.
+    func responseDataEnded() {
+        guard head?.framing.body == .chunked else { return }
+        responseBody(ByteBuffer(string: "0\r\n\r\n"))
+    }
+
+    func responseBody(_ bytes: ByteBuffer) {
+        guard body != nil else { return }
+        size += bytes.readableBytes
+        if size > cache.limits.maxBytes {
+            body = nil
+        } else {
+            body!.writeImmutableBuffer(bytes)
+        }
+    }
+
+    /// The response ended whole: store it if it may be stored (for a revalidation's 304, the
+    /// refreshed entry), then wake the waiters. Returns the entry to answer the caller with
+    /// when the response was a revalidation's 304.
+    func complete(now: NIODeadline) -> CachedResponse? {
+        guard let head else {
+            abandon()
+            return nil
+        }
+        let requestHeaders = requestHeaders
+        let key = key
+        let wallClock = AuthenticationFilter.wallClockSeconds()
+        if let stale = revalidating, head.status == 304 {
+            cache.count(.revalidated)
+            let response = GatewayResponseCaches.StateMachine.Response(stored: stale.head, notModified: head, wallClock: wallClock)
+            _ = cache.finish(key) { machine in
+                machine.fill(
+                    key: key, response: response, payload: stale, size: stale.size(key: key),
+                    header: { requestHeaders.firstValue(named: $0) }, now: now)
+            }
+            return stale
+        }
+        if revalidating != nil { cache.count(.miss) }
+        let response = GatewayResponseCaches.StateMachine.Response(head, wallClock: wallClock)
+        // A body dropped for size is weighed past the bound, so the machine refuses it as too large.
+        let payload = CachedResponse(head: head, body: body ?? ByteBuffer())
+        let size = body == nil ? cache.limits.maxBytes + 1 : size
+        _ = cache.finish(key) { machine in
+            machine.fill(key: key, response: response, payload: payload, size: size, header: { requestHeaders.firstValue(named: $0) }, now: now)
+        }
+        return nil
+    }
+
+    /// No whole response came (an error, a reset, a timeout): wake the waiters to go upstream.
+    func abandon() {
+        if revalidating != nil { cache.count(.miss) }
+        let key = key
+        cache.finish(key) { $0.abandon(key: key) }
+    }
+}
+
+extension ResponseCacheStateMachine.Response {
+    /// What decides whether `head` may be stored, and for how long. `wallClock` (seconds since
+    /// the epoch) stands in for a missing `Date` when `Expires` gives the freshness.
+    init(_ head: HTTPRawResponseHead, wallClock: Int64) {
+        let headers = head.headers
+        self.init(
+            status: head.status, cacheControl: CacheControl(headers.values(named: "cache-control")),
+            vary: headers.values(named: "vary").flatMap { $0.split(separator: ",").map { $0.trimmingSpaces.lowercased() } },
+            etag: headers.firstValue(named: "etag"),
+            age: headers.firstValue(named: "age").map { CacheControl.seconds(Substring($0)) } ?? 0,
+            setsCookie: headers.contains("set-cookie"),
+            lastModified: headers.firstValue(named: "last-modified"),
+            expires: Self.expires(headers, wallClock: wallClock))
+    }
+
+    /// A stored response refreshed by a 304 (RFC 9111 §4.3.4): the 304's validators and
+    /// freshness fields where it sends them, the stored response's otherwise.
+    init(stored: HTTPRawResponseHead, notModified: HTTPRawResponseHead, wallClock: Int64) {
+        let old = Self(stored, wallClock: wallClock)
+        let new = Self(notModified, wallClock: wallClock)
+        let freshness = notModified.headers.contains("cache-control") || notModified.headers.contains("expires") ? new : old
+        self.init(
+            status: old.status, cacheControl: freshness.cacheControl, vary: old.vary, etag: new.etag ?? old.etag,
+            age: new.age, setsCookie: old.setsCookie, lastModified: new.lastModified ?? old.lastModified,
+            expires: freshness.expires)
+    }
+
+    /// `Expires` minus `Date` (or `wallClock` without a valid `Date`), in seconds; 0 for an
+    /// invalid `Expires` (already expired, RFC 9111 §5.3); nil without one.
+    private static func expires(_ headers: HTTPRawHeaders, wallClock: Int64) -> Int64? {
+        guard let expires = headers.firstValue(named: "expires") else { return nil }
+        guard let at = HTTPDate.seconds(expires, now: wallClock) else { return 0 }
+        let date = headers.firstValue(named: "date").flatMap { HTTPDate.seconds($0, now: wallClock) } ?? wallClock
+        return at - date
+    }
+}
