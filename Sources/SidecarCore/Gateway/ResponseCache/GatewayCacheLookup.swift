@@ -2,7 +2,7 @@ import NIOCore
 
 /// What the gateway's response cache does with a request every filter admitted, whichever
 /// codec carried it (`HTTPProxyHandler+Cache.swift` writes the answer as HTTP/1.1 bytes,
-/// `HTTP2StreamProxyHandler+Gateway.swift` as HTTP/2 frames). Only GET and HEAD on a rule with
+/// `HTTP2StreamExchange+Gateway.swift` as HTTP/2 frames). Only GET and HEAD on a rule with
 /// `cache:` are the cache's: a hit (or 304 for a matching `If-None-Match`), a wait behind a
 /// fetch of the same key already in flight, or a miss that goes upstream (filling the cache
 /// when it leads). Counts `sidecar_cache_requests_total` and marks misses `x-mesh-cache: miss`.
