@@ -61,17 +61,22 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
         if let increment = machine.receivedFrame() { writeWindowUpdate(.rootStream, increment) }
         let id = frame.streamID
         switch frame.payload {
-        case .headers:
+        case .headers(let headers):
             switch machine.receivedHeaders(id, make: { makeExchange(id, context: context) }) {
             case .opened(let exchange), .existing(let exchange):
+                if headers.endStream { machine.receivedEndStream(id) }
                 touch(exchange)
                 exchange.received(frame.payload)
             case .refused:
                 writeReset(id, .refusedStream)
             }
-        case .data, .rstStream:
+        case .data(let data):
             guard let exchange = machine.stream(id) else { return }
+            if data.endStream { machine.receivedEndStream(id) }
             touch(exchange)
+            exchange.received(frame.payload)
+        case .rstStream:
+            guard let exchange = machine.stream(id) else { return }
             exchange.received(frame.payload)
         default:
             break
@@ -109,8 +114,9 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
             return
         }
         if let event = event as? StreamClosedEvent {
-            // Both ends done, or reset either way: an exchange not yet ended was cut off.
-            machine.streamClosed(event.streamID)?.downstreamClosed()
+            // Reset either way: an exchange not yet ended was cut off. A clean close (no reason)
+            // comes while the exchange writes its last frame, and it ends by itself.
+            if let exchange = machine.streamClosed(event.streamID), event.reason != nil { exchange.downstreamClosed() }
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -124,10 +130,10 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let streamError = error as? NIOHTTP2Errors.StreamError {
-            // The caller broke the protocol on one stream (NIOHTTP2 reset it), or a frame of ours
-            // met a stream already closed: that exchange ends; the connection is fine.
-            machine.streamClosed(streamError.streamID)?.downstreamClosed()
+        if error is NIOHTTP2Errors.StreamError || error is NIOHTTP2Errors.NoSuchStream {
+            // The caller broke the protocol on one stream (NIOHTTP2 resets it: its
+            // StreamClosedEvent ends the exchange), or a frame of ours met a stream already
+            // closed (its exchange is ending): the connection is fine.
             return
         }
         context.fireErrorCaught(error)

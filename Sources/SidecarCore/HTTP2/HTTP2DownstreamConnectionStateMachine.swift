@@ -28,6 +28,9 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject> {
     struct Entry {
         let stream: Stream
         var flow: HTTP2StreamFlow
+        /// The caller sent END_STREAM: no more request data, so no window to give back (NIOHTTP2
+        /// refuses a WINDOW_UPDATE on a stream half-closed by the peer).
+        var requestEnded = false
     }
 
     /// What a HEADERS frame means.
@@ -89,6 +92,11 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject> {
         streams[id]?.stream
     }
 
+    /// The caller sent END_STREAM on `id`.
+    mutating func receivedEndStream(_ id: HTTP2StreamID) {
+        streams[id]?.requestEnded = true
+    }
+
     /// NIOHTTP2 closed `id` (both ends done, or reset either way): its exchange, gone from the table.
     mutating func streamClosed(_ id: HTTP2StreamID) -> Stream? {
         streams.removeValue(forKey: id)?.stream
@@ -112,7 +120,7 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject> {
     /// NIOHTTP2's report of a stream's receive window, with whether its exchange takes more
     /// request now: the WINDOW_UPDATE increment to send.
     mutating func streamWindowChanged(_ id: HTTP2StreamID, inbound window: Int, paused: Bool) -> Int? {
-        guard streams[id] != nil else { return nil }
+        guard let entry = streams[id], !entry.requestEnded else { return nil }
         streams[id]!.flow.inboundWindow = window
         streams[id]!.flow.readsPaused = paused
         return streams[id]!.flow.topUp(to: streamWindow)
@@ -120,7 +128,7 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject> {
 
     /// The exchange takes request frames again: the window it held back.
     mutating func readsResumed(_ id: HTTP2StreamID) -> Int? {
-        guard streams[id] != nil else { return nil }
+        guard let entry = streams[id], !entry.requestEnded else { return nil }
         return streams[id]!.flow.setReadsPaused(false, target: streamWindow)
     }
 

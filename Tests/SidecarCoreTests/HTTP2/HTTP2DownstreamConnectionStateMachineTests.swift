@@ -43,6 +43,15 @@ import Testing
         #expect(machine.connectionWindowChanged(inbound: 50_000) == 50_000)
     }
 
+    @Test func noWindowIsGivenBackOnceTheRequestEnded() {
+        var machine = Self.machine()
+        _ = machine.receivedHeaders(1, make: { Stream() })
+        #expect(machine.streamWindowChanged(1, inbound: 200, paused: true) == nil)
+        machine.receivedEndStream(1)
+        #expect(machine.readsResumed(1) == nil, "NIOHTTP2 refuses a WINDOW_UPDATE on a stream the caller half-closed")
+        #expect(machine.streamWindowChanged(1, inbound: 100, paused: false) == nil)
+    }
+
     @Test func aResponseStreamStopsBeingWritableAtTheHighWatermarkUntilTheLowOne() {
         var machine = Self.machine()
         _ = machine.receivedHeaders(1, make: { Stream() })
