@@ -25,7 +25,7 @@ import NIOHTTP2
 /// yet on the wire (the caller's window is closed, or the socket is full), and is writable
 /// again at `lowWatermark`; its exchange then stops (resumes) reading its upstream.
 struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject> {
-    struct Entry {
+    struct Entry: HTTP2FlowControlledEntry {
         let stream: Stream
         var flow: HTTP2StreamFlow
         /// The caller sent END_STREAM: no more request data, so no window to give back (NIOHTTP2
@@ -134,18 +134,13 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject> {
 
     /// Response bytes written on `id`: false when the stream just stopped being writable.
     mutating func wroteData(_ id: HTTP2StreamID, bytes: Int) -> Bool? {
-        guard streams[id] != nil else { return nil }
-        return streams[id]!.flow.wrote(bytes, highWatermark: highWatermark)
+        streams.wroteData(id, bytes: bytes, highWatermark: highWatermark)
     }
 
-    /// Response bytes of `id` reached the wire (or were dropped): true when the stream just
-    /// became writable again.
+    /// Response bytes of `id` on the wire (or dropped): true when it just became writable again.
     mutating func dataLeft(_ id: HTTP2StreamID, bytes: Int) -> Bool? {
-        guard streams[id] != nil else { return nil }
-        return streams[id]!.flow.left(bytes, lowWatermark: lowWatermark)
+        streams.dataLeft(id, bytes: bytes, lowWatermark: lowWatermark)
     }
 
-    func isWritable(_ id: HTTP2StreamID) -> Bool {
-        streams[id]?.flow.writable ?? false
-    }
+    func isWritable(_ id: HTTP2StreamID) -> Bool { streams.isWritable(id) }
 }

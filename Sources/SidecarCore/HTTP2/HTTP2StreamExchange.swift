@@ -11,7 +11,7 @@ import NIOHTTP2
 /// (`HTTP2ConnectionPool`): to a peer sidecar over mTLS `h2` (outbound), or to the app (inbound:
 /// h2c when it speaks HTTP/2 or gRPC, else translated to HTTP/1.1 by `HTTP1AppStream`). A
 /// gateway's stream passes the gateway's filters and may be answered at the edge (cache,
-/// aggregate: `HTTP2StreamProxyHandler+Gateway.swift`), else goes into the mesh as outbound.
+/// aggregate: `HTTP2StreamExchange+Gateway.swift`), else goes into the mesh as outbound.
 ///
 /// A plain object, not a channel: its downstream (`HTTP2DownstreamConnection`, one per caller
 /// connection in NIOHTTP2's frame mode, or `HTTP1ToHTTP2Adapter` for an HTTP/1.1 caller) hands it

@@ -1,3 +1,5 @@
+import NIOHTTP2
+
 /// One stream's flow-control state as a frame-mode connection handler keeps it (both sides):
 /// its receive window and whether it is given back, and its written bytes not yet on the wire.
 struct HTTP2StreamFlow {
@@ -42,5 +44,29 @@ struct HTTP2StreamFlow {
         guard !writable, unsentBytes <= lowWatermark else { return nil }
         writable = true
         return true
+    }
+}
+
+/// A stream-table entry of a frame-mode connection's state machine (either side): its flow.
+protocol HTTP2FlowControlledEntry {
+    var flow: HTTP2StreamFlow { get set }
+}
+
+/// Write accounting on a stream table, the same for both sides.
+extension Dictionary where Key == HTTP2StreamID, Value: HTTP2FlowControlledEntry {
+    /// Bytes written on `id`: false when the stream just stopped being writable.
+    mutating func wroteData(_ id: HTTP2StreamID, bytes: Int, highWatermark: Int) -> Bool? {
+        guard self[id] != nil else { return nil }
+        return self[id]!.flow.wrote(bytes, highWatermark: highWatermark)
+    }
+
+    /// Bytes of `id` reached the wire (or were dropped): true when the stream just became writable again.
+    mutating func dataLeft(_ id: HTTP2StreamID, bytes: Int, lowWatermark: Int) -> Bool? {
+        guard self[id] != nil else { return nil }
+        return self[id]!.flow.left(bytes, lowWatermark: lowWatermark)
+    }
+
+    func isWritable(_ id: HTTP2StreamID) -> Bool {
+        self[id]?.flow.writable ?? false
     }
 }

@@ -19,7 +19,7 @@ import NIOHTTP2
 /// on the wire (the peer's window is closed, or the socket is full), and is writable again at
 /// `lowWatermark`.
 struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject> {
-    struct Entry {
+    struct Entry: HTTP2FlowControlledEntry {
         let stream: Stream
         /// We sent END_STREAM.
         var localClosed = false
@@ -228,18 +228,13 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject> {
 
     /// Request body bytes written on `id`: false when the stream just stopped being writable.
     mutating func wroteData(_ id: HTTP2StreamID, bytes: Int) -> Bool? {
-        guard streams[id] != nil else { return nil }
-        return streams[id]!.flow.wrote(bytes, highWatermark: highWatermark)
+        streams.wroteData(id, bytes: bytes, highWatermark: highWatermark)
     }
 
-    /// Request body bytes of `id` reached the wire (or were dropped): true when the stream just
-    /// became writable again.
+    /// Request body bytes of `id` on the wire (or dropped): true when it just became writable again.
     mutating func dataLeft(_ id: HTTP2StreamID, bytes: Int) -> Bool? {
-        guard streams[id] != nil else { return nil }
-        return streams[id]!.flow.left(bytes, lowWatermark: lowWatermark)
+        streams.dataLeft(id, bytes: bytes, lowWatermark: lowWatermark)
     }
 
-    func isWritable(_ id: HTTP2StreamID) -> Bool {
-        streams[id]?.flow.writable ?? false
-    }
+    func isWritable(_ id: HTTP2StreamID) -> Bool { streams.isWritable(id) }
 }
