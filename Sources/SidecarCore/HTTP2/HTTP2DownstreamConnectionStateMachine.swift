@@ -24,7 +24,7 @@ import NIOHTTP2
 /// Responses: a stream stops being writable once `highWatermark` bytes written to it are not
 /// yet on the wire (the caller's window is closed, or the socket is full), and is writable
 /// again at `lowWatermark`; its exchange then stops (resumes) reading its upstream.
-struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject> {
+struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableStateMachine {
     struct Entry: HTTP2FlowControlledEntry {
         let stream: Stream
         var flow: HTTP2StreamFlow
@@ -56,7 +56,8 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject> {
     let connectionWindow: Int
     let highWatermark: Int
     let lowWatermark: Int
-    private(set) var streams: [HTTP2StreamID: Entry] = [:]
+    /// Settable for the shared write accounting (`HTTP2StreamTableStateMachine`) only.
+    var streams: [HTTP2StreamID: Entry] = [:]
     /// The first frame came: the connection window is open.
     private(set) var connectionWindowOpened = false
 
@@ -131,16 +132,4 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject> {
         guard let entry = streams[id], !entry.requestEnded else { return nil }
         return streams[id]!.flow.setReadsPaused(false, target: streamWindow)
     }
-
-    /// Response bytes written on `id`: false when the stream just stopped being writable.
-    mutating func wroteData(_ id: HTTP2StreamID, bytes: Int) -> Bool? {
-        streams.wroteData(id, bytes: bytes, highWatermark: highWatermark)
-    }
-
-    /// Response bytes of `id` on the wire (or dropped): true when it just became writable again.
-    mutating func dataLeft(_ id: HTTP2StreamID, bytes: Int) -> Bool? {
-        streams.dataLeft(id, bytes: bytes, lowWatermark: lowWatermark)
-    }
-
-    func isWritable(_ id: HTTP2StreamID) -> Bool { streams.isWritable(id) }
 }

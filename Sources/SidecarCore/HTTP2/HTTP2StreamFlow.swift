@@ -52,21 +52,31 @@ protocol HTTP2FlowControlledEntry {
     var flow: HTTP2StreamFlow { get set }
 }
 
-/// Write accounting on a stream table, the same for both sides.
-extension Dictionary where Key == HTTP2StreamID, Value: HTTP2FlowControlledEntry {
-    /// Bytes written on `id`: false when the stream just stopped being writable.
-    mutating func wroteData(_ id: HTTP2StreamID, bytes: Int, highWatermark: Int) -> Bool? {
-        guard self[id] != nil else { return nil }
-        return self[id]!.flow.wrote(bytes, highWatermark: highWatermark)
+/// A frame-mode connection's state machine (either side): its stream table and the watermarks
+/// of its writes. The write accounting is the same for both.
+protocol HTTP2StreamTableStateMachine {
+    associatedtype Entry: HTTP2FlowControlledEntry
+    var streams: [HTTP2StreamID: Entry] { get set }
+    var highWatermark: Int { get }
+    var lowWatermark: Int { get }
+}
+
+extension HTTP2StreamTableStateMachine {
+    /// Bytes written on `id` (a request body upstream, a response downstream): false when the
+    /// stream just stopped being writable.
+    mutating func wroteData(_ id: HTTP2StreamID, bytes: Int) -> Bool? {
+        guard streams[id] != nil else { return nil }
+        return streams[id]!.flow.wrote(bytes, highWatermark: highWatermark)
     }
 
-    /// Bytes of `id` reached the wire (or were dropped): true when the stream just became writable again.
-    mutating func dataLeft(_ id: HTTP2StreamID, bytes: Int, lowWatermark: Int) -> Bool? {
-        guard self[id] != nil else { return nil }
-        return self[id]!.flow.left(bytes, lowWatermark: lowWatermark)
+    /// Bytes of `id` reached the wire (or were dropped): true when the stream just became
+    /// writable again.
+    mutating func dataLeft(_ id: HTTP2StreamID, bytes: Int) -> Bool? {
+        guard streams[id] != nil else { return nil }
+        return streams[id]!.flow.left(bytes, lowWatermark: lowWatermark)
     }
 
     func isWritable(_ id: HTTP2StreamID) -> Bool {
-        self[id]?.flow.writable ?? false
+        streams[id]?.flow.writable ?? false
     }
 }

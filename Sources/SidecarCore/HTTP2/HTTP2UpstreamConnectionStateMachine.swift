@@ -18,7 +18,7 @@ import NIOHTTP2
 /// Request bodies: a stream stops being writable once `highWatermark` bytes it wrote are not yet
 /// on the wire (the peer's window is closed, or the socket is full), and is writable again at
 /// `lowWatermark`.
-struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject> {
+struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableStateMachine {
     struct Entry: HTTP2FlowControlledEntry {
         let stream: Stream
         /// We sent END_STREAM.
@@ -65,7 +65,8 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject> {
     let highWatermark: Int
     let lowWatermark: Int
     private(set) var state = State.connecting
-    private(set) var streams: [HTTP2StreamID: Entry] = [:]
+    /// Settable for the shared write accounting (`HTTP2StreamTableStateMachine`) only.
+    var streams: [HTTP2StreamID: Entry] = [:]
     /// Streams handed out (counted against the limit) that have not sent their head yet.
     private(set) var reserved = 0
     /// At most this many streams at once: ours, or less if the peer's SETTINGS say so.
@@ -225,16 +226,4 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject> {
         guard streams[id] != nil else { return nil }
         return streams[id]!.flow.setReadsPaused(paused, target: streamWindow)
     }
-
-    /// Request body bytes written on `id`: false when the stream just stopped being writable.
-    mutating func wroteData(_ id: HTTP2StreamID, bytes: Int) -> Bool? {
-        streams.wroteData(id, bytes: bytes, highWatermark: highWatermark)
-    }
-
-    /// Request body bytes of `id` on the wire (or dropped): true when it just became writable again.
-    mutating func dataLeft(_ id: HTTP2StreamID, bytes: Int) -> Bool? {
-        streams.dataLeft(id, bytes: bytes, lowWatermark: lowWatermark)
-    }
-
-    func isWritable(_ id: HTTP2StreamID) -> Bool { streams.isWritable(id) }
 }
