@@ -137,11 +137,23 @@ struct TraceContext: Equatable {
     /// `value`'s 16 hex digits, most significant first, at `out`.
     @inline(__always)
     static func writeHex(_ value: UInt64, to out: UnsafeMutablePointer<UInt8>) {
-        var rest = value
-        for index in stride(from: 15, through: 0, by: -1) {
-            out[index] = digit(UInt8(truncatingIfNeeded: rest))
-            rest >>= 4
-        }
+        let raw = UnsafeMutableRawPointer(out)
+        raw.storeBytes(of: hexDigits(UInt32(truncatingIfNeeded: value >> 32)).littleEndian, as: UInt64.self)
+        raw.storeBytes(of: hexDigits(UInt32(truncatingIfNeeded: value)).littleEndian, toByteOffset: 8, as: UInt64.self)
+    }
+
+    /// `value`'s 8 hex digits as the bytes of a word, the most significant digit in the lowest
+    /// byte (so a little-endian store writes them in order): each nibble spread to a byte, then
+    /// `0`…`9` or `a`…`f` added to all eight at once.
+    @inline(__always)
+    private static func hexDigits(_ value: UInt32) -> UInt64 {
+        var spread = UInt64(value)
+        spread = (spread | spread << 16) & 0x0000_FFFF_0000_FFFF
+        spread = (spread | spread << 8) & 0x00FF_00FF_00FF_00FF
+        spread = (spread | spread << 4) & 0x0F0F_0F0F_0F0F_0F0F  // byte i: nibble i (i = 0 least significant)
+        let letters = ((spread &+ 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101  // 1 where the nibble is ≥ 10
+        let ascii = spread &+ 0x3030_3030_3030_3030 &+ letters &* 0x27  // '0' + n, or 'a' + n - 10
+        return ascii.byteSwapped
     }
 
     private static func hex(_ words: [UInt64]) -> String {
