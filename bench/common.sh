@@ -28,6 +28,24 @@ record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RESULTS"; }   # me
 calc() { python3 -c "print(f'{$1:.4f}')"; }
 
 # Certificates as scripts/demo.sh mints them (P-256, SPIFFE URI SAN, CN = service name), in $PKI.
+# The app of the HTTP/2 pair path: nginx speaking h2c with prior knowledge on 127.0.0.1:$1,
+# answering 200 + 100 B; its files in $2, its pid in PIDS.
+start_h2c_app() {
+    local port=$1 dir=$2 body; body=$(printf 'x%.0s' $(seq 1 99)); mkdir -p "$dir"
+    cat > "$dir/nginx.conf" <<EOF
+daemon off; master_process off; worker_processes 1; pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off; keepalive_requests 100000000; keepalive_timeout 3600s; http2_max_requests 100000000;
+    http2_max_concurrent_streams 1000;
+    server { listen 127.0.0.1:$port http2; location / { default_type text/plain; return 200 "$body\n"; } }
+}
+EOF
+    nginx -p "$dir" -c "$dir/nginx.conf" > "$dir/out.log" 2>&1 & PIDS+=($!)
+    wait_listening "$port"
+}
+
 mint_pki() {
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=mesh bench root" \
         -keyout "$PKI/ca.key" -out "$PKI/ca.pem" 2>/dev/null

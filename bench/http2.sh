@@ -48,21 +48,8 @@ mkdir -p "$OUT" "$PKI"
 mint_pki
 
 # --- the app: nginx speaking h2c with prior knowledge ---
-BODY=$(printf 'x%.0s' $(seq 1 99))
 APP_PORT=$(free_port)
-mkdir -p "$OUT/app"
-cat > "$OUT/app/nginx.conf" <<EOF
-daemon off; master_process off; worker_processes 1; pid $OUT/app/nginx.pid;
-error_log $OUT/app/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off; keepalive_requests 100000000; keepalive_timeout 3600s; http2_max_requests 100000000;
-    http2_max_concurrent_streams 1000;
-    server { listen 127.0.0.1:$APP_PORT http2; location / { default_type text/plain; return 200 "$BODY\n"; } }
-}
-EOF
-nginx -p "$OUT/app" -c "$OUT/app/nginx.conf" > "$OUT/app/out.log" 2>&1 & PIDS+=($!)
-wait_listening "$APP_PORT"
+start_h2c_app "$APP_PORT" "$OUT/app"
 
 declare -A PORT_OF A_PID B_PID
 PORT_OF[direct]=$APP_PORT

@@ -26,6 +26,12 @@
 #   BIN=.build-release/release/sidecar bench/instructions.sh --measure   # another build
 #
 #   RUNS=3 bench/instructions.sh --measure                              # the spread of 3 runs
+#   PROTOCOL=h2 BIN=.build-release/release/sidecar bench/instructions.sh --measure   # the HTTP/2 path
+#
+# PROTOCOL=h2: the HTTP/2 pair path of bench/http2.sh instead (h2load, h2c with prior knowledge,
+# one connection, 10 streams at a time, GET /pay and GET /pay/orders?q=… in turn → web ══mTLS h2══▶
+# payments → nginx speaking h2c); its figure is kept as `<build>-h2` in the baseline file. Not in
+# CI (a debug build under valgrind takes minutes on this path). Also needs h2load and nginx.
 #
 # Uses the debug build CI already has (.build/debug/sidecar; build it first); the baseline file
 # has one line per build (debug, release). .ci/run checks the debug one after the test suite.
@@ -41,6 +47,8 @@ case "${1:-}" in
     *) echo "usage: bench/instructions.sh [--update|--measure]" >&2; exit 2 ;;
 esac
 BIN=${BIN:-$ROOT/.build/debug/sidecar}
+PROTOCOL=${PROTOCOL:-http1}
+[[ $PROTOCOL == http1 || $PROTOCOL == h2 ]] || { echo "bench/instructions.sh: PROTOCOL is http1 or h2" >&2; exit 2; }
 BASELINE=${BASELINE:-$ROOT/bench/instructions-baseline.txt}
 WARMUP=${WARMUP:-200}
 REQUESTS=${REQUESTS:-1000}
@@ -56,6 +64,9 @@ source "$ROOT/bench/common.sh"
 need valgrind "apt-get install valgrind"; need callgrind_control "apt-get install valgrind"
 need objcopy "apt-get install binutils"; need openssl "apt-get install openssl"; need python3 "apt-get install python3"
 need curl "apt-get install curl"
+if [[ $PROTOCOL == h2 ]]; then
+    need h2load "apt-get install nghttp2-client"; need nginx "apt-get install nginx"; need ss "apt-get install iproute2"
+fi
 CC=${CC:-$(command -v cc || command -v clang || true)}   # Swift's toolchain has clang
 [[ -n "$CC" ]] || { echo "bench/instructions.sh: needs a C compiler (cc or clang)" >&2; exit 1; }
 [[ -x "$BIN" ]] || { echo "bench/instructions.sh: no sidecar at $BIN (swift build --product sidecar first)" >&2; exit 1; }
@@ -132,7 +143,7 @@ resources:
 EOF
 cat > "$OUT/payments.yaml" <<EOF
 service: payments
-inbound:  { listen: 127.0.0.1:$B_LISTEN, app: 127.0.0.1:$APP_PORT }
+inbound:  { listen: 127.0.0.1:$B_LISTEN, app: 127.0.0.1:$APP_PORT$([[ $PROTOCOL == h2 ]] && echo ", protocol: http2") }
 outbound: { listen: 127.0.0.1:$(free_port) }
 admin:    { listen: 127.0.0.1:$B_ADMIN }
 tls:      { cert: $PKI/payments.pem, key: $PKI/payments.key, trustBundle: $PKI/ca.pem }
@@ -143,7 +154,22 @@ resources:
     allow: [ { from: [ web ], methods: [ GET, POST, HEAD ], pathPrefix: /pay } ]
 EOF
 
-python3 "$OUT/app.py" "$APP_PORT" & PIDS+=($!)
+if [[ $PROTOCOL == h2 ]]; then
+    start_h2c_app "$APP_PORT" "$OUT/app"
+else
+    python3 "$OUT/app.py" "$APP_PORT" & PIDS+=($!)
+fi
+
+# COUNT requests of the mix to web's outbound port.
+requests() {
+    if [[ $PROTOCOL == http1 ]]; then
+        python3 "$OUT/client.py" "$A_LISTEN" "$1"
+        return
+    fi
+    h2load -n "$1" -c1 -m10 -H ":authority: payments" \
+        "http://127.0.0.1:$A_LISTEN/pay" "http://127.0.0.1:$A_LISTEN/pay/orders?q=12345&page=2" > "$OUT/h2load.log" 2>&1
+    grep -q " $1 succeeded" "$OUT/h2load.log" || { echo "h2load: not all $1 requests succeeded:" >&2; cat "$OUT/h2load.log" >&2; exit 1; }
+}
 
 # One measurement: both sidecars started under callgrind with instrumentation off (startup and
 # warm-up run at valgrind's plain pace), switched on and zeroed after the warm-up, dumped after
@@ -162,13 +188,13 @@ measure_once() {
         for _ in $(seq 1 1200); do curl -sf -o /dev/null "http://127.0.0.1:$admin/ready" && break; sleep 0.1; done
         curl -sf -o /dev/null "http://127.0.0.1:$admin/ready" || { echo "a sidecar did not start:" >&2; cat "$OUT"/*.log >&2; exit 1; }
     done
-    python3 "$OUT/client.py" "$A_LISTEN" "$WARMUP"
+    requests "$WARMUP"
     for side in web payments; do
         callgrind_control -i on "${pid_of[$side]}" > /dev/null 2>&1
         callgrind_control -z "${pid_of[$side]}" > /dev/null 2>&1
     done
     started=$(now)
-    python3 "$OUT/client.py" "$A_LISTEN" "$REQUESTS"
+    requests "$REQUESTS"
     for side in web payments; do
         callgrind_control -d "${pid_of[$side]}" > /dev/null 2>&1
         dump=$(ls -t "$OUT/$side.$run.callgrind".* | head -1)
@@ -182,6 +208,7 @@ measure_once() {
 }
 
 BUILD=$(basename "$(dirname "$BIN")")   # debug or release: each has its own baseline line
+[[ $PROTOCOL == h2 ]] && BUILD=$BUILD-h2
 figures=()
 for run in $(seq 1 "$RUNS"); do measure_once "$run"; figures+=("$figure"); done
 per_request=$(printf '%s\n' "${figures[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')

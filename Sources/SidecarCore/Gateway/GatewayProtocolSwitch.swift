@@ -2,7 +2,7 @@ import NIOCore
 
 /// The gateway's HTTPS listener after its TLS handshake: a client that negotiated ALPN `h2`
 /// gets HTTP/2 (`http2` configures the channel: the gateway's streams,
-/// `HTTP2StreamProxyHandler.Side.gateway`), any other (ALPN `http/1.1`, or none) keeps
+/// `HTTP2StreamExchange.Side.gateway`), any other (ALPN `http/1.1`, or none) keeps
 /// `HTTPProxyHandler`.
 final class GatewayProtocolSwitch: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer

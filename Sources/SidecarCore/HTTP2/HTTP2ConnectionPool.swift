@@ -172,7 +172,8 @@ final class HTTP2ConnectionPool {
 enum HTTP2Settings {
     /// A caller may open up to 1000 streams at once on one connection (each is an exchange);
     /// upstream they spread over connections of 100.
-    static let server = connection(maxConcurrentStreams: 1000)
+    static let server = connection(maxConcurrentStreams: maxDownstreamStreams)
+    static let maxDownstreamStreams = 1000
     static let client = connection(maxConcurrentStreams: HTTP2ConnectionPool.maxStreamsPerConnection)
 
     /// A connection to a peer sidecar (mTLS, its service identity verified): `client` without

@@ -3,41 +3,31 @@ import NIOHTTP1
 import NIOHTTP2
 
 /// The downstream side of HTTP/2: a connection that speaks it gets a flush coalescer (one flush
-/// per read batch), NIOHTTP2's handler (framing, HPACK, flow control), a connection manager
-/// (GOAWAY on drain, then close once its streams end) and one `HTTP2StreamProxyHandler` per
-/// stream the caller opens, their deadlines on one `HTTP2StreamClock` per connection.
+/// per read batch), NIOHTTP2's handler in frame mode (framing, HPACK, the protocol's state), a
+/// connection manager (GOAWAY on drain, then close once its streams end) and
+/// `HTTP2DownstreamConnection`, which makes one `HTTP2StreamExchange` per stream the caller opens.
 enum HTTP2Server {
     /// Turns `channel` (after its TLS handler, if any) into an HTTP/2 server connection.
     static func configure(
-        _ channel: Channel, side: HTTP2StreamProxyHandler.Side, loop: LoopContext, accessLog: AccessLog,
+        _ channel: Channel, side: HTTP2StreamExchange.Side, loop: LoopContext, accessLog: AccessLog,
         drainTimeout: TimeAmount, idleTimeout: TimeAmount, defaultDestination: String? = nil
     ) throws {
         let manager = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: idleTimeout, maxAge: nil, maxGraceTime: drainTimeout, keepalive: nil))
-        let streamSide = NIOLoopBound(side, eventLoop: channel.eventLoop)
-        let streamLoop = NIOLoopBound(loop, eventLoop: channel.eventLoop)
-        let clock = NIOLoopBound(HTTP2StreamClock(eventLoop: channel.eventLoop), eventLoop: channel.eventLoop)
-        let handler = NIOHTTP2Handler(
-            mode: .server, eventLoop: channel.eventLoop, connectionConfiguration: HTTP2Settings.server,
-            streamConfiguration: HTTP2Settings.stream, streamDelegate: manager.http2StreamDelegate
-        ) { stream in
-            stream.eventLoop.makeCompletedFuture {
-                try stream.pipeline.syncOperations.addHandler(
-                    HTTP2StreamProxyHandler(
-                        side: streamSide.value, loop: streamLoop.value, accessLog: accessLog,
-                        defaultDestination: defaultDestination, clock: clock.value))
-            }
-        }
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(HTTP2FlushCoalescer(batch: loop.http2Pool.readBatch))
-        try sync.addHandler(handler)
+        try sync.addHandler(
+            NIOHTTP2Handler(mode: .server, connectionConfiguration: HTTP2Settings.server, streamConfiguration: HTTP2Settings.stream))
         try sync.addHandler(manager)
+        try sync.addHandler(
+            HTTP2DownstreamConnection(
+                side: side, loop: loop, accessLog: accessLog, eventLoop: channel.eventLoop, defaultDestination: defaultDestination))
         try sync.addHandler(QuiescingDownstreamConnection(loop: loop, direction: side.direction))
     }
 }
 
-extension HTTP2StreamProxyHandler.Side {
+extension HTTP2StreamExchange.Side {
     var direction: TrafficDirection {
         switch self {
         case .outbound: return .outbound
@@ -128,7 +118,7 @@ final class OutboundProtocolDetector: ChannelInboundHandler, RemovableChannelHan
                 if let http1 = try? sync.handler(type: HTTPProxyHandler.self) {
                     sync.removeHandler(http1, promise: nil)
                 }
-                let side = gateway.map { HTTP2StreamProxyHandler.Side.gateway($0, client: context.channel.remoteAddress?.ipAddress) }
+                let side = gateway.map { HTTP2StreamExchange.Side.gateway($0, client: context.channel.remoteAddress?.ipAddress) }
                 try HTTP2Server.configure(
                     context.channel, side: side ?? .outbound, loop: loop, accessLog: accessLog, drainTimeout: drainTimeout,
                     idleTimeout: idleTimeout, defaultDestination: defaultDestination)
@@ -206,12 +196,11 @@ extension InboundProtocolSwitch {
         do {
             if let http1 = try? sync.handler(type: HTTPProxyHandler.self) { sync.removeHandler(http1, promise: nil) }
             let metrics = loop.metrics.requests.handle(direction: .inbound, peer: caller ?? "unknown")
-            let side = HTTP2StreamProxyHandler.Side.inbound(app: app, appSpeaksHTTP2: true, caller: caller, metrics: metrics)
-            let (loop, accessLog) = (self.loop, self.accessLog)
+            let side = HTTP2StreamExchange.Side.inbound(app: app, appSpeaksHTTP2: true, caller: caller, metrics: metrics)
             try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
             try sync.addHandler(HTTPResponseEncoder())
             try sync.addHandler(HTTPServerPipelineHandler())
-            try sync.addHandler(HTTP1ToHTTP2Adapter { HTTP2StreamProxyHandler(side: side, loop: loop, accessLog: accessLog) })
+            try sync.addHandler(HTTP1ToHTTP2Adapter(side: side, loop: loop, accessLog: accessLog, eventLoop: context.eventLoop))
             try sync.addHandler(QuiescingDownstreamConnection(loop: loop, direction: .inbound))
             sync.removeHandler(context: context, promise: nil)
         } catch {

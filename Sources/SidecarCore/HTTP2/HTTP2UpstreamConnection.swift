@@ -171,7 +171,7 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         let writable = context.channel.isWritable
-        for entry in machine.streams.values where entry.writable {
+        for entry in machine.streams.values where entry.flow.writable {
             entry.stream.owner?.upstreamWritabilityChanged(writable)
         }
         context.fireChannelWritabilityChanged()

@@ -18,20 +18,15 @@ import NIOHTTP2
 /// Request bodies: a stream stops being writable once `highWatermark` bytes it wrote are not yet
 /// on the wire (the peer's window is closed, or the socket is full), and is writable again at
 /// `lowWatermark`.
-struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject> {
-    struct Entry {
+struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableStateMachine {
+    struct Entry: HTTP2FlowControlledEntry {
         let stream: Stream
         /// We sent END_STREAM.
         var localClosed = false
         /// The peer's final (non-1xx) head arrived; later HEADERS are trailers.
         var sawFinalHead = false
-        /// The exchange cannot take more response now: no window is given back.
-        var readsPaused = false
-        /// The stream's receive window as NIOHTTP2 last reported it.
-        var inboundWindow: Int
-        /// Request bytes written to the connection, not yet on the wire.
-        var unsentBytes = 0
-        var writable = true
+        /// Receive window given back, request bytes not yet on the wire.
+        var flow: HTTP2StreamFlow
     }
 
     enum State: Equatable {
@@ -70,7 +65,8 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject> {
     let highWatermark: Int
     let lowWatermark: Int
     private(set) var state = State.connecting
-    private(set) var streams: [HTTP2StreamID: Entry] = [:]
+    /// Settable for the shared write accounting (`HTTP2StreamTableStateMachine`) only.
+    var streams: [HTTP2StreamID: Entry] = [:]
     /// Streams handed out (counted against the limit) that have not sent their head yet.
     private(set) var reserved = 0
     /// At most this many streams at once: ours, or less if the peer's SETTINGS say so.
@@ -119,7 +115,7 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject> {
         reserved -= 1
         guard state == .ready else { return nil }
         let id = nextStreamID
-        streams[id] = Entry(stream: stream, inboundWindow: streamWindow)
+        streams[id] = Entry(stream: stream, flow: HTTP2StreamFlow(inboundWindow: streamWindow))
         if Int(id) >= Int(Int32.max) - 2 {
             state = .goingAway  // ids used up: the next stream goes on another connection
         } else {
@@ -220,51 +216,14 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject> {
 
     /// NIOHTTP2's report of a stream's receive window: the WINDOW_UPDATE increment to send.
     mutating func streamWindowChanged(_ id: HTTP2StreamID, inbound window: Int) -> Int? {
-        guard var entry = streams[id] else { return nil }
-        entry.inboundWindow = window
-        let increment = Self.topUp(&entry, to: streamWindow)
-        streams[id] = entry
-        return increment
+        guard streams[id] != nil else { return nil }
+        streams[id]!.flow.inboundWindow = window
+        return streams[id]!.flow.topUp(to: streamWindow)
     }
 
     /// The exchange stops (or resumes) taking response data: on resume, the window it held back.
     mutating func setReadsPaused(_ id: HTTP2StreamID, _ paused: Bool) -> Int? {
-        guard var entry = streams[id], entry.readsPaused != paused else { return nil }
-        entry.readsPaused = paused
-        let increment = Self.topUp(&entry, to: streamWindow)
-        streams[id] = entry
-        return increment
-    }
-
-    private static func topUp(_ entry: inout Entry, to target: Int) -> Int? {
-        guard !entry.readsPaused, entry.inboundWindow <= target / 2 else { return nil }
-        let increment = target - entry.inboundWindow
-        entry.inboundWindow = target
-        return increment
-    }
-
-    /// Request body bytes written on `id`: false when the stream just stopped being writable.
-    mutating func wroteData(_ id: HTTP2StreamID, bytes: Int) -> Bool? {
-        guard var entry = streams[id] else { return nil }
-        entry.unsentBytes += bytes
-        defer { streams[id] = entry }
-        guard entry.writable, entry.unsentBytes >= highWatermark else { return nil }
-        entry.writable = false
-        return false
-    }
-
-    /// Request body bytes of `id` reached the wire (or were dropped): true when the stream just
-    /// became writable again.
-    mutating func dataLeft(_ id: HTTP2StreamID, bytes: Int) -> Bool? {
-        guard var entry = streams[id] else { return nil }
-        entry.unsentBytes -= bytes
-        defer { streams[id] = entry }
-        guard !entry.writable, entry.unsentBytes <= lowWatermark else { return nil }
-        entry.writable = true
-        return true
-    }
-
-    func isWritable(_ id: HTTP2StreamID) -> Bool {
-        streams[id]?.writable ?? false
+        guard streams[id] != nil else { return nil }
+        return streams[id]!.flow.setReadsPaused(paused, target: streamWindow)
     }
 }

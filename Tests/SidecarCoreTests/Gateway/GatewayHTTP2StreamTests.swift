@@ -6,37 +6,32 @@ import Testing
 
 @testable import SidecarCore
 
-/// A gateway's HTTP/2 stream on an `EmbeddedChannel`: the gateway's filters answer it as they
-/// answer HTTP/1.1 (CORS preflight at the edge, 401 with `WWW-Authenticate`, 413 for a body
-/// of no declared length that outgrows the limit), written as HTTP/2 frames; and the cache's
-/// HTTP/1.1 form read back as content.
+/// A gateway's HTTP/2 stream on a frame-mode connection (`HTTP2DownstreamChannel`): the
+/// gateway's filters answer it as they answer HTTP/1.1 (CORS preflight at the edge, 401 with
+/// `WWW-Authenticate`, 413 for a body of no declared length that outgrows the limit), written
+/// as HTTP/2 frames; and the cache's HTTP/1.1 form read back as content.
 @Suite struct GatewayHTTP2StreamTests {
     /// One gateway stream on a harness of `rule` (and `policies`).
     struct Stream {
         let harness: ExchangeHarness
-        let stream: EmbeddedChannel
+        let connection: HTTP2DownstreamChannel
 
         init(_ rule: GatewayRule, policies: [AuthenticationPolicy] = []) throws {
             let route = GatewayRoute(name: "api", hosts: ["api.example.com"], rules: [rule])
             harness = try ExchangeHarness(
                 rules: [RouteRule(retries: RetryPolicy(attempts: 1))],
                 extraResources: [.gatewayRoute(route)] + policies.map { .authenticationPolicy($0) })
-            stream = EmbeddedChannel(loop: harness.loop)
-            try stream.pipeline.syncOperations.addHandler(
-                HTTP2StreamProxyHandler(
-                    side: .gateway(GatewayListenerRole(secure: true), client: "192.0.2.7"), loop: harness.context,
-                    accessLog: AccessLog(enabled: false, direction: "test")))
+            connection = try HTTP2DownstreamChannel(.gateway(GatewayListenerRole(secure: true), client: "192.0.2.7"), harness: harness)
         }
 
         func send(_ method: String, _ path: String, _ fields: [(String, String)] = [], endStream: Bool = true) throws {
-            let headers = HPACKHeaders([(":method", method), (":scheme", "https"), (":authority", "api.example.com:8443"), (":path", path)] + fields)
-            try stream.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: endStream)))
+            try connection.send(
+                head: [(":method", method), (":scheme", "https"), (":authority", "api.example.com:8443"), (":path", path)] + fields,
+                endStream: endStream)
         }
 
         func written() throws -> [HTTP2Frame.FramePayload] {
-            var frames: [HTTP2Frame.FramePayload] = []
-            while let frame = try stream.readOutbound(as: HTTP2Frame.FramePayload.self) { frames.append(frame) }
-            return frames
+            try connection.written()
         }
 
         func head(_ frames: [HTTP2Frame.FramePayload]) -> HPACKHeaders? {
@@ -71,12 +66,12 @@ import Testing
     @Test func aBodyOfNoDeclaredLengthOverTheLimitIs413ThenTheCallerIsStopped() throws {
         let s = try Stream(GatewayRule(service: "payments", maxBodyBytes: 10))
         try s.send("POST", "/x", endStream: false)
-        try s.stream.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "hello world")))))
+        try s.connection.send(.data(.init(data: .byteBuffer(ByteBuffer(string: "hello world")))))
         let frames = try s.written()
         #expect(s.head(frames)?.first(name: ":status") == "413", "\(frames)")
         // The reset follows once the answer is out (a reset written with it would drop it).
         s.harness.loop.run()
-        guard case .rstStream(.noError) = try s.stream.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+        guard case .rstStream(.noError) = try s.written().first else {
             Issue.record("no RST_STREAM(NO_ERROR) after the answer")
             return
         }

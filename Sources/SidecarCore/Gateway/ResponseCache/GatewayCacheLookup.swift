@@ -2,7 +2,7 @@ import NIOCore
 
 /// What the gateway's response cache does with a request every filter admitted, whichever
 /// codec carried it (`HTTPProxyHandler+Cache.swift` writes the answer as HTTP/1.1 bytes,
-/// `HTTP2StreamProxyHandler+Gateway.swift` as HTTP/2 frames). Only GET and HEAD on a rule with
+/// `HTTP2StreamExchange+Gateway.swift` as HTTP/2 frames). Only GET and HEAD on a rule with
 /// `cache:` are the cache's: a hit (or 304 for a matching `If-None-Match`), a wait behind a
 /// fetch of the same key already in flight (on any loop: the rule's store is the process's),
 /// a revalidation of a stale entry (the request goes upstream with the entry's validators), or

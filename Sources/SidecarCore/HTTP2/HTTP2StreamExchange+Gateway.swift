@@ -4,7 +4,7 @@ import NIOHPACK
 /// A gateway stream answered at the edge, as HTTP/2: an `EdgeResponse` of the gateway's
 /// filters (CORS preflight, redirect), the response cache (`GatewayCacheLookup` decides, as
 /// for HTTP/1.1), or an aggregate rule's merged calls. Anything else goes into the mesh.
-extension HTTP2StreamProxyHandler {
+extension HTTP2StreamExchange {
     /// Whether the admitted request is (or will be) answered here rather than forwarded.
     func answeredAtEdge(_ request: AdmittedRequest, received: HPACKHeaders) -> Bool {
         if answerFromCache(request, received: received) { return true }
@@ -22,9 +22,8 @@ extension HTTP2StreamProxyHandler {
     }
 
     private func answerFromCache(_ request: AdmittedRequest, received: HPACKHeaders, afterWait: NIODeadline? = nil) -> Bool {
-        guard let context else { return false }
         let exchange = request.exchange
-        switch GatewayCacheLookup.decide(request, caches: loop.responseCaches, now: context.eventLoop.now, afterWait: afterWait) {
+        switch GatewayCacheLookup.decide(request, caches: loop.responseCaches, now: eventLoop.now, afterWait: afterWait) {
         case .forward:
             return false
         case .hit(let hit):
@@ -36,7 +35,7 @@ extension HTTP2StreamProxyHandler {
         case .wait(let wait):
             phase = .connecting
             armTimer()  // the route timeout runs on while it waits
-            wait.park(on: context.eventLoop) { [weak self] since in
+            wait.park(on: eventLoop) { [weak self] since in
                 guard let self, self.exchange === exchange, self.phase == .connecting else { return }
                 if let since, self.answerFromCache(request, received: received, afterWait: since) { return }
                 self.forward(request, received: received)
@@ -86,13 +85,13 @@ extension HTTP2StreamProxyHandler {
     /// Writes a whole answer made here and ends the exchange (the caller is told to stop
     /// sending a body it has not finished).
     private func writeAnswer(_ headers: HPACKHeaders, body: ByteBuffer?, status: Int, for exchange: ProxyExchange) {
-        guard let context, phase != .done else { return }
-        context.write(wrapOutboundOut(.headers(.init(headers: headers, endStream: body == nil))), promise: nil)
+        guard phase != .done else { return }
+        write(.headers(.init(headers: headers, endStream: body == nil)))
         if let body {
             exchange.bytesSent += body.readableBytes
-            context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: true))), promise: nil)
+            write(.data(.init(data: .byteBuffer(body), endStream: true)))
         }
-        context.flush()
+        downstream.flush()
         responseStarted = true
         exchange.status = status
         end(exchange, status: status)

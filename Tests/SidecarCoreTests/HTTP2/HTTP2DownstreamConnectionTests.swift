@@ -6,29 +6,29 @@ import Testing
 
 @testable import SidecarCore
 
-/// The HTTP/2 codec's own decisions on an `EmbeddedChannel` standing in for one stream: the
-/// same filters answer as for HTTP/1.1, in gRPC's form for a gRPC call.
-@Suite struct HTTP2StreamProxyHandlerTests {
+/// A caller's HTTP/2 connection in frame mode (`HTTP2DownstreamConnection` on an
+/// `EmbeddedChannel` standing in for NIOHTTP2): each stream's exchange answers as the same
+/// filters answer HTTP/1.1 (in gRPC's form for a gRPC call); streams over the limit are refused;
+/// WINDOW_UPDATEs are given back only while an exchange takes more.
+@Suite struct HTTP2DownstreamConnectionTests {
     let harness: ExchangeHarness
-    let stream: EmbeddedChannel
+    let connection: HTTP2DownstreamChannel
 
-    init(rules: [RouteRule] = [RouteRule()]) throws {
+    init(rules: [RouteRule] = [RouteRule()], maxStreams: Int = HTTP2Settings.maxDownstreamStreams) throws {
         harness = try ExchangeHarness(rules: rules)
-        stream = EmbeddedChannel(loop: harness.loop)
-        try stream.pipeline.syncOperations.addHandler(
-            HTTP2StreamProxyHandler(side: .outbound, loop: harness.context, accessLog: AccessLog(enabled: false, direction: "test")))
+        connection = try HTTP2DownstreamChannel(harness: harness, maxStreams: maxStreams)
     }
 
-    func send(authority: String, path: String = "/mesh.test.Echo/Unary", grpc: Bool, endStream: Bool = true) throws {
-        var headers = HPACKHeaders([(":method", "POST"), (":scheme", "http"), (":authority", authority), (":path", path)])
-        if grpc { headers.add(name: "content-type", value: "application/grpc") }
-        try stream.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: endStream)))
+    func send(
+        authority: String, path: String = "/mesh.test.Echo/Unary", grpc: Bool, endStream: Bool = true, on stream: HTTP2StreamID = 1
+    ) throws {
+        var fields = [(":method", "POST"), (":scheme", "http"), (":authority", authority), (":path", path)]
+        if grpc { fields.append(("content-type", "application/grpc")) }
+        try connection.send(head: fields, on: stream, endStream: endStream)
     }
 
     func written() throws -> [HTTP2Frame.FramePayload] {
-        var frames: [HTTP2Frame.FramePayload] = []
-        while let frame = try stream.readOutbound(as: HTTP2Frame.FramePayload.self) { frames.append(frame) }
-        return frames
+        try connection.written()
     }
 
     @Test func aGRPCCallWithNoRouteGetsTrailersOnlyUnimplemented() throws {
@@ -66,15 +66,12 @@ import Testing
     @Test func aRateLimitedCallIsResourceExhausted() throws {
         var rule = RouteRule()
         rule.rateLimit = RateLimit(requestsPerSecond: 1, burst: 1, perCaller: false)
-        let limited = try HTTP2StreamProxyHandlerTests(rules: [rule])
-        let second = EmbeddedChannel(loop: limited.harness.loop)
-        try second.pipeline.syncOperations.addHandler(
-            HTTP2StreamProxyHandler(side: .outbound, loop: limited.harness.context, accessLog: AccessLog(enabled: false, direction: "test")))
+        let limited = try HTTP2DownstreamConnectionTests(rules: [rule])
+        let second = try HTTP2DownstreamChannel(harness: limited.harness)
         try limited.send(authority: "payments", grpc: true, endStream: false)  // takes the one token
-        var headers = HPACKHeaders([(":method", "POST"), (":scheme", "http"), (":authority", "payments"), (":path", "/a/B")])
-        headers.add(name: "content-type", value: "application/grpc+proto")
-        try second.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: headers, endStream: true)))
-        guard case .headers(let answer) = try second.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+        try second.send(
+            head: [(":method", "POST"), (":scheme", "http"), (":authority", "payments"), (":path", "/a/B"), ("content-type", "application/grpc+proto")])
+        guard case .headers(let answer) = try second.written().first else {
             Issue.record("no answer")
             return
         }
@@ -83,12 +80,91 @@ import Testing
     }
 
     @Test func aHeadTheHTTP1ParserRefusesIsABadRequest() throws {
-        let parsed = HTTP2StreamProxyHandler.parseHead(
+        let parsed = HTTP2StreamExchange.parseHead(
             HPACKHeaders([(":method", "GET"), (":path", "/a%2Fb"), ("x", "1")]), method: "GET", path: "/a%2Fb",
             authority: "payments", allocator: ByteBufferAllocator())
         #expect(parsed.head != nil)
         #expect(parsed.target == nil, "an encoded slash is refused as on HTTP/1.1")
         #expect(parsed.error?.cause == .badRequest)
+    }
+}
+
+extension HTTP2DownstreamConnectionTests {
+    @Test func streamsGoToTheirOwnExchangesAndOneOverTheLimitIsRefused() throws {
+        let t = try HTTP2DownstreamConnectionTests(maxStreams: 2)
+        try t.send(authority: "nosuch", grpc: true, endStream: false, on: 1)  // answered, stays open
+        try t.send(authority: "nosuch", path: "/x", grpc: false, endStream: false, on: 3)
+        try t.send(authority: "nosuch", grpc: true, on: 5)
+        let frames = try t.connection.frames()
+        #expect(frames.first?.streamID == .rootStream, "the connection window opened at the first frame")
+        if case .windowUpdate(let increment) = frames.first?.payload {
+            #expect(increment == HTTP2Settings.connectionWindow - 65_535)
+        } else {
+            Issue.record("no connection WINDOW_UPDATE first: \(frames)")
+        }
+        #expect(frames.filter { $0.streamID == 1 && !$0.isReset }.count == 1, "trailers-only on stream 1")
+        #expect(frames.filter { $0.streamID == 3 && !$0.isReset }.count == 2, "HEADERS and DATA on stream 3")
+        guard let refused = frames.last(where: { $0.streamID == 5 }), case .rstStream(.refusedStream) = refused.payload else {
+            Issue.record("stream 5 not refused: \(frames)")
+            return
+        }
+        // NIOHTTP2 closes a stream: its slot is free again.
+        t.connection.closed(1)
+        try t.send(authority: "nosuch", grpc: true, on: 7)
+        #expect(try t.connection.frames().filter { $0.streamID == 7 && !$0.isReset }.count == 1, "stream 7 answered")
+        #expect(t.harness.metrics.grpcResponses.counter("outbound", "nosuch", "12").value == 2)
+    }
+
+    @Test func aStreamsWindowIsGivenBackOnlyWhileItsExchangeTakesMore() throws {
+        let fault = FaultInjection(delay: .init(percent: 100, duration: .milliseconds(500)))
+        let t = try HTTP2DownstreamConnectionTests(rules: [RouteRule(fault: fault)])
+        try t.send(authority: "payments", path: "/x", grpc: false, endStream: false)
+        _ = try t.connection.frames()
+        try t.connection.send(.data(.init(data: .byteBuffer(ByteBuffer(repeating: 1, count: 1000)))))
+        t.connection.windowNow(HTTP2Settings.streamWindow / 4, on: 1)
+        #expect(try t.connection.frames().isEmpty, "held back while the fault delay holds the exchange")
+        // The delay ends; the try goes to an upstream that never answers (the harness has no
+        // HTTP/2 peer), so the window stays held; the route timeout answers 504, the exchange
+        // takes frames again (and drops them), so the window is given back.
+        t.harness.loop.advanceTime(by: .milliseconds(500))
+        #expect(try t.connection.frames().isEmpty)
+        t.harness.loop.advanceTime(by: .seconds(60))
+        let frames = try t.connection.frames()
+        #expect(frames.contains { if case .headers(let h) = $0.payload { h.headers.first(name: ":status") == "504" } else { false } })
+        let updates = frames.compactMap { frame -> Int? in
+            guard frame.streamID == 1, case .windowUpdate(let increment) = frame.payload else { return nil }
+            return increment
+        }
+        #expect(updates == [HTTP2Settings.streamWindow - HTTP2Settings.streamWindow / 4], "\(frames)")
+        t.connection.windowNow(HTTP2Settings.connectionWindow / 2, on: .rootStream)
+        guard case .windowUpdate(let increment) = try t.connection.frames().first?.payload else {
+            Issue.record("no connection WINDOW_UPDATE at half")
+            return
+        }
+        #expect(increment == HTTP2Settings.connectionWindow / 2)
+    }
+
+    @Test func aResetFromTheCallerEndsItsExchangeAsAborted() throws {
+        let fault = FaultInjection(delay: .init(percent: 100, duration: .milliseconds(500)))
+        let t = try HTTP2DownstreamConnectionTests(rules: [RouteRule(fault: fault)])
+        try t.send(authority: "payments", path: "/x", grpc: false)
+        try t.connection.send(.rstStream(.cancel))
+        t.connection.closed(1)
+        #expect(t.connection.connection.machine.streams.isEmpty)
+        #expect(t.harness.metrics.requests.handle(direction: .outbound, peer: "payments").count(status: 0) == 1)
+        t.harness.loop.advanceTime(by: .milliseconds(500))
+        #expect(try t.written().isEmpty, "nothing more for a stream the caller reset")
+    }
+
+    @Test func theConnectionClosingEndsEveryExchangeLeft() throws {
+        let fault = FaultInjection(delay: .init(percent: 100, duration: .milliseconds(500)))
+        let t = try HTTP2DownstreamConnectionTests(rules: [RouteRule(fault: fault)])
+        try t.send(authority: "payments", path: "/x", grpc: false, on: 1)
+        try t.send(authority: "payments", path: "/y", grpc: false, on: 3)
+        #expect(t.connection.connection.machine.streams.count == 2)
+        t.connection.channel.pipeline.fireChannelInactive()
+        #expect(t.connection.connection.machine.streams.isEmpty)
+        #expect(t.harness.metrics.requests.handle(direction: .outbound, peer: "payments").count(status: 0) == 2)
     }
 }
 

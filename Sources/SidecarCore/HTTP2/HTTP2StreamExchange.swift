@@ -11,20 +11,20 @@ import NIOHTTP2
 /// (`HTTP2ConnectionPool`): to a peer sidecar over mTLS `h2` (outbound), or to the app (inbound:
 /// h2c when it speaks HTTP/2 or gRPC, else translated to HTTP/1.1 by `HTTP1AppStream`). A
 /// gateway's stream passes the gateway's filters and may be answered at the edge (cache,
-/// aggregate: `HTTP2StreamProxyHandler+Gateway.swift`), else goes into the mesh as outbound.
+/// aggregate: `HTTP2StreamExchange+Gateway.swift`), else goes into the mesh as outbound.
 ///
-/// Flow control both ways: reads of this stream are held while the upstream stream cannot take
-/// more, and the upstream's reads while this one cannot; unread frames hold back HTTP/2
-/// WINDOW_UPDATEs, so a slow reader stops its sender and nothing buffers without bound.
+/// A plain object, not a channel: its downstream (`HTTP2DownstreamConnection`, one per caller
+/// connection in NIOHTTP2's frame mode, or `HTTP1ToHTTP2Adapter` for an HTTP/1.1 caller) hands it
+/// the stream's frames and writes what it answers with the stream's id.
+///
+/// Flow control both ways: the stream's receive window is given back only while the upstream
+/// stream takes more (`wantsDownstreamFrames`), and the upstream's reads are held while the
+/// caller cannot take more; so a slow reader stops its sender and nothing buffers without bound.
 ///
 /// gRPC (`content-type: application/grpc…`): trailers relayed both ways; the sidecar's own
 /// errors answered trailers-only with `grpc-status`/`grpc-message`; `grpc-timeout` bounds the
 /// route timeout; a try is retried only before any response message reached the caller.
-final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, HTTP2UpstreamOwner, HTTP2DeadlineOwner {
-    typealias InboundIn = HTTP2Frame.FramePayload
-    typealias OutboundIn = HTTP2Frame.FramePayload
-    typealias OutboundOut = HTTP2Frame.FramePayload
-
+final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
     /// Which listener's stream this is.
     enum Side {
         /// The app's outbound port (h2c): route by `:authority` to a peer sidecar.
@@ -51,7 +51,13 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Outbound, intercepted: the original destination's service, routed to when `:authority`
     /// names none (as `HTTPProxyHandler.defaultDestination` for HTTP/1.1).
     let defaultDestination: String?
-    private(set) var context: ChannelHandlerContext?
+    let streamID: HTTP2StreamID
+    /// Strong: the downstream's table holds this exchange until the stream closes.
+    let downstream: any HTTP2Downstream
+    let eventLoop: EventLoop
+    let allocator: ByteBufferAllocator
+    /// Got frames in the connection's current read batch.
+    var touched = false
     var phase = Phase.awaitingHeaders
     private(set) var exchange: ProxyExchange?
     private var isGRPC = false
@@ -63,45 +69,40 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Every request part so far, kept for a retry while the body fits the replay limit (nil: not kept).
     private var replay: [HTTP2RequestPart]?
     private var replayBodyBytes = 0
-    private var pendingRead = false
     private var upstreamNeedsFlush = false
     /// The response head went to the caller (nothing can be retried or answered after it).
     var responseStarted = false
-    /// The connection's clock (one timer for all its streams); a stream without one (an
-    /// HTTP/1.1 caller translated, a test) gets its own in `handlerAdded`.
-    private var clock: HTTP2StreamClock?
+    /// The connection's clock (one timer for all its streams); a stream without one (a test)
+    /// gets its own.
+    private let clock: HTTP2StreamClock
     private var routeDeadline: NIODeadline?
     private var tryDeadline: NIODeadline?
 
     init(
+        streamID: HTTP2StreamID, downstream: any HTTP2Downstream, eventLoop: EventLoop, allocator: ByteBufferAllocator,
         side: Side, loop: LoopContext, accessLog: AccessLog, defaultDestination: String? = nil, clock: HTTP2StreamClock? = nil
     ) {
+        self.streamID = streamID
+        self.downstream = downstream
+        self.eventLoop = eventLoop
+        self.allocator = allocator
         self.side = side
         self.loop = loop
         self.accessLog = accessLog
         self.defaultDestination = defaultDestination
-        self.clock = clock
+        self.clock = clock ?? HTTP2StreamClock(eventLoop: eventLoop)
     }
 
     private var direction: TrafficDirection { side.direction }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        if clock == nil { clock = HTTP2StreamClock(eventLoop: context.eventLoop) }
-    }
+    // MARK: Downstream events (called by the downstream on this loop)
 
-    func handlerRemoved(context: ChannelHandlerContext) {
-        clock?.cancel(self)
-        self.context = nil
-    }
-
-    // MARK: Downstream events
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+    /// A frame of this stream from the caller.
+    func received(_ payload: HTTP2Frame.FramePayload) {
+        switch payload {
         case .headers(let headers):
             if phase == .awaitingHeaders {
-                begin(headers.headers, endStream: headers.endStream, context: context)
+                begin(headers.headers, endStream: headers.endStream)
             } else if let exchange, !exchange.requestComplete {
                 // Request trailers: no caller may set the mesh's identity headers there either.
                 exchange.requestComplete = true
@@ -117,23 +118,20 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             relay(.data(buffer, endStream: data.endStream))
         case .rstStream:
-            callerWentAway()
+            downstreamClosed()
         default:
             break
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
+    /// The end of the downstream's read batch: what it relayed goes out in one flush.
+    func downstreamReadComplete() {
         flushUpstream()
     }
 
-    func read(context: ChannelHandlerContext) {
-        if wantsDownstreamFrames { context.read() } else { pendingRead = true }
-    }
-
-    /// Read the caller's frames only while they have somewhere to go: before the head, and
+    /// Take the caller's frames only while they have somewhere to go: before the head, and
     /// while the upstream stream takes more. Held otherwise (its window fills; it stops).
-    private var wantsDownstreamFrames: Bool {
+    var wantsDownstreamFrames: Bool {
         switch phase {
         case .awaitingHeaders, .done: return true
         case .admitting, .connecting: return false
@@ -142,29 +140,19 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private func resumeReadingIfWanted() {
-        guard pendingRead, wantsDownstreamFrames, let context else { return }
-        pendingRead = false
-        context.read()
+        guard wantsDownstreamFrames else { return }
+        downstream.readsResumed(streamID)
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        upstream?.setReadsPaused(!context.channel.isWritable)
-        context.fireChannelWritabilityChanged()
+    /// The caller can (or cannot) take more of this stream's response now.
+    func downstreamWritabilityChanged(_ writable: Bool) {
+        upstream?.setReadsPaused(!writable)
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        callerWentAway()
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // A stream error (the caller reset it, or broke the protocol) ends the exchange.
-        callerWentAway()
-    }
-
-    /// The caller reset the stream or the connection went away before the exchange ended:
-    /// the upstream try is dropped and the exchange recorded as aborted (status 0).
-    private func callerWentAway() {
+    /// The caller reset the stream, broke the protocol on it, or the connection went away
+    /// before the exchange ended: the upstream try is dropped and the exchange recorded as
+    /// aborted (status 0).
+    func downstreamClosed() {
         guard let exchange, phase != .done else { return }
         if isGRPC, exchange.grpcStatus == nil { exchange.grpcStatus = .cancelled }
         abandonTry(exchange)
@@ -173,7 +161,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     // MARK: Request side
 
-    private func begin(_ headers: HPACKHeaders, endStream: Bool, context: ChannelHandlerContext) {
+    private func begin(_ headers: HPACKHeaders, endStream: Bool) {
         phase = .admitting
         isGRPC = GRPC.isGRPC(contentType: headers.first(name: "content-type"))
         let method = headers.first(name: ":method") ?? ""
@@ -185,12 +173,12 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         case .inbound(_, _, let caller, _): peer = caller ?? "unknown"
         case .gateway(_, let client): peer = client ?? "unknown"
         }
-        let parsed = Self.parseHead(headers, method: method, path: path, authority: authority, allocator: context.channel.allocator)
+        let parsed = Self.parseHead(headers, method: method, path: path, authority: authority, allocator: allocator)
         let requestID = parsed.head?.headers.firstValue(named: "x-request-id") ?? RequestIdentifiers.requestID(using: &loop.random)
         let exchange = ProxyExchange(
             method: parsed.head?.method ?? .other, methodName: parsed.head?.methodName ?? "-", authority: authority,
             path: parsed.target?.path ?? String(path.prefix { $0 != "?" }), requestID: requestID, peer: peer,
-            closeAfterResponse: false, framing: .none, start: context.eventLoop.now)
+            closeAfterResponse: false, framing: .none, start: eventLoop.now)
         exchange.wireProtocol = .http2
         exchange.defaultDestination = defaultDestination
         exchange.requestComplete = endStream
@@ -257,9 +245,8 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func admit(_ request: AdmittedRequest, through filters: ArraySlice<any RequestFilter>, received: HPACKHeaders) {
-        guard let context else { return }
         let exchange = request.exchange
-        switch RequestFilters.run(request, through: filters, loop: loop, now: context.eventLoop.now) {
+        switch RequestFilters.run(request, through: filters, loop: loop, now: eventLoop.now) {
         case .rejected(let error):
             fail(exchange, error)
         case .answered(let response):
@@ -268,7 +255,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         case .delayed(let delay, let request, let remaining):
             if let route = exchange.route { limitRouteDeadline(exchange.start + route.rule.timeout.timeAmount) }
             armTimer()
-            context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
+            eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
                 guard let self, self.exchange === exchange, self.phase == .admitting else { return }
                 self.admit(request, through: remaining, received: received)
             }
@@ -419,23 +406,22 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private func streamOpened(_ upstream: any HTTP2Upstream, exchange: ProxyExchange) {
-        guard let context else { return }
         self.upstream = upstream
         if let address = exchange.upstreamAddress, let destination = exchange.route?.destination {
             let cluster = loop.cluster(destination)
             cluster.tryStarted(at: address)
             exchange.outstandingAt = (cluster, address)
         }
-        exchange.tryStartedAt = context.eventLoop.now
+        exchange.tryStartedAt = eventLoop.now
         if let retry = exchange.retry, retry.policy.perTryTimeout != nil {
-            tryDeadline = retry.tryDeadline(now: context.eventLoop.now)
+            tryDeadline = retry.tryDeadline(now: eventLoop.now)
         }
         let parts = pending
         pending = []
         upstream.send(.headers(upstreamHead, endStream: exchange.requestComplete && parts.isEmpty))
         for part in parts { upstream.send(part) }
         upstream.flush()
-        upstream.setReadsPaused(!context.channel.isWritable)
+        upstream.setReadsPaused(!downstream.isWritable(streamID))
         phase = .forwarding
         armTimer()
         resumeReadingIfWanted()
@@ -444,14 +430,14 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     // MARK: Response side (called by the upstream on this loop)
 
     func upstreamHeaders(_ headers: HPACKHeaders, endStream: Bool) {
-        guard let context, let exchange else { return }
+        guard let exchange else { return }
         let status = headers.first(name: ":status").flatMap { Int($0) } ?? 502
         let grpcStatus = endStream ? headers.first(name: "grpc-status").flatMap(GRPCStatusCode.init(headerValue:)) : nil
         if let service = exchange.poolKey?.service, let address = exchange.upstreamAddress {
             // A gRPC UNAVAILABLE counts as a gateway error for outlier detection.
             loop.recordOutcome(.status(grpcStatus == .unavailable ? 503 : status), service: service, address: address)
             loop.existingCluster(service)?.observeLatency(
-                context.eventLoop.now - exchange.tryStartedAt, of: address, now: context.eventLoop.now)
+                eventLoop.now - exchange.tryStartedAt, of: address, now: eventLoop.now)
         }
         tryDeadline = nil
         if status >= 500, retryElsewhere(exchange, after: .status(status)) { return }
@@ -470,32 +456,32 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             fill.responseHead(http2: headers, endStream: endStream)
             if fill.isNotModified { return endStream ? finish(exchange) : () }  // answered from the refreshed entry at the end
         }
-        context.write(wrapOutboundOut(.headers(.init(headers: head, endStream: endStream))), promise: nil)
+        write(.headers(.init(headers: head, endStream: endStream)))
         if endStream { finish(exchange) }
     }
 
     func upstreamData(_ data: ByteBuffer, endStream: Bool) {
-        guard let context, let exchange else { return }
+        guard let exchange else { return }
         if exchange.cacheFill?.isNotModified == true { return endStream ? finish(exchange) : () }  // a 304 has no body to relay
         exchange.bytesSent += data.readableBytes
         exchange.cacheFill?.responseData(data)
-        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(data), endStream: endStream))), promise: nil)
+        write(.data(.init(data: .byteBuffer(data), endStream: endStream)))
         if endStream {
             finish(exchange)
-        } else if !context.channel.isWritable {
+        } else if !downstream.isWritable(streamID) {
             upstream?.setReadsPaused(true)
         }
     }
 
     func upstreamTrailers(_ trailers: HPACKHeaders) {
-        guard let context, let exchange else { return }
+        guard let exchange else { return }
         exchange.grpcStatus = trailers.first(name: "grpc-status").flatMap(GRPCStatusCode.init(headerValue:))
-        context.write(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
+        write(.headers(.init(headers: trailers, endStream: true)))
         finish(exchange)
     }
 
     func upstreamReadComplete() {
-        context?.flush()
+        downstream.flush()
     }
 
     func upstreamWritabilityChanged(_ writable: Bool) {
@@ -533,7 +519,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Drops the current try and starts another after the backoff, when the route's policy,
     /// the budget and the breaker allow it and nothing reached the caller yet.
     private func retryElsewhere(_ exchange: ProxyExchange, after failure: RetryStateMachine.Failure) -> Bool {
-        guard !responseStarted, exchange.retry != nil, let context else { return false }
+        guard !responseStarted, exchange.retry != nil else { return false }
         // Parts already sent on this try can only be sent again from the replay copy.
         let sentParts = phase == .forwarding || failure != .connectFailure
         if sentParts && replay == nil { return false }
@@ -542,7 +528,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         if let exclude { exchange.triedEndpoints.insert(exclude) }
         if sentParts, let replay { pending = replay }
         phase = .connecting
-        context.eventLoop.assumeIsolated().scheduleTask(in: backoff) { [weak self] in
+        eventLoop.assumeIsolated().scheduleTask(in: backoff) { [weak self] in
             guard let self, self.exchange === exchange, self.phase == .connecting else { return }
             self.connectOutbound(exchange)
         }
@@ -568,7 +554,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// One deadline on the connection's clock over the route deadline (the route timeout,
     /// bounded by `grpc-timeout`) and the current try's `perTryTimeout`.
     func armTimer() {
-        guard context != nil, phase != .done else { return }
+        guard phase != .done else { return }
         let due: NIODeadline
         switch (routeDeadline, tryDeadline) {
         case (nil, nil): return
@@ -576,12 +562,12 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         case (nil, let attempt?): due = attempt
         case (let route?, let attempt?): due = min(route, attempt)
         }
-        clock?.schedule(self, at: due)
+        clock.schedule(self, at: due)
     }
 
     func deadlinePassed() {
-        guard let exchange, let context, phase != .done else { return }
-        let now = context.eventLoop.now
+        guard let exchange, phase != .done else { return }
+        let now = eventLoop.now
         if let route = routeDeadline, now >= route {
             let timeout = exchange.route?.rule.timeout.description ?? "the call's grpc-timeout"
             abandonTry(exchange)
@@ -619,23 +605,28 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     // MARK: Endings
 
+    /// A frame of this stream to the caller (flushed by the caller of this).
+    func write(_ payload: HTTP2Frame.FramePayload) {
+        downstream.write(payload, on: streamID)
+    }
+
     /// Answers with a sidecar-made error: trailers-only `grpc-status` for a gRPC call, else
     /// the status, `x-mesh-error` and the `mesh: <cause>: <detail>` body. After the response
     /// started nothing more can be said: a gRPC call gets UNAVAILABLE trailers, others a reset.
     func fail(_ exchange: ProxyExchange, _ error: ProxyError) {
-        guard let context, phase != .done else { return }
+        guard phase != .done else { return }
         exchange.errorCause = error.cause
         abandonTry(exchange)
         if responseStarted {
             if isGRPC {
                 exchange.grpcStatus = GRPCStatusCode(error.cause)
-                context.writeAndFlush(
-                    wrapOutboundOut(.headers(.init(headers: Self.grpcTrailers(error, requestID: nil), endStream: true))),
-                    promise: nil)
+                write(.headers(.init(headers: Self.grpcTrailers(error, requestID: nil), endStream: true)))
+                downstream.flush()
                 end(exchange, status: exchange.status)
             } else {
                 end(exchange, status: exchange.status)
-                context.close(promise: nil)
+                write(.rstStream(.cancel))  // the caller sees the response cut short
+                downstream.flush()
             }
             return
         }
@@ -647,7 +638,8 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             // Trailers-only: `:status` first, then the status fields.
             var headers = HPACKHeaders([(":status", "200"), ("content-type", "application/grpc")])
             headers.add(contentsOf: Self.grpcTrailers(error, requestID: exchange.requestID, code: code))
-            context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: headers, endStream: true))), promise: nil)
+            write(.headers(.init(headers: headers, endStream: true)))
+            downstream.flush()
         } else {
             status = error.effectiveStatus
             let body = error.body
@@ -666,11 +658,12 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             if let challenge = error.wwwAuthenticate { headers.add(name: "www-authenticate", value: challenge) }
             headers.add(name: "content-length", value: String(body.utf8.count))
             headers.add(name: "x-request-id", value: exchange.requestID)
-            var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
+            var buffer = allocator.buffer(capacity: body.utf8.count)
             buffer.writeString(body)
             exchange.bytesSent += body.utf8.count
-            context.write(wrapOutboundOut(.headers(.init(headers: headers, endStream: false))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer), endStream: true))), promise: nil)
+            write(.headers(.init(headers: headers, endStream: false)))
+            write(.data(.init(data: .byteBuffer(buffer), endStream: true)))
+            downstream.flush()
         }
         responseStarted = true
         end(exchange, status: status)
@@ -682,10 +675,11 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// once the read batch's flush took the answer out: NIOHTTP2 drops a stream's frames still
     /// buffered when it is reset (curl then saw an empty reply).
     func stopCallerSending(_ exchange: ProxyExchange) {
-        guard !exchange.requestComplete, let context else { return }
-        context.eventLoop.assumeIsolated().execute { [weak self] in
-            guard let self, let context = self.context else { return }
-            context.writeAndFlush(self.wrapOutboundOut(.rstStream(.noError)), promise: nil)
+        guard !exchange.requestComplete else { return }
+        eventLoop.assumeIsolated().execute { [weak self] in
+            guard let self else { return }
+            self.write(.rstStream(.noError))
+            self.downstream.flush()
         }
     }
 
@@ -703,10 +697,10 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private func finish(_ exchange: ProxyExchange) {
-        if let fill = exchange.cacheFill, let context {  // the whole response came: store it
+        if let fill = exchange.cacheFill {  // the whole response came: store it
             exchange.cacheFill = nil
             fill.responseDataEnded()
-            if let entry = fill.complete(now: context.eventLoop.now) {  // a revalidation's 304
+            if let entry = fill.complete(now: eventLoop.now) {  // a revalidation's 304
                 return answerRevalidated(entry, requestHeaders: fill.requestHeaders, exchange: exchange)
             }
         }
@@ -718,7 +712,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     func end(_ exchange: ProxyExchange, status: Int) {
         guard phase != .done else { return }
         phase = .done
-        clock?.cancel(self)
+        clock.cancel(self)
         endOutstanding(exchange)
         let handle: RequestMetricsHandle
         switch side {
@@ -735,7 +729,7 @@ final class HTTP2StreamProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         replay = nil
         // The answer's last frame goes out now: an upstream that hands its connection to the
         // next exchange at the response's end (HTTP/1.1 to the app) reports no read completion to this one.
-        context?.flush()
+        downstream.flush()
         resumeReadingIfWanted()
     }
 }

@@ -1,0 +1,135 @@
+import NIOHTTP2
+
+/// The decisions of one downstream HTTP/2 connection (a caller's) driven in frame mode
+/// (`HTTP2DownstreamConnection`): which exchange a frame belongs to, whether a new stream is
+/// taken, how much receive window to give back, and when a stream's response may take more.
+/// Pure: it holds each stream's exchange as an opaque `Stream` and returns what to do; the
+/// handler does it.
+///
+/// Streams. A HEADERS frame of an id not in the table opens a stream (its exchange), unless
+/// `maxStreams` are open: then it is refused (REFUSED_STREAM, safe for the caller to retry). A
+/// stream leaves the table when NIOHTTP2 closes it (both ends done, or reset either way), or
+/// with the connection. Drain is NIOHTTP2's connection manager's (GOAWAY, then close once the
+/// streams it let in are closed).
+///
+/// Flow control. In frame mode NIOHTTP2 sends no WINDOW_UPDATE at all, so this does, from the
+/// inbound windows NIOHTTP2 reports after every DATA frame (`NIOHTTP2WindowUpdatedEvent`):
+/// - a stream's window is topped up to `streamWindow` once it falls to half, but only while its
+///   exchange takes more request (`paused == false`: its upstream stream is writable, so the
+///   bytes went onward). A paused stream's window runs out and the caller stops sending on it:
+///   a slow upstream makes the sidecar hold at most one window per stream.
+/// - the connection window is opened to `connectionWindow` at the first frame and topped up at
+///   half, on receipt: every stream's share of it is already bounded by its own window.
+///
+/// Responses: a stream stops being writable once `highWatermark` bytes written to it are not
+/// yet on the wire (the caller's window is closed, or the socket is full), and is writable
+/// again at `lowWatermark`; its exchange then stops (resumes) reading its upstream.
+struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableStateMachine {
+    struct Entry: HTTP2FlowControlledEntry {
+        let stream: Stream
+        var flow: HTTP2StreamFlow
+        /// The caller sent END_STREAM: no more request data, so no window to give back (NIOHTTP2
+        /// refuses a WINDOW_UPDATE on a stream half-closed by the peer).
+        var requestEnded = false
+    }
+
+    /// What a HEADERS frame means.
+    enum Headers: Equatable {
+        /// A new stream, now in the table: its exchange begins with this head.
+        case opened(Stream)
+        /// The head of a stream already open: request trailers for its exchange.
+        case existing(Stream)
+        /// Over the limit: reset it with REFUSED_STREAM (never processed, safe to retry).
+        case refused
+
+        static func == (lhs: Self, rhs: Self) -> Bool {
+            switch (lhs, rhs) {
+            case (.refused, .refused): return true
+            case (.opened(let a), .opened(let b)), (.existing(let a), .existing(let b)): return a === b
+            default: return false
+            }
+        }
+    }
+
+    let maxStreams: Int
+    let streamWindow: Int
+    let connectionWindow: Int
+    let highWatermark: Int
+    let lowWatermark: Int
+    /// Settable for the shared write accounting (`HTTP2StreamTableStateMachine`) only.
+    var streams: [HTTP2StreamID: Entry] = [:]
+    /// The first frame came: the connection window is open.
+    private(set) var connectionWindowOpened = false
+
+    init(maxStreams: Int, streamWindow: Int, connectionWindow: Int, highWatermark: Int = 64 * 1024, lowWatermark: Int = 16 * 1024) {
+        self.maxStreams = maxStreams
+        self.streamWindow = streamWindow
+        self.connectionWindow = connectionWindow
+        self.highWatermark = highWatermark
+        self.lowWatermark = lowWatermark
+    }
+
+    // MARK: Streams
+
+    /// The first frame from the caller: the connection WINDOW_UPDATE to send (from the
+    /// protocol's 65,535 to `connectionWindow`), once.
+    mutating func receivedFrame() -> Int? {
+        guard !connectionWindowOpened else { return nil }
+        connectionWindowOpened = true
+        let increment = connectionWindow - 65_535
+        return increment > 0 ? increment : nil
+    }
+
+    /// HEADERS on `id`. `make` builds the exchange of a stream that opens.
+    mutating func receivedHeaders(_ id: HTTP2StreamID, make: () -> Stream) -> Headers {
+        if let entry = streams[id] { return .existing(entry.stream) }
+        guard streams.count < maxStreams else { return .refused }
+        let stream = make()
+        streams[id] = Entry(stream: stream, flow: HTTP2StreamFlow(inboundWindow: streamWindow))
+        return .opened(stream)
+    }
+
+    func stream(_ id: HTTP2StreamID) -> Stream? {
+        streams[id]?.stream
+    }
+
+    /// The caller sent END_STREAM on `id`.
+    mutating func receivedEndStream(_ id: HTTP2StreamID) {
+        streams[id]?.requestEnded = true
+    }
+
+    /// NIOHTTP2 closed `id` (both ends done, or reset either way): its exchange, gone from the table.
+    mutating func streamClosed(_ id: HTTP2StreamID) -> Stream? {
+        streams.removeValue(forKey: id)?.stream
+    }
+
+    /// The connection closed: every exchange left.
+    mutating func connectionClosed() -> [Stream] {
+        let left = streams.values.map(\.stream)
+        streams = [:]
+        return left
+    }
+
+    // MARK: Flow control
+
+    /// NIOHTTP2's report of the connection's receive window: the WINDOW_UPDATE increment to send.
+    func connectionWindowChanged(inbound window: Int) -> Int? {
+        guard window <= connectionWindow / 2 else { return nil }
+        return connectionWindow - window
+    }
+
+    /// NIOHTTP2's report of a stream's receive window, with whether its exchange takes more
+    /// request now: the WINDOW_UPDATE increment to send.
+    mutating func streamWindowChanged(_ id: HTTP2StreamID, inbound window: Int, paused: Bool) -> Int? {
+        guard let entry = streams[id], !entry.requestEnded else { return nil }
+        streams[id]!.flow.inboundWindow = window
+        streams[id]!.flow.readsPaused = paused
+        return streams[id]!.flow.topUp(to: streamWindow)
+    }
+
+    /// The exchange takes request frames again: the window it held back.
+    mutating func readsResumed(_ id: HTTP2StreamID) -> Int? {
+        guard let entry = streams[id], !entry.requestEnded else { return nil }
+        return streams[id]!.flow.setReadsPaused(false, target: streamWindow)
+    }
+}

@@ -1,0 +1,66 @@
+import NIOHTTP2
+import Testing
+
+@testable import SidecarCore
+
+/// The downstream connection's decisions, without a channel: the stream table and its limit,
+/// the windows given back (only while an exchange takes more) and response writability.
+@Suite struct HTTP2DownstreamConnectionStateMachineTests {
+    final class Stream {}
+    typealias Machine = HTTP2DownstreamConnectionStateMachine<Stream>
+
+    static func machine() -> Machine {
+        Machine(maxStreams: 2, streamWindow: 1000, connectionWindow: 100_000, highWatermark: 100, lowWatermark: 10)
+    }
+
+    @Test func aNewIdOpensAStreamAKnownOneIsItsTrailersOverTheLimitIsRefused() {
+        var machine = Self.machine()
+        #expect(machine.receivedFrame() == 100_000 - 65_535, "the connection window opens at the first frame")
+        #expect(machine.receivedFrame() == nil, "once")
+        let first = Stream()
+        #expect(machine.receivedHeaders(1, make: { first }) == .opened(first))
+        #expect(machine.receivedHeaders(1, make: { Stream() }) == .existing(first))
+        let second = Stream()
+        #expect(machine.receivedHeaders(3, make: { second }) == .opened(second))
+        #expect(machine.receivedHeaders(5, make: { Stream() }) == .refused)
+        #expect(machine.streamClosed(1) === first)
+        #expect(machine.stream(1) == nil)
+        #expect(machine.receivedHeaders(5, make: { Stream() }) != .refused, "a closed stream frees its slot")
+        #expect(machine.connectionClosed().count == 2)
+        #expect(machine.streams.isEmpty)
+    }
+
+    @Test func aStreamsWindowIsToppedUpAtHalfOnlyWhileItsExchangeTakesMore() {
+        var machine = Self.machine()
+        _ = machine.receivedHeaders(1, make: { Stream() })
+        #expect(machine.streamWindowChanged(1, inbound: 600, paused: false) == nil, "above half")
+        #expect(machine.streamWindowChanged(1, inbound: 500, paused: false) == 500)
+        #expect(machine.streamWindowChanged(1, inbound: 200, paused: true) == nil, "held while paused")
+        #expect(machine.readsResumed(1) == 800, "given back on resume")
+        #expect(machine.readsResumed(1) == nil)
+        #expect(machine.streamWindowChanged(3, inbound: 0, paused: false) == nil, "not a stream of ours")
+        #expect(machine.connectionWindowChanged(inbound: 60_000) == nil)
+        #expect(machine.connectionWindowChanged(inbound: 50_000) == 50_000)
+    }
+
+    @Test func noWindowIsGivenBackOnceTheRequestEnded() {
+        var machine = Self.machine()
+        _ = machine.receivedHeaders(1, make: { Stream() })
+        #expect(machine.streamWindowChanged(1, inbound: 200, paused: true) == nil)
+        machine.receivedEndStream(1)
+        #expect(machine.readsResumed(1) == nil, "NIOHTTP2 refuses a WINDOW_UPDATE on a stream the caller half-closed")
+        #expect(machine.streamWindowChanged(1, inbound: 100, paused: false) == nil)
+    }
+
+    @Test func aResponseStreamStopsBeingWritableAtTheHighWatermarkUntilTheLowOne() {
+        var machine = Self.machine()
+        _ = machine.receivedHeaders(1, make: { Stream() })
+        #expect(machine.wroteData(1, bytes: 60) == nil)
+        #expect(machine.wroteData(1, bytes: 60) == false, "120 unsent: stops")
+        #expect(!machine.isWritable(1))
+        #expect(machine.dataLeft(1, bytes: 60) == nil, "60 still unsent")
+        #expect(machine.dataLeft(1, bytes: 55) == true, "5 unsent: writable again")
+        #expect(machine.isWritable(1))
+        #expect(machine.wroteData(7, bytes: 1) == nil && !machine.isWritable(7), "not a stream of ours")
+    }
+}
