@@ -25,40 +25,30 @@ import Testing
                   calls: [ { key: ghost, service: ghost, path: /json/x }, { key: failing, service: payments, path: /status/500 } ]
         """
 
-    /// Two calls at once, round robin over two instances: one of them meets the instance that
-    /// answers 503 first, and the Route's retry takes it to the other.
-    static let retrying = """
+    /// The GatewayRoute whose `/home` aggregates `calls` (a YAML flow list) within 15 s.
+    static func home(_ calls: String) -> String {
+        """
           - kind: GatewayRoute
             name: home
             hosts: [ api.example.com ]
-            rules:
-              - match: { path: /home }
-                aggregate:
-                  timeout: 15s
-                  calls: [ { key: a, service: payments, path: /json/a }, { key: b, service: payments, path: /json/b } ]
+            rules: [ { match: { path: /home }, aggregate: { timeout: 15s, calls: \(calls) } } ]
+        """
+    }
+
+    /// Two calls at once, round robin over two instances: one of them meets the instance that
+    /// answers 503 first, and the Route's retry takes it to the other.
+    static let retrying = home("[ { key: a, service: payments, path: /json/a }, { key: b, service: payments, path: /json/b } ]") + """
+
           - kind: Route
             service: payments
-            rules:
-              - match: { pathPrefix: / }
-                retries: { attempts: 2, retryOn: [ 503 ] }
-          - kind: TrafficPolicy
-            service: payments
-            loadBalancer: roundRobin
+            rules: [ { match: { pathPrefix: / }, retries: { attempts: 2, retryOn: [ 503 ] } } ]
+          - { kind: TrafficPolicy, service: payments, loadBalancer: roundRobin }
         """
 
     /// The first call holds the only `maxRequests` slot while the second starts.
-    static let guarded = """
-          - kind: GatewayRoute
-            name: home
-            hosts: [ api.example.com ]
-            rules:
-              - match: { path: /home }
-                aggregate:
-                  timeout: 15s
-                  calls: [ { key: slow, service: payments, path: "/json/slow?ms=300" }, { key: refused, service: payments, path: /json/r } ]
-          - kind: TrafficPolicy
-            service: payments
-            circuitBreaker: { maxRequests: 1 }
+    static let guarded = home(#"[ { key: slow, service: payments, path: "/json/slow?ms=300" }, { key: refused, service: payments, path: /json/r } ]"#) + """
+
+          - { kind: TrafficPolicy, service: payments, circuitBreaker: { maxRequests: 1 } }
         """
 
     static func object(_ body: String) -> [String: Any]? {
