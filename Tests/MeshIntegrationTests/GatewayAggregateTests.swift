@@ -51,6 +51,16 @@ import Testing
           - { kind: TrafficPolicy, service: payments, circuitBreaker: { maxRequests: 1 } }
         """
 
+    /// Two calls at once, round robin over a live instance and one whose port nobody listens
+    /// on: the call that meets the dead one goes to the other, and the failed connect ejects it.
+    static func deadInstance(port: Int) -> String {
+        home("[ { key: a, service: payments, path: /json/a }, { key: b, service: payments, path: /json/b } ]") + """
+
+          - { kind: Instance, service: payments, address: 127.0.0.1, port: \(port), labels: { app: dead } }
+          - { kind: TrafficPolicy, service: payments, loadBalancer: roundRobin, outlierDetection: { consecutiveGatewayErrors: 1, maxEjectionPercent: 50 } }
+        """
+    }
+
     static func object(_ body: String) -> [String: Any]? {
         (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any]
     }
@@ -109,5 +119,19 @@ import Testing
         #expect(app.requests == 1)
         let metrics = try await edge.metrics()
         #expect(metricValue(metrics, "sidecar_circuit_breaker_rejections_total", ["peer": "payments"]) == 1, "\(metrics)")
+    }
+
+    @Test func aCallWhoseConnectFailsGoesToTheOtherInstanceAndEjectsTheDeadOne() async throws {
+        let app = try await TestHTTPApp(name: "live")
+        let edge = try await GatewayMesh(
+            backends: [(app, "app: live")], gatewayResources: Self.deadInstance(port: try freeLoopbackPort()))
+        let answer = try await edge.https("api.example.com", "/home")
+        #expect(answer.status == 200, "\(answer)")
+        let merged = Self.object(answer.body)
+        #expect((merged?["a"] as? [String: Any])?["app"] as? String == "live", "\(answer.body)")
+        #expect((merged?["b"] as? [String: Any])?["app"] as? String == "live", "\(answer.body)")
+        #expect(app.requests == 2)
+        let metrics = try await edge.metrics()
+        #expect(metricValue(metrics, "sidecar_outlier_ejections_total", ["peer": "payments"]) == 1, "\(metrics)")
     }
 }
