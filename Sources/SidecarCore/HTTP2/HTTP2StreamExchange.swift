@@ -396,8 +396,7 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         }
         // A failed connect never reached the upstream: always safe to try another endpoint.
         if error.cause == .connectFailed, let route = exchange.route,
-            exchange.attempts < max(route.rule.retries.attempts, 1),
-            route.destination.endpoints.count > exchange.triedEndpoints.count
+            route.destination.retriesConnectFailure(rule: route.rule, attempts: exchange.attempts, tried: exchange.triedEndpoints)
         {
             exchange.retryReasons.append(.connectFailure)
             connectOutbound(exchange)

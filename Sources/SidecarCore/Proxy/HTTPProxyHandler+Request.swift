@@ -266,8 +266,7 @@ extension HTTPProxyHandler {
                 }
                 // A failed connect never reached the upstream: always safe to try another endpoint.
                 if proxyError.cause == .connectFailed, let route = exchange.route,
-                    exchange.attempts < max(route.rule.retries.attempts, 1),
-                    route.destination.endpoints.count > exchange.triedEndpoints.count
+                    route.destination.retriesConnectFailure(rule: route.rule, attempts: exchange.attempts, tried: exchange.triedEndpoints)
                 {
                     exchange.retryReasons.append(.connectFailure)
                     self.connectOutbound(exchange, context: context)

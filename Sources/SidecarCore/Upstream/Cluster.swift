@@ -174,6 +174,15 @@ final class Cluster {
     }
 }
 
+extension RouteTable.Destination {
+    /// Whether a try whose connect failed goes to another endpoint (the proxy's tries and an
+    /// aggregate's calls): a failed connect never reached the upstream, so it is always safe,
+    /// while the rule's attempts and endpoints not yet tried last.
+    func retriesConnectFailure(rule: RouteRule, attempts: Int, tried: TriedEndpoints) -> Bool {
+        attempts < max(rule.retries.attempts, 1) && endpoints.count > tried.count
+    }
+}
+
 /// The endpoints one request has tried, which its retries avoid: mostly one, so held inline
 /// (no allocation per request); a set in behaviour (each address once).
 struct TriedEndpoints: ExpressibleByArrayLiteral {
