@@ -321,8 +321,9 @@ saturate() {  # name round
 }
 
 fixed_rate() {  # name round rate
-    local name=$1 port=${PORT_OF[$1]} rate=$3 log="$OUT/h2load-$1-$2-$3.tsv"
+    local name=$1 port=${PORT_OF[$1]} rate=$3 log="$OUT/h2load-$1-$2-$3.tsv" ca=0 cb=0
     rm -f "$log"
+    [[ $name != direct ]] && { ca=$(cpu_of "${A_PID[$name]}"); cb=$(cpu_of "${B_PID[$name]}"); }
     # h2load: `-H host:` would add a second Host header (400); `:authority` replaces it
     timeout $((LAT_SECONDS + 30)) h2load --h1 -t1 -c"$LAT_CLIENTS" --rps $((rate / LAT_CLIENTS)) -D "$LAT_SECONDS" --warm-up-time 1 \
         -H ":authority: $HOST_H" --log-file "$log" "http://127.0.0.1:$port$PATH_Q" > "$OUT/h2load.out" 2>&1 || true
@@ -336,6 +337,11 @@ q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else 0
 print("p50_us", q(0.50)); print("p99_us", q(0.99)); print("max_us", lat[-1] if lat else 0)
 print("achieved_rps", round(len(rows) / float(sys.argv[2]), 1)); print("lat_errors", bad)
 PY
+    if [[ $name != direct ]]; then  # both proxies' CPU over the whole h2load run (warm-up included) per request logged
+        local n; n=$(wc -l < "$log")
+        (( n > 0 )) && record "cpu_per_100k_$rate" "$name" "$2" \
+            "$(calc "($(cpu_of "${A_PID[$name]}") - $ca + $(cpu_of "${B_PID[$name]}") - $cb) * 100000 / ($n * ($LAT_SECONDS + 1) / $LAT_SECONDS)")"
+    fi
     rm -f "$log"
 }
 
@@ -377,7 +383,8 @@ for r in rates:
              (f"max_us_{r}", f"  slowest request µs at {r} rps", "lo"),
              (f"add_p50_us_{r}", f"  added p50 µs vs direct at {r} rps", "lo"),
              (f"add_p99_us_{r}", f"  added p99 µs vs direct at {r} rps", "lo"),
-             (f"achieved_rps_{r}", f"  achieved rps", None)]
+             (f"achieved_rps_{r}", f"  achieved rps", None),
+             (f"cpu_per_100k_{r}", f"  CPU-s per 100k req at {r} rps, both proxies", "lo")]
 rows += [("rss_idle_a_MiB", "idle RSS MiB, proxy A", "lo"), ("rss_idle_b_MiB", "idle RSS MiB, proxy B", "lo"),
          ("rss_idle_anon_a_MiB", "  of which anonymous (RssAnon), proxy A", "lo"),
          ("rss_idle_anon_b_MiB", "  of which anonymous (RssAnon), proxy B", "lo"),
