@@ -52,6 +52,46 @@ enum HTTPGrammar {
         nibble < 10 ? UInt8(ascii: "0") &+ nibble : (uppercase ? UInt8(ascii: "A") : UInt8(ascii: "a")) &+ (nibble &- 10)
     }
 
+    /// `value`'s 16 lowercase hex digits, most significant first, at `out` (ids: trace, span,
+    /// request).
+    @inline(__always)
+    static func writeHex(_ value: UInt64, to out: UnsafeMutablePointer<UInt8>) {
+        let raw = UnsafeMutableRawPointer(out)
+        raw.storeBytes(of: hexWord(UInt32(truncatingIfNeeded: value >> 32)).littleEndian, as: UInt64.self)
+        raw.storeBytes(of: hexWord(UInt32(truncatingIfNeeded: value)).littleEndian, toByteOffset: 8, as: UInt64.self)
+    }
+
+    /// `value`'s 8 hex digits as the bytes of a word, the most significant digit in the lowest
+    /// byte (so a little-endian store writes them in order): each nibble spread to a byte, then
+    /// `0`…`9` or `a`…`f` added to all eight at once.
+    @inline(__always)
+    private static func hexWord(_ value: UInt32) -> UInt64 {
+        var spread = UInt64(value)
+        spread = (spread | spread << 16) & 0x0000_FFFF_0000_FFFF
+        spread = (spread | spread << 8) & 0x00FF_00FF_00FF_00FF
+        spread = (spread | spread << 4) & 0x0F0F_0F0F_0F0F_0F0F  // byte i: nibble i (i = 0 least significant)
+        let letters = ((spread &+ 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101  // 1 where the nibble is ≥ 10
+        let ascii = spread &+ 0x3030_3030_3030_3030 &+ letters &* 0x27  // '0' + n, or 'a' + n - 10
+        return ascii.byteSwapped
+    }
+
+    // Eight bytes at a time, for the scanners that look at every byte of a head or a log line:
+    // whether any byte of `word` is below `bound` (≤ 0x80), or equal to `byte`. Exact for the
+    // word as a whole (a borrow can only mark a byte above one that matched).
+    private static let ones: UInt64 = 0x0101_0101_0101_0101
+    private static let highs: UInt64 = 0x8080_8080_8080_8080
+
+    @inline(__always)
+    static func word(_ word: UInt64, hasByteBelow bound: UInt8) -> Bool {
+        (word &- ones &* UInt64(bound)) & ~word & highs != 0
+    }
+
+    @inline(__always)
+    static func word(_ word: UInt64, hasByte byte: UInt8) -> Bool {
+        let marked = word ^ (ones &* UInt64(byte))
+        return (marked &- ones) & ~marked & highs != 0
+    }
+
     /// The value of a hexadecimal digit, or nil.
     @inline(__always)
     static func hexValue(_ b: UInt8) -> UInt8? {

@@ -143,15 +143,10 @@ extension HTTPHeadParser {
     /// names the error when there is one.
     @inline(__always)
     private static func skipPlainValueWords(_ raw: UnsafeRawBufferPointer, from start: Int, to end: Int) -> Int {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highs: UInt64 = 0x8080_8080_8080_8080
         var i = start
         while end - i >= 8 {
             let word = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-            let control = (word &- ones &* 0x20) & ~word & highs  // some byte < 0x20
-            let delete = word ^ (ones &* 0x7F)
-            let isDelete = (delete &- ones) & ~delete & highs  // some byte == 0x7F
-            if control | isDelete != 0 { break }
+            if HTTPGrammar.word(word, hasByteBelow: 0x20) || HTTPGrammar.word(word, hasByte: 0x7F) { break }
             i += 8
         }
         return i

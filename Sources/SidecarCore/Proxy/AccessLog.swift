@@ -213,7 +213,7 @@ struct JSONByteWriter {
     /// `value`'s 16 lowercase hex digits (a trace or span id's), unquoted.
     mutating func hex(_ value: UInt64) {
         precondition(offset + 16 <= limit, "JSONByteWriter: the reserved bound was too small")
-        TraceContext.writeHex(value, to: base + offset)
+        HTTPGrammar.writeHex(value, to: base + offset)
         offset += 16
     }
 
@@ -261,17 +261,16 @@ struct JSONByteWriter {
     /// Printable ASCII without `"` or `\\`: 8 bytes at a time (a control byte, DEL or non-ASCII,
     /// a quote or a backslash in a word sends the rest to the byte loop).
     static func isPlain(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highs: UInt64 = 0x8080_8080_8080_8080
-        @inline(__always) func hasZero(_ word: UInt64) -> Bool { (word &- ones) & ~word & highs != 0 }
         var index = 0
         let raw = UnsafeRawBufferPointer(utf8)
         while utf8.count - index >= 8 {
             let word = raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-            // Bytes ≥ 0x7F: DEL and non-ASCII; below 0x20: controls.
-            let high = ((word &+ ones) | word) & highs
-            let control = (word &- ones &* 0x20) & ~word & highs
-            if high | control != 0 || hasZero(word ^ (ones &* 0x22)) || hasZero(word ^ (ones &* 0x5C)) { break }
+            if HTTPGrammar.word(word, hasByteBelow: 0x20) || word & 0x8080_8080_8080_8080 != 0
+                || HTTPGrammar.word(word, hasByte: 0x7F) || HTTPGrammar.word(word, hasByte: UInt8(ascii: "\""))
+                || HTTPGrammar.word(word, hasByte: UInt8(ascii: "\\"))
+            {
+                break
+            }
             index += 8
         }
         while index < utf8.count {

@@ -125,28 +125,12 @@ enum WireProtocol: String {
 
 /// Request ids and W3C trace context made without Foundation.
 enum RequestIdentifiers {
-    static func hex(_ byteCount: Int, using generator: inout some RandomNumberGenerator) -> String {
-        // Written straight into the string's storage, a random word's bytes in turn (low
-        // byte first, high nibble first), each nibble's digit from a static table.
-        String(unsafeUninitializedCapacity: byteCount * 2) { out in
-            let digits = hexDigits.utf8Start
-            var at = 0
-            var remaining = byteCount
-            while remaining > 0 {
-                var word: UInt64 = generator.next()
-                for _ in 0..<min(8, remaining) {
-                    out[at] = digits[Int(truncatingIfNeeded: (word >> 4) & 0x0f)]
-                    out[at + 1] = digits[Int(truncatingIfNeeded: word & 0x0f)]
-                    word >>= 8
-                    at += 2
-                }
-                remaining -= 8
-            }
-            return at
+    /// 32 random lowercase hex digits (two random words), written into the string's storage.
+    static func requestID(using generator: inout some RandomNumberGenerator) -> String {
+        String(unsafeUninitializedCapacity: 32) { out in
+            HTTPGrammar.writeHex(generator.next(), to: out.baseAddress!)
+            HTTPGrammar.writeHex(generator.next(), to: out.baseAddress! + 16)
+            return 32
         }
     }
-
-    private static let hexDigits: StaticString = "0123456789abcdef"
-
-    static func requestID(using generator: inout some RandomNumberGenerator) -> String { hex(16, using: &generator) }
 }

@@ -23,7 +23,7 @@ struct TraceContext: Equatable {
     /// The caller's span as 16 hex digits; nil when this hop started the trace.
     var parentSpanID: String? { parentSpan.map { Self.hex([$0]) } }
     /// 2 hex digits.
-    var flags: String { String(decoding: [Self.digit(flagBits >> 4), Self.digit(flagBits & 0x0f)], as: UTF8.self) }
+    var flags: String { String(decoding: [HTTPGrammar.hexDigit(flagBits >> 4), HTTPGrammar.hexDigit(flagBits & 0x0f)], as: UTF8.self) }
     /// Bit 0 of the flags: the caller wants this trace recorded.
     var sampled: Bool { flagBits & 1 == 1 }
 
@@ -54,13 +54,13 @@ struct TraceContext: Equatable {
             base[0] = UInt8(ascii: "0")
             base[1] = UInt8(ascii: "0")
             base[2] = UInt8(ascii: "-")
-            Self.writeHex(traceHigh, to: base + 3)
-            Self.writeHex(traceLow, to: base + 19)
+            HTTPGrammar.writeHex(traceHigh, to: base + 3)
+            HTTPGrammar.writeHex(traceLow, to: base + 19)
             base[35] = UInt8(ascii: "-")
-            Self.writeHex(span, to: base + 36)
+            HTTPGrammar.writeHex(span, to: base + 36)
             base[52] = UInt8(ascii: "-")
-            base[53] = Self.digit(flagBits >> 4)
-            base[54] = Self.digit(flagBits & 0x0f)
+            base[53] = HTTPGrammar.hexDigit(flagBits >> 4)
+            base[54] = HTTPGrammar.hexDigit(flagBits & 0x0f)
             return 55
         }
     }
@@ -131,37 +131,11 @@ struct TraceContext: Equatable {
         }
     }
 
-    @inline(__always)
-    static func digit(_ nibble: UInt8) -> UInt8 { hexDigits.utf8Start[Int(nibble & 0x0f)] }
-
-    /// `value`'s 16 hex digits, most significant first, at `out`.
-    @inline(__always)
-    static func writeHex(_ value: UInt64, to out: UnsafeMutablePointer<UInt8>) {
-        let raw = UnsafeMutableRawPointer(out)
-        raw.storeBytes(of: hexDigits(UInt32(truncatingIfNeeded: value >> 32)).littleEndian, as: UInt64.self)
-        raw.storeBytes(of: hexDigits(UInt32(truncatingIfNeeded: value)).littleEndian, toByteOffset: 8, as: UInt64.self)
-    }
-
-    /// `value`'s 8 hex digits as the bytes of a word, the most significant digit in the lowest
-    /// byte (so a little-endian store writes them in order): each nibble spread to a byte, then
-    /// `0`…`9` or `a`…`f` added to all eight at once.
-    @inline(__always)
-    private static func hexDigits(_ value: UInt32) -> UInt64 {
-        var spread = UInt64(value)
-        spread = (spread | spread << 16) & 0x0000_FFFF_0000_FFFF
-        spread = (spread | spread << 8) & 0x00FF_00FF_00FF_00FF
-        spread = (spread | spread << 4) & 0x0F0F_0F0F_0F0F_0F0F  // byte i: nibble i (i = 0 least significant)
-        let letters = ((spread &+ 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101  // 1 where the nibble is ≥ 10
-        let ascii = spread &+ 0x3030_3030_3030_3030 &+ letters &* 0x27  // '0' + n, or 'a' + n - 10
-        return ascii.byteSwapped
-    }
-
     private static func hex(_ words: [UInt64]) -> String {
         String(unsafeUninitializedCapacity: 16 * words.count) { out in
-            for (index, word) in words.enumerated() { writeHex(word, to: out.baseAddress! + 16 * index) }
+            for (index, word) in words.enumerated() { HTTPGrammar.writeHex(word, to: out.baseAddress! + 16 * index) }
             return 16 * words.count
         }
     }
 
-    private static let hexDigits: StaticString = "0123456789abcdef"
 }

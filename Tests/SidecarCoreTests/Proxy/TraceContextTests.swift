@@ -62,6 +62,15 @@ import Testing
         #expect(TraceContext(traceID: context.traceID, spanID: context.spanID, flags: context.flags) == context)
     }
 
+    /// Request ids share the writer: 32 lowercase hex digits, a new one each time.
+    @Test func requestIDsAre32LowercaseHexDigits() {
+        var random = LoopRandom(seed: 7)
+        let ids = (0..<100).map { _ in RequestIdentifiers.requestID(using: &random) }
+        #expect(ids.allSatisfy { $0.utf8.count == 32 && $0.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) } })
+        #expect(Set(ids).count == 100)
+        #expect(Set(ids.joined()).count == 16, "every digit appears")
+    }
+
     @Test func invalidHexIsNotAContext() {
         #expect(TraceContext(traceID: "4BF92F3577B34DA6A3CE929D0E0E4736", spanID: "00f067aa0ba902b7", flags: "01") == nil)
         #expect(TraceContext(traceID: "4bf92f3577b34da6", spanID: "00f067aa0ba902b7", flags: "01") == nil)
