@@ -150,7 +150,7 @@ extension HTTPProxyHandler {
     func forward(_ request: AdmittedRequest, context: ChannelHandlerContext) {
         let exchange = request.exchange
         let head = request.head
-        var rewritten = context.channel.allocator.buffer(capacity: head.byteCount + 160)
+        var rewritten = allocator.buffer(capacity: head.byteCount + 160)
         let writer = HTTPHeadWriter(removing: request.removedHeaders, relayUpgrade: true)
         if let target = request.upstreamTarget {
             writer.write(head, target: target, adding: request.addedHeaders, into: &rewritten)
@@ -200,7 +200,7 @@ extension HTTPProxyHandler {
         exchange.mirrorPending = !head.framing.upgrade && MirrorDecision.shouldMirror(rule.mirror, using: &loop.random)
         let limit = RetryStateMachine.maxReplayBodyBytes
         if !exchange.requestComplete, retry.shouldBufferBody || exchange.mirrorPending, (declared ?? 0) <= limit {
-            exchange.replayBody = context.channel.allocator.buffer(capacity: declared ?? 4096)
+            exchange.replayBody = allocator.buffer(capacity: declared ?? 4096)
         }
         loop.cluster(destination).retryBudgetRequestStarted(now: context.eventLoop.now)
     }

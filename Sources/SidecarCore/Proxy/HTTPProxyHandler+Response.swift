@@ -20,7 +20,7 @@ extension HTTPProxyHandler {
 
     private func upstreamResponseHead(_ head: HTTPRawResponseHead, final: Bool, wholeBody: ByteBuffer?) {
         guard let context, let exchange else { return }
-        var buffer = context.channel.allocator.buffer(capacity: head.byteCount + 64 + (wholeBody?.readableBytes ?? 0))
+        var buffer = allocator.buffer(capacity: head.byteCount + 64 + (wholeBody?.readableBytes ?? 0))
         guard final else {
             HTTPHeadWriter().write(head, into: &buffer)
             context.write(wrapOutboundOut(buffer), promise: nil)

@@ -66,6 +66,9 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
     var waitingForHead = false
     var waitingSince = NIODeadline.uptimeNanoseconds(0)
     var context: ChannelHandlerContext?
+    /// The channel's allocator, read once (each `context.channel.allocator` costs a pipeline
+    /// and a channel getter with their retains, several times per request).
+    var allocator = ByteBufferAllocator()
     var parser = HTTPHeadParser()
     var cumulation: ByteBuffer?
     var phase = Phase.idle
@@ -93,6 +96,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        allocator = context.channel.allocator
         loop.connectionOpened(self)
         let gauge = loop.metrics.connectionsOpen(direction.trafficDirection)
         gauge.increment()

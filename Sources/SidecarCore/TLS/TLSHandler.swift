@@ -16,6 +16,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias OutboundOut = ByteBuffer
 
     private let connection: TLSConnection
+    /// The channel's allocator, read once (a pipeline and a channel getter per read otherwise).
+    private var allocator = ByteBufferAllocator()
     private var stateMachine = TLSHandlerStateMachine()
     private var bufferedWrites = CircularBuffer<(ByteBuffer, EventLoopPromise<Void>?)>()
     private var flushRequested = false
@@ -42,6 +44,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Lifecycle
 
     public func handlerAdded(context: ChannelHandlerContext) {
+        allocator = context.channel.allocator
         if context.channel.isActive { start(context: context) }
     }
 
@@ -105,7 +108,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func readPlaintext(context: ChannelHandlerContext) {
         readLoop: while stateMachine.state == .active {
-            switch connection.read(allocator: context.channel.allocator) {
+            switch connection.read(allocator: allocator) {
             case .data(let plaintext):
                 context.fireChannelRead(wrapInboundOut(plaintext))
             case .wantMoreData:

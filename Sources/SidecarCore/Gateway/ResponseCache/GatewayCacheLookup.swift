@@ -157,7 +157,7 @@ extension ProxyExchange {
     var responseHeaderChanges: (added: [HTTPHeaderLine], removed: [String]) {
         var extra = addedResponseHeaders
         var removed: [String] = []
-        if let rule = route?.rule {
+        if let rule = route?.rule, !rule.responseHeaders.set.isEmpty || !rule.responseHeaders.remove.isEmpty {
             removed = rule.responseHeaders.remove
             for (name, value) in rule.responseHeaders.set.sorted(by: { $0.key < $1.key }) {
                 if let line = try? HTTPHeaderLine(name: name, value: value) { extra.append(line) }
