@@ -17,3 +17,11 @@ enum Authorizer {
         return policy.defaultAction == .allow
     }
 }
+
+extension RouteTable {
+    /// `Authorizer.allows` with this table's policy, read in place (passing the optional policy
+    /// from outside copied it, retaining each of its arrays, per request).
+    func allows(caller: String?, method: String, path: Substring) -> Bool {
+        Authorizer.allows(authorization, caller: caller, method: method, path: path)
+    }
+}

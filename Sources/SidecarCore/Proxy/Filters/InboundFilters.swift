@@ -5,9 +5,7 @@ import NIOCore
 struct AuthorizationFilter: RequestFilter {
     func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         let exchange = request.exchange
-        guard Authorizer.allows(
-            loop.table.authorization, caller: request.caller, method: exchange.methodName, path: Substring(exchange.path))
-        else {
+        guard loop.table.allows(caller: request.caller, method: exchange.methodName, path: Substring(exchange.path)) else {
             loop.metrics.authzDenied(caller: request.caller ?? "unknown").increment()
             return .reject(ProxyError(
                 .forbidden, "\(request.caller ?? "an unidentified caller") may not \(exchange.methodName) \(exchange.path)"))
