@@ -18,13 +18,21 @@ public struct GatewayTable: Sendable {
         let metrics: RequestMetricsHandle?
         /// `rule.service` in the same snapshot; nil when the mesh has no instance of it (503).
         let destination: RouteTable.Destination?
+        /// Whether the rule has any policy of its own (CORS, body size, auth, rate limit):
+        /// `GatewayRulePolicyFilter` passes a rule without one at once.
+        let hasEdgePolicy: Bool
+        /// Whether the gateway may answer itself (a `cache:` or `aggregate:` rule).
+        let answersAtEdge: Bool
 
         init(route: GatewayRoute, ruleIndex: Int, metrics: RequestMetricsHandle?, destination: RouteTable.Destination?) {
+            let rule = route.rules[ruleIndex]
             self.route = route
             self.ruleIndex = ruleIndex
-            self.rule = route.rules[ruleIndex]
+            self.rule = rule
             self.metrics = metrics
             self.destination = destination
+            self.hasEdgePolicy = rule.cors != nil || rule.maxBodyBytes != nil || rule.auth != nil || rule.rateLimit != nil
+            self.answersAtEdge = rule.cache != nil || rule.aggregate != nil
         }
     }
 
@@ -68,9 +76,10 @@ public struct GatewayTable: Sendable {
     /// whose path (normalized; prefixes match whole segments), method and headers match.
     func match(host: Substring, path: Substring, method: String, header: (String) -> String?) -> Match? {
         let name = Self.name(of: host)
-        for (routeIndex, route) in routes.enumerated() where route.matches(host: name) {
-            if let index = route.rules.firstIndex(where: { $0.match.matches(path: path, method: method, header: header) }) {
-                return matches[routeIndex][index]
+        // By index, over the resolved rules: no copy of a route or a rule per request.
+        for routeIndex in routes.indices where routes[routeIndex].matches(host: name) {
+            for match in matches[routeIndex] where match.rule.match.matches(path: path, method: method, header: header) {
+                return match
             }
         }
         return nil

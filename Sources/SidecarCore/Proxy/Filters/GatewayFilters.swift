@@ -79,6 +79,21 @@ struct GatewayRoutingFilter: RequestFilter {
     }
 }
 
+/// The matched rule's own policies (`RequestFilters.gatewayRule`: CORS, body size,
+/// authentication, rate limit) in order, until one does not pass the request on; a rule with
+/// none of them (`GatewayTable.Match.hasEdgePolicy`, most rules) passes at once, without a
+/// call to each. None of them delays a request (a delay would skip the rest of them).
+struct GatewayRulePolicyFilter: RequestFilter {
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
+        guard request.gatewayMatch?.hasEdgePolicy == true else { return .next }
+        for filter in RequestFilters.gatewayRule {
+            let decision = filter.admit(&request, loop: loop, now: now)
+            guard case .next = decision else { return decision }
+        }
+        return .next
+    }
+}
+
 /// The rule's CORS policy: a preflight (`OPTIONS` with `Origin` and
 /// `Access-Control-Request-Method`) is answered here, 204 with the allowed methods and headers,
 /// or 403 `forbidden` for an origin or method not allowed; any other request from an allowed
