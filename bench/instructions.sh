@@ -155,20 +155,7 @@ for batch, count in enumerate(counts):
 PY
 
 if [[ $PROTOCOL == gateway ]]; then   # web is the gateway (its mesh identity is web's)
-    cat > "$OUT/web.yaml" <<EOF
-service: web
-gateway: { https: { listen: 127.0.0.1:$A_LISTEN, certificates: [ { cert: $PKI/$HOST.pem, key: $PKI/$HOST.key } ] } }
-admin:   { listen: 127.0.0.1:$A_ADMIN }
-tls:     { cert: $PKI/web.pem, key: $PKI/web.key, trustBundle: $PKI/ca.pem }
-resources:
-  - { kind: Instance, service: payments, address: 127.0.0.1, port: $B_LISTEN }
-  - kind: GatewayRoute
-    name: api
-    hosts: [ $HOST ]
-    rules:
-      - { match: { pathPrefix: /pay }, service: payments }
-      - { match: { pathPrefix: /cached }, service: payments, cache: { ttl: 1h, maxBytes: 16Mi } }
-EOF
+    gateway_config web "$A_LISTEN" "$A_ADMIN" "$B_LISTEN" > "$OUT/web.yaml"
 else cat > "$OUT/web.yaml" <<EOF
 service: web
 inbound:  { listen: 127.0.0.1:$(free_port), app: 127.0.0.1:$(free_port) }
