@@ -39,6 +39,9 @@ public struct GatewayTable: Sendable {
     public let routes: [GatewayRoute]
     /// `matches[r][i]` is rule `i` of `routes[r]`.
     private let matches: [[Match]]
+    /// `routes[r].hosts` as slices when all are exact names (compared without a copy per
+    /// request); nil for a route with a wildcard or no hosts (`GatewayRoute.matches(host:)`).
+    private let exactHosts: [[Substring]?]
     /// For requests no rule took (`no-route`, `bad-request`, a redirect).
     let unroutedMetrics: RequestMetricsHandle?
     /// One per AuthenticationPolicy, by name (JWKS loaded).
@@ -63,6 +66,9 @@ public struct GatewayTable: Sendable {
                     destination: service.flatMap { destinations[$0] })
             }
         }
+        self.exactHosts = routes.map { route in
+            route.hosts.isEmpty || route.hosts.contains { $0.hasPrefix("*.") } ? nil : route.hosts.map { $0[...] }
+        }
         self.unroutedMetrics = routes.isEmpty ? nil : metrics?.requests.handle(direction: .gateway, peer: "unknown")
         var authenticators: [String: GatewayAuthenticator] = [:]
         // Only a gateway reads JWKS files (every sidecar of a dynamic mesh receives the policies).
@@ -77,7 +83,12 @@ public struct GatewayTable: Sendable {
     func match(host: Substring, path: Substring, method: String, header: (String) -> String?) -> Match? {
         let name = Self.name(of: host)
         // By index, over the resolved rules: no copy of a route or a rule per request.
-        for routeIndex in routes.indices where routes[routeIndex].matches(host: name) {
+        for routeIndex in routes.indices {
+            if let hosts = exactHosts[routeIndex] {
+                guard hosts.contains(where: { $0 == name }) else { continue }
+            } else if !routes[routeIndex].matches(host: name) {
+                continue
+            }
             for match in matches[routeIndex] where match.rule.match.matches(path: path, method: method, header: header) {
                 return match
             }

@@ -29,13 +29,13 @@ struct HTTPSRedirectFilter: RequestFilter {
 struct GatewayRoutingFilter: RequestFilter {
     func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         let exchange = request.exchange
-        let head = request.head
+        let headers = request.head.headers
         // The exchange's authority is the `Host` (an absolute-form target's authority replaces
         // it, RFC 9112 §3.2.2) and its method name was read once: no String per request here.
         // Closures passed straight to the matchers stay non-escaping: no copy of the head per request.
         guard let match = loop.table.gateway.match(
             host: Substring(exchange.authority), path: Substring(exchange.path), method: exchange.methodName,
-            header: { head.headers.firstValue(named: $0) })
+            header: { headers.firstValue(named: $0) })
         else {
             return .reject(ProxyError(.noRoute, "no gateway route matches \(exchange.methodName) \(exchange.authority)\(exchange.path)"))
         }
@@ -55,7 +55,7 @@ struct GatewayRoutingFilter: RequestFilter {
             return .reject(ProxyError(.noHealthyEndpoint, "service \(rule.service) has no instance in the mesh"))
         }
         guard let index = destination.ruleIndex(
-            path: Substring(path), method: exchange.methodName, header: { head.headers.firstValue(named: $0) })
+            path: Substring(path), method: exchange.methodName, header: { headers.firstValue(named: $0) })
         else {
             return .reject(ProxyError(.noRoute, "no route of \(destination.service) matches \(exchange.methodName) \(path)"))
         }
