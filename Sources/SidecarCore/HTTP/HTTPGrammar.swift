@@ -14,14 +14,11 @@ enum HTTPGrammar {
     /// `tchar` (RFC 9110 §5.6.2).
     @inline(__always)
     static func isTokenByte(_ b: UInt8) -> Bool {
-        switch b {
-        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A:  // DIGIT, ALPHA
-            return true
-        case 0x21, 0x23...0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E:  // !#$%&'*+-.^_`|~
-            return true
-        default:
-            return false
-        }
+        // One bit per byte value below 0x80 (a shift and a mask per byte where the range
+        // checks cost a chain of compares): DIGIT, ALPHA and !#$%&'*+-.^_`|~.
+        if b < 64 { return (0x03FF_6CFA_0000_0000 as UInt64) >> b & 1 != 0 }
+        if b < 128 { return (0x57FF_FFFF_C7FF_FFFE as UInt64) >> (b &- 64) & 1 != 0 }
+        return false
     }
 
     /// `field-vchar / SP / HTAB` (RFC 9110 §5.5): anything but controls other than HTAB.
@@ -73,6 +70,23 @@ enum HTTPGrammar {
         let letters = ((spread &+ 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101  // 1 where the nibble is ≥ 10
         let ascii = spread &+ 0x3030_3030_3030_3030 &+ letters &* 0x27  // '0' + n, or 'a' + n - 10
         return ascii.byteSwapped
+    }
+
+    /// The number that eight lowercase hex digits spell, read as one word (`word` loaded
+    /// little-endian, so its lowest byte is the most significant digit); nil when a byte is not
+    /// `0`…`9` or `a`…`f`. The inverse of `hexWord`: each byte's low nibble, plus 9 for letters,
+    /// checked by spelling the digits again and comparing.
+    @inline(__always)
+    static func hexValue(ofWord word: UInt64) -> UInt32? {
+        let nibbles = (word & 0x0F0F_0F0F_0F0F_0F0F) &+ ((word >> 6) & ones) &* 9
+        guard (nibbles &+ 0x7070_7070_7070_7070) & highs == 0 else { return nil }  // a letter past `f`
+        let letters = ((nibbles &+ 0x0606_0606_0606_0606) >> 4) & ones
+        guard nibbles &+ 0x3030_3030_3030_3030 &+ letters &* 0x27 == word else { return nil }
+        var packed = nibbles.byteSwapped  // byte i: digit 7 - i
+        packed = (packed | packed >> 4) & 0x00FF_00FF_00FF_00FF
+        packed = (packed | packed >> 8) & 0x0000_FFFF_0000_FFFF
+        packed = (packed | packed >> 16) & 0x0000_0000_FFFF_FFFF
+        return UInt32(truncatingIfNeeded: packed)
     }
 
     // Eight bytes at a time, for the scanners that look at every byte of a head or a log line:

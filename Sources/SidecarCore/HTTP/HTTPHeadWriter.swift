@@ -81,12 +81,17 @@ public struct HTTPHeadWriter: Sendable {
             if keepUpgrade { out.copyUTF8(of: "connection: upgrade\r\n", at: &at) }
             for line in extra {
                 out.copyUTF8(of: line.name, at: &at)
-                out.copyUTF8(of: ": ", at: &at)
+                out[at] = UInt8(ascii: ":")
+                out[at + 1] = UInt8(ascii: " ")
+                at += 2
                 out.copyUTF8(of: line.value, at: &at)
-                out.copyUTF8(of: "\r\n", at: &at)
+                out[at] = 13
+                out[at + 1] = 10
+                at += 2
             }
-            out.copyUTF8(of: "\r\n", at: &at)
-            return at
+            out[at] = 13
+            out[at + 1] = 10
+            return at + 2
         }
     }
 

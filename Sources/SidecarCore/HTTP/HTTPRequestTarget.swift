@@ -132,7 +132,11 @@ public struct HTTPRequestTarget: Sendable, Equatable {
     /// The normalized path, or nil when `raw` is already normal (the fast path: one scan).
     static func normalize(_ raw: Substring.UTF8View) throws(Refusal) -> String? {
         guard raw.first == UInt8(ascii: "/") else { throw Refusal("path must start with /") }
-        if try isAlreadyNormal(raw) { return nil }
+        // Over the contiguous bytes when there are some (walking the view costs ~20 instructions a byte).
+        let contiguous = raw.withContiguousStorageIfAvailable { bytes in Result { () throws(Refusal) in try isAlreadyNormal(bytes) } }
+        let normal: Bool
+        if let contiguous { normal = try contiguous.get() } else { normal = try isAlreadyNormal(raw) }
+        if normal { return nil }
         // Decode unreserved escapes; keep the rest encoded (upper-case hex).
         var decoded: [UInt8] = []
         decoded.reserveCapacity(raw.count)
@@ -172,7 +176,7 @@ public struct HTTPRequestTarget: Sendable, Equatable {
     }
 
     /// One scan: no `%`, no `\`, no `//`, no `.`/`..` segment (with or without `;` parameters).
-    private static func isAlreadyNormal(_ raw: Substring.UTF8View) throws(Refusal) -> Bool {
+    private static func isAlreadyNormal(_ raw: some Sequence<UInt8>) throws(Refusal) -> Bool {
         var previous: UInt8 = 0
         var segmentStart = true
         var dots = 0  // dots since the segment started, while the segment is only dots

@@ -7,8 +7,20 @@ extension HTTPProxyHandler {
     // MARK: Response side (called by UpstreamHandler on this loop)
 
     func upstreamResponseHead(_ head: HTTPRawResponseHead, final: Bool) {
+        upstreamResponseHead(head, final: final, wholeBody: nil)
+    }
+
+    /// Head and body go out as one buffer (one write through the pipeline, one `write(2)` or
+    /// one TLS record instead of two).
+    var takesWholeResponses: Bool { true }
+
+    func upstreamResponseHead(_ head: HTTPRawResponseHead, wholeBody: ByteBuffer) {
+        upstreamResponseHead(head, final: true, wholeBody: wholeBody)
+    }
+
+    private func upstreamResponseHead(_ head: HTTPRawResponseHead, final: Bool, wholeBody: ByteBuffer?) {
         guard let context, let exchange else { return }
-        var buffer = context.channel.allocator.buffer(capacity: head.byteCount + 64)
+        var buffer = context.channel.allocator.buffer(capacity: head.byteCount + 64 + (wholeBody?.readableBytes ?? 0))
         guard final else {
             HTTPHeadWriter().write(head, into: &buffer)
             context.write(wrapOutboundOut(buffer), promise: nil)
@@ -34,6 +46,11 @@ extension HTTPProxyHandler {
             extra.append(try! HTTPHeaderLine(name: "connection", value: "close"))
         }
         HTTPHeadWriter(removing: removed, relayUpgrade: tunnel).write(head, adding: extra, into: &buffer)
+        if let wholeBody, wholeBody.readableBytes > 0 {
+            exchange.bytesSent += wholeBody.readableBytes
+            exchange.cacheFill?.responseBody(wholeBody)
+            buffer.writeImmutableBuffer(wholeBody)
+        }
         context.write(wrapOutboundOut(buffer), promise: nil)
         if tunnel {
             exchange.cancelTimers()

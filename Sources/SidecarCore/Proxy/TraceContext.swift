@@ -108,6 +108,12 @@ struct TraceContext: Equatable {
 
     /// `count` (≤16) lowercase hex digits at `start` as a number; nil when one is not.
     private static func hexValue(_ bytes: UnsafeRawBufferPointer, _ start: Int, count: Int) -> UInt64? {
+        if count == 16 {  // the ids: two words of eight digits
+            guard let high = HTTPGrammar.hexValue(ofWord: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: start, as: UInt64.self))),
+                let low = HTTPGrammar.hexValue(ofWord: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: start + 8, as: UInt64.self)))
+            else { return nil }
+            return UInt64(high) << 32 | UInt64(low)
+        }
         var value: UInt64 = 0
         for index in start..<start + count {
             let byte = bytes[index]

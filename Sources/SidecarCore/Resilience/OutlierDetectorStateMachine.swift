@@ -53,6 +53,8 @@ public struct OutlierDetectorStateMachine<Endpoint: Hashable & Sendable>: Sendab
         var consecutiveGatewayErrors = 0
         var ejections = 0
         var ejectedUntil: NIODeadline?
+
+        var isFailing: Bool { consecutive5xx > 0 || consecutiveGatewayErrors > 0 }
     }
 
     public private(set) var config: OutlierDetection
@@ -60,6 +62,9 @@ public struct OutlierDetectorStateMachine<Endpoint: Hashable & Sendable>: Sendab
     public let panicThresholdPercent: Double
     private(set) var endpoints: [Endpoint: EndpointState] = [:]
     public private(set) var ejectedCount = 0
+    /// Endpoints with a failure streak running (either consecutive count above zero): while
+    /// none has, a success changes nothing and is recorded without looking its endpoint up.
+    private var failingCount = 0
 
     public init(
         _ config: OutlierDetection, endpoints: [Endpoint] = [],
@@ -93,6 +98,7 @@ public struct OutlierDetectorStateMachine<Endpoint: Hashable & Sendable>: Sendab
         }
         endpoints = next
         ejectedCount = next.values.reduce(0) { $0 + ($1.ejectedUntil == nil ? 0 : 1) }
+        failingCount = next.values.reduce(0) { $0 + ($1.isFailing ? 1 : 0) }
         return actions
     }
 
@@ -120,7 +126,6 @@ public struct OutlierDetectorStateMachine<Endpoint: Hashable & Sendable>: Sendab
     /// Records one try's outcome; returns `.eject` when it crossed a threshold and the cap
     /// allows. Outcomes for unknown or already ejected endpoints are ignored.
     public mutating func record(_ outcome: Outcome, for endpoint: Endpoint, now: NIODeadline) -> Action? {
-        guard var state = endpoints[endpoint], state.ejectedUntil == nil else { return nil }
         let is5xx: Bool
         let isGatewayError: Bool
         switch outcome {
@@ -132,6 +137,9 @@ public struct OutlierDetectorStateMachine<Endpoint: Hashable & Sendable>: Sendab
             is5xx = true
             isGatewayError = true
         }
+        if !is5xx && !isGatewayError && failingCount == 0 { return nil }  // every streak is at zero already
+        guard var state = endpoints[endpoint], state.ejectedUntil == nil else { return nil }
+        let wasFailing = state.isFailing
         state.consecutive5xx = is5xx ? state.consecutive5xx + 1 : 0
         state.consecutiveGatewayErrors = isGatewayError ? state.consecutiveGatewayErrors + 1 : 0
         var action: Action?
@@ -148,6 +156,7 @@ public struct OutlierDetectorStateMachine<Endpoint: Hashable & Sendable>: Sendab
             ejectedCount += 1
             action = .eject(endpoint, until: until)
         }
+        failingCount += (state.isFailing ? 1 : 0) - (wasFailing ? 1 : 0)
         endpoints[endpoint] = state
         return action
     }
@@ -157,6 +166,7 @@ public struct OutlierDetectorStateMachine<Endpoint: Hashable & Sendable>: Sendab
     /// the multiplier of the next ejection time, stays in step. Nil if already ejected here.
     public mutating func adoptEjection(of endpoint: Endpoint, until: NIODeadline) -> Action? {
         guard var state = endpoints[endpoint], state.ejectedUntil == nil else { return nil }
+        if state.isFailing { failingCount -= 1 }
         state.ejections += 1
         state.ejectedUntil = until
         state.consecutive5xx = 0

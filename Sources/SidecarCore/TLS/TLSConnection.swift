@@ -380,12 +380,17 @@ enum ByteBufferBIO {
             }
             return Int32(copied)
         }
+        // OpenSSL asks about a dozen questions per record (flush, kTLS, pending...): only the
+        // two pending counts need the connection, so the others answer without touching it.
         _ = BIO_meth_set_ctrl(method) { bio, command, _, _ in
-            guard let bio, let connection = ByteBufferBIO.connection(of: bio) else { return 0 }
             switch command {
-            case BIO_CTRL_PENDING: return connection.inbound?.readableBytes ?? 0
-            case BIO_CTRL_WPENDING: return connection.outbound?.readableBytes ?? 0
             case BIO_CTRL_FLUSH: return 1
+            case BIO_CTRL_PENDING:
+                guard let bio, let connection = ByteBufferBIO.connection(of: bio) else { return 0 }
+                return connection.inbound?.readableBytes ?? 0
+            case BIO_CTRL_WPENDING:
+                guard let bio, let connection = ByteBufferBIO.connection(of: bio) else { return 0 }
+                return connection.outbound?.readableBytes ?? 0
             default: return 0
             }
         }

@@ -157,6 +157,17 @@ final class UpstreamHandler: ChannelDuplexHandler {
                 }
                 sawResponseHead = true
                 responseKeepAlive = head.framing.keepAlive
+                // The common small answer: head and whole body in this read, handed over together.
+                if owner.takesWholeResponses, case .contentLength(let length) = head.framing.body,
+                    length <= Self.wholeBodyLimit, var rest = cumulation, rest.readableBytes >= length
+                {
+                    let body = rest.readSlice(length: length)!
+                    cumulation = rest
+                    owner.upstreamResponseHead(head, wholeBody: body)
+                    guard self.owner === owner else { return }
+                    finish(reusable: responseKeepAlive && rest.readableBytes == 0)
+                    return
+                }
                 owner.upstreamResponseHead(head, final: true)
                 // The owner may have dropped this response to retry elsewhere.
                 guard self.owner === owner else { return }
@@ -183,6 +194,10 @@ final class UpstreamHandler: ChannelDuplexHandler {
             return
         }
     }
+
+    /// The largest body handed over with its head in one call (copied behind the head when
+    /// the owner writes them as one buffer).
+    static let wholeBodyLimit = 4096
 
     private func finish(reusable: Bool) {
         let owner = self.owner

@@ -15,9 +15,21 @@ protocol DownstreamConnection: AnyObject {
 
 protocol UpstreamOwner: AnyObject {
     func upstreamResponseHead(_ head: HTTPRawResponseHead, final: Bool)
+    /// Whether `upstreamResponseHead(_:wholeBody:)` should get a final head together with its
+    /// whole body when both arrived in one read (to write them as one buffer); otherwise the
+    /// head and the body come as usual.
+    var takesWholeResponses: Bool { get }
+    func upstreamResponseHead(_ head: HTTPRawResponseHead, wholeBody: ByteBuffer)
     func upstreamBody(_ body: ByteBuffer)
     func upstreamReadComplete()
     func upstreamWritabilityChanged(_ writable: Bool)
     func upstreamResponseEnd(reusable: Bool)
     func upstreamFailed(_ error: ProxyError, responseStarted: Bool)
+}
+
+extension UpstreamOwner {
+    var takesWholeResponses: Bool { false }
+    func upstreamResponseHead(_ head: HTTPRawResponseHead, wholeBody: ByteBuffer) {
+        preconditionFailure("upstreamResponseHead(_:wholeBody:) without takesWholeResponses")
+    }
 }

@@ -188,3 +188,14 @@ import Testing
         #expect(HTTPParserError.bareLineFeed(line: 3).detail == "bare LF without CR on line 3")
     }
 }
+
+/// Header names are checked byte by byte against a bitmap of RFC 9110's `tchar`: every byte
+/// value is a token byte exactly when the RFC says so.
+@Suite struct HTTPTokenByteTests {
+    @Test func everyByteValueIsClassifiedAsTheRFCSays() {
+        let tchar = Set(Array("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8))
+        for byte in 0...255 {
+            #expect(HTTPGrammar.isTokenByte(UInt8(byte)) == tchar.contains(UInt8(byte)), "byte \(byte)")
+        }
+    }
+}

@@ -103,7 +103,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [0, 7, 9, 10, 99, 100, 1_000_000_007, Int64.max, Int64.min, -1, -10])
+    @Test(arguments: [0, 7, 9, 10, 11, 99, 100, 101, 999, 1000, 12_345, 1_764_936_000_123, 1_000_000_007, Int64.max, Int64.min, -1, -10, -99])
     func numbersAreWrittenExactly(_ value: Int64) {
         var bytes = [UInt8](repeating: 0, count: JSONByteWriter.decimalBound)
         let written = bytes.withUnsafeMutableBufferPointer { buffer -> Int in

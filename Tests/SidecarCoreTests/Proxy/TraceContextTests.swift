@@ -76,6 +76,27 @@ import Testing
         #expect(TraceContext(traceID: "4bf92f3577b34da6", spanID: "00f067aa0ba902b7", flags: "01") == nil)
         #expect(TraceContext.parse("00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01") == nil)
     }
+
+    /// The ids are read eight digits at a time: every byte value at every position of a word
+    /// is accepted exactly when it is a lowercase hex digit, and the number is the digits'.
+    @Test func aWordOfHexDigitsReadsAsTheDigitsSay() {
+        let digits = Array("0123456789abcdef".utf8)
+        func word(_ bytes: [UInt8]) -> UInt64 { bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) } }
+        var random = LoopRandom(seed: 11)
+        for _ in 0..<200 {
+            let value = UInt32(truncatingIfNeeded: random.next() as UInt64)
+            let spelled = (0..<8).map { digits[Int(value >> UInt32(28 - 4 * $0) & 0xF)] }
+            #expect(HTTPGrammar.hexValue(ofWord: word(spelled)) == value)
+        }
+        for position in 0..<8 {
+            for byte in 0...255 {
+                var spelled = Array("9f0a5e1b".utf8)
+                spelled[position] = UInt8(byte)
+                let valid = digits.contains(UInt8(byte))
+                #expect((HTTPGrammar.hexValue(ofWord: word(spelled)) != nil) == valid, "byte \(byte) at \(position)")
+            }
+        }
+    }
 }
 
 /// The caller's span becomes the parent of this hop's (an exported span's `parentSpanId`).

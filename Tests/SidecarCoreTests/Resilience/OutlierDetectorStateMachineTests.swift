@@ -64,6 +64,26 @@ extension ResilienceTests {
             #expect(Self.fail(&detector, 0, count: 1, now: clock.now) != nil)
         }
 
+        /// A success on one endpoint leaves another's streak running (successes skip the lookup
+        /// only while no endpoint has a streak), and streaks end with ejection and adoption.
+        @Test func aSuccessElsewhereKeepsAStreakAndStreaksEndWithEjection() {
+            var clock = ManualClock()
+            var detector = Self.detector(endpoints: 10, maxPercent: 100)
+            #expect(Self.fail(&detector, 0, count: 4, now: clock.now) == nil)
+            #expect(Self.fail(&detector, 1, count: 4, now: clock.now) == nil)
+            #expect(detector.record(.status(200), for: 2, now: clock.now) == nil)
+            #expect(detector.record(.status(200), for: 1, now: clock.now) == nil)  // 1's streak ends here
+            #expect(Self.fail(&detector, 0, count: 1, now: clock.now) == .eject(0, until: clock.now + .seconds(30)))
+            #expect(Self.fail(&detector, 1, count: 4, now: clock.now) == nil)
+            #expect(detector.adoptEjection(of: 1, until: clock.now + .seconds(30)) != nil)
+            clock.advance(by: .seconds(31))
+            _ = detector.tick(now: clock.now)
+            // No streak is left anywhere: after successes, five failures are needed again.
+            #expect(detector.record(.status(200), for: 3, now: clock.now) == nil)
+            #expect(Self.fail(&detector, 1, count: 4, now: clock.now) == nil)
+            #expect(Self.fail(&detector, 1, count: 1, now: clock.now) != nil)
+        }
+
         @Test func a500BreaksAGatewayErrorRunButCountsAs5xx() {
             let clock = ManualClock()
             var detector = Self.detector(endpoints: 10)

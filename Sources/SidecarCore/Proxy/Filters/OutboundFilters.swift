@@ -13,9 +13,12 @@ struct HopLimitFilter: RequestFilter {
             return .reject(ProxyError(.loopDetected, "request crossed \(hops) sidecars; refusing a routing loop"))
         }
         request.removedHeaders.append("x-mesh-hops")
-        request.addedHeaders.append(HTTPHeaderLine(generatedName: "x-mesh-hops", value: String(hops + 1)))
+        request.addedHeaders.append(HTTPHeaderLine(generatedName: "x-mesh-hops", value: Self.counts[hops + 1]))
         return .next
     }
+
+    /// "0"…"8": the next hop's count without formatting an integer per request.
+    private static let counts = (0...maxHops).map { String($0) }
 
     /// `x-mesh-hops` as sent: absent is 0; anything but 1–3 digits is refused (a negative or
     /// huge count must not stretch a loop past the limit).
@@ -37,11 +40,11 @@ struct RoutingFilter: RequestFilter {
         else {
             return .reject(ProxyError(.noRoute, "no service \"\(exchange.peer)\" in the mesh"))
         }
-        let head = request.head
+        let headers = request.head.headers
         guard let index = destination.ruleIndex(
-            path: Substring(exchange.path), method: head.methodName, header: { head.headers.firstValue(named: $0) })
+            path: Substring(exchange.path), method: exchange.methodName, header: { headers.firstValue(named: $0) })
         else {
-            return .reject(ProxyError(.noRoute, "no route of \(destination.service) matches \(head.methodName) \(exchange.path)"))
+            return .reject(ProxyError(.noRoute, "no route of \(destination.service) matches \(exchange.methodName) \(exchange.path)"))
         }
         Self.take(destination, ruleIndex: index, for: &request, now: now)
         return .next
