@@ -27,6 +27,27 @@ wait_listening() {
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RESULTS"; }   # metric name round value
 calc() { python3 -c "print(f'{$1:.4f}')"; }
 
+# The edge benchmarks' gateway (bench/gateway.sh; bench/instructions.sh PROTOCOL=gateway) as YAML
+# on stdout: service $1 with its mesh certificate $PKI/$1.pem, an HTTPS listener on 127.0.0.1:$2
+# with $PKI/$HOST.pem, admin on $3, and the GatewayRoute for $HOST to payments at 127.0.0.1:$4
+# (`/pay`, and `/cached` with a response cache).
+gateway_config() {
+    cat <<EOF
+service: $1
+gateway: { https: { listen: 127.0.0.1:$2, certificates: [ { cert: $PKI/$HOST.pem, key: $PKI/$HOST.key } ] } }
+admin:   { listen: 127.0.0.1:$3 }
+tls:     { cert: $PKI/$1.pem, key: $PKI/$1.key, trustBundle: $PKI/ca.pem }
+resources:
+  - { kind: Instance, service: payments, address: 127.0.0.1, port: $4 }
+  - kind: GatewayRoute
+    name: api
+    hosts: [ $HOST ]
+    rules:
+      - { match: { pathPrefix: /pay }, service: payments }
+      - { match: { pathPrefix: /cached }, service: payments, cache: { ttl: 1h, maxBytes: 16Mi } }
+EOF
+}
+
 # Certificates as scripts/demo.sh mints them (P-256, SPIFFE URI SAN, CN = service name), in $PKI.
 # The app of the HTTP/2 pair path: nginx speaking h2c with prior knowledge on 127.0.0.1:$1,
 # answering 200 + 100 B; its files in $2, its pid in PIDS.

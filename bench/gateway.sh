@@ -87,20 +87,7 @@ declare -A PORT_OF PID_OF PATH_OF
 start_ours() {
     [[ -n "${PID_OF[ours]:-}" ]] && return 0
     local d="$OUT/ours" p; mkdir -p "$d"; p=$(free_port)
-    cat > "$d/edge.yaml" <<EOF
-service: edge
-gateway: { https: { listen: 127.0.0.1:$p, certificates: [ { cert: $PKI/$HOST.pem, key: $PKI/$HOST.key } ] } }
-admin:   { listen: 127.0.0.1:$(free_port) }
-tls:     { cert: $PKI/edge.pem, key: $PKI/edge.key, trustBundle: $PKI/ca.pem }
-resources:
-  - { kind: Instance, service: payments, address: 127.0.0.1, port: $B_PORT }
-  - kind: GatewayRoute
-    name: api
-    hosts: [ $HOST ]
-    rules:
-      - { match: { pathPrefix: /pay }, service: payments }
-      - { match: { pathPrefix: /cached }, service: payments, cache: { ttl: 1h, maxBytes: 16Mi } }
-EOF
+    gateway_config edge "$p" "$(free_port)" "$B_PORT" > "$d/edge.yaml"
     "$BIN/sidecar" validate --config "$d/edge.yaml" > /dev/null
     "$BIN/sidecar" --config "$d/edge.yaml" --workers 1 --access-log off > "$d/out.log" 2>&1 & PID_OF[ours]=$!; PIDS+=($!)
     wait_listening "$p"; PORT_OF[ours]=$p; PATH_OF[ours]=/pay

@@ -29,11 +29,20 @@
 #
 #   RUNS=3 bench/instructions.sh --measure                              # the spread of 3 runs
 #   PROTOCOL=h2 BIN=.build-release/release/sidecar bench/instructions.sh --measure   # the HTTP/2 path
+#   PROTOCOL=gateway BIN=.build-release/release/sidecar bench/instructions.sh --measure   # the edge path
+#   ACCESS_LOG=off PROTOCOL=gateway BIN=… bench/instructions.sh --measure              # … its access log off
 #
 # PROTOCOL=h2: the HTTP/2 pair path of bench/http2.sh instead (h2load, h2c with prior knowledge,
 # one connection, 10 streams at a time, GET /pay and GET /pay/orders?q=… in turn → web ══mTLS h2══▶
 # payments → nginx speaking h2c); its figure is kept as `<build>-h2` in the baseline file. Not in
 # CI (a debug build under valgrind takes minutes on this path). Also needs h2load and nginx.
+#
+# PROTOCOL=gateway: the edge path of bench/gateway.sh instead: the same client and mix over HTTPS
+# (TLS 1.3, keep-alive, Host api.example.com) → a gateway (`gateway.https`, the bench's
+# GatewayRoute: pathPrefix /pay → payments) ══mTLS══▶ payments (as above) → app. The figure is
+# the gateway's Ir per request alone (the sidecar behind is printed beside it), kept as
+# `<build>-gateway` in the baseline file; ACCESS_LOG=off runs the gateway with `--access-log off`
+# (as bench/gateway.sh does), kept as `<build>-gateway-nolog`. Not in CI.
 #
 # Uses the debug build CI already has (.build/debug/sidecar; build it first); the baseline file
 # has one line per build (debug, release). .ci/run checks the debug one after the test suite.
@@ -50,7 +59,10 @@ case "${1:-}" in
 esac
 BIN=${BIN:-$ROOT/.build/debug/sidecar}
 PROTOCOL=${PROTOCOL:-http1}
-[[ $PROTOCOL == http1 || $PROTOCOL == h2 ]] || { echo "bench/instructions.sh: PROTOCOL is http1 or h2" >&2; exit 2; }
+[[ $PROTOCOL == http1 || $PROTOCOL == h2 || $PROTOCOL == gateway ]] || { echo "bench/instructions.sh: PROTOCOL is http1, h2 or gateway" >&2; exit 2; }
+ACCESS_LOG=${ACCESS_LOG:-on}   # the gateway's (PROTOCOL=gateway)
+[[ $ACCESS_LOG == on || $ACCESS_LOG == off ]] || { echo "bench/instructions.sh: ACCESS_LOG is on or off" >&2; exit 2; }
+HOST=api.example.com           # the gateway's host name (PROTOCOL=gateway)
 BASELINE=${BASELINE:-$ROOT/bench/instructions-baseline.txt}
 WARMUP=${WARMUP:-200}
 REQUESTS=${REQUESTS:-1000}
@@ -76,6 +88,13 @@ trap 'cleanup; rm -rf "$OUT"' EXIT INT TERM
 
 mkdir -p "$PKI"
 mint_pki
+if [[ $PROTOCOL == gateway ]]; then   # the gateway's certificate for outside clients, from the same CA
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$HOST" \
+        -keyout "$PKI/$HOST.key" -out "$PKI/$HOST.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n' "$HOST" > "$PKI/$HOST.ext"
+    openssl x509 -req -in "$PKI/$HOST.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -CAcreateserial -days 1 \
+        -extfile "$PKI/$HOST.ext" -out "$PKI/$HOST.pem" 2>/dev/null
+fi
 objcopy --strip-debug "$BIN" "$OUT/sidecar"
 cat > "$OUT/sigsuspend.c" <<'C'
 #define _GNU_SOURCE
@@ -106,11 +125,17 @@ class App(BaseHTTPRequestHandler):
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), App).serve_forever()
 PY
 cat > "$OUT/client.py" <<'PY'
-import http.client, socket, sys
-port, count = int(sys.argv[1]), int(sys.argv[2])
+import http.client, socket, ssl, sys
+# client.py PORT COUNT[,COUNT…] [HOST CA]: plain HTTP/1.1, or HTTPS to HOST (verified against CA)
+# with HOST as Host; between two batches of COUNT requests on the same connection it prints
+# `ready` and waits for a line on stdin.
+port, counts = int(sys.argv[1]), [int(count) for count in sys.argv[2].split(",")]
+host, ca = (sys.argv[3], sys.argv[4]) if len(sys.argv) > 4 else ("payments", None)
 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 connection.connect()
 connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+if ca:
+    connection.sock = ssl.create_default_context(cafile=ca).wrap_socket(connection.sock, server_hostname=host)
 body = b"b" * 1024
 mix = [
     ("GET", "/pay", None, {}),
@@ -118,16 +143,22 @@ mix = [
     ("POST", "/pay", body, {"content-type": "application/octet-stream"}),
     ("HEAD", "/pay", None, {}),
 ]
-for index in range(count):
-    method, path, payload, headers = mix[index % len(mix)]
-    connection.request(method, path, body=payload, headers={"host": "payments", **headers})
-    response = connection.getresponse()
-    response.read()
-    if response.status != 200:
-        sys.exit(f"request {index}: {method} {path} answered {response.status}")
+for batch, count in enumerate(counts):
+    if batch:
+        print("ready", flush=True)
+        sys.stdin.readline()
+    for index in range(count):
+        method, path, payload, headers = mix[index % len(mix)]
+        connection.request(method, path, body=payload, headers={"host": host, **headers})
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            sys.exit(f"request {index}: {method} {path} answered {response.status}")
 PY
 
-cat > "$OUT/web.yaml" <<EOF
+if [[ $PROTOCOL == gateway ]]; then   # web is the gateway (its mesh identity is web's)
+    gateway_config web "$A_LISTEN" "$A_ADMIN" "$B_LISTEN" > "$OUT/web.yaml"
+else cat > "$OUT/web.yaml" <<EOF
 service: web
 inbound:  { listen: 127.0.0.1:$(free_port), app: 127.0.0.1:$(free_port) }
 outbound: { listen: 127.0.0.1:$A_LISTEN }
@@ -143,6 +174,7 @@ resources:
         retries: { attempts: 3, perTryTimeout: 30s }
         backends: [ { subset: { version: v1 }, weight: 100 } ]
 EOF
+fi
 cat > "$OUT/payments.yaml" <<EOF
 service: payments
 inbound:  { listen: 127.0.0.1:$B_LISTEN, app: 127.0.0.1:$APP_PORT$([[ $PROTOCOL == h2 ]] && echo ", protocol: http2") }
@@ -162,7 +194,7 @@ else
     python3 "$OUT/app.py" "$APP_PORT" & PIDS+=($!)
 fi
 
-# COUNT requests of the mix to web's outbound port.
+# COUNT requests of the mix to web's outbound port (PROTOCOL=gateway: see measure_once).
 requests() {
     if [[ $PROTOCOL == http1 ]]; then
         python3 "$OUT/client.py" "$A_LISTEN" "$1"
@@ -176,41 +208,64 @@ requests() {
 # One measurement: both sidecars started under callgrind with instrumentation off (startup and
 # warm-up run at valgrind's plain pace), switched on and zeroed after the warm-up, dumped after
 # the measured requests. Sets `figure` to Ir per request (not in a subshell: the processes it
-# starts stay in PIDS, so a failed run leaves none behind).
+# starts stay in PIDS, so a failed run leaves none behind): of both sidecars, or (gateway) of
+# the gateway alone. KEEP_DUMPS=DIR keeps the callgrind dumps there (for callgrind_annotate).
 measure_once() {
-    local run=$1 side admin pid dump ir total=0 started
-    local -A pid_of
+    local run=$1 side admin pid dump ir total=0 started options client
+    local -A pid_of ir_of
     for side in web payments; do
+        options=(); [[ $PROTOCOL == gateway && $side == web ]] && options=(--access-log "$ACCESS_LOG")
         LD_PRELOAD="$OUT/sigsuspend.so" valgrind --tool=callgrind --instr-atstart=no \
             --callgrind-out-file="$OUT/$side.$run.callgrind" --dump-instr=no --dump-line=no \
-            "$OUT/sidecar" --config "$OUT/$side.yaml" --workers 1 > "$OUT/$side.$run.log" 2>&1 &
+            "$OUT/sidecar" --config "$OUT/$side.yaml" --workers 1 "${options[@]}" > "$OUT/$side.$run.log" 2>&1 &
         pid_of[$side]=$!; PIDS+=($!)
     done
     for admin in "$A_ADMIN" "$B_ADMIN"; do
         for _ in $(seq 1 1200); do curl -sf -o /dev/null "http://127.0.0.1:$admin/ready" && break; sleep 0.1; done
         curl -sf -o /dev/null "http://127.0.0.1:$admin/ready" || { echo "a sidecar did not start:" >&2; cat "$OUT"/*.log >&2; exit 1; }
     done
-    requests "$WARMUP"
+    if [[ $PROTOCOL == gateway ]]; then
+        # Warm-up and measured requests on one HTTPS connection: its TLS handshake (and the
+        # channel's setup) is not counted, as a keep-alive client (wrk) does not pay it per request.
+        coproc CLIENT { python3 "$OUT/client.py" "$A_LISTEN" "$WARMUP,$REQUESTS" "$HOST" "$PKI/ca.pem"; }
+        client=$CLIENT_PID; PIDS+=("$client")
+        read -r _ <&"${CLIENT[0]}"
+    else
+        requests "$WARMUP"
+    fi
     for side in web payments; do
         callgrind_control -i on "${pid_of[$side]}" > /dev/null 2>&1
         callgrind_control -z "${pid_of[$side]}" > /dev/null 2>&1
     done
     started=$(now)
-    requests "$REQUESTS"
+    if [[ $PROTOCOL == gateway ]]; then
+        echo go >&"${CLIENT[1]}"
+        wait "$client"
+    else
+        requests "$REQUESTS"
+    fi
     for side in web payments; do
         callgrind_control -d "${pid_of[$side]}" > /dev/null 2>&1
         dump=$(ls -t "$OUT/$side.$run.callgrind".* | head -1)
         ir=$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")
-        total=$((total + ir))
+        total=$((total + ir)); ir_of[$side]=$ir
+        [[ -z "${KEEP_DUMPS:-}" ]] || { mkdir -p "$KEEP_DUMPS"; cp "$dump" "$KEEP_DUMPS/"; }
         kill "${pid_of[$side]}" 2>/dev/null || true
     done
     wait "${pid_of[web]}" "${pid_of[payments]}" 2>/dev/null || true
+    if [[ $PROTOCOL == gateway ]]; then
+        figure=$((ir_of[web] / REQUESTS))
+        echo "run $run: gateway $figure Ir/request, payments behind it $((ir_of[payments] / REQUESTS))" \
+             "($REQUESTS requests in $(calc "$(now) - $started") s)" >&2
+        return
+    fi
     figure=$((total / REQUESTS))
     echo "run $run: $figure Ir/request ($REQUESTS requests in $(calc "$(now) - $started") s)" >&2
 }
 
 BUILD=$(basename "$(dirname "$BIN")")   # debug or release: each has its own baseline line
 [[ $PROTOCOL == h2 ]] && BUILD=$BUILD-h2
+if [[ $PROTOCOL == gateway ]]; then BUILD=$BUILD-gateway; [[ $ACCESS_LOG == on ]] || BUILD=$BUILD-nolog; fi
 figures=()
 for run in $(seq 1 "$RUNS"); do measure_once "$run"; figures+=("$figure"); done
 per_request=$(printf '%s\n' "${figures[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
@@ -218,7 +273,7 @@ if ((RUNS > 1)); then
     low=$(printf '%s\n' "${figures[@]}" | sort -n | head -1); high=$(printf '%s\n' "${figures[@]}" | sort -n | tail -1)
     echo "runs: ${figures[*]}; spread $(calc "100 * ($high - $low) / $per_request") % of the median"
 fi
-echo "instructions per request (both sidecars, $BUILD build, median of $RUNS): $per_request"
+echo "instructions per request ($([[ $PROTOCOL == gateway ]] && echo "the gateway" || echo "both sidecars"), $BUILD build, median of $RUNS): $per_request"
 
 case $MODE in
     measure) ;;

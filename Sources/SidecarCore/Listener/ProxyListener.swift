@@ -167,8 +167,10 @@ final class ProxyListener: Service, Sendable {
     }
 }
 
-/// Logs inbound (or gateway) handshake failures (plain bytes, wrong CA, expired) and passes them on.
-final class TLSErrorLogger: ChannelInboundHandler, Sendable {
+/// Logs inbound (or gateway) handshake failures (plain bytes, wrong CA, expired) and passes them
+/// on. Leaves the pipeline once the handshake completed: every request's reads would otherwise
+/// pass through it.
+final class TLSErrorLogger: ChannelInboundHandler, RemovableChannelHandler, Sendable {
     typealias InboundIn = ByteBuffer
     let logger: Logger
     let metrics: SidecarMetrics
@@ -185,5 +187,12 @@ final class TLSErrorLogger: ChannelInboundHandler, Sendable {
             logger.notice("\(direction.rawValue) TLS refused", metadata: ["reason": "\(error.reason.rawValue)", "detail": "\(error.detail)"])
         }
         context.fireErrorCaught(error)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        context.fireUserInboundEventTriggered(event)
+        if case .handshakeCompleted = event as? TLSEvent {
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
     }
 }

@@ -20,6 +20,7 @@ extension HTTPProxyHandler {
 extension HTTPProxyHandler {
     /// Whether the request is (or will be) answered here rather than forwarded.
     func answeredAtEdge(_ request: AdmittedRequest, context: ChannelHandlerContext) -> Bool {
+        guard request.gatewayMatch?.answersAtEdge == true else { return false }  // most rules: forwarded
         if answerFromCache(request, context: context) { return true }
         guard case .gateway = direction, let aggregate = request.gatewayMatch?.rule.aggregate else { return false }
         let exchange = request.exchange

@@ -98,7 +98,7 @@ public final class RouteTable: Sendable {
         self.destinations = destinations
         self.authorization = authorization
         self.localPolicy = policies[localService]
-        self.gateway = GatewayTable(resources: resources, metrics: metrics)
+        self.gateway = GatewayTable(resources: resources, destinations: destinations, metrics: metrics)
     }
 
     /// The destination named by a `Host` (or proxy-form authority): `payments`,

@@ -36,6 +36,25 @@ import Testing
         #expect(try h.answer().contains("x-mesh-error: no-route"))
     }
 
+    /// A route's host matches in any case and with a port; an absolute-form target's authority
+    /// replaces `Host` (RFC 9112 §3.2.2) for routing as it does upstream.
+    @Test func theHostMatchesInAnyCaseWithAPortAndAnAbsoluteTargetsAuthorityReplacesIt() throws {
+        let h = try Self.harness(GatewayRule(service: "payments"))
+        try h.send("GET /pay HTTP/1.1\r\nHost: API.Example.com:8443\r\n\r\n")
+        #expect(try h.upstreams.received(0).hasPrefix("GET /pay HTTP/1.1\r\n"))
+        try h.upstreams.respond(0, H.ok)
+        #expect(try h.answer().hasPrefix("HTTP/1.1 200 OK\r\n"))
+
+        try h.send("GET http://api.example.com/pay HTTP/1.1\r\nHost: other.example.com\r\n\r\n")
+        let sent = try h.upstreams.received(0)
+        #expect(sent.hasPrefix("GET /pay HTTP/1.1\r\n") && sent.lowercased().contains("host: api.example.com\r\n"), "\(sent)")
+        try h.upstreams.respond(0, H.ok)
+        #expect(try h.answer().hasPrefix("HTTP/1.1 200 OK\r\n"))
+
+        try h.send("GET http://other.example.com/pay HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+        #expect(try h.answer().contains("x-mesh-error: no-route"))
+    }
+
     @Test func thePlainListenerRedirects() throws {
         let h = try Self.harness(GatewayRule(service: "payments"), secure: false, redirect: true)
         try h.send(Self.get("/a?b=1"))

@@ -29,14 +29,15 @@ struct HTTPSRedirectFilter: RequestFilter {
 struct GatewayRoutingFilter: RequestFilter {
     func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
         let exchange = request.exchange
-        let head = request.head
-        let host = head.headers.firstValue(named: "host") ?? exchange.authority
+        let headers = request.head.headers
+        // The exchange's authority is the `Host` (an absolute-form target's authority replaces
+        // it, RFC 9112 §3.2.2) and its method name was read once: no String per request here.
         // Closures passed straight to the matchers stay non-escaping: no copy of the head per request.
         guard let match = loop.table.gateway.match(
-            host: Substring(host), path: Substring(exchange.path), method: head.methodName,
-            header: { head.headers.firstValue(named: $0) })
+            host: Substring(exchange.authority), path: Substring(exchange.path), method: exchange.methodName,
+            header: { headers.firstValue(named: $0) })
         else {
-            return .reject(ProxyError(.noRoute, "no gateway route matches \(head.methodName) \(host)\(exchange.path)"))
+            return .reject(ProxyError(.noRoute, "no gateway route matches \(exchange.methodName) \(exchange.authority)\(exchange.path)"))
         }
         let rule = match.rule
         request.gatewayMatch = match
@@ -44,18 +45,19 @@ struct GatewayRoutingFilter: RequestFilter {
             exchange.deadlines.route = now + aggregate.timeout.timeAmount + .milliseconds(500)  // a backstop: the aggregate answers by its timeout
             return .next
         }
-        exchange.gatewayMetrics = loop.table.gateway.requestMetrics[rule.service]
+        exchange.gatewayMetrics = match.metrics
         var path = exchange.path
         if let replacement = rule.rewritePathPrefix, case .prefix(let prefix) = rule.match.path {
             path = Self.rewrite(path, prefix: prefix, to: replacement)
             request.upstreamTarget = request.target.query.map { path + "?" + $0 } ?? path
         }
-        guard let destination = loop.table.destinations[rule.service] else {
+        guard let destination = match.destination else {
             return .reject(ProxyError(.noHealthyEndpoint, "service \(rule.service) has no instance in the mesh"))
         }
-        guard let index = destination.ruleIndex(path: Substring(path), method: head.methodName, header: { head.headers.firstValue(named: $0) })
+        guard let index = destination.ruleIndex(
+            path: Substring(path), method: exchange.methodName, header: { headers.firstValue(named: $0) })
         else {
-            return .reject(ProxyError(.noRoute, "no route of \(destination.service) matches \(head.methodName) \(path)"))
+            return .reject(ProxyError(.noRoute, "no route of \(destination.service) matches \(exchange.methodName) \(path)"))
         }
         RoutingFilter.take(destination, ruleIndex: index, for: &request, now: now)
         return .next
@@ -74,6 +76,21 @@ struct GatewayRoutingFilter: RequestFilter {
             result += rest
         }
         return result.isEmpty ? "/" : result
+    }
+}
+
+/// The matched rule's own policies (`RequestFilters.gatewayRule`: CORS, body size,
+/// authentication, rate limit) in order, until one does not pass the request on; a rule with
+/// none of them (`GatewayTable.Match.hasEdgePolicy`, most rules) passes at once, without a
+/// call to each. None of them delays a request (a delay would skip the rest of them).
+struct GatewayRulePolicyFilter: RequestFilter {
+    func admit(_ request: inout AdmittedRequest, loop: LoopContext, now: NIODeadline) -> FilterDecision {
+        guard request.gatewayMatch?.hasEdgePolicy == true else { return .next }
+        for filter in RequestFilters.gatewayRule {
+            let decision = filter.admit(&request, loop: loop, now: now)
+            guard case .next = decision else { return decision }
+        }
+        return .next
     }
 }
 

@@ -72,10 +72,11 @@ enum RequestFilters {
     /// The front door: an external request is routed by a GatewayRoute to a mesh service, then
     /// treated as any caller's request to that service (its Route, breaker, faults).
     static let gateway: [any RequestFilter] = [
-        HTTPSRedirectFilter(), HopLimitFilter(), GatewayRoutingFilter(), CORSFilter(), BodySizeLimitFilter(), AuthenticationFilter(),
-        GatewayRateLimitFilter(),
+        HTTPSRedirectFilter(), HopLimitFilter(), GatewayRoutingFilter(), GatewayRulePolicyFilter(),
         RouteRateLimitFilter(), CircuitBreakerFilter(), FaultAbortFilter(), FaultDelayFilter(),
     ]
+    /// The gateway rule's own policies, in order (`GatewayRulePolicyFilter` runs them).
+    static let gatewayRule: [any RequestFilter] = [CORSFilter(), BodySizeLimitFilter(), AuthenticationFilter(), GatewayRateLimitFilter()]
 }
 
 extension RequestFilters {
