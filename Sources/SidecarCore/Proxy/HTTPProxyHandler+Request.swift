@@ -31,10 +31,10 @@ extension HTTPProxyHandler {
                 forwardRequestBody(context: context)
                 if phase == .forwardingRequest { return }
             case .tunnel:
-                if let bytes = cumulation, bytes.readableBytes > 0, let upstream = exchange?.upstream?.channel {
+                if let bytes = cumulation, bytes.readableBytes > 0, let upstream = exchange?.upstream {
                     cumulation = nil
                     exchange?.bytesReceived += bytes.readableBytes
-                    upstream.write(bytes, promise: nil)
+                    upstream.send(bytes)
                     upstreamNeedsFlush = true
                 }
                 return
@@ -303,9 +303,9 @@ extension HTTPProxyHandler {
         let now = context.eventLoop.now  // one clock read (a vDSO call) for both
         exchange.deadlines.bodyProgress = now
         exchange.tryStartedAt = now
-        channel.write(head, promise: nil)
+        upstream.send(head)
         // A retry: first the body bytes an earlier try forwarded, then whatever still arrives.
-        if let body = exchange.replayBody, body.readableBytes > 0 { channel.write(body, promise: nil) }
+        if let body = exchange.replayBody, body.readableBytes > 0 { upstream.send(body) }
         upstreamNeedsFlush = true
         phase = exchange.requestComplete ? .awaitingResponse : .forwardingRequest
         if exchange.requestComplete { armTryTimer(exchange, context: context) } else { armDeadlineTimer(context: context) }
@@ -315,7 +315,7 @@ extension HTTPProxyHandler {
     }
 
     func forwardRequestBody(context: ChannelHandlerContext) {
-        guard let exchange, let channel = exchange.upstream?.channel else { return }
+        guard let exchange, let upstream = exchange.upstream else { return }
         guard var buffer = cumulation, buffer.readableBytes > 0 else { return }
         do {
             var (body, progress) = try exchange.requestFramer.readBodyProgress(from: &buffer)
@@ -336,7 +336,7 @@ extension HTTPProxyHandler {
                     return
                 }
                 exchange.keepForReplay(body)
-                channel.write(body, promise: nil)
+                upstream.send(body)
                 upstreamNeedsFlush = true
             }
             if complete {
@@ -355,6 +355,6 @@ extension HTTPProxyHandler {
     func flushUpstream() {
         guard upstreamNeedsFlush else { return }
         upstreamNeedsFlush = false
-        exchange?.upstream?.channel?.flush()
+        exchange?.upstream?.flush()
     }
 }

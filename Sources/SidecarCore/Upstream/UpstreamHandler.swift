@@ -40,6 +40,26 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         channel = context.channel
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    /// Where the owner's writes enter the pipeline: here, toward TLS and the socket. Writing
+    /// through `Channel.write` started at the pipeline's tail, through the `Channel`
+    /// existential's generic entry, which wraps each buffer with run-time casts.
+    private var context: ChannelHandlerContext?
+
+    /// Writes `bytes` toward the upstream (not flushed).
+    func send(_ bytes: ByteBuffer) {
+        context?.write(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    /// Flushes what `send` wrote.
+    func flush() {
+        context?.flush()
     }
 
     /// The pool's idle check: one timer per idle stretch, not one per request. A release only
