@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHPACK
 import NIOHTTP2
 
 /// One caller's HTTP/2 connection with its streams as plain exchanges: `NIOHTTP2Handler` in
@@ -62,13 +63,17 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
         let id = frame.streamID
         switch frame.payload {
         case .headers(let headers):
-            switch machine.receivedHeaders(id, make: { makeExchange(id, context: context) }) {
+            let decision = machine.receivedHeaders(
+                id, isValid: { HTTP2HeaderValidation.isValid(headers.headers, as: $0) }, make: { makeExchange(id, context: context) })
+            switch decision {
             case .opened(let exchange), .existing(let exchange):
                 if headers.endStream { machine.receivedEndStream(id) }
                 touch(exchange)
                 exchange.received(frame.payload)
             case .refused:
                 writeReset(id, .refusedStream)
+            case .malformed:
+                writeReset(id, .protocolError)
             }
         case .data(let data):
             guard let exchange = machine.stream(id) else { return }
@@ -150,6 +155,13 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
 
     func write(_ payload: HTTP2Frame.FramePayload, on stream: HTTP2StreamID) {
         guard let context else { return }
+        if case .headers(let headers) = payload, !Self.isValidResponseBlock(headers.headers) {
+            // Not sent: a block NIOHTTP2 would have refused (every received block was checked, so
+            // only one the sidecar made wrongly gets here). The caller's stream is reset, and its
+            // exchange ends when NIOHTTP2 closes it.
+            context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .rstStream(.internalError))), promise: nil)
+            return
+        }
         let frame = wrapOutboundOut(HTTP2Frame(streamID: stream, payload: payload))
         // A stream's last frame needs no count: its upstream has nothing more to hold back.
         guard case .data(let data) = payload, !data.endStream, case .byteBuffer(let buffer) = data.data,
@@ -193,6 +205,11 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
         HTTP2StreamExchange(
             streamID: id, downstream: self, eventLoop: context.eventLoop, allocator: allocator, side: side, loop: loop,
             accessLog: accessLog, defaultDestination: defaultDestination, clock: clock)
+    }
+
+    /// A response's head (`:status` first: the sidecar relays no 1xx head) or its trailers.
+    private static func isValidResponseBlock(_ headers: HPACKHeaders) -> Bool {
+        HTTP2HeaderValidation.isValid(headers, as: headers.first?.name == ":status" ? .response : .trailers)
     }
 
     private func dataLeft(_ stream: HTTP2StreamID, bytes: Int) {

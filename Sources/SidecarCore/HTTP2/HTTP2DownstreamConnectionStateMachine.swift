@@ -41,10 +41,13 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTabl
         case existing(Stream)
         /// Over the limit: reset it with REFUSED_STREAM (never processed, safe to retry).
         case refused
+        /// Malformed (RFC 9113 §8.1.1, `HTTP2HeaderValidation`): reset it with PROTOCOL_ERROR. A new
+        /// stream is not opened; an open one's exchange ends when NIOHTTP2 closes it for the reset.
+        case malformed
 
         static func == (lhs: Self, rhs: Self) -> Bool {
             switch (lhs, rhs) {
-            case (.refused, .refused): return true
+            case (.refused, .refused), (.malformed, .malformed): return true
             case (.opened(let a), .opened(let b)), (.existing(let a), .existing(let b)): return a === b
             default: return false
             }
@@ -80,10 +83,14 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTabl
         return increment > 0 ? increment : nil
     }
 
-    /// HEADERS on `id`. `make` builds the exchange of a stream that opens.
-    mutating func receivedHeaders(_ id: HTTP2StreamID, make: () -> Stream) -> Headers {
-        if let entry = streams[id] { return .existing(entry.stream) }
+    /// HEADERS on `id`: `isValid` checks the block as a request's head or as trailers; `make`
+    /// builds the exchange of a stream that opens.
+    mutating func receivedHeaders(
+        _ id: HTTP2StreamID, isValid: (HTTP2HeaderValidation.Block) -> Bool, make: () -> Stream
+    ) -> Headers {
+        if let entry = streams[id] { return isValid(.trailers) ? .existing(entry.stream) : .malformed }
         guard streams.count < maxStreams else { return .refused }
+        guard isValid(.request) else { return .malformed }
         let stream = make()
         streams[id] = Entry(stream: stream, flow: HTTP2StreamFlow(inboundWindow: streamWindow))
         return .opened(stream)

@@ -97,10 +97,18 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
         switch frame.payload {
         case .headers(let headers):
             let informational = !headers.endStream && Self.isInformational(headers.headers)
-            guard let (stream, receive) = machine.receivedHeaders(id, endStream: headers.endStream, informational: informational) else { return }
+            guard
+                let (stream, receive) = machine.receivedHeaders(
+                    id, endStream: headers.endStream, informational: informational,
+                    isValid: { HTTP2HeaderValidation.isValid(headers.headers, as: $0) })
+            else { return }
             switch receive {
             case .informational:
                 return
+            case .malformed:
+                writeReset(id, .protocolError)
+                stream.state = .done
+                stream.owner?.upstreamFailed(.reset("the upstream sent a malformed header block"))
             case .head(let ended, let resetAfter):
                 if ended { stream.state = .done }
                 touch(stream)
@@ -243,6 +251,7 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
         }
         switch part {
         case .headers(let headers, let endStream):
+            guard HTTP2HeaderValidation.isValid(headers, as: .request) else { return refuse(stream, id, opened: false) }
             context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers, endStream: endStream)))), promise: nil)
             if endStream { machine.sentEndStream(id) }
         case .data(let data, let endStream):
@@ -262,9 +271,21 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
             }
             context.write(frame, promise: promise)
         case .trailers(let trailers):
+            guard HTTP2HeaderValidation.isValid(trailers, as: .trailers) else { return refuse(stream, id, opened: true) }
             context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: trailers, endStream: true)))), promise: nil)
             machine.sentEndStream(id)
         }
+    }
+
+    /// A block NIOHTTP2 would have refused to send is not sent: the stream ends (reset when its
+    /// head went out) and its exchange fails. Every received block was checked, so only a block
+    /// the sidecar made wrongly gets here.
+    private func refuse(_ stream: HTTP2UpstreamStream, _ id: HTTP2StreamID, opened: Bool) {
+        if machine.cancel(id), opened { writeReset(id, .internalError) }
+        stream.state = .done
+        let owner = stream.owner
+        context?.eventLoop.assumeIsolated().execute { owner?.upstreamFailed(.reset("the sidecar made a malformed header block")) }
+        closeIfDone()
     }
 
     fileprivate func flush() {

@@ -49,6 +49,9 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableS
         case head(ended: Bool, resetAfter: Bool)
         case data(ended: Bool, resetAfter: Bool)
         case trailers(resetAfter: Bool)
+        /// A malformed head or trailers (RFC 9113 §8.1.1, `HTTP2HeaderValidation`): the stream is
+        /// gone from the table; reset it with PROTOCOL_ERROR and fail its exchange.
+        case malformed
     }
 
     /// How a stream ended before its response did.
@@ -136,9 +139,16 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableS
 
     // MARK: Receiving
 
-    /// HEADERS on `id`: `informational` when its `:status` is 1xx.
-    mutating func receivedHeaders(_ id: HTTP2StreamID, endStream: Bool, informational: Bool) -> (Stream, Receive)? {
+    /// HEADERS on `id`: `informational` when its `:status` is 1xx; `isValid` checks the block as
+    /// a response's head or as trailers.
+    mutating func receivedHeaders(
+        _ id: HTTP2StreamID, endStream: Bool, informational: Bool, isValid: (HTTP2HeaderValidation.Block) -> Bool
+    ) -> (Stream, Receive)? {
         guard var entry = streams[id] else { return nil }
+        guard isValid(entry.sawFinalHead ? .trailers : .response) else {
+            streams[id] = nil
+            return (entry.stream, .malformed)
+        }
         if entry.sawFinalHead {
             streams[id] = nil
             return (entry.stream, .trailers(resetAfter: !entry.localClosed))

@@ -18,21 +18,33 @@ import Testing
         #expect(machine.receivedFrame() == 100_000 - 65_535, "the connection window opens at the first frame")
         #expect(machine.receivedFrame() == nil, "once")
         let first = Stream()
-        #expect(machine.receivedHeaders(1, make: { first }) == .opened(first))
-        #expect(machine.receivedHeaders(1, make: { Stream() }) == .existing(first))
+        #expect(machine.receivedHeaders(1, isValid: { _ in true }, make: { first }) == .opened(first))
+        #expect(machine.receivedHeaders(1, isValid: { _ in true }, make: { Stream() }) == .existing(first))
         let second = Stream()
-        #expect(machine.receivedHeaders(3, make: { second }) == .opened(second))
-        #expect(machine.receivedHeaders(5, make: { Stream() }) == .refused)
+        #expect(machine.receivedHeaders(3, isValid: { _ in true }, make: { second }) == .opened(second))
+        #expect(machine.receivedHeaders(5, isValid: { _ in true }, make: { Stream() }) == .refused)
         #expect(machine.streamClosed(1) === first)
         #expect(machine.stream(1) == nil)
-        #expect(machine.receivedHeaders(5, make: { Stream() }) != .refused, "a closed stream frees its slot")
+        #expect(machine.receivedHeaders(5, isValid: { _ in true }, make: { Stream() }) != .refused, "a closed stream frees its slot")
         #expect(machine.connectionClosed().count == 2)
         #expect(machine.streams.isEmpty)
     }
 
+    @Test func aMalformedHeadOpensNoStreamAndMalformedTrailersAreRefusedToo() {
+        var machine = Self.machine()
+        var checked: [HTTP2HeaderValidation.Block] = []
+        #expect(machine.receivedHeaders(1, isValid: { checked.append($0); return false }, make: { Stream() }) == .malformed)
+        #expect(machine.stream(1) == nil, "no exchange for a malformed head")
+        let open = Stream()
+        #expect(machine.receivedHeaders(3, isValid: { checked.append($0); return true }, make: { open }) == .opened(open))
+        #expect(machine.receivedHeaders(3, isValid: { checked.append($0); return false }, make: { Stream() }) == .malformed)
+        #expect(checked == [.request, .request, .trailers])
+        #expect(machine.stream(3) === open, "it ends when NIOHTTP2 closes it for the reset")
+    }
+
     @Test func aStreamsWindowIsToppedUpAtHalfOnlyWhileItsExchangeTakesMore() {
         var machine = Self.machine()
-        _ = machine.receivedHeaders(1, make: { Stream() })
+        _ = machine.receivedHeaders(1, isValid: { _ in true }, make: { Stream() })
         #expect(machine.streamWindowChanged(1, inbound: 600, paused: false) == nil, "above half")
         #expect(machine.streamWindowChanged(1, inbound: 500, paused: false) == 500)
         #expect(machine.streamWindowChanged(1, inbound: 200, paused: true) == nil, "held while paused")
@@ -45,7 +57,7 @@ import Testing
 
     @Test func noWindowIsGivenBackOnceTheRequestEnded() {
         var machine = Self.machine()
-        _ = machine.receivedHeaders(1, make: { Stream() })
+        _ = machine.receivedHeaders(1, isValid: { _ in true }, make: { Stream() })
         #expect(machine.streamWindowChanged(1, inbound: 200, paused: true) == nil)
         machine.receivedEndStream(1)
         #expect(machine.readsResumed(1) == nil, "NIOHTTP2 refuses a WINDOW_UPDATE on a stream the caller half-closed")
@@ -54,7 +66,7 @@ import Testing
 
     @Test func aResponseStreamStopsBeingWritableAtTheHighWatermarkUntilTheLowOne() {
         var machine = Self.machine()
-        _ = machine.receivedHeaders(1, make: { Stream() })
+        _ = machine.receivedHeaders(1, isValid: { _ in true }, make: { Stream() })
         #expect(machine.wroteData(1, bytes: 60) == nil)
         #expect(machine.wroteData(1, bytes: 60) == false, "120 unsent: stops")
         #expect(!machine.isWritable(1))

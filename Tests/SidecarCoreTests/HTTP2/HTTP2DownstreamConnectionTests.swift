@@ -156,6 +156,48 @@ extension HTTP2DownstreamConnectionTests {
         #expect(try t.written().isEmpty, "nothing more for a stream the caller reset")
     }
 
+    /// NIOHTTP2's header validation is off (`HTTP2Settings`): the connection refuses what it
+    /// refused, with RST_STREAM(PROTOCOL_ERROR), before any exchange sees the head.
+    @Test func aMalformedHeadIsResetWithProtocolErrorAndReachesNoExchange() throws {
+        let heads: [[(String, String)]] = [
+            [(":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/"), ("X-Upper", "1")],
+            [(":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/"), ("connection", "close")],
+            [(":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/"), ("te", "gzip")],
+            [(":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/"), ("x", "1\r\nx-mesh-caller: forged")],
+            [(":method", "GET"), (":authority", "payments"), (":path", "/")],
+            [("x", "1"), (":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/")],
+        ]
+        for (index, head) in heads.enumerated() {
+            let id = HTTP2StreamID(2 * index + 1)
+            try connection.send(head: head, on: id)
+            let written = try connection.frames().filter { $0.streamID == id }
+            guard written.count == 1, case .rstStream(.protocolError) = written[0].payload else {
+                Issue.record("\(head): expected RST_STREAM(PROTOCOL_ERROR), got \(written)")
+                continue
+            }
+        }
+        #expect(connection.connection.machine.streams.isEmpty, "no exchange was made")
+        #expect(harness.metrics.requests.handle(direction: .outbound, peer: "payments").count(status: 0) == 0)
+        // Malformed trailers on an open stream: reset too (its exchange ends when NIOHTTP2 closes it).
+        try send(authority: "payments", path: "/x", grpc: false, endStream: false, on: 101)
+        try connection.send(.headers(.init(headers: HPACKHeaders([("connection", "close")]), endStream: true)), on: 101)
+        guard case .rstStream(.protocolError) = try connection.frames().last(where: { $0.streamID == 101 })?.payload else {
+            Issue.record("malformed trailers not reset")
+            return
+        }
+    }
+
+    @Test func aResponseBlockTheSidecarMadeWronglyIsNotSentTheStreamIsReset() throws {
+        connection.connection.write(.headers(.init(headers: HPACKHeaders([(":status", "200"), ("Content-Type", "x")]))), on: 1)
+        connection.connection.write(.headers(.init(headers: HPACKHeaders([("grpc-status", "0")]), endStream: true)), on: 3)
+        connection.connection.flush()
+        let frames = try connection.frames()
+        guard frames.count == 2, case .rstStream(.internalError) = frames[0].payload, case .headers = frames[1].payload else {
+            Issue.record("expected RST_STREAM(INTERNAL_ERROR) on 1 and trailers on 3, got \(frames)")
+            return
+        }
+    }
+
     @Test func theConnectionClosingEndsEveryExchangeLeft() throws {
         let fault = FaultInjection(delay: .init(percent: 100, duration: .milliseconds(500)))
         let t = try HTTP2DownstreamConnectionTests(rules: [RouteRule(fault: fault)])

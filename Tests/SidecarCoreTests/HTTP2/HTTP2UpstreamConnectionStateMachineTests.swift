@@ -44,13 +44,26 @@ import Testing
         let streams = Self.start(2, on: &machine)
         let (first, second) = (streams[0].0, streams[1].0)
         machine.sentEndStream(first)
-        #expect(machine.receivedHeaders(first, endStream: false, informational: true)?.1 == .informational)
-        #expect(machine.receivedHeaders(first, endStream: false, informational: false)?.1 == .head(ended: false, resetAfter: false))
+        #expect(machine.receivedHeaders(first, endStream: false, informational: true, isValid: { _ in true })?.1 == .informational)
+        #expect(machine.receivedHeaders(first, endStream: false, informational: false, isValid: { _ in true })?.1 == .head(ended: false, resetAfter: false))
         #expect(machine.receivedData(first, endStream: false)?.1 == .data(ended: false, resetAfter: false))
-        #expect(machine.receivedHeaders(first, endStream: true, informational: false)?.1 == .trailers(resetAfter: false))
+        #expect(machine.receivedHeaders(first, endStream: true, informational: false, isValid: { _ in true })?.1 == .trailers(resetAfter: false))
         #expect(machine.receivedData(first, endStream: false) == nil, "gone from the table")
         // Answered before the request ended: the stream is done here, our half is reset.
-        #expect(machine.receivedHeaders(second, endStream: true, informational: false)?.1 == .head(ended: true, resetAfter: true))
+        #expect(machine.receivedHeaders(second, endStream: true, informational: false, isValid: { _ in true })?.1 == .head(ended: true, resetAfter: true))
+        #expect(machine.isIdle)
+    }
+
+    @Test func aMalformedHeadOrTrailersEndTheStream() {
+        var machine = Self.machine()
+        let streams = Self.start(2, on: &machine)
+        let (first, second) = (streams[0].0, streams[1].0)
+        var checked: [HTTP2HeaderValidation.Block] = []
+        #expect(machine.receivedHeaders(first, endStream: false, informational: false, isValid: { checked.append($0); return false })?.1 == .malformed)
+        #expect(machine.receivedData(first, endStream: true) == nil, "gone from the table")
+        _ = machine.receivedHeaders(second, endStream: false, informational: false, isValid: { checked.append($0); return true })
+        #expect(machine.receivedHeaders(second, endStream: true, informational: false, isValid: { checked.append($0); return false })?.1 == .malformed)
+        #expect(checked == [.response, .response, .trailers])
         #expect(machine.isIdle)
     }
 

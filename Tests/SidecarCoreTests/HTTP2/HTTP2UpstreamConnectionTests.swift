@@ -50,7 +50,7 @@ import Testing
 
     func open(_ owner: Owner, endStream: Bool = true) throws -> HTTP2UpstreamStream {
         let stream = try value(connection.reserveStream(owner: owner, on: channel.eventLoop))
-        stream.send(.headers(HPACKHeaders([(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "a")]), endStream: endStream))
+        stream.send(.headers(Self.request("/"), endStream: endStream))
         stream.flush()
         return stream
     }
@@ -63,6 +63,10 @@ import Testing
 
     func receive(_ id: HTTP2StreamID, _ payload: HTTP2Frame.FramePayload) throws {
         try channel.writeInbound(HTTP2Frame(streamID: id, payload: payload))
+    }
+
+    static func request(_ path: String) -> HPACKHeaders {
+        HPACKHeaders([(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", "a")])
     }
 
     static func head(_ status: String, endStream: Bool = false) -> HTTP2Frame.FramePayload {
@@ -86,9 +90,9 @@ import Testing
         #expect(increment == HTTP2Settings.connectionWindow - 65_535)
         // The second stream sends its head first: it takes the first id.
         let streamB = try value(second)
-        streamB.send(.headers(HPACKHeaders([(":method", "GET"), (":path", "/b")]), endStream: true))
+        streamB.send(.headers(Self.request("/b"), endStream: true))
         let streamA = try value(first)
-        streamA.send(.headers(HPACKHeaders([(":method", "GET"), (":path", "/a")]), endStream: true))
+        streamA.send(.headers(Self.request("/a"), endStream: true))
         streamA.flush()
         #expect(try written().map(\.streamID) == [1, 3])
         try receive(3, Self.head("200"))
@@ -154,12 +158,48 @@ import Testing
         #expect(!channel.isActive, "gone away and idle: closed")
     }
 
-    @Test func onlyConnectionsToPeerSidecarsSkipHeaderValidation() {
-        #expect(HTTP2Settings.peerClient.headerBlockValidation == .disabled)
-        #expect(HTTP2Settings.peerClient.contentLengthValidation == .enabled)
-        #expect(HTTP2Settings.peerClient.initialSettings == HTTP2Settings.client.initialSettings)
-        #expect(HTTP2Settings.client.headerBlockValidation == .enabled, "an app's answers are checked")
-        #expect(HTTP2Settings.server.headerBlockValidation == .enabled, "callers' requests, and what goes back to them, are checked")
+    @Test func headerBlocksAreCheckedHereNotByNIOHTTP2() {
+        for configuration in [HTTP2Settings.client, HTTP2Settings.server] {
+            #expect(configuration.headerBlockValidation == .disabled, "HTTP2HeaderValidation checks each block once")
+            #expect(configuration.contentLengthValidation == .enabled)
+        }
+    }
+
+    @Test func aMalformedResponseIsResetWithProtocolErrorAndFailsItsStream() throws {
+        try connect()
+        let (a, b) = (Owner(), Owner())
+        _ = try open(a)
+        _ = try open(b)
+        _ = try written()
+        try receive(1, .headers(.init(headers: HPACKHeaders([(":status", "200"), ("connection", "keep-alive")]))))
+        try receive(3, Self.head("200"))
+        try receive(3, .headers(.init(headers: HPACKHeaders([("grpc-status", "0"), ("X-Upper", "1")]), endStream: true)))
+        let resets = try written().filter(\.isReset)
+        #expect(resets.map(\.streamID) == [1, 3])
+        #expect(resets.allSatisfy { if case .rstStream(.protocolError) = $0.payload { true } else { false } })
+        #expect(a.events == ["failed"])
+        #expect(b.events == ["head 200", "read complete", "failed"])
+        guard case .reset = a.failure, case .reset = b.failure else {
+            Issue.record("expected resets, got \(String(describing: a.failure)) \(String(describing: b.failure))")
+            return
+        }
+        #expect(connection.machine.isIdle)
+    }
+
+    @Test func aRequestBlockTheSidecarMadeWronglyIsNotSent() throws {
+        try connect()
+        _ = try written()
+        let owner = Owner()
+        let stream = try value(connection.reserveStream(owner: owner, on: channel.eventLoop))
+        stream.send(.headers(HPACKHeaders([(":method", "GET"), (":path", "/")]), endStream: true))
+        stream.flush()
+        #expect(try written().isEmpty, "no :scheme: not sent")
+        channel.embeddedEventLoop.run()
+        guard case .reset = owner.failure else {
+            Issue.record("expected the stream to fail, got \(String(describing: owner.failure))")
+            return
+        }
+        #expect(connection.machine.isIdle)
     }
 
     @Test func anEarlyAnswerResetsOurHalfAndACancelResetsTheStream() throws {
