@@ -163,27 +163,26 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
 
     private func begin(_ headers: HPACKHeaders, endStream: Bool) {
         phase = .admitting
-        isGRPC = GRPC.isGRPC(contentType: headers.first(name: "content-type"))
-        let method = headers.first(name: ":method") ?? ""
-        let path = headers.first(name: ":path") ?? ""
-        let authority = headers.first(name: ":authority") ?? headers.first(name: "host") ?? ""
+        let parsed = Self.parseHead(headers, allocator: allocator)
+        let (head, target) = (parsed.head, parsed.target)
+        isGRPC = GRPC.isGRPC(contentType: parsed.contentType)
+        let authority = parsed.authority
         let peer: String
         switch side {
         case .outbound: peer = loop.table.outboundPeer(authority: authority, defaultDestination: defaultDestination)
         case .inbound(_, _, let caller, _): peer = caller ?? "unknown"
         case .gateway(_, let client): peer = client ?? "unknown"
         }
-        let parsed = Self.parseHead(headers, method: method, path: path, authority: authority, allocator: allocator)
-        let requestID = parsed.head?.headers.firstValue(named: "x-request-id") ?? RequestIdentifiers.requestID(using: &loop.random)
+        let requestID = head?.headers.firstValue(named: "x-request-id") ?? RequestIdentifiers.requestID(using: &loop.random)
         let exchange = ProxyExchange(
-            method: parsed.head?.method ?? .other, methodName: parsed.head?.methodName ?? "-", authority: authority,
-            path: parsed.target?.path ?? String(path.prefix { $0 != "?" }), requestID: requestID, peer: peer,
+            method: head?.method ?? .other, methodName: head?.methodName ?? "-", authority: authority,
+            path: target?.path ?? String(parsed.path.prefix { $0 != "?" }), requestID: requestID, peer: peer,
             closeAfterResponse: false, framing: .none, start: eventLoop.now)
         exchange.wireProtocol = .http2
         exchange.defaultDestination = defaultDestination
         exchange.requestComplete = endStream
         self.exchange = exchange
-        guard let head = parsed.head, let target = parsed.target else {
+        guard let head, let target else {
             fail(exchange, parsed.error ?? ProxyError(.badRequest, "invalid request head"))
             return
         }
@@ -195,7 +194,7 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         if case .inbound(_, _, let verified, _) = side { caller = verified } else { caller = nil }
         var request = AdmittedRequest(head: head, target: target, exchange: exchange, caller: caller)
         request.setHopHeaders(inbound: direction == .inbound, random: &loop.random)
-        if let timeout = headers.first(name: "grpc-timeout").flatMap(GRPC.timeout) {
+        if let timeout = parsed.grpcTimeout.flatMap(GRPC.timeout) {
             routeDeadline = exchange.start + timeout
         }
         let filters: ArraySlice<any RequestFilter>
@@ -210,38 +209,96 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         admit(request, through: filters, received: headers)
     }
 
+    /// What an exchange reads of its stream's head, from one pass over the fields.
+    struct StreamHead {
+        var method = ""
+        var path = ""
+        /// `:authority`, else the first `host`, else empty.
+        var authority = ""
+        var contentType: String?
+        var grpcTimeout: String?
+        /// The head as the HTTP/1.1 head the filters read, with its target; or why not.
+        var head: HTTPRawRequestHead?
+        var target: HTTPRequestTarget?
+        var error: ProxyError?
+    }
+
     /// The stream's head as the HTTP/1.1 head the filters read (method, target, `host`, fields),
-    /// parsed by the same parser, so every head-level check holds for both codecs.
-    static func parseHead(
-        _ headers: HPACKHeaders, method: String, path: String, authority: String, allocator: ByteBufferAllocator
-    ) -> (head: HTTPRawRequestHead?, target: HTTPRequestTarget?, error: ProxyError?) {
+    /// parsed by the same parser, so every head-level check holds for both codecs. One pass over
+    /// the fields: pseudo-headers come first (`HTTP2HeaderValidation`), so the start line and
+    /// `host` are written at the first regular field.
+    static func parseHead(_ headers: HPACKHeaders, allocator: ByteBufferAllocator) -> StreamHead {
+        var result = StreamHead()
+        var authority: String?
+        var startWritten = false
+        var hostWritten = false
         var buffer = allocator.buffer(capacity: 256)
-        buffer.writeString(method)
-        buffer.writeStaticString(" ")
-        buffer.writeString(path)
-        buffer.writeStaticString(" HTTP/1.1\r\nhost: ")
-        buffer.writeString(authority)
-        buffer.writeStaticString("\r\n")
-        for (name, value, _) in headers where name.utf8.first != UInt8(ascii: ":") && name != "host" {
+        func writeStart() {
+            startWritten = true
+            buffer.writeString(result.method)
+            buffer.writeStaticString(" ")
+            buffer.writeString(result.path)
+            buffer.writeStaticString(" HTTP/1.1\r\n")
+            if let authority {
+                result.authority = authority
+                writeField("host", authority)
+                hostWritten = true
+            }
+        }
+        func writeField(_ name: String, _ value: String) {
             buffer.writeString(name)
             buffer.writeStaticString(": ")
             buffer.writeString(value)
             buffer.writeStaticString("\r\n")
         }
+        for (name, value, _) in headers {
+            switch name.utf8.first {
+            case UInt8(ascii: ":"):
+                switch name {
+                case ":method": result.method = value
+                case ":path": result.path = value
+                case ":authority": authority = value
+                default: break
+                }
+                continue
+            case UInt8(ascii: "h") where name == "host":
+                if !startWritten { writeStart() }
+                if !hostWritten {
+                    result.authority = value
+                    writeField(name, value)
+                    hostWritten = true
+                }
+                continue
+            case UInt8(ascii: "c") where result.contentType == nil && name == "content-type":
+                result.contentType = value
+            case UInt8(ascii: "g") where result.grpcTimeout == nil && name == "grpc-timeout":
+                result.grpcTimeout = value
+            default:
+                break
+            }
+            if !startWritten { writeStart() }
+            writeField(name, value)
+        }
+        if !startWritten { writeStart() }
+        if !hostWritten { buffer.writeStaticString("host: \r\n") }
         buffer.writeStaticString("\r\n")
         var parser = HTTPHeadParser()
         do {
             guard let head = try parser.parseRequest(&buffer) else {
-                return (nil, nil, ProxyError(.badRequest, "invalid request head"))
+                result.error = ProxyError(.badRequest, "invalid request head")
+                return result
             }
-            do {
-                return (head, try HTTPRequestTarget(parsing: path), nil)
-            } catch {
-                return (head, nil, ProxyError(.badRequest, error.description))
-            }
+            result.head = head
         } catch {
-            return (nil, nil, ProxyError.badRequest(error))
+            result.error = ProxyError.badRequest(error)
+            return result
         }
+        do {
+            result.target = try HTTPRequestTarget(parsing: result.path)
+        } catch {
+            result.error = ProxyError(.badRequest, error.description)
+        }
+        return result
     }
 
     func admit(_ request: AdmittedRequest, through filters: ArraySlice<any RequestFilter>, received: HPACKHeaders) {

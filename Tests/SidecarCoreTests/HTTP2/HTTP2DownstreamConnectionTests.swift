@@ -81,15 +81,37 @@ import Testing
 
     @Test func aHeadTheHTTP1ParserRefusesIsABadRequest() throws {
         let parsed = HTTP2StreamExchange.parseHead(
-            HPACKHeaders([(":method", "GET"), (":path", "/a%2Fb"), ("x", "1")]), method: "GET", path: "/a%2Fb",
-            authority: "payments", allocator: ByteBufferAllocator())
+            HPACKHeaders([(":method", "GET"), (":path", "/a%2Fb"), (":authority", "payments"), ("x", "1")]), allocator: ByteBufferAllocator())
         #expect(parsed.head != nil)
+        #expect(parsed.head?.headers.firstValue(named: "host") == "payments")
         #expect(parsed.target == nil, "an encoded slash is refused as on HTTP/1.1")
         #expect(parsed.error?.cause == .badRequest)
     }
 }
 
 extension HTTP2DownstreamConnectionTests {
+    @Test func theHeadIsReadInOnePassWithHostFromAuthorityOrTheFirstHostField() throws {
+        let parsed = HTTP2StreamExchange.parseHead(
+            HPACKHeaders([
+                (":method", "POST"), (":scheme", "http"), (":authority", "payments"), (":path", "/a/B?x=1"), ("host", "other"),
+                ("content-type", "application/grpc"), ("grpc-timeout", "5S"), ("content-type", "text/plain"), ("x-a", "1"),
+            ]), allocator: ByteBufferAllocator())
+        #expect(parsed.method == "POST" && parsed.path == "/a/B?x=1" && parsed.authority == "payments")
+        #expect(parsed.contentType == "application/grpc" && parsed.grpcTimeout == "5S")
+        let head = try #require(parsed.head)
+        #expect(head.headers.values(named: "host") == ["payments"], "one authority, the one routing saw")
+        #expect(head.headers.firstValue(named: "x-a") == "1")
+        #expect(parsed.target?.path == "/a/B")
+        let hostOnly = HTTP2StreamExchange.parseHead(
+            HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":path", "/"), ("x-a", "1"), ("host", "b"), ("host", "c")]),
+            allocator: ByteBufferAllocator())
+        #expect(hostOnly.authority == "b")
+        #expect(hostOnly.head?.headers.values(named: "host") == ["b"])
+        let noAuthority = HTTP2StreamExchange.parseHead(
+            HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":path", "/")]), allocator: ByteBufferAllocator())
+        #expect(noAuthority.authority == "")
+    }
+
     @Test func streamsGoToTheirOwnExchangesAndOneOverTheLimitIsRefused() throws {
         let t = try HTTP2DownstreamConnectionTests(maxStreams: 2)
         try t.send(authority: "nosuch", grpc: true, endStream: false, on: 1)  // answered, stays open
