@@ -31,6 +31,14 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTabl
         /// The caller sent END_STREAM: no more request data, so no window to give back (NIOHTTP2
         /// refuses a WINDOW_UPDATE on a stream half-closed by the peer).
         var requestEnded = false
+
+        mutating func windowChanged(to window: Int, paused: Bool, target: Int) -> Int? {
+            requestEnded ? nil : flow.windowChanged(to: window, paused: paused, target: target)
+        }
+
+        mutating func readsResumed(target: Int) -> Int? {
+            requestEnded ? nil : flow.setReadsPaused(false, target: target)
+        }
     }
 
     /// What a HEADERS frame means.
@@ -128,15 +136,13 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTabl
     /// NIOHTTP2's report of a stream's receive window, with whether its exchange takes more
     /// request now: the WINDOW_UPDATE increment to send.
     mutating func streamWindowChanged(_ id: HTTP2StreamID, inbound window: Int, paused: Bool) -> Int? {
-        guard let entry = streams[id], !entry.requestEnded else { return nil }
-        streams[id]!.flow.inboundWindow = window
-        streams[id]!.flow.readsPaused = paused
-        return streams[id]!.flow.topUp(to: streamWindow)
+        let target = streamWindow
+        return streams[id]?.windowChanged(to: window, paused: paused, target: target)  // one lookup, in place
     }
 
     /// The exchange takes request frames again: the window it held back.
     mutating func readsResumed(_ id: HTTP2StreamID) -> Int? {
-        guard let entry = streams[id], !entry.requestEnded else { return nil }
-        return streams[id]!.flow.setReadsPaused(false, target: streamWindow)
+        let target = streamWindow
+        return streams[id]?.readsResumed(target: target)
     }
 }

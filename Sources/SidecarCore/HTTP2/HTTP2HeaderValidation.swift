@@ -84,9 +84,7 @@ enum HTTP2HeaderValidation {
             default:
                 break
             }
-            // NUL, LF, CR: bits 0, 10 and 13.
-            for byte in value where byte <= 0x0D && (0x2401 >> byte) & 1 != 0 { return false }
-            return true
+            return !HTTP2HeaderValidation.hasNULCROrLF(value)
         }
 
         /// `name` (with its colon) as one of this block's pseudo-headers, or nil.
@@ -123,6 +121,26 @@ enum HTTP2HeaderValidation {
     static func isLowercaseTokenByte(_ byte: UInt8) -> Bool {
         if byte < 64 { return (0x03FF_6CFA_0000_0000 as UInt64) >> byte & 1 != 0 }
         return byte < 128 && (0x57FF_FFFF_C000_0000 as UInt64) >> (byte &- 64) & 1 != 0
+    }
+
+    /// A field value's forbidden bytes, eight at a time: a word with no byte below 0x0E has none.
+    @inline(__always)
+    static func hasNULCROrLF(_ value: UnsafeBufferPointer<UInt8>) -> Bool {
+        var index = 0
+        if let base = UnsafeRawPointer(value.baseAddress) {
+            while index + 8 <= value.count
+                && !HTTPGrammar.word(base.loadUnaligned(fromByteOffset: index, as: UInt64.self), hasByteBelow: 0x0E)
+            {
+                index += 8
+            }
+        }
+        while index < value.count {
+            // NUL, LF, CR: bits 0, 10 and 13.
+            let byte = value[index]
+            if byte <= 0x0D && (0x2401 as UInt16) >> byte & 1 != 0 { return true }
+            index += 1
+        }
+        return false
     }
 
     @inline(__always)

@@ -232,7 +232,7 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         var authority: String?
         var startWritten = false
         var hostWritten = false
-        var buffer = allocator.buffer(capacity: 256)
+        var buffer = allocator.buffer(capacity: 512)
         func writeStart() {
             startWritten = true
             buffer.writeString(result.method)
@@ -247,9 +247,9 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         }
         func writeField(_ name: String, _ value: String) {
             buffer.writeString(name)
-            buffer.writeStaticString(": ")
+            buffer.writeInteger(0x3A20 as UInt16)  // ": "
             buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
+            buffer.writeInteger(0x0D0A as UInt16)  // CRLF
         }
         for (name, value, _) in headers {
             switch name.utf8.first {

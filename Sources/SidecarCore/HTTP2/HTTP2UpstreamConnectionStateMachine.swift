@@ -226,14 +226,13 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableS
 
     /// NIOHTTP2's report of a stream's receive window: the WINDOW_UPDATE increment to send.
     mutating func streamWindowChanged(_ id: HTTP2StreamID, inbound window: Int) -> Int? {
-        guard streams[id] != nil else { return nil }
-        streams[id]!.flow.inboundWindow = window
-        return streams[id]!.flow.topUp(to: streamWindow)
+        let target = streamWindow
+        return streams[id]?.flow.windowChanged(to: window, target: target)  // one lookup, in place
     }
 
     /// The exchange stops (or resumes) taking response data: on resume, the window it held back.
     mutating func setReadsPaused(_ id: HTTP2StreamID, _ paused: Bool) -> Int? {
-        guard streams[id] != nil else { return nil }
-        return streams[id]!.flow.setReadsPaused(paused, target: streamWindow)
+        let target = streamWindow
+        return streams[id]?.flow.setReadsPaused(paused, target: target)
     }
 }
