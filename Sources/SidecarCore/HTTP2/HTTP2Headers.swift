@@ -1,4 +1,5 @@
 import NIOHPACK
+import NIOHTTP2
 
 /// Header rewriting for HTTP/2 exchanges, with the HTTP/1.1 head writer's rules: removed names
 /// and replaced names match in any spelling an app framework reads as the same (`HTTPGrammar.
@@ -60,6 +61,27 @@ enum HTTP2Headers {
         case UInt8(ascii: "t"): return name == "traceparent"
         default: return false
         }
+    }
+
+    /// Whether the stream `id` of an upstream connection indexes its per-request fields once: the
+    /// first stream of the connection and every 1024th after. A literal without indexing can
+    /// still name its field by index (RFC 7541 §6.2.2) once the name is in the dynamic table; so
+    /// one indexed entry per name lets every later request send `x-request-id` and `traceparent`
+    /// as an index and a value, where each name was Huffman-coded and decoded in full (NIOHPACK's
+    /// coder costs ~140 instructions a byte). Again every 1024 streams, in case the entry was
+    /// pushed out: two entries that never match per 1024 requests do not churn the table.
+    static func indexesNames(onStream id: HTTP2StreamID) -> Bool {
+        Int(id) & 2047 == 1
+    }
+
+    /// `headers` with its per-request fields indexed (`indexesNames(onStream:)`).
+    static func indexingPerRequestFields(_ headers: HPACKHeaders) -> HPACKHeaders {
+        var out = HPACKHeaders()
+        out.reserveCapacity(headers.count)
+        for (name, value, indexing) in headers {
+            out.add(name: name, value: value, indexing: perRequest(name) ? .indexable : indexing)
+        }
+        return out
     }
 
     /// A response head with a route's header rewrites (`:status` stays first).

@@ -254,7 +254,8 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
         switch part {
         case .headers(let headers, let endStream):
             guard HTTP2HeaderValidation.isValid(headers, as: .request) else { return refuse(stream, id, opened: false) }
-            context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers, endStream: endStream)))), promise: nil)
+            let block = HTTP2Headers.indexesNames(onStream: id) ? HTTP2Headers.indexingPerRequestFields(headers) : headers
+            context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: block, endStream: endStream)))), promise: nil)
             if endStream { machine.sentEndStream(id) }
         case .data(let data, let endStream):
             let bytes = data.readableBytes

@@ -311,6 +311,41 @@ extension HTTP2DownstreamConnectionTests {
         #expect(tableSizes == [tableSizes[0], tableSizes[0], tableSizes[0]], "no request adds an entry")
     }
 
+    /// The first stream of a connection (and every 1024th) puts the per-request names into the
+    /// next hop's table once; the streams between send them as an index and a literal value, a
+    /// few bytes shorter each and without Huffman-coding the name, still adding no entry.
+    @Test func perRequestNamesAreIndexedOnceSoLaterRequestsNameThemByIndex() throws {
+        #expect((1...4097).filter { $0 % 2 == 1 && HTTP2Headers.indexesNames(onStream: HTTP2StreamID($0)) } == [1, 2049, 4097])
+        var encoder = HPACKEncoder(allocator: ByteBufferAllocator())
+        var sizes: [(wire: Int, table: Int)] = []
+        for n in 0..<3 {
+            let received = HPACKHeaders([
+                (":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/pay"), ("x-request-id", "request-\(n)"),
+            ])
+            let trace = HTTPHeaderLine(generatedName: "traceparent", value: "00-4bf92f3577b34da6a3ce929d0e0e473\(n)-00f067aa0ba902b7-01")
+            var out = HTTP2Headers.request(received, removing: [], adding: [trace], path: nil)
+            if HTTP2Headers.indexesNames(onStream: HTTP2StreamID(2 * n + 1)) { out = HTTP2Headers.indexingPerRequestFields(out) }
+            #expect(Array(out.map(\.name)) == [":method", ":scheme", ":authority", ":path", "x-request-id", "traceparent"])
+            var wire = ByteBuffer()
+            try encoder.encode(headers: out, to: &wire)
+            sizes.append((wire.readableBytes, encoder.dynamicTableSize))
+        }
+        #expect(sizes[1].table == sizes[0].table && sizes[2].table == sizes[0].table, "only the first request adds entries")
+        #expect(sizes[2].wire == sizes[1].wire)
+        // The same two requests with the names never indexed: the second is longer by the names.
+        var unindexed = HPACKEncoder(allocator: ByteBufferAllocator())
+        var wire = ByteBuffer()
+        for n in 0..<2 {
+            let plain = HTTP2Headers.request(
+                HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/pay"), ("x-request-id", "request-\(n)")]),
+                removing: [], adding: [HTTPHeaderLine(generatedName: "traceparent", value: "00-4bf92f3577b34da6a3ce929d0e0e473\(n)-00f067aa0ba902b7-01")],
+                path: nil)
+            wire.clear()
+            try unindexed.encode(headers: plain, to: &wire)
+        }
+        #expect(sizes[1].wire + 10 < wire.readableBytes, "the names went as indexes (\(sizes[1].wire) vs \(wire.readableBytes) bytes)")
+    }
+
     @Test func grpcRetryConditionsCoverTheirStatusesOnly() {
         let unavailable = RetryStateMachine.Failure.grpcStatus(14)
         #expect(unavailable.isCovered(by: .grpc(.unavailable)))
