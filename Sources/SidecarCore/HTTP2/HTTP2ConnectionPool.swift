@@ -179,9 +179,11 @@ enum HTTP2Settings {
     private static func connection(maxConcurrentStreams: Int) -> NIOHTTP2Handler.ConnectionConfiguration {
         var configuration = NIOHTTP2Handler.ConnectionConfiguration()
         // The frame-mode handlers check every header block they receive and send themselves
-        // (`HTTP2HeaderValidation`, the same rules), once per block; NIOHTTP2's check cost 16 % of
-        // the pair path's instructions per request. Content-length checks stay NIOHTTP2's.
+        // (`HTTP2HeaderValidation`, the same rules), once per block, and every received body
+        // against its `content-length` (the connections' state machines); NIOHTTP2's checks
+        // cost 16 % and 3 % of the pair path's instructions per request.
         configuration.headerBlockValidation = .disabled
+        configuration.contentLengthValidation = .disabled
         configuration.initialSettings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: maxConcurrentStreams),
             HTTP2Setting(parameter: .maxHeaderListSize, value: 64 * 1024),

@@ -64,10 +64,10 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
         switch frame.payload {
         case .headers(let headers):
             let decision = machine.receivedHeaders(
-                id, isValid: { HTTP2HeaderValidation.isValid(headers.headers, as: $0) }, make: { makeExchange(id, context: context) })
+                id, endStream: headers.endStream, check: { HTTP2HeaderValidation.check(headers.headers, as: $0) },
+                make: { makeExchange(id, context: context) })
             switch decision {
             case .opened(let exchange), .existing(let exchange):
-                if headers.endStream { machine.receivedEndStream(id) }
                 touch(exchange)
                 exchange.received(frame.payload)
             case .refused:
@@ -76,10 +76,16 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
                 writeReset(id, .protocolError)
             }
         case .data(let data):
-            guard let exchange = machine.stream(id) else { return }
-            if data.endStream { machine.receivedEndStream(id) }
-            touch(exchange)
-            exchange.received(frame.payload)
+            guard case .byteBuffer(let buffer) = data.data,
+                let receipt = machine.receivedData(id, bytes: buffer.readableBytes, endStream: data.endStream)
+            else { return }
+            switch receipt {
+            case .deliver(let exchange):
+                touch(exchange)
+                exchange.received(frame.payload)
+            case .malformed:
+                writeReset(id, .protocolError)
+            }
         case .rstStream:
             guard let exchange = machine.stream(id) else { return }
             exchange.received(frame.payload)

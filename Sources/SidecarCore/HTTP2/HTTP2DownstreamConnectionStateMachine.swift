@@ -31,6 +31,19 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTabl
         /// The caller sent END_STREAM: no more request data, so no window to give back (NIOHTTP2
         /// refuses a WINDOW_UPDATE on a stream half-closed by the peer).
         var requestEnded = false
+        /// Request body bytes still to come, when the head gave a `content-length`.
+        var remainingBody: Int?
+
+        /// DATA of `bytes` on the stream: its exchange, or malformed when the body outgrows its
+        /// `content-length` or ends short of it (RFC 9113 §8.1.1).
+        mutating func receivedData(bytes: Int, endStream: Bool) -> DataReceipt {
+            if endStream { requestEnded = true }
+            if let remaining = remainingBody {
+                remainingBody = remaining - bytes
+                guard remaining >= bytes, !endStream || remaining == bytes else { return .malformed }
+            }
+            return .deliver(stream)
+        }
 
         mutating func windowChanged(to window: Int, paused: Bool, target: Int) -> Int? {
             requestEnded ? nil : flow.windowChanged(to: window, paused: paused, target: target)
@@ -57,6 +70,22 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTabl
             switch (lhs, rhs) {
             case (.refused, .refused), (.malformed, .malformed): return true
             case (.opened(let a), .opened(let b)), (.existing(let a), .existing(let b)): return a === b
+            default: return false
+            }
+        }
+    }
+
+    /// What a DATA frame means.
+    enum DataReceipt: Equatable {
+        /// For this stream's exchange.
+        case deliver(Stream)
+        /// The body does not match the head's `content-length`: reset it with PROTOCOL_ERROR.
+        case malformed
+
+        static func == (lhs: Self, rhs: Self) -> Bool {
+            switch (lhs, rhs) {
+            case (.malformed, .malformed): return true
+            case (.deliver(let a), .deliver(let b)): return a === b
             default: return false
             }
         }
@@ -91,26 +120,35 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTabl
         return increment > 0 ? increment : nil
     }
 
-    /// HEADERS on `id`: `isValid` checks the block as a request's head or as trailers; `make`
-    /// builds the exchange of a stream that opens.
+    /// HEADERS on `id`: `check` checks the block as a request's head or as trailers; `make`
+    /// builds the exchange of a stream that opens. A head whose `content-length` its body does
+    /// not match (no body at all, or trailers too early) is malformed too.
     mutating func receivedHeaders(
-        _ id: HTTP2StreamID, isValid: (HTTP2HeaderValidation.Block) -> Bool, make: () -> Stream
+        _ id: HTTP2StreamID, endStream: Bool, check: (HTTP2HeaderValidation.Block) -> HTTP2HeaderValidation.Summary?,
+        make: () -> Stream
     ) -> Headers {
-        if let entry = streams[id] { return isValid(.trailers) ? .existing(entry.stream) : .malformed }
+        if let entry = streams[id] {
+            guard check(.trailers) != nil, entry.remainingBody ?? 0 == 0 else { return .malformed }
+            if endStream { streams[id]?.requestEnded = true }
+            return .existing(entry.stream)
+        }
         guard streams.count < maxStreams else { return .refused }
-        guard isValid(.request) else { return .malformed }
+        guard let head = check(.request), !endStream || head.contentLength ?? 0 == 0 else { return .malformed }
         let stream = make()
-        streams[id] = Entry(stream: stream, flow: HTTP2StreamFlow(inboundWindow: streamWindow))
+        var entry = Entry(stream: stream, flow: HTTP2StreamFlow(inboundWindow: streamWindow))
+        entry.requestEnded = endStream
+        entry.remainingBody = head.contentLength
+        streams[id] = entry
         return .opened(stream)
+    }
+
+    /// DATA of `bytes` on `id`: nil when the stream is not (or no longer) in the table.
+    mutating func receivedData(_ id: HTTP2StreamID, bytes: Int, endStream: Bool) -> DataReceipt? {
+        streams[id]?.receivedData(bytes: bytes, endStream: endStream)
     }
 
     func stream(_ id: HTTP2StreamID) -> Stream? {
         streams[id]?.stream
-    }
-
-    /// The caller sent END_STREAM on `id`.
-    mutating func receivedEndStream(_ id: HTTP2StreamID) {
-        streams[id]?.requestEnded = true
     }
 
     /// NIOHTTP2 closed `id` (both ends done, or reset either way): its exchange, gone from the table.

@@ -13,6 +13,8 @@ import NIOHPACK
 /// - No connection-specific field (`connection`, `keep-alive`, `proxy-connection`,
 ///   `transfer-encoding`, `upgrade`), and a request's `te` is `trailers`.
 /// - No NUL, CR or LF in a value; no control, space or DEL in a pseudo-header's value.
+/// - `content-length` is digits (several fields, or a list, must agree); the connections' state
+///   machines hold each received body to it (NIOHTTP2's `contentLengthValidation` is off too).
 ///
 /// NIOHTTP2 does this in several passes per field through `Substring` and `String` compares,
 /// both directions on every connection (16 % of the pair path's instructions per request); this
@@ -25,15 +27,31 @@ enum HTTP2HeaderValidation {
         case trailers
     }
 
-    static func isValid(_ headers: HPACKHeaders, as block: Block) -> Bool {
+    /// What a well-formed block says about the body after it (RFC 9113 §8.1.1: a message whose
+    /// DATA does not add up to its `content-length` is malformed too).
+    struct Summary: Equatable {
+        /// `content-length`, when the block has one (several must agree, as must a list in one).
+        var contentLength: Int?
+        /// A request's `:method` is HEAD: its response has no body, whatever its length says.
+        var isHEAD = false
+        /// A response's `:status` is 304: no body either.
+        var isNotModified = false
+    }
+
+    /// The block checked: nil when malformed.
+    static func check(_ headers: HPACKHeaders, as block: Block) -> Summary? {
         var checker = Checker(block: block)
         for (name, value, _) in headers {
             var name = name
             var value = value
             let valid = name.withUTF8 { name in value.withUTF8 { value in checker.field(name, value) } }
-            guard valid else { return false }
+            guard valid else { return nil }
         }
-        return checker.isComplete
+        return checker.isComplete ? checker.summary : nil
+    }
+
+    static func isValid(_ headers: HPACKHeaders, as block: Block) -> Bool {
+        check(headers, as: block) != nil
     }
 
     /// The pseudo-headers a block has seen, as bits.
@@ -51,6 +69,7 @@ enum HTTP2HeaderValidation {
         var seen: Pseudo = []
         var regular = false
         var isConnect = false
+        var summary = Summary()
 
         init(block: Block) {
             self.block = block
@@ -62,7 +81,11 @@ enum HTTP2HeaderValidation {
                 guard !regular, let pseudo = pseudoHeader(name), !seen.contains(pseudo) else { return false }
                 seen.insert(pseudo)
                 for byte in value where byte <= 0x20 || byte == 0x7F { return false }
-                if pseudo == .method { isConnect = HTTP2HeaderValidation.equals(value, "CONNECT") }
+                if pseudo == .method {
+                    isConnect = HTTP2HeaderValidation.equals(value, "CONNECT")
+                    summary.isHEAD = HTTP2HeaderValidation.equals(value, "HEAD")
+                }
+                if pseudo == .status { summary.isNotModified = HTTP2HeaderValidation.equals(value, "304") }
                 if pseudo == .path && value.isEmpty { return false }
                 return true
             }
@@ -77,6 +100,13 @@ enum HTTP2HeaderValidation {
                 if HTTP2HeaderValidation.equals(name, "upgrade") { return false }
             case 10:
                 if HTTP2HeaderValidation.equals(name, "connection") || HTTP2HeaderValidation.equals(name, "keep-alive") { return false }
+            case 14:
+                if HTTP2HeaderValidation.equals(name, "content-length") {
+                    guard let length = HTTP2HeaderValidation.contentLength(value), summary.contentLength ?? length == length else {
+                        return false
+                    }
+                    summary.contentLength = length
+                }
             case 16:
                 if HTTP2HeaderValidation.equals(name, "proxy-connection") { return false }
             case 17:
@@ -121,6 +151,35 @@ enum HTTP2HeaderValidation {
     static func isLowercaseTokenByte(_ byte: UInt8) -> Bool {
         if byte < 64 { return (0x03FF_6CFA_0000_0000 as UInt64) >> byte & 1 != 0 }
         return byte < 128 && (0x57FF_FFFF_C000_0000 as UInt64) >> (byte &- 64) & 1 != 0
+    }
+
+    /// A `content-length` value: decimal digits, or a comma-separated list of equal ones (as
+    /// NIOHTTP2 reads it); nil when malformed.
+    static func contentLength(_ value: UnsafeBufferPointer<UInt8>) -> Int? {
+        var length: Int?
+        var start = 0
+        while start <= value.count {
+            var end = start
+            while end < value.count && value[end] != UInt8(ascii: ",") { end += 1 }
+            var low = start
+            var high = end
+            while low < high && HTTPGrammar.isWhitespace(value[low]) { low += 1 }
+            while high > low && HTTPGrammar.isWhitespace(value[high - 1]) { high -= 1 }
+            guard low < high else { return nil }
+            var number = 0
+            for index in low..<high {
+                let byte = value[index]
+                guard HTTPGrammar.isDigit(byte) else { return nil }
+                let (times, overflowed) = number.multipliedReportingOverflow(by: 10)
+                let (sum, overflowedToo) = times.addingReportingOverflow(Int(byte &- UInt8(ascii: "0")))
+                guard !overflowed && !overflowedToo else { return nil }
+                number = sum
+            }
+            guard length ?? number == number else { return nil }
+            length = number
+            start = end + 1
+        }
+        return length
     }
 
     /// A field value's forbidden bytes, eight at a time: a word with no byte below 0x0E has none.

@@ -100,15 +100,13 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
             guard
                 let (stream, receive) = machine.receivedHeaders(
                     id, endStream: headers.endStream, informational: informational,
-                    isValid: { HTTP2HeaderValidation.isValid(headers.headers, as: $0) })
+                    check: { HTTP2HeaderValidation.check(headers.headers, as: $0) })
             else { return }
             switch receive {
             case .informational:
                 return
             case .malformed:
-                writeReset(id, .protocolError)
-                stream.state = .done
-                stream.owner?.upstreamFailed(.reset("the upstream sent a malformed header block"))
+                malformed(stream, id)
             case .head(let ended, let resetAfter):
                 if ended { stream.state = .done }
                 touch(stream)
@@ -124,9 +122,12 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
             }
         case .data(let payload):
             guard case .byteBuffer(let buffer) = payload.data,
-                let (stream, receive) = machine.receivedData(id, endStream: payload.endStream),
-                case .data(let ended, let resetAfter) = receive
+                let (stream, receive) = machine.receivedData(id, bytes: buffer.readableBytes, endStream: payload.endStream)
             else { return }
+            guard case .data(let ended, let resetAfter) = receive else {
+                if receive == .malformed { malformed(stream, id) }
+                break
+            }
             if ended { stream.state = .done }
             touch(stream)
             stream.owner?.upstreamData(buffer, endStream: ended)
@@ -253,7 +254,8 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
         }
         switch part {
         case .headers(let headers, let endStream):
-            guard HTTP2HeaderValidation.isValid(headers, as: .request) else { return refuse(stream, id, opened: false) }
+            guard let summary = HTTP2HeaderValidation.check(headers, as: .request) else { return refuse(stream, id, opened: false) }
+            if summary.isHEAD { machine.sentHEAD(id) }
             let block = HTTP2Headers.indexesNames(onStream: id) ? HTTP2Headers.indexingPerRequestFields(headers) : headers
             context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: block, endStream: endStream)))), promise: nil)
             if endStream { machine.sentEndStream(id) }
@@ -278,6 +280,14 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
             context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: trailers, endStream: true)))), promise: nil)
             machine.sentEndStream(id)
         }
+    }
+
+    /// A malformed response (RFC 9113 §8.1.1: its header block, or a body that does not match its
+    /// `content-length`): the stream is reset with PROTOCOL_ERROR, as NIOHTTP2 did, and fails.
+    private func malformed(_ stream: HTTP2UpstreamStream, _ id: HTTP2StreamID) {
+        writeReset(id, .protocolError)
+        stream.state = .done
+        stream.owner?.upstreamFailed(.reset("the upstream sent a malformed response (PROTOCOL_ERROR)"))
     }
 
     /// A block NIOHTTP2 would have refused to send is not sent: the stream ends (reset when its

@@ -27,6 +27,11 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableS
         var sawFinalHead = false
         /// Receive window given back, request bytes not yet on the wire.
         var flow: HTTP2StreamFlow
+        /// The request's method is HEAD: its response has no body.
+        var isHEADRequest = false
+        /// Response body bytes still to come, when the head gave a `content-length` (0 for a
+        /// HEAD request's or a 304's).
+        var remainingBody: Int?
     }
 
     enum State: Equatable {
@@ -49,8 +54,9 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableS
         case head(ended: Bool, resetAfter: Bool)
         case data(ended: Bool, resetAfter: Bool)
         case trailers(resetAfter: Bool)
-        /// A malformed head or trailers (RFC 9113 §8.1.1, `HTTP2HeaderValidation`): the stream is
-        /// gone from the table; reset it with PROTOCOL_ERROR and fail its exchange.
+        /// A malformed head or trailers (RFC 9113 §8.1.1, `HTTP2HeaderValidation`), or a body that
+        /// does not match the head's `content-length`: the stream is gone from the table; reset it
+        /// with PROTOCOL_ERROR and fail its exchange.
         case malformed
     }
 
@@ -132,6 +138,11 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableS
         reserved -= 1
     }
 
+    /// The request on `id` is a HEAD: its response has no body, whatever its `content-length`.
+    mutating func sentHEAD(_ id: HTTP2StreamID) {
+        streams[id]?.isHEADRequest = true
+    }
+
     /// We sent END_STREAM on `id`.
     mutating func sentEndStream(_ id: HTTP2StreamID) {
         streams[id]?.localClosed = true
@@ -139,33 +150,47 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableS
 
     // MARK: Receiving
 
-    /// HEADERS on `id`: `informational` when its `:status` is 1xx; `isValid` checks the block as
-    /// a response's head or as trailers.
+    /// HEADERS on `id`: `informational` when its `:status` is 1xx; `check` checks the block as
+    /// a response's head or as trailers. A body that ends short of the head's `content-length`
+    /// (at a head with END_STREAM, or at trailers) is malformed too.
     mutating func receivedHeaders(
-        _ id: HTTP2StreamID, endStream: Bool, informational: Bool, isValid: (HTTP2HeaderValidation.Block) -> Bool
+        _ id: HTTP2StreamID, endStream: Bool, informational: Bool,
+        check: (HTTP2HeaderValidation.Block) -> HTTP2HeaderValidation.Summary?
     ) -> (Stream, Receive)? {
         guard var entry = streams[id] else { return nil }
-        guard isValid(entry.sawFinalHead ? .trailers : .response) else {
+        guard let summary = check(entry.sawFinalHead ? .trailers : .response) else {
             streams[id] = nil
             return (entry.stream, .malformed)
         }
         if entry.sawFinalHead {
             streams[id] = nil
+            guard entry.remainingBody ?? 0 == 0 else { return (entry.stream, .malformed) }
             return (entry.stream, .trailers(resetAfter: !entry.localClosed))
         }
         if informational && !endStream { return (entry.stream, .informational) }
         entry.sawFinalHead = true
+        entry.remainingBody = entry.isHEADRequest || summary.isNotModified ? 0 : summary.contentLength
         if endStream {
             streams[id] = nil
+            guard entry.remainingBody ?? 0 == 0 else { return (entry.stream, .malformed) }
         } else {
             streams[id] = entry
         }
         return (entry.stream, .head(ended: endStream, resetAfter: endStream && !entry.localClosed))
     }
 
-    mutating func receivedData(_ id: HTTP2StreamID, endStream: Bool) -> (Stream, Receive)? {
+    /// DATA of `bytes` on `id`; malformed when the body outgrows the head's `content-length` or
+    /// ends short of it.
+    mutating func receivedData(_ id: HTTP2StreamID, bytes: Int, endStream: Bool) -> (Stream, Receive)? {
         // Data before a head is the peer's protocol error (NIOHTTP2 resets such streams).
         guard let entry = streams[id], entry.sawFinalHead else { return nil }
+        if let remaining = entry.remainingBody {
+            guard remaining >= bytes, !endStream || remaining == bytes else {
+                streams[id] = nil
+                return (entry.stream, .malformed)
+            }
+            if !endStream { streams[id]?.remainingBody = remaining - bytes }
+        }
         guard endStream else { return (entry.stream, .data(ended: false, resetAfter: false)) }
         streams[id] = nil
         return (entry.stream, .data(ended: true, resetAfter: !entry.localClosed))

@@ -209,6 +209,19 @@ extension HTTP2DownstreamConnectionTests {
         }
     }
 
+    /// NIOHTTP2's content-length check is off (`HTTP2Settings`): a body that does not add up to
+    /// its `content-length` is refused here, as NIOHTTP2 refused it.
+    @Test func aRequestBodyShortOfItsContentLengthIsResetWithProtocolError() throws {
+        try connection.send(
+            head: [(":method", "POST"), (":scheme", "http"), (":authority", "payments"), (":path", "/x"), ("content-length", "10")],
+            endStream: false)
+        try connection.send(.data(.init(data: .byteBuffer(ByteBuffer(string: "abc")), endStream: true)))
+        guard case .rstStream(.protocolError) = try connection.frames().last(where: { $0.streamID == 1 })?.payload else {
+            Issue.record("a short body not reset")
+            return
+        }
+    }
+
     @Test func aResponseBlockTheSidecarMadeWronglyIsNotSentTheStreamIsReset() throws {
         connection.connection.write(.headers(.init(headers: HPACKHeaders([(":status", "200"), ("Content-Type", "x")]))), on: 1)
         connection.connection.write(.headers(.init(headers: HPACKHeaders([("grpc-status", "0")]), endStream: true)), on: 3)

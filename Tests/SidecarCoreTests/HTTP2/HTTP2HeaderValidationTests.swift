@@ -69,6 +69,23 @@ import Testing
         #expect(!Self.valid([("grpc-status", "0"), ("transfer-encoding", "chunked")], .trailers))
     }
 
+    @Test func contentLengthIsReadAsNIOHTTP2ReadIt() {
+        func summary(_ fields: [(String, String)], _ block: HTTP2HeaderValidation.Block = .request) -> HTTP2HeaderValidation.Summary? {
+            HTTP2HeaderValidation.check(HPACKHeaders(fields), as: block)
+        }
+        #expect(summary(Self.request)?.contentLength == nil)
+        #expect(summary(Self.request + [("content-length", "10")])?.contentLength == 10)
+        #expect(summary(Self.request + [("content-length", "10, 10")])?.contentLength == 10, "a list of equal values")
+        #expect(summary(Self.request + [("content-length", "10"), ("content-length", "10")])?.contentLength == 10)
+        #expect(summary(Self.request + [("content-length", "0")])?.contentLength == 0)
+        for bad in ["", "-1", "+5", "1a", "10, 11", " ", "1,", "99999999999999999999"] {
+            #expect(summary(Self.request + [("content-length", bad)]) == nil, "content-length: \(bad)")
+        }
+        #expect(summary(Self.request + [("content-length", "10"), ("content-length", "11")]) == nil)
+        #expect(summary([(":method", "HEAD"), (":scheme", "http"), (":path", "/")])?.isHEAD == true)
+        #expect(summary([(":status", "304"), ("content-length", "5")], .response) == .init(contentLength: 5, isNotModified: true))
+    }
+
     @Test func nameBytesAreTheLowercaseTokenCharacters() {
         for byte in 0...255 {
             let byte = UInt8(byte)

@@ -158,10 +158,10 @@ import Testing
         #expect(!channel.isActive, "gone away and idle: closed")
     }
 
-    @Test func headerBlocksAreCheckedHereNotByNIOHTTP2() {
+    @Test func headerBlocksAndBodyLengthsAreCheckedHereNotByNIOHTTP2() {
         for configuration in [HTTP2Settings.client, HTTP2Settings.server] {
             #expect(configuration.headerBlockValidation == .disabled, "HTTP2HeaderValidation checks each block once")
-            #expect(configuration.contentLengthValidation == .enabled)
+            #expect(configuration.contentLengthValidation == .disabled, "the state machines count each body")
         }
     }
 
@@ -183,6 +183,21 @@ import Testing
             Issue.record("expected resets, got \(String(describing: a.failure)) \(String(describing: b.failure))")
             return
         }
+        #expect(connection.machine.isIdle)
+    }
+
+    @Test func aResponseBodyLongerThanItsContentLengthIsResetWithProtocolError() throws {
+        try connect()
+        let owner = Owner()
+        _ = try open(owner)
+        _ = try written()
+        try receive(1, .headers(.init(headers: HPACKHeaders([(":status", "200"), ("content-length", "3")]))))
+        try receive(1, Self.data(4, endStream: true))
+        guard case .rstStream(.protocolError) = try written().first?.payload, case .reset = owner.failure else {
+            Issue.record("expected RST_STREAM(PROTOCOL_ERROR) and a failure, got \(owner.events)")
+            return
+        }
+        #expect(owner.events == ["head 200", "read complete", "failed"])
         #expect(connection.machine.isIdle)
     }
 
