@@ -42,6 +42,13 @@ final class HTTP2ConnectionPool {
         return connection.reserveStream(owner: owner, on: eventLoop)
     }
 
+    /// A stream to `key` for `owner` at once, on a connection that is up and has room; nil when
+    /// none is (then `openStream`). Most streams open so: no future, no callback per request.
+    func openStreamNow(_ key: ConnectionPool.Key, owner: any HTTP2UpstreamOwner) -> HTTP2UpstreamStream? {
+        guard let connection = connections[key]?.first(where: \.isReadyWithRoom) else { return nil }
+        return connection.reserveStreamNow(owner: owner)
+    }
+
     /// A new connection to `key`: `NIOHTTP2Handler` in frame mode, `HTTP2UpstreamConnection` after it.
     private func connect(_ key: ConnectionPool.Key, timeout: TimeAmount) -> HTTP2UpstreamConnection {
         let connection = HTTP2UpstreamConnection(key: key, pool: self)

@@ -174,12 +174,16 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTabl
     /// NIOHTTP2's report of a stream's receive window, with whether its exchange takes more
     /// request now: the WINDOW_UPDATE increment to send.
     mutating func streamWindowChanged(_ id: HTTP2StreamID, inbound window: Int, paused: Bool) -> Int? {
+        guard let entry = streams[id], !entry.requestEnded else { return nil }
         let target = streamWindow
-        return streams[id]?.windowChanged(to: window, paused: paused, target: target)  // one lookup, in place
+        return streams[id]?.windowChanged(to: window, paused: paused, target: target)
     }
 
     /// The exchange takes request frames again: the window it held back.
     mutating func readsResumed(_ id: HTTP2StreamID) -> Int? {
+        // Read first: usually nothing changes (the request ended, or reads were never paused),
+        // and changing an entry in place costs ~900 instructions (Dictionary's modify coroutine).
+        guard let entry = streams[id], !entry.requestEnded, entry.flow.readsPaused else { return nil }
         let target = streamWindow
         return streams[id]?.readsResumed(target: target)
     }

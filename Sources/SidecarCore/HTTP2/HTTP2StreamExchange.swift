@@ -414,6 +414,10 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         exchange.poolKey = key
         exchange.attempts += 1
         exchange.tryEpoch &+= 1
+        if let stream = loop.http2Pool.openStreamNow(key, owner: self) {
+            streamOpened(stream, exchange: exchange)
+            return
+        }
         let epoch = exchange.tryEpoch
         loop.http2Pool.openStream(key, connectTimeout: connectTimeout, owner: self).assumeIsolated().whenComplete { [weak self] result in
             guard let self, self.exchange === exchange, exchange.tryEpoch == epoch, self.phase == .connecting else {

@@ -38,6 +38,15 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
 
     var hasRoom: Bool { machine.hasRoom }
 
+    /// Up (its preface sent) and with room for a stream now.
+    var isReadyWithRoom: Bool { machine.state == .ready && machine.hasRoom }
+
+    /// A stream for `owner` on a connection that `isReadyWithRoom`, counted against the limit.
+    func reserveStreamNow(owner: any HTTP2UpstreamOwner) -> HTTP2UpstreamStream {
+        machine.reserve()
+        return HTTP2UpstreamStream(owner: owner, connection: self)
+    }
+
     /// A stream for `owner`, counted against the limit now; it starts (takes an id) when it sends
     /// its head. Completes at once when the connection is up, else when it comes up.
     func reserveStream(owner: any HTTP2UpstreamOwner, on eventLoop: EventLoop) -> EventLoopFuture<HTTP2UpstreamStream> {

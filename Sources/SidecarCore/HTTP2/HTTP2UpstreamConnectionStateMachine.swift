@@ -257,6 +257,8 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableS
 
     /// The exchange stops (or resumes) taking response data: on resume, the window it held back.
     mutating func setReadsPaused(_ id: HTTP2StreamID, _ paused: Bool) -> Int? {
+        // Read first: usually nothing changes, and a change in place costs more than a lookup.
+        guard let entry = streams[id], entry.flow.readsPaused != paused else { return nil }
         let target = streamWindow
         return streams[id]?.flow.setReadsPaused(paused, target: target)
     }

@@ -201,6 +201,23 @@ import Testing
         #expect(connection.machine.isIdle)
     }
 
+    /// A connection that is up hands out streams at once (`HTTP2ConnectionPool.openStreamNow`: no
+    /// future per request), counted against its limit like the others.
+    @Test func aStreamIsHandedOutAtOnceOnlyByAConnectionThatIsUpWithRoom() throws {
+        #expect(!connection.isReadyWithRoom, "connecting: streams wait for the preface")
+        try connect()
+        _ = try written()
+        #expect(connection.isReadyWithRoom)
+        let owners = (0..<HTTP2ConnectionPool.maxStreamsPerConnection).map { _ in Owner() }
+        let streams = owners.map { connection.reserveStreamNow(owner: $0) }
+        #expect(!connection.isReadyWithRoom, "the limit counts them")
+        streams[0].send(.headers(Self.request("/"), endStream: true))
+        streams[0].flush()
+        #expect(try written().map(\.streamID) == [1])
+        streams[1].cancel()
+        #expect(connection.isReadyWithRoom)
+    }
+
     @Test func aRequestBlockTheSidecarMadeWronglyIsNotSent() throws {
         try connect()
         _ = try written()
