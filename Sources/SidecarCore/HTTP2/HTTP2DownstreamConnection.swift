@@ -162,9 +162,9 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
 
     // MARK: HTTP2Downstream (called by the exchanges)
 
-    func write(_ payload: HTTP2Frame.FramePayload, on stream: HTTP2StreamID) {
+    func write(_ payload: HTTP2Frame.FramePayload, on stream: HTTP2StreamID, checked: Bool) {
         guard let context else { return }
-        if case .headers(let headers) = payload, !Self.isValidResponseBlock(headers.headers) {
+        if !checked, case .headers(let headers) = payload, !Self.isValidResponseBlock(headers.headers) {
             // Not sent: a block NIOHTTP2 would have refused (every received block was checked, so
             // only one the sidecar made wrongly gets here). The caller's stream is reset, and its
             // exchange ends when NIOHTTP2 closes it.

@@ -2,7 +2,9 @@ import NIOHPACK
 
 /// The rules of RFC 9113 §8.2–8.3 for one HTTP/2 header block, the ones NIOHTTP2 checks with
 /// `headerBlockValidation` (which is off on every connection, `HTTP2Settings`): the frame-mode
-/// connection handlers check every block they receive and every block they send, once, here.
+/// connection handlers check every block they receive and every block they send, once, here
+/// (a response block relayed as an upstream connection received and checked it is not checked
+/// again).
 ///
 /// - Field names are lowercase tokens; a pseudo-header is one of the block's kind
 ///   (`:method :scheme :authority :path` in a request, `:status` in a response, none in

@@ -507,17 +507,19 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         exchange.status = status
         if let grpcStatus { exchange.grpcStatus = grpcStatus }
         var head = headers
+        var checked = upstream?.checksResponseBlocks ?? false
         if let rule = exchange.route?.rule, !rule.responseHeaders.remove.isEmpty || !rule.responseHeaders.set.isEmpty
             || !exchange.addedResponseHeaders.isEmpty
         {
             let changes = exchange.responseHeaderChanges
             head = HTTP2Headers.response(headers, removing: changes.removed, adding: changes.added)
+            checked = false
         }
         if let fill = exchange.cacheFill {
             fill.responseHead(http2: headers, endStream: endStream)
             if fill.isNotModified { return endStream ? finish(exchange) : () }  // answered from the refreshed entry at the end
         }
-        write(.headers(.init(headers: head, endStream: endStream)))
+        write(.headers(.init(headers: head, endStream: endStream)), checked: checked)
         if endStream { finish(exchange) }
     }
 
@@ -537,7 +539,7 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
     func upstreamTrailers(_ trailers: HPACKHeaders) {
         guard let exchange else { return }
         exchange.grpcStatus = trailers.first(name: "grpc-status").flatMap(GRPCStatusCode.init(headerValue:))
-        write(.headers(.init(headers: trailers, endStream: true)))
+        write(.headers(.init(headers: trailers, endStream: true)), checked: upstream?.checksResponseBlocks ?? false)
         finish(exchange)
     }
 
@@ -667,8 +669,8 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
     // MARK: Endings
 
     /// A frame of this stream to the caller (flushed by the caller of this).
-    func write(_ payload: HTTP2Frame.FramePayload) {
-        downstream.write(payload, on: streamID)
+    func write(_ payload: HTTP2Frame.FramePayload, checked: Bool = false) {
+        downstream.write(payload, on: streamID, checked: checked)
     }
 
     /// Answers with a sidecar-made error: trailers-only `grpc-status` for a gRPC call, else

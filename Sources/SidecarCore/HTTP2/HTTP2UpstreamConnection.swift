@@ -437,6 +437,7 @@ final class HTTP2UpstreamStream: HTTP2Upstream {
     }
 
     func send(_ part: HTTP2RequestPart) { connection.send(self, part) }
+    var checksResponseBlocks: Bool { true }
     func flush() { connection.flush() }
     var isWritable: Bool { connection.isWritable(self) }
     /// Paused: the stream's receive window is no longer given back, so its sender stops once the

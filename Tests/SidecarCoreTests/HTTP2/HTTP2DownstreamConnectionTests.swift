@@ -223,12 +223,16 @@ extension HTTP2DownstreamConnectionTests {
     }
 
     @Test func aResponseBlockTheSidecarMadeWronglyIsNotSentTheStreamIsReset() throws {
-        connection.connection.write(.headers(.init(headers: HPACKHeaders([(":status", "200"), ("Content-Type", "x")]))), on: 1)
-        connection.connection.write(.headers(.init(headers: HPACKHeaders([("grpc-status", "0")]), endStream: true)), on: 3)
+        connection.connection.write(.headers(.init(headers: HPACKHeaders([(":status", "200"), ("Content-Type", "x")]))), on: 1, checked: false)
+        connection.connection.write(.headers(.init(headers: HPACKHeaders([("grpc-status", "0")]), endStream: true)), on: 3, checked: false)
+        // A block relayed as an upstream connection received (and checked) it is not checked again.
+        connection.connection.write(.headers(.init(headers: HPACKHeaders([(":status", "200"), ("X-Relayed", "x")]))), on: 5, checked: true)
         connection.connection.flush()
         let frames = try connection.frames()
-        guard frames.count == 2, case .rstStream(.internalError) = frames[0].payload, case .headers = frames[1].payload else {
-            Issue.record("expected RST_STREAM(INTERNAL_ERROR) on 1 and trailers on 3, got \(frames)")
+        guard frames.count == 3, case .rstStream(.internalError) = frames[0].payload, case .headers = frames[1].payload,
+            case .headers = frames[2].payload
+        else {
+            Issue.record("expected RST_STREAM(INTERNAL_ERROR) on 1, trailers on 3 and the relayed head on 5, got \(frames)")
             return
         }
     }
