@@ -12,6 +12,10 @@ import NIOHTTP2
 /// with the connection. Drain is NIOHTTP2's connection manager's (GOAWAY, then close once the
 /// streams it let in are closed).
 ///
+/// Malformed requests (RFC 9113 §8.1.1; NIOHTTP2's checks are off): a head or trailers that
+/// `HTTP2HeaderValidation` refuses, or a body that does not add up to the head's
+/// `content-length`, is reset with PROTOCOL_ERROR; a malformed head opens no stream.
+///
 /// Flow control. In frame mode NIOHTTP2 sends no WINDOW_UPDATE at all, so this does, from the
 /// inbound windows NIOHTTP2 reports after every DATA frame (`NIOHTTP2WindowUpdatedEvent`):
 /// - a stream's window is topped up to `streamWindow` once it falls to half, but only while its

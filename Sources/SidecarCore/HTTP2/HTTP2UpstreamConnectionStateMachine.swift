@@ -4,7 +4,9 @@ import NIOHTTP2
 /// which of our streams a frame belongs to, when a stream is open, half-closed or gone, how much
 /// receive window to give back, when a stream may take more request body, and which failures
 /// are safe to retry. Pure: it holds each stream as an opaque `Stream` and returns what to do;
-/// the handler does it.
+/// the handler does it. A response head or trailers that `HTTP2HeaderValidation` refuses, or a
+/// body that does not add up to the head's `content-length` (none after a HEAD or a 304), is
+/// malformed (RFC 9113 §8.1.1; NIOHTTP2's checks are off): the stream is reset and fails.
 ///
 /// Flow control. In frame mode NIOHTTP2 sends no WINDOW_UPDATE at all, so this does, from the
 /// inbound windows NIOHTTP2 reports after every DATA frame (`NIOHTTP2WindowUpdatedEvent`):
