@@ -53,6 +53,27 @@ import Testing
         #expect(app.requests == before)
     }
 
+    /// Malformed requests (RFC 9113 §8.2.2: a connection-specific field, `te` other than
+    /// `trailers`) from nghttp are reset with PROTOCOL_ERROR on web's outbound and on payments'
+    /// inbound, and never reach the app: the sidecar checks header blocks itself, not NIOHTTP2.
+    @Test func malformedRequestsAreResetWithProtocolErrorOnBothSidecars() async throws {
+        let certs = mesh.directory.url.appendingPathComponent("certs").path
+        let targets = [
+            (["-H", ":authority: payments"], "http://127.0.0.1:\(mesh.webOut)"),
+            (["--cert", "\(certs)/web.pem", "--key", "\(certs)/web.key"], "https://127.0.0.1:\(mesh.paymentsInbounds[0])"),
+        ]
+        let before = app.requests
+        for (args, base) in targets {
+            for header in ["connection: close", "te: gzip"] {
+                let result = try await ChildProcess.run(["nghttp", "-nv"] + args + ["-H", header, "\(base)/malformed"])
+                #expect(result.stdout.contains("recv RST_STREAM") && result.stdout.contains("PROTOCOL_ERROR"), "\(base) \(header): \(result.stdout)")
+            }
+        }
+        #expect(app.requests == before, "no malformed request reached the app")
+        let reply = try await curlH2("/after-malformed")
+        #expect(reply.status == 200, "the connection-level state is fine: \(reply.body)")
+    }
+
     /// 1 GiB read at 64 MB/s (the app and the sidecars could send it several times faster):
     /// unbounded buffering would hold hundreds of MiB; flow control holds a few windows.
     @Test func aSlowReaderOfAGibibyteDownloadKeepsBothSidecarsFlat() async throws {

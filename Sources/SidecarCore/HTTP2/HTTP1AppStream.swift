@@ -9,6 +9,8 @@ import NIOHTTP1
 /// going back. One request at a time per connection; connections are kept per loop for reuse
 /// (NIOHTTP1's codec frames both ways).
 final class HTTP1AppStream: HTTP2Upstream {
+    /// Its heads are NIOHTTP1's, translated: checked when sent.
+    var checksResponseBlocks: Bool { false }
     private weak var owner: (any HTTP2UpstreamOwner)?
     private let loop: LoopContext
     private var handler: HTTP1AppConnectionHandler?

@@ -91,7 +91,7 @@ final class HTTP1ToHTTP2Adapter: ChannelDuplexHandler, RemovableChannelHandler, 
 
     // MARK: HTTP2Downstream (called by the exchange)
 
-    func write(_ payload: HTTP2Frame.FramePayload, on id: HTTP2StreamID) {
+    func write(_ payload: HTTP2Frame.FramePayload, on id: HTTP2StreamID, checked: Bool) {
         guard let context, id == streamID, stream != nil else { return }
         switch payload {
         case .headers(let headers) where !responseHeadSent:

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHPACK
 import NIOHTTP2
 
 /// One caller's HTTP/2 connection with its streams as plain exchanges: `NIOHTTP2Handler` in
@@ -62,19 +63,29 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
         let id = frame.streamID
         switch frame.payload {
         case .headers(let headers):
-            switch machine.receivedHeaders(id, make: { makeExchange(id, context: context) }) {
+            let decision = machine.receivedHeaders(
+                id, endStream: headers.endStream, check: { HTTP2HeaderValidation.check(headers.headers, as: $0) },
+                make: { makeExchange(id, context: context) })
+            switch decision {
             case .opened(let exchange), .existing(let exchange):
-                if headers.endStream { machine.receivedEndStream(id) }
                 touch(exchange)
                 exchange.received(frame.payload)
             case .refused:
                 writeReset(id, .refusedStream)
+            case .malformed:
+                writeReset(id, .protocolError)
             }
         case .data(let data):
-            guard let exchange = machine.stream(id) else { return }
-            if data.endStream { machine.receivedEndStream(id) }
-            touch(exchange)
-            exchange.received(frame.payload)
+            guard case .byteBuffer(let buffer) = data.data,
+                let receipt = machine.receivedData(id, bytes: buffer.readableBytes, endStream: data.endStream)
+            else { return }
+            switch receipt {
+            case .deliver(let exchange):
+                touch(exchange)
+                exchange.received(frame.payload)
+            case .malformed:
+                writeReset(id, .protocolError)
+            }
         case .rstStream:
             guard let exchange = machine.stream(id) else { return }
             exchange.received(frame.payload)
@@ -101,7 +112,10 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? NIOHTTP2WindowUpdatedEvent {
+        // The type first: a failed `as?` of an `Any` costs a few hundred instructions, and every
+        // stream brings events of other types (NIOHTTP2StreamCreatedEvent) through here.
+        let type = ObjectIdentifier(Swift.type(of: event))
+        if type == ObjectIdentifier(NIOHTTP2WindowUpdatedEvent.self), let event = event as? NIOHTTP2WindowUpdatedEvent {
             guard let window = event.inboundWindowSize else { return }
             let id = event.streamID
             if id == .rootStream {
@@ -113,7 +127,7 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
             }
             return
         }
-        if let event = event as? StreamClosedEvent {
+        if type == ObjectIdentifier(StreamClosedEvent.self), let event = event as? StreamClosedEvent {
             // Reset either way: an exchange not yet ended was cut off. A clean close (no reason)
             // comes while the exchange writes its last frame, and it ends by itself.
             if let exchange = machine.streamClosed(event.streamID), event.reason != nil { exchange.downstreamClosed() }
@@ -148,8 +162,15 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
 
     // MARK: HTTP2Downstream (called by the exchanges)
 
-    func write(_ payload: HTTP2Frame.FramePayload, on stream: HTTP2StreamID) {
+    func write(_ payload: HTTP2Frame.FramePayload, on stream: HTTP2StreamID, checked: Bool) {
         guard let context else { return }
+        if !checked, case .headers(let headers) = payload, !Self.isValidResponseBlock(headers.headers) {
+            // Not sent: a block NIOHTTP2 would have refused (every received block was checked, so
+            // only one the sidecar made wrongly gets here). The caller's stream is reset, and its
+            // exchange ends when NIOHTTP2 closes it.
+            context.write(wrapOutboundOut(HTTP2Frame(streamID: stream, payload: .rstStream(.internalError))), promise: nil)
+            return
+        }
         let frame = wrapOutboundOut(HTTP2Frame(streamID: stream, payload: payload))
         // A stream's last frame needs no count: its upstream has nothing more to hold back.
         guard case .data(let data) = payload, !data.endStream, case .byteBuffer(let buffer) = data.data,
@@ -193,6 +214,11 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
         HTTP2StreamExchange(
             streamID: id, downstream: self, eventLoop: context.eventLoop, allocator: allocator, side: side, loop: loop,
             accessLog: accessLog, defaultDestination: defaultDestination, clock: clock)
+    }
+
+    /// A response's head (`:status` first: the sidecar relays no 1xx head) or its trailers.
+    private static func isValidResponseBlock(_ headers: HPACKHeaders) -> Bool {
+        HTTP2HeaderValidation.isValid(headers, as: headers.first?.name == ":status" ? .response : .trailers)
     }
 
     private func dataLeft(_ stream: HTTP2StreamID, bytes: Int) {

@@ -163,27 +163,26 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
 
     private func begin(_ headers: HPACKHeaders, endStream: Bool) {
         phase = .admitting
-        isGRPC = GRPC.isGRPC(contentType: headers.first(name: "content-type"))
-        let method = headers.first(name: ":method") ?? ""
-        let path = headers.first(name: ":path") ?? ""
-        let authority = headers.first(name: ":authority") ?? headers.first(name: "host") ?? ""
+        let parsed = Self.parseHead(headers, allocator: allocator)
+        let (head, target) = (parsed.head, parsed.target)
+        isGRPC = GRPC.isGRPC(contentType: parsed.contentType)
+        let authority = parsed.authority
         let peer: String
         switch side {
         case .outbound: peer = loop.table.outboundPeer(authority: authority, defaultDestination: defaultDestination)
         case .inbound(_, _, let caller, _): peer = caller ?? "unknown"
         case .gateway(_, let client): peer = client ?? "unknown"
         }
-        let parsed = Self.parseHead(headers, method: method, path: path, authority: authority, allocator: allocator)
-        let requestID = parsed.head?.headers.firstValue(named: "x-request-id") ?? RequestIdentifiers.requestID(using: &loop.random)
+        let requestID = head?.headers.firstValue(named: "x-request-id") ?? RequestIdentifiers.requestID(using: &loop.random)
         let exchange = ProxyExchange(
-            method: parsed.head?.method ?? .other, methodName: parsed.head?.methodName ?? "-", authority: authority,
-            path: parsed.target?.path ?? String(path.prefix { $0 != "?" }), requestID: requestID, peer: peer,
+            method: head?.method ?? .other, methodName: head?.methodName ?? "-", authority: authority,
+            path: target?.path ?? String(parsed.path.prefix { $0 != "?" }), requestID: requestID, peer: peer,
             closeAfterResponse: false, framing: .none, start: eventLoop.now)
         exchange.wireProtocol = .http2
         exchange.defaultDestination = defaultDestination
         exchange.requestComplete = endStream
         self.exchange = exchange
-        guard let head = parsed.head, let target = parsed.target else {
+        guard let head, let target else {
             fail(exchange, parsed.error ?? ProxyError(.badRequest, "invalid request head"))
             return
         }
@@ -195,7 +194,7 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         if case .inbound(_, _, let verified, _) = side { caller = verified } else { caller = nil }
         var request = AdmittedRequest(head: head, target: target, exchange: exchange, caller: caller)
         request.setHopHeaders(inbound: direction == .inbound, random: &loop.random)
-        if let timeout = headers.first(name: "grpc-timeout").flatMap(GRPC.timeout) {
+        if let timeout = parsed.grpcTimeout.flatMap(GRPC.timeout) {
             routeDeadline = exchange.start + timeout
         }
         let filters: ArraySlice<any RequestFilter>
@@ -210,38 +209,96 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         admit(request, through: filters, received: headers)
     }
 
+    /// What an exchange reads of its stream's head, from one pass over the fields.
+    struct StreamHead {
+        var method = ""
+        var path = ""
+        /// `:authority`, else the first `host`, else empty.
+        var authority = ""
+        var contentType: String?
+        var grpcTimeout: String?
+        /// The head as the HTTP/1.1 head the filters read, with its target; or why not.
+        var head: HTTPRawRequestHead?
+        var target: HTTPRequestTarget?
+        var error: ProxyError?
+    }
+
     /// The stream's head as the HTTP/1.1 head the filters read (method, target, `host`, fields),
-    /// parsed by the same parser, so every head-level check holds for both codecs.
-    static func parseHead(
-        _ headers: HPACKHeaders, method: String, path: String, authority: String, allocator: ByteBufferAllocator
-    ) -> (head: HTTPRawRequestHead?, target: HTTPRequestTarget?, error: ProxyError?) {
-        var buffer = allocator.buffer(capacity: 256)
-        buffer.writeString(method)
-        buffer.writeStaticString(" ")
-        buffer.writeString(path)
-        buffer.writeStaticString(" HTTP/1.1\r\nhost: ")
-        buffer.writeString(authority)
-        buffer.writeStaticString("\r\n")
-        for (name, value, _) in headers where name.utf8.first != UInt8(ascii: ":") && name != "host" {
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
+    /// parsed by the same parser, so every head-level check holds for both codecs. One pass over
+    /// the fields: pseudo-headers come first (`HTTP2HeaderValidation`), so the start line and
+    /// `host` are written at the first regular field.
+    static func parseHead(_ headers: HPACKHeaders, allocator: ByteBufferAllocator) -> StreamHead {
+        var result = StreamHead()
+        var authority: String?
+        var startWritten = false
+        var hostWritten = false
+        var buffer = allocator.buffer(capacity: 512)
+        func writeStart() {
+            startWritten = true
+            buffer.writeString(result.method)
+            buffer.writeStaticString(" ")
+            buffer.writeString(result.path)
+            buffer.writeStaticString(" HTTP/1.1\r\n")
+            if let authority {
+                result.authority = authority
+                writeField("host", authority)
+                hostWritten = true
+            }
         }
+        func writeField(_ name: String, _ value: String) {
+            buffer.writeString(name)
+            buffer.writeInteger(0x3A20 as UInt16)  // ": "
+            buffer.writeString(value)
+            buffer.writeInteger(0x0D0A as UInt16)  // CRLF
+        }
+        for (name, value, _) in headers {
+            switch name.utf8.first {
+            case UInt8(ascii: ":"):
+                switch name {
+                case ":method": result.method = value
+                case ":path": result.path = value
+                case ":authority": authority = value
+                default: break
+                }
+                continue
+            case UInt8(ascii: "h") where name == "host":
+                if !startWritten { writeStart() }
+                if !hostWritten {
+                    result.authority = value
+                    writeField(name, value)
+                    hostWritten = true
+                }
+                continue
+            case UInt8(ascii: "c") where result.contentType == nil && name == "content-type":
+                result.contentType = value
+            case UInt8(ascii: "g") where result.grpcTimeout == nil && name == "grpc-timeout":
+                result.grpcTimeout = value
+            default:
+                break
+            }
+            if !startWritten { writeStart() }
+            writeField(name, value)
+        }
+        if !startWritten { writeStart() }
+        if !hostWritten { buffer.writeStaticString("host: \r\n") }
         buffer.writeStaticString("\r\n")
         var parser = HTTPHeadParser()
         do {
             guard let head = try parser.parseRequest(&buffer) else {
-                return (nil, nil, ProxyError(.badRequest, "invalid request head"))
+                result.error = ProxyError(.badRequest, "invalid request head")
+                return result
             }
-            do {
-                return (head, try HTTPRequestTarget(parsing: path), nil)
-            } catch {
-                return (head, nil, ProxyError(.badRequest, error.description))
-            }
+            result.head = head
         } catch {
-            return (nil, nil, ProxyError.badRequest(error))
+            result.error = ProxyError.badRequest(error)
+            return result
         }
+        do {
+            result.target = try HTTPRequestTarget(parsing: result.path)
+        } catch {
+            result.error = ProxyError(.badRequest, error.description)
+        }
+        return result
     }
 
     func admit(_ request: AdmittedRequest, through filters: ArraySlice<any RequestFilter>, received: HPACKHeaders) {
@@ -357,6 +414,10 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         exchange.poolKey = key
         exchange.attempts += 1
         exchange.tryEpoch &+= 1
+        if let stream = loop.http2Pool.openStreamNow(key, owner: self) {
+            streamOpened(stream, exchange: exchange)
+            return
+        }
         let epoch = exchange.tryEpoch
         loop.http2Pool.openStream(key, connectTimeout: connectTimeout, owner: self).assumeIsolated().whenComplete { [weak self] result in
             guard let self, self.exchange === exchange, exchange.tryEpoch == epoch, self.phase == .connecting else {
@@ -446,17 +507,19 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         exchange.status = status
         if let grpcStatus { exchange.grpcStatus = grpcStatus }
         var head = headers
+        var checked = upstream?.checksResponseBlocks ?? false
         if let rule = exchange.route?.rule, !rule.responseHeaders.remove.isEmpty || !rule.responseHeaders.set.isEmpty
             || !exchange.addedResponseHeaders.isEmpty
         {
             let changes = exchange.responseHeaderChanges
             head = HTTP2Headers.response(headers, removing: changes.removed, adding: changes.added)
+            checked = false
         }
         if let fill = exchange.cacheFill {
             fill.responseHead(http2: headers, endStream: endStream)
             if fill.isNotModified { return endStream ? finish(exchange) : () }  // answered from the refreshed entry at the end
         }
-        write(.headers(.init(headers: head, endStream: endStream)))
+        write(.headers(.init(headers: head, endStream: endStream)), checked: checked)
         if endStream { finish(exchange) }
     }
 
@@ -476,7 +539,7 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
     func upstreamTrailers(_ trailers: HPACKHeaders) {
         guard let exchange else { return }
         exchange.grpcStatus = trailers.first(name: "grpc-status").flatMap(GRPCStatusCode.init(headerValue:))
-        write(.headers(.init(headers: trailers, endStream: true)))
+        write(.headers(.init(headers: trailers, endStream: true)), checked: upstream?.checksResponseBlocks ?? false)
         finish(exchange)
     }
 
@@ -606,8 +669,8 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
     // MARK: Endings
 
     /// A frame of this stream to the caller (flushed by the caller of this).
-    func write(_ payload: HTTP2Frame.FramePayload) {
-        downstream.write(payload, on: streamID)
+    func write(_ payload: HTTP2Frame.FramePayload, checked: Bool = false) {
+        downstream.write(payload, on: streamID, checked: checked)
     }
 
     /// Answers with a sidecar-made error: trailers-only `grpc-status` for a gRPC call, else

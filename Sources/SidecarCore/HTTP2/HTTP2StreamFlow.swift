@@ -15,6 +15,13 @@ struct HTTP2StreamFlow {
         self.inboundWindow = inboundWindow
     }
 
+    /// NIOHTTP2 reported the window (and whether the reader is paused): the increment to send.
+    mutating func windowChanged(to window: Int, paused: Bool? = nil, target: Int) -> Int? {
+        inboundWindow = window
+        if let paused { readsPaused = paused }
+        return topUp(to: target)
+    }
+
     /// The increment that tops the window up to `target` once it is at half, unless paused.
     mutating func topUp(to target: Int) -> Int? {
         guard !readsPaused, inboundWindow <= target / 2 else { return nil }
@@ -65,15 +72,15 @@ extension HTTP2StreamTableStateMachine {
     /// Bytes written on `id` (a request body upstream, a response downstream): false when the
     /// stream just stopped being writable.
     mutating func wroteData(_ id: HTTP2StreamID, bytes: Int) -> Bool? {
-        guard streams[id] != nil else { return nil }
-        return streams[id]!.flow.wrote(bytes, highWatermark: highWatermark)
+        let highWatermark = highWatermark
+        return streams[id]?.flow.wrote(bytes, highWatermark: highWatermark)  // one lookup, in place
     }
 
     /// Bytes of `id` reached the wire (or were dropped): true when the stream just became
     /// writable again.
     mutating func dataLeft(_ id: HTTP2StreamID, bytes: Int) -> Bool? {
-        guard streams[id] != nil else { return nil }
-        return streams[id]!.flow.left(bytes, lowWatermark: lowWatermark)
+        let lowWatermark = lowWatermark
+        return streams[id]?.flow.left(bytes, lowWatermark: lowWatermark)
     }
 
     func isWritable(_ id: HTTP2StreamID) -> Bool {

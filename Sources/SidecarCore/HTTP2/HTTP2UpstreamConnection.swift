@@ -38,6 +38,15 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
 
     var hasRoom: Bool { machine.hasRoom }
 
+    /// Up (its preface sent) and with room for a stream now.
+    var isReadyWithRoom: Bool { machine.state == .ready && machine.hasRoom }
+
+    /// A stream for `owner` on a connection that `isReadyWithRoom`, counted against the limit.
+    func reserveStreamNow(owner: any HTTP2UpstreamOwner) -> HTTP2UpstreamStream {
+        machine.reserve()
+        return HTTP2UpstreamStream(owner: owner, connection: self)
+    }
+
     /// A stream for `owner`, counted against the limit now; it starts (takes an id) when it sends
     /// its head. Completes at once when the connection is up, else when it comes up.
     func reserveStream(owner: any HTTP2UpstreamOwner, on eventLoop: EventLoop) -> EventLoopFuture<HTTP2UpstreamStream> {
@@ -97,10 +106,16 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
         switch frame.payload {
         case .headers(let headers):
             let informational = !headers.endStream && Self.isInformational(headers.headers)
-            guard let (stream, receive) = machine.receivedHeaders(id, endStream: headers.endStream, informational: informational) else { return }
+            guard
+                let (stream, receive) = machine.receivedHeaders(
+                    id, endStream: headers.endStream, informational: informational,
+                    check: { HTTP2HeaderValidation.check(headers.headers, as: $0) })
+            else { return }
             switch receive {
             case .informational:
                 return
+            case .malformed:
+                malformed(stream, id)
             case .head(let ended, let resetAfter):
                 if ended { stream.state = .done }
                 touch(stream)
@@ -116,9 +131,12 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
             }
         case .data(let payload):
             guard case .byteBuffer(let buffer) = payload.data,
-                let (stream, receive) = machine.receivedData(id, endStream: payload.endStream),
-                case .data(let ended, let resetAfter) = receive
+                let (stream, receive) = machine.receivedData(id, bytes: buffer.readableBytes, endStream: payload.endStream)
             else { return }
+            guard case .data(let ended, let resetAfter) = receive else {
+                if receive == .malformed { malformed(stream, id) }
+                break
+            }
             if ended { stream.state = .done }
             touch(stream)
             stream.owner?.upstreamData(buffer, endStream: ended)
@@ -154,13 +172,15 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? NIOHTTP2WindowUpdatedEvent {
+        // The type first, as `HTTP2DownstreamConnection` does: a failed `as?` costs more.
+        let type = ObjectIdentifier(Swift.type(of: event))
+        if type == ObjectIdentifier(NIOHTTP2WindowUpdatedEvent.self), let event = event as? NIOHTTP2WindowUpdatedEvent {
             guard let window = event.inboundWindowSize else { return }
             let increment =
                 event.streamID == .rootStream
                 ? machine.connectionWindowChanged(inbound: window) : machine.streamWindowChanged(event.streamID, inbound: window)
             if let increment { writeWindowUpdate(event.streamID, increment) }
-        } else if let event = event as? StreamClosedEvent {
+        } else if type == ObjectIdentifier(StreamClosedEvent.self), let event = event as? StreamClosedEvent {
             // Closed without an end we saw: NIOHTTP2 reset it (a stream error), or the peer did.
             if let (stream, failure) = machine.streamClosed(event.streamID, code: event.reason) { fail(stream, failure) }
             closeIfDone()
@@ -243,7 +263,10 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
         }
         switch part {
         case .headers(let headers, let endStream):
-            context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: headers, endStream: endStream)))), promise: nil)
+            guard let summary = HTTP2HeaderValidation.check(headers, as: .request) else { return refuse(stream, id, opened: false) }
+            if summary.isHEAD { machine.sentHEAD(id) }
+            let block = HTTP2Headers.indexesNames(onStream: id) ? HTTP2Headers.indexingPerRequestFields(headers) : headers
+            context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: block, endStream: endStream)))), promise: nil)
             if endStream { machine.sentEndStream(id) }
         case .data(let data, let endStream):
             let bytes = data.readableBytes
@@ -262,9 +285,29 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
             }
             context.write(frame, promise: promise)
         case .trailers(let trailers):
+            guard HTTP2HeaderValidation.isValid(trailers, as: .trailers) else { return refuse(stream, id, opened: true) }
             context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: trailers, endStream: true)))), promise: nil)
             machine.sentEndStream(id)
         }
+    }
+
+    /// A malformed response (RFC 9113 §8.1.1: its header block, or a body that does not match its
+    /// `content-length`): the stream is reset with PROTOCOL_ERROR, as NIOHTTP2 did, and fails.
+    private func malformed(_ stream: HTTP2UpstreamStream, _ id: HTTP2StreamID) {
+        writeReset(id, .protocolError)
+        stream.state = .done
+        stream.owner?.upstreamFailed(.reset("the upstream sent a malformed response (PROTOCOL_ERROR)"))
+    }
+
+    /// A block NIOHTTP2 would have refused to send is not sent: the stream ends (reset when its
+    /// head went out) and its exchange fails. Every received block was checked, so only a block
+    /// the sidecar made wrongly gets here.
+    private func refuse(_ stream: HTTP2UpstreamStream, _ id: HTTP2StreamID, opened: Bool) {
+        if machine.cancel(id), opened { writeReset(id, .internalError) }
+        stream.state = .done
+        let owner = stream.owner
+        context?.eventLoop.assumeIsolated().execute { owner?.upstreamFailed(.reset("the sidecar made a malformed header block")) }
+        closeIfDone()
     }
 
     fileprivate func flush() {
@@ -394,6 +437,7 @@ final class HTTP2UpstreamStream: HTTP2Upstream {
     }
 
     func send(_ part: HTTP2RequestPart) { connection.send(self, part) }
+    var checksResponseBlocks: Bool { true }
     func flush() { connection.flush() }
     var isWritable: Bool { connection.isWritable(self) }
     /// Paused: the stream's receive window is no longer given back, so its sender stops once the

@@ -4,7 +4,9 @@ import NIOHTTP2
 /// which of our streams a frame belongs to, when a stream is open, half-closed or gone, how much
 /// receive window to give back, when a stream may take more request body, and which failures
 /// are safe to retry. Pure: it holds each stream as an opaque `Stream` and returns what to do;
-/// the handler does it.
+/// the handler does it. A response head or trailers that `HTTP2HeaderValidation` refuses, or a
+/// body that does not add up to the head's `content-length` (none after a HEAD or a 304), is
+/// malformed (RFC 9113 §8.1.1; NIOHTTP2's checks are off): the stream is reset and fails.
 ///
 /// Flow control. In frame mode NIOHTTP2 sends no WINDOW_UPDATE at all, so this does, from the
 /// inbound windows NIOHTTP2 reports after every DATA frame (`NIOHTTP2WindowUpdatedEvent`):
@@ -27,6 +29,11 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableS
         var sawFinalHead = false
         /// Receive window given back, request bytes not yet on the wire.
         var flow: HTTP2StreamFlow
+        /// The request's method is HEAD: its response has no body.
+        var isHEADRequest = false
+        /// Response body bytes still to come, when the head gave a `content-length` (0 for a
+        /// HEAD request's or a 304's).
+        var remainingBody: Int?
     }
 
     enum State: Equatable {
@@ -49,6 +56,10 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableS
         case head(ended: Bool, resetAfter: Bool)
         case data(ended: Bool, resetAfter: Bool)
         case trailers(resetAfter: Bool)
+        /// A malformed head or trailers (RFC 9113 §8.1.1, `HTTP2HeaderValidation`), or a body that
+        /// does not match the head's `content-length`: the stream is gone from the table; reset it
+        /// with PROTOCOL_ERROR and fail its exchange.
+        case malformed
     }
 
     /// How a stream ended before its response did.
@@ -129,6 +140,11 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableS
         reserved -= 1
     }
 
+    /// The request on `id` is a HEAD: its response has no body, whatever its `content-length`.
+    mutating func sentHEAD(_ id: HTTP2StreamID) {
+        streams[id]?.isHEADRequest = true
+    }
+
     /// We sent END_STREAM on `id`.
     mutating func sentEndStream(_ id: HTTP2StreamID) {
         streams[id]?.localClosed = true
@@ -136,26 +152,47 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableS
 
     // MARK: Receiving
 
-    /// HEADERS on `id`: `informational` when its `:status` is 1xx.
-    mutating func receivedHeaders(_ id: HTTP2StreamID, endStream: Bool, informational: Bool) -> (Stream, Receive)? {
+    /// HEADERS on `id`: `informational` when its `:status` is 1xx; `check` checks the block as
+    /// a response's head or as trailers. A body that ends short of the head's `content-length`
+    /// (at a head with END_STREAM, or at trailers) is malformed too.
+    mutating func receivedHeaders(
+        _ id: HTTP2StreamID, endStream: Bool, informational: Bool,
+        check: (HTTP2HeaderValidation.Block) -> HTTP2HeaderValidation.Summary?
+    ) -> (Stream, Receive)? {
         guard var entry = streams[id] else { return nil }
+        guard let summary = check(entry.sawFinalHead ? .trailers : .response) else {
+            streams[id] = nil
+            return (entry.stream, .malformed)
+        }
         if entry.sawFinalHead {
             streams[id] = nil
+            guard entry.remainingBody ?? 0 == 0 else { return (entry.stream, .malformed) }
             return (entry.stream, .trailers(resetAfter: !entry.localClosed))
         }
         if informational && !endStream { return (entry.stream, .informational) }
         entry.sawFinalHead = true
+        entry.remainingBody = entry.isHEADRequest || summary.isNotModified ? 0 : summary.contentLength
         if endStream {
             streams[id] = nil
+            guard entry.remainingBody ?? 0 == 0 else { return (entry.stream, .malformed) }
         } else {
             streams[id] = entry
         }
         return (entry.stream, .head(ended: endStream, resetAfter: endStream && !entry.localClosed))
     }
 
-    mutating func receivedData(_ id: HTTP2StreamID, endStream: Bool) -> (Stream, Receive)? {
+    /// DATA of `bytes` on `id`; malformed when the body outgrows the head's `content-length` or
+    /// ends short of it.
+    mutating func receivedData(_ id: HTTP2StreamID, bytes: Int, endStream: Bool) -> (Stream, Receive)? {
         // Data before a head is the peer's protocol error (NIOHTTP2 resets such streams).
         guard let entry = streams[id], entry.sawFinalHead else { return nil }
+        if let remaining = entry.remainingBody {
+            guard remaining >= bytes, !endStream || remaining == bytes else {
+                streams[id] = nil
+                return (entry.stream, .malformed)
+            }
+            if !endStream { streams[id]?.remainingBody = remaining - bytes }
+        }
         guard endStream else { return (entry.stream, .data(ended: false, resetAfter: false)) }
         streams[id] = nil
         return (entry.stream, .data(ended: true, resetAfter: !entry.localClosed))
@@ -216,14 +253,15 @@ struct HTTP2UpstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTableS
 
     /// NIOHTTP2's report of a stream's receive window: the WINDOW_UPDATE increment to send.
     mutating func streamWindowChanged(_ id: HTTP2StreamID, inbound window: Int) -> Int? {
-        guard streams[id] != nil else { return nil }
-        streams[id]!.flow.inboundWindow = window
-        return streams[id]!.flow.topUp(to: streamWindow)
+        let target = streamWindow
+        return streams[id]?.flow.windowChanged(to: window, target: target)  // one lookup, in place
     }
 
     /// The exchange stops (or resumes) taking response data: on resume, the window it held back.
     mutating func setReadsPaused(_ id: HTTP2StreamID, _ paused: Bool) -> Int? {
-        guard streams[id] != nil else { return nil }
-        return streams[id]!.flow.setReadsPaused(paused, target: streamWindow)
+        // Read first: usually nothing changes, and a change in place costs more than a lookup.
+        guard let entry = streams[id], entry.flow.readsPaused != paused else { return nil }
+        let target = streamWindow
+        return streams[id]?.flow.setReadsPaused(paused, target: target)
     }
 }

@@ -35,6 +35,9 @@ protocol HTTP2Upstream: AnyObject {
     func setReadsPaused(_ paused: Bool)
     /// The exchange no longer wants it: reset the stream (or close the connection).
     func cancel()
+    /// Its response's header blocks were checked as received (`HTTP2HeaderValidation`): one
+    /// relayed unchanged need not be checked again when sent.
+    var checksResponseBlocks: Bool { get }
 }
 
 /// What an `HTTP2Upstream` tells its exchange, by direct calls on the shared loop, in order:

@@ -18,21 +18,53 @@ import Testing
         #expect(machine.receivedFrame() == 100_000 - 65_535, "the connection window opens at the first frame")
         #expect(machine.receivedFrame() == nil, "once")
         let first = Stream()
-        #expect(machine.receivedHeaders(1, make: { first }) == .opened(first))
-        #expect(machine.receivedHeaders(1, make: { Stream() }) == .existing(first))
+        #expect(machine.receivedHeaders(1, endStream: false, check: { _ in .init() }, make: { first }) == .opened(first))
+        #expect(machine.receivedHeaders(1, endStream: false, check: { _ in .init() }, make: { Stream() }) == .existing(first))
         let second = Stream()
-        #expect(machine.receivedHeaders(3, make: { second }) == .opened(second))
-        #expect(machine.receivedHeaders(5, make: { Stream() }) == .refused)
+        #expect(machine.receivedHeaders(3, endStream: false, check: { _ in .init() }, make: { second }) == .opened(second))
+        #expect(machine.receivedHeaders(5, endStream: false, check: { _ in .init() }, make: { Stream() }) == .refused)
         #expect(machine.streamClosed(1) === first)
         #expect(machine.stream(1) == nil)
-        #expect(machine.receivedHeaders(5, make: { Stream() }) != .refused, "a closed stream frees its slot")
+        #expect(machine.receivedHeaders(5, endStream: false, check: { _ in .init() }, make: { Stream() }) != .refused, "a closed stream frees its slot")
         #expect(machine.connectionClosed().count == 2)
         #expect(machine.streams.isEmpty)
     }
 
+    @Test func aMalformedHeadOpensNoStreamAndMalformedTrailersAreRefusedToo() {
+        var machine = Self.machine()
+        var checked: [HTTP2HeaderValidation.Block] = []
+        #expect(machine.receivedHeaders(1, endStream: false, check: { checked.append($0); return nil }, make: { Stream() }) == .malformed)
+        #expect(machine.stream(1) == nil, "no exchange for a malformed head")
+        let open = Stream()
+        #expect(machine.receivedHeaders(3, endStream: false, check: { checked.append($0); return .init() }, make: { open }) == .opened(open))
+        #expect(machine.receivedHeaders(3, endStream: false, check: { checked.append($0); return nil }, make: { Stream() }) == .malformed)
+        #expect(checked == [.request, .request, .trailers])
+        #expect(machine.stream(3) === open, "it ends when NIOHTTP2 closes it for the reset")
+    }
+
+    @Test func aBodyThatDoesNotMatchItsContentLengthIsMalformed() {
+        var machine = Self.machine()
+        let length = { (n: Int) in { (_: HTTP2HeaderValidation.Block) in HTTP2HeaderValidation.Summary(contentLength: n) } }
+        let stream = Stream()
+        #expect(machine.receivedHeaders(1, endStream: false, check: length(5), make: { stream }) == .opened(stream))
+        #expect(machine.receivedData(1, bytes: 3, endStream: false) == .deliver(stream))
+        #expect(machine.receivedData(1, bytes: 2, endStream: true) == .deliver(stream), "exactly 5")
+        _ = machine.streamClosed(1)
+        _ = machine.receivedHeaders(3, endStream: false, check: length(5), make: { Stream() })
+        #expect(machine.receivedData(3, bytes: 6, endStream: false) == .malformed, "longer")
+        _ = machine.streamClosed(3)
+        _ = machine.receivedHeaders(5, endStream: false, check: length(5), make: { Stream() })
+        #expect(machine.receivedData(5, bytes: 4, endStream: true) == .malformed, "shorter")
+        _ = machine.streamClosed(5)
+        #expect(machine.receivedHeaders(7, endStream: true, check: length(5), make: { Stream() }) == .malformed, "no body at all")
+        _ = machine.receivedHeaders(9, endStream: false, check: length(5), make: { Stream() })
+        #expect(machine.receivedHeaders(9, endStream: true, check: { _ in .init() }, make: { Stream() }) == .malformed, "trailers before the body")
+        #expect(machine.receivedData(11, bytes: 1, endStream: false) == nil, "not a stream of the table")
+    }
+
     @Test func aStreamsWindowIsToppedUpAtHalfOnlyWhileItsExchangeTakesMore() {
         var machine = Self.machine()
-        _ = machine.receivedHeaders(1, make: { Stream() })
+        _ = machine.receivedHeaders(1, endStream: false, check: { _ in .init() }, make: { Stream() })
         #expect(machine.streamWindowChanged(1, inbound: 600, paused: false) == nil, "above half")
         #expect(machine.streamWindowChanged(1, inbound: 500, paused: false) == 500)
         #expect(machine.streamWindowChanged(1, inbound: 200, paused: true) == nil, "held while paused")
@@ -45,16 +77,16 @@ import Testing
 
     @Test func noWindowIsGivenBackOnceTheRequestEnded() {
         var machine = Self.machine()
-        _ = machine.receivedHeaders(1, make: { Stream() })
+        _ = machine.receivedHeaders(1, endStream: false, check: { _ in .init() }, make: { Stream() })
         #expect(machine.streamWindowChanged(1, inbound: 200, paused: true) == nil)
-        machine.receivedEndStream(1)
+        _ = machine.receivedData(1, bytes: 0, endStream: true)
         #expect(machine.readsResumed(1) == nil, "NIOHTTP2 refuses a WINDOW_UPDATE on a stream the caller half-closed")
         #expect(machine.streamWindowChanged(1, inbound: 100, paused: false) == nil)
     }
 
     @Test func aResponseStreamStopsBeingWritableAtTheHighWatermarkUntilTheLowOne() {
         var machine = Self.machine()
-        _ = machine.receivedHeaders(1, make: { Stream() })
+        _ = machine.receivedHeaders(1, endStream: false, check: { _ in .init() }, make: { Stream() })
         #expect(machine.wroteData(1, bytes: 60) == nil)
         #expect(machine.wroteData(1, bytes: 60) == false, "120 unsent: stops")
         #expect(!machine.isWritable(1))

@@ -81,15 +81,37 @@ import Testing
 
     @Test func aHeadTheHTTP1ParserRefusesIsABadRequest() throws {
         let parsed = HTTP2StreamExchange.parseHead(
-            HPACKHeaders([(":method", "GET"), (":path", "/a%2Fb"), ("x", "1")]), method: "GET", path: "/a%2Fb",
-            authority: "payments", allocator: ByteBufferAllocator())
+            HPACKHeaders([(":method", "GET"), (":path", "/a%2Fb"), (":authority", "payments"), ("x", "1")]), allocator: ByteBufferAllocator())
         #expect(parsed.head != nil)
+        #expect(parsed.head?.headers.firstValue(named: "host") == "payments")
         #expect(parsed.target == nil, "an encoded slash is refused as on HTTP/1.1")
         #expect(parsed.error?.cause == .badRequest)
     }
 }
 
 extension HTTP2DownstreamConnectionTests {
+    @Test func theHeadIsReadInOnePassWithHostFromAuthorityOrTheFirstHostField() throws {
+        let parsed = HTTP2StreamExchange.parseHead(
+            HPACKHeaders([
+                (":method", "POST"), (":scheme", "http"), (":authority", "payments"), (":path", "/a/B?x=1"), ("host", "other"),
+                ("content-type", "application/grpc"), ("grpc-timeout", "5S"), ("content-type", "text/plain"), ("x-a", "1"),
+            ]), allocator: ByteBufferAllocator())
+        #expect(parsed.method == "POST" && parsed.path == "/a/B?x=1" && parsed.authority == "payments")
+        #expect(parsed.contentType == "application/grpc" && parsed.grpcTimeout == "5S")
+        let head = try #require(parsed.head)
+        #expect(head.headers.values(named: "host") == ["payments"], "one authority, the one routing saw")
+        #expect(head.headers.firstValue(named: "x-a") == "1")
+        #expect(parsed.target?.path == "/a/B")
+        let hostOnly = HTTP2StreamExchange.parseHead(
+            HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":path", "/"), ("x-a", "1"), ("host", "b"), ("host", "c")]),
+            allocator: ByteBufferAllocator())
+        #expect(hostOnly.authority == "b")
+        #expect(hostOnly.head?.headers.values(named: "host") == ["b"])
+        let noAuthority = HTTP2StreamExchange.parseHead(
+            HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":path", "/")]), allocator: ByteBufferAllocator())
+        #expect(noAuthority.authority == "")
+    }
+
     @Test func streamsGoToTheirOwnExchangesAndOneOverTheLimitIsRefused() throws {
         let t = try HTTP2DownstreamConnectionTests(maxStreams: 2)
         try t.send(authority: "nosuch", grpc: true, endStream: false, on: 1)  // answered, stays open
@@ -154,6 +176,65 @@ extension HTTP2DownstreamConnectionTests {
         #expect(t.harness.metrics.requests.handle(direction: .outbound, peer: "payments").count(status: 0) == 1)
         t.harness.loop.advanceTime(by: .milliseconds(500))
         #expect(try t.written().isEmpty, "nothing more for a stream the caller reset")
+    }
+
+    /// NIOHTTP2's header validation is off (`HTTP2Settings`): the connection refuses what it
+    /// refused, with RST_STREAM(PROTOCOL_ERROR), before any exchange sees the head.
+    @Test func aMalformedHeadIsResetWithProtocolErrorAndReachesNoExchange() throws {
+        let heads: [[(String, String)]] = [
+            [(":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/"), ("X-Upper", "1")],
+            [(":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/"), ("connection", "close")],
+            [(":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/"), ("te", "gzip")],
+            [(":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/"), ("x", "1\r\nx-mesh-caller: forged")],
+            [(":method", "GET"), (":authority", "payments"), (":path", "/")],
+            [("x", "1"), (":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/")],
+        ]
+        for (index, head) in heads.enumerated() {
+            let id = HTTP2StreamID(2 * index + 1)
+            try connection.send(head: head, on: id)
+            let written = try connection.frames().filter { $0.streamID == id }
+            guard written.count == 1, case .rstStream(.protocolError) = written[0].payload else {
+                Issue.record("\(head): expected RST_STREAM(PROTOCOL_ERROR), got \(written)")
+                continue
+            }
+        }
+        #expect(connection.connection.machine.streams.isEmpty, "no exchange was made")
+        #expect(harness.metrics.requests.handle(direction: .outbound, peer: "payments").count(status: 0) == 0)
+        // Malformed trailers on an open stream: reset too (its exchange ends when NIOHTTP2 closes it).
+        try send(authority: "payments", path: "/x", grpc: false, endStream: false, on: 101)
+        try connection.send(.headers(.init(headers: HPACKHeaders([("connection", "close")]), endStream: true)), on: 101)
+        guard case .rstStream(.protocolError) = try connection.frames().last(where: { $0.streamID == 101 })?.payload else {
+            Issue.record("malformed trailers not reset")
+            return
+        }
+    }
+
+    /// NIOHTTP2's content-length check is off (`HTTP2Settings`): a body that does not add up to
+    /// its `content-length` is refused here, as NIOHTTP2 refused it.
+    @Test func aRequestBodyShortOfItsContentLengthIsResetWithProtocolError() throws {
+        try connection.send(
+            head: [(":method", "POST"), (":scheme", "http"), (":authority", "payments"), (":path", "/x"), ("content-length", "10")],
+            endStream: false)
+        try connection.send(.data(.init(data: .byteBuffer(ByteBuffer(string: "abc")), endStream: true)))
+        guard case .rstStream(.protocolError) = try connection.frames().last(where: { $0.streamID == 1 })?.payload else {
+            Issue.record("a short body not reset")
+            return
+        }
+    }
+
+    @Test func aResponseBlockTheSidecarMadeWronglyIsNotSentTheStreamIsReset() throws {
+        connection.connection.write(.headers(.init(headers: HPACKHeaders([(":status", "200"), ("Content-Type", "x")]))), on: 1, checked: false)
+        connection.connection.write(.headers(.init(headers: HPACKHeaders([("grpc-status", "0")]), endStream: true)), on: 3, checked: false)
+        // A block relayed as an upstream connection received (and checked) it is not checked again.
+        connection.connection.write(.headers(.init(headers: HPACKHeaders([(":status", "200"), ("X-Relayed", "x")]))), on: 5, checked: true)
+        connection.connection.flush()
+        let frames = try connection.frames()
+        guard frames.count == 3, case .rstStream(.internalError) = frames[0].payload, case .headers = frames[1].payload,
+            case .headers = frames[2].payload
+        else {
+            Issue.record("expected RST_STREAM(INTERNAL_ERROR) on 1, trailers on 3 and the relayed head on 5, got \(frames)")
+            return
+        }
     }
 
     @Test func theConnectionClosingEndsEveryExchangeLeft() throws {
@@ -245,6 +326,41 @@ extension HTTP2DownstreamConnectionTests {
         }
         #expect(tableSizes[0] > 0, "fields that repeat are indexed")
         #expect(tableSizes == [tableSizes[0], tableSizes[0], tableSizes[0]], "no request adds an entry")
+    }
+
+    /// The first stream of a connection (and every 1024th) puts the per-request names into the
+    /// next hop's table once; the streams between send them as an index and a literal value, a
+    /// few bytes shorter each and without Huffman-coding the name, still adding no entry.
+    @Test func perRequestNamesAreIndexedOnceSoLaterRequestsNameThemByIndex() throws {
+        #expect((1...4097).filter { $0 % 2 == 1 && HTTP2Headers.indexesNames(onStream: HTTP2StreamID($0)) } == [1, 2049, 4097])
+        var encoder = HPACKEncoder(allocator: ByteBufferAllocator())
+        var sizes: [(wire: Int, table: Int)] = []
+        for n in 0..<3 {
+            let received = HPACKHeaders([
+                (":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/pay"), ("x-request-id", "request-\(n)"),
+            ])
+            let trace = HTTPHeaderLine(generatedName: "traceparent", value: "00-4bf92f3577b34da6a3ce929d0e0e473\(n)-00f067aa0ba902b7-01")
+            var out = HTTP2Headers.request(received, removing: [], adding: [trace], path: nil)
+            if HTTP2Headers.indexesNames(onStream: HTTP2StreamID(2 * n + 1)) { out = HTTP2Headers.indexingPerRequestFields(out) }
+            #expect(Array(out.map(\.name)) == [":method", ":scheme", ":authority", ":path", "x-request-id", "traceparent"])
+            var wire = ByteBuffer()
+            try encoder.encode(headers: out, to: &wire)
+            sizes.append((wire.readableBytes, encoder.dynamicTableSize))
+        }
+        #expect(sizes[1].table == sizes[0].table && sizes[2].table == sizes[0].table, "only the first request adds entries")
+        #expect(sizes[2].wire == sizes[1].wire)
+        // The same two requests with the names never indexed: the second is longer by the names.
+        var unindexed = HPACKEncoder(allocator: ByteBufferAllocator())
+        var wire = ByteBuffer()
+        for n in 0..<2 {
+            let plain = HTTP2Headers.request(
+                HPACKHeaders([(":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/pay"), ("x-request-id", "request-\(n)")]),
+                removing: [], adding: [HTTPHeaderLine(generatedName: "traceparent", value: "00-4bf92f3577b34da6a3ce929d0e0e473\(n)-00f067aa0ba902b7-01")],
+                path: nil)
+            wire.clear()
+            try unindexed.encode(headers: plain, to: &wire)
+        }
+        #expect(sizes[1].wire + 10 < wire.readableBytes, "the names went as indexes (\(sizes[1].wire) vs \(wire.readableBytes) bytes)")
     }
 
     @Test func grpcRetryConditionsCoverTheirStatusesOnly() {

@@ -44,13 +44,45 @@ import Testing
         let streams = Self.start(2, on: &machine)
         let (first, second) = (streams[0].0, streams[1].0)
         machine.sentEndStream(first)
-        #expect(machine.receivedHeaders(first, endStream: false, informational: true)?.1 == .informational)
-        #expect(machine.receivedHeaders(first, endStream: false, informational: false)?.1 == .head(ended: false, resetAfter: false))
-        #expect(machine.receivedData(first, endStream: false)?.1 == .data(ended: false, resetAfter: false))
-        #expect(machine.receivedHeaders(first, endStream: true, informational: false)?.1 == .trailers(resetAfter: false))
-        #expect(machine.receivedData(first, endStream: false) == nil, "gone from the table")
+        #expect(machine.receivedHeaders(first, endStream: false, informational: true, check: { _ in .init() })?.1 == .informational)
+        #expect(machine.receivedHeaders(first, endStream: false, informational: false, check: { _ in .init() })?.1 == .head(ended: false, resetAfter: false))
+        #expect(machine.receivedData(first, bytes: 1, endStream: false)?.1 == .data(ended: false, resetAfter: false))
+        #expect(machine.receivedHeaders(first, endStream: true, informational: false, check: { _ in .init() })?.1 == .trailers(resetAfter: false))
+        #expect(machine.receivedData(first, bytes: 1, endStream: false) == nil, "gone from the table")
         // Answered before the request ended: the stream is done here, our half is reset.
-        #expect(machine.receivedHeaders(second, endStream: true, informational: false)?.1 == .head(ended: true, resetAfter: true))
+        #expect(machine.receivedHeaders(second, endStream: true, informational: false, check: { _ in .init() })?.1 == .head(ended: true, resetAfter: true))
+        #expect(machine.isIdle)
+    }
+
+    @Test func aMalformedHeadOrTrailersEndTheStream() {
+        var machine = Self.machine()
+        let streams = Self.start(2, on: &machine)
+        let (first, second) = (streams[0].0, streams[1].0)
+        var checked: [HTTP2HeaderValidation.Block] = []
+        #expect(machine.receivedHeaders(first, endStream: false, informational: false, check: { checked.append($0); return nil })?.1 == .malformed)
+        #expect(machine.receivedData(first, bytes: 1, endStream: true) == nil, "gone from the table")
+        _ = machine.receivedHeaders(second, endStream: false, informational: false, check: { checked.append($0); return .init() })
+        #expect(machine.receivedHeaders(second, endStream: true, informational: false, check: { checked.append($0); return nil })?.1 == .malformed)
+        #expect(checked == [.response, .response, .trailers])
+        #expect(machine.isIdle)
+    }
+
+    @Test func aResponseBodyThatDoesNotMatchItsContentLengthIsMalformed() {
+        var machine = Self.machine()
+        let ids = Self.start(4, on: &machine).map(\.0)
+        for id in ids { machine.sentEndStream(id) }
+        let length = { (n: Int, notModified: Bool) in
+            { (_: HTTP2HeaderValidation.Block) in HTTP2HeaderValidation.Summary(contentLength: n, isNotModified: notModified) }
+        }
+        _ = machine.receivedHeaders(ids[0], endStream: false, informational: false, check: length(10, false))
+        #expect(machine.receivedData(ids[0], bytes: 4, endStream: false)?.1 == .data(ended: false, resetAfter: false))
+        #expect(machine.receivedData(ids[0], bytes: 4, endStream: true)?.1 == .malformed, "ends short")
+        _ = machine.receivedHeaders(ids[1], endStream: false, informational: false, check: length(10, false))
+        #expect(machine.receivedData(ids[1], bytes: 11, endStream: false)?.1 == .malformed, "longer")
+        machine.sentHEAD(ids[2])
+        #expect(machine.receivedHeaders(ids[2], endStream: true, informational: false, check: length(10, false))?.1 == .head(ended: true, resetAfter: false), "a HEAD's answer has no body")
+        _ = machine.receivedHeaders(ids[3], endStream: false, informational: false, check: length(10, true))
+        #expect(machine.receivedData(ids[3], bytes: 1, endStream: true)?.1 == .malformed, "a 304 has no body")
         #expect(machine.isIdle)
     }
 

@@ -50,7 +50,7 @@ import Testing
 
     func open(_ owner: Owner, endStream: Bool = true) throws -> HTTP2UpstreamStream {
         let stream = try value(connection.reserveStream(owner: owner, on: channel.eventLoop))
-        stream.send(.headers(HPACKHeaders([(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "a")]), endStream: endStream))
+        stream.send(.headers(Self.request("/"), endStream: endStream))
         stream.flush()
         return stream
     }
@@ -63,6 +63,10 @@ import Testing
 
     func receive(_ id: HTTP2StreamID, _ payload: HTTP2Frame.FramePayload) throws {
         try channel.writeInbound(HTTP2Frame(streamID: id, payload: payload))
+    }
+
+    static func request(_ path: String) -> HPACKHeaders {
+        HPACKHeaders([(":method", "GET"), (":path", path), (":scheme", "http"), (":authority", "a")])
     }
 
     static func head(_ status: String, endStream: Bool = false) -> HTTP2Frame.FramePayload {
@@ -86,9 +90,9 @@ import Testing
         #expect(increment == HTTP2Settings.connectionWindow - 65_535)
         // The second stream sends its head first: it takes the first id.
         let streamB = try value(second)
-        streamB.send(.headers(HPACKHeaders([(":method", "GET"), (":path", "/b")]), endStream: true))
+        streamB.send(.headers(Self.request("/b"), endStream: true))
         let streamA = try value(first)
-        streamA.send(.headers(HPACKHeaders([(":method", "GET"), (":path", "/a")]), endStream: true))
+        streamA.send(.headers(Self.request("/a"), endStream: true))
         streamA.flush()
         #expect(try written().map(\.streamID) == [1, 3])
         try receive(3, Self.head("200"))
@@ -154,12 +158,80 @@ import Testing
         #expect(!channel.isActive, "gone away and idle: closed")
     }
 
-    @Test func onlyConnectionsToPeerSidecarsSkipHeaderValidation() {
-        #expect(HTTP2Settings.peerClient.headerBlockValidation == .disabled)
-        #expect(HTTP2Settings.peerClient.contentLengthValidation == .enabled)
-        #expect(HTTP2Settings.peerClient.initialSettings == HTTP2Settings.client.initialSettings)
-        #expect(HTTP2Settings.client.headerBlockValidation == .enabled, "an app's answers are checked")
-        #expect(HTTP2Settings.server.headerBlockValidation == .enabled, "callers' requests, and what goes back to them, are checked")
+    @Test func headerBlocksAndBodyLengthsAreCheckedHereNotByNIOHTTP2() {
+        for configuration in [HTTP2Settings.client, HTTP2Settings.server] {
+            #expect(configuration.headerBlockValidation == .disabled, "HTTP2HeaderValidation checks each block once")
+            #expect(configuration.contentLengthValidation == .disabled, "the state machines count each body")
+        }
+    }
+
+    @Test func aMalformedResponseIsResetWithProtocolErrorAndFailsItsStream() throws {
+        try connect()
+        let (a, b) = (Owner(), Owner())
+        _ = try open(a)
+        _ = try open(b)
+        _ = try written()
+        try receive(1, .headers(.init(headers: HPACKHeaders([(":status", "200"), ("connection", "keep-alive")]))))
+        try receive(3, Self.head("200"))
+        try receive(3, .headers(.init(headers: HPACKHeaders([("grpc-status", "0"), ("X-Upper", "1")]), endStream: true)))
+        let resets = try written().filter(\.isReset)
+        #expect(resets.map(\.streamID) == [1, 3])
+        #expect(resets.allSatisfy { if case .rstStream(.protocolError) = $0.payload { true } else { false } })
+        #expect(a.events == ["failed"])
+        #expect(b.events == ["head 200", "read complete", "failed"])
+        guard case .reset = a.failure, case .reset = b.failure else {
+            Issue.record("expected resets, got \(String(describing: a.failure)) \(String(describing: b.failure))")
+            return
+        }
+        #expect(connection.machine.isIdle)
+    }
+
+    @Test func aResponseBodyLongerThanItsContentLengthIsResetWithProtocolError() throws {
+        try connect()
+        let owner = Owner()
+        _ = try open(owner)
+        _ = try written()
+        try receive(1, .headers(.init(headers: HPACKHeaders([(":status", "200"), ("content-length", "3")]))))
+        try receive(1, Self.data(4, endStream: true))
+        guard case .rstStream(.protocolError) = try written().first?.payload, case .reset = owner.failure else {
+            Issue.record("expected RST_STREAM(PROTOCOL_ERROR) and a failure, got \(owner.events)")
+            return
+        }
+        #expect(owner.events == ["head 200", "read complete", "failed"])
+        #expect(connection.machine.isIdle)
+    }
+
+    /// A connection that is up hands out streams at once (`HTTP2ConnectionPool.openStreamNow`: no
+    /// future per request), counted against its limit like the others.
+    @Test func aStreamIsHandedOutAtOnceOnlyByAConnectionThatIsUpWithRoom() throws {
+        #expect(!connection.isReadyWithRoom, "connecting: streams wait for the preface")
+        try connect()
+        _ = try written()
+        #expect(connection.isReadyWithRoom)
+        let owners = (0..<HTTP2ConnectionPool.maxStreamsPerConnection).map { _ in Owner() }
+        let streams = owners.map { connection.reserveStreamNow(owner: $0) }
+        #expect(!connection.isReadyWithRoom, "the limit counts them")
+        streams[0].send(.headers(Self.request("/"), endStream: true))
+        streams[0].flush()
+        #expect(try written().map(\.streamID) == [1])
+        streams[1].cancel()
+        #expect(connection.isReadyWithRoom)
+    }
+
+    @Test func aRequestBlockTheSidecarMadeWronglyIsNotSent() throws {
+        try connect()
+        _ = try written()
+        let owner = Owner()
+        let stream = try value(connection.reserveStream(owner: owner, on: channel.eventLoop))
+        stream.send(.headers(HPACKHeaders([(":method", "GET"), (":path", "/")]), endStream: true))
+        stream.flush()
+        #expect(try written().isEmpty, "no :scheme: not sent")
+        channel.embeddedEventLoop.run()
+        guard case .reset = owner.failure else {
+            Issue.record("expected the stream to fail, got \(String(describing: owner.failure))")
+            return
+        }
+        #expect(connection.machine.isIdle)
     }
 
     @Test func anEarlyAnswerResetsOurHalfAndACancelResetsTheStream() throws {
