@@ -5,7 +5,8 @@ import NIOCore
 /// `MirrorExchange` that discards what it gets.
 ///
 /// Calls come from `UpstreamHandler` only, in order: informational heads, one final head,
-/// body slices, then exactly one of `upstreamResponseEnd` / `upstreamFailed`.
+/// body slices (or, for an owner that `takesWholeResponses`, a small final head and its whole
+/// body in one call), then exactly one of `upstreamResponseEnd` / `upstreamFailed`.
 /// A downstream connection the loop knows for draining (the proxy handler), so `Upstream/`
 /// never names the handler type.
 protocol DownstreamConnection: AnyObject {
