@@ -44,7 +44,7 @@ extension HTTPProxyHandler {
         if !exchange.requestComplete { exchange.closeAfterResponse = true }
         var added = hit.added
         if exchange.closeAfterResponse { added.append(try! HTTPHeaderLine(name: "connection", value: "close")) }
-        var buffer = context.channel.allocator.buffer(capacity: hit.cached.head.byteCount + 160)
+        var buffer = allocator.buffer(capacity: hit.cached.head.byteCount + 160)
         if hit.notModified {
             buffer.writeStaticString("HTTP/1.1 304 Not Modified\r\n")
             for (name, value) in hit.notModifiedFields { buffer.writeString("\(name): \(value)\r\n") }

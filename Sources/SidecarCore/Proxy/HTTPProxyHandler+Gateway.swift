@@ -8,7 +8,7 @@ extension HTTPProxyHandler {
         if !exchange.requestComplete { discardArrivedBody(exchange) }
         if !exchange.requestComplete { exchange.closeAfterResponse = true }
         let bytes = response.bytes(
-            closing: exchange.closeAfterResponse, requestID: exchange.requestID, allocator: context.channel.allocator)
+            closing: exchange.closeAfterResponse, requestID: exchange.requestID, allocator: allocator)
         exchange.bytesSent += response.body.utf8.count
         context.write(wrapOutboundOut(bytes), promise: nil)
         finishExchange(exchange, status: response.status, context: context)

@@ -324,7 +324,7 @@ extension HTTPProxyHandler {
             if complete, progress.trailerSectionBytes > 2, let received = body {
                 body = HTTPTrailerSection.removing(
                     Self.identityHeaders, from: received, sectionBytes: progress.trailerSectionBytes,
-                    allocator: context.channel.allocator)
+                    allocator: allocator)
             }
             if let body, body.readableBytes > 0 {
                 exchange.deadlines.bodyProgress = context.eventLoop.now

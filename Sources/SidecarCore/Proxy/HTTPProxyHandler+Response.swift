@@ -287,7 +287,7 @@ extension HTTPProxyHandler {
         if !exchange.requestComplete { discardArrivedBody(exchange) }
         if !exchange.requestComplete { exchange.closeAfterResponse = true }
         let response = error.response(
-            closing: exchange.closeAfterResponse, requestID: exchange.requestID, allocator: context.channel.allocator)
+            closing: exchange.closeAfterResponse, requestID: exchange.requestID, allocator: allocator)
         exchange.bytesSent += error.body.utf8.count  // body bytes, as for a relayed response
         context.write(wrapOutboundOut(response), promise: nil)
         finishExchange(exchange, status: error.effectiveStatus, context: context)
@@ -307,7 +307,7 @@ extension HTTPProxyHandler {
         self.exchange = nil
         if exchange.closeAfterResponse || phase == .tunnel {
             phase = .closed
-            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
+            context.writeAndFlush(wrapOutboundOut(allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
             return
@@ -331,7 +331,7 @@ extension HTTPProxyHandler {
         exchange.errorCause = error.cause
         exchange.bytesSent = error.body.utf8.count
         record(exchange, status: error.effectiveStatus)
-        let response = error.response(closing: true, requestID: exchange.requestID, allocator: context.channel.allocator)
+        let response = error.response(closing: true, requestID: exchange.requestID, allocator: allocator)
         context.writeAndFlush(wrapOutboundOut(response)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 }

@@ -142,7 +142,7 @@ final class HTTPProxyHandler: ChannelDuplexHandler {
         self.exchange = exchange
         exchange.wireProtocol = .tcp
         cancelHeadTimer()
-        guard Authorizer.allows(loop.table.authorization, caller: callerService, method: "TCP", path: "/") else {
+        guard loop.table.allows(caller: callerService, method: "TCP", path: "/") else {
             exchange.errorCause = .forbidden
             loop.metrics.authzDenied(caller: callerService ?? "unknown").increment()
             record(exchange, status: 0)

@@ -50,15 +50,15 @@ final class MirrorExchange: UpstreamOwner {
         ).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let upstream):
-                guard !mirror.finished, let channel = upstream.channel else {
+                guard !mirror.finished, upstream.channel != nil else {
                     upstream.channel?.close(promise: nil)
                     return
                 }
                 mirror.upstream = upstream
                 upstream.begin(owner: mirror, method: method)
-                channel.write(head, promise: nil)
-                if let body, body.readableBytes > 0 { channel.write(body, promise: nil) }
-                channel.flush()
+                upstream.send(head)
+                if let body, body.readableBytes > 0 { upstream.send(body) }
+                upstream.flush()
             case .failure:
                 mirror.finish(.failed, reusable: false)
             }

@@ -106,7 +106,7 @@ final class AggregateCall: UpstreamOwner {
     }
 
     private func connected(_ upstream: UpstreamHandler, key: ConnectionPool.Key) {
-        guard let channel = upstream.channel else { return end(.failed(ProxyError.Cause.upstreamReset.rawValue), reusable: false) }
+        guard upstream.channel != nil else { return end(.failed(ProxyError.Cause.upstreamReset.rawValue), reusable: false) }
         self.upstream = upstream
         status = 0
         meshError = nil
@@ -116,7 +116,8 @@ final class AggregateCall: UpstreamOwner {
         outstanding = true
         tryStartedAt = loop.now
         upstream.begin(owner: self, method: .GET)
-        channel.writeAndFlush(head, promise: nil)
+        upstream.send(head)
+        upstream.flush()
         if let retry, retry.policy.perTryTimeout != nil {
             let due = retry.tryDeadline(now: tryStartedAt)
             if due < retry.deadline {
