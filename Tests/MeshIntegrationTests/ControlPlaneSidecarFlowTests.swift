@@ -82,7 +82,7 @@ import Testing
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         let server = try await ControlPlaneServer(
-            dataDir: directory.path, extraArguments: ["--instance-ttl", "1s", "--instance-grace", "1s"])
+            dataDir: directory.path, extraArguments: ["--instance-ttl", "3s", "--instance-grace", "1s"])
         defer { server.stop() }
         let payments = try server.client(token: try await joinToken(server, service: "payments"))
         let register = APIMessages.RegisterRequest(service: "payments", address: "127.0.0.1", port: 16006, labels: ["version": "v1"])
@@ -90,6 +90,7 @@ import Testing
             .POST, "/v1/register", body: String(decoding: try JSONEncoder().encode(register), as: UTF8.self))
         #expect(registered.status == 201, "\(registered.body)")
         let admin = try server.client(token: server.adminToken)
+        // (A TTL of 3 s, not 1: on a loaded CI machine the register and this read took over a second.)
         #expect(try await admin.send(.GET, "/v1/snapshot/web").body.contains("payments-127.0.0.1-16006"))
 
         // No heartbeats: unhealthy (left out of snapshots, still listed), then removed.

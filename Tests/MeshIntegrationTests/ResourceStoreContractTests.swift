@@ -224,7 +224,8 @@ struct EtcdWatchLivenessTests {
         // Its stream is open but silent: the liveness check replaces it through a live member.
         #expect(await eventually(timeout: .seconds(20)) { (try? watching.get(kind: .route, name: "payments")) != nil })
         _ = try await writing.apply([ResourceStoreContractTests.route("/after")])
-        #expect(await eventually(timeout: .seconds(5)) {
+        // The same deadline as the reconnect above: under a loaded CI machine 5 s ran out.
+        #expect(await eventually(timeout: .seconds(20)) {
             (try? watching.get(kind: .route, name: "payments"))??.yaml.contains("/after") == true
         })
     }
