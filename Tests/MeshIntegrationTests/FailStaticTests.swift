@@ -132,7 +132,8 @@ import Testing
         #expect(await eventually(timeout: .seconds(30)) {
             (metricValue((try? await curl([metricsURL]))?.body ?? "", "sidecar_cert_expiry_timestamp_seconds") ?? 0) > first
         }, "\(web.process.logs)")
-        #expect(web.process.logs.contains("certificate renewed"))
+        // The log line is read from the sidecar's output after the metric moved: poll for it too.
+        #expect(await eventually { web.process.logs.contains("certificate renewed") }, "\(web.process.logs)")
     }
 
     @Test func aCorruptOrForeignStateFileIsRefusedAndTheSidecarWaitsForTheControlPlane() async throws {
