@@ -6,9 +6,12 @@ import PackageDescription
 let warningsAsErrors: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 let cWarningsAsErrors: [CSetting] = [.treatAllWarnings(as: .error)]
 // `-static-stdlib` does not name what the static FoundationEssentials needs in turn.
-// `--symbol-ordering-file`: the code a sidecar runs (startup, then the request path) laid out
-// first and together, so the pages it touches hold little else (scripts/symbol-order.sh
-// writes the list; a stale entry is ignored, new code lands after the listed code).
+// `--symbol-ordering-file` and `-T symbol-order.ld`: the code a sidecar runs (startup, then the
+// request path) laid out first and together, so the pages it touches hold little else
+// (scripts/symbol-order.sh writes both: the functions a unique symbol names, then, in a linker
+// script placed just before them, the sections no symbol names, e.g. the compiler's unnamed
+// value witnesses; a stale entry is ignored, new code lands after the listed code). It pays
+// in full with one section per function, which scripts/build-release.sh asks for.
 // `-L Sources/sidecar/link`: the static runtime asks for `-lstdc++` before any flag of ours;
 // that directory, searched before the compiler's, answers it with a linker script naming
 // `libstdc++.a`, so the C++ library the runtime uses is linked in (and ordered) too, instead of
@@ -19,6 +22,7 @@ let sidecarReleaseLinkFlags = [
     "-use-ld=lld", "-Xlinker", "--no-export-dynamic", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
     "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/sidecar/symbol-order.txt",
     "-Xlinker", "--no-warn-symbol-ordering",
+    "-Xlinker", "-T", "-Xlinker", "\(Context.packageDirectory)/Sources/sidecar/symbol-order.ld",
 ]
 
 // Release builds of the data plane check exclusive access statically only: the dynamic checks
@@ -142,7 +146,7 @@ let package = Package(
                 "SidecarDiscovery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            exclude: ["symbol-order.txt", "link"],
+            exclude: ["symbol-order.txt", "symbol-order.ld", "link"],
             swiftSettings: warningsAsErrors,
             // Release sidecars on Linux (`swift build -c release`, no flag to remember): the Swift
             // runtime and FoundationEssentials linked statically (only the pages a sidecar touches
