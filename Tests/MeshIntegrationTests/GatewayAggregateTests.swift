@@ -14,6 +14,7 @@ import Testing
             hosts: [ api.example.com ]
             rules:
               - match: { path: /home }
+                cors: { allowOrigins: [ "https://app.example.com" ] }
                 aggregate:
                   timeout: 3s
                   calls:
@@ -72,9 +73,10 @@ import Testing
         let app = try await TestHTTPApp(name: "payments-v1")
         let edge = try await GatewayMesh(backends: [(app, "version: v1")], gatewayResources: Self.resources)
         let started = ContinuousClock.now
-        let answer = try await edge.https("api.example.com", "/home")
+        let answer = try await edge.https("api.example.com", "/home", ["-H", "Origin: https://app.example.com"])
         let elapsed = ContinuousClock.now - started
         #expect(answer.status == 200 && answer.headers["content-type"] == "application/json", "\(answer)")
+        #expect(answer.headers["access-control-allow-origin"] == "https://app.example.com", "the rule's CORS: \(answer.headers)")
         let merged = Self.object(answer.body)
         #expect((merged?["fast"] as? [String: Any])?["path"] as? String == "/json/fast", "\(answer.body)")
         #expect(merged?["slow"] is NSNull, "\(answer.body)")
