@@ -210,10 +210,11 @@ public final class Sidecar: Sendable {
         try await eventLoops.shutdownGracefully()
     }
 
-    /// The admin server: `/metrics`, `/ready`, `/config`, `/clusters`, `/explain`.
+    /// The admin server: `/metrics`, `/ready`, `/config`, `/clusters`, `/explain` (on a gateway,
+    /// of a request to one of `gatewayListeners`).
     func adminServer(
         _ configuration: SidecarConfiguration, group: EventLoopGroup, loops: ProxyLoops, applier: ConfigApplier,
-        metrics: SidecarMetrics, readiness: ReadinessState
+        metrics: SidecarMetrics, readiness: ReadinessState, gatewayListeners: Explain.Listeners? = nil
     ) -> AdminServer {
         AdminServer(
             host: configuration.adminListen.host, port: configuration.adminListen.port,
@@ -223,8 +224,8 @@ public final class Sidecar: Sendable {
                 source: { applier.source },
                 config: { applier.configurationJSON },
                 clusters: { loops.clustersJSON() },
-                explain: { [gateway = configuration.gateway != nil] uri in
-                    loops.explain(uri: uri, certificateExpiry: metrics.certificateExpiry.value, gateway: gateway)
+                explain: { uri in
+                    loops.explain(uri: uri, certificateExpiry: metrics.certificateExpiry.value, gateway: gatewayListeners)
                 }),
             group: group)
     }

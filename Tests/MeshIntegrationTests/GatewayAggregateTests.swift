@@ -14,6 +14,7 @@ import Testing
             hosts: [ api.example.com ]
             rules:
               - match: { path: /home }
+                cors: { allowOrigins: [ "https://app.example.com" ] }
                 aggregate:
                   timeout: 3s
                   calls:
@@ -45,11 +46,14 @@ import Testing
           - { kind: TrafficPolicy, service: payments, loadBalancer: roundRobin }
         """
 
-    /// The first call holds the only `maxRequests` slot while the second starts.
-    static let guarded = home(#"[ { key: slow, service: payments, path: "/json/slow?ms=300" }, { key: refused, service: payments, path: /json/r } ]"#) + """
+    /// The first call holds the only `maxRequests` slot while the second starts; `policy`: more
+    /// of payments' TrafficPolicy.
+    static func guarded(_ policy: String = "") -> String {
+        home(#"[ { key: slow, service: payments, path: "/json/slow?ms=300" }, { key: refused, service: payments, path: /json/r } ]"#) + """
 
-          - { kind: TrafficPolicy, service: payments, circuitBreaker: { maxRequests: 1 } }
-        """
+              - { kind: TrafficPolicy, service: payments, circuitBreaker: { maxRequests: 1 }\(policy) }
+            """
+    }
 
     /// Two calls at once, round robin over a live instance and one whose port nobody listens
     /// on: the call that meets the dead one goes to the other, and the failed connect ejects it.
@@ -69,9 +73,10 @@ import Testing
         let app = try await TestHTTPApp(name: "payments-v1")
         let edge = try await GatewayMesh(backends: [(app, "version: v1")], gatewayResources: Self.resources)
         let started = ContinuousClock.now
-        let answer = try await edge.https("api.example.com", "/home")
+        let answer = try await edge.https("api.example.com", "/home", ["-H", "Origin: https://app.example.com"])
         let elapsed = ContinuousClock.now - started
         #expect(answer.status == 200 && answer.headers["content-type"] == "application/json", "\(answer)")
+        #expect(answer.headers["access-control-allow-origin"] == "https://app.example.com", "the rule's CORS: \(answer.headers)")
         let merged = Self.object(answer.body)
         #expect((merged?["fast"] as? [String: Any])?["path"] as? String == "/json/fast", "\(answer.body)")
         #expect(merged?["slow"] is NSNull, "\(answer.body)")
@@ -109,7 +114,7 @@ import Testing
 
     @Test func aCallTheBreakerRefusesIsNullWithItsCause() async throws {
         let app = try await TestHTTPApp(name: "payments-v1")
-        let edge = try await GatewayMesh(backends: [(app, "version: v1")], gatewayResources: Self.guarded)
+        let edge = try await GatewayMesh(backends: [(app, "version: v1")], gatewayResources: Self.guarded())
         let answer = try await edge.https("api.example.com", "/home")
         #expect(answer.status == 200, "\(answer)")
         let merged = Self.object(answer.body)
@@ -119,6 +124,21 @@ import Testing
         #expect(app.requests == 1)
         let metrics = try await edge.metrics()
         #expect(metricValue(metrics, "sidecar_circuit_breaker_rejections_total", ["peer": "payments"]) == 1, "\(metrics)")
+    }
+
+    /// The degradation an outbound request would get: the TrafficPolicy's `fallback` body (JSON)
+    /// is the refused call's value, its cause still under `_errors`.
+    @Test func aCallTheBreakerRefusesTakesItsServicesJSONFallback() async throws {
+        let app = try await TestHTTPApp(name: "payments-v1")
+        let fallback = #", fallback: { status: 200, headers: { content-type: application/json }, body: '{"degraded":true}' }"#
+        let edge = try await GatewayMesh(backends: [(app, "version: v1")], gatewayResources: Self.guarded(fallback))
+        let answer = try await edge.https("api.example.com", "/home")
+        #expect(answer.status == 200, "\(answer)")
+        let merged = Self.object(answer.body)
+        #expect((merged?["slow"] as? [String: Any])?["app"] as? String == "payments-v1", "\(answer.body)")
+        #expect((merged?["refused"] as? [String: Any])?["degraded"] as? Bool == true, "\(answer.body)")
+        #expect((merged?["_errors"] as? [String: String]) == ["refused": "circuit-open"], "\(answer.body)")
+        #expect(app.requests == 1)
     }
 
     @Test func aCallWhoseConnectFailsGoesToTheOtherInstanceAndEjectsTheDeadOne() async throws {

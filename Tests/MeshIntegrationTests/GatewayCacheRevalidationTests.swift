@@ -39,6 +39,69 @@ import Testing
         #expect(try await GatewayCacheTests.cacheCount(edge, "revalidated") == 3)
     }
 
+    /// RFC 9111 §4.3.4: a 304 updates the stored fields. A `no-cache` entry revalidated by
+    /// `If-Modified-Since`, whose 304 says `max-age=300` and a new `ETag`: the caller gets the
+    /// stored body with those fields, the next request is a hit with them (the app not asked),
+    /// and an `If-None-Match` of the new tag is 304 at the edge.
+    @Test(arguments: ["--http1.1", "--http2"])
+    func a304UpdatesTheStoredFieldsAndFreshness(_ version: String) async throws {
+        let (app, edge) = try await GatewayCacheTests.start()
+        let modified = "last-modified: Sun, 06 Nov 1994 08:49:37 GMT"
+        let first = try await edge.https("api.example.com", "/pay/doc", [version] + Self.respondWith("cache-control: no-cache", modified))
+        #expect(first.headers["x-mesh-cache"] == "miss" && first.headers["etag"] == nil, "\(first)")
+
+        let newer = [version] + Self.respondWith("cache-control: max-age=300", modified, "etag: \"v2\"")
+        let refreshed = try await edge.https("api.example.com", "/pay/doc", newer)
+        #expect(refreshed.status == 200 && refreshed.headers["x-mesh-cache"] == "revalidated" && refreshed.body == first.body, "\(refreshed)")
+        #expect(refreshed.headers["cache-control"] == "max-age=300" && refreshed.headers["etag"] == "\"v2\"", "\(refreshed)")
+        #expect(app.requests == 2 && app.notModified == 1, "requests \(app.requests) 304s \(app.notModified)")
+
+        let hit = try await edge.https("api.example.com", "/pay/doc", [version])
+        #expect(hit.headers["x-mesh-cache"] == "hit" && hit.body == first.body, "\(hit)")
+        #expect(hit.headers["cache-control"] == "max-age=300" && hit.headers["etag"] == "\"v2\"", "\(hit)")
+        let conditional = try await edge.https("api.example.com", "/pay/doc", [version, "-H", "if-none-match: \"v2\""])
+        #expect(conditional.status == 304 && conditional.headers["etag"] == "\"v2\"", "\(conditional)")
+        #expect(conditional.headers["cache-control"] == "max-age=300", "\(conditional)")
+        #expect(app.requests == 2)
+    }
+
+    /// RFC 9111 §5.2.1.4: a client's `no-cache` (or `Pragma: no-cache`, or `max-age=0`) is
+    /// answered from a fresh entry only once the app confirmed it: a 304 gives the stored body
+    /// (`revalidated`), a 200 is the answer and replaces the entry, and an entry without a
+    /// validator is fetched again. `no-store` goes upstream and neither uses nor changes the entry.
+    @Test func aClientsNoCacheRevalidatesAndNoStoreBypasses() async throws {
+        let (app, edge) = try await GatewayCacheTests.start()
+        let v1 = Self.respondWith("etag: \"v1\"")
+        let first = try await edge.https("api.example.com", "/pay/doc", v1)
+        for asked in ["cache-control: no-cache", "pragma: no-cache", "cache-control: max-age=0"] {
+            let answer = try await edge.https("api.example.com", "/pay/doc", v1 + ["-H", asked])
+            #expect(answer.status == 200 && answer.headers["x-mesh-cache"] == "revalidated" && answer.body == first.body, "\(asked): \(answer)")
+        }
+        #expect(app.requests == 4 && app.notModified == 3, "requests \(app.requests) 304s \(app.notModified)")
+
+        let noStore = try await edge.https("api.example.com", "/pay/doc", v1 + ["-H", "cache-control: no-store"])
+        #expect(noStore.headers["x-mesh-cache"] == "miss" && noStore.body != first.body, "\(noStore)")
+        let kept = try await edge.https("api.example.com", "/pay/doc", v1)
+        #expect(kept.headers["x-mesh-cache"] == "hit" && kept.body == first.body, "\(kept)")
+        #expect(app.requests == 5)
+
+        let v2 = Self.respondWith("etag: \"v2\"")
+        let changed = try await edge.https("api.example.com", "/pay/doc", v2 + ["-H", "cache-control: no-cache"])
+        #expect(changed.headers["x-mesh-cache"] == "miss" && changed.body != first.body && changed.headers["etag"] == "\"v2\"", "\(changed)")
+        let replaced = try await edge.https("api.example.com", "/pay/doc", v2)
+        #expect(replaced.headers["x-mesh-cache"] == "hit" && replaced.body == changed.body, "\(replaced)")
+        #expect(app.requests == 6 && app.notModified == 3)
+
+        let plain = try await edge.https("api.example.com", "/pay/plain")
+        let fetched = try await edge.https("api.example.com", "/pay/plain", ["-H", "cache-control: no-cache"])
+        #expect(fetched.headers["x-mesh-cache"] == "miss" && fetched.body != plain.body, "\(fetched)")
+        let stored = try await edge.https("api.example.com", "/pay/plain")
+        #expect(stored.headers["x-mesh-cache"] == "hit" && stored.body == fetched.body, "\(stored)")
+        #expect(app.requests == 8)
+        #expect(try await GatewayCacheTests.cacheCount(edge, "revalidated") == 3)
+        #expect(try await GatewayCacheTests.cacheCount(edge, "bypass") == 1)
+    }
+
     /// `Expires` without `max-age`: an hour ahead is fresh (a hit the app never sees); already
     /// past without a validator is never kept; past with `Last-Modified` is kept and revalidated
     /// with `If-Modified-Since` on every use.

@@ -111,6 +111,20 @@ import Testing
         #expect(hit + coalesced == 99 && coalesced > 0, "miss \(miss) hit \(hit) coalesced \(coalesced)")
     }
 
+    /// A client's `no-cache` keeps the rule: 100 concurrent requests asking it of one stored
+    /// key send one revalidation upstream; the others wait for it and take the entry it
+    /// confirmed (validated after they came, so their `no-cache` holds).
+    @Test func aHundredConcurrentNoCacheRequestsRevalidateOnce() async throws {
+        let (app, edge) = try await Self.start()
+        let etag = ["-H", "x-respond-with: etag: \"v1\""]
+        let path = "/pay/slow?ms=3000"
+        _ = try await edge.https("api.example.com", path, etag)
+        let (miss, hit, coalesced) = try await Self.burst(edge, "--http2", path: path, headers: etag + ["-H", "cache-control: no-cache"])
+        #expect(app.requests == 2 && app.notModified == 1, "requests \(app.requests) 304s \(app.notModified)")
+        #expect(try await Self.cacheCount(edge, "revalidated") == 1)
+        #expect(miss == 1 && hit == 0 && coalesced == 99, "miss \(miss) hit \(hit) coalesced \(coalesced)")
+    }
+
     /// Admin `/explain` on the gateway process: the rule that takes the request and, once a GET
     /// stored its answer, that the cache answers the next one.
     @Test func explainShowsTheRuleAndThatTheCacheWillAnswer() async throws {
@@ -125,15 +139,17 @@ import Testing
         #expect(after.body.contains("\"decision\":\"cache\"") && after.body.contains("\"keyFresh\":1"), "\(after.body)")
     }
 
-    /// 100 concurrent GETs of one key (curl's `version`: `--http2`, `--http1.1`), all 200; the
-    /// cache's miss, hit and coalesced counts.
-    static func burst(_ edge: GatewayMesh, _ version: String) async throws -> (miss: Double, hit: Double, coalesced: Double) {
+    /// 100 concurrent GETs of one key (curl's `version`: `--http2`, `--http1.1`; `headers`: curl
+    /// `-H` arguments), all 200; the cache's miss, hit and coalesced counts.
+    static func burst(
+        _ edge: GatewayMesh, _ version: String, path: String = "/pay/slow?ms=1500", headers: [String] = []
+    ) async throws -> (miss: Double, hit: Double, coalesced: Double) {
         // The app answers after 1.5 s, so the misses pile up behind the first one's fetch
         // (requests that arrive after it was stored are plain hits: the app count holds either way).
-        let url = "https://api.example.com:\(edge.httpsPort)/pay/slow?ms=1500"
+        let url = "https://api.example.com:\(edge.httpsPort)\(path)"
         let burst = try await ChildProcess.run(
             ["curl", "-sS", version, "--parallel", "--parallel-immediate", "--parallel-max", "100", "--cacert", edge.externalCA,
-             "--resolve", "api.example.com:\(edge.httpsPort):127.0.0.1", "-w", "%{http_code} "]
+             "--resolve", "api.example.com:\(edge.httpsPort):127.0.0.1", "-w", "%{http_code} "] + headers
                 + Array(repeating: ["-o", "/dev/null", url], count: 100).flatMap { $0 },
             timeout: .seconds(120))
         let codes = burst.stdout.split(separator: " ")

@@ -15,7 +15,7 @@ extension GRPCMesh: GatewayBackendMesh {}
 /// The mesh's front door in front of `PaymentsMesh` (or a `GRPCMesh`): a gateway sidecar
 /// (`service: edge`, its own workload certificate) with an HTTPS listener serving one
 /// certificate per external host (`api.example.com`, `www.example.com`, minted here and chosen
-/// by SNI), a plain HTTP listener, and the GatewayRoute/AuthenticationPolicy resources the test writes.
+/// by SNI; left out with `https: false`), a plain HTTP listener, and the GatewayRoute/AuthenticationPolicy resources the test writes.
 final class GatewayMesh {
     static let hosts = ["api.example.com", "www.example.com"]
     let mesh: any GatewayBackendMesh
@@ -29,20 +29,21 @@ final class GatewayMesh {
     /// - Parameters:
     ///   - gatewayResources: YAML list items for the gateway's `resources:` (after the instances).
     ///   - redirectToHttps: the plain listener only redirects.
+    ///   - https: false: the gateway has the plain listener only.
     convenience init(
         backends: [(app: TestHTTPApp, labels: String)], paymentsResources: (Int) -> String = { _ in "" },
-        gatewayResources: String, redirectToHttps: Bool = false, files: [String: String] = [:],
+        gatewayResources: String, redirectToHttps: Bool = false, https: Bool = true, files: [String: String] = [:],
         arguments: [String] = []
     ) async throws {
         try await self.init(
             mesh: try await PaymentsMesh(backends: backends, paymentsResources: paymentsResources, webResources: ""),
-            gatewayResources: gatewayResources, redirectToHttps: redirectToHttps, files: files, arguments: arguments)
+            gatewayResources: gatewayResources, redirectToHttps: redirectToHttps, https: https, files: files, arguments: arguments)
     }
 
     /// In front of `mesh` (its instances are the gateway's too).
     init(
-        mesh: any GatewayBackendMesh, gatewayResources: String, redirectToHttps: Bool = false, files: [String: String] = [:],
-        arguments: [String] = []
+        mesh: any GatewayBackendMesh, gatewayResources: String, redirectToHttps: Bool = false, https: Bool = true,
+        files: [String: String] = [:], arguments: [String] = []
     ) async throws {
         self.mesh = mesh
         let certs = mesh.directory.url.appendingPathComponent("certs")
@@ -63,21 +64,24 @@ final class GatewayMesh {
         httpsPort = try freeLoopbackPort()
         httpPort = try freeLoopbackPort()
         admin = try freeLoopbackPort()
-        gateway = try SidecarProcess(configYAML: """
-            service: edge
-            gateway:
-              http:  { listen: 127.0.0.1:\(httpPort), redirectToHttps: \(redirectToHttps) }
+        let httpsListener = !https ? "" : """
+
               https:
                 listen: 127.0.0.1:\(httpsPort)
                 certificates:
                   - { cert: external/\(Self.hosts[0]).pem, key: external/\(Self.hosts[0]).key }
                   - { cert: external/\(Self.hosts[1]).pem, key: external/\(Self.hosts[1]).key }
+            """
+        gateway = try SidecarProcess(configYAML: """
+            service: edge
+            gateway:
+              http:  { listen: 127.0.0.1:\(httpPort), redirectToHttps: \(redirectToHttps) }\(httpsListener)
             admin: { listen: 127.0.0.1:\(admin) }
             tls:   { cert: certs/edge.pem, key: certs/edge.key, trustBundle: certs/ca.pem }
             resources:\(mesh.instances)
             \(gatewayResources)
             """, in: mesh.directory, name: "edge", extraArguments: arguments)
-        #expect(await gateway.waitUntilListening(ports: [httpsPort, httpPort]), "\(gateway.logs)")
+        #expect(await gateway.waitUntilListening(ports: https ? [httpsPort, httpPort] : [httpPort]), "\(gateway.logs)")
     }
 
     deinit { gateway.stop() }

@@ -77,4 +77,29 @@ import Testing
                 "\(followed)")
         #expect(app.requests == 1, "the redirect itself never reached the app")
     }
+
+    /// Admin `/explain` explains a request to the gateway's own listeners: with only a plain
+    /// one, on it (and a real plain request gets what it said); with a plain listener that
+    /// redirects, `listener=http` is its 308 and naming none is a 400 that names the parameter.
+    @Test func explainFollowsTheGatewaysListeners() async throws {
+        let app = try await TestHTTPApp(name: "payments-v1")
+        let plainOnly = try await GatewayMesh(backends: [(app, "version: v1")], gatewayResources: Self.routes, https: false)
+        let explained = try await curl(["http://127.0.0.1:\(plainOnly.admin)/explain?authority=api.example.com&path=/api/pay"])
+        #expect(explained.status == 200 && explained.body.contains("\"listener\":\"http\""), "\(explained.body)")
+        #expect(explained.body.contains("\"decision\":\"forward\"") && explained.body.contains("\"upstreamPath\":\"/pay\""), "\(explained.body)")
+        let real = try await plainOnly.http("api.example.com", "/api/pay")
+        #expect(real.status == 200 && real.body.contains("path=/pay"), "\(real)")
+        let noTLS = try await curl(["http://127.0.0.1:\(plainOnly.admin)/explain?authority=api.example.com&listener=https"])
+        #expect(noTLS.status == 400 && noTLS.body.contains("no gateway.https listener"), "\(noTLS.body)")
+
+        let redirecting = try await GatewayMesh(backends: [(app, "version: v1")], gatewayResources: Self.routes, redirectToHttps: true)
+        let explain = "http://127.0.0.1:\(redirecting.admin)/explain?authority=api.example.com&path=/api/pay"
+        let ambiguous = try await curl([explain])
+        #expect(ambiguous.status == 400 && ambiguous.body.contains("listener=http or listener=https"), "\(ambiguous.body)")
+        let plain = try await curl([explain + "&listener=http"])
+        #expect(plain.status == 200 && plain.body.contains("\"decision\":\"answer\"") && plain.body.contains("\"status\":308"), "\(plain.body)")
+        #expect(plain.body.contains("\"location\":\"https://api.example.com:\(redirecting.httpsPort)/api/pay\""), "\(plain.body)")
+        let secure = try await curl([explain + "&listener=https"])
+        #expect(secure.status == 200 && secure.body.contains("\"decision\":\"forward\""), "\(secure.body)")
+    }
 }

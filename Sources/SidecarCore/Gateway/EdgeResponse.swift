@@ -19,17 +19,22 @@ public struct EdgeResponse: Sendable, Equatable {
             && lhs.headers.count == rhs.headers.count && zip(lhs.headers, rhs.headers).allSatisfy { $0 == $1 }
     }
 
-    func bytes(closing: Bool, requestID: String?, allocator: ByteBufferAllocator) -> ByteBuffer {
+    /// The response as HTTP/1.1 bytes; `extra`: the exchange's response lines (`addedResponseHeaders`: CORS).
+    func bytes(closing: Bool, requestID: String?, adding extra: [HTTPHeaderLine] = [], allocator: ByteBufferAllocator) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: 160 + body.utf8.count)
         buffer.writeString("HTTP/1.1 \(status) \(ProxyError.reasonPhrase(status))\r\n")
         for (name, value) in headers { buffer.writeString("\(name): \(value)\r\n") }
-        Self.writeEnd(body: body, requestID: requestID, closing: closing, into: &buffer)
+        Self.writeEnd(body: body, requestID: requestID, closing: closing, adding: extra, into: &buffer)
         return buffer
     }
 
-    /// The end of every response the sidecar makes: length, request id, `connection: close`
-    /// when closing, the blank line and the body.
-    static func writeEnd(body: String, requestID: String?, closing: Bool, into buffer: inout ByteBuffer) {
+    /// The end of every response the sidecar makes: the exchange's response lines (a gateway
+    /// rule's CORS `access-control-allow-origin`, `x-mesh-cache`), length, request id,
+    /// `connection: close` when closing, the blank line and the body.
+    static func writeEnd(
+        body: String, requestID: String?, closing: Bool, adding extra: [HTTPHeaderLine] = [], into buffer: inout ByteBuffer
+    ) {
+        for line in extra { buffer.writeString("\(line.name): \(line.value)\r\n") }
         buffer.writeString("content-length: \(body.utf8.count)\r\n")
         if let requestID { buffer.writeString("x-request-id: \(requestID)\r\n") }
         if closing { buffer.writeStaticString("connection: close\r\n") }

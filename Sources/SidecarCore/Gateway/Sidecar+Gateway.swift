@@ -18,7 +18,10 @@ extension Sidecar {
         var listeners: [ProxyListener] = []
         let httpsBound = ListenerAddressBox()
         let httpBound = ListenerAddressBox()
-        if let https = gateway.https {
+        let roles = Explain.Listeners(
+            http: gateway.http.map { GatewayListenerRole(secure: false, redirectToHttps: $0.redirectToHttps, httpsPort: { httpsBound.value }) },
+            https: gateway.https.map { _ in GatewayListenerRole(secure: true) })
+        if let https = gateway.https, let role = roles.https {
             let context: TLSContext
             do {
                 context = try GatewayTLS.serverContext(https)
@@ -29,12 +32,11 @@ extension Sidecar {
             applier.adoptGatewayTLS(store)
             listeners.append(ProxyListener(
                 name: "gateway-https", address: https.listen, configKey: "gateway.https.listen",
-                kind: .gateway(GatewayListenerRole(secure: true), tls: store),
+                kind: .gateway(role, tls: store),
                 group: group, loops: loops, drainTimeout: options.drainTimeout, accessLog: options.accessLog,
                 timeouts: timeouts, logger: logger, bound: httpsBound, readiness: readiness))
         }
-        if let http = gateway.http {
-            let role = GatewayListenerRole(secure: false, redirectToHttps: http.redirectToHttps, httpsPort: { httpsBound.value })
+        if let http = gateway.http, let role = roles.http {
             listeners.append(ProxyListener(
                 name: "gateway-http", address: http.listen, configKey: "gateway.http.listen", kind: .gateway(role, tls: nil),
                 group: group, loops: loops, drainTimeout: options.drainTimeout, accessLog: options.accessLog,
@@ -44,7 +46,8 @@ extension Sidecar {
         let follower: any Service =
             try controlPlane.map { try $0.follower(applier, { httpsBound.value ?? httpBound.value }) }
             ?? ConfigReloader(configPath: configPath, applier: applier, logger: logger)
-        let admin = adminServer(configuration, group: group, loops: loops, applier: applier, metrics: metrics, readiness: readiness)
+        let admin = adminServer(
+            configuration, group: group, loops: loops, applier: applier, metrics: metrics, readiness: readiness, gatewayListeners: roles)
         let certificates: [ServiceGroupConfiguration.ServiceConfiguration] =
             controlPlane != nil && gateway.https != nil
             ? [.init(service: GatewayCertificateReloader(applier: applier, logger: logger), successTerminationBehavior: .ignore)] : []

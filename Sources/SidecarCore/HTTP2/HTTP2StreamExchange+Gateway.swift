@@ -54,6 +54,7 @@ extension HTTP2StreamExchange {
     func answer(_ exchange: ProxyExchange, _ response: EdgeResponse) {
         var headers = HPACKHeaders([(":status", String(response.status))])
         for (name, value) in response.headers { headers.add(name: name, value: value) }
+        for line in exchange.addedResponseHeaders { headers.add(name: line.name, value: line.value) }  // the rule's CORS
         if response.status != 204 && response.status != 304 {
             headers.add(name: "content-length", value: String(response.body.utf8.count))
         }

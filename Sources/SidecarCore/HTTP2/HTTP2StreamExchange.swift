@@ -719,6 +719,7 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
             if !hasContentType { headers.add(name: "content-type", value: "text/plain; charset=utf-8") }
             if let retryAfter = error.retryAfter { headers.add(name: "retry-after", value: String(retryAfter)) }
             if let challenge = error.wwwAuthenticate { headers.add(name: "www-authenticate", value: challenge) }
+            for line in exchange.addedResponseHeaders { headers.add(name: line.name, value: line.value) }  // a gateway rule's CORS
             headers.add(name: "content-length", value: String(body.utf8.count))
             headers.add(name: "x-request-id", value: exchange.requestID)
             var buffer = allocator.buffer(capacity: body.utf8.count)

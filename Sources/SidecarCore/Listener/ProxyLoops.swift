@@ -141,7 +141,7 @@ final class ProxyLoops: Sendable {
 
     /// `/explain` (see `Explain`), from the worker loop the admin request runs on (the admin
     /// server shares the sidecar's event loop group). 400 with `{"error": …}` for a bad query.
-    func explain(uri: String, certificateExpiry: Int64, gateway: Bool = false) -> (ok: Bool, json: String) {
+    func explain(uri: String, certificateExpiry: Int64, gateway: Explain.Listeners? = nil) -> (ok: Bool, json: String) {
         let query: Explain.Query
         switch Explain.query(fromURI: uri) {
         case .success(let parsed): query = parsed
@@ -150,7 +150,10 @@ final class ProxyLoops: Sendable {
         guard let loop = MultiThreadedEventLoopGroup.currentEventLoop, let context = contexts[ObjectIdentifier(loop)] else {
             return (false, ConfigValue.map([("error", .string("explain runs on a worker loop of the sidecar"))]).json + "\n")
         }
-        return (true, Explain.report(query, loop: context.value, certificateExpiry: certificateExpiry, gateway: gateway))
+        switch Explain.report(query, loop: context.value, certificateExpiry: certificateExpiry, gateway: gateway) {
+        case .success(let report): return (true, report)
+        case .failure(let error): return (false, ConfigValue.map([("error", .string(error.message))]).json + "\n")
+        }
     }
 
     /// Open downstream connections and in-flight requests, for /clusters and tests.

@@ -6,9 +6,42 @@ import NIOCore
 /// breaker as for any caller), and the report adds what the gateway rule does with it: the
 /// rule and its rewrite, the authentication policy and the user it verified, the response
 /// cache's state for the request's key, the rate limit. The decision is `cache` when a fresh
-/// entry would answer, `aggregate` for an aggregate rule, else the outbound's. Explained as on
-/// the HTTPS listener (no redirect).
+/// entry would answer, `aggregate` for an aggregate rule, `answer` for one the gateway makes
+/// itself (a redirect to HTTPS, a CORS preflight), else the outbound's. Explained as come to
+/// one of the gateway's listeners (`Listeners.pick`), whose role the filters read as a real
+/// request's (the plain listener's `redirectToHttps`).
 extension Explain {
+    /// A gateway's listeners, as `/explain` picks the one a request comes to.
+    struct Listeners: Sendable {
+        var http: GatewayListenerRole?
+        var https: GatewayListenerRole?
+
+        /// The listener `query` is explained on: `listener=` when this gateway has it; without
+        /// one, the only listener, or HTTPS when both answer alike (the plain one does not
+        /// redirect). Nil for the outbound (`direction=outbound`, or no gateway). Fails naming
+        /// the parameter for a listener the gateway lacks, `listener` without a gateway, and
+        /// both listeners when the plain one redirects (which one is meant decides the answer).
+        static func pick(_ query: Query, gateway: Listeners?) -> Result<(name: String, role: GatewayListenerRole)?, ExplainError> {
+            guard (query.direction ?? (gateway == nil ? "outbound" : "gateway")) == "gateway" else {
+                guard query.listener == nil else { return .failure(.init("listener is for direction=gateway")) }
+                return .success(nil)
+            }
+            guard let gateway else {
+                return .failure(.init("direction=gateway: this sidecar is no gateway (it has no gateway listeners)"))
+            }
+            switch (query.listener, gateway.http, gateway.https) {
+            case ("http"?, let http?, _): return .success(("http", http))
+            case ("https"?, _, let https?): return .success(("https", https))
+            case (let name?, _, _): return .failure(.init("listener=\(name): this gateway has no gateway.\(name) listener"))
+            case (nil, let http?, nil): return .success(("http", http))
+            case (nil, let http?, _?) where http.redirectToHttps:
+                return .failure(.init("listener: this gateway's http listener redirects to its https listener; say listener=http or listener=https"))
+            case (nil, _, let https?): return .success(("https", https))
+            case (nil, nil, nil): return .failure(.init("direction=gateway: this gateway has no listeners"))
+            }
+        }
+    }
+
     static func gatewayFields(_ request: AdmittedRequest, loop: LoopContext) -> [(String, ConfigValue)] {
         guard let match = request.gatewayMatch else { return [] }
         let rule = match.rule

@@ -20,13 +20,16 @@ enum Explain {
         var method: String
         /// `outbound` or `gateway`; nil: the gateway's on a gateway, else the outbound's.
         var direction: String? = nil
+        /// Gateway: the listener the request comes to, `http` or `https` (`Listeners.pick`).
+        var listener: String? = nil
         /// Gateway: the client's IP address (rate limits keyed by `client-ip`).
         var client: String? = nil
         /// Request header lines `name: value` (`header=` repeated): credentials, `Origin`, …
         var headers: [String] = []
     }
 
-    static let usage = "/explain?authority=HOST[&path=/p][&method=GET][&direction=outbound|gateway][&client=IP][&header=NAME:VALUE]…"
+    static let usage =
+        "/explain?authority=HOST[&path=/p][&method=GET][&direction=outbound|gateway][&listener=http|https][&client=IP][&header=NAME:VALUE]…"
 
     /// The query of `uri`: `authority` is required, `path` defaults to `/`, `method` to `GET`.
     static func query(fromURI uri: String) -> Result<Query, ExplainError> {
@@ -44,13 +47,19 @@ enum Explain {
             case "direction":
                 guard value == "outbound" || value == "gateway" else { return .failure(.init("direction is outbound or gateway")) }
                 query.direction = value
+            case "listener":
+                guard value == "http" || value == "https" else {
+                    return .failure(.init("listener is http or https (the gateway.http or gateway.https listener)"))
+                }
+                query.listener = value
             case "client": query.client = value
             case "header":
                 guard let colon = value.firstIndex(of: ":"), colon != value.startIndex, !value.contains("\r"), !value.contains("\n") else {
                     return .failure(.init("a header is NAME:VALUE"))
                 }
                 query.headers.append(value)
-            default: return .failure(.init("unknown parameter \"\(name.prefix(32))\" (authority, path, method, direction, client, header)"))
+            default:
+                return .failure(.init("unknown parameter \"\(name.prefix(32))\" (authority, path, method, direction, listener, client, header)"))
             }
         }
         guard !query.authority.isEmpty else { return .failure(.init("missing authority: \(usage)")) }
@@ -63,23 +72,33 @@ enum Explain {
     }
 
     /// The report as JSON, from `loop`'s state at `now`; `certificateExpiry` is our workload
-    /// certificate's (Unix seconds, 0 when unknown); `gateway`: this sidecar is a gateway.
-    static func report(_ query: Query, loop: LoopContext, certificateExpiry: Int64, gateway: Bool = false) -> String {
+    /// certificate's (Unix seconds, 0 when unknown); `gateway`: this sidecar's gateway
+    /// listeners, when it is a gateway. Fails (400) for a query that names no listener this
+    /// sidecar has, or none where two would answer differently.
+    static func report(
+        _ query: Query, loop: LoopContext, certificateExpiry: Int64, gateway: Listeners? = nil
+    ) -> Result<String, ExplainError> {
         var fields: [(String, ConfigValue)] = []
-        let viaGateway = (query.direction ?? (gateway ? "gateway" : "outbound")) == "gateway"
-        let outcome = admit(query, loop: loop, filters: viaGateway ? RequestFilters.gateway : RequestFilters.outbound)
-        if viaGateway { fields.append(("direction", .string("gateway"))) }
+        let listener: (name: String, role: GatewayListenerRole)?
+        switch Listeners.pick(query, gateway: gateway) {
+        case .success(let picked): listener = picked
+        case .failure(let error): return .failure(error)
+        }
+        let viaGateway = listener != nil
+        let outcome = admit(query, loop: loop, filters: viaGateway ? RequestFilters.gateway : RequestFilters.outbound, listener: listener?.role)
+        if let listener { fields += [("direction", .string("gateway")), ("listener", .string(listener.name))] }
         switch outcome {
         case .answered(let response, let request):
             fields.append(("request", requestValue(request)))
             fields.append(("decision", .string("answer")))
             fields.append(("status", .int(response.status)))
+            fields.append(("headers", .map(response.headers.map { name, value -> (String, ConfigValue) in (name, .string(value)) })))
             fields += gatewayFields(request, loop: loop)
         case .refused(let error, let request):
             fields.append(("decision", .string(error.cause.rawValue)))
             fields.append(("status", .int(error.effectiveStatus)))
             fields.append(("detail", .string(error.detail)))
-            if let request { fields.insert(("request", requestValue(request)), at: viaGateway ? 1 : 0) }
+            if let request { fields.insert(("request", requestValue(request)), at: viaGateway ? 2 : 0) }
             if viaGateway, let request { fields += gatewayFields(request, loop: loop) }
             if let (destination, rule, index) = request?.route {
                 fields += routeFields(destination, rule: rule, index: index, loop: loop)
@@ -107,7 +126,7 @@ enum Explain {
             fields += route
         }
         fields.append(("certificateExpiry", .int(Int(certificateExpiry))))
-        return ConfigValue.map(fields).json + "\n"
+        return .success(ConfigValue.map(fields).json + "\n")
     }
 
     private enum Outcome {
@@ -117,8 +136,9 @@ enum Explain {
         case answered(EdgeResponse, AdmittedRequest)
     }
 
-    /// The request through the parser, target normalization and `filters`, in dry run.
-    private static func admit(_ query: Query, loop: LoopContext, filters: [any RequestFilter]) -> Outcome {
+    /// The request through the parser, target normalization and `filters`, in dry run; on a
+    /// gateway, as come to `listener` (which decides the redirect to HTTPS).
+    private static func admit(_ query: Query, loop: LoopContext, filters: [any RequestFilter], listener: GatewayListenerRole?) -> Outcome {
         let lines = query.headers.map { $0 + "\r\n" }.joined()
         var buffer = ByteBuffer(string: "\(query.method) \(query.path) HTTP/1.1\r\nhost: \(query.authority)\r\n\(lines)\r\n")
         var parser = HTTPHeadParser()
@@ -144,6 +164,7 @@ enum Explain {
         var request = AdmittedRequest(head: head, target: target, exchange: exchange, caller: nil)
         request.dryRun = true
         request.client = query.client
+        request.listener = listener
         for filter in filters {
             switch filter.admit(&request, loop: loop, now: loop.now) {
             case .next, .delay: continue

@@ -287,7 +287,7 @@ extension HTTPProxyHandler {
         if !exchange.requestComplete { discardArrivedBody(exchange) }
         if !exchange.requestComplete { exchange.closeAfterResponse = true }
         let response = error.response(
-            closing: exchange.closeAfterResponse, requestID: exchange.requestID, allocator: allocator)
+            closing: exchange.closeAfterResponse, requestID: exchange.requestID, adding: exchange.addedResponseHeaders, allocator: allocator)
         exchange.bytesSent += error.body.utf8.count  // body bytes, as for a relayed response
         context.write(wrapOutboundOut(response), promise: nil)
         finishExchange(exchange, status: error.effectiveStatus, context: context)

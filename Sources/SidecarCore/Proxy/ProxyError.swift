@@ -67,7 +67,7 @@ public struct ProxyError: Error, Sendable, Equatable {
     var body: String { fallback?.body ?? "mesh: \(cause.rawValue): \(detail)\n" }
 
     /// The whole response: `x-mesh-error: <cause>` and the body.
-    func response(closing: Bool, requestID: String?, allocator: ByteBufferAllocator) -> ByteBuffer {
+    func response(closing: Bool, requestID: String?, adding extra: [HTTPHeaderLine] = [], allocator: ByteBufferAllocator) -> ByteBuffer {
         let body = self.body
         let status = effectiveStatus
         var buffer = allocator.buffer(capacity: 160 + body.utf8.count)
@@ -86,7 +86,7 @@ public struct ProxyError: Error, Sendable, Equatable {
         }
         if let retryAfter { buffer.writeString("retry-after: \(retryAfter)\r\n") }
         if let wwwAuthenticate { buffer.writeString("www-authenticate: \(wwwAuthenticate)\r\n") }
-        EdgeResponse.writeEnd(body: body, requestID: requestID, closing: closing, into: &buffer)
+        EdgeResponse.writeEnd(body: body, requestID: requestID, closing: closing, adding: extra, into: &buffer)
         return buffer
     }
 

@@ -30,6 +30,23 @@ import Testing
         #expect(other.cause == .upstreamReset && other.status == 502)
     }
 
+    /// A call the sidecar refused (breaker open, no healthy endpoint) whose service has a JSON
+    /// `fallback` gets that body as its value, its cause still under `_errors`; a fallback that
+    /// is no JSON is `null` as any failure. A fallback value is an answer: not all failed.
+    @Test func aRefusedCallTakesItsJSONFallbackAndKeepsItsCause() {
+        var open = ProxyError(.circuitOpen, "payments: circuit breaker max-requests reached")
+        #expect(AggregateMerge.outcome(open) == .failed("circuit-open"), "no fallback")
+        open.fallback = FallbackResponse(status: 200, headers: [:], body: "{\"degraded\":true}")
+        #expect(AggregateMerge.outcome(open) == .fallback(Array("{\"degraded\":true}".utf8), cause: "circuit-open"))
+        var text = ProxyError(.noHealthyEndpoint, "none")
+        text.fallback = FallbackResponse(status: 503, headers: [:], body: "try later")
+        #expect(AggregateMerge.outcome(text) == .failed("no-healthy-endpoint"))
+
+        let answer = AggregateMerge.answer(
+            keys: ["user", "orders"], outcomes: ["user": AggregateMerge.outcome(open), "orders": AggregateMerge.outcome(text)])
+        #expect(answer == .success("{\"user\":{\"degraded\":true},\"orders\":null,\"_errors\":{\"user\":\"circuit-open\",\"orders\":\"no-healthy-endpoint\"}}"))
+    }
+
     @Test func anAnswerCountsWhenItIsA2xxWithOneJSONValue() {
         #expect(AggregateMerge.outcome(status: 200, meshError: nil, body: Array("{\"a\":1}".utf8)) == Self.json("{\"a\":1}"))
         #expect(AggregateMerge.outcome(status: 200, meshError: nil, body: Array("{\"a\":".utf8)) == .failed("invalid-json"))

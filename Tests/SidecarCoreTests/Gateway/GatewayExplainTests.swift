@@ -22,10 +22,19 @@ import Testing
             policies: [keys])
     }
 
-    func explain(_ h: H, _ uri: String, gateway: Bool = true) throws -> [String: Any] {
-        let query = try Explain.query(fromURI: uri).get()
-        let json = Explain.report(query, loop: h.context, certificateExpiry: 0, gateway: gateway)
+    /// Both listeners, the plain one routing as the HTTPS one does.
+    static let both = Explain.Listeners(http: GatewayListenerRole(secure: false), https: GatewayListenerRole(secure: true))
+    /// Both, the plain one redirecting to HTTPS on 8443.
+    static let redirecting = Explain.Listeners(
+        http: GatewayListenerRole(secure: false, redirectToHttps: true, httpsPort: { 8443 }), https: GatewayListenerRole(secure: true))
+
+    func explain(_ h: H, _ uri: String, gateway: Explain.Listeners? = both) throws -> [String: Any] {
+        let json = try report(h, uri, gateway: gateway).get()
         return try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+    }
+
+    func report(_ h: H, _ uri: String, gateway: Explain.Listeners?) throws -> Result<String, Explain.ExplainError> {
+        Explain.report(try Explain.query(fromURI: uri).get(), loop: h.context, certificateExpiry: 0, gateway: gateway)
     }
 
     @Test func theRuleAuthenticationRateLimitAndCacheAreExplainedAndTheDecisionIsTheNextRequests() throws {
@@ -65,5 +74,45 @@ import Testing
             Issue.record("an unknown direction was accepted")
             return
         }
+    }
+
+    /// The listener is the request's: a gateway with only a plain listener explains on it, one
+    /// with only HTTPS on that; with both, the one asked for (`listener=`), else HTTPS while they
+    /// answer alike. When the plain one redirects, not naming one is a 400 that says so, and the
+    /// plain one's answer is its 308 (what a client gets), by the same filter chain as traffic.
+    @Test func theListenerIsTheOneAskedForOrTheOnlyOneAndARedirectIsExplained() throws {
+        let h = try Self.harness()
+        let uri = "/explain?authority=api.example.com&path=/api/pay/1&header=x-api-key:%20k1"
+        let plainOnly = try explain(h, uri, gateway: Explain.Listeners(http: GatewayListenerRole(secure: false)))
+        #expect(plainOnly["listener"] as? String == "http" && plainOnly["decision"] as? String == "forward", "\(plainOnly)")
+        let tlsOnly = try explain(h, uri, gateway: Explain.Listeners(https: GatewayListenerRole(secure: true)))
+        #expect(tlsOnly["listener"] as? String == "https" && tlsOnly["decision"] as? String == "forward", "\(tlsOnly)")
+        #expect(try explain(h, uri)["listener"] as? String == "https", "both alike: HTTPS")
+        #expect(try explain(h, uri + "&listener=http")["listener"] as? String == "http")
+
+        let redirected = try explain(h, uri + "&listener=http", gateway: Self.redirecting)
+        #expect(redirected["decision"] as? String == "answer" && redirected["status"] as? Int == 308, "\(redirected)")
+        #expect((redirected["headers"] as? [String: Any])?["location"] as? String == "https://api.example.com:8443/api/pay/1")
+        #expect(try explain(h, uri + "&listener=https", gateway: Self.redirecting)["decision"] as? String == "forward")
+
+        let refusals: [(String, Explain.Listeners?, String)] = [
+            (uri, Self.redirecting, "listener=http or listener=https"),
+            (uri + "&listener=https", Explain.Listeners(http: GatewayListenerRole(secure: false)), "no gateway.https listener"),
+            (uri + "&listener=http", nil, "listener is for direction=gateway"),
+            (uri + "&direction=outbound&listener=http", Self.both, "listener is for direction=gateway"),
+            (uri + "&direction=gateway", nil, "direction=gateway: this sidecar is no gateway"),
+        ]
+        for (asked, listeners, message) in refusals {
+            guard case .failure(let error) = try report(h, asked, gateway: listeners) else {
+                Issue.record("\(asked) was explained")
+                continue
+            }
+            #expect(error.message.contains(message), "\(error.message)")
+        }
+        guard case .failure(let error) = Explain.query(fromURI: uri + "&listener=ftp") else {
+            Issue.record("an unknown listener was accepted")
+            return
+        }
+        #expect(error.message.hasPrefix("listener is http or https"))
     }
 }

@@ -86,6 +86,20 @@ import Testing
         #expect(answer.contains("access-control-allow-origin: https://app.example.com\r\n"), "\(answer)")
     }
 
+    /// "Other responses to an allowed Origin get Access-Control-Allow-Origin": the gateway's own
+    /// refusals after the CORS step too (a browser reads a 401 or a 429 only with it).
+    @Test func aRefusalToAnAllowedOriginCarriesTheOrigin() throws {
+        let cors = CORSPolicy(allowOrigins: ["https://app.example.com"], allowMethods: ["GET"])
+        let policy = AuthenticationPolicy(name: "keys", apiKeys: .init(keys: [.init(name: "acme", sha256: GatewayAuthenticatorTests.sha256("k1"))]))
+        let h = try Self.harness(GatewayRule(service: "payments", auth: "keys", cors: cors), policies: [policy])
+        try h.send(Self.get("/x", "Origin: https://app.example.com\r\n"))
+        let refused = try h.answer()
+        #expect(refused.hasPrefix("HTTP/1.1 401 Unauthorized\r\n"), "\(refused)")
+        #expect(refused.contains("access-control-allow-origin: https://app.example.com\r\nvary: origin\r\n"), "\(refused)")
+        try h.send(Self.get("/x", "Origin: https://evil.example\r\n"))
+        #expect(!(try h.answer()).contains("access-control-allow-origin"))
+    }
+
     @Test func aLargerBodyIsRefusedWith413() throws {
         let h = try Self.harness(GatewayRule(service: "payments", maxBodyBytes: 10))
         try h.send("POST /x HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 11\r\n\r\nhello world")

@@ -63,6 +63,15 @@ import Testing
         #expect(s.harness.metrics.gatewayAuthFailures(policy: "keys", reason: .missing).value == 1)
     }
 
+    @Test func aRefusalToAnAllowedOriginCarriesTheOrigin() throws {
+        let cors = CORSPolicy(allowOrigins: ["https://app.example.com"], allowMethods: ["GET"])
+        let policy = AuthenticationPolicy(name: "keys", apiKeys: .init(keys: [.init(name: "acme", sha256: GatewayAuthenticatorTests.sha256("k1"))]))
+        let s = try Stream(GatewayRule(service: "payments", auth: "keys", cors: cors), policies: [policy])
+        try s.send("GET", "/x", [("origin", "https://app.example.com")])
+        let head = try #require(s.head(try s.written()))
+        #expect(head.first(name: ":status") == "401" && head.first(name: "access-control-allow-origin") == "https://app.example.com", "\(head)")
+    }
+
     @Test func aBodyOfNoDeclaredLengthOverTheLimitIs413ThenTheCallerIsStopped() throws {
         let s = try Stream(GatewayRule(service: "payments", maxBodyBytes: 10))
         try s.send("POST", "/x", endStream: false)

@@ -65,6 +65,58 @@ import Testing
         }
     }
 
+    /// RFC 9111 §5.2.1: a request's `no-cache` (and `max-age=0`, and `max-age` below the entry's
+    /// age) may not be answered from an entry unvalidated. One with a validator is revalidated
+    /// (the others asking wait for it, then take it), one without is fetched again; a fresh
+    /// entry still answers plain requests meanwhile.
+    @Test func aRequestsNoCacheOrMaxAgeRevalidatesAFreshEntry() {
+        for directive in ["no-cache", "max-age=0", "max-age=5", "max-age=60, no-cache"] {
+            var machine = Cases.machine(ttl: 60)
+            Cases.fill(&machine, response: Cases.response(etag: "\"v1\""))
+            let asked = Cases.request(cacheControl: directive)
+            let at = Cases.start + .seconds(10)
+            #expect(!machine.wouldHit(asked, header: Cases.noHeaders, now: at), "\(directive): /explain says it goes upstream")
+            guard case .revalidate(_, "\"v1\"", nil) = machine.lookup(asked, header: Cases.noHeaders, now: at) else {
+                Issue.record("\(directive): a fresh entry was used unvalidated")
+                continue
+            }
+            guard case .wait = machine.lookup(asked, header: Cases.noHeaders, now: at) else {
+                Issue.record("\(directive): a second request did not wait for the revalidation")
+                continue
+            }
+            // Validated after the waiter came: it takes the entry (its `no-cache` is satisfied).
+            _ = machine.fill(key: "api /a", response: Cases.response(etag: "\"v1\""), payload: "body", size: 100, header: Cases.noHeaders, now: at)
+            #expect(Cases.isHit(machine.lookup(asked, header: Cases.noHeaders, now: at, mayWait: false, mayLead: false, validatedSince: at)))
+            #expect(Cases.isHit(machine.lookup(Cases.request(), header: Cases.noHeaders, now: at)), "a plain request takes the fresh entry")
+        }
+        var young = Cases.machine(ttl: 60)
+        Cases.fill(&young, response: Cases.response(etag: "\"v1\""))
+        #expect(Cases.isHit(young.lookup(Cases.request(cacheControl: "max-age=5"), header: Cases.noHeaders, now: Cases.start + .seconds(5))))
+
+        // No validator: fetched again, the fill replacing the entry.
+        var plain = Cases.machine(ttl: 60)
+        Cases.fill(&plain, response: Cases.response(), payload: "old")
+        #expect(Cases.isFetch(plain.lookup(Cases.request(cacheControl: "no-cache"), header: Cases.noHeaders, now: Cases.start)))
+        guard case .wait = plain.lookup(Cases.request(cacheControl: "no-cache"), header: Cases.noHeaders, now: Cases.start) else {
+            Issue.record("concurrent no-cache requests both went upstream")
+            return
+        }
+        _ = plain.fill(key: "api /a", response: Cases.response(), payload: "new", size: 100, header: Cases.noHeaders, now: Cases.start)
+        #expect(Cases.isHit(plain.lookup(Cases.request(), header: Cases.noHeaders, now: Cases.start), "new") && plain.entryCount == 1)
+        guard case .bypass(.headMiss) = plain.lookup(Cases.request(head: true, cacheControl: "no-cache"), header: Cases.noHeaders, now: Cases.start)
+        else {
+            Issue.record("a HEAD asking no-cache was answered from the cache")
+            return
+        }
+    }
+
+    @Test func pragmaNoCacheCountsOnlyWithoutCacheControl() {
+        #expect(CacheControl.request(cacheControl: [], pragma: ["no-cache"]).noCache)
+        #expect(CacheControl.request(cacheControl: [], pragma: ["x, No-Cache"]).noCache)
+        #expect(!CacheControl.request(cacheControl: ["max-age=60"], pragma: ["no-cache"]).noCache, "RFC 9111 §5.4")
+        #expect(!CacheControl.request(cacheControl: [], pragma: ["no-cachex"]).noCache)
+    }
+
     @Test func expiresSetsFreshnessUnlessMaxAgeIsGiven() {
         var machine = Cases.machine(ttl: 300)
         Cases.fill(&machine, response: Cases.response(expires: 60))
@@ -95,7 +147,7 @@ import Testing
         return try #require(try parser.parseResponse(&buffer, requestMethod: .GET))
     }
 
-    @Test func expiresIsCountedFromDateAndA304RefreshesTheStoredFields() throws {
+    @Test func expiresIsCountedFromDate() throws {
         typealias Response = ResponseCacheStateMachine<CachedResponse>.Response
         let wallClock: Int64 = 784_111_000
         let dated = try Self.head(
@@ -105,14 +157,34 @@ import Testing
         #expect(Response(try Self.head("HTTP/1.1 200 OK\ncontent-length: 0\nexpires: 0\n"), wallClock: wallClock).expires == 0)
         let undated = try Self.head("HTTP/1.1 200 OK\ncontent-length: 0\nexpires: Sun, 06 Nov 1994 08:49:37 GMT\n")
         #expect(Response(undated, wallClock: wallClock).expires == 777, "from the gateway's clock without Date")
+    }
 
-        let bare = try Self.head("HTTP/1.1 304 Not Modified\n")
-        let kept = Response(stored: dated, notModified: bare, wallClock: wallClock)
-        #expect(kept.status == 200 && kept.expires == 60 && kept.etag == "\"v1\"", "the stored fields stay")
-        let fresher = try Self.head("HTTP/1.1 304 Not Modified\ncache-control: max-age=300\netag: \"v2\"\nlast-modified: x\n")
-        let refreshed = Response(stored: dated, notModified: fresher, wallClock: wallClock)
-        #expect(refreshed.cacheControl.maxAge == 300 && refreshed.expires == nil, "the 304's freshness replaces the stored")
-        #expect(refreshed.etag == "\"v2\"" && refreshed.lastModified == "x")
+    /// RFC 9111 §3.2 / §4.3.4: a 304's fields replace the stored ones of their names (all of
+    /// them: two `cache-control` lines replace one), the framing, `Vary` and `Set-Cookie` stay
+    /// the stored response's, a stored `age` goes, and the body is the stored one.
+    @Test func a304RewritesTheStoredFieldsButNotTheFraming() throws {
+        typealias Response = ResponseCacheStateMachine<CachedResponse>.Response
+        let stored = CachedResponse(
+            head: try Self.head(
+                "HTTP/1.1 200 OK\ncontent-length: 4\ncache-control: no-cache\netag: \"v1\"\nvary: accept\nage: 7\nx-app: a\ndate: Sun, 06 Nov 1994 08:49:37 GMT\n"),
+            body: ByteBuffer(string: "body"))
+        let bare = stored.refreshed(by: try Self.head("HTTP/1.1 304 Not Modified\n"))
+        #expect(bare.head.headers.firstValue(named: "etag") == "\"v1\"" && bare.head.headers.firstValue(named: "cache-control") == "no-cache")
+        #expect(bare.head.headers.firstValue(named: "age") == nil, "the refreshed entry is as old as the 304")
+
+        let notModified = try Self.head(
+            "HTTP/1.1 304 Not Modified\ncache-control: max-age=300\ncache-control: public\netag: \"v2\"\ncontent-length: 99\n"
+                + "vary: *\nset-cookie: s=1\nconnection: close\ndate: Sun, 06 Nov 1994 08:50:00 GMT\n")
+        let refreshed = stored.refreshed(by: notModified)
+        let headers = refreshed.head.headers
+        #expect(refreshed.head.status == 200 && String(buffer: refreshed.body) == "body")
+        #expect(headers.values(named: "cache-control") == ["max-age=300", "public"] && headers.values(named: "etag") == ["\"v2\""])
+        #expect(headers.firstValue(named: "date") == "Sun, 06 Nov 1994 08:50:00 GMT" && headers.firstValue(named: "x-app") == "a")
+        #expect(headers.values(named: "content-length") == ["4"] && refreshed.head.framing.body == .contentLength(4))
+        #expect(headers.values(named: "vary") == ["accept"] && !headers.contains("set-cookie") && !headers.contains("connection"))
+        let response = Response(refreshed.head, wallClock: 0)
+        #expect(response.cacheControl.maxAge == 300 && !response.cacheControl.noCache && response.etag == "\"v2\"" && response.age == 0)
+        #expect(refreshed.size(key: "k") == refreshed.head.byteCount + 1 + 4)
     }
 
     @Test func httpDatesInAllThreeFormsAndNothingElse() {

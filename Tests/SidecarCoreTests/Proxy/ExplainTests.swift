@@ -11,7 +11,7 @@ import Testing
 
     func explain(_ h: H, _ uri: String) throws -> [String: Any] {
         let query = try Explain.query(fromURI: uri).get()
-        let json = Explain.report(query, loop: h.context, certificateExpiry: 1_900_000_000)
+        let json = try Explain.report(query, loop: h.context, certificateExpiry: 1_900_000_000).get()
         return try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
     }
 

@@ -3,7 +3,9 @@ import NIOCore
 /// One call of an aggregate, made as the sidecar makes an outbound request to its service: the
 /// destination's Route rule picks the subset and bounds the call (its timeout, never past the
 /// aggregate's), the call holds one of the circuit breaker's `maxRequests` slots until it ends
-/// (refused at once with `circuit-open`), an endpoint comes from the loop's balancer avoiding
+/// (refused at once with `circuit-open`; a refusal or a lack of healthy endpoints gives the
+/// TrafficPolicy's `fallback` body as the call's value, as the proxy answers with it, when it
+/// is JSON: `AggregateMerge.outcome(_:)`), an endpoint comes from the loop's balancer avoiding
 /// those already tried, a connection from the loop's pool (mTLS with the gateway's identity).
 /// Each try's outcome goes to outlier detection and the balancer; a failed try is retried where
 /// `Cluster.decideRetry` says so (the route's `retryOn`/`attempts`/`perTryTimeout`, the retry
@@ -58,7 +60,7 @@ final class AggregateCall: UpstreamOwner {
         let rule = destination.rules[index]
         route = (destination, rule)
         let cluster = loop.cluster(destination)
-        if let refusal = cluster.admitRequest() { return end(.failed(refusal.cause.rawValue), reusable: false) }
+        if let refusal = cluster.admitRequest() { return refuse(refusal) }
         holdsRequestSlot = true
         let now = loop.now
         let deadline = now + min(timeout, rule.timeout.timeAmount)
@@ -84,7 +86,9 @@ final class AggregateCall: UpstreamOwner {
     private func startTry() {
         guard !ended, let (destination, rule) = route else { return }
         guard let endpoint = loop.pickEndpoint(destination, rule: rule, excluding: tried) else {
-            return end(.failed(ProxyError.Cause.noHealthyEndpoint.rawValue), reusable: false)
+            var error = ProxyError(.noHealthyEndpoint, "service \(destination.service) has no healthy endpoint")
+            error.fallback = destination.policy.fallback
+            return refuse(error)
         }
         tried.insert(endpoint.address)
         attempts += 1
@@ -134,7 +138,15 @@ final class AggregateCall: UpstreamOwner {
             loop.recordOutcome(.connectFailure, service: destination.service, address: key.address)
             if destination.retriesConnectFailure(rule: rule, attempts: attempts, tried: tried) { return startTry() }
         }
-        end(.failed(error.cause.rawValue), reusable: false)
+        refuse(error)  // a pool limit's circuit-open carries the fallback
+    }
+
+    /// Ends the call with an error this sidecar made (no answer came): its `fallback` body as
+    /// the value when it carries a JSON one (counted with the fallback's status, as the proxy
+    /// counts a fallback it serves), else its cause.
+    private func refuse(_ error: ProxyError) {
+        if error.fallback != nil { status = error.effectiveStatus }
+        end(AggregateMerge.outcome(error), reusable: false)
     }
 
     private func tryTimedOut() {

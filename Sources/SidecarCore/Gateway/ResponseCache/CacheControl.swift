@@ -31,6 +31,16 @@ struct CacheControl: Equatable, Sendable {
         }
     }
 
+    /// A request's directives: its `Cache-Control`, or, when it sends none, `Pragma: no-cache`
+    /// as `no-cache` (RFC 9111 §5.4, HTTP/1.0 clients' way to ask for a validated answer).
+    static func request(cacheControl: [String], pragma: [String]) -> CacheControl {
+        var directives = CacheControl(cacheControl)
+        if cacheControl.isEmpty {
+            directives.noCache = pragma.contains { $0.split(separator: ",").contains { $0.trimmingSpaces.lowercased() == "no-cache" } }
+        }
+        return directives
+    }
+
     private static func unquoted(_ text: Substring) -> Substring {
         guard text.count >= 2, text.first == "\"", text.last == "\"" else { return text }
         return text.dropFirst().dropLast()

@@ -5,8 +5,9 @@ import NIOCore
 /// `HTTP2StreamExchange+Gateway.swift` as HTTP/2 frames). Only GET and HEAD on a rule with
 /// `cache:` are the cache's: a hit (or 304 for a matching `If-None-Match`), a wait behind a
 /// fetch of the same key already in flight (on any loop: the rule's store is the process's),
-/// a revalidation of a stale entry (the request goes upstream with the entry's validators), or
-/// a miss that goes upstream (filling the cache when it leads). Counts
+/// a revalidation of an entry that may not be used unvalidated (stale, stored `no-cache`, or
+/// the request's `no-cache` / `Pragma: no-cache` / `max-age`: the request goes upstream with
+/// the entry's validators), or a miss that goes upstream (filling the cache when it leads). Counts
 /// `sidecar_cache_requests_total` and marks misses `x-mesh-cache: miss`.
 enum GatewayCacheLookup {
     typealias StateMachine = ResponseCacheStateMachine<CachedResponse>
@@ -71,7 +72,7 @@ enum GatewayCacheLookup {
             // A verified user (JWT or API key) counts as Authorization: its answers may be its own.
             key: key(request), isHead: request.head.method == .HEAD,
             hasAuthorization: request.user != nil || headers.contains("authorization"),
-            cacheControl: CacheControl(headers.values(named: "cache-control")),
+            cacheControl: .request(cacheControl: headers.values(named: "cache-control"), pragma: headers.values(named: "pragma")),
             ifNoneMatch: headers.firstValue(named: "if-none-match"))
     }
 

@@ -225,11 +225,11 @@ enum CacheResult: String, CaseIterable {
     case miss
     /// Waited for another request's fetch of the same key and was answered from its entry.
     case coalesced
-    /// Not for the cache: `Cache-Control: no-store`/`no-cache` on the request, `Authorization`
-    /// or a verified user without `allowAuthorization`, or a HEAD with no fresh entry.
+    /// Not for the cache: `Cache-Control: no-store` on the request, `Authorization` or a
+    /// verified user without `allowAuthorization`, or a HEAD with no entry it may have unvalidated.
     case bypass
-    /// A stale (or `no-cache`) entry revalidated upstream: the 304 refreshed it and the caller
-    /// got its stored body (`x-mesh-cache: revalidated`). A revalidation answered 200 counts
-    /// as a miss.
+    /// An entry revalidated upstream (stale, stored `no-cache`, or the request asked for a
+    /// validated answer): the 304 refreshed it and the caller got its stored body with the
+    /// 304's fields (`x-mesh-cache: revalidated`). A revalidation answered 200 counts as a miss.
     case revalidated
 }

@@ -3,8 +3,9 @@ import NIOCore
 /// The fetch a leading request makes for the cache: it keeps the response head and a copy of
 /// the body bytes as they are relayed (dropped once past the rule's bound), then stores them
 /// or gives up, and wakes whoever waits for the key. A revalidation (`revalidating`: the stale
-/// entry) that is answered 304 is not relayed: the entry is refreshed with the 304's fields and
-/// the handler answers the caller from it (`complete` returns it).
+/// entry) that is answered 304 is not relayed: the entry's head takes the 304's fields
+/// (`CachedResponse.refreshed(by:)`), its freshness restarts from them, and the handler answers
+/// the caller from it (`complete` returns it).
 /// Confined to the fetching request's loop; only `RuleCache` calls take the store's lock.
 final class ResponseCacheFill {
     let cache: RuleCache
@@ -77,13 +78,14 @@ final class ResponseCacheFill {
         let wallClock = AuthenticationFilter.wallClockSeconds()
         if let stale = revalidating, head.status == 304 {
             cache.count(.revalidated)
-            let response = GatewayResponseCaches.StateMachine.Response(stored: stale.head, notModified: head, wallClock: wallClock)
+            let refreshed = stale.refreshed(by: head)
+            let response = GatewayResponseCaches.StateMachine.Response(refreshed.head, wallClock: wallClock)
             _ = cache.finish(key) { machine in
                 machine.fill(
-                    key: key, response: response, payload: stale, size: stale.size(key: key),
+                    key: key, response: response, payload: refreshed, size: refreshed.size(key: key),
                     header: { requestHeaders.firstValue(named: $0) }, now: now)
             }
-            return stale
+            return refreshed
         }
         if revalidating != nil { cache.count(.miss) }
         let response = GatewayResponseCaches.StateMachine.Response(head, wallClock: wallClock)
@@ -119,18 +121,6 @@ extension ResponseCacheStateMachine.Response {
             expires: Self.expires(headers, wallClock: wallClock))
     }
 
-    /// A stored response refreshed by a 304 (RFC 9111 §4.3.4): the 304's validators and
-    /// freshness fields where it sends them, the stored response's otherwise.
-    init(stored: HTTPRawResponseHead, notModified: HTTPRawResponseHead, wallClock: Int64) {
-        let old = Self(stored, wallClock: wallClock)
-        let new = Self(notModified, wallClock: wallClock)
-        let freshness = notModified.headers.contains("cache-control") || notModified.headers.contains("expires") ? new : old
-        self.init(
-            status: old.status, cacheControl: freshness.cacheControl, vary: old.vary, etag: new.etag ?? old.etag,
-            age: new.age, setsCookie: old.setsCookie, lastModified: new.lastModified ?? old.lastModified,
-            expires: freshness.expires)
-    }
-
     /// `Expires` minus `Date` (or `wallClock` without a valid `Date`), in seconds; 0 for an
     /// invalid `Expires` (already expired, RFC 9111 §5.3); nil without one.
     private static func expires(_ headers: HTTPRawHeaders, wallClock: Int64) -> Int64? {
@@ -138,5 +128,38 @@ extension ResponseCacheStateMachine.Response {
         guard let at = HTTPDate.seconds(expires, now: wallClock) else { return 0 }
         let date = headers.firstValue(named: "date").flatMap { HTTPDate.seconds($0, now: wallClock) } ?? wallClock
         return at - date
+    }
+}
+
+extension CachedResponse {
+    /// Fields a 304 never changes in a stored response: its framing (the stored body keeps
+    /// its own), hop-by-hop ones, `Vary` (what the entry is chosen by) and `Set-Cookie` (a
+    /// shared entry never keeps one).
+    static let fieldsKeptOn304: Set<String> = [
+        "content-length", "transfer-encoding", "trailer", "content-range", "connection", "keep-alive",
+        "proxy-connection", "te", "upgrade", "vary", "set-cookie",
+    ]
+
+    /// This entry as a 304 revalidated it (RFC 9111 §3.2, §4.3.4): every field the 304 sends
+    /// replaces the stored fields of that name (`Cache-Control`, `Expires`, `ETag`, `Date`,
+    /// `Last-Modified`, …) but `fieldsKeptOn304`; a stored `Age` goes unless the 304 sends one
+    /// (the refreshed entry is as old as the 304). The body stays. Unchanged if the merged head
+    /// would not parse (over the parser's limits).
+    func refreshed(by notModified: HTTPRawResponseHead) -> CachedResponse {
+        let fields = notModified.headers
+        var lines: [HTTPHeaderLine] = []
+        for index in 0..<fields.count {
+            let name = fields.name(at: index).lowercased()
+            guard !Self.fieldsKeptOn304.contains(name), let line = try? HTTPHeaderLine(name: name, value: fields.value(at: index)) else {
+                continue
+            }
+            lines.append(line)
+        }
+        let removed = lines.contains { $0.name == "age" } ? [] : ["age"]
+        var bytes = ByteBuffer()
+        HTTPHeadWriter(removing: removed, stripHopByHop: false).write(head, adding: lines, into: &bytes)
+        var parser = HTTPHeadParser()
+        guard let merged = try? parser.parseResponse(&bytes, requestMethod: .GET) else { return self }
+        return CachedResponse(head: merged, body: body)
     }
 }

@@ -3,9 +3,11 @@ import NIOCore
 /// The decisions of one gateway rule's response cache (one per process, see
 /// `GatewayResponseCaches`), without I/O: whether a request is answered from an entry (fresh,
 /// its `Vary` values equal), waits for a fetch of the same key already in flight, fetches it
-/// itself to fill the cache, revalidates a stale or `no-cache` entry that has a validator
-/// (`ETag`, `Last-Modified`) with a conditional request, or bypasses the cache; and whether a
-/// fetched response is stored, evicting least recently used entries to stay within `maxBytes`.
+/// itself to fill the cache, revalidates an entry that has a validator (`ETag`,
+/// `Last-Modified`) with a conditional request (the entry is stale or was stored `no-cache`, or
+/// the request asks for a validated answer: `no-cache`, `max-age` exceeded, RFC 9111 §5.2.1),
+/// or bypasses the cache (`no-store`, `Authorization`); and whether a fetched response is
+/// stored, evicting least recently used entries to stay within `maxBytes`.
 ///
 /// Invariants: `storedBytes <= limits.maxBytes`; at most one fetch per key is in flight, and
 /// at most `limits.maxWaiters` requests wait for it. Time is passed in (`now`), so tests drive
@@ -55,11 +57,13 @@ struct ResponseCacheStateMachine<Payload> {
         /// Answer from the cache: the entry's payload, `age` in seconds, and whether the
         /// request's `If-None-Match` matched its `ETag` (answer 304).
         case hit(Payload, age: Int64, etag: String?, notModified: Bool)
-        /// Go upstream and hand the response to `fill` (or `abandon` when there is none).
+        /// Go upstream and hand the response to `fill` (or `abandon` when there is none): no
+        /// entry fits, or the request asks for a validated answer and the entry has no validator.
         case fetch
-        /// The matching entry is stale (or `no-cache`): go upstream with its validators
-        /// (`If-None-Match`, `If-Modified-Since`); a 304 refreshes it (`fill` with the entry's
-        /// payload), a 200 replaces it, anything else is handed to `fill` or `abandon` as for `fetch`.
+        /// The matching entry may not be used unvalidated (stale, stored `no-cache`, or the
+        /// request's `no-cache` / `max-age`): go upstream with its validators (`If-None-Match`,
+        /// `If-Modified-Since`); a 304 refreshes it (`fill` with the refreshed payload), a 200
+        /// replaces it, anything else is handed to `fill` or `abandon` as for `fetch`.
         case revalidate(Payload, etag: String?, lastModified: String?)
         /// A fetch of this key is in flight: wait for it, then look up again.
         case wait
@@ -68,7 +72,7 @@ struct ResponseCacheStateMachine<Payload> {
     }
 
     enum Bypass: Equatable {
-        /// `Cache-Control: no-store` / `no-cache` / `max-age=0` on the request.
+        /// `Cache-Control: no-store` on the request: neither answered from nor stored.
         case requestDirective
         /// `Authorization` on a rule without `allowAuthorization`.
         case authorization
@@ -101,6 +105,16 @@ struct ResponseCacheStateMachine<Payload> {
 
         func isFresh(_ now: NIODeadline) -> Bool { !mustRevalidate && now < storedAt + freshFor }
         var hasValidator: Bool { etag != nil || lastModified != nil }
+        /// Seconds, as the `age` the answer carries.
+        func age(_ now: NIODeadline) -> Int64 { initialAge + (now - storedAt).nanoseconds / 1_000_000_000 }
+
+        /// Whether `request` may have it without asking the upstream: fresh, and the request
+        /// neither says `no-cache` nor `max-age` below its age (`max-age=0`: always validate).
+        func serves(_ request: Request, now: NIODeadline) -> Bool {
+            guard isFresh(now), !request.cacheControl.noCache else { return false }
+            guard let maxAge = request.cacheControl.maxAge else { return true }
+            return maxAge > 0 && age(now) <= maxAge
+        }
     }
 
     let limits: Limits
@@ -119,22 +133,24 @@ struct ResponseCacheStateMachine<Payload> {
     /// Decides what happens to `request`; `header` reads the request's fields (for `Vary`).
     /// After a wait, pass `mayWait: false, mayLead: false` and when the wait began
     /// (`validatedSince`): an entry that fits and was stored or revalidated since is served
-    /// (even one that needs revalidation for every use), anything else goes upstream alone.
+    /// (even one that needs revalidation for every use, or to a request that asked for a
+    /// validated answer: it was validated after the request came), anything else goes upstream alone.
     mutating func lookup(
         _ request: Request, header: (String) -> String?, now: NIODeadline, mayWait: Bool = true, mayLead: Bool = true,
         validatedSince: NIODeadline? = nil
     ) -> Lookup {
         if let reason = bypass(request) { return .bypass(reason) }
         if let entry = lookupEntry(request.key, header: header, now: now) {
-            if entry.isFresh(now) || validatedSince.map({ entry.storedAt >= $0 }) == true {
-                let age = entry.initialAge + (now - entry.storedAt).nanoseconds / 1_000_000_000
+            if entry.serves(request, now: now) || validatedSince.map({ entry.storedAt >= $0 }) == true {
                 let notModified = request.ifNoneMatch.map { Self.matches($0, etag: entry.etag) } ?? false
-                return .hit(entry.payload, age: age, etag: entry.etag, notModified: notModified)
+                return .hit(entry.payload, age: entry.age(now), etag: entry.etag, notModified: notModified)
             }
-            // Stale or no-cache, with a validator: one request revalidates, the others wait.
+            // To be validated first: one request goes upstream (conditionally when the entry has
+            // a validator, else to replace it), the others wait for it.
             guard !request.isHead else { return .bypass(.headMiss) }
-            return startFetch(request.key, mayWait: mayWait, mayLead: mayLead)
-                ?? .revalidate(entry.payload, etag: entry.etag, lastModified: entry.lastModified)
+            if let other = startFetch(request.key, mayWait: mayWait, mayLead: mayLead) { return other }
+            guard entry.hasValidator else { return .fetch }
+            return .revalidate(entry.payload, etag: entry.etag, lastModified: entry.lastModified)
         }
         if request.isHead { return .bypass(.headMiss) }
         return startFetch(request.key, mayWait: mayWait, mayLead: mayLead) ?? .fetch
@@ -229,19 +245,19 @@ struct ResponseCacheStateMachine<Payload> {
         fetching[key] = nil
     }
 
-    /// Why `request` may not use the cache at all; nil when it may.
+    /// Why `request` may not use the cache at all; nil when it may. (`no-cache` and `max-age`
+    /// on a request still use it: they ask for a validated answer, see `lookup`.)
     func bypass(_ request: Request) -> Bypass? {
-        if request.cacheControl.noStore || request.cacheControl.noCache || request.cacheControl.maxAge == 0 {
-            return .requestDirective
-        }
+        if request.cacheControl.noStore { return .requestDirective }
         if request.hasAuthorization && !limits.allowAuthorization { return .authorization }
         return nil
     }
 
-    /// Whether `request` would be answered from a fresh entry now, changing nothing (`/explain`).
+    /// Whether `request` would be answered from a fresh entry now without asking the upstream,
+    /// changing nothing (`/explain`).
     func wouldHit(_ request: Request, header: (String) -> String?, now: NIODeadline) -> Bool {
         guard bypass(request) == nil, let variants = entries[request.key] else { return false }
-        return variants.contains { entry in entry.isFresh(now) && entry.vary.allSatisfy { header($0.name) == $0.value } }
+        return variants.contains { entry in entry.serves(request, now: now) && entry.vary.allSatisfy { header($0.name) == $0.value } }
     }
 
     /// `key`'s entries (`Vary` variants) and how many are fresh, changing nothing (`/explain`).
