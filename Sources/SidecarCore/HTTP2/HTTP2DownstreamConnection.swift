@@ -226,6 +226,8 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
         }
     }
 
+    var checksRequestBlocks: Bool { true }
+
     func isWritable(_ stream: HTTP2StreamID) -> Bool {
         guard let context, context.channel.isWritable else { return false }
         return machine.isWritable(stream)

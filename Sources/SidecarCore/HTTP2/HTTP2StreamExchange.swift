@@ -63,6 +63,8 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
     private var isGRPC = false
     /// The head the next hop gets (rewritten by the filters).
     private var upstreamHead = HPACKHeaders()
+    /// Its summary when every field of it was checked already (`HTTP2RequestPart.headers`).
+    private var upstreamHeadChecked: HTTP2HeaderValidation.Summary?
     private var upstream: (any HTTP2Upstream)?
     /// Request parts not yet sent on the current try (arrived before its stream opened).
     private var pending: [HTTP2RequestPart] = []
@@ -331,9 +333,11 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
 
     func forward(_ request: AdmittedRequest, received: HPACKHeaders) {
         let exchange = request.exchange
-        upstreamHead = HTTP2Headers.request(
-            received, removing: request.removedHeaders, adding: request.addedHeaders,
-            path: request.upstreamTarget ?? (request.target.isRewritten ? request.target.originForm : nil))
+        let path = request.upstreamTarget ?? (request.target.isRewritten ? request.target.originForm : nil)
+        upstreamHead = HTTP2Headers.request(received, removing: request.removedHeaders, adding: request.addedHeaders, path: path)
+        if downstream.checksRequestBlocks, HTTP2HeaderValidation.areValidAdditions(path: path, added: request.addedHeaders) {
+            upstreamHeadChecked = HTTP2HeaderValidation.Summary(isHEAD: request.head.method == .HEAD)
+        }
         switch side {
         case .outbound, .gateway:
             guard let (destination, rule, _) = request.route else { return }
@@ -479,7 +483,7 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         }
         let parts = pending
         pending = []
-        upstream.send(.headers(upstreamHead, endStream: exchange.requestComplete && parts.isEmpty))
+        upstream.send(.headers(upstreamHead, endStream: exchange.requestComplete && parts.isEmpty, checked: upstreamHeadChecked))
         for part in parts { upstream.send(part) }
         upstream.flush()
         upstream.setReadsPaused(!downstream.isWritable(streamID))
