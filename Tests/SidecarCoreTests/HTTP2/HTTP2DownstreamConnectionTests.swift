@@ -358,6 +358,28 @@ extension HTTP2DownstreamConnectionTests {
         #expect(out.first(name: "x-request-id") == "new")
     }
 
+    /// The usual hop (no path or authority change): the received block copied, the removed and
+    /// replaced fields taken out in every spelling, the added ones after the rest.
+    @Test func aRequestWithOnlyFieldsTakenOutAndAddedKeepsTheReceivedBlocksOrder() throws {
+        var received = HPACKHeaders([(":method", "GET"), (":scheme", "https"), (":authority", "payments"), (":path", "/pay")])
+        received.add(name: "x-mesh-caller", value: "forged")
+        received.add(name: "accept", value: "*/*")
+        received.add(name: "x_mesh_caller", value: "forged")
+        received.add(name: "traceparent", value: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", indexing: .nonIndexable)
+        received.add(name: "x-request-id", value: "ab12", indexing: .nonIndexable)
+        let out = HTTP2Headers.request(
+            received, removing: ["x-mesh-caller"],
+            adding: [
+                HTTPHeaderLine(generatedName: "traceparent", value: "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"),
+                HTTPHeaderLine(generatedName: "X-Mesh-Caller", value: "web"),
+            ],
+            path: nil)
+        #expect(out.map(\.name) == [":method", ":scheme", ":authority", ":path", "accept", "x-request-id", "traceparent", "x-mesh-caller"])
+        #expect(out[canonicalForm: "traceparent"] == ["00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"])
+        #expect(out.first(name: "x-mesh-caller") == "web")
+        #expect(out.filter { HTTP2Headers.perRequest($0.name) }.allSatisfy { $0.indexable == .nonIndexable })
+    }
+
     @Test func perRequestHopFieldsAreNotIndexedSoTheNextHopsTableHoldsOnlyFieldsThatRepeat() throws {
         var encoder = HPACKEncoder(allocator: ByteBufferAllocator())
         var tableSizes: [Int] = []
