@@ -54,21 +54,37 @@ enum HTTP2Headers {
     private static func keepingReceived(
         _ received: HPACKHeaders, removing removed: [String], adding added: [HTTPHeaderLine]
     ) -> HPACKHeaders? {
-        for line in added where line.name == "host" { return nil }
+        // The lengths of the names taken out, as bits: most received fields differ in length
+        // from all of them, and are kept without a compare.
+        var lengths: UInt64 = 0
+        for name in removed { lengths |= lengthBit(name) }
+        for line in added {
+            if line.name == "host" { return nil }
+            lengths |= lengthBit(line.name)
+        }
         var dropped: [String] = []
         for (name, _, indexing) in received where name.utf8.first != UInt8(ascii: ":") {
-            if name == "host" || (indexing != .nonIndexable && perRequest(name)) { return nil }
-            if !keeps(name, removing: removed, replacing: added) { dropped.append(name) }
+            switch name.utf8.count {
+            case 4: if name == "host" { return nil }
+            case 11, 12: if indexing != .nonIndexable && perRequest(name) { return nil }
+            default: break
+            }
+            if lengths & lengthBit(name) != 0 && !keeps(name, removing: removed, replacing: added) { dropped.append(name) }
         }
         var out = received
+        out.reserveCapacity(received.count + added.count)  // the one copy, with room for `added`
         // Every spelling `keeps` drops was recorded as received; `remove` drops each in any case.
         for name in dropped { out.remove(name: name) }
-        out.reserveCapacity(out.count + added.count)
         for line in added {
             let name = lowercased(line.name)
             out.add(name: name, value: line.value, indexing: perRequest(name) ? .nonIndexable : .indexable)
         }
         return out
+    }
+
+    /// A bit for the length of `name` (every length from 63 on shares the last).
+    private static func lengthBit(_ name: String) -> UInt64 {
+        1 << UInt64(min(name.utf8.count, 63))
     }
 
     /// `name` in lowercase, as HTTP/2 sends it (the names the sidecar adds usually are already).
