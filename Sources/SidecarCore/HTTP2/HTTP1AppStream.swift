@@ -41,7 +41,7 @@ final class HTTP1AppStream: HTTP2Upstream {
     func send(_ part: HTTP2RequestPart) {
         guard let handler else { return }
         switch part {
-        case .headers(let headers, let endStream):
+        case .headers(let headers, let endStream, _):
             handler.write(.head(Self.requestHead(headers, endStream: endStream)))
             if endStream { handler.write(.end(nil)) }
             requestEnded = endStream

@@ -91,6 +91,9 @@ final class HTTP1ToHTTP2Adapter: ChannelDuplexHandler, RemovableChannelHandler, 
 
     // MARK: HTTP2Downstream (called by the exchange)
 
+    /// Its heads are made from HTTP/1.1 ones (parsed by NIOHTTP1), never checked as HTTP/2 blocks.
+    var checksRequestBlocks: Bool { false }
+
     func write(_ payload: HTTP2Frame.FramePayload, on id: HTTP2StreamID, checked: Bool) {
         guard let context, id == streamID, stream != nil else { return }
         switch payload {

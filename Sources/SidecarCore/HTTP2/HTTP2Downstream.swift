@@ -14,4 +14,7 @@ protocol HTTP2Downstream: AnyObject {
     /// `stream`'s exchange takes request frames again (`wantsDownstreamFrames`): give back the
     /// window (or resume reading) it held back.
     func readsResumed(_ stream: HTTP2StreamID)
+    /// Every request header block it hands an exchange was checked as received
+    /// (`HTTP2HeaderValidation`): one forwarded with checked additions need not be checked whole again.
+    var checksRequestBlocks: Bool { get }
 }

@@ -9,7 +9,11 @@ import NIOHTTP2
 /// to its stream's exchange by id, and what the exchanges answer goes out with their ids;
 /// WINDOW_UPDATEs (NIOHTTP2 sends none in frame mode) given back as the exchanges pass the bytes
 /// on; a response stream that the caller does not read stops its upstream's reads. RST_STREAM
-/// either way ends the exchange; drain (GOAWAY) is NIOHTTP2's connection manager's, before this.
+/// either way ends the exchange. Drain (`ChannelShouldQuiesceEvent`, or no stream for
+/// `idleTimeout`): GOAWAY and PING, at the PING's ack GOAWAY with the last stream id, close once
+/// those streams are closed, or after `drainTimeout` whatever is left. (NIOHTTP2's
+/// `NIOHTTP2ServerConnectionManagementHandler` did this before, a set of its own of the stream
+/// ids and six cast events per request; the table here already knows the streams.)
 ///
 /// The exchanges' deadlines run on the connection's one `HTTP2StreamClock`. Their writes and
 /// flushes inside this connection's read batch are flushed once at its end. Event-loop bound.
@@ -23,7 +27,11 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
     let accessLog: AccessLog
     let defaultDestination: String?
     let clock: HTTP2StreamClock
+    let idleTimeout: TimeAmount
+    let drainTimeout: TimeAmount
     private(set) var machine: HTTP2DownstreamConnectionStateMachine<HTTP2StreamExchange>
+    /// The one idle check of the connection (re-armed when it fires), then the drain's deadline.
+    private var timer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
     private var allocator = ByteBufferAllocator()
     /// Exchanges that got frames in the current read batch (told `downstreamReadComplete` at its end).
@@ -34,15 +42,19 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
 
     init(
         side: HTTP2StreamExchange.Side, loop: LoopContext, accessLog: AccessLog, eventLoop: EventLoop,
-        defaultDestination: String? = nil, maxStreams: Int = HTTP2Settings.maxDownstreamStreams
+        defaultDestination: String? = nil, maxStreams: Int = HTTP2Settings.maxDownstreamStreams, idleTimeout: TimeAmount = .hours(1),
+        drainTimeout: TimeAmount = .seconds(30)
     ) {
         self.side = side
         self.loop = loop
         self.accessLog = accessLog
         self.defaultDestination = defaultDestination
+        self.idleTimeout = idleTimeout
+        self.drainTimeout = drainTimeout
         self.clock = HTTP2StreamClock(eventLoop: eventLoop)
         self.machine = .init(
-            maxStreams: maxStreams, streamWindow: HTTP2Settings.streamWindow, connectionWindow: HTTP2Settings.connectionWindow)
+            maxStreams: maxStreams, streamWindow: HTTP2Settings.streamWindow, connectionWindow: HTTP2Settings.connectionWindow,
+            now: eventLoop.now)
     }
 
     // MARK: Channel events
@@ -50,9 +62,12 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         allocator = context.channel.allocator
+        checkIdle(at: context.eventLoop.now + idleTimeout)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
         self.context = nil
     }
 
@@ -89,6 +104,11 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
         case .rstStream:
             guard let exchange = machine.stream(id) else { return }
             exchange.received(frame.payload)
+        case .ping(let data, ack: true):
+            guard let last = machine.receivedPingAck(data) else { return }
+            context.write(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: last, errorCode: .noError, opaqueData: nil))), promise: nil)
+            flush()
+            closeIfDone()
         default:
             break
         }
@@ -130,8 +150,15 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
         if type == ObjectIdentifier(StreamClosedEvent.self), let event = event as? StreamClosedEvent {
             // Reset either way: an exchange not yet ended was cut off. A clean close (no reason)
             // comes while the exchange writes its last frame, and it ends by itself.
-            if let exchange = machine.streamClosed(event.streamID), event.reason != nil { exchange.downstreamClosed() }
+            if let exchange = machine.streamClosed(event.streamID, now: context.eventLoop.now), event.reason != nil {
+                exchange.downstreamClosed()
+            }
+            closeIfDone()
+            return
         }
+        // Stream events end here: nothing after this handler reads them.
+        if type == ObjectIdentifier(NIOHTTP2StreamCreatedEvent.self) { return }
+        if type == ObjectIdentifier(ChannelShouldQuiesceEvent.self) { beginDrain() }
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -154,6 +181,8 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
         for exchange in touched { exchange.touched = false }
         touched.removeAll()
         for exchange in machine.connectionClosed() { exchange.downstreamClosed() }
@@ -197,6 +226,8 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
         }
     }
 
+    var checksRequestBlocks: Bool { true }
+
     func isWritable(_ stream: HTTP2StreamID) -> Bool {
         guard let context, context.channel.isWritable else { return false }
         return machine.isWritable(stream)
@@ -206,6 +237,43 @@ final class HTTP2DownstreamConnection: ChannelDuplexHandler, HTTP2Downstream {
         guard let increment = machine.readsResumed(stream) else { return }
         writeWindowUpdate(stream, increment)
         flush()
+    }
+
+    // MARK: Drain and idle
+
+    /// GOAWAY (the largest id: the caller may have streams on the way) and the drain's PING; its
+    /// ack brings the second GOAWAY. Whatever is still open after `drainTimeout` is closed.
+    private func beginDrain() {
+        guard let context, machine.beginDrain() else { return }
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: .maxID, errorCode: .noError, opaqueData: nil))), promise: nil)
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2DownstreamConnectionStateMachine<HTTP2StreamExchange>.drainPing, ack: false))), promise: nil)
+        flush()
+        timer?.cancel()
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: drainTimeout) { [weak self] in
+            self?.context?.close(promise: nil)
+        }
+    }
+
+    /// Closes once the second GOAWAY went out and its streams are closed, on the next loop tick:
+    /// a stream's last frame (whose write closed it) is flushed first.
+    private func closeIfDone() {
+        guard machine.shouldClose, let context else { return }
+        context.eventLoop.assumeIsolated().execute { [weak self] in
+            self?.context?.close(promise: nil)
+        }
+    }
+
+    private func checkIdle(at deadline: NIODeadline) {
+        guard let context else { return }
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            guard let self, let context = self.context else { return }
+            self.timer = nil
+            switch self.machine.idleCheck(now: context.eventLoop.now, idleTimeout: self.idleTimeout) {
+            case .drain: self.beginDrain()
+            case .checkAgain(let next): self.checkIdle(at: next)
+            case .stop: break
+            }
+        }
     }
 
     // MARK: Helpers

@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP2
 
 /// The decisions of one downstream HTTP/2 connection (a caller's) driven in frame mode
@@ -9,8 +10,14 @@ import NIOHTTP2
 /// Streams. A HEADERS frame of an id not in the table opens a stream (its exchange), unless
 /// `maxStreams` are open: then it is refused (REFUSED_STREAM, safe for the caller to retry). A
 /// stream leaves the table when NIOHTTP2 closes it (both ends done, or reset either way), or
-/// with the connection. Drain is NIOHTTP2's connection manager's (GOAWAY, then close once the
-/// streams it let in are closed).
+/// with the connection.
+///
+/// Drain (RFC 9113 §6.8, as gRPC servers do it): a GOAWAY with the largest stream id and a PING
+/// first (the caller may have opened streams it sent before it saw the GOAWAY); at the PING's
+/// ack a second GOAWAY with the last stream id opened (NIOHTTP2 ignores later ones), and the
+/// connection closes once the streams it let in are closed. Idle: a connection with no stream
+/// for `idleTimeout` drains too (checked by one timer per connection, not one per idle period:
+/// the table records when it last emptied, the timer looks at that).
 ///
 /// Malformed requests (RFC 9113 §8.1.1; NIOHTTP2's checks are off): a head or trailers that
 /// `HTTP2HeaderValidation` refuses, or a body that does not add up to the head's
@@ -104,13 +111,35 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTabl
     var streams: [HTTP2StreamID: Entry] = [:]
     /// The first frame came: the connection window is open.
     private(set) var connectionWindowOpened = false
+    private(set) var drain = Drain.serving
+    /// The highest stream id opened: the second GOAWAY's last stream id.
+    private(set) var lastStreamID = HTTP2StreamID.rootStream
+    /// When the table last became empty; nil while a stream is open.
+    private(set) var idleSince: NIODeadline?
 
-    init(maxStreams: Int, streamWindow: Int, connectionWindow: Int, highWatermark: Int = 64 * 1024, lowWatermark: Int = 16 * 1024) {
+    /// Where a drain stands.
+    enum Drain: Equatable {
+        case serving
+        /// GOAWAY (largest id) and PING sent: the caller may still open streams it sent before.
+        case announced
+        /// The second GOAWAY (the last stream id opened) sent: closes once its streams are closed.
+        case closing
+    }
+
+    /// The payload of the drain's PING (its ack is told apart from a keepalive's by it).
+    static var drainPing: HTTP2PingData { HTTP2PingData(withInteger: 0x6D65_7368_6472_6169) }  // "meshdrai"
+
+    /// `now`: when the connection opened (idle from then until its first stream).
+    init(
+        maxStreams: Int, streamWindow: Int, connectionWindow: Int, highWatermark: Int = 64 * 1024, lowWatermark: Int = 16 * 1024,
+        now: NIODeadline = .uptimeNanoseconds(0)
+    ) {
         self.maxStreams = maxStreams
         self.streamWindow = streamWindow
         self.connectionWindow = connectionWindow
         self.highWatermark = highWatermark
         self.lowWatermark = lowWatermark
+        self.idleSince = now
     }
 
     // MARK: Streams
@@ -143,6 +172,8 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTabl
         entry.requestEnded = endStream
         entry.remainingBody = head.contentLength
         streams[id] = entry
+        if id > lastStreamID { lastStreamID = id }
+        idleSince = nil
         return .opened(stream)
     }
 
@@ -155,9 +186,48 @@ struct HTTP2DownstreamConnectionStateMachine<Stream: AnyObject>: HTTP2StreamTabl
         streams[id]?.stream
     }
 
-    /// NIOHTTP2 closed `id` (both ends done, or reset either way): its exchange, gone from the table.
-    mutating func streamClosed(_ id: HTTP2StreamID) -> Stream? {
-        streams.removeValue(forKey: id)?.stream
+    /// NIOHTTP2 closed `id` (both ends done, or reset either way): its exchange, gone from the
+    /// table. `now` is read only when that leaves the table empty.
+    mutating func streamClosed(_ id: HTTP2StreamID, now: @autoclosure () -> NIODeadline) -> Stream? {
+        guard let entry = streams.removeValue(forKey: id) else { return nil }
+        if streams.isEmpty { idleSince = now() }
+        return entry.stream
+    }
+
+    // MARK: Drain and idle
+
+    /// Drain begins (the sidecar drains, or the connection idled out): true when the GOAWAY with
+    /// the largest id and the drain's PING go out now (once).
+    mutating func beginDrain() -> Bool {
+        guard drain == .serving else { return false }
+        drain = .announced
+        return true
+    }
+
+    /// A PING ack: the last stream id for the second GOAWAY when it acks the drain's PING.
+    mutating func receivedPingAck(_ data: HTTP2PingData) -> HTTP2StreamID? {
+        guard drain == .announced, data == Self.drainPing else { return nil }
+        drain = .closing
+        return lastStreamID
+    }
+
+    /// The second GOAWAY went out and no stream is left: close the connection.
+    var shouldClose: Bool { drain == .closing && streams.isEmpty }
+
+    /// What the connection's idle timer does when it fires at `now`.
+    enum IdleCheck: Equatable {
+        /// Idle for `idleTimeout`: drain.
+        case drain
+        /// Look again then (the earliest the connection can have been idle that long).
+        case checkAgain(at: NIODeadline)
+        /// Draining already: no more checks.
+        case stop
+    }
+
+    func idleCheck(now: NIODeadline, idleTimeout: TimeAmount) -> IdleCheck {
+        guard drain == .serving else { return .stop }
+        guard let since = idleSince else { return .checkAgain(at: now + idleTimeout) }
+        return since + idleTimeout <= now ? .drain : .checkAgain(at: since + idleTimeout)
     }
 
     /// The connection closed: every exchange left.

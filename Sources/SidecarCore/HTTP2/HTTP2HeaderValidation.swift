@@ -21,7 +21,9 @@ import NIOHPACK
 /// NIOHTTP2 does this in several passes per field through `Substring` and `String` compares,
 /// both directions on every connection (16 % of the pair path's instructions per request); this
 /// is one pass over each field's bytes. Pure; a block is valid or not (the handler resets the
-/// stream with PROTOCOL_ERROR, as NIOHTTP2 did).
+/// stream with PROTOCOL_ERROR, as NIOHTTP2 did). A request forwarded upstream is a caller's
+/// checked block with the hop's changes (`HTTP2Headers.request`): only the changes are checked
+/// (`areValidAdditions`), so every field sent was still checked once, by the same rules.
 enum HTTP2HeaderValidation {
     enum Block {
         case request
@@ -56,6 +58,44 @@ enum HTTP2HeaderValidation {
         check(headers, as: block) != nil
     }
 
+    /// What `HTTP2Headers.request` puts into a request block checked as received: `path` as
+    /// `:path`, an added `host` as `:authority` (pseudo-header values: no control, space or DEL;
+    /// `:path` not empty), the other `added` lines as regular fields after the block's own (names
+    /// lowercased). The fields it keeps are the checked block's, in its order (pseudo-headers
+    /// first, none removed), so the block is valid when these are. An `HTTPHeaderLine` is a token
+    /// name and a value without CR, LF, NUL or other controls already (checked when it was made,
+    /// or made by the sidecar from bytes it knows), so what is left are the names HTTP/2 forbids
+    /// (and `te` other than `trailers`). False for a `content-length` among them as well (the
+    /// block's length is checked whole then).
+    static func areValidAdditions(path: String?, added: [HTTPHeaderLine]) -> Bool {
+        if var path {
+            guard !path.isEmpty, path.withUTF8({ Self.isValidPseudoValue($0) }) else { return false }
+        }
+        for line in added {
+            switch line.name.utf8.count {
+            case 4 where line.name == "host":
+                var value = line.value
+                guard value.withUTF8({ Self.isValidPseudoValue($0) }) else { return false }
+            case 2:
+                if HTTP2Headers.matches(line.name, "te") && line.value != "trailers" { return false }
+            case 7, 10, 14, 16, 17:
+                for forbidden in Self.forbiddenAdditions where HTTP2Headers.matches(line.name, forbidden) { return false }
+            default:
+                break
+            }
+        }
+        return true
+    }
+
+    /// Names an added line may not have in an HTTP/2 block (`content-length`: checked whole).
+    private static let forbiddenAdditions = ["upgrade", "connection", "keep-alive", "content-length", "proxy-connection", "transfer-encoding"]
+
+    /// No control byte, space or DEL.
+    static func isValidPseudoValue(_ value: UnsafeBufferPointer<UInt8>) -> Bool {
+        for byte in value where byte <= 0x20 || byte == 0x7F { return false }
+        return true
+    }
+
     /// The pseudo-headers a block has seen, as bits.
     private struct Pseudo: OptionSet {
         let rawValue: UInt8
@@ -82,7 +122,7 @@ enum HTTP2HeaderValidation {
             if first == UInt8(ascii: ":") {
                 guard !regular, let pseudo = pseudoHeader(name), !seen.contains(pseudo) else { return false }
                 seen.insert(pseudo)
-                for byte in value where byte <= 0x20 || byte == 0x7F { return false }
+                guard HTTP2HeaderValidation.isValidPseudoValue(value) else { return false }
                 if pseudo == .method {
                     isConnect = HTTP2HeaderValidation.equals(value, "CONNECT")
                     summary.isHEAD = HTTP2HeaderValidation.equals(value, "HEAD")

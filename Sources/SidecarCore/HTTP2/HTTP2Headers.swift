@@ -12,6 +12,7 @@ enum HTTP2Headers {
     static func request(
         _ received: HPACKHeaders, removing removed: [String], adding added: [HTTPHeaderLine], path: String?
     ) -> HPACKHeaders {
+        if path == nil, let out = keepingReceived(received, removing: removed, adding: added) { return out }
         var out = HPACKHeaders()
         out.reserveCapacity(received.count + added.count + 1)
         let authority = added.first { $0.name == "host" }?.value
@@ -43,6 +44,47 @@ enum HTTP2Headers {
             out.add(name: name, value: line.value, indexing: perRequest(name) ? .nonIndexable : .indexable)
         }
         return out
+    }
+
+    /// The usual request, made from a copy of the received block: nothing but regular fields
+    /// taken out (`removed`, or replaced by `added`) and `added` after them. nil when more
+    /// changes (a `host` or `:authority`, a per-request field received indexed): `request` then
+    /// builds the block field by field. A copy keeps the received fields without
+    /// `HPACKHeaders.add`, which checks each name again (~200 instructions a field).
+    private static func keepingReceived(
+        _ received: HPACKHeaders, removing removed: [String], adding added: [HTTPHeaderLine]
+    ) -> HPACKHeaders? {
+        // The lengths of the names taken out, as bits: most received fields differ in length
+        // from all of them, and are kept without a compare.
+        var lengths: UInt64 = 0
+        for name in removed { lengths |= lengthBit(name) }
+        for line in added {
+            if line.name == "host" { return nil }
+            lengths |= lengthBit(line.name)
+        }
+        var dropped: [String] = []
+        for (name, _, indexing) in received where name.utf8.first != UInt8(ascii: ":") {
+            switch name.utf8.count {
+            case 4: if name == "host" { return nil }
+            case 11, 12: if indexing != .nonIndexable && perRequest(name) { return nil }
+            default: break
+            }
+            if lengths & lengthBit(name) != 0 && !keeps(name, removing: removed, replacing: added) { dropped.append(name) }
+        }
+        var out = received
+        out.reserveCapacity(received.count + added.count)  // the one copy, with room for `added`
+        // Every spelling `keeps` drops was recorded as received; `remove` drops each in any case.
+        for name in dropped { out.remove(name: name) }
+        for line in added {
+            let name = lowercased(line.name)
+            out.add(name: name, value: line.value, indexing: perRequest(name) ? .nonIndexable : .indexable)
+        }
+        return out
+    }
+
+    /// A bit for the length of `name` (every length from 63 on shares the last).
+    private static func lengthBit(_ name: String) -> UInt64 {
+        1 << UInt64(min(name.utf8.count, 63))
     }
 
     /// `name` in lowercase, as HTTP/2 sends it (the names the sidecar adds usually are already).

@@ -3,26 +3,23 @@ import NIOHTTP1
 import NIOHTTP2
 
 /// The downstream side of HTTP/2: a connection that speaks it gets a flush coalescer (one flush
-/// per read batch), NIOHTTP2's handler in frame mode (framing, HPACK, the protocol's state), a
-/// connection manager (GOAWAY on drain, then close once its streams end) and
-/// `HTTP2DownstreamConnection`, which makes one `HTTP2StreamExchange` per stream the caller opens.
+/// per read batch), NIOHTTP2's handler in frame mode (framing, HPACK, the protocol's state) and
+/// `HTTP2DownstreamConnection`, which makes one `HTTP2StreamExchange` per stream the caller opens
+/// and drains the connection (GOAWAY, then close once its streams end) on drain or when idle.
 enum HTTP2Server {
     /// Turns `channel` (after its TLS handler, if any) into an HTTP/2 server connection.
     static func configure(
         _ channel: Channel, side: HTTP2StreamExchange.Side, loop: LoopContext, accessLog: AccessLog,
         drainTimeout: TimeAmount, idleTimeout: TimeAmount, defaultDestination: String? = nil
     ) throws {
-        let manager = NIOHTTP2ServerConnectionManagementHandler(
-            eventLoop: channel.eventLoop,
-            configuration: .init(maxIdleTime: idleTimeout, maxAge: nil, maxGraceTime: drainTimeout, keepalive: nil))
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(HTTP2FlushCoalescer(batch: loop.http2Pool.readBatch))
         try sync.addHandler(
             NIOHTTP2Handler(mode: .server, connectionConfiguration: HTTP2Settings.server, streamConfiguration: HTTP2Settings.stream))
-        try sync.addHandler(manager)
         try sync.addHandler(
             HTTP2DownstreamConnection(
-                side: side, loop: loop, accessLog: accessLog, eventLoop: channel.eventLoop, defaultDestination: defaultDestination))
+                side: side, loop: loop, accessLog: accessLog, eventLoop: channel.eventLoop, defaultDestination: defaultDestination,
+                idleTimeout: idleTimeout, drainTimeout: drainTimeout))
         try sync.addHandler(QuiescingDownstreamConnection(loop: loop, direction: side.direction))
     }
 }

@@ -63,6 +63,8 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
     private var isGRPC = false
     /// The head the next hop gets (rewritten by the filters).
     private var upstreamHead = HPACKHeaders()
+    /// Its summary when every field of it was checked already (`HTTP2RequestPart.headers`).
+    private var upstreamHeadChecked: HTTP2HeaderValidation.Summary?
     private var upstream: (any HTTP2Upstream)?
     /// Request parts not yet sent on the current try (arrived before its stream opened).
     private var pending: [HTTP2RequestPart] = []
@@ -235,10 +237,7 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         var buffer = allocator.buffer(capacity: 512)
         func writeStart() {
             startWritten = true
-            buffer.writeString(result.method)
-            buffer.writeStaticString(" ")
-            buffer.writeString(result.path)
-            buffer.writeStaticString(" HTTP/1.1\r\n")
+            Self.writeLine(result.method, " ", result.path, " HTTP/1.1\r\n", to: &buffer)
             if let authority {
                 result.authority = authority
                 writeField("host", authority)
@@ -246,10 +245,7 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
             }
         }
         func writeField(_ name: String, _ value: String) {
-            buffer.writeString(name)
-            buffer.writeInteger(0x3A20 as UInt16)  // ": "
-            buffer.writeString(value)
-            buffer.writeInteger(0x0D0A as UInt16)  // CRLF
+            Self.writeLine(name, ": ", value, "\r\n", to: &buffer)
         }
         for (name, value, _) in headers {
             switch name.utf8.first {
@@ -301,6 +297,32 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         return result
     }
 
+    /// `first`, `separator`, `second`, `end` in one write: ByteBuffer checks its storage on
+    /// every write, and the head has a line per field.
+    private static func writeLine(
+        _ first: String, _ separator: StaticString, _ second: String, _ end: StaticString, to buffer: inout ByteBuffer
+    ) {
+        var first = first
+        var second = second
+        first.withUTF8 { first in
+            second.withUTF8 { second in
+                let count = first.count + separator.utf8CodeUnitCount + second.count + end.utf8CodeUnitCount
+                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
+                    var at = 0
+                    func put(_ part: UnsafeRawBufferPointer) {
+                        UnsafeMutableRawBufferPointer(rebasing: out[at..<at + part.count]).copyMemory(from: part)
+                        at += part.count
+                    }
+                    put(UnsafeRawBufferPointer(first))
+                    put(UnsafeRawBufferPointer(start: separator.utf8Start, count: separator.utf8CodeUnitCount))
+                    put(UnsafeRawBufferPointer(second))
+                    put(UnsafeRawBufferPointer(start: end.utf8Start, count: end.utf8CodeUnitCount))
+                    return count
+                }
+            }
+        }
+    }
+
     func admit(_ request: AdmittedRequest, through filters: ArraySlice<any RequestFilter>, received: HPACKHeaders) {
         let exchange = request.exchange
         switch RequestFilters.run(request, through: filters, loop: loop, now: eventLoop.now) {
@@ -331,9 +353,11 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
 
     func forward(_ request: AdmittedRequest, received: HPACKHeaders) {
         let exchange = request.exchange
-        upstreamHead = HTTP2Headers.request(
-            received, removing: request.removedHeaders, adding: request.addedHeaders,
-            path: request.upstreamTarget ?? (request.target.isRewritten ? request.target.originForm : nil))
+        let path = request.upstreamTarget ?? (request.target.isRewritten ? request.target.originForm : nil)
+        upstreamHead = HTTP2Headers.request(received, removing: request.removedHeaders, adding: request.addedHeaders, path: path)
+        if downstream.checksRequestBlocks, HTTP2HeaderValidation.areValidAdditions(path: path, added: request.addedHeaders) {
+            upstreamHeadChecked = HTTP2HeaderValidation.Summary(isHEAD: request.head.method == .HEAD)
+        }
         switch side {
         case .outbound, .gateway:
             guard let (destination, rule, _) = request.route else { return }
@@ -479,7 +503,7 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         }
         let parts = pending
         pending = []
-        upstream.send(.headers(upstreamHead, endStream: exchange.requestComplete && parts.isEmpty))
+        upstream.send(.headers(upstreamHead, endStream: exchange.requestComplete && parts.isEmpty, checked: upstreamHeadChecked))
         for part in parts { upstream.send(part) }
         upstream.flush()
         upstream.setReadsPaused(!downstream.isWritable(streamID))

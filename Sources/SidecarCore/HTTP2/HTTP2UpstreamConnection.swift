@@ -262,8 +262,10 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
             stream.state = .started(id)
         }
         switch part {
-        case .headers(let headers, let endStream):
-            guard let summary = HTTP2HeaderValidation.check(headers, as: .request) else { return refuse(stream, id, opened: false) }
+        case .headers(let headers, let endStream, let checked):
+            guard let summary = checked ?? HTTP2HeaderValidation.check(headers, as: .request) else {
+                return refuse(stream, id, opened: false)
+            }
             if summary.isHEAD { machine.sentHEAD(id) }
             let block = HTTP2Headers.indexesNames(onStream: id) ? HTTP2Headers.indexingPerRequestFields(headers) : headers
             context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .headers(.init(headers: block, endStream: endStream)))), promise: nil)

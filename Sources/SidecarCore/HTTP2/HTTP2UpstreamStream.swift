@@ -4,7 +4,10 @@ import NIOHTTP2
 
 /// A request part going upstream, as the HTTP/2 exchange relays it (and keeps for a replay).
 enum HTTP2RequestPart {
-    case headers(HPACKHeaders, endStream: Bool)
+    /// `checked`: the block's summary when every field of it was checked already (a caller's
+    /// checked head plus additions checked as they were made,
+    /// `HTTP2HeaderValidation.areValidAdditions`); nil: check it whole when sent.
+    case headers(HPACKHeaders, endStream: Bool, checked: HTTP2HeaderValidation.Summary? = nil)
     case data(ByteBuffer, endStream: Bool)
     case trailers(HPACKHeaders)
 

@@ -12,13 +12,15 @@ struct HTTP2DownstreamChannel {
     let connection: HTTP2DownstreamConnection
 
     init(
-        _ side: HTTP2StreamExchange.Side = .outbound, harness: ExchangeHarness, maxStreams: Int = HTTP2Settings.maxDownstreamStreams
+        _ side: HTTP2StreamExchange.Side = .outbound, harness: ExchangeHarness, maxStreams: Int = HTTP2Settings.maxDownstreamStreams,
+        idleTimeout: TimeAmount = .hours(1), drainTimeout: TimeAmount = .seconds(30)
     ) throws {
         channel = EmbeddedChannel(loop: harness.loop)
         connection = HTTP2DownstreamConnection(
             side: side, loop: harness.context, accessLog: AccessLog(enabled: false, direction: "test"), eventLoop: harness.loop,
-            maxStreams: maxStreams)
+            maxStreams: maxStreams, idleTimeout: idleTimeout, drainTimeout: drainTimeout)
         try channel.pipeline.syncOperations.addHandler(connection)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
     }
 
     func send(_ payload: HTTP2Frame.FramePayload, on stream: HTTP2StreamID = 1) throws {
@@ -57,5 +59,11 @@ extension HTTP2Frame {
     var isReset: Bool {
         if case .rstStream = payload { return true }
         return false
+    }
+
+    /// A GOAWAY's last stream id (nil: another frame).
+    var goAwayLastStream: HTTP2StreamID? {
+        if case .goAway(let last, .noError, nil) = payload { return last }
+        return nil
     }
 }

@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP2
 import Testing
 
@@ -23,7 +24,7 @@ import Testing
         let second = Stream()
         #expect(machine.receivedHeaders(3, endStream: false, check: { _ in .init() }, make: { second }) == .opened(second))
         #expect(machine.receivedHeaders(5, endStream: false, check: { _ in .init() }, make: { Stream() }) == .refused)
-        #expect(machine.streamClosed(1) === first)
+        #expect(machine.streamClosed(1, now: .uptimeNanoseconds(0)) === first)
         #expect(machine.stream(1) == nil)
         #expect(machine.receivedHeaders(5, endStream: false, check: { _ in .init() }, make: { Stream() }) != .refused, "a closed stream frees its slot")
         #expect(machine.connectionClosed().count == 2)
@@ -49,13 +50,13 @@ import Testing
         #expect(machine.receivedHeaders(1, endStream: false, check: length(5), make: { stream }) == .opened(stream))
         #expect(machine.receivedData(1, bytes: 3, endStream: false) == .deliver(stream))
         #expect(machine.receivedData(1, bytes: 2, endStream: true) == .deliver(stream), "exactly 5")
-        _ = machine.streamClosed(1)
+        _ = machine.streamClosed(1, now: .uptimeNanoseconds(0))
         _ = machine.receivedHeaders(3, endStream: false, check: length(5), make: { Stream() })
         #expect(machine.receivedData(3, bytes: 6, endStream: false) == .malformed, "longer")
-        _ = machine.streamClosed(3)
+        _ = machine.streamClosed(3, now: .uptimeNanoseconds(0))
         _ = machine.receivedHeaders(5, endStream: false, check: length(5), make: { Stream() })
         #expect(machine.receivedData(5, bytes: 4, endStream: true) == .malformed, "shorter")
-        _ = machine.streamClosed(5)
+        _ = machine.streamClosed(5, now: .uptimeNanoseconds(0))
         #expect(machine.receivedHeaders(7, endStream: true, check: length(5), make: { Stream() }) == .malformed, "no body at all")
         _ = machine.receivedHeaders(9, endStream: false, check: length(5), make: { Stream() })
         #expect(machine.receivedHeaders(9, endStream: true, check: { _ in .init() }, make: { Stream() }) == .malformed, "trailers before the body")
@@ -94,5 +95,38 @@ import Testing
         #expect(machine.dataLeft(1, bytes: 55) == true, "5 unsent: writable again")
         #expect(machine.isWritable(1))
         #expect(machine.wroteData(7, bytes: 1) == nil && !machine.isWritable(7), "not a stream of ours")
+    }
+
+    @Test func drainAnnouncesThenNamesTheLastStreamAtThePingAckThenClosesOnceItsStreamsEnd() {
+        var machine = Machine(maxStreams: 3, streamWindow: 1000, connectionWindow: 100_000)
+        _ = machine.receivedHeaders(1, endStream: true, check: { _ in .init() }, make: { Stream() })
+        _ = machine.receivedHeaders(5, endStream: true, check: { _ in .init() }, make: { Stream() })
+        #expect(machine.beginDrain() == true, "GOAWAY (largest id) and PING go out")
+        #expect(machine.beginDrain() == false, "once")
+        #expect(machine.receivedPingAck(HTTP2PingData(withInteger: 7)) == nil, "not the drain's PING")
+        _ = machine.receivedHeaders(7, endStream: true, check: { _ in .init() }, make: { Stream() })
+        #expect(!machine.shouldClose, "streams open, the second GOAWAY not sent")
+        #expect(machine.receivedPingAck(Machine.drainPing) == 7, "the last stream opened, one the caller sent before the GOAWAY included")
+        #expect(machine.receivedPingAck(Machine.drainPing) == nil, "once")
+        _ = machine.streamClosed(1, now: .uptimeNanoseconds(0))
+        _ = machine.streamClosed(5, now: .uptimeNanoseconds(0))
+        #expect(!machine.shouldClose, "stream 7 is in flight")
+        _ = machine.streamClosed(7, now: .uptimeNanoseconds(0))
+        #expect(machine.shouldClose)
+    }
+
+    @Test func aConnectionIdleForTheTimeoutDrainsOneWithStreamsIsLookedAtAgainLater() {
+        let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        var machine = Machine(maxStreams: 2, streamWindow: 1000, connectionWindow: 100_000, now: start)
+        #expect(machine.idleCheck(now: start + .seconds(5), idleTimeout: .seconds(10)) == .checkAgain(at: start + .seconds(10)))
+        _ = machine.receivedHeaders(1, endStream: true, check: { _ in .init() }, make: { Stream() })
+        #expect(
+            machine.idleCheck(now: start + .seconds(10), idleTimeout: .seconds(10)) == .checkAgain(at: start + .seconds(20)),
+            "a stream is open: not idle")
+        _ = machine.streamClosed(1, now: start + .seconds(12))
+        #expect(machine.idleCheck(now: start + .seconds(20), idleTimeout: .seconds(10)) == .checkAgain(at: start + .seconds(22)))
+        #expect(machine.idleCheck(now: start + .seconds(22), idleTimeout: .seconds(10)) == .drain)
+        _ = machine.beginDrain()
+        #expect(machine.idleCheck(now: start + .seconds(40), idleTimeout: .seconds(10)) == .stop)
     }
 }

@@ -247,6 +247,58 @@ extension HTTP2DownstreamConnectionTests {
         #expect(t.connection.connection.machine.streams.isEmpty)
         #expect(t.harness.metrics.requests.handle(direction: .outbound, peer: "payments").count(status: 0) == 2)
     }
+
+    /// Drain as gRPC servers do it (RFC 9113 §6.8): GOAWAY with the largest id and a PING; at the
+    /// PING's ack GOAWAY with the last stream opened (one the caller sent before it saw the first
+    /// included); the connection closes once those streams are closed, not before.
+    @Test func drainSendsGoawayThenTheLastStreamAtThePingAckAndClosesOnceItsStreamsAreClosed() throws {
+        let fault = FaultInjection(delay: .init(percent: 100, duration: .milliseconds(500)))
+        let t = try HTTP2DownstreamConnectionTests(rules: [RouteRule(fault: fault)])
+        let channel = t.connection.channel
+        try t.send(authority: "payments", path: "/x", grpc: false, on: 1)
+        _ = try t.connection.frames()
+        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        let announced = try t.connection.frames()
+        guard announced.count == 2, case .ping(let ping, ack: false) = announced[1].payload else {
+            Issue.record("expected GOAWAY and PING, got \(announced)")
+            return
+        }
+        #expect(announced[0].goAwayLastStream == .maxID)
+        try t.send(authority: "payments", path: "/y", grpc: false, on: 3)  // on its way before the GOAWAY
+        try t.connection.send(.ping(ping, ack: true), on: .rootStream)
+        #expect(try t.connection.frames().compactMap(\.goAwayLastStream) == [3])
+        t.connection.closed(1)
+        t.harness.loop.run()
+        #expect(channel.isActive, "stream 3 is in flight")
+        t.harness.loop.advanceTime(by: .milliseconds(500))  // the fault delay ends; the streams' answers go out
+        t.connection.closed(3)
+        t.harness.loop.run()
+        #expect(!channel.isActive)
+    }
+
+    @Test func aDrainThatOutlastsItsTimeoutClosesTheConnection() throws {
+        let harness = try ExchangeHarness(rules: [RouteRule(fault: FaultInjection(delay: .init(percent: 100, duration: .seconds(60))))])
+        let connection = try HTTP2DownstreamChannel(harness: harness, drainTimeout: .seconds(5))
+        try connection.send(head: [(":method", "GET"), (":scheme", "http"), (":authority", "payments"), (":path", "/x")])
+        connection.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        harness.loop.advanceTime(by: .seconds(4))
+        #expect(connection.channel.isActive, "the caller never acked the PING, the stream is in flight")
+        harness.loop.advanceTime(by: .seconds(1))
+        #expect(!connection.channel.isActive)
+    }
+
+    @Test func aConnectionWithNoStreamForTheIdleTimeoutIsDrained() throws {
+        let harness = try ExchangeHarness(rules: [RouteRule()])
+        let connection = try HTTP2DownstreamChannel(harness: harness, idleTimeout: .seconds(10))
+        harness.loop.advanceTime(by: .seconds(6))
+        try connection.send(head: [(":method", "GET"), (":scheme", "http"), (":authority", "nosuch"), (":path", "/x")])
+        harness.loop.advanceTime(by: .seconds(6))
+        connection.closed(1)  // idle from 12 s
+        harness.loop.advanceTime(by: .seconds(9))
+        #expect(try connection.frames().compactMap(\.goAwayLastStream).isEmpty, "a stream was open until 12 s")
+        harness.loop.advanceTime(by: .seconds(1))
+        #expect(try connection.frames().compactMap(\.goAwayLastStream) == [.maxID])
+    }
 }
 
 @Suite struct HTTP2PieceTests {
@@ -304,6 +356,28 @@ extension HTTP2DownstreamConnectionTests {
         #expect(out.map(\.name) == [":method", ":scheme", ":authority", ":path", "keep", "x-request-id"])
         #expect(out.first(name: ":path") == "/b")
         #expect(out.first(name: "x-request-id") == "new")
+    }
+
+    /// The usual hop (no path or authority change): the received block copied, the removed and
+    /// replaced fields taken out in every spelling, the added ones after the rest.
+    @Test func aRequestWithOnlyFieldsTakenOutAndAddedKeepsTheReceivedBlocksOrder() throws {
+        var received = HPACKHeaders([(":method", "GET"), (":scheme", "https"), (":authority", "payments"), (":path", "/pay")])
+        received.add(name: "x-mesh-caller", value: "forged")
+        received.add(name: "accept", value: "*/*")
+        received.add(name: "x_mesh_caller", value: "forged")
+        received.add(name: "traceparent", value: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", indexing: .nonIndexable)
+        received.add(name: "x-request-id", value: "ab12", indexing: .nonIndexable)
+        let out = HTTP2Headers.request(
+            received, removing: ["x-mesh-caller"],
+            adding: [
+                HTTPHeaderLine(generatedName: "traceparent", value: "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"),
+                HTTPHeaderLine(generatedName: "X-Mesh-Caller", value: "web"),
+            ],
+            path: nil)
+        #expect(out.map(\.name) == [":method", ":scheme", ":authority", ":path", "accept", "x-request-id", "traceparent", "x-mesh-caller"])
+        #expect(out[canonicalForm: "traceparent"] == ["00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"])
+        #expect(out.first(name: "x-mesh-caller") == "web")
+        #expect(out.filter { HTTP2Headers.perRequest($0.name) }.allSatisfy { $0.indexable == .nonIndexable })
     }
 
     @Test func perRequestHopFieldsAreNotIndexedSoTheNextHopsTableHoldsOnlyFieldsThatRepeat() throws {

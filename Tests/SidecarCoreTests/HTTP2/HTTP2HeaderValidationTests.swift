@@ -93,4 +93,20 @@ import Testing
             #expect(HTTP2HeaderValidation.isLowercaseTokenByte(byte) == expected, "byte \(byte)")
         }
     }
+
+    /// A forwarded request is a checked block plus the hop's changes: the changes are checked by
+    /// the block's rules (a `content-length` among them sends the block to the whole check).
+    @Test func theHopsAdditionsToACheckedRequestAreCheckedByTheSameRules() {
+        func line(_ name: String, _ value: String) -> HTTPHeaderLine { HTTPHeaderLine(generatedName: name, value: value) }
+        #expect(HTTP2HeaderValidation.areValidAdditions(path: nil, added: [line("x-request-id", "ab12"), line("traceparent", "00-a-b-01")]))
+        #expect(HTTP2HeaderValidation.areValidAdditions(path: "/a?b=1", added: [line("X-Mesh-Caller", "web"), line("host", "payments")]))
+        #expect(!HTTP2HeaderValidation.areValidAdditions(path: "", added: []), "an empty :path")
+        #expect(!HTTP2HeaderValidation.areValidAdditions(path: "/a b", added: []))
+        #expect(!HTTP2HeaderValidation.areValidAdditions(path: nil, added: [line("host", "pay ments")]), "as :authority")
+        #expect(!HTTP2HeaderValidation.areValidAdditions(path: nil, added: [line("connection", "close")]))
+        #expect(!HTTP2HeaderValidation.areValidAdditions(path: nil, added: [line("te", "gzip")]))
+        #expect(!HTTP2HeaderValidation.areValidAdditions(path: nil, added: [line("Transfer-Encoding", "chunked")]), "in any spelling")
+        #expect(HTTP2HeaderValidation.areValidAdditions(path: nil, added: [line("te", "trailers")]))
+        #expect(!HTTP2HeaderValidation.areValidAdditions(path: nil, added: [line("content-length", "5")]), "checked whole")
+    }
 }
