@@ -209,14 +209,15 @@ requests() {
 # warm-up run at valgrind's plain pace), switched on and zeroed after the warm-up, dumped after
 # the measured requests. Sets `figure` to Ir per request (not in a subshell: the processes it
 # starts stay in PIDS, so a failed run leaves none behind): of both sidecars, or (gateway) of
-# the gateway alone. KEEP_DUMPS=DIR keeps the callgrind dumps there (for callgrind_annotate).
+# the gateway alone. KEEP_DUMPS=DIR keeps the callgrind dumps there (for callgrind_annotate);
+# DUMP_INSTR=yes records per-instruction costs in them (scripts/symbol-order.sh reads which code ran).
 measure_once() {
     local run=$1 side admin pid dump ir total=0 started options client
     local -A pid_of ir_of
     for side in web payments; do
         options=(); [[ $PROTOCOL == gateway && $side == web ]] && options=(--access-log "$ACCESS_LOG")
         LD_PRELOAD="$OUT/sigsuspend.so" valgrind --tool=callgrind --instr-atstart=no \
-            --callgrind-out-file="$OUT/$side.$run.callgrind" --dump-instr=no --dump-line=no \
+            --callgrind-out-file="$OUT/$side.$run.callgrind" --dump-instr="${DUMP_INSTR:-no}" --dump-line=no \
             "$OUT/sidecar" --config "$OUT/$side.yaml" --workers 1 "${options[@]}" > "$OUT/$side.$run.log" 2>&1 &
         pid_of[$side]=$!; PIDS+=($!)
     done

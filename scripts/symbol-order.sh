@@ -2,8 +2,9 @@
 # Rewrites the release sidecar's code layout: Sources/sidecar/symbol-order.txt, the functions the
 # link lays out first (Package.swift, `--symbol-ordering-file`), and Sources/sidecar/symbol-order.ld,
 # the code that ran in sections no unique symbol names (`-T`, placed just before them): what ran,
-# under callgrind, in bench/memory-load.sh (static pair: startup, idle, wrk through mTLS) and
-# bench/propagation.sh (dynamic sidecars: bootstrap, watch, changes). Code a sidecar runs then
+# under callgrind, in bench/memory-load.sh (static pair: startup, idle, wrk through mTLS),
+# bench/propagation.sh (dynamic sidecars: bootstrap, watch, changes) and bench/instructions.sh's
+# HTTP/2 and gateway paths, in that order. Code a sidecar runs then
 # shares pages with little else, so fewer pages are resident (bench/README.md "Idle memory").
 # The sidecar is linked once more here with a link map (-Map), which names the input section of
 # every address. Run it after changes that move startup or request-path code, then rebuild
@@ -41,5 +42,11 @@ PHASE=static BIN=$WORK IDLE_S=1 LOAD_S=3 CONNS=16 "$ROOT/bench/memory-load.sh" >
 PHASE=static BIN=$WORK IDLE_S=1 "$ROOT/bench/memory.sh" > "$WORK/memory.log" 2>&1 || { cat "$WORK/memory.log" >&2; exit 1; }
 PHASE=dynamic BIN=$WORK SKIP_BUILD=1 N=2 CHANGES=3 OUT=$WORK/propagation "$ROOT/bench/propagation.sh" > "$WORK/propagation.log" 2>&1 \
     || { cat "$WORK/propagation.log" >&2; exit 1; }
+# Then the request paths the pair above does not run: HTTP/2 (h2c → mTLS h2 → h2c) and the
+# gateway (HTTPS edge → mTLS), as bench/instructions.sh drives them (steady state only).
+for protocol in h2 gateway; do
+    PROTOCOL=$protocol BIN=$RELEASE/sidecar DUMP_INSTR=yes KEEP_DUMPS=$WORK/$protocol "$ROOT/bench/instructions.sh" --measure \
+        > "$WORK/$protocol.log" 2>&1 || { cat "$WORK/$protocol.log" >&2; exit 1; }
+done
 python3 "$ROOT/scripts/symbol-order.py" "$WORK/sidecar.stripped" "$MAP" "${ORDER:-$ROOT/Sources/sidecar/symbol-order.txt}" \
-    "${SCRIPT:-$ROOT/Sources/sidecar/symbol-order.ld}" "$WORK/static" "$WORK/dynamic"
+    "${SCRIPT:-$ROOT/Sources/sidecar/symbol-order.ld}" "$WORK/static" "$WORK/dynamic" "$WORK/h2" "$WORK/gateway"
