@@ -72,23 +72,41 @@ enum HTTP2HeaderValidation {
             guard !path.isEmpty, path.withUTF8({ Self.isValidPseudoValue($0) }) else { return false }
         }
         for line in added {
-            switch line.name.utf8.count {
-            case 4 where line.name == "host":
-                var value = line.value
+            var value = line.value
+            if line.name == "host" {
                 guard value.withUTF8({ Self.isValidPseudoValue($0) }) else { return false }
-            case 2:
-                if HTTP2Headers.matches(line.name, "te") && line.value != "trailers" { return false }
-            case 7, 10, 14, 16, 17:
-                for forbidden in Self.forbiddenAdditions where HTTP2Headers.matches(line.name, forbidden) { return false }
-            default:
-                break
+                continue
             }
+            switch line.name.utf8.count {
+            case 2, 7, 10, 14, 16, 17: break  // the lengths of the names below: any other passes
+            default: continue
+            }
+            var name = HTTP2Headers.lowercased(line.name)
+            let allowed = name.withUTF8 { name in
+                value.withUTF8 { value in
+                    !Self.equals(name, "content-length") && !Self.isConnectionSpecific(name, value, inRequest: true)
+                }
+            }
+            guard allowed else { return false }
         }
         return true
     }
 
-    /// Names an added line may not have in an HTTP/2 block (`content-length`: checked whole).
-    private static let forbiddenAdditions = ["upgrade", "connection", "keep-alive", "content-length", "proxy-connection", "transfer-encoding"]
+    /// A regular field HTTP/2 forbids (RFC 9113 §8.2.2): a connection-specific name, or a
+    /// request's `te` other than `trailers`. `name` in lowercase, as HTTP/2 sends it.
+    @inline(__always)
+    private static func isConnectionSpecific(
+        _ name: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>, inRequest: Bool
+    ) -> Bool {
+        switch name.count {
+        case 2: return inRequest && equals(name, "te") && !equals(value, "trailers")
+        case 7: return equals(name, "upgrade")
+        case 10: return equals(name, "connection") || equals(name, "keep-alive")
+        case 16: return equals(name, "proxy-connection")
+        case 17: return equals(name, "transfer-encoding")
+        default: return false
+        }
+    }
 
     /// No control byte, space or DEL.
     static func isValidPseudoValue(_ value: UnsafeBufferPointer<UInt8>) -> Bool {
@@ -133,28 +151,13 @@ enum HTTP2HeaderValidation {
             }
             regular = true
             for byte in name where !HTTP2HeaderValidation.isLowercaseTokenByte(byte) { return false }
-            switch name.count {
-            case 2:
-                if block == .request && HTTP2HeaderValidation.equals(name, "te") && !HTTP2HeaderValidation.equals(value, "trailers") {
+            if HTTP2HeaderValidation.equals(name, "content-length") {
+                guard let length = HTTP2HeaderValidation.contentLength(value), summary.contentLength ?? length == length else {
                     return false
                 }
-            case 7:
-                if HTTP2HeaderValidation.equals(name, "upgrade") { return false }
-            case 10:
-                if HTTP2HeaderValidation.equals(name, "connection") || HTTP2HeaderValidation.equals(name, "keep-alive") { return false }
-            case 14:
-                if HTTP2HeaderValidation.equals(name, "content-length") {
-                    guard let length = HTTP2HeaderValidation.contentLength(value), summary.contentLength ?? length == length else {
-                        return false
-                    }
-                    summary.contentLength = length
-                }
-            case 16:
-                if HTTP2HeaderValidation.equals(name, "proxy-connection") { return false }
-            case 17:
-                if HTTP2HeaderValidation.equals(name, "transfer-encoding") { return false }
-            default:
-                break
+                summary.contentLength = length
+            } else if HTTP2HeaderValidation.isConnectionSpecific(name, value, inRequest: block == .request) {
+                return false
             }
             return !HTTP2HeaderValidation.hasNULCROrLF(value)
         }
