@@ -37,7 +37,12 @@ final class ConnectionPool {
     private final class IdleList {
         var handlers: [UpstreamHandler] = []
     }
-    let maxIdlePerEndpoint = 64
+    /// Idle connections kept per endpoint that no destination's limits count (the inbound's
+    /// app): as many as `circuitBreaker.maxConnections`' default. A destination's own are
+    /// bounded by its `maxConnections` share instead, each idle one holding a slot, so a burst
+    /// of that many concurrent requests is served again without new connections (a lower cap
+    /// closed connections that the next burst reopened: a TLS handshake each).
+    static let maxIdleWithoutLimits = 1024
     /// A pooled upstream connection unused this long is closed.
     var idleTimeout: TimeAmount = .hours(1)
     /// Set by drain: connections are no longer kept for reuse.
@@ -120,7 +125,7 @@ final class ConnectionPool {
             list = IdleList()
             idle[key] = list
         }
-        guard list.handlers.count < maxIdlePerEndpoint else {
+        guard handler.poolCluster != nil || list.handlers.count < Self.maxIdleWithoutLimits else {
             handler.channel?.close(promise: nil)
             return
         }

@@ -39,6 +39,22 @@ import Testing
         #expect(h.upstreams.connections.count == 2, "the next request opens a new connection")
     }
 
+    /// A burst's connections all stay pooled (they are within the destination's
+    /// `maxConnections`): the next burst of the same size opens none. A fixed cap of 64 idle
+    /// connections closed the rest, and every burst reopened them, a TLS handshake each.
+    @Test func aBurstsConnectionsAreAllKeptForTheNextBurst() throws {
+        let h = try H(rules: [RouteRule()], endpoints: [H.first])
+        let callers = try (0..<100).map { _ in try h.anotherDownstream() }
+        for caller in callers { try h.send(H.get(), on: caller) }
+        #expect(h.upstreams.connections.count == 100)
+        for index in 0..<100 { try h.upstreams.respond(index, H.ok) }
+        h.loop.run()
+        #expect(h.upstreams.connections.allSatisfy { $0.channel.isActive }, "all 100 are kept idle")
+        for caller in callers { try h.send(H.get(), on: caller) }
+        #expect(h.upstreams.connections.count == 100, "the second burst reuses them all")
+        #expect(try callers.allSatisfy { try h.answer(on: $0).hasPrefix("HTTP/1.1 200 OK\r\n") })
+    }
+
     @Test func theUpstreamGetsTheCallersTraceWithThisHopsSpan() throws {
         let h = try H(rules: [RouteRule()])
         try h.send("GET /pay HTTP/1.1\r\nHost: payments\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n")
