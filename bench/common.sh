@@ -26,6 +26,22 @@ wait_listening() {
 }
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$RESULTS"; }   # metric name round value
 calc() { python3 -c "print(f'{$1:.4f}')"; }
+# Busy CPU-seconds of the whole machine, all cores (user, nice, system, irq, softirq, steal).
+machine_busy() { awk -v hz="$HZ" '$1 == "cpu" { printf "%.3f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat; }
+
+# An h2load --log-file ($1, one line per request: start, status, µs) from a run of $2 seconds as
+# "metric value" lines: p50_us, p99_us, max_us, achieved_rps, lat_errors (status other than 200).
+h2load_log_stats() {
+    python3 - "$1" "$2" <<'PY'
+import sys
+rows = [l.split("\t") for l in open(sys.argv[1]) if l.strip()]
+lat = sorted(int(r[2]) for r in rows)
+bad = sum(1 for r in rows if r[1] != "200")
+q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else 0
+print("p50_us", q(0.50)); print("p99_us", q(0.99)); print("max_us", lat[-1] if lat else 0)
+print("achieved_rps", round(len(rows) / float(sys.argv[2]), 1)); print("lat_errors", bad)
+PY
+}
 
 # The edge benchmarks' gateway (bench/gateway.sh; bench/instructions.sh PROTOCOL=gateway) as YAML
 # on stdout: service $1 with its mesh certificate $PKI/$1.pem, an HTTPS listener on 127.0.0.1:$2

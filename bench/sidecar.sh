@@ -328,15 +328,7 @@ fixed_rate() {  # name round rate
     timeout $((LAT_SECONDS + 30)) h2load --h1 -t1 -c"$LAT_CLIENTS" --rps $((rate / LAT_CLIENTS)) -D "$LAT_SECONDS" --warm-up-time 1 \
         -H ":authority: $HOST_H" --log-file "$log" "http://127.0.0.1:$port$PATH_Q" > "$OUT/h2load.out" 2>&1 || true
     cat "$OUT/h2load.out" >> "$OUT/h2load.log"
-    python3 - "$log" "$LAT_SECONDS" <<'PY' | while read -r metric value; do record "${metric}_$rate" "$name" "$2" "$value"; done
-import sys
-rows = [l.split("\t") for l in open(sys.argv[1]) if l.strip()]
-lat = sorted(int(r[2]) for r in rows)
-bad = sum(1 for r in rows if r[1] != "200")
-q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else 0
-print("p50_us", q(0.50)); print("p99_us", q(0.99)); print("max_us", lat[-1] if lat else 0)
-print("achieved_rps", round(len(rows) / float(sys.argv[2]), 1)); print("lat_errors", bad)
-PY
+    h2load_log_stats "$log" "$LAT_SECONDS" | while read -r metric value; do record "${metric}_$rate" "$name" "$2" "$value"; done
     if [[ $name != direct ]]; then  # both proxies' CPU over the whole h2load run (warm-up included) per request logged
         local n; n=$(wc -l < "$log")
         (( n > 0 )) && record "cpu_per_100k_$rate" "$name" "$2" \
