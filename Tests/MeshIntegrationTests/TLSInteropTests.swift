@@ -37,6 +37,32 @@ import Testing
         #expect(server.errorReasons.isEmpty)
     }
 
+    /// TLS 1.3 suites: our server picks AES-128-GCM over the AES-256-GCM an OpenSSL client lists
+    /// first, ChaCha20 for a client that prefers it (no AES in hardware), and still accepts a
+    /// client that offers only AES-256-GCM.
+    @Test(arguments: [
+        (offered: nil, chosen: "TLS_AES_128_GCM_SHA256"),
+        (offered: "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256", chosen: "TLS_CHACHA20_POLY1305_SHA256"),
+        (offered: "TLS_AES_256_GCM_SHA384", chosen: "TLS_AES_256_GCM_SHA384"),
+    ] as [(offered: String?, chosen: String)])
+    func theServerChoosesTheCipherSuite(offered: String?, chosen: String) async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let files = try Self.web.write(to: directory.url, name: "web")
+        let server = try await TLSTestServer(group: group, store: serverStore(), fixture: .echo)
+        let client = try ChildProcess([
+            "openssl", "s_client", "-connect", "127.0.0.1:\(server.port)", "-tls1_3", "-brief", "-no_ign_eof",
+            "-servername", "payments", "-cert", files.cert, "-key", files.key, "-CAfile", files.ca, "-verify_return_error",
+        ] + (offered.map { ["-ciphersuites", $0] } ?? []))
+        defer { client.terminate() }
+        client.write("hello mesh\n")
+        #expect(await eventually { client.stdout.contains("hello mesh") }, "s_client said: \(client.stderr)")
+        client.closeInput()
+        #expect(await client.wait() == 0)
+        try await server.close()
+        #expect(client.stderr.contains("Ciphersuite: \(chosen)\n"), "s_client said: \(client.stderr)")
+    }
+
     @Test func opensslClientWithoutCertificateIsRefused() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
@@ -120,6 +146,8 @@ import Testing
         #expect(await eventually { recorder.received.contains("olleh") }, "s_server said: \(server.stdout) \(server.stderr)")
         #expect(recorder.handshakeInfo?.peerIdentity?.serviceName == "payments")
         try? await channel.close()
+        #expect(await eventually { server.stderr.contains("Ciphersuite: TLS_AES_128_GCM_SHA256\n") },
+                "our client lists AES-128-GCM first; s_server said: \(server.stderr)")
     }
 
     @Test func ourClientRefusesOpensslServerWithTheWrongIdentity() async throws {

@@ -31,7 +31,7 @@ const unsigned char *COpenSSL_GENERAL_NAME_uri(const GENERAL_NAME *name, int *le
 long long COpenSSL_X509_not_before(const X509 *cert);
 long long COpenSSL_X509_not_after(const X509 *cert);
 /// No renegotiation, no compression (option bits are macros Swift cannot import).
-void COpenSSL_SSL_CTX_set_mesh_options(SSL_CTX *ctx);
+int COpenSSL_SSL_CTX_set_mesh_options(SSL_CTX *ctx);
 /// Server side: `callback` runs on each ClientHello that carries SNI (it may switch the SSL_CTX).
 long COpenSSL_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*callback)(SSL *, int *, void *));
 /// The host name the client sent in SNI, or NULL.

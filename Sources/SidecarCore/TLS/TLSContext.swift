@@ -90,8 +90,11 @@ public final class TLSContext: @unchecked Sendable {
         // No SSL_MODE_RELEASE_BUFFERS: it frees a connection's record buffers whenever they are
         // empty, so every request allocated and freed two of them (16 KiB each) again; a kept
         // connection holds them instead (only their touched pages are resident).
-        // No renegotiation (TLS 1.2), no compression.
-        COpenSSL_SSL_CTX_set_mesh_options(context)
+        // No renegotiation (TLS 1.2), no compression; TLS 1.3 suites AES-128-GCM first, by the
+        // server's preference (ChaCha20 for a client that prefers it): shims.c.
+        guard COpenSSL_SSL_CTX_set_mesh_options(context) == 1 else {
+            throw TLSConfigurationError(file: nil, "TLS 1.3 cipher suites refused: \(OpenSSLErrorQueue.drainedDescription(fallback: "unknown error"))")
+        }
 
         switch role {
         case .server:
