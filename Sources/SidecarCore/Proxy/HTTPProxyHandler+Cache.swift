@@ -1,8 +1,9 @@
 import NIOCore
 
 /// The gateway's response cache on an HTTP/1.1 connection: `GatewayCacheLookup` decides (a
-/// hit, a wait behind a fetch in flight, a revalidation, or upstream, filling the cache when it
-/// leads); this file carries the decisions out as HTTP/1.1 bytes.
+/// hit, a wait behind a fetch in flight, a revalidation, a 504 for `only-if-cached`, or
+/// upstream, filling the cache when it leads); this file carries the decisions out as HTTP/1.1
+/// bytes, and sends a request again after a revalidation's 304 that selected nothing.
 extension HTTPProxyHandler {
     /// Whether the cache took `request`: answered it, or parked it until the fetch it waits
     /// for ends (then it is answered from the cache or sent upstream from here).
@@ -65,6 +66,7 @@ extension HTTPProxyHandler {
         exchange.responseStarted = false
         exchange.status = 0
         if let rule = request.route?.rule { exchange.deadlines.route = exchange.start + rule.timeout.timeAmount }
+        armDeadlineTimer(context: context)
         forward(request, context: context)
     }
 

@@ -236,9 +236,15 @@ import Testing
         guard case .fetch = lookup(), case .relayed = try store(
             ResponseCacheFill(cache: cache, key: key, requestHeaders: none),
             "HTTP/1.1 200 OK\ncontent-length: 3\ncache-control: no-cache\netag: \"v1\"\n", body: "old")
-        else { Issue.record("not stored"); return }
+        else {
+            Issue.record("not stored")
+            return
+        }
 
-        guard case .revalidate(let stale, "\"v1\"", nil) = lookup() else { Issue.record("not revalidated"); return }
+        guard case .revalidate(let stale, "\"v1\"", nil) = lookup() else {
+            Issue.record("not revalidated")
+            return
+        }
         let fill = ResponseCacheFill(cache: cache, key: key, requestHeaders: none, revalidating: stale)
         fill.responseHead(try Self.head("HTTP/1.1 304 Not Modified\netag: \(etag)\ncache-control: max-age=60\n"))
         #expect(fill.isNotModified, "a revalidation's 304 is not relayed")
@@ -249,14 +255,19 @@ import Testing
         case .refetch:
             #expect(!selected, "a 304 with \(etag) did not update the entry")
             #expect(cache.summary(key: key, now: at).entries == 0, "the entry is dropped")
-            guard case .wait = lookup() else { Issue.record("the fetch did not stay in flight"); return }
+            guard case .wait = lookup() else {
+                Issue.record("the fetch did not stay in flight")
+                return
+            }
             let again = fill.refetch()
             #expect(again.revalidating == nil)
             guard case .relayed = try store(again, "HTTP/1.1 200 OK\ncontent-length: 3\netag: \"v2\"\n", body: "new") else {
-                Issue.record("the refetch is no plain fetch"); return
+                Issue.record("the refetch is no plain fetch")
+                return
             }
             guard case .hit(let entry, _, "\"v2\"", false, false) = lookup(afterWaitSince: at) else {
-                Issue.record("no hit after the wait"); return
+                Issue.record("no hit after the wait")
+                return
             }
             #expect(String(buffer: entry.body) == "new")
         case .relayed:
