@@ -40,8 +40,8 @@ enum GRPCStatusCode: Int, Sendable, CaseIterable {
         case .forbidden: self = .permissionDenied
         case .unauthenticated: self = .unauthenticated
         case .badRequest, .headersTooLarge, .loopDetected: self = .invalidArgument
-        case .faultInjected: self = .unavailable
-        case .notCached: self = .unavailable  // a rule's `abort.grpcStatus` overrides this
+        case .faultInjected: self = .unavailable  // a rule's `abort.grpcStatus` overrides this
+        case .notCached: self = .unavailable
         }
     }
 }
