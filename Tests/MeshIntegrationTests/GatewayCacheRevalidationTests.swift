@@ -102,6 +102,83 @@ import Testing
         #expect(try await GatewayCacheTests.cacheCount(edge, "bypass") == 1)
     }
 
+    /// RFC 9111 §4.3.4: a 304 whose strong `ETag` differs from the entry's selects nothing.
+    /// The app answers the revalidation (`If-None-Match: "v1"`, `If-Modified-Since`) 304 by the
+    /// date but with `ETag: "v2"`: the entry is not rewritten but dropped, and the request goes
+    /// again without the entry's conditions, as a miss (a 200 with the new body, stored). A
+    /// client's own `If-None-Match` goes with the request sent again: the app's 304 for it is
+    /// the client's answer (a miss; nothing stored).
+    @Test(arguments: ["--http1.1", "--http2"])
+    func a304WithAnotherStrongETagDoesNotUpdateTheEntry(_ version: String) async throws {
+        let (app, edge) = try await GatewayCacheTests.start()
+        let dated = "last-modified: Sun, 06 Nov 1994 08:49:37 GMT"
+        let tagged: (String) -> [String] = { [version] + Self.respondWith("cache-control: no-cache", "etag: \"\($0)\"", dated) }
+        let first = try await edge.https("api.example.com", "/pay/doc", tagged("v1"))
+        #expect(first.status == 200 && first.headers["x-mesh-cache"] == "miss", "\(first)")
+
+        let second = try await edge.https("api.example.com", "/pay/doc", tagged("v2"))
+        #expect(second.status == 200 && second.headers["x-mesh-cache"] == "miss" && second.body != first.body, "\(second)")
+        #expect(second.headers["etag"] == "\"v2\"", "\(second)")
+        #expect(app.requests == 3 && app.notModified == 1, "requests \(app.requests) 304s \(app.notModified)")
+        let third = try await edge.https("api.example.com", "/pay/doc", tagged("v2"))
+        #expect(third.headers["x-mesh-cache"] == "revalidated" && third.body == second.body, "the refetched 200 was stored: \(third)")
+        #expect(app.requests == 4 && app.notModified == 2)
+
+        let conditional = try await edge.https("api.example.com", "/pay/doc", tagged("v3") + ["-H", "if-none-match: \"v3\""])
+        #expect(conditional.status == 304 && conditional.headers["x-mesh-cache"] == "miss", "\(conditional)")
+        #expect(conditional.headers["etag"] == "\"v3\"" && conditional.body.isEmpty, "\(conditional)")
+        #expect(app.requests == 6 && app.notModified == 4, "requests \(app.requests) 304s \(app.notModified)")
+        let after = try await edge.https("api.example.com", "/pay/doc", tagged("v3"))
+        #expect(after.status == 200 && after.headers["x-mesh-cache"] == "miss", "the entry was dropped: \(after)")
+        #expect(app.requests == 7)
+        #expect(try await GatewayCacheTests.cacheCount(edge, "revalidated") == 1)
+        #expect(try await GatewayCacheTests.cacheCount(edge, "miss") == 4)
+    }
+
+    /// RFC 9111 §5.2.1: a client's `max-stale` takes a stale entry unvalidated (`x-mesh-cache:
+    /// stale`, its true `age`) within the limit, unless the response said `must-revalidate`;
+    /// `min-fresh` asks for that much freshness left; `only-if-cached` is answered from the
+    /// cache or 504 `not-cached`, never by the app. The entries are stale on arrival (`age: 15`
+    /// past `max-age=10`), so no test waits for time to pass.
+    @Test(arguments: ["--http1.1", "--http2"])
+    func aClientsMaxStaleMinFreshAndOnlyIfCached(_ version: String) async throws {
+        let (app, edge) = try await GatewayCacheTests.start()
+        let old = [version] + Self.respondWith("cache-control: max-age=10", "age: 15", "etag: \"o1\"")
+        let first = try await edge.https("api.example.com", "/pay/old", old)
+        #expect(first.status == 200 && first.headers["x-mesh-cache"] == "miss", "\(first)")
+        for asked in ["max-stale=60", "max-stale", "only-if-cached, max-stale=60"] {
+            let stale = try await edge.https("api.example.com", "/pay/old", old + ["-H", "cache-control: \(asked)"])
+            #expect(stale.status == 200 && stale.headers["x-mesh-cache"] == "stale" && stale.body == first.body, "\(asked): \(stale)")
+            #expect((Int(stale.headers["age"] ?? "") ?? 0) >= 15, "\(asked): \(stale)")
+        }
+        #expect(app.requests == 1)
+        for asked in ["max-stale=2", "max-stale=abc"] {
+            let validated = try await edge.https("api.example.com", "/pay/old", old + ["-H", "cache-control: \(asked)"])
+            #expect(validated.headers["x-mesh-cache"] == "revalidated" && validated.body == first.body, "\(asked): \(validated)")
+        }
+        #expect(app.requests == 3 && app.notModified == 2, "requests \(app.requests) 304s \(app.notModified)")
+        for path in ["/pay/old", "/pay/none"] {
+            let refused = try await edge.https("api.example.com", path, old + ["-H", "cache-control: only-if-cached"])
+            #expect(refused.status == 504 && refused.headers["x-mesh-error"] == "not-cached", "\(path): \(refused)")
+            #expect(refused.headers["x-mesh-cache"] == "miss" && refused.body.hasPrefix("mesh: not-cached:"), "\(path): \(refused)")
+        }
+        #expect(app.requests == 3, "only-if-cached never reaches the app")
+
+        let must = [version] + Self.respondWith("cache-control: max-age=10, must-revalidate", "age: 15", "etag: \"m1\"")
+        _ = try await edge.https("api.example.com", "/pay/must", must)
+        let revalidated = try await edge.https("api.example.com", "/pay/must", must + ["-H", "cache-control: max-stale"])
+        #expect(revalidated.headers["x-mesh-cache"] == "revalidated", "must-revalidate: \(revalidated)")
+        #expect(app.requests == 5 && app.notModified == 3)
+
+        let fresh = [version] + Self.respondWith("cache-control: max-age=60", "etag: \"f1\"")
+        _ = try await edge.https("api.example.com", "/pay/fresh", fresh)
+        for (asked, answer) in [("min-fresh=30", "hit"), ("min-fresh=-1", "hit"), ("min-fresh=120", "revalidated"), ("only-if-cached", "hit")] {
+            let response = try await edge.https("api.example.com", "/pay/fresh", fresh + ["-H", "cache-control: \(asked)"])
+            #expect(response.status == 200 && response.headers["x-mesh-cache"] == answer, "\(asked): \(response)")
+        }
+        #expect(app.requests == 7 && app.notModified == 4, "requests \(app.requests) 304s \(app.notModified)")
+    }
+
     /// `Expires` without `max-age`: an hour ahead is fresh (a hit the app never sees); already
     /// past without a validator is never kept; past with `Last-Modified` is kept and revalidated
     /// with `If-Modified-Since` on every use.

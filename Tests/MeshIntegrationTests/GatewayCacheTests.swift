@@ -125,6 +125,21 @@ import Testing
         #expect(miss == 1 && hit == 0 && coalesced == 99, "miss \(miss) hit \(hit) coalesced \(coalesced)")
     }
 
+    /// A revalidation answered by a 304 that selects nothing (another strong `ETag`) keeps the
+    /// rule: 100 concurrent `no-cache` requests send the revalidation and then the one request
+    /// sent again without conditions; the others wait for both and take the 200 it stored.
+    @Test func aHundredConcurrentRequestsBehindA304ThatSelectsNothingReachTheAppTwice() async throws {
+        let (app, edge) = try await Self.start()
+        let dated = ["-H", "x-respond-with: last-modified: Sun, 06 Nov 1994 08:49:37 GMT"]
+        let path = "/pay/slow?ms=1500"
+        _ = try await edge.https("api.example.com", path, dated + ["-H", "x-respond-with: etag: \"v1\""])
+        let (miss, hit, coalesced) = try await Self.burst(
+            edge, "--http2", path: path, headers: dated + ["-H", "x-respond-with: etag: \"v2\"", "-H", "cache-control: no-cache"])
+        #expect(app.requests == 3 && app.notModified == 1, "requests \(app.requests) 304s \(app.notModified)")
+        #expect(miss == 2 && hit == 0 && coalesced == 99, "miss \(miss) hit \(hit) coalesced \(coalesced)")
+        #expect(try await Self.cacheCount(edge, "revalidated") == 0)
+    }
+
     /// Admin `/explain` on the gateway process: the rule that takes the request and, once a GET
     /// stored its answer, that the cache answers the next one.
     @Test func explainShowsTheRuleAndThatTheCacheWillAnswer() async throws {

@@ -41,6 +41,7 @@ enum GRPCStatusCode: Int, Sendable, CaseIterable {
         case .unauthenticated: self = .unauthenticated
         case .badRequest, .headersTooLarge, .loopDetected: self = .invalidArgument
         case .faultInjected: self = .unavailable  // a rule's `abort.grpcStatus` overrides this
+        case .notCached: self = .unavailable
         }
     }
 }

@@ -30,7 +30,14 @@ extension HTTP2StreamExchange {
             writeCached(hit, exchange: exchange)
             return true
         case .revalidate(let conditional):
+            exchange.cacheFill?.resend = { [weak self] in  // after a 304 that did not select the entry
+                guard let self, self.exchange === exchange else { return }
+                self.forward(request, received: received)
+            }
             forward(conditional, received: received)
+            return true
+        case .refuse(let error):
+            fail(exchange, error)
             return true
         case .wait(let wait):
             phase = .connecting

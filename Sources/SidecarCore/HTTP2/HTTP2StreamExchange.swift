@@ -788,8 +788,19 @@ final class HTTP2StreamExchange: HTTP2UpstreamOwner, HTTP2DeadlineOwner {
         if let fill = exchange.cacheFill {  // the whole response came: store it
             exchange.cacheFill = nil
             fill.responseDataEnded()
-            if let entry = fill.complete(now: eventLoop.now) {  // a revalidation's 304
+            switch fill.complete(now: eventLoop.now) {
+            case .relayed: break
+            case .revalidated(let entry):  // a revalidation's 304
                 return answerRevalidated(entry, requestHeaders: fill.requestHeaders, exchange: exchange)
+            case .refetch:  // a 304 that did not select the entry (not relayed): the request goes again, as a miss
+                upstream = nil
+                tryDeadline = nil
+                endOutstanding(exchange)
+                responseStarted = false
+                exchange.status = 0
+                exchange.cacheFill = fill.refetch()
+                fill.resend?()
+                return
             }
         }
         end(exchange, status: exchange.status)

@@ -1,8 +1,9 @@
 import NIOCore
 
 /// The gateway's response cache on an HTTP/1.1 connection: `GatewayCacheLookup` decides (a
-/// hit, a wait behind a fetch in flight, a revalidation, or upstream, filling the cache when it
-/// leads); this file carries the decisions out as HTTP/1.1 bytes.
+/// hit, a wait behind a fetch in flight, a revalidation, a 504 for `only-if-cached`, or
+/// upstream, filling the cache when it leads); this file carries the decisions out as HTTP/1.1
+/// bytes, and sends a request again after a revalidation's 304 that selected nothing.
 extension HTTPProxyHandler {
     /// Whether the cache took `request`: answered it, or parked it until the fetch it waits
     /// for ends (then it is answered from the cache or sent upstream from here).
@@ -16,7 +17,14 @@ extension HTTPProxyHandler {
             writeCached(hit, exchange: exchange, context: context)
             return true
         case .revalidate(let conditional):
+            exchange.cacheFill?.resend = { [weak self] in
+                guard let self, self.exchange === exchange, let context = self.context else { return }
+                self.refetch(request, context: context)
+            }
             forward(conditional, context: context)
+            return true
+        case .refuse(let error):
+            fail(exchange, error, context: context)
             return true
         case .wait(let wait):
             phase = .connecting  // the route timeout (armed at admission) runs on while it waits
@@ -29,11 +37,37 @@ extension HTTPProxyHandler {
         }
     }
 
-    /// A revalidation's 304 ended (`ResponseCacheFill.complete` refreshed the entry): the
-    /// caller gets the entry, as a hit marked `revalidated`.
-    func answerRevalidated(_ cached: CachedResponse, requestHeaders: HTTPRawHeaders, exchange: ProxyExchange, context: ChannelHandlerContext) {
-        let hit = CacheHit(revalidated: cached, exchange: exchange, requestHeaders: requestHeaders, isHead: exchange.method == .HEAD)
-        writeCached(hit, exchange: exchange, context: context)
+    /// A cache fetch's response ended (`fill.complete` said `completion`), its upstream
+    /// connection already released: whether this answered the exchange (from the entry a 304
+    /// refreshed) or sent its request again (a 304 that did not select the entry). False: the
+    /// response was relayed, finish the exchange.
+    func cacheFetchEnded(
+        _ fill: ResponseCacheFill, _ completion: ResponseCacheFill.Completion, exchange: ProxyExchange, context: ChannelHandlerContext
+    ) -> Bool {
+        switch completion {
+        case .relayed:
+            return false
+        case .revalidated(let cached):
+            let hit = CacheHit(revalidated: cached, exchange: exchange, requestHeaders: fill.requestHeaders, isHead: exchange.method == .HEAD)
+            writeCached(hit, exchange: exchange, context: context)
+        case .refetch:
+            exchange.cacheFill = fill.refetch()
+            fill.resend?()
+        }
+        return true
+    }
+
+    /// Sends the caller's request upstream again, as a miss, after a revalidation's 304 that did
+    /// not select the entry (RFC 9111 §4.3.4): the 304 was not relayed, the route timeout restarts
+    /// from the request's start, and the new fill stores the answer for whoever waits.
+    private func refetch(_ request: AdmittedRequest, context: ChannelHandlerContext) {
+        let exchange = request.exchange
+        exchange.upstream = nil  // released at the 304's end
+        exchange.responseStarted = false
+        exchange.status = 0
+        if let rule = request.route?.rule { exchange.deadlines.route = exchange.start + rule.timeout.timeAmount }
+        armDeadlineTimer(context: context)
+        forward(request, context: context)
     }
 
     /// Writes an entry as the exchange's answer: the entry's head as received with the hit's

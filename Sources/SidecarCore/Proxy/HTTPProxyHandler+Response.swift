@@ -89,10 +89,10 @@ extension HTTPProxyHandler {
         guard let context, let exchange else { return }
         exchange.cancelTimers()
         endOutstanding(exchange)
-        var revalidated: (CachedResponse, HTTPRawHeaders)?
+        var cacheFetch: (ResponseCacheFill, ResponseCacheFill.Completion)?
         if let fill = exchange.cacheFill {
             exchange.cacheFill = nil
-            revalidated = fill.complete(now: context.eventLoop.now).map { ($0, fill.requestHeaders) }
+            cacheFetch = (fill, fill.complete(now: context.eventLoop.now))
         }
         if let upstream = exchange.upstream, let key = exchange.poolKey {
             if reusable && exchange.requestComplete && phase != .tunnel {
@@ -101,9 +101,7 @@ extension HTTPProxyHandler {
                 upstream.abandon()
             }
         }
-        if let (entry, requestHeaders) = revalidated {
-            return answerRevalidated(entry, requestHeaders: requestHeaders, exchange: exchange, context: context)
-        }
+        if let (fill, completion) = cacheFetch, cacheFetchEnded(fill, completion, exchange: exchange, context: context) { return }
         finishExchange(exchange, status: exchange.status, context: context)
     }
 

@@ -19,13 +19,15 @@ public struct ProxyError: Error, Sendable, Equatable {
         case faultInjected = "fault-injected"
         /// A gateway route needs a valid JWT or API key and got none (with `WWW-Authenticate`).
         case unauthenticated = "unauthenticated"
+        /// A gateway cache request with `Cache-Control: only-if-cached` found no stored answer it may have.
+        case notCached = "not-cached"
 
         public var status: Int {
             switch self {
             case .noRoute: return 404
             case .noHealthyEndpoint, .connectFailed, .circuitOpen: return 503
             case .tlsFailed, .upstreamReset: return 502
-            case .timeout: return 504
+            case .timeout, .notCached: return 504
             case .rateLimited: return 429
             case .forbidden: return 403
             case .badRequest: return 400

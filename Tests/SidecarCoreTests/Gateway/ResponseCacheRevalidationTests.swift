@@ -187,6 +187,94 @@ import Testing
         #expect(refreshed.size(key: "k") == refreshed.head.byteCount + 1 + 4)
     }
 
+    /// RFC 9111 §4.3.4: a 304 selects the stored response only by a validator it matches. An
+    /// `ETag` both carry decides (strong comparison for a strong one, weak for a weak one);
+    /// else `Last-Modified`; a validator the stored response lacks selects nothing; a 304 with
+    /// none selects the one response revalidated.
+    @Test func a304SelectsTheStoredResponseOnlyByAValidatorItMatches() {
+        typealias Validators = Machine.Validators
+        let cases: [(sent: Validators, stored: Validators, selects: Bool)] = [
+            (.init(etag: "\"v1\""), .init(etag: "\"v1\""), true),
+            (.init(etag: "\"v2\""), .init(etag: "\"v1\""), false),
+            (.init(etag: "W/\"v1\""), .init(etag: "\"v1\""), true),
+            (.init(etag: "W/\"v1\""), .init(etag: "W/\"v1\""), true),
+            (.init(etag: "W/\"v2\""), .init(etag: "\"v1\""), false),
+            (.init(etag: "\"v1\""), .init(etag: "W/\"v1\""), false),
+            (.init(etag: "\"v2\"", lastModified: "L"), .init(etag: "\"v1\"", lastModified: "L"), false),
+            (.init(etag: "\"v1\"", lastModified: "M"), .init(etag: "\"v1\"", lastModified: "L"), true),
+            (.init(etag: "\"v2\"", lastModified: "L"), .init(lastModified: "L"), true),
+            (.init(etag: "\"v2\""), .init(lastModified: "L"), false),
+            (.init(lastModified: "L"), .init(lastModified: "L"), true),
+            (.init(lastModified: "M"), .init(lastModified: "L"), false),
+            (.init(lastModified: "L"), .init(etag: "\"v1\""), false),
+            (.init(), .init(etag: "\"v1\"", lastModified: "L"), true),
+        ]
+        for (sent, stored, selects) in cases {
+            #expect(Machine.selects(sent, stored: stored) == selects, "304 \(sent) stored \(stored)")
+        }
+    }
+
+    /// A revalidation answered by a 304 with another strong `ETag`: the entry is not updated
+    /// but dropped, the fetch stays in flight (a request for the key waits on), and the fill
+    /// of the request sent again stores its 200 for the waiter. A weak match updates as before.
+    @Test(arguments: [("W/\"v1\"", true), ("\"v2\"", false)])
+    func a304ThatSelectsNothingDropsTheEntryAndTheFetchGoesOn(_ etag: String, selected: Bool) throws {
+        let cache = RuleCache(policy: GatewayCachePolicy(ttl: .seconds(30), maxBytes: 10_000), counters: [:])
+        let key = "api /a"
+        let none = try Self.head("HTTP/1.1 200 OK\ncontent-length: 0\n").headers
+        let asked = ResponseCacheStateMachine<CachedResponse>.Request(
+            key: key, isHead: false, hasAuthorization: false, cacheControl: CacheControl(), ifNoneMatch: nil)
+        let at = Cases.start
+        func lookup(afterWaitSince: NIODeadline? = nil) -> ResponseCacheStateMachine<CachedResponse>.Lookup {
+            cache.lookup(asked, header: { _ in nil }, now: at, afterWaitSince: afterWaitSince)
+        }
+        func store(_ fill: ResponseCacheFill, _ head: String, body: String) throws -> ResponseCacheFill.Completion {
+            fill.responseHead(try Self.head(head))
+            fill.responseBody(ByteBuffer(string: body))
+            return fill.complete(now: at)
+        }
+        guard case .fetch = lookup(), case .relayed = try store(
+            ResponseCacheFill(cache: cache, key: key, requestHeaders: none),
+            "HTTP/1.1 200 OK\ncontent-length: 3\ncache-control: no-cache\netag: \"v1\"\n", body: "old")
+        else {
+            Issue.record("not stored")
+            return
+        }
+
+        guard case .revalidate(let stale, "\"v1\"", nil) = lookup() else {
+            Issue.record("not revalidated")
+            return
+        }
+        let fill = ResponseCacheFill(cache: cache, key: key, requestHeaders: none, revalidating: stale)
+        fill.responseHead(try Self.head("HTTP/1.1 304 Not Modified\netag: \(etag)\ncache-control: max-age=60\n"))
+        #expect(fill.isNotModified, "a revalidation's 304 is not relayed")
+        switch fill.complete(now: at) {
+        case .revalidated(let refreshed):
+            #expect(selected && String(buffer: refreshed.body) == "old" && refreshed.head.headers.firstValue(named: "etag") == etag)
+            #expect(cache.summary(key: key, now: at).fresh == 1, "the refreshed entry (max-age=60) is fresh")
+        case .refetch:
+            #expect(!selected, "a 304 with \(etag) did not update the entry")
+            #expect(cache.summary(key: key, now: at).entries == 0, "the entry is dropped")
+            guard case .wait = lookup() else {
+                Issue.record("the fetch did not stay in flight")
+                return
+            }
+            let again = fill.refetch()
+            #expect(again.revalidating == nil)
+            guard case .relayed = try store(again, "HTTP/1.1 200 OK\ncontent-length: 3\netag: \"v2\"\n", body: "new") else {
+                Issue.record("the refetch is no plain fetch")
+                return
+            }
+            guard case .hit(let entry, _, "\"v2\"", false, false) = lookup(afterWaitSince: at) else {
+                Issue.record("no hit after the wait")
+                return
+            }
+            #expect(String(buffer: entry.body) == "new")
+        case .relayed:
+            Issue.record("a revalidation's 304 was relayed")
+        }
+    }
+
     @Test func httpDatesInAllThreeFormsAndNothingElse() {
         let now: Int64 = 1_780_000_000  // 2026
         #expect(HTTPDate.seconds("Sun, 06 Nov 1994 08:49:37 GMT", now: now) == 784_111_777)

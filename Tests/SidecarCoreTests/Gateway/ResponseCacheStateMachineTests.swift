@@ -46,7 +46,7 @@ import Testing
     }
 
     static func isHit(_ lookup: Machine.Lookup, _ payload: String? = nil) -> Bool {
-        if case .hit(let stored, _, _, _) = lookup { return payload == nil || stored == payload }
+        if case .hit(let stored, _, _, _, _) = lookup { return payload == nil || stored == payload }
         return false
     }
 
@@ -58,7 +58,7 @@ import Testing
     @Test func aStoredResponseIsAHitWithItsAgeUntilTheTTLPasses() {
         var machine = Self.machine(ttl: 30)
         Self.fill(&machine)
-        guard case .hit(let payload, let age, _, let notModified) = machine.lookup(
+        guard case .hit(let payload, let age, _, let notModified, _) = machine.lookup(
             Self.request(), header: Self.noHeaders, now: Self.start + .seconds(12))
         else {
             Issue.record("no hit")
@@ -77,7 +77,7 @@ import Testing
 
         var aged = Self.machine(ttl: 30)
         Self.fill(&aged, response: Self.response(cacheControl: "max-age=20", age: 15))
-        guard case .hit(_, let age, _, _) = aged.lookup(Self.request(), header: Self.noHeaders, now: Self.start + .seconds(1)) else {
+        guard case .hit(_, let age, _, _, _) = aged.lookup(Self.request(), header: Self.noHeaders, now: Self.start + .seconds(1)) else {
             Issue.record("no hit")
             return
         }
@@ -152,7 +152,7 @@ import Testing
         var machine = Self.machine()
         Self.fill(&machine, response: Self.response(etag: "\"v1\""))
         for (asked, expected) in [("\"v1\"", true), ("W/\"v1\"", true), ("\"v0\", \"v1\"", true), ("*", true), ("\"v2\"", false)] {
-            guard case .hit(_, _, let etag, let notModified) = machine.lookup(
+            guard case .hit(_, _, let etag, let notModified, _) = machine.lookup(
                 Self.request(ifNoneMatch: asked), header: Self.noHeaders, now: Self.start)
             else {
                 Issue.record("no hit for \(asked)")

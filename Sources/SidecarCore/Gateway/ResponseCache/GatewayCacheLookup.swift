@@ -6,9 +6,11 @@ import NIOCore
 /// `cache:` are the cache's: a hit (or 304 for a matching `If-None-Match`), a wait behind a
 /// fetch of the same key already in flight (on any loop: the rule's store is the process's),
 /// a revalidation of an entry that may not be used unvalidated (stale, stored `no-cache`, or
-/// the request's `no-cache` / `Pragma: no-cache` / `max-age`: the request goes upstream with
-/// the entry's validators), or a miss that goes upstream (filling the cache when it leads). Counts
-/// `sidecar_cache_requests_total` and marks misses `x-mesh-cache: miss`.
+/// the request's `no-cache` / `Pragma: no-cache` / `max-age` / `min-fresh`: the request goes
+/// upstream with the entry's validators), a miss that goes upstream (filling the cache when it
+/// leads), or 504 `not-cached` for `only-if-cached` without an entry. Counts
+/// `sidecar_cache_requests_total` and marks misses `x-mesh-cache: miss`. The request's
+/// directives are read only here, for a rule with `cache:`.
 enum GatewayCacheLookup {
     typealias StateMachine = ResponseCacheStateMachine<CachedResponse>
 
@@ -20,8 +22,12 @@ enum GatewayCacheLookup {
         /// Park until the fetch in flight for the key ends (`CacheWait.park`).
         case wait(CacheWait)
         /// Go upstream with this request instead: the stale entry's validators set
-        /// (`If-None-Match`, `If-Modified-Since`); a 304 is answered from the entry.
+        /// (`If-None-Match`, `If-Modified-Since`); a 304 that selects the entry is answered
+        /// from it. One that does not: `exchange.cacheFill.resend` must send the caller's
+        /// request (the one decided on) again, with the fill's `refetch()`.
         case revalidate(AdmittedRequest)
+        /// Answer this error (504 `not-cached`: `only-if-cached` without an entry it may have).
+        case refuse(ProxyError)
     }
 
     /// - Parameter afterWait: when the request began waiting for another's fetch (nil: it did
@@ -36,9 +42,13 @@ enum GatewayCacheLookup {
         let asked = Self.asked(request)
         let key = asked.key
         switch cache.lookup(asked, header: { headers.firstValue(named: $0) }, now: now, afterWaitSince: afterWait) {
-        case .hit(let cached, let age, let etag, let notModified):
+        case .hit(let cached, let age, let etag, let notModified, let stale):
             cache.count(afterWait != nil ? .coalesced : .hit)
-            return .hit(CacheHit(cached: cached, exchange: exchange, age: age, etag: etag, notModified: notModified, bodyless: asked.isHead))
+            return .hit(CacheHit(
+                cached: cached, exchange: exchange, age: age, etag: etag, notModified: notModified, bodyless: asked.isHead, stale: stale))
+        case .notCached:
+            markMiss(exchange, cache: cache)
+            return .refuse(ProxyError(.notCached, "only-if-cached and no stored response may answer it"))
         case .wait:
             return .wait(CacheWait(cache: cache, key: key, exchange: exchange, since: now))
         case .fetch:
@@ -89,6 +99,7 @@ enum GatewayCacheLookup {
     static let missLine = try! HTTPHeaderLine(name: "x-mesh-cache", value: "miss")
     static let hitLine = try! HTTPHeaderLine(name: "x-mesh-cache", value: "hit")
     static let revalidatedLine = try! HTTPHeaderLine(name: "x-mesh-cache", value: "revalidated")
+    static let staleLine = try! HTTPHeaderLine(name: "x-mesh-cache", value: "stale")
 }
 
 /// A request parked behind another's fetch of the same key.
@@ -113,8 +124,8 @@ struct CacheWait {
 
 /// An answer from the cache as either codec writes it: the entry's status and fields with the
 /// exchange's response changes (the route's `responseHeaders`, CORS) plus `age` and
-/// `x-mesh-cache: hit` (`revalidated` when a 304 from upstream just refreshed it); or 304
-/// with the entry's validators when `notModified`.
+/// `x-mesh-cache: hit` (`revalidated` when a 304 from upstream just refreshed it, `stale` when
+/// a request's `max-stale` took it stale); or 304 with the entry's validators when `notModified`.
 struct CacheHit {
     let cached: CachedResponse
     /// The status the caller gets (304 when `notModified`).
@@ -128,7 +139,7 @@ struct CacheHit {
 
     init(
         cached: CachedResponse, exchange: ProxyExchange, age: Int64, etag: String?, notModified: Bool, bodyless: Bool,
-        revalidated: Bool = false
+        stale: Bool = false, revalidated: Bool = false
     ) {
         self.cached = cached
         self.notModified = notModified
@@ -138,7 +149,7 @@ struct CacheHit {
         var added = changes.added
         if revalidated { added.removeAll { $0.name == "x-mesh-cache" } }  // the miss marked when it went upstream
         added.append(try! HTTPHeaderLine(name: "age", value: String(age)))
-        added.append(revalidated ? GatewayCacheLookup.revalidatedLine : GatewayCacheLookup.hitLine)
+        added.append(revalidated ? GatewayCacheLookup.revalidatedLine : stale ? GatewayCacheLookup.staleLine : GatewayCacheLookup.hitLine)
         self.added = added
         self.removed = changes.removed
     }

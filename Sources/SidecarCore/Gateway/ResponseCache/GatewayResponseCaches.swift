@@ -127,6 +127,11 @@ final class RuleCache: Sendable {
         return result
     }
 
+    /// A change to the machine that ends no fetch (so wakes no waiter): `dropForRefetch`.
+    func update(_ change: (inout StateMachine) -> Void) {
+        state.withLock { change(&$0.machine) }
+    }
+
     /// Parks a request (the machine said `.wait`) until the fetch of `key` ends (`resume(true)`:
     /// look up again) or the wait times out on `eventLoop` (`resume(false)`: go upstream). A
     /// fetch that ended between the lookup and this call resumes it at once.
@@ -218,10 +223,11 @@ struct CachedResponse: Sendable {
 
 /// The `result` of `sidecar_cache_requests_total{route,result}`.
 enum CacheResult: String, CaseIterable {
-    /// Answered from the cache (a 304 included).
+    /// Answered from the cache (a 304 included, and a stale entry a request's `max-stale` took).
     case hit
-    /// Went upstream for a request the cache could have answered (the fetch that fills it, or
-    /// a request that waited in vain or found too many waiting).
+    /// No entry the request could have: it went upstream (the fetch that fills it, a request
+    /// that waited in vain or found too many waiting, a revalidation answered 200 or by a 304
+    /// that did not select the entry), or, asking `only-if-cached`, was answered 504.
     case miss
     /// Waited for another request's fetch of the same key and was answered from its entry.
     case coalesced

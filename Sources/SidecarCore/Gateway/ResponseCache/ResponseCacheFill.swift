@@ -3,10 +3,15 @@ import NIOCore
 /// The fetch a leading request makes for the cache: it keeps the response head and a copy of
 /// the body bytes as they are relayed (dropped once past the rule's bound), then stores them
 /// or gives up, and wakes whoever waits for the key. A revalidation (`revalidating`: the stale
-/// entry) that is answered 304 is not relayed: the entry's head takes the 304's fields
+/// entry) that is answered 304 is not relayed: when the 304 selects the entry (RFC 9111
+/// §4.3.4, `ResponseCacheStateMachine.selects`), the entry's head takes the 304's fields
 /// (`CachedResponse.refreshed(by:)`), its freshness restarts from them, and the handler answers
-/// the caller from it (`complete` returns it).
+/// the caller from it (`complete` returns it); when it does not (a different strong `ETag`, say),
+/// the entry is dropped and the handler sends the caller's request again as a miss (`resend`,
+/// with a new fill that ends the same fetch: the waiters wait on for it).
 /// Confined to the fetching request's loop; only `RuleCache` calls take the store's lock.
+/// A revalidation's `resend` holds the request (and so its exchange, which holds this fill)
+/// until the exchange drops its fill, which every end does.
 final class ResponseCacheFill {
     let cache: RuleCache
     let key: String
@@ -14,9 +19,22 @@ final class ResponseCacheFill {
     let requestHeaders: HTTPRawHeaders
     /// The stale entry a conditional request revalidates.
     let revalidating: CachedResponse?
+    /// Sends the caller's request upstream again with `refetch()` as the exchange's fill (set by
+    /// the handler that revalidates: it knows how to send it).
+    var resend: (() -> Void)?
     private var head: HTTPRawResponseHead?
     private var body: ByteBuffer?
     private var size = 0
+
+    /// What the handler does once the response ended (`complete`).
+    enum Completion {
+        /// Nothing more: the response was relayed (and stored when it may be).
+        case relayed
+        /// A revalidation's 304 refreshed the entry: answer the caller from it.
+        case revalidated(CachedResponse)
+        /// A revalidation's 304 did not select the entry, now dropped: call `resend`.
+        case refetch
+    }
 
     init(cache: RuleCache, key: String, requestHeaders: HTTPRawHeaders, revalidating: CachedResponse? = nil) {
         self.cache = cache
@@ -65,18 +83,24 @@ final class ResponseCacheFill {
         }
     }
 
-    /// The response ended whole: store it if it may be stored (for a revalidation's 304, the
-    /// refreshed entry), then wake the waiters. Returns the entry to answer the caller with
-    /// when the response was a revalidation's 304.
-    func complete(now: NIODeadline) -> CachedResponse? {
+    /// The response ended whole: store it if it may be stored (for a revalidation's 304 that
+    /// selects the entry, the refreshed entry), then wake the waiters; or, for a 304 that does
+    /// not select it, drop the entry and keep the fetch in flight for the request sent again.
+    func complete(now: NIODeadline) -> Completion {
         guard let head else {
             abandon()
-            return nil
+            return .relayed
         }
         let requestHeaders = requestHeaders
         let key = key
         let wallClock = AuthenticationFilter.wallClockSeconds()
         if let stale = revalidating, head.status == 304 {
+            let notModified = GatewayResponseCaches.StateMachine.Validators(head)
+            guard GatewayResponseCaches.StateMachine.selects(notModified, stored: .init(stale.head)) else {
+                cache.count(.miss)
+                cache.update { $0.dropForRefetch(key: key, header: { requestHeaders.firstValue(named: $0) }) }
+                return .refetch
+            }
             cache.count(.revalidated)
             let refreshed = stale.refreshed(by: head)
             let response = GatewayResponseCaches.StateMachine.Response(refreshed.head, wallClock: wallClock)
@@ -85,7 +109,7 @@ final class ResponseCacheFill {
                     key: key, response: response, payload: refreshed, size: refreshed.size(key: key),
                     header: { requestHeaders.firstValue(named: $0) }, now: now)
             }
-            return refreshed
+            return .revalidated(refreshed)
         }
         if revalidating != nil { cache.count(.miss) }
         let response = GatewayResponseCaches.StateMachine.Response(head, wallClock: wallClock)
@@ -95,7 +119,13 @@ final class ResponseCacheFill {
         _ = cache.finish(key) { machine in
             machine.fill(key: key, response: response, payload: payload, size: size, header: { requestHeaders.firstValue(named: $0) }, now: now)
         }
-        return nil
+        return .relayed
+    }
+
+    /// The fill of the request sent again after a 304 that did not select the entry: the same
+    /// key and fetch, no longer a revalidation (its answer is relayed, stored when it may be).
+    func refetch() -> ResponseCacheFill {
+        ResponseCacheFill(cache: cache, key: key, requestHeaders: requestHeaders)
     }
 
     /// No whole response came (an error, a reset, a timeout): wake the waiters to go upstream.
@@ -103,6 +133,13 @@ final class ResponseCacheFill {
         if revalidating != nil { cache.count(.miss) }
         let key = key
         cache.finish(key) { $0.abandon(key: key) }
+    }
+}
+
+extension ResponseCacheStateMachine.Validators {
+    /// The `ETag` and `Last-Modified` of `head`.
+    init(_ head: HTTPRawResponseHead) {
+        self.init(etag: head.headers.firstValue(named: "etag"), lastModified: head.headers.firstValue(named: "last-modified"))
     }
 }
 

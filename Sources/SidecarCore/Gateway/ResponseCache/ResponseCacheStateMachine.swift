@@ -5,9 +5,12 @@ import NIOCore
 /// its `Vary` values equal), waits for a fetch of the same key already in flight, fetches it
 /// itself to fill the cache, revalidates an entry that has a validator (`ETag`,
 /// `Last-Modified`) with a conditional request (the entry is stale or was stored `no-cache`, or
-/// the request asks for a validated answer: `no-cache`, `max-age` exceeded, RFC 9111 §5.2.1),
-/// or bypasses the cache (`no-store`, `Authorization`); and whether a fetched response is
-/// stored, evicting least recently used entries to stay within `maxBytes`.
+/// the request asks for a validated answer: `no-cache`, `max-age` exceeded, `min-fresh` not
+/// met, RFC 9111 §5.2.1), is answered stale (the request's `max-stale` allows it and the
+/// response did not forbid it), is refused (`only-if-cached` without an entry it may have),
+/// or bypasses the cache (`no-store`, `Authorization`); whether a fetched response is stored,
+/// evicting least recently used entries to stay within `maxBytes`; and whether a 304 selects
+/// the entry it revalidated (RFC 9111 §4.3.4).
 ///
 /// Invariants: `storedBytes <= limits.maxBytes`; at most one fetch per key is in flight, and
 /// at most `limits.maxWaiters` requests wait for it. Time is passed in (`now`), so tests drive
@@ -54,9 +57,10 @@ struct ResponseCacheStateMachine<Payload> {
     }
 
     enum Lookup {
-        /// Answer from the cache: the entry's payload, `age` in seconds, and whether the
-        /// request's `If-None-Match` matched its `ETag` (answer 304).
-        case hit(Payload, age: Int64, etag: String?, notModified: Bool)
+        /// Answer from the cache: the entry's payload, `age` in seconds, whether the request's
+        /// `If-None-Match` matched its `ETag` (answer 304), and whether it is stale (served
+        /// unvalidated because the request's `max-stale` allows it).
+        case hit(Payload, age: Int64, etag: String?, notModified: Bool, stale: Bool)
         /// Go upstream and hand the response to `fill` (or `abandon` when there is none): no
         /// entry fits, or the request asks for a validated answer and the entry has no validator.
         case fetch
@@ -67,6 +71,9 @@ struct ResponseCacheStateMachine<Payload> {
         case revalidate(Payload, etag: String?, lastModified: String?)
         /// A fetch of this key is in flight: wait for it, then look up again.
         case wait
+        /// `only-if-cached` and no entry the request may have: answer 504, never go upstream
+        /// (nor wait for a fetch, nor start one).
+        case notCached
         /// Go upstream; nothing is stored.
         case bypass(Bypass)
     }
@@ -98,24 +105,40 @@ struct ResponseCacheStateMachine<Payload> {
         var etag: String?
         var lastModified: String?
         /// `no-cache`: every use needs a revalidation first.
-        var mustRevalidate: Bool
+        var noCache: Bool
+        /// Never used stale, whatever a request's `max-stale` allows: `must-revalidate`,
+        /// `proxy-revalidate`, `no-cache`, or `s-maxage` (which implies `proxy-revalidate` for a
+        /// shared cache, RFC 9111 §5.2.2.10).
+        var neverStale: Bool
         /// Lower-case names of the response's `Vary` and the request's values of them.
         var vary: [(name: String, value: String?)]
         var lastUsed: UInt64
 
-        func isFresh(_ now: NIODeadline) -> Bool { !mustRevalidate && now < storedAt + freshFor }
+        func isFresh(_ now: NIODeadline) -> Bool { !noCache && now < storedAt + freshFor }
         var hasValidator: Bool { etag != nil || lastModified != nil }
         /// Seconds, as the `age` the answer carries.
         func age(_ now: NIODeadline) -> Int64 { initialAge + (now - storedAt).nanoseconds / 1_000_000_000 }
 
-        /// Whether `request` may have it without asking the upstream: fresh, and the request
-        /// neither says `no-cache` nor `max-age` below its age (`max-age=0`: always validate).
-        func serves(_ request: Request, now: NIODeadline) -> Bool {
-            guard isFresh(now), !request.cacheControl.noCache else { return false }
-            guard let maxAge = request.cacheControl.maxAge else { return true }
-            return maxAge > 0 && age(now) <= maxAge
+        /// How `request` may have it without asking the upstream (nil: only validated): the
+        /// request says neither `no-cache` nor a `max-age` below its age (`max-age=0`: always
+        /// validate); then `.fresh` when it stays fresh for the request's `min-fresh` more
+        /// seconds, or `.stale` when it is stale by no more than the request's `max-stale`
+        /// allows and may be served stale (RFC 9111 §4.2.4, §5.2.1).
+        func use(for request: Request, now: NIODeadline) -> Use? {
+            let asked = request.cacheControl
+            guard !noCache, !asked.noCache else { return nil }
+            if let maxAge = asked.maxAge, !(maxAge > 0 && age(now) <= maxAge) { return nil }
+            let left = freshFor - (now - storedAt)
+            if left > .zero {
+                guard let minFresh = asked.minFresh else { return .fresh }
+                return left >= .seconds(minFresh) ? .fresh : nil
+            }
+            guard let maxStale = asked.maxStale, !neverStale else { return nil }
+            return maxStale == .max || .zero - left <= .seconds(maxStale) ? .stale : nil
         }
     }
+
+    enum Use { case fresh, stale }
 
     let limits: Limits
     private var entries: [String: [Entry]] = [:]
@@ -139,12 +162,16 @@ struct ResponseCacheStateMachine<Payload> {
         _ request: Request, header: (String) -> String?, now: NIODeadline, mayWait: Bool = true, mayLead: Bool = true,
         validatedSince: NIODeadline? = nil
     ) -> Lookup {
-        if let reason = bypass(request) { return .bypass(reason) }
-        if let entry = lookupEntry(request.key, header: header, now: now) {
-            if entry.serves(request, now: now) || validatedSince.map({ entry.storedAt >= $0 }) == true {
+        let onlyIfCached = request.cacheControl.onlyIfCached
+        if let reason = bypass(request) { return onlyIfCached ? .notCached : .bypass(reason) }
+        // A request that takes stale answers keeps stale entries without a validator for it.
+        if let entry = lookupEntry(request.key, header: header, now: now, keepStale: request.cacheControl.maxStale != nil) {
+            let validated = validatedSince.map { entry.storedAt >= $0 } == true
+            if let use = validated ? .fresh : entry.use(for: request, now: now) {
                 let notModified = request.ifNoneMatch.map { Self.matches($0, etag: entry.etag) } ?? false
-                return .hit(entry.payload, age: entry.age(now), etag: entry.etag, notModified: notModified)
+                return .hit(entry.payload, age: entry.age(now), etag: entry.etag, notModified: notModified, stale: use == .stale)
             }
+            if onlyIfCached { return .notCached }
             // To be validated first: one request goes upstream (conditionally when the entry has
             // a validator, else to replace it), the others wait for it.
             guard !request.isHead else { return .bypass(.headMiss) }
@@ -152,16 +179,17 @@ struct ResponseCacheStateMachine<Payload> {
             guard entry.hasValidator else { return .fetch }
             return .revalidate(entry.payload, etag: entry.etag, lastModified: entry.lastModified)
         }
+        if onlyIfCached { return .notCached }
         if request.isHead { return .bypass(.headMiss) }
         return startFetch(request.key, mayWait: mayWait, mayLead: mayLead) ?? .fetch
     }
 
     /// The variant of `key` that fits the request's `Vary` values (its use recorded for LRU),
-    /// after dropping the key's stale variants that have no validator. Mutates in place: a hit
-    /// copies nothing but the entry.
-    private mutating func lookupEntry(_ key: String, header: (String) -> String?, now: NIODeadline) -> Entry? {
+    /// after dropping the key's stale variants that have no validator (unless `keepStale`).
+    /// Mutates in place: a hit copies nothing but the entry.
+    private mutating func lookupEntry(_ key: String, header: (String) -> String?, now: NIODeadline, keepStale: Bool) -> Entry? {
         guard let index = entries.index(forKey: key) else { return nil }
-        if entries.values[index].contains(where: { !$0.isFresh(now) && !$0.hasValidator }) {
+        if !keepStale, entries.values[index].contains(where: { !$0.isFresh(now) && !$0.hasValidator }) {
             var dropped = 0
             entries.values[index].removeAll { entry in
                 guard !entry.isFresh(now) && !entry.hasValidator else { return false }
@@ -207,12 +235,10 @@ struct ResponseCacheStateMachine<Payload> {
         if let seconds = response.cacheControl.sharedMaxAge ?? response.cacheControl.maxAge ?? response.expires {
             lifetime = min(lifetime, .seconds(max(0, seconds)))
         }
-        var freshFor = lifetime - .seconds(response.age)
+        // Negative when stale on arrival (by as much: a request's `max-stale` weighs it).
+        let freshFor = lifetime - .seconds(response.age)
         // Stale on arrival: kept only when it can be revalidated (each use revalidates it).
-        if freshFor <= .zero {
-            guard response.hasValidator else { return .failure(.stale) }
-            freshFor = .zero
-        }
+        if freshFor <= .zero, !response.hasValidator { return .failure(.stale) }
         guard size <= limits.maxBytes else { return .failure(.tooLarge) }
         let vary = response.vary.map { (name: $0, value: header($0)) }
         var variants = entries[key] ?? []
@@ -233,7 +259,8 @@ struct ResponseCacheStateMachine<Payload> {
         variants = entries[key] ?? []
         variants.append(Entry(
             payload: payload, size: size, storedAt: now, initialAge: response.age, freshFor: freshFor,
-            etag: response.etag, lastModified: response.lastModified, mustRevalidate: response.cacheControl.noCache,
+            etag: response.etag, lastModified: response.lastModified, noCache: response.cacheControl.noCache,
+            neverStale: response.cacheControl.mustRevalidate || response.cacheControl.noCache || response.cacheControl.sharedMaxAge != nil,
             vary: vary, lastUsed: clock))
         entries[key] = variants
         storedBytes += size
@@ -245,6 +272,42 @@ struct ResponseCacheStateMachine<Payload> {
         fetching[key] = nil
     }
 
+    /// A revalidation of `key` was answered by a 304 that does not select the entry (see
+    /// `selects`): the variant that fits the request (`header`: its `Vary` values) is dropped
+    /// and the fetch stays in flight, so the same request fetches again without the entry's
+    /// conditions and the requests waiting for the key wait on for that answer.
+    mutating func dropForRefetch(key: String, header: (String) -> String?) {
+        guard let index = entries.index(forKey: key),
+            let variant = entries.values[index].firstIndex(where: { $0.vary.allSatisfy { header($0.name) == $0.value } })
+        else { return }
+        storedBytes -= entries.values[index][variant].size
+        entries.values[index].remove(at: variant)
+        if entries.values[index].isEmpty { entries.remove(at: index) }
+    }
+
+    /// A response's validators, as a 304 and a stored response carry them.
+    struct Validators: Equatable, Sendable {
+        var etag: String?
+        var lastModified: String?
+    }
+
+    /// RFC 9111 §4.3.4: whether a 304 selects the stored response it revalidated, so that its
+    /// fields may update it. An `ETag` both carry decides: a strong one in the 304 selects only
+    /// a stored response with the same strong tag (strong comparison, RFC 9110 §8.8.3.2), a
+    /// weak one any with the same tag (weak comparison). Otherwise a `Last-Modified` the 304
+    /// carries must equal the stored one (used as the strong validator it is when the stored
+    /// response has no `ETag`); a 304 with an `ETag` or `Last-Modified` the stored response
+    /// lacks selects nothing. A 304 with no validator selects the one response revalidated.
+    static func selects(_ notModified: Validators, stored: Validators) -> Bool {
+        if let sent = notModified.etag?.trimmingSpaces, let kept = stored.etag?.trimmingSpaces {
+            let isWeak: (Substring) -> Bool = { $0.hasPrefix("W/") }
+            if isWeak(sent) { return sent.dropFirst(2) == (isWeak(kept) ? kept.dropFirst(2) : kept) }
+            return !isWeak(kept) && sent == kept
+        }
+        if let sent = notModified.lastModified { return stored.lastModified == sent }
+        return notModified.etag == nil
+    }
+
     /// Why `request` may not use the cache at all; nil when it may. (`no-cache` and `max-age`
     /// on a request still use it: they ask for a validated answer, see `lookup`.)
     func bypass(_ request: Request) -> Bypass? {
@@ -253,11 +316,11 @@ struct ResponseCacheStateMachine<Payload> {
         return nil
     }
 
-    /// Whether `request` would be answered from a fresh entry now without asking the upstream,
-    /// changing nothing (`/explain`).
+    /// Whether `request` would be answered from an entry now without asking the upstream
+    /// (fresh, or stale within its `max-stale`), changing nothing (`/explain`).
     func wouldHit(_ request: Request, header: (String) -> String?, now: NIODeadline) -> Bool {
         guard bypass(request) == nil, let variants = entries[request.key] else { return false }
-        return variants.contains { entry in entry.serves(request, now: now) && entry.vary.allSatisfy { header($0.name) == $0.value } }
+        return variants.contains { entry in entry.use(for: request, now: now) != nil && entry.vary.allSatisfy { header($0.name) == $0.value } }
     }
 
     /// `key`'s entries (`Vary` variants) and how many are fresh, changing nothing (`/explain`).
