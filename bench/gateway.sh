@@ -117,7 +117,7 @@ daemon off; master_process off; worker_processes 1; pid $d/nginx.pid; error_log 
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 100000000; keepalive_timeout 3600s;
   proxy_cache_path $d/cache keys_zone=edge:10m max_size=16m;
-  upstream payments { server 127.0.0.1:$B_PORT; keepalive 64; keepalive_requests 100000000; keepalive_timeout 3600s; }
+  upstream payments { server 127.0.0.1:$B_PORT; keepalive 1024; keepalive_requests 100000000; keepalive_timeout 3600s; }
   server { listen 127.0.0.1:$p ssl${H2:-}; server_name $HOST; ssl_protocols TLSv1.2 TLSv1.3;
     ssl_certificate $PKI/$HOST.pem; ssl_certificate_key $PKI/$HOST.key;
     proxy_http_version 1.1; proxy_set_header Connection "";
