@@ -74,12 +74,16 @@ mint_leaf "$HOST" external "DNS:$HOST"
 # --- the app (nginx, 200 + 100 B) and the payments sidecar every edge calls ---
 APP_PORT=$(free_port); DIRECT_PORT=$(free_port); B_PORT=$(free_port)
 mkdir -p "$OUT/app" "$OUT/payments"
+# nginx as a TLS server chooses as ours does (TLS 1.3: AES-128-GCM first, the server's order);
+# Envoy's BoringSSL has no TLS 1.3 suite setting and follows the client's order (wrk: AES-256).
+NGINX_SUITES="ssl_prefer_server_ciphers on; ssl_conf_command Options PrioritizeChaCha;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;"
 cat > "$OUT/app/nginx.conf" <<EOF
 daemon off; master_process off; worker_processes 1; pid $OUT/app/nginx.pid; error_log $OUT/app/error.log warn;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 100000000; keepalive_timeout 3600s;
   server { listen 127.0.0.1:$APP_PORT; location / { return 200 "$(printf 'x%.0s' $(seq 1 100))"; } }
-  server { listen 127.0.0.1:$DIRECT_PORT ssl; ssl_protocols TLSv1.2 TLSv1.3;
+  server { listen 127.0.0.1:$DIRECT_PORT ssl; ssl_protocols TLSv1.2 TLSv1.3; $NGINX_SUITES
     ssl_certificate $PKI/$HOST.pem; ssl_certificate_key $PKI/$HOST.key;
     location / { return 200 "$(printf 'x%.0s' $(seq 1 100))"; } } }
 EOF
@@ -118,7 +122,7 @@ events { worker_connections 4096; }
 http { access_log off; keepalive_requests 100000000; keepalive_timeout 3600s;
   proxy_cache_path $d/cache keys_zone=edge:10m max_size=16m;
   upstream payments { server 127.0.0.1:$B_PORT; keepalive 1024; keepalive_requests 100000000; keepalive_timeout 3600s; }
-  server { listen 127.0.0.1:$p ssl${H2:-}; server_name $HOST; ssl_protocols TLSv1.2 TLSv1.3;
+  server { listen 127.0.0.1:$p ssl${H2:-}; server_name $HOST; ssl_protocols TLSv1.2 TLSv1.3; $NGINX_SUITES
     ssl_certificate $PKI/$HOST.pem; ssl_certificate_key $PKI/$HOST.key;
     proxy_http_version 1.1; proxy_set_header Connection "";
     proxy_ssl_certificate $PKI/edge.pem; proxy_ssl_certificate_key $PKI/edge.key; proxy_ssl_protocols TLSv1.3;
