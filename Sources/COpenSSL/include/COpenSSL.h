@@ -30,7 +30,8 @@ const unsigned char *COpenSSL_GENERAL_NAME_uri(const GENERAL_NAME *name, int *le
 /// notBefore / notAfter of a certificate as Unix seconds (0 when unreadable).
 long long COpenSSL_X509_not_before(const X509 *cert);
 long long COpenSSL_X509_not_after(const X509 *cert);
-/// No renegotiation, no compression (option bits are macros Swift cannot import).
+/// No renegotiation, no compression, TLS 1.3 suites AES-128-GCM first by the server's choice (ChaCha20
+/// for a client preferring it); 1 when OpenSSL took the suites (option bits are macros Swift cannot import).
 int COpenSSL_SSL_CTX_set_mesh_options(SSL_CTX *ctx);
 /// Server side: `callback` runs on each ClientHello that carries SNI (it may switch the SSL_CTX).
 long COpenSSL_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*callback)(SSL *, int *, void *));
