@@ -116,6 +116,8 @@ struct ResponseCacheStateMachine<Payload> {
 
         func isFresh(_ now: NIODeadline) -> Bool { !noCache && now < storedAt + freshFor }
         var hasValidator: Bool { etag != nil || lastModified != nil }
+        /// Whether the request whose fields `header` reads is this variant (its `Vary` values).
+        func fits(_ header: (String) -> String?) -> Bool { vary.allSatisfy { header($0.name) == $0.value } }
         /// Seconds, as the `age` the answer carries.
         func age(_ now: NIODeadline) -> Int64 { initialAge + (now - storedAt).nanoseconds / 1_000_000_000 }
 
@@ -202,7 +204,7 @@ struct ResponseCacheStateMachine<Payload> {
                 return nil
             }
         }
-        guard let variant = entries.values[index].firstIndex(where: { $0.vary.allSatisfy { header($0.name) == $0.value } }) else {
+        guard let variant = entries.values[index].firstIndex(where: { $0.fits(header) }) else {
             return nil
         }
         clock &+= 1
@@ -278,7 +280,7 @@ struct ResponseCacheStateMachine<Payload> {
     /// conditions and the requests waiting for the key wait on for that answer.
     mutating func dropForRefetch(key: String, header: (String) -> String?) {
         guard let index = entries.index(forKey: key),
-            let variant = entries.values[index].firstIndex(where: { $0.vary.allSatisfy { header($0.name) == $0.value } })
+            let variant = entries.values[index].firstIndex(where: { $0.fits(header) })
         else { return }
         storedBytes -= entries.values[index][variant].size
         entries.values[index].remove(at: variant)
@@ -320,7 +322,7 @@ struct ResponseCacheStateMachine<Payload> {
     /// (fresh, or stale within its `max-stale`), changing nothing (`/explain`).
     func wouldHit(_ request: Request, header: (String) -> String?, now: NIODeadline) -> Bool {
         guard bypass(request) == nil, let variants = entries[request.key] else { return false }
-        return variants.contains { entry in entry.use(for: request, now: now) != nil && entry.vary.allSatisfy { header($0.name) == $0.value } }
+        return variants.contains { entry in entry.use(for: request, now: now) != nil && entry.fits(header) }
     }
 
     /// `key`'s entries (`Vary` variants) and how many are fresh, changing nothing (`/explain`).
