@@ -225,6 +225,9 @@ fixed_rate() {  # edge round rate
     fi
 }
 
+# CPU-seconds $1 per 100k of the round's $requests.
+per100k() { calc "($1) / $requests * 100000"; }
+
 # --- rounds: every edge once per round, in a rotating order ---
 for round in $(seq 1 "$ROUNDS"); do
     order=($EDGES); shift_by=$(( (round - 1) % ${#order[@]} )); order=("${order[@]:$shift_by}" "${order[@]:0:$shift_by}")
@@ -234,7 +237,6 @@ for round in $(seq 1 "$ROUNDS"); do
         read -r requests rps p50 p99 < <(load "$edge" "$round")
         t1=$(now); after=$(cpu_of "$pid"); pay=$(calc "$(cpu_of "$PAYMENTS_PID") - $pay")
         app=$(calc "$(cpu_of "$APP_PID") - $app"); busy=$(calc "$(machine_busy) - $busy")
-        per100k() { calc "($1) / $requests * 100000"; }
         record rps "$edge" "$round" "$rps"
         [[ $edge == direct ]] || record cpu_s_per_100k "$edge" "$round" "$(per100k "$after - $before")"
         [[ $edge == direct ]] || record payments_cpu_s_per_100k "$edge" "$round" "$(per100k "$pay")"
