@@ -84,19 +84,27 @@ mkdir -p "$dir/logs" "$dir/try"
 umask 077  # tokens, keys and the Prometheus data stay private
 : >"$dir/pids"
 
-pids=() names=()
+pids=() names=() logs=()
 # start NAME LOG COMMAND...: runs it in the background, remembered by PID.
 start() {
     local name=$1 log=$2
     shift 2
     "$@" >"$log" 2>&1 &
-    pids+=($!) names+=("$name")
+    pids+=($!) names+=("$name") logs+=("$log")
     echo "$! $name" >>"$dir/pids"
 }
 alive() {
     local state
     state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
     [[ -n $state && $state != Z ]]
+}
+# all_alive: dies naming the first started process that exited, with the end of its log.
+all_alive() {
+    for index in "${!pids[@]}"; do
+        alive "${pids[$index]}" && continue
+        die "${names[$index]} (pid ${pids[$index]}) exited; the end of ${logs[$index]}:
+$(tail -n 8 "${logs[$index]}" 2>/dev/null | sed 's/^/  /')"
+    done
 }
 stopped=0
 stop_all() {
@@ -216,9 +224,17 @@ loadgen_outbound=$(p 19001)
 for _ in $(seq 1 600); do
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'Host: web' "http://127.0.0.1:$loadgen_outbound/" || true)
     [[ $code == 200 ]] && break
+    all_alive
     sleep 0.2
 done
-[[ $code == 200 ]] || die "web -> payments -> ledger did not answer 200 within 2 minutes (last: $code)"
+if [[ $code != 200 ]]; then
+    for entry in "${mesh_services[@]}"; do
+        read -r name _ <<<"$entry"
+        printf 'demo: the end of %s:\n%s\n' "$dir/logs/$name-sidecar.log" \
+            "$(tail -n 5 "$dir/logs/$name-sidecar.log" 2>/dev/null | sed 's/^/  /')" >&2
+    done
+    die "web -> payments -> ledger did not answer 200 within 2 minutes (last: $code, 000 = no HTTP answer)"
+fi
 start "load generator" "$dir/logs/load.log" "$bin/demo-app" load --call web/ --via "127.0.0.1:$loadgen_outbound" \
     --rps "${DEMO_RPS:-5}"
 
@@ -230,6 +246,7 @@ for _ in $(seq 1 600); do
     answer=$(curl -s --max-time 5 "$prom/api/v1/targets?state=active" || true)
     up=$(grep -o '"health":"up"' <<<"$answer" | wc -l || true)
     ((up >= targets)) && break
+    all_alive
     sleep 0.2
 done
 ((up >= targets)) || die "Prometheus scraped $up of $targets targets within 2 minutes; see $prom/targets and $dir/logs/prometheus.log"
@@ -289,11 +306,7 @@ EOF
 
 if [[ "${DEMO_EXIT_AFTER_READY:-}" == 1 ]]; then exit 0; fi
 while true; do
-    for index in "${!pids[@]}"; do
-        if ! alive "${pids[$index]}"; then
-            die "${names[$index]} (pid ${pids[$index]}) exited; see $dir/logs"
-        fi
-    done
+    all_alive
     sleep 1 &
     wait $! || true
 done

@@ -155,6 +155,44 @@ struct DemoScriptTests {
         #expect(!FileManager.default.fileExists(atPath: directory.path + "/demo/pids"), "nothing started")
     }
 
+    /// A sidecar that exits at start (here one that cannot bind) is named with the end of its
+    /// log while the demo waits for the chain, not after two minutes of connection refused;
+    /// everything else it started is stopped.
+    @Test func aProcessThatExitsIsNamedWithItsLog() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let binaries = URL(fileURLWithPath: ControlPlaneServer.binary).deletingLastPathComponent()
+        let fake = directory.path + "/bin"
+        try FileManager.default.createDirectory(atPath: fake, withIntermediateDirectories: true)
+        for tool in ["control-plane", "demo-app"] {
+            try FileManager.default.createSymbolicLink(
+                atPath: fake + "/" + tool, withDestinationPath: binaries.appendingPathComponent(tool).path)
+        }
+        try "#!/bin/sh\necho 'sidecar: cannot listen on 127.0.0.1:1: address already in use' >&2\nexit 1\n"
+            .write(toFile: fake + "/sidecar", atomically: true, encoding: .utf8)
+        chmod(fake + "/sidecar", 0o755)
+        var result: (status: Int32, stdout: String, stderr: String) = (0, "", "")
+        for _ in 0..<3 {
+            try? FileManager.default.removeItem(atPath: directory.path + "/demo")
+            result = try await Self.run(
+                environment: [
+                    "MESH_BIN": fake, "DEMO_DIR": directory.path + "/demo", "DEMO_EXIT_AFTER_READY": "1",
+                    "DEMO_PORT_OFFSET": String(Int.random(in: 1...40) * 100),
+                ],
+                timeout: .seconds(120))
+            if !result.stderr.contains("is already in use: stop what listens there") { break }
+        }
+        #expect(result.status == 1)
+        #expect(result.stderr.contains(/demo: web sidecar \(pid \d+\) exited; the end of \S+web-sidecar.log:/), "\(result.stderr)")
+        #expect(result.stderr.contains("  sidecar: cannot listen on 127.0.0.1:1: address already in use"), "\(result.stderr)")
+        let pids = try String(contentsOfFile: directory.path + "/demo/pids", encoding: .utf8)
+            .split(separator: "\n").compactMap { Int32($0.split(separator: " ").first ?? "") }
+        #expect(pids.count >= 4, "control plane, Prometheus, web's app and sidecar at least: \(pids)")
+        for pid in pids {
+            #expect(kill(pid, 0) == -1 && errno == ESRCH, "pid \(pid) is still there")
+        }
+    }
+
     /// Runs scripts/demo.sh with `environment` added to ours, up to `timeout`.
     static func run(environment: [String: String], timeout: Duration) async throws -> (status: Int32, stdout: String, stderr: String) {
         let child = try ChildProcess([packageRoot.appendingPathComponent("scripts/demo.sh").path], environment: environment)

@@ -154,10 +154,12 @@ nonisolated(unsafe) private var handedOut: Set<Int> = []
 
 /// A TCP port free on 127.0.0.1 for programs that cannot take port 0. Chosen below the kernel's
 /// ephemeral range (32768+), so no outgoing connection of a parallel test can take it meanwhile,
-/// and never handed out twice in this process.
+/// above the demo's fixed ports (8080...19006 moved by at most 4000, DemoScriptTests), so a
+/// parallel test cannot bind one between the demo's check and its sidecar's bind, and never
+/// handed out twice in this process.
 public func freeLoopbackPort() throws -> Int {
     for _ in 0..<1000 {
-        let port = Int.random(in: 20000..<32000)
+        let port = Int.random(in: 24000..<32000)
         let fresh = handedOutPorts.withLock { handedOut.insert(port).inserted }
         guard fresh, canBind(port: port) else { continue }
         return port
