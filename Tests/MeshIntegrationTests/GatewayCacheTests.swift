@@ -131,6 +131,11 @@ import Testing
     @Test func aHundredConcurrentRequestsBehindA304ThatSelectsNothingReachTheAppTwice() async throws {
         let (app, edge) = try await Self.start()
         let dated = ["-H", "x-respond-with: last-modified: Sun, 06 Nov 1994 08:49:37 GMT"]
+        // 1.5 s per answer: every request of the burst must arrive before the refetch stored
+        // its 200 (a later one revalidates again, as its `no-cache` asks; eight of a hundred
+        // came later beside the whole parallel suite, so this suite runs after it), and both
+        // answers come well within the 5 s a waiter waits (`GatewayResponseCaches.waitTimeout`;
+        // past it each goes upstream: at 2.4 s a third of them did).
         let path = "/pay/slow?ms=1500"
         _ = try await edge.https("api.example.com", path, dated + ["-H", "x-respond-with: etag: \"v1\""])
         let (miss, hit, coalesced) = try await Self.burst(
