@@ -293,7 +293,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MeshFuzzTargetsTests",
-            dependencies: ["MeshFuzzTargets"],
+            dependencies: ["MeshFuzzTargets", "MeshTestSupport"],
             swiftSettings: warningsAsErrors
         ),
         .testTarget(

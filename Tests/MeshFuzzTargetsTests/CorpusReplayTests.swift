@@ -1,11 +1,12 @@
 import Foundation
 import MeshFuzzTargets
+import MeshTestSupport
 import Testing
 
 /// The CI smoke run of the fuzz targets: every committed corpus file (`fuzz/corpus/<target>/`)
 /// goes through the same entry function libFuzzer drives. A property violation traps, as it
 /// does under the fuzzer; a corpus that went missing fails.
-@Suite struct CorpusReplayTests {
+@Suite(.cpuBound) struct CorpusReplayTests {
     static let corpusRoot = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("fuzz/corpus")

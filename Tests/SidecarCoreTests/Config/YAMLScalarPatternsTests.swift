@@ -1,10 +1,11 @@
+import MeshTestSupport
 import Testing
 @testable import SidecarCore
 
 /// The tag resolver's hand-written int, float and timestamp matchers against the patterns they
 /// stand for (Yams' `Resolver.Rule`s, here as Swift `Regex` matched by code point, as ICU did):
 /// the YAML 1.1 examples, then random texts over the characters the patterns care about.
-@Suite struct YAMLScalarPatternsTests {
+@Suite(.cpuBound) struct YAMLScalarPatternsTests {
     static let int = oracle(
         "[-+]?0b[0-1_]+|[-+]?0o?[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+"
             + "|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+")

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeshTestSupport
 import Testing
 import _CryptoExtras
 
@@ -7,7 +8,7 @@ import _CryptoExtras
 
 /// JWT and API-key checks of `GatewayAuthenticator`, with tokens minted here by swift-crypto:
 /// ES256 and RS256 accepted, and refused for every way a token can be wrong.
-@Suite struct GatewayAuthenticatorTests {
+@Suite(.cpuBound) struct GatewayAuthenticatorTests {
     static let now: Int64 = 1_800_000_000
     static let ecKey = P256.Signing.PrivateKey()
     static let rsaKey = try! _RSA.Signing.PrivateKey(keySize: .bits2048)
