@@ -98,12 +98,14 @@ alive() {
     state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
     [[ -n $state && $state != Z ]]
 }
+# log_end FILE LINES: the last LINES lines of a log, indented.
+log_end() { tail -n "$2" "$1" 2>/dev/null | sed 's/^/  /'; }
 # all_alive: dies naming the first started process that exited, with the end of its log.
 all_alive() {
     for index in "${!pids[@]}"; do
         alive "${pids[$index]}" && continue
         die "${names[$index]} (pid ${pids[$index]}) exited; the end of ${logs[$index]}:
-$(tail -n 8 "${logs[$index]}" 2>/dev/null | sed 's/^/  /')"
+$(log_end "${logs[$index]}" 8)"
     done
 }
 stopped=0
@@ -230,8 +232,7 @@ done
 if [[ $code != 200 ]]; then
     for entry in "${mesh_services[@]}"; do
         read -r name _ <<<"$entry"
-        printf 'demo: the end of %s:\n%s\n' "$dir/logs/$name-sidecar.log" \
-            "$(tail -n 5 "$dir/logs/$name-sidecar.log" 2>/dev/null | sed 's/^/  /')" >&2
+        printf 'demo: the end of %s:\n%s\n' "$dir/logs/$name-sidecar.log" "$(log_end "$dir/logs/$name-sidecar.log" 5)" >&2
     done
     die "web -> payments -> ledger did not answer 200 within 2 minutes (last: $code, 000 = no HTTP answer)"
 fi
