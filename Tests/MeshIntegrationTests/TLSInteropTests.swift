@@ -57,6 +57,39 @@ import Testing
         #expect(summary.contains("Ciphersuite: \(chosen)\n"), "s_client said: \(summary)")
     }
 
+    /// After the handshake our server reads and writes records with the mesh's own record
+    /// layer. s_client's `K` sends a KeyUpdate asking for ours and `k` one that does not: the
+    /// server moves its read key for both and answers the first with a KeyUpdate of its own
+    /// (s_client then reads with its next key), and every line is still echoed.
+    @Test func keyUpdatesFromAnOpensslClientAreFollowedAndAnswered() async throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let files = try Self.web.write(to: directory.url, name: "web")
+        let server = try await TLSTestServer(group: group, store: serverStore(), fixture: .echo)
+        let client = try ChildProcess([
+            "openssl", "s_client", "-connect", "127.0.0.1:\(server.port)", "-tls1_3", "-brief", "-no_ign_eof",
+            "-servername", "payments", "-cert", files.cert, "-key", files.key, "-CAfile", files.ca, "-verify_return_error",
+        ])
+        defer { client.terminate() }
+        var updates = 0
+        for (line, command) in [("before any update", nil), ("after K", "K"), ("after k", "k"), ("after K again", "K")] {
+            if let command {
+                // s_client takes a whole read of its input as one command: the line waits.
+                client.write("\(command)\n")
+                updates += 1
+                let sent = updates
+                #expect(await eventually { client.stderr.components(separatedBy: "KEYUPDATE").count - 1 == sent })
+            }
+            client.write("\(line)\n")
+            #expect(await eventually { client.stdout.contains(line) }, "s_client said: \(client.stdout) \(client.stderr)")
+        }
+        client.closeInput()
+        #expect(await client.wait() == 0, "s_client said: \(client.stderr)")
+        try await server.close()
+        #expect(server.errorReasons.isEmpty)
+        #expect(client.stderr.components(separatedBy: "KEYUPDATE").count - 1 == 3, "s_client said: \(client.stderr)")
+    }
+
     @Test func opensslClientWithoutCertificateIsRefused() async throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }

@@ -5,12 +5,10 @@ import NIOCore
 /// the traffic keys derived from a traffic secret, the per-record nonce, and sealing and opening
 /// of whole records with one OpenSSL EVP AES-GCM context keyed once.
 ///
-/// The first piece of a record layer of our own for application data after OpenSSL's handshake
-/// (bench/README, "What the rest of the gap is": OpenSSL 3.0 spends ~8k instructions on a
-/// 200-byte record it writes, this ~3.4k). Not used on connections yet: the switch-over (the
-/// traffic secrets, the sequence numbers at the switch, KeyUpdate, close_notify, OpenSSL kept
-/// from writing afterwards) is the next piece. `TLS13RecordProtectionTests` checks it against
-/// OpenSSL's own records on a real handshake.
+/// The crypto of `TLS13RecordLayer`, the mesh's record layer for application data after
+/// OpenSSL's handshake (bench/README, "What the rest of the gap is": OpenSSL 3.0 spends ~8k
+/// instructions on a 200-byte record it writes, this ~3.4k). `TLS13RecordProtectionTests`
+/// checks it against OpenSSL's own records on a real handshake.
 final class TLS13RecordProtection {
     /// The TLS 1.3 cipher suites this protects with (TLS_CHACHA20_POLY1305_SHA256 stays with OpenSSL).
     enum Suite: Sendable, Equatable {
@@ -50,6 +48,8 @@ final class TLS13RecordProtection {
     let sealing: Bool
     /// The next record's sequence number (its nonce); a connection never wraps it (§5.3).
     private(set) var sequence: UInt64
+    /// Kept for the next generation's secret (KeyUpdate).
+    private let trafficSecret: [UInt8]
     private let iv: [UInt8]
     private let context: OpaquePointer
 
@@ -66,6 +66,7 @@ final class TLS13RecordProtection {
         self.suite = suite
         self.sealing = sealing
         self.sequence = sequence
+        self.trafficSecret = trafficSecret
         guard let cipher = EVP_CIPHER_fetch(nil, suite.cipherName, nil) else {
             throw TLSError(.other, OpenSSLErrorQueue.drainedDescription(fallback: "\(suite.cipherName) is not available"))
         }
@@ -117,6 +118,19 @@ final class TLS13RecordProtection {
     /// The next traffic secret after a KeyUpdate (§7.2).
     static func nextTrafficSecret(after secret: [UInt8], suite: Suite) throws(TLSError) -> [UInt8] {
         try expandLabel(secret: secret, label: "traffic upd", length: suite.hashLength, suite: suite)
+    }
+
+    /// The secret `generations` KeyUpdates after `secret`.
+    static func trafficSecret(_ secret: [UInt8], advancedBy generations: Int, suite: Suite) throws(TLSError) -> [UInt8] {
+        var secret = secret
+        for _ in 0..<generations { secret = try nextTrafficSecret(after: secret, suite: suite) }
+        return secret
+    }
+
+    /// This direction's protection after a KeyUpdate: the next secret, sequence 0.
+    func next() throws(TLSError) -> TLS13RecordProtection {
+        try TLS13RecordProtection(
+            suite: suite, trafficSecret: Self.nextTrafficSecret(after: trafficSecret, suite: suite), sealing: sealing)
     }
 
     /// Appends one record carrying `plaintext` (at most `maxPlaintext` bytes) as `contentType`,

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 
 /// The immutable description of one side of a TLS session: what we present, whom we trust,
@@ -36,6 +39,25 @@ public struct TLSConfiguration: Sendable {
     /// the destination service).
     public var peerIdentity: PeerIdentityPolicy
     public var handshakeTimeout: TimeAmount
+    /// Who protects TLS 1.3 application data (AES-GCM suites) after the handshake.
+    public var recordLayer: RecordLayer = .processDefault
+    /// Records sealed under one write key before a KeyUpdate moves it on (the mesh record layer;
+    /// 2^24, well inside AES-GCM's 2^24.5, RFC 8446 §5.5). Tests lower it.
+    var recordsPerKey: UInt64 = 1 << 24
+
+    /// Who protects a TLS 1.3 connection's application data once OpenSSL's handshake is done.
+    public enum RecordLayer: Sendable {
+        /// The mesh's own (`TLS13RecordLayer`): AES-GCM through one EVP context keyed once
+        /// per direction, about half of OpenSSL 3.0's instructions per record. TLS 1.2 and
+        /// ChaCha20 stay with OpenSSL.
+        case mesh
+        /// OpenSSL's `SSL_write` / `SSL_read` throughout.
+        case openSSL
+
+        /// `.openSSL` when the environment has `MESH_TLS_RECORD_LAYER=openssl`, else `.mesh`.
+        public static let processDefault: RecordLayer =
+            getenv("MESH_TLS_RECORD_LAYER").map { String(cString: $0) } == "openssl" ? .openSSL : .mesh
+    }
 
     /// The mesh's sidecar-to-sidecar profile: TLS 1.3 only, mutual authentication, ALPN
     /// `http/1.1`, peers limited to the trust domain's workloads (`spiffe://<td>/service/<name>`:

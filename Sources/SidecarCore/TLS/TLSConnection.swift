@@ -22,6 +22,13 @@ public struct TLSHandshakeInfo: Sendable, Equatable {
 /// (no copy into a memory BIO first) and writes records straight into the buffer we send (no
 /// copy out of one). No I/O of its own; `TLSHandler` drives it on one event loop. Owns the
 /// `SSL*` and frees it in `deinit`.
+///
+/// A TLS 1.3 AES-GCM connection hands its application data to the mesh's own record layer
+/// (`TLS13RecordLayer`) after the handshake unless its configuration says `.openSSL`: the write
+/// side at once, the read side as soon as OpenSSL holds nothing unread (a server at once, a
+/// client after its first application record, so OpenSSL has read the server's session
+/// tickets). From the switch on, anything OpenSSL would write is dropped: it never again
+/// protects a record with the keys the mesh layer now uses.
 final class TLSConnection {
     enum HandshakeResult {
         case complete
@@ -40,7 +47,7 @@ final class TLSConnection {
     let peerIdentityPolicy: PeerIdentityPolicy
     /// Client: key of the session cache (server name + address).
     let sessionKey: String?
-    private let ssl: OpaquePointer
+    let ssl: OpaquePointer
     private var verifyFailure: TLSError?
     /// Ciphertext received and not yet read by OpenSSL: the network's own read buffer (released
     /// as soon as OpenSSL has read all of it, so NIO can reuse it for the next read).
@@ -48,6 +55,10 @@ final class TLSConnection {
     /// Ciphertext OpenSSL wrote since the last `takeOutput()`.
     fileprivate var outbound: ByteBuffer?
     private let allocator = ByteBufferAllocator()
+    /// The mesh's record layer once the write side switched; nil while OpenSSL protects records.
+    private var recordLayer: TLS13RecordLayer?
+    /// Secrets and record counts for the switch; dropped once both sides switched.
+    fileprivate var trace = TLS13HandshakeTrace()
 
     private static let exDataIndex: Int32 = COpenSSL_SSL_get_ex_new_index()
 
@@ -71,6 +82,9 @@ final class TLSConnection {
         BIO_set_data(bio, Unmanaged.passUnretained(self).toOpaque())
         SSL_set_bio(ssl, bio, bio)  // one BIO both ways: one reference, freed by SSL_free
         SSL_set_ex_data(ssl, Self.exDataIndex, Unmanaged.passUnretained(self).toOpaque())
+        if context.configuration.recordLayer == .mesh {
+            SSL_set_msg_callback(ssl, tlsMessageCallback)
+        }
         switch context.role {
         case .client:
             SSL_set_connect_state(ssl)
@@ -146,6 +160,10 @@ final class TLSConnection {
 
     /// The BIO's write: a record (or part of one) OpenSSL made, appended to what we send next.
     fileprivate func writeCiphertext(_ bytes: UnsafeRawBufferPointer) {
+        // After the switch OpenSSL's keys and sequence numbers are stale: what it writes (an
+        // answer to a KeyUpdate it read, an alert) must not reach the wire; the mesh layer
+        // sends its own.
+        guard recordLayer == nil else { return }
         if outbound == nil { outbound = allocator.buffer(capacity: max(bytes.count, 1024)) }
         outbound!.writeBytes(bytes)
     }
@@ -172,6 +190,7 @@ final class TLSConnection {
             if SSL_session_reused(ssl) == 1, let refusal = resumedIdentityRefusal() {
                 return .failed(refusal)
             }
+            startRecordLayer()
             return .complete
         }
         switch SSL_get_error(ssl, result) {
@@ -221,6 +240,7 @@ final class TLSConnection {
     /// call, once per batch). The buffer is sized by what can come out: plaintext is never
     /// longer than the ciphertext it came from.
     func read(allocator: ByteBufferAllocator, limit: Int = 16 * 1024) -> ReadResult {
+        if let recordLayer, recordLayer.readsRecords { return readRecords(recordLayer) }
         let ciphertext = inbound?.readableBytes ?? 0
         let held = SSL_has_pending(ssl) == 1
         guard ciphertext > 0 || held else { return .wantMoreData }  // nothing kept: `inbound` is nil
@@ -232,7 +252,11 @@ final class TLSConnection {
             result = SSL_read(ssl, pointer.baseAddress, Int32(min(pointer.count, Int(Int32.max))))
             return result > 0 ? Int(result) : 0
         }
-        if result > 0 { return .data(buffer) }
+        if recordLayer != nil { answerPeerKeyUpdate() }
+        if result > 0 {
+            if recordLayer != nil { startReadingRecords() }
+            return .data(buffer)
+        }
         switch SSL_get_error(ssl, result) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
             keepOnlyTheRest()
@@ -246,8 +270,20 @@ final class TLSConnection {
 
     /// Encrypts all of `buffer` into the output buffer.
     func write(_ buffer: ByteBuffer) throws(TLSError) {
-        Self.clearErrorQueue()
         reserveOutput(forPlaintext: buffer.readableBytes)
+        if let recordLayer {
+            let failure: TLSError? = buffer.withUnsafeReadableBytes { bytes in
+                do throws(TLSError) {
+                    try recordLayer.write(bytes, into: &outbound!)
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            if let failure { throw failure }
+            return
+        }
+        Self.clearErrorQueue()
         let failure: TLSError? = buffer.withUnsafeReadableBytes { bytes in
             var offset = 0
             while offset < bytes.count {
@@ -265,9 +301,90 @@ final class TLSConnection {
 
     /// Queues our close_notify alert.
     func shutdown() {
+        if let recordLayer {
+            if outbound == nil { outbound = allocator.buffer(capacity: 32) }
+            recordLayer.sendAlert(.closeNotify, into: &outbound!)
+            // As SSL_shutdown would: a session whose connection ended without close_notify is
+            // taken out of the cache (and not resumed) by SSL_free.
+            SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN)
+            return
+        }
         ERR_clear_error()
         _ = SSL_shutdown(ssl)
         ERR_clear_error()
+    }
+
+    // MARK: The mesh record layer
+
+    /// The mesh's record layer once it writes this connection's records (tests).
+    var meshRecordLayer: TLS13RecordLayer? { recordLayer }
+
+    /// At the end of the handshake: the write side moves to the mesh layer (a server's read
+    /// side too: it has read exactly up to the client's Finished). Connections it does not
+    /// cover (TLS 1.2, ChaCha20, no key log) stay with OpenSSL and stop tracing.
+    private func startRecordLayer() {
+        guard recordLayer == nil, context.configuration.recordLayer == .mesh else { return }
+        let isClient = context.role == .client
+        guard SSL_version(ssl) == TLS1_3_VERSION, let cipher = SSL_get_current_cipher(ssl),
+            let suite = TLS13RecordProtection.Suite(openSSLName: String(cString: SSL_CIPHER_get_name(cipher))),
+            trace.written.afterFinished, let secret = isClient ? trace.clientSecret : trace.serverSecret,
+            let sealer = try? TLS13RecordProtection(
+                suite: suite,
+                trafficSecret: TLS13RecordProtection.trafficSecret(secret, advancedBy: trace.written.keyUpdates, suite: suite),
+                sealing: true, sequence: trace.written.records)
+        else {
+            stopTracing()
+            return
+        }
+        recordLayer = TLS13RecordLayer(sealer: sealer, recordsPerKey: context.configuration.recordsPerKey)
+        if !isClient { startReadingRecords() }
+    }
+
+    /// The read side moves to the mesh layer when OpenSSL holds no record or part of one.
+    private func startReadingRecords() {
+        guard let recordLayer, !recordLayer.readsRecords, trace.read.afterFinished, SSL_has_pending(ssl) == 0,
+            let cipher = SSL_get_current_cipher(ssl),
+            let suite = TLS13RecordProtection.Suite(openSSLName: String(cString: SSL_CIPHER_get_name(cipher))),
+            let secret = context.role == .client ? trace.serverSecret : trace.clientSecret,
+            let opener = try? TLS13RecordProtection(
+                suite: suite,
+                trafficSecret: TLS13RecordProtection.trafficSecret(secret, advancedBy: trace.read.keyUpdates, suite: suite),
+                sealing: false, sequence: trace.read.records)
+        else { return }
+        recordLayer.startReading(with: opener)
+        stopTracing()
+    }
+
+    /// OpenSSL read a KeyUpdate asking for ours after the write side switched: the mesh layer
+    /// answers (OpenSSL's own answer was dropped).
+    private func answerPeerKeyUpdate() {
+        guard trace.peerRequestedKeyUpdate, let recordLayer else { return }
+        trace.peerRequestedKeyUpdate = false
+        if outbound == nil { outbound = allocator.buffer(capacity: 32) }
+        try? recordLayer.sendKeyUpdate(requestingPeer: false, into: &outbound!)
+    }
+
+    private func stopTracing() {
+        SSL_set_msg_callback(ssl, nil)
+        trace = TLS13HandshakeTrace()
+    }
+
+    private func readRecords(_ recordLayer: TLS13RecordLayer) -> ReadResult {
+        guard inbound != nil else { return .wantMoreData }
+        let result = recordLayer.read(&inbound!, replies: &outbound)
+        if inbound!.readableBytes == 0 {
+            inbound = nil
+        } else if case .wantMoreData = result {
+            keepOnlyTheRest()
+        }
+        switch result {
+        case .data(let plaintext): return .data(plaintext)
+        case .wantMoreData: return .wantMoreData
+        case .closeNotify:
+            SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN)
+            return .closeNotify
+        case .failed(let error): return .failed(error)
+        }
     }
 
     // MARK: Failure reasons
@@ -401,3 +518,22 @@ enum ByteBufferBIO {
         BIO_get_data(bio).map { Unmanaged<TLSConnection>.fromOpaque($0).takeUnretainedValue() }
     }
 }
+
+/// OpenSSL's key log, read for the application traffic secrets (`TLS13HandshakeTrace`); set
+/// on every context (a server's SNI may switch an `SSL*` to another one).
+let tlsKeyLogCallback: @convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Void = { ssl, line in
+    guard let ssl, let line, let connection = TLSConnection.from(ssl: ssl),
+        connection.context.configuration.recordLayer == .mesh
+    else { return }
+    connection.trace.keyLog(line)
+}
+
+/// OpenSSL's message callback, set per `SSL*` until the switch: record headers and handshake
+/// messages both ways (`TLS13HandshakeTrace`).
+let tlsMessageCallback:
+    @convention(c) (Int32, Int32, Int32, UnsafeRawPointer?, Int, OpaquePointer?, UnsafeMutableRawPointer?) -> Void = {
+        written, _, contentType, bytes, length, ssl, _ in
+        guard let ssl, let connection = TLSConnection.from(ssl: ssl) else { return }
+        connection.trace.message(
+            written: written != 0, contentType: contentType, bytes: UnsafeRawBufferPointer(start: bytes, count: bytes == nil ? 0 : length))
+    }

@@ -96,6 +96,9 @@ public final class TLSContext: @unchecked Sendable {
             throw TLSConfigurationError(file: nil, "TLS 1.3 cipher suites refused: \(OpenSSLErrorQueue.drainedDescription(fallback: "unknown error"))")
         }
 
+        // The application traffic secrets for the mesh record layer (`TLSConnection`).
+        SSL_CTX_set_keylog_callback(context, tlsKeyLogCallback)
+
         switch role {
         case .server:
             // Needed for resumption when client certificates are verified.

@@ -15,7 +15,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias OutboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
-    private let connection: TLSConnection
+    let connection: TLSConnection
     /// The channel's allocator, read once (a pipeline and a channel getter per read otherwise).
     private var allocator = ByteBufferAllocator()
     private var stateMachine = TLSHandlerStateMachine()
@@ -26,6 +26,11 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// What the handshake established; nil until it completes.
     public private(set) var handshakeInfo: TLSHandshakeInfo?
+
+    /// Whether the mesh's own record layer writes and reads this connection's records (tests).
+    var usesMeshRecordLayer: (writes: Bool, reads: Bool) {
+        (connection.meshRecordLayer != nil, connection.meshRecordLayer?.readsRecords ?? false)
+    }
 
     /// - Parameters:
     ///   - serverName: the SNI a client sends (the destination service name in the mesh).

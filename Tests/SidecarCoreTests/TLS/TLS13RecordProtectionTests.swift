@@ -19,18 +19,25 @@ import Testing
     /// A pair whose client logs its secrets (the key log is per `SSL_CTX`), and the client's
     /// application traffic secret once the handshake is done.
     func handshake(suite: TLS13RecordProtection.Suite) throws -> (InMemoryTLSPair, [UInt8]) {
-        let clientContext = try TLSContext(configuration: Self.web.configuration(), role: .client)
+        let clientContext = try TLSContext(configuration: openSSLRecordLayer(Self.web.configuration()), role: .client)
         let name = suite == .aes128GCMSHA256 ? "TLS_AES_128_GCM_SHA256" : "TLS_AES_256_GCM_SHA384"
         #expect(SSL_CTX_set_ciphersuites(clientContext.context, name) == 1)
         SSL_CTX_set_keylog_callback(clientContext.context, keyLogLine)
         let pair = try InMemoryTLSPair(
             clientContext: clientContext,
-            serverContext: TLSContext(configuration: Self.payments.configuration(), role: .server),
+            serverContext: TLSContext(configuration: openSSLRecordLayer(Self.payments.configuration()), role: .server),
             clientPeerIdentity: .exactly([SPIFFEID.service("payments")!]))
         try pair.connect()
         #expect(pair.clientRecorder.handshakeInfo != nil)
         let secret = try #require(KeyLog.secret("CLIENT_TRAFFIC_SECRET_0", of: clientContext.context))
         return (pair, secret)
+    }
+
+    /// Both sides keep OpenSSL's record layer: this test compares against it.
+    func openSSLRecordLayer(_ configuration: TLSConfiguration) -> TLSConfiguration {
+        var configuration = configuration
+        configuration.recordLayer = .openSSL
+        return configuration
     }
 
     @Test(arguments: [TLS13RecordProtection.Suite.aes128GCMSHA256, .aes256GCMSHA384])
