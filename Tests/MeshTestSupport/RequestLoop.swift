@@ -16,7 +16,8 @@ public final class RequestLoop: Sendable {
         public var status: Int
         /// The `x-app` header: which `TestHTTPApp` answered.
         public var app: String?
-        /// The `x-mesh-error` header, or the client's error when no response came.
+        /// The `x-mesh-error` header and the error body's start, or the client's error when no
+        /// response came.
         public var error: String?
         public var sent: ContinuousClock.Instant
     }
@@ -132,8 +133,11 @@ private final class LoopConnectionHandler: ChannelInboundHandler, @unchecked Sen
             current?.app = head.headers.first(name: "x-app")
             current?.error = head.headers.first(name: "x-mesh-error")
             keepAlive = head.isKeepAlive
-        case .body:
-            break
+        case .body(let body):
+            // A mesh error's body says why (the sidecar's detail): kept for the test's message.
+            if let status = current?.status, status != 200, let error = current?.error, error.count < 400 {
+                current?.error = error + " " + String(buffer: body)
+            }
         case .end:
             guard let response = current else { return }
             current = nil
