@@ -101,7 +101,7 @@ final class TLS13RecordLayer {
 
     /// Opens the next record in `inbound` that carries something for the caller; handshake
     /// records are handled here. Replies (a KeyUpdate's answer, a fatal alert) go to `replies`.
-    func read(_ inbound: inout ByteBuffer, replies: inout ByteBuffer?) -> ReadResult {
+    func read(_ inbound: inout ByteBuffer, allocator: ByteBufferAllocator, replies: inout ByteBuffer?) -> ReadResult {
         if let failure { return .failed(failure) }
         while inbound.readableBytes >= TLS13RecordProtection.headerLength, let opener {
             let view = inbound.readableBytesView
@@ -115,7 +115,8 @@ final class TLS13RecordLayer {
             let opened: Result<(TLS13RecordProtection.ContentType, ByteBuffer), TLSError> = inbound.withUnsafeReadableBytes {
                 bytes in
                 do throws(TLSError) {
-                    return .success(try opener.open(UnsafeRawBufferPointer(rebasing: bytes[0..<recordLength])))
+                    return .success(
+                        try opener.open(UnsafeRawBufferPointer(rebasing: bytes[0..<recordLength]), allocator: allocator))
                 } catch {
                     return .failure(error)
                 }

@@ -182,7 +182,9 @@ final class TLS13RecordProtection {
     /// Opens one whole record (`record`: its 5-byte header and all of its ciphertext): its inner
     /// content type and plaintext without the padding. A record that does not authenticate, is
     /// malformed or carries no content type is an error; the sequence number moves only on success.
-    func open(_ record: UnsafeRawBufferPointer) throws(TLSError) -> (ContentType, ByteBuffer) {
+    func open(
+        _ record: UnsafeRawBufferPointer, allocator: ByteBufferAllocator = ByteBufferAllocator()
+    ) throws(TLSError) -> (ContentType, ByteBuffer) {
         precondition(!sealing, "a record protection made for writing cannot open")
         guard record.count >= Self.headerLength + Self.tagLength + 1 else {
             throw TLSError(.other, "a protected record of \(record.count) bytes is too short")
@@ -197,7 +199,7 @@ final class TLS13RecordProtection {
         let bytes = record.baseAddress!.assumingMemoryBound(to: UInt8.self)
         var ok = setNonce()
         let context = context
-        var plaintext = ByteBuffer()
+        var plaintext = allocator.buffer(capacity: innerLength)
         plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: innerLength) { buffer in
             let out = buffer.baseAddress!.assumingMemoryBound(to: UInt8.self)
             var length: Int32 = 0

@@ -240,7 +240,7 @@ final class TLSConnection {
     /// call, once per batch). The buffer is sized by what can come out: plaintext is never
     /// longer than the ciphertext it came from.
     func read(allocator: ByteBufferAllocator, limit: Int = 16 * 1024) -> ReadResult {
-        if let recordLayer, recordLayer.readsRecords { return readRecords(recordLayer) }
+        if let recordLayer, recordLayer.readsRecords { return readRecords(recordLayer, allocator: allocator) }
         let ciphertext = inbound?.readableBytes ?? 0
         let held = SSL_has_pending(ssl) == 1
         guard ciphertext > 0 || held else { return .wantMoreData }  // nothing kept: `inbound` is nil
@@ -369,9 +369,9 @@ final class TLSConnection {
         trace = TLS13HandshakeTrace()
     }
 
-    private func readRecords(_ recordLayer: TLS13RecordLayer) -> ReadResult {
+    private func readRecords(_ recordLayer: TLS13RecordLayer, allocator: ByteBufferAllocator) -> ReadResult {
         guard inbound != nil else { return .wantMoreData }
-        let result = recordLayer.read(&inbound!, replies: &outbound)
+        let result = recordLayer.read(&inbound!, allocator: allocator, replies: &outbound)
         if inbound!.readableBytes == 0 {
             inbound = nil
         } else if case .wantMoreData = result {
