@@ -22,6 +22,10 @@ struct SidecarCommand: AsyncParsableCommand {
             --config <file> is the sidecar's YAML config: its service, listeners, certificates (static \
             mode) or control plane (dynamic mode) and resources. Every key, with its type, default and an \
             example, is in docs/configuration.md.
+
+            Environment: MESH_TLS_RECORD_LAYER=openssl keeps OpenSSL's record layer for TLS 1.3 \
+            application data (by default the mesh's own protects AES-GCM connections after OpenSSL's \
+            handshake; README, "TLS between sidecars").
             """,
         version: MeshVersion.current,
         subcommands: [Run.self, Validate.self, IptablesCommand.self],
