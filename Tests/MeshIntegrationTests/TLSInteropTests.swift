@@ -17,10 +17,13 @@ import Testing
         TLSContextStore(try TLSContext(configuration: Self.payments.configuration(), role: .server))
     }
 
-    /// `openssl s_client` with web's certificate (and `arguments`) sends a line to our echo
-    /// server and reads it back, then closes cleanly; the server and s_client's stderr (its
-    /// `-brief` summary) for the test to check.
-    func echoedForOpensslClient(_ arguments: [String] = []) async throws -> (server: TLSTestServer, summary: String) {
+    /// `openssl s_client` with web's certificate (and `arguments`) sends lines to our echo
+    /// server and reads each back, then closes cleanly; the server and s_client's stderr (its
+    /// `-brief` summary) for the test to check. A line's `command` (s_client's `K`, `k`) goes
+    /// first, alone: s_client takes a whole read of its input as one command.
+    func echoedForOpensslClient(
+        _ arguments: [String] = [], lines: [(command: String?, line: String)] = [(nil, "hello mesh")]
+    ) async throws -> (server: TLSTestServer, summary: String) {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
         let files = try Self.web.write(to: directory.url, name: "web")
@@ -30,10 +33,19 @@ import Testing
             "-servername", "payments", "-cert", files.cert, "-key", files.key, "-CAfile", files.ca, "-verify_return_error",
         ] + arguments)
         defer { client.terminate() }
-        client.write("hello mesh\n")
-        #expect(await eventually { client.stdout.contains("hello mesh") }, "s_client said: \(client.stderr)")
+        var commands = 0
+        for (command, line) in lines {
+            if let command {
+                client.write("\(command)\n")
+                commands += 1
+                let sent = commands
+                #expect(await eventually { client.stderr.components(separatedBy: "KEYUPDATE").count - 1 == sent })
+            }
+            client.write("\(line)\n")
+            #expect(await eventually { client.stdout.contains(line) }, "s_client said: \(client.stdout) \(client.stderr)")
+        }
         client.closeInput()
-        #expect(await client.wait() == 0)
+        #expect(await client.wait() == 0, "s_client said: \(client.stderr)")
         try await server.close()
         return (server, client.stderr)
     }
@@ -62,32 +74,11 @@ import Testing
     /// server moves its read key for both and answers the first with a KeyUpdate of its own
     /// (s_client then reads with its next key), and every line is still echoed.
     @Test func keyUpdatesFromAnOpensslClientAreFollowedAndAnswered() async throws {
-        let directory = TemporaryDirectory()
-        defer { directory.remove() }
-        let files = try Self.web.write(to: directory.url, name: "web")
-        let server = try await TLSTestServer(group: group, store: serverStore(), fixture: .echo)
-        let client = try ChildProcess([
-            "openssl", "s_client", "-connect", "127.0.0.1:\(server.port)", "-tls1_3", "-brief", "-no_ign_eof",
-            "-servername", "payments", "-cert", files.cert, "-key", files.key, "-CAfile", files.ca, "-verify_return_error",
+        let (server, summary) = try await echoedForOpensslClient(lines: [
+            (nil, "before any update"), ("K", "after K"), ("k", "after k"), ("K", "after K again"),
         ])
-        defer { client.terminate() }
-        var updates = 0
-        for (line, command) in [("before any update", nil), ("after K", "K"), ("after k", "k"), ("after K again", "K")] {
-            if let command {
-                // s_client takes a whole read of its input as one command: the line waits.
-                client.write("\(command)\n")
-                updates += 1
-                let sent = updates
-                #expect(await eventually { client.stderr.components(separatedBy: "KEYUPDATE").count - 1 == sent })
-            }
-            client.write("\(line)\n")
-            #expect(await eventually { client.stdout.contains(line) }, "s_client said: \(client.stdout) \(client.stderr)")
-        }
-        client.closeInput()
-        #expect(await client.wait() == 0, "s_client said: \(client.stderr)")
-        try await server.close()
         #expect(server.errorReasons.isEmpty)
-        #expect(client.stderr.components(separatedBy: "KEYUPDATE").count - 1 == 3, "s_client said: \(client.stderr)")
+        #expect(summary.components(separatedBy: "KEYUPDATE").count - 1 == 3, "s_client said: \(summary)")
     }
 
     @Test func opensslClientWithoutCertificateIsRefused() async throws {

@@ -18,12 +18,7 @@ import NIOCore
 /// The write side starts at the switch (`TLSConnection.startRecordLayer`); the read side once
 /// OpenSSL holds nothing unread (`startReading`). Runs on the connection's event loop only.
 final class TLS13RecordLayer {
-    enum ReadResult {
-        case data(ByteBuffer)
-        case wantMoreData
-        case closeNotify
-        case failed(TLSError)
-    }
+    typealias ReadResult = TLSConnection.ReadResult
 
     /// RFC 8446 §6 alert descriptions this layer sends or names.
     enum Alert: UInt8 {
@@ -161,8 +156,11 @@ final class TLS13RecordLayer {
             case 4:  // NewSessionTicket: kept only while OpenSSL reads (see the type's comment)
                 handshakeBytes.moveReaderIndex(forwardBy: 4 + length)
             case 24:  // KeyUpdate
-                guard length == 1, let request = view.dropFirst(4).first, request <= 1 else {
-                    return fail(.decodeError, "a malformed KeyUpdate", replies: &replies)
+                guard length == 1, let request = view.dropFirst(4).first else {
+                    return fail(.decodeError, "a KeyUpdate of \(length) bytes", replies: &replies)
+                }
+                guard request <= 1 else {
+                    return fail(.illegalParameter, "a KeyUpdate with request_update \(request)", replies: &replies)
                 }
                 handshakeBytes.moveReaderIndex(forwardBy: 5)
                 // The next key starts with the next record (§5.1).

@@ -377,14 +377,8 @@ final class TLSConnection {
         } else if case .wantMoreData = result {
             keepOnlyTheRest()
         }
-        switch result {
-        case .data(let plaintext): return .data(plaintext)
-        case .wantMoreData: return .wantMoreData
-        case .closeNotify:
-            SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN)
-            return .closeNotify
-        case .failed(let error): return .failed(error)
-        }
+        if case .closeNotify = result { SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN) }
+        return result
     }
 
     // MARK: Failure reasons

@@ -198,7 +198,8 @@ import Testing
     }
 
     /// Records the mesh layer refuses, each on a fresh connection: too long, a plaintext
-    /// (unprotected) alert, and a post-handshake message the mesh never accepts.
+    /// (unprotected) alert, a malformed KeyUpdate and a post-handshake message the mesh never
+    /// accepts.
     @Test func hostileRecordsFailTheConnectionWithAClearError() throws {
         func serverError(after bytes: [UInt8]) throws -> String {
             let pair = try makePair()
@@ -210,6 +211,17 @@ import Testing
         }
         #expect(try serverError(after: [23, 3, 3, 0x41, 0x01]).contains("longer than 2^14 + 256"))
         #expect(try serverError(after: [21, 3, 3, 0, 32] + [UInt8](repeating: 0, count: 32)).contains("header is malformed"))
+
+        // Sealed under the client's current key: a KeyUpdate whose request_update is neither
+        // 0 nor 1 (illegal_parameter), a CertificateRequest (below).
+        let badUpdate = try makePair()
+        defer { badUpdate.tearDown() }
+        try badUpdate.connect()
+        var update = ByteBuffer()
+        try #require(try handler(badUpdate.client).connection.meshRecordLayer).seal([24, 0, 0, 1, 2], as: .handshake, into: &update)
+        try badUpdate.server.writeInbound(update)
+        #expect(!badUpdate.server.isActive)
+        #expect(badUpdate.serverRecorder.tlsErrors.first?.detail.contains("request_update 2 (sent illegal parameter)") == true)
 
         let pair = try makePair()
         defer { pair.tearDown() }
