@@ -108,8 +108,13 @@ extension HTTPProxyHandler {
     func upstreamFailed(_ error: ProxyError, responseStarted: Bool) {
         guard let context, let exchange else { return }
         if !responseStarted, let service = exchange.poolKey?.service, let address = exchange.upstreamAddress {
-            loop.recordOutcome(.reset, service: service, address: address)
-            if error.cause == .upstreamReset, retryElsewhere(exchange, after: .reset, context: context) { return }
+            if error.cause == .connectFailed {
+                loop.recordOutcome(.connectFailure, service: service, address: address)
+                if retryElsewhere(exchange, after: .connectFailure, context: context) { return }
+            } else {
+                loop.recordOutcome(.reset, service: service, address: address)
+                if error.cause == .upstreamReset, retryElsewhere(exchange, after: .reset, context: context) { return }
+            }
         }
         exchange.cancelTimers()
         endOutstanding(exchange)
