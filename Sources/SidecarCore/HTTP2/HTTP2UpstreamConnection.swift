@@ -225,12 +225,8 @@ final class HTTP2UpstreamConnection: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         pool?.remove(self)
         let failure: HTTP2StreamFailure
-        if let tls = tlsError, tls.reason == .closedDuringHandshake {
-            // Nothing reached the upstream: streams waiting for this connection go elsewhere, as
-            // after a refused connect (`UpstreamHandler.channelInactive` for HTTP/1.1).
-            failure = .connection(ProxyError(.connectFailed, "the upstream closed the connection during the TLS handshake"))
-        } else if let tls = tlsError {
-            failure = .connection(ProxyError(.tlsFailed, "\(tls.reason.rawValue): \(tls.detail)"))
+        if let tls = tlsError {
+            failure = .connection(.upstreamTLS(tls))
         } else {
             failure = .reset("the upstream connection closed before the response ended")
         }

@@ -61,6 +61,17 @@ public struct ProxyError: Error, Sendable, Equatable {
     var effectiveStatus: Int { fallback?.status ?? status }
 
     /// A malformed request, with the status the parser chose (400, 431, 501, 505).
+    /// A TLS failure on a connection to an upstream sidecar (HTTP/1.1 and HTTP/2 alike). One
+    /// that closed during the handshake is a connect failure: nothing of a request reached the
+    /// upstream (it waits for the handshake), so it is as safe to send elsewhere as after a
+    /// refused connect; an instance shutting down closes the connections it accepted last.
+    static func upstreamTLS(_ error: TLSError) -> ProxyError {
+        if error.reason == .closedDuringHandshake {
+            return ProxyError(.connectFailed, "the upstream closed the connection during the TLS handshake")
+        }
+        return ProxyError(.tlsFailed, "mTLS to the upstream failed: \(error.reason.rawValue): \(error.detail)")
+    }
+
     static func badRequest(_ error: HTTPParserError) -> ProxyError {
         ProxyError(error.status == 431 ? .headersTooLarge : .badRequest, error.detail, status: error.status)
     }

@@ -48,6 +48,8 @@ final class TLS13RecordLayer {
     }
 
     var readsRecords: Bool { opener != nil }
+    /// The negotiated suite (the read side's keys use it too).
+    var suite: TLS13RecordProtection.Suite { sealer.suite }
 
     func startReading(with opener: TLS13RecordProtection) {
         self.opener = opener

@@ -343,12 +343,11 @@ final class TLSConnection {
     /// The read side moves to the mesh layer when OpenSSL holds no record or part of one.
     private func startReadingRecords() {
         guard let recordLayer, !recordLayer.readsRecords, trace.read.afterFinished, SSL_has_pending(ssl) == 0,
-            let cipher = SSL_get_current_cipher(ssl),
-            let suite = TLS13RecordProtection.Suite(openSSLName: String(cString: SSL_CIPHER_get_name(cipher))),
             let secret = context.role == .client ? trace.serverSecret : trace.clientSecret,
             let opener = try? TLS13RecordProtection(
-                suite: suite,
-                trafficSecret: TLS13RecordProtection.trafficSecret(secret, advancedBy: trace.read.keyUpdates, suite: suite),
+                suite: recordLayer.suite,
+                trafficSecret: TLS13RecordProtection.trafficSecret(
+                    secret, advancedBy: trace.read.keyUpdates, suite: recordLayer.suite),
                 sealing: false, sequence: trace.read.records)
         else { return }
         recordLayer.startReading(with: opener)

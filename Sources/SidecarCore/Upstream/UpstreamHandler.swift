@@ -271,13 +271,8 @@ final class UpstreamHandler: ChannelDuplexHandler {
         }
         self.owner = nil
         let error: ProxyError
-        if let tlsError, tlsError.reason == .closedDuringHandshake {
-            // Nothing of the request left this sidecar (it waits for the handshake): as safe to
-            // send to another endpoint as a refused connect. An instance that is shutting down
-            // closes the connections it accepted last.
-            error = ProxyError(.connectFailed, "the upstream closed the connection during the TLS handshake")
-        } else if let tlsError {
-            error = ProxyError(.tlsFailed, "mTLS to the upstream failed: \(tlsError.reason.rawValue): \(tlsError.detail)")
+        if let tlsError {
+            error = .upstreamTLS(tlsError)
         } else if sawResponseHead {
             error = ProxyError(.upstreamReset, "upstream closed in the middle of the response")
         } else {
